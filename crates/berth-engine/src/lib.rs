@@ -1,0 +1,51 @@
+//! The engine: the one facade every berth front end (the Docker API server, and through
+//! it the CLI) calls. It owns the store and enforces the rules; front ends only
+//! translate. All methods are blocking (file and disk I/O); async callers run them on a
+//! blocking thread.
+
+pub mod config;
+pub mod error;
+pub mod filters;
+pub mod images;
+
+pub use config::DaemonConfig;
+pub use error::{EngineError, Result};
+pub use filters::Filters;
+pub use images::*;
+
+use std::sync::Arc;
+
+use berth_store::Store;
+
+/// The engine; cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: DaemonConfig,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Engine {
+    /// Opens the state root named in `config` (creating it), taking its lock.
+    pub fn open(config: DaemonConfig) -> Result<Engine> {
+        let store = Store::open(&config.root)?;
+        Ok(Engine { inner: Arc::new(Inner { store, config, started: chrono::Utc::now() }) })
+    }
+
+    pub fn config(&self) -> &DaemonConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// When this engine was opened.
+    pub fn started(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.started
+    }
+}

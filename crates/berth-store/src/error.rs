@@ -1,0 +1,74 @@
+//! Store errors: what failed, on which object, and why.
+
+use std::path::{Path, PathBuf};
+
+use berth_types::{Digest, ErrorKind};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob {expected}: content has digest {actual} ({size} bytes); refusing to store it")]
+    DigestMismatch { expected: Digest, actual: Digest, size: u64 },
+    #[error("blob {0} not found in the content store")]
+    BlobNotFound(Digest),
+    #[error("snapshot of layer {0} not found")]
+    SnapshotNotFound(Digest),
+    #[error("state root is in use by another berth process (lock {})", .0.display())]
+    Locked(PathBuf),
+    #[error("{what} version {found} is not supported (this berth supports {supported}); refusing to open the state root")]
+    Version { what: &'static str, found: u32, supported: u32 },
+    #[error("metadata database: {0}")]
+    Db(String),
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, op: &'static str, source: std::io::Error) -> Error {
+        Error::Io { path: path.to_path_buf(), op, source }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } if is_no_space(source) => ErrorKind::Unavailable,
+            Error::Io { .. } => ErrorKind::Internal,
+            Error::DigestMismatch { .. } => ErrorKind::InvalidArgument,
+            Error::BlobNotFound(_) | Error::SnapshotNotFound(_) => ErrorKind::NotFound,
+            Error::Locked(_) => ErrorKind::Unavailable,
+            Error::Version { .. } | Error::Db(_) | Error::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the failure is a full disk or an exhausted quota.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if is_no_space(source))
+    }
+}
+
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error { Error::Db(e.to_string()) }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

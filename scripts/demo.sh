@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds berth and shows what it does today: a daemon on its own state root, images in
+# from archives written by Docker and skopeo, out again in both formats, inspected and
+# cleaned up, through berth's CLI and (when installed) the real docker CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo build --release -p berth
+BERTH=$PWD/target/release/berth
+STATE=${BERTH_DEMO_DIR:-$PWD/demo-state}
+FIXTURES=${BERTH_FIXTURES:-$PWD/../shared/fixtures}
+rm -rf "$STATE"; mkdir -p "$STATE"
+SOCK=$STATE/berth.sock
+export BERTH_HOST=unix://$SOCK
+"$BERTH" daemon --root "$STATE/root" --host "$BERTH_HOST" >"$STATE/daemon.log" 2>&1 &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+step "$BERTH" version
+# A rootfs from Debian's static busybox, imported as an image.
+mkdir -p "$STATE/rootfs/bin"
+cp /bin/busybox "$STATE/rootfs/bin/"
+for a in sh ls cat echo true; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
+tar -C "$STATE/rootfs" -czf "$STATE/rootfs.tar.gz" .
+step "$BERTH" import -c 'CMD ["/bin/sh"]' -c 'ENV APP=demo' "$STATE/rootfs.tar.gz" demo/busybox:1
+if [ -d "$FIXTURES" ]; then
+    step "$BERTH" load -i "$FIXTURES/app-docker-save.tar"
+    step "$BERTH" load -i "$FIXTURES/app-oci-archive.tar"
+fi
+step "$BERTH" images
+step "$BERTH" image inspect --format '{{.Id}} {{json .Config.Env}}' demo/busybox:1
+step "$BERTH" tag demo/busybox:1 demo/busybox:stable
+step "$BERTH" save -o "$STATE/demo-docker.tar" demo/busybox:1
+step "$BERTH" save --format oci -o "$STATE/demo-oci.tar" demo/busybox:1
+step skopeo inspect --config "docker-archive:$STATE/demo-docker.tar" --format '{{.Config.Env}}'
+step skopeo inspect "oci-archive:$STATE/demo-oci.tar" --format '{{.Digest}}'
+if command -v docker >/dev/null; then
+    export DOCKER_HOST=$BERTH_HOST
+    step docker images
+    step docker system df
+fi
+step "$BERTH" rmi demo/busybox:stable
+step "$BERTH" image prune -a -f
+step "$BERTH" system df
+echo
+echo "demo done; daemon log: $STATE/daemon.log"

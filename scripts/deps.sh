@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what berth's demo and tests need, idempotently (Debian 12, as root).
+set -euo pipefail
+need=()
+for pkg in skopeo busybox-static zstd curl ca-certificates; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing: ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo is not installed; berth needs a Rust toolchain (rustup, $(grep channel rust-toolchain.toml))" >&2
+    exit 1
+fi
+if ! command -v docker >/dev/null; then
+    echo "note: the docker CLI is not installed; the docker CLI interop tests will be skipped" >&2
+fi

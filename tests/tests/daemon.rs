@@ -1,0 +1,125 @@
+//! The daemon itself: socket permissions, one daemon per root, its config file, and a
+//! daemon killed in the middle of a load leaving nothing half-loaded behind.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use berth_tests::*;
+
+#[test]
+fn socket_is_0660_and_a_second_daemon_on_the_same_root_is_refused() {
+    let d = Daemon::start();
+    let mode = std::fs::metadata(&d.sock).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode {mode:o}");
+    let other_sock = d.dir.path().join("other.sock");
+    let out = std::process::Command::new(berth_bin())
+        .args(["daemon", "--root"])
+        .arg(&d.root)
+        .arg("--host")
+        .arg(format!("unix://{}", other_sock.display()))
+        .output()
+        .expect("second daemon");
+    assert!(!out.status.success(), "a second daemon started on a locked root");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use"), "{err}");
+}
+
+#[test]
+fn daemon_reads_its_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("c.sock");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("root = \"{}\"\nhost = \"unix://{}\"\n", dir.path().join("r").display(), sock.display()),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(berth_bin())
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let mut up = false;
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "daemon did not listen where its config file said");
+    assert!(dir.path().join("r/meta.redb").exists(), "daemon did not use the configured root");
+
+    std::fs::write(&cfg, "no_such_key = 1\n").expect("config");
+    let out = std::process::Command::new(berth_bin())
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("daemon");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
+}
+
+fn big_archive(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).expect("create");
+    let data: Vec<u8> = (0..(64u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut layer = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut layer);
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "data.bin", data.as_slice()).expect("append");
+        b.finish().expect("finish");
+    }
+    let mut outer = tar::Builder::new(&mut f);
+    let mut h = tar::Header::new_ustar();
+    h.set_size(layer.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    outer.append_data(&mut h, "aaaa/layer.tar", layer.as_slice()).expect("append");
+    outer.finish().expect("finish");
+    drop(outer);
+    f.flush().expect("flush");
+}
+
+#[test]
+fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
+    let mut d = Daemon::start();
+    let big = d.dir.path().join("big.tar");
+    big_archive(&big);
+    let mut client = std::process::Command::new(berth_bin())
+        .args(["--host", &d.host(), "load", "-i"])
+        .arg(&big)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("load");
+    // Wait until the daemon has started writing, then kill it.
+    let ingest = d.root.join("content/ingest");
+    let mut busy = false;
+    for _ in 0..2000 {
+        busy = std::fs::read_dir(&ingest).map(|r| r.count() > 0).unwrap_or(false);
+        if busy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(busy, "the load never started writing");
+    d.restart_after_sigkill();
+    let _ = client.wait();
+    assert!(ok(d.berth(&["images", "-q"])).trim().is_empty(), "a half-loaded image is listed");
+    assert_eq!(std::fs::read_dir(&ingest).expect("ingest").count(), 0, "ingest not cleaned on start");
+    let staging = d.root.join("snapshots/.staging");
+    assert_eq!(std::fs::read_dir(staging).expect("staging").count(), 0, "staging not cleaned on start");
+    ok(d.berth(&["image", "prune", "-a", "-f"]));
+    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256")).expect("blobs").count();
+    assert_eq!(blobs, 0);
+    // And the daemon still works.
+    let fixture = fixtures().join("app-docker-save.tar");
+    ok(d.berth(&["load", "-i", fixture.to_str().expect("path")]));
+}
