@@ -27,8 +27,10 @@ pub fn fixtures() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
 }
 
-pub const FIXTURE_ID: &str = "sha256:60531c6e24d2ccf57ee55d41b3db84e938c346a60152ca51b33b63721094a617";
-pub const FIXTURE_OCI_ID: &str = "sha256:bea0fb7fae117d4b868a4b2bfa59bc4215c726ef84db4c62c9f7b2bb68a75623";
+pub const FIXTURE_ID: &str =
+    "sha256:60531c6e24d2ccf57ee55d41b3db84e938c346a60152ca51b33b63721094a617";
+pub const FIXTURE_OCI_ID: &str =
+    "sha256:bea0fb7fae117d4b868a4b2bfa59bc4215c726ef84db4c62c9f7b2bb68a75623";
 pub const FIXTURE_OCI_MANIFEST: &str =
     "sha256:efd776a2a1bad35f585006a0cda0ac43449721e940da80d839807b7c303f3131";
 
@@ -57,10 +59,18 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path().join("root");
         let sock = dir.path().join("berth.sock");
-        let mut d = Daemon { dir, root, sock, child: None };
+        let mut d = Daemon {
+            dir,
+            root,
+            sock,
+            child: None,
+        };
         d.spawn(extra);
         d
     }

@@ -23,40 +23,71 @@ fn berth_cli_load_images_inspect_save_both_formats() {
 
     let images = ok(d.berth(&["images", "--no-trunc"]));
     assert!(images.contains(FIXTURE_ID), "{images}");
-    assert!(images.lines().next().is_some_and(|h| h.contains("REPOSITORY") && h.contains("IMAGE ID")));
+    assert!(images
+        .lines()
+        .next()
+        .is_some_and(|h| h.contains("REPOSITORY") && h.contains("IMAGE ID")));
 
     let json_lines = ok(d.berth(&["images", "--format", "json"]));
     for line in json_lines.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
-        assert!(v.get("Repository").is_some() && v.get("ID").is_some(), "{line}");
+        assert!(
+            v.get("Repository").is_some() && v.get("ID").is_some(),
+            "{line}"
+        );
     }
     let tmpl = ok(d.berth(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]));
-    assert!(tmpl.lines().any(|l| l == format!("fixture/app:1 {}", &FIXTURE_ID[7..19])), "{tmpl}");
+    assert!(
+        tmpl.lines()
+            .any(|l| l == format!("fixture/app:1 {}", &FIXTURE_ID[7..19])),
+        "{tmpl}"
+    );
 
     let inspect = ok(d.berth(&["image", "inspect", "fixture/app:1"]));
     let v: serde_json::Value = serde_json::from_str(&inspect).expect("inspect JSON");
     assert_eq!(v[0]["Id"], FIXTURE_ID);
     assert_eq!(v[0]["Config"]["StopSignal"], serde_json::Value::Null);
-    assert_eq!(v[0]["RootFS"]["Layers"].as_array().map(|a| a.len()), Some(3));
+    assert_eq!(
+        v[0]["RootFS"]["Layers"].as_array().map(|a| a.len()),
+        Some(3)
+    );
 
     // docker format: skopeo reads it and sees Docker's config.
     let docker_tar = d.dir.path().join("docker.tar");
     ok(d.berth(&["save", "-o", path(&docker_tar), "fixture/app:1"]));
     let oci_tar = d.dir.path().join("oci.tar");
-    ok(d.berth(&["save", "--format", "oci", "-o", path(&oci_tar), "fixture/app:1"]));
+    ok(d.berth(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        path(&oci_tar),
+        "fixture/app:1",
+    ]));
     if have("skopeo") {
         let cfg = ok(std::process::Command::new("skopeo")
-            .args(["inspect", "--config", &format!("docker-archive:{}", docker_tar.display())])
+            .args([
+                "inspect",
+                "--config",
+                &format!("docker-archive:{}", docker_tar.display()),
+            ])
             .output()
             .expect("skopeo"));
         let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
         assert_eq!(cfg["config"]["Healthcheck"]["Retries"], 2);
         let raw = ok(std::process::Command::new("skopeo")
-            .args(["inspect", "--raw", &format!("oci-archive:{}", oci_tar.display())])
+            .args([
+                "inspect",
+                "--raw",
+                &format!("oci-archive:{}", oci_tar.display()),
+            ])
             .output()
             .expect("skopeo"));
         let m: serde_json::Value = serde_json::from_str(&raw).expect("manifest");
-        assert_eq!(m["config"]["digest"], FIXTURE_ID, "the OCI manifest must point at Docker's config");
+        assert_eq!(
+            m["config"]["digest"], FIXTURE_ID,
+            "the OCI manifest must point at Docker's config"
+        );
         // skopeo can copy it on to another format without complaint.
         let copy = d.dir.path().join("copy.tar");
         ok(std::process::Command::new("skopeo")
@@ -95,7 +126,13 @@ fn berth_cli_import_with_changes_tag_rmi_prune() {
     ]));
     let id = out.trim().to_string();
     assert!(id.starts_with("sha256:"), "{out}");
-    let cfg = ok(d.berth(&["image", "inspect", "--format", "{{json .Config}}", "demo/bb:1"]));
+    let cfg = ok(d.berth(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        "demo/bb:1",
+    ]));
     let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
     assert_eq!(cfg["User"], "1000");
     assert_eq!(cfg["Labels"]["team"], "ops");

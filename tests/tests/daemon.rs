@@ -9,7 +9,11 @@ use berth_tests::*;
 #[test]
 fn socket_is_0660_and_a_second_daemon_on_the_same_root_is_refused() {
     let d = Daemon::start();
-    let mode = std::fs::metadata(&d.sock).expect("socket").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&d.sock)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o660, "socket mode {mode:o}");
     let other_sock = d.dir.path().join("other.sock");
     let out = std::process::Command::new(berth_bin())
@@ -19,7 +23,10 @@ fn socket_is_0660_and_a_second_daemon_on_the_same_root_is_refused() {
         .arg(format!("unix://{}", other_sock.display()))
         .output()
         .expect("second daemon");
-    assert!(!out.status.success(), "a second daemon started on a locked root");
+    assert!(
+        !out.status.success(),
+        "a second daemon started on a locked root"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use"), "{err}");
 }
@@ -31,7 +38,11 @@ fn daemon_reads_its_config_file() {
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
-        format!("root = \"{}\"\nhost = \"unix://{}\"\n", dir.path().join("r").display(), sock.display()),
+        format!(
+            "root = \"{}\"\nhost = \"unix://{}\"\n",
+            dir.path().join("r").display(),
+            sock.display()
+        ),
     )
     .expect("config");
     let mut child = std::process::Command::new(berth_bin())
@@ -51,7 +62,10 @@ fn daemon_reads_its_config_file() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(up, "daemon did not listen where its config file said");
-    assert!(dir.path().join("r/meta.redb").exists(), "daemon did not use the configured root");
+    assert!(
+        dir.path().join("r/meta.redb").exists(),
+        "daemon did not use the configured root"
+    );
 
     std::fs::write(&cfg, "no_such_key = 1\n").expect("config");
     let out = std::process::Command::new(berth_bin())
@@ -65,7 +79,9 @@ fn daemon_reads_its_config_file() {
 
 fn big_archive(path: &std::path::Path) {
     let mut f = std::fs::File::create(path).expect("create");
-    let data: Vec<u8> = (0..(64u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(64u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let mut layer = Vec::new();
     {
         let mut b = tar::Builder::new(&mut layer);
@@ -73,7 +89,8 @@ fn big_archive(path: &std::path::Path) {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h, "data.bin", data.as_slice()).expect("append");
+        b.append_data(&mut h, "data.bin", data.as_slice())
+            .expect("append");
         b.finish().expect("finish");
     }
     let mut outer = tar::Builder::new(&mut f);
@@ -81,7 +98,9 @@ fn big_archive(path: &std::path::Path) {
     h.set_size(layer.len() as u64);
     h.set_mode(0o644);
     h.set_cksum();
-    outer.append_data(&mut h, "aaaa/layer.tar", layer.as_slice()).expect("append");
+    outer
+        .append_data(&mut h, "aaaa/layer.tar", layer.as_slice())
+        .expect("append");
     outer.finish().expect("finish");
     drop(outer);
     f.flush().expect("flush");
@@ -103,7 +122,9 @@ fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
     let ingest = d.root.join("content/ingest");
     let mut busy = false;
     for _ in 0..2000 {
-        busy = std::fs::read_dir(&ingest).map(|r| r.count() > 0).unwrap_or(false);
+        busy = std::fs::read_dir(&ingest)
+            .map(|r| r.count() > 0)
+            .unwrap_or(false);
         if busy {
             break;
         }
@@ -112,12 +133,25 @@ fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
     assert!(busy, "the load never started writing");
     d.restart_after_sigkill();
     let _ = client.wait();
-    assert!(ok(d.berth(&["images", "-q"])).trim().is_empty(), "a half-loaded image is listed");
-    assert_eq!(std::fs::read_dir(&ingest).expect("ingest").count(), 0, "ingest not cleaned on start");
+    assert!(
+        ok(d.berth(&["images", "-q"])).trim().is_empty(),
+        "a half-loaded image is listed"
+    );
+    assert_eq!(
+        std::fs::read_dir(&ingest).expect("ingest").count(),
+        0,
+        "ingest not cleaned on start"
+    );
     let staging = d.root.join("snapshots/.staging");
-    assert_eq!(std::fs::read_dir(staging).expect("staging").count(), 0, "staging not cleaned on start");
+    assert_eq!(
+        std::fs::read_dir(staging).expect("staging").count(),
+        0,
+        "staging not cleaned on start"
+    );
     ok(d.berth(&["image", "prune", "-a", "-f"]));
-    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256")).expect("blobs").count();
+    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256"))
+        .expect("blobs")
+        .count();
     assert_eq!(blobs, 0);
     // And the daemon still works.
     let fixture = fixtures().join("app-docker-save.tar");

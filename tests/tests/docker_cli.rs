@@ -21,30 +21,59 @@ fn docker_cli_loads_both_fixtures_with_dockers_ids() {
     assert!(v.trim() >= "1.41", "server API version {v}");
     ok(d.docker(&["info"]));
 
-    let out = ok(d.docker(&["load", "-i", fixtures().join("app-docker-save.tar").to_str().expect("path")]));
+    let out = ok(d.docker(&[
+        "load",
+        "-i",
+        fixtures()
+            .join("app-docker-save.tar")
+            .to_str()
+            .expect("path"),
+    ]));
     assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
     let id = ok(d.docker(&["image", "inspect", "--format", "{{.Id}}", "fixture/app:1"]));
     assert_eq!(id.trim(), FIXTURE_ID);
 
     let images = ok(d.docker(&["images"]));
-    let row = images.lines().find(|l| l.starts_with("fixture/app")).expect("fixture row");
+    let row = images
+        .lines()
+        .find(|l| l.starts_with("fixture/app"))
+        .expect("fixture row");
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[1], "1");
     assert_eq!(cols[2], &FIXTURE_ID[7..19]);
 
     // The config survives: every field the issue names.
-    let cfg = ok(d.docker(&["image", "inspect", "--format", "{{json .Config}}", "fixture/app:1"]));
+    let cfg = ok(d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        "fixture/app:1",
+    ]));
     let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("config json");
     assert_eq!(cfg["WorkingDir"], "/srv/app");
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
     assert_eq!(cfg["Cmd"], serde_json::json!(["cat /srv/app/hello.txt"]));
-    assert!(cfg["Env"].as_array().expect("env").contains(&serde_json::json!("GREETING=hello")));
+    assert!(cfg["Env"]
+        .as_array()
+        .expect("env")
+        .contains(&serde_json::json!("GREETING=hello")));
     assert_eq!(cfg["Labels"]["team"], "platform");
     assert!(cfg["ExposedPorts"].get("8080/tcp").is_some());
-    assert_eq!(cfg["Healthcheck"]["Test"], serde_json::json!(["CMD", "/bin/cat", "/srv/app/hello.txt"]));
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "/bin/cat", "/srv/app/hello.txt"])
+    );
     assert_eq!(cfg["Healthcheck"]["Interval"], 2_000_000_000i64);
 
-    let out = ok(d.docker(&["load", "-i", fixtures().join("app-oci-archive.tar").to_str().expect("path")]));
+    let out = ok(d.docker(&[
+        "load",
+        "-i",
+        fixtures()
+            .join("app-oci-archive.tar")
+            .to_str()
+            .expect("path"),
+    ]));
     assert!(out.contains("Loaded image"), "{out}");
     let ids = ok(d.docker(&["images", "-q", "--no-trunc"]));
     assert!(ids.contains(FIXTURE_OCI_ID), "{ids}");
@@ -59,21 +88,38 @@ fn docker_cli_save_is_read_by_skopeo_and_reloads_with_the_same_id() {
         return;
     }
     let d = Daemon::start();
-    ok(d.docker(&["load", "-i", fixtures().join("app-docker-save.tar").to_str().expect("path")]));
+    ok(d.docker(&[
+        "load",
+        "-i",
+        fixtures()
+            .join("app-docker-save.tar")
+            .to_str()
+            .expect("path"),
+    ]));
     let saved = d.dir.path().join("saved.tar");
     ok(d.docker(&["save", "-o", saved.to_str().expect("path"), "fixture/app:1"]));
     if have("skopeo") {
         let cfg = ok(std::process::Command::new("skopeo")
-            .args(["inspect", "--config", &format!("docker-archive:{}", saved.display())])
+            .args([
+                "inspect",
+                "--config",
+                &format!("docker-archive:{}", saved.display()),
+            ])
             .output()
             .expect("skopeo"));
         let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
         assert_eq!(cfg["config"]["WorkingDir"], "/srv/app");
-        assert_eq!(cfg["rootfs"]["diff_ids"].as_array().map(|a| a.len()), Some(3));
+        assert_eq!(
+            cfg["rootfs"]["diff_ids"].as_array().map(|a| a.len()),
+            Some(3)
+        );
     }
     // Remove, then load what docker saved: same ID.
     let out = ok(d.docker(&["rmi", "fixture/app:1"]));
-    assert!(out.contains("Untagged: fixture/app:1") && out.contains(&format!("Deleted: {FIXTURE_ID}")), "{out}");
+    assert!(
+        out.contains("Untagged: fixture/app:1") && out.contains(&format!("Deleted: {FIXTURE_ID}")),
+        "{out}"
+    );
     let out = ok(d.docker(&["load", "-i", saved.to_str().expect("path")]));
     assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
     let id = ok(d.docker(&["image", "inspect", "--format", "{{.Id}}", "fixture/app:1"]));
@@ -101,24 +147,46 @@ fn docker_cli_import_tag_rmi_prune_and_df() {
         "demo/busybox:1",
     ]));
     assert!(out.trim().starts_with("sha256:"), "{out}");
-    let cfg = ok(d.docker(&["image", "inspect", "--format", "{{json .Config}}", "demo/busybox:1"]));
+    let cfg = ok(d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        "demo/busybox:1",
+    ]));
     let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
     assert_eq!(cfg["Cmd"], serde_json::json!(["/bin/sh"]));
     assert_eq!(cfg["WorkingDir"], "/srv");
-    assert!(cfg["Env"].as_array().expect("env").contains(&serde_json::json!("APP=demo")));
+    assert!(cfg["Env"]
+        .as_array()
+        .expect("env")
+        .contains(&serde_json::json!("APP=demo")));
 
     ok(d.docker(&["tag", "demo/busybox:1", "demo/busybox:2"]));
     let images = ok(d.docker(&["images", "demo/busybox"]));
-    assert_eq!(images.lines().filter(|l| l.starts_with("demo/busybox")).count(), 2, "{images}");
+    assert_eq!(
+        images
+            .lines()
+            .filter(|l| l.starts_with("demo/busybox"))
+            .count(),
+        2,
+        "{images}"
+    );
     // Removing by ID with two tags needs -f, as in Docker.
     let id = ok(d.docker(&["image", "inspect", "--format", "{{.Id}}", "demo/busybox:1"]));
     let err = fails(d.docker(&["rmi", &id.trim()[7..19]]));
     assert!(err.contains("must be forced"), "{err}");
     let out = ok(d.docker(&["rmi", "demo/busybox:2"]));
-    assert!(out.contains("Untagged: demo/busybox:2") && !out.contains("Deleted"), "{out}");
+    assert!(
+        out.contains("Untagged: demo/busybox:2") && !out.contains("Deleted"),
+        "{out}"
+    );
 
     let df = ok(d.docker(&["system", "df"]));
-    let images_row = df.lines().find(|l| l.starts_with("Images")).expect("Images row");
+    let images_row = df
+        .lines()
+        .find(|l| l.starts_with("Images"))
+        .expect("Images row");
     assert_eq!(images_row.split_whitespace().nth(1), Some("1"), "{df}");
 
     // An untagged (dangling) image is pruned by `image prune`; a tagged one only with -a.
@@ -127,14 +195,24 @@ fn docker_cli_import_tag_rmi_prune_and_df() {
     assert_eq!(dangling.lines().count(), 1, "{dangling}");
     let out = ok(d.docker(&["image", "prune", "-f"]));
     assert!(out.contains("Total reclaimed space"), "{out}");
-    assert!(ok(d.docker(&["images", "-q", "--filter", "dangling=true"])).trim().is_empty());
+    assert!(ok(d.docker(&["images", "-q", "--filter", "dangling=true"]))
+        .trim()
+        .is_empty());
     assert!(ok(d.docker(&["images", "-q"])).lines().count() == 1);
     ok(d.docker(&["image", "prune", "-a", "-f"]));
     assert!(ok(d.docker(&["images", "-q"])).trim().is_empty());
     // Nothing left on disk once the images are gone.
-    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256")).expect("blobs").count();
-    let snaps = std::fs::read_dir(d.root.join("snapshots")).expect("snapshots").count();
-    assert_eq!((blobs, snaps), (0, 1), "blobs and snapshots (besides .staging) must be gone");
+    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256"))
+        .expect("blobs")
+        .count();
+    let snaps = std::fs::read_dir(d.root.join("snapshots"))
+        .expect("snapshots")
+        .count();
+    assert_eq!(
+        (blobs, snaps),
+        (0, 1),
+        "blobs and snapshots (besides .staging) must be gone"
+    );
 }
 
 #[test]
@@ -149,7 +227,9 @@ fn docker_cli_reports_a_hostile_archive_and_nothing_is_listed() {
     assert!(err.contains("evil/x:1"), "{err}");
     assert!(ok(d.docker(&["images", "-q"])).trim().is_empty());
     ok(d.docker(&["image", "prune", "-a", "-f"]));
-    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256")).expect("blobs").count();
+    let blobs = std::fs::read_dir(d.root.join("content/blobs/sha256"))
+        .expect("blobs")
+        .count();
     assert_eq!(blobs, 0, "stray blobs after a failed load and a prune");
 }
 

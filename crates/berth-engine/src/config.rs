@@ -49,13 +49,15 @@ impl DaemonConfig {
     /// Reads a config file; a missing file at the default path gives the defaults.
     pub fn load(path: &Path, required: bool) -> Result<DaemonConfig> {
         match std::fs::read_to_string(path) {
-            Ok(s) => toml::from_str(&s).map_err(|e| {
-                EngineError::invalid(format!("config file {}: {e}", path.display()))
-            }),
+            Ok(s) => toml::from_str(&s)
+                .map_err(|e| EngineError::invalid(format!("config file {}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 Ok(DaemonConfig::default())
             }
-            Err(e) => Err(EngineError::invalid(format!("config file {}: {e}", path.display()))),
+            Err(e) => Err(EngineError::invalid(format!(
+                "config file {}: {e}",
+                path.display()
+            ))),
         }
     }
 }

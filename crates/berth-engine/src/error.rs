@@ -14,7 +14,10 @@ pub struct EngineError {
 
 impl EngineError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> EngineError {
-        EngineError { kind, message: message.into() }
+        EngineError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> EngineError {
         EngineError::new(ErrorKind::NotFound, message)

@@ -14,7 +14,10 @@ impl Filters {
     }
 
     pub fn insert(&mut self, name: &str, value: &str) {
-        self.0.entry(name.to_string()).or_default().push(value.to_string());
+        self.0
+            .entry(name.to_string())
+            .or_default()
+            .push(value.to_string());
     }
 
     /// Refuses filter names not in `allowed`, naming the offender.
@@ -45,7 +48,9 @@ impl Filters {
                 }
             };
             if out.is_some_and(|o| o != b) {
-                return Err(EngineError::invalid(format!("conflicting values for filter '{name}'")));
+                return Err(EngineError::invalid(format!(
+                    "conflicting values for filter '{name}'"
+                )));
             }
             out = Some(b);
         }

@@ -117,8 +117,13 @@ impl Engine {
 
     /// Loads a `docker save` or OCI layout archive. All its images are stored, or none.
     #[instrument(skip_all)]
-    pub fn load(&self, input: &mut dyn Read, progress: &mut dyn FnMut(LoadEvent)) -> Result<Vec<Loaded>> {
-        let loaded = berth_image::load_archive(self.store(), input, &self.load_options(), progress)?;
+    pub fn load(
+        &self,
+        input: &mut dyn Read,
+        progress: &mut dyn FnMut(LoadEvent),
+    ) -> Result<Vec<Loaded>> {
+        let loaded =
+            berth_image::load_archive(self.store(), input, &self.load_options(), progress)?;
         let out: Vec<Loaded> = loaded
             .into_iter()
             .map(|l| Loaded {
@@ -168,7 +173,11 @@ impl Engine {
             let mut item_tags: Vec<Reference> = match &by_ref {
                 Some(r) if r.tag().is_some() => vec![r.clone()],
                 Some(_) => Vec::new(),
-                None => tags.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.clone()).collect(),
+                None => tags
+                    .iter()
+                    .filter(|(_, id)| *id == rec.id)
+                    .map(|(r, _)| r.clone())
+                    .collect(),
             };
             if let Some(existing) = items.iter_mut().find(|i| i.image.id == rec.id) {
                 for t in item_tags.drain(..) {
@@ -178,7 +187,10 @@ impl Engine {
                 }
             } else {
                 item_tags.sort();
-                items.push(SaveItem { image: rec, tags: item_tags });
+                items.push(SaveItem {
+                    image: rec,
+                    tags: item_tags,
+                });
             }
         }
         berth_image::save_archive(self.store(), &items, format, out)?;
@@ -200,7 +212,7 @@ impl Engine {
             if let Some(d) = r.digest() {
                 let want = format!("{}@{d}", r.repository());
                 for img in meta.images()? {
-                    if img.repo_digests.iter().any(|x| *x == want) {
+                    if img.repo_digests.contains(&want) {
                         return Ok((img, Some(r)));
                     }
                 }
@@ -213,8 +225,11 @@ impl Engine {
         let is_hex = !hexpart.is_empty() && hexpart.bytes().all(|b| b.is_ascii_hexdigit());
         if is_hex {
             let lower = hexpart.to_ascii_lowercase();
-            let matches: Vec<ImageRecord> =
-                meta.images()?.into_iter().filter(|i| i.id.hex().starts_with(&lower)).collect();
+            let matches: Vec<ImageRecord> = meta
+                .images()?
+                .into_iter()
+                .filter(|i| i.id.hex().starts_with(&lower))
+                .collect();
             match matches.len() {
                 0 => {}
                 1 => return Ok((matches.into_iter().next().ok_or_else(not_found)?, None)),
@@ -230,15 +245,26 @@ impl Engine {
     }
 
     fn config_of(&self, rec: &ImageRecord) -> Result<ImageConfig> {
-        let bytes =
-            self.store().content.read_blob(&rec.config.digest, berth_image::model::MAX_JSON_BYTES)?;
+        let bytes = self
+            .store()
+            .content
+            .read_blob(&rec.config.digest, berth_image::model::MAX_JSON_BYTES)?;
         ImageConfig::parse(&bytes).map_err(|e| {
-            EngineError::internal(format!("image {}: stored config does not parse: {e}", rec.id))
+            EngineError::internal(format!(
+                "image {}: stored config does not parse: {e}",
+                rec.id
+            ))
         })
     }
 
     fn snapshot_sizes(&self) -> Result<HashMap<Digest, u64>> {
-        Ok(self.store().meta.snapshots()?.into_iter().map(|s| (s.diff_id, s.size)).collect())
+        Ok(self
+            .store()
+            .meta
+            .snapshots()?
+            .into_iter()
+            .map(|s| (s.diff_id, s.size))
+            .collect())
     }
 
     fn summaries(&self) -> Result<Vec<(ImageSummary, ImageConfig)>> {
@@ -262,7 +288,10 @@ impl Engine {
                 .collect();
             repo_tags.sort();
             let uniq: HashSet<Digest> = img.layers.iter().map(|l| l.diff_id).collect();
-            let size = uniq.iter().map(|d| sizes.get(d).copied().unwrap_or(0)).sum();
+            let size = uniq
+                .iter()
+                .map(|d| sizes.get(d).copied().unwrap_or(0))
+                .sum();
             let shared_size = uniq
                 .iter()
                 .filter(|d| layer_users.get(d).copied().unwrap_or(0) > 1)
@@ -274,12 +303,18 @@ impl Engine {
                 .map(|d| {
                     d.split_once('@')
                         .and_then(|(repo, dg)| {
-                            Reference::parse(repo).ok().map(|r| format!("{}@{dg}", r.familiar_repository()))
+                            Reference::parse(repo)
+                                .ok()
+                                .map(|r| format!("{}@{dg}", r.familiar_repository()))
                         })
                         .unwrap_or_else(|| d.clone())
                 })
                 .collect();
-            let labels = cfg.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            let labels = cfg
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default();
             out.push((
                 ImageSummary {
                     id: img.id,
@@ -308,8 +343,16 @@ impl Engine {
             let (rec, _) = self.resolve(name)?;
             Ok(created_unix(&self.config_of(&rec)?))
         };
-        let before = filters.get("before").iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>()?;
-        let since = filters.get("since").iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>()?;
+        let before = filters
+            .get("before")
+            .iter()
+            .map(|n| created_of(n))
+            .collect::<Result<Vec<_>>>()?;
+        let since = filters
+            .get("since")
+            .iter()
+            .map(|n| created_of(n))
+            .collect::<Result<Vec<_>>>()?;
         let until = filters
             .get("until")
             .iter()
@@ -333,7 +376,8 @@ impl Engine {
                     || refs.iter().any(|pat| {
                         s.repo_tags.iter().any(|t| {
                             glob_match(pat, t)
-                                || t.rsplit_once(':').is_some_and(|(repo, _)| glob_match(pat, repo))
+                                || t.rsplit_once(':')
+                                    .is_some_and(|(repo, _)| glob_match(pat, repo))
                         })
                     })
             })
@@ -350,8 +394,17 @@ impl Engine {
             .find(|s| s.id == rec.id)
             .ok_or_else(|| EngineError::not_found(format!("No such image: {name}")))?;
         let config = self.config_of(&rec)?;
-        let layer_dirs = rec.layers.iter().map(|l| self.store().snapshots.path(&l.diff_id)).collect();
-        Ok(ImageDetails { summary, config, record: rec, layer_dirs })
+        let layer_dirs = rec
+            .layers
+            .iter()
+            .map(|l| self.store().snapshots.path(&l.diff_id))
+            .collect();
+        Ok(ImageDetails {
+            summary,
+            config,
+            record: rec,
+            layer_dirs,
+        })
     }
 
     /// The image's history, newest first.
@@ -378,7 +431,10 @@ impl Engine {
             let size = if h.empty_layer {
                 0
             } else {
-                layer_iter.next().and_then(|l| sizes.get(&l.diff_id).copied()).unwrap_or(0)
+                layer_iter
+                    .next()
+                    .and_then(|l| sizes.get(&l.diff_id).copied())
+                    .unwrap_or(0)
             };
             rows.push(HistoryRow {
                 id: "<missing>".to_string(),
@@ -429,8 +485,12 @@ impl Engine {
     pub fn remove_image(&self, name: &str, force: bool, _noprune: bool) -> Result<Vec<DeleteItem>> {
         let (rec, by_ref) = self.resolve(name)?;
         let meta = &self.store().meta;
-        let tags: Vec<Reference> =
-            meta.tags()?.into_iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r).collect();
+        let tags: Vec<Reference> = meta
+            .tags()?
+            .into_iter()
+            .filter(|(_, id)| *id == rec.id)
+            .map(|(r, _)| r)
+            .collect();
         let users = self.users_of(&rec.id);
         let mut out = Vec::new();
         match by_ref {
@@ -441,7 +501,11 @@ impl Engine {
             }
             Some(r) if r.digest().is_some() && (tags.len() + rec.repo_digests.len()) > 1 => {
                 let mut rec2 = rec.clone();
-                let key = format!("{}@{}", r.repository(), r.digest().map(|d| d.to_string()).unwrap_or_default());
+                let key = format!(
+                    "{}@{}",
+                    r.repository(),
+                    r.digest().map(|d| d.to_string()).unwrap_or_default()
+                );
                 rec2.repo_digests.retain(|d| *d != key);
                 meta.put_image(&rec2, &[])?;
                 out.push(DeleteItem::Untagged(r.familiar()));
@@ -480,7 +544,11 @@ impl Engine {
     pub fn prune_images(&self, filters: &Filters) -> Result<PruneReport> {
         filters.check(&["dangling", "until", "label", "label!"])?;
         let dangling_only = filters.bool("dangling")?.unwrap_or(true);
-        let until = filters.get("until").iter().map(|u| parse_until(u)).collect::<Result<Vec<_>>>()?;
+        let until = filters
+            .get("until")
+            .iter()
+            .map(|u| parse_until(u))
+            .collect::<Result<Vec<_>>>()?;
         let mut report = PruneReport::default();
         for (s, _) in self.summaries()? {
             if dangling_only && !s.repo_tags.is_empty() {
@@ -493,7 +561,8 @@ impl Engine {
                 continue;
             }
             if filters.get("label!").iter().any(|f| {
-                Filters(BTreeMap::from([("l".to_string(), vec![f.clone()])])).labels_match("l", &s.labels)
+                Filters(BTreeMap::from([("l".to_string(), vec![f.clone()])]))
+                    .labels_match("l", &s.labels)
             }) {
                 continue;
             }
@@ -504,7 +573,11 @@ impl Engine {
         }
         let gc = self.store().gc(&ExtraRoots::default())?;
         report.space_reclaimed = gc.bytes_freed;
-        info!(images = report.deleted.len(), bytes_freed = gc.bytes_freed, "images pruned");
+        info!(
+            images = report.deleted.len(),
+            bytes_freed = gc.bytes_freed,
+            "images pruned"
+        );
         Ok(report)
     }
 
@@ -516,7 +589,11 @@ impl Engine {
             blobs_size += self.store().content.size(&d).unwrap_or(0);
         }
         let images = self.summaries()?.into_iter().map(|(s, _)| s).collect();
-        Ok(DiskUsage { layers_size, blobs_size, images })
+        Ok(DiskUsage {
+            layers_size,
+            blobs_size,
+            images,
+        })
     }
 
     /// Runs garbage collection (for `system prune` and tests).
@@ -546,7 +623,9 @@ pub fn parse_platform(s: &str) -> Result<Platform> {
             variant: parts.get(2).map(|v| v.to_string()),
             os_version: None,
         }),
-        _ => Err(EngineError::invalid(format!("platform {s:?}: expected os/arch[/variant]"))),
+        _ => Err(EngineError::invalid(format!(
+            "platform {s:?}: expected os/arch[/variant]"
+        ))),
     }
 }
 
@@ -560,14 +639,20 @@ fn parse_until(s: &str) -> Result<i64> {
         return Ok(t.timestamp());
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| EngineError::invalid(format!("invalid filter 'until={s}': not a time or duration")))?;
+    let n: i64 = num.parse().map_err(|_| {
+        EngineError::invalid(format!(
+            "invalid filter 'until={s}': not a time or duration"
+        ))
+    })?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(EngineError::invalid(format!("invalid filter 'until={s}': unit must be s, m or h"))),
+        _ => {
+            return Err(EngineError::invalid(format!(
+                "invalid filter 'until={s}': unit must be s, m or h"
+            )))
+        }
     };
     Ok(now - secs)
 }
@@ -577,9 +662,7 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match (p.first(), s.first()) {
             (None, None) => true,
-            (Some(b'*'), _) => {
-                go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..]))
-            }
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
             (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
             (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
             _ => false,

@@ -33,7 +33,13 @@ impl Engine {
     /// Opens the state root named in `config` (creating it), taking its lock.
     pub fn open(config: DaemonConfig) -> Result<Engine> {
         let store = Store::open(&config.root)?;
-        Ok(Engine { inner: Arc::new(Inner { store, config, started: chrono::Utc::now() }) })
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                started: chrono::Utc::now(),
+            }),
+        })
     }
 
     pub fn config(&self) -> &DaemonConfig {

@@ -148,6 +148,7 @@ pub fn load_archive(
     } else {
         Box::new(chained)
     };
+    let started = std::time::Instant::now();
     let lease = store.leases.acquire();
     let known_layers = known_layer_blobs(store)?;
     let mut files: HashMap<String, Staged> = HashMap::new();
@@ -247,7 +248,15 @@ pub fn load_archive(
     if plans.is_empty() {
         return Err(ImageError::Invalid("archive holds no image".into()));
     }
-    archive.commit(plans)
+    let streamed_ms = started.elapsed().as_millis() as u64;
+    let out = archive.commit(plans)?;
+    tracing::info!(
+        images = out.len(),
+        streamed_ms,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "archive loaded"
+    );
+    Ok(out)
 }
 
 /// Blob digest -> diff_id of every layer of every stored image.
@@ -693,7 +702,9 @@ impl Archive<'_> {
         // Staged layers no image uses are dropped here (their staging dirs removed).
         self.files.clear();
         // Durable: one syncfs covers every blob and snapshot written for this archive.
+        let sync_started = std::time::Instant::now();
         store.sync_all()?;
+        debug!(duration_ms = sync_started.elapsed().as_millis() as u64, "archive synced");
         let mut snapshot_records = Vec::new();
         for (diff_id, rest) in snapshots {
             rest.snapshot.publish(&diff_id, lease)?;

@@ -179,7 +179,7 @@ fn images_sharing_a_layer_share_one_snapshot() {
     let (_d, store) = new_store();
     let base = base_layer();
     let top = layer(&[("app", b'0', b"x", "")]);
-    let (a, _) = docker_archive(&[base.clone()], "t/a:1", None);
+    let (a, _) = docker_archive(std::slice::from_ref(&base), "t/a:1", None);
     let (b, _) = docker_archive(&[base.clone(), top], "t/b:1", None);
     load(&store, &a).expect("a");
     load(&store, &b).expect("b");
@@ -206,7 +206,7 @@ fn gzip_and_zstd_layers_in_a_docker_archive_load() {
 
 fn assert_refused(bytes: &[u8], must_contain: &[&str]) {
     let (_d, store) = new_store();
-    let err = load(&store, bytes).err().expect("load must fail");
+    let err = load(&store, bytes).expect_err("load must fail");
     let msg = err.to_string();
     for s in must_contain {
         assert!(msg.contains(s), "error {msg:?} does not mention {s:?}");
@@ -226,7 +226,7 @@ fn path_traversal_in_a_layer_is_refused_naming_the_entry() {
     let (_d, store) = new_store();
     let evil = layer(&[("../../../../tmp/berth-escape", b'0', b"pwned", "")]);
     let (arch, _) = docker_archive(&[base_layer(), evil], "evil/x:1", None);
-    let err = load(&store, &arch).err().expect("refused").to_string();
+    let err = load(&store, &arch).expect_err("refused").to_string();
     assert!(err.contains("evil/x:1") && err.contains("layer 2") && err.contains("berth-escape"), "{err}");
     assert!(!std::path::Path::new("/tmp/berth-escape").exists());
     assert_clean_after_gc(&store);
@@ -258,7 +258,7 @@ fn layer_bigger_than_the_limit_is_refused_as_a_bomb() {
     let (arch, _) = docker_archive(&[gz], "evil/bomb:1", Some(vec![Digest::of(&bomb)]));
     let mut o = opts();
     o.unpack.max_tar_bytes = 1 << 20;
-    let err = load_archive(&store, &mut Cursor::new(arch), &o, &mut |_| {}).err().expect("refused").to_string();
+    let err = load_archive(&store, &mut Cursor::new(arch), &o, &mut |_| {}).expect_err("refused").to_string();
     assert!(err.contains("evil/bomb:1") && err.contains("exceeds"), "{err}");
     assert_clean_after_gc(&store);
 }

@@ -31,7 +31,11 @@ impl ContentStore {
             fs::create_dir_all(d).map_err(|e| Error::io(d, "create", e))?;
         }
         sys::clear_dir(&ingest);
-        Ok(ContentStore { blobs, ingest, trash: trash.to_path_buf() })
+        Ok(ContentStore {
+            blobs,
+            ingest,
+            trash: trash.to_path_buf(),
+        })
     }
 
     /// Path of a committed blob (it may not exist).
@@ -76,7 +80,11 @@ impl ContentStore {
         let rd = fs::read_dir(&self.blobs).map_err(|e| Error::io(&self.blobs, "list", e))?;
         Ok(rd
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| Digest::from_hex(n).ok())
+            })
             .collect())
     }
 
@@ -95,7 +103,8 @@ impl ContentStore {
     /// Writes a small blob in one call and publishes it durably (fsync per blob).
     pub fn put_durable(&self, data: &[u8], lease: &crate::Lease) -> Result<Digest> {
         let mut w = self.writer()?;
-        w.write_all(data).map_err(|e| Error::io(&self.ingest, "write blob", e))?;
+        w.write_all(data)
+            .map_err(|e| Error::io(&self.ingest, "write blob", e))?;
         let pending = w.finish(None)?;
         pending.sync()?;
         let digest = pending.digest();
@@ -143,14 +152,28 @@ impl BlobWriter {
     /// Flushes and verifies the content. With `expected`, a different digest is an error
     /// and the temp file is removed.
     pub fn finish(mut self, expected: Option<&Digest>) -> Result<PendingBlob> {
-        let path = self.path.take().ok_or_else(|| Error::Corrupt("blob writer reused".into()))?;
-        self.file.flush().map_err(|e| Error::io(&path, "write blob", e))?;
+        let path = self
+            .path
+            .take()
+            .ok_or_else(|| Error::Corrupt("blob writer reused".into()))?;
+        self.file
+            .flush()
+            .map_err(|e| Error::io(&path, "write blob", e))?;
         let size = self.hasher.len();
         let digest = std::mem::take(&mut self.hasher).finish();
-        let pending = PendingBlob { path: Some(path), digest, size, blobs: self.blobs.clone() };
+        let pending = PendingBlob {
+            path: Some(path),
+            digest,
+            size,
+            blobs: self.blobs.clone(),
+        };
         if let Some(exp) = expected {
             if *exp != digest {
-                return Err(Error::DigestMismatch { expected: *exp, actual: digest, size });
+                return Err(Error::DigestMismatch {
+                    expected: *exp,
+                    actual: digest,
+                    size,
+                });
             }
         }
         Ok(pending)
@@ -218,7 +241,10 @@ impl PendingBlob {
     /// entry is made durable by [`ContentStore::sync_dir`] or a later `syncfs`.
     pub fn publish(mut self, lease: &crate::Lease) -> Result<Digest> {
         lease.add_blob(self.digest);
-        let from = self.path.take().ok_or_else(|| Error::Corrupt("blob published twice".into()))?;
+        let from = self
+            .path
+            .take()
+            .ok_or_else(|| Error::Corrupt("blob published twice".into()))?;
         let to = self.blobs.join(self.digest.hex());
         fs::rename(&from, &to).map_err(|e| Error::io(&to, "publish blob", e))?;
         Ok(self.digest)

@@ -16,7 +16,11 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("blob {expected}: content has digest {actual} ({size} bytes); refusing to store it")]
-    DigestMismatch { expected: Digest, actual: Digest, size: u64 },
+    DigestMismatch {
+        expected: Digest,
+        actual: Digest,
+        size: u64,
+    },
     #[error("blob {0} not found in the content store")]
     BlobNotFound(Digest),
     #[error("snapshot of layer {0} not found")]
@@ -24,7 +28,11 @@ pub enum Error {
     #[error("state root is in use by another berth process (lock {})", .0.display())]
     Locked(PathBuf),
     #[error("{what} version {found} is not supported (this berth supports {supported}); refusing to open the state root")]
-    Version { what: &'static str, found: u32, supported: u32 },
+    Version {
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
     #[error("metadata database: {0}")]
     Db(String),
     #[error("corrupt state: {0}")]
@@ -33,7 +41,11 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, op: &'static str, source: std::io::Error) -> Error {
-        Error::Io { path: path.to_path_buf(), op, source }
+        Error::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {

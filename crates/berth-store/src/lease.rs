@@ -39,7 +39,10 @@ impl Leases {
         set.next_id += 1;
         let id = set.next_id;
         set.leases.insert(id, Held::default());
-        Lease { leases: self.clone(), id }
+        Lease {
+            leases: self.clone(),
+            id,
+        }
     }
 
     /// Number of live leases.
@@ -56,7 +59,11 @@ impl Leases {
             blobs.extend(h.blobs.iter().copied());
             snapshots.extend(h.snapshots.iter().copied());
         }
-        GcHold { _guard: guard, blobs, snapshots }
+        GcHold {
+            _guard: guard,
+            blobs,
+            snapshots,
+        }
     }
 }
 

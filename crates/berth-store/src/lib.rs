@@ -59,14 +59,15 @@ impl Store {
     /// layout and schema versions and removes what a crash left half-written.
     pub fn open(root: &Path) -> Result<Store> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, "create state root", e))?;
-        let root = root.canonicalize().map_err(|e| Error::io(root, "resolve state root", e))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::io(root, "resolve state root", e))?;
         let lock = sys::lock_exclusive(&root.join("berth.lock"))?;
         let layout_path = root.join("layout.json");
         match fs::read(&layout_path) {
             Ok(bytes) => {
-                let layout: Layout = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Corrupt(format!("{}: {e}", layout_path.display()))
-                })?;
+                let layout: Layout = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("{}: {e}", layout_path.display())))?;
                 if layout.layout_version != LAYOUT_VERSION {
                     return Err(Error::Version {
                         what: "directory layout",
@@ -76,8 +77,10 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = serde_json::to_vec(&Layout { layout_version: LAYOUT_VERSION })
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                let bytes = serde_json::to_vec(&Layout {
+                    layout_version: LAYOUT_VERSION,
+                })
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
                 sys::write_durable(&layout_path, &bytes)?;
             }
             Err(e) => return Err(Error::io(&layout_path, "read layout version", e)),
@@ -87,7 +90,14 @@ impl Store {
         let content = ContentStore::open(&root.join("content"), &trash)?;
         let snapshots = Snapshots::open(&root.join("snapshots"), &trash)?;
         let meta = MetaDb::open(&root.join("meta.redb"))?;
-        let store = Store { root, _lock: lock, content, snapshots, meta, leases: Leases::default() };
+        let store = Store {
+            root,
+            _lock: lock,
+            content,
+            snapshots,
+            meta,
+            leases: Leases::default(),
+        };
         store.empty_trash();
         Ok(store)
     }

@@ -240,7 +240,9 @@ impl MetaDb {
         let key = r.to_string();
         match t.get(key.as_str())? {
             Some(v) => Ok(Some(
-                v.value().parse().map_err(|e| Error::Corrupt(format!("tag {key}: {e}")))?,
+                v.value()
+                    .parse()
+                    .map_err(|e| Error::Corrupt(format!("tag {key}: {e}")))?,
             )),
             None => Ok(None),
         }
@@ -253,7 +255,9 @@ impl MetaDb {
         {
             let images = txn.open_table(IMAGES)?;
             if images.get(id.to_string().as_str())?.is_none() {
-                return Err(Error::Corrupt(format!("tag {tag}: image {id} is not stored")));
+                return Err(Error::Corrupt(format!(
+                    "tag {tag}: image {id} is not stored"
+                )));
             }
             let mut t = txn.open_table(TAGS)?;
             prev = t
@@ -271,7 +275,9 @@ impl MetaDb {
         let prev;
         {
             let mut t = txn.open_table(TAGS)?;
-            prev = t.remove(tag.to_string().as_str())?.and_then(|v| v.value().parse().ok());
+            prev = t
+                .remove(tag.to_string().as_str())?
+                .and_then(|v| v.value().parse().ok());
         }
         txn.commit()?;
         Ok(prev)

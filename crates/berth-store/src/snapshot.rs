@@ -26,7 +26,11 @@ impl Snapshots {
         let staging = dir.join(".staging");
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, "create", e))?;
         sys::clear_dir(&staging);
-        Ok(Snapshots { dir: dir.to_path_buf(), staging, trash: trash.to_path_buf() })
+        Ok(Snapshots {
+            dir: dir.to_path_buf(),
+            staging,
+            trash: trash.to_path_buf(),
+        })
     }
 
     /// Directory of a committed snapshot (it may not exist).
@@ -43,7 +47,11 @@ impl Snapshots {
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, "list", e))?;
         Ok(rd
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| Digest::from_hex(n).ok())
+            })
             .collect())
     }
 
@@ -51,7 +59,10 @@ impl Snapshots {
     pub fn prepare(&self) -> Result<PendingSnapshot> {
         let path = self.staging.join(sys::random_name("layer-"));
         fs::create_dir(&path).map_err(|e| Error::io(&path, "create staging directory", e))?;
-        Ok(PendingSnapshot { path: Some(path), dir: self.dir.clone() })
+        Ok(PendingSnapshot {
+            path: Some(path),
+            dir: self.dir.clone(),
+        })
     }
 
     pub(crate) fn trash_snapshot(&self, diff_id: &Digest) -> Result<()> {
@@ -82,7 +93,10 @@ impl PendingSnapshot {
     /// Returns false when the layer was already present (the staged copy is discarded).
     pub fn publish(mut self, diff_id: &Digest, lease: &crate::Lease) -> Result<bool> {
         lease.add_snapshot(*diff_id);
-        let from = self.path.take().ok_or_else(|| Error::Corrupt("snapshot published twice".into()))?;
+        let from = self
+            .path
+            .take()
+            .ok_or_else(|| Error::Corrupt("snapshot published twice".into()))?;
         let to = self.dir.join(diff_id.hex());
         match fs::rename(&from, &to) {
             Ok(()) => Ok(true),

@@ -24,7 +24,8 @@ pub(crate) fn lock_exclusive(path: &Path) -> Result<File> {
 /// fsyncs a directory so renames and creations inside it are durable.
 pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
     let d = File::open(path).map_err(|e| Error::io(path, "open directory", e))?;
-    d.sync_all().map_err(|e| Error::io(path, "fsync directory", e))
+    d.sync_all()
+        .map_err(|e| Error::io(path, "fsync directory", e))
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
@@ -32,11 +33,14 @@ pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, "write", e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io(&tmp, "write", e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, "fsync", e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename into place", e))?;
     fsync_dir(dir)

@@ -25,11 +25,16 @@ fn blob_is_visible_only_after_verification() {
     w.write_all(b"hello").expect("write");
     let wrong = Digest::of(b"other");
     match w.finish(Some(&wrong)) {
-        Err(Error::DigestMismatch { expected, actual, .. }) => {
+        Err(Error::DigestMismatch {
+            expected, actual, ..
+        }) => {
             assert_eq!(expected, wrong);
             assert_eq!(actual, Digest::of(b"hello"));
         }
-        other => panic!("expected a digest mismatch, got {:?}", other.map(|p| p.digest())),
+        other => panic!(
+            "expected a digest mismatch, got {:?}",
+            other.map(|p| p.digest())
+        ),
     }
     assert!(!store.content.exists(&Digest::of(b"hello")));
     assert!(store.content.list().expect("list").is_empty());
@@ -51,7 +56,10 @@ fn concurrent_writers_of_one_blob_are_safe() {
             std::thread::spawn(move || put(&store, &data))
         })
         .collect();
-    let digests: Vec<Digest> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let digests: Vec<Digest> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     assert!(digests.iter().all(|d| *d == Digest::of(&data)));
     let read = std::fs::read(store.content.path(&digests[0])).expect("read");
     assert_eq!(read.as_slice(), data.as_slice());
@@ -71,8 +79,18 @@ fn crash_leftovers_are_removed_on_open() {
         std::mem::forget(snap);
     }
     let _store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(std::fs::read_dir(dir.path().join("content/ingest")).expect("ingest").count(), 0);
-    assert_eq!(std::fs::read_dir(dir.path().join("snapshots/.staging")).expect("staging").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("content/ingest"))
+            .expect("ingest")
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("snapshots/.staging"))
+            .expect("staging")
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -80,7 +98,10 @@ fn a_second_process_cannot_open_the_same_root() {
     let (d, _store) = open();
     match Store::open(d.path()) {
         Err(Error::Locked(_)) => {}
-        other => panic!("expected Locked, got {}", other.err().map(|e| e.to_string()).unwrap_or_default()),
+        other => panic!(
+            "expected Locked, got {}",
+            other.err().map(|e| e.to_string()).unwrap_or_default()
+        ),
     }
 }
 
@@ -96,16 +117,30 @@ fn newer_layout_version_is_refused() {
 fn image_with(store: &Store, layer_blob: Digest, diff_id: Digest, config: Digest) -> ImageRecord {
     let rec = ImageRecord {
         id: config,
-        config: BlobRef { digest: config, media_type: "c".into(), size: 1 },
+        config: BlobRef {
+            digest: config,
+            media_type: "c".into(),
+            size: 1,
+        },
         manifest: None,
         index: None,
-        layers: vec![LayerRecord { blob: BlobRef { digest: layer_blob, media_type: "l".into(), size: 1 }, diff_id }],
+        layers: vec![LayerRecord {
+            blob: BlobRef {
+                digest: layer_blob,
+                media_type: "l".into(),
+                size: 1,
+            },
+            diff_id,
+        }],
         extra_blobs: vec![],
         repo_digests: vec![],
         stored_at: String::new(),
         source: "test".into(),
     };
-    store.meta.put_image(&rec, &[Reference::parse("t/x:1").expect("ref")]).expect("put image");
+    store
+        .meta
+        .put_image(&rec, &[Reference::parse("t/x:1").expect("ref")])
+        .expect("put image");
     rec
 }
 
@@ -120,7 +155,15 @@ fn gc_keeps_referenced_and_leased_objects_and_removes_the_rest() {
     let snap = store.snapshots.prepare().expect("prepare");
     std::fs::write(snap.path().join("file"), b"content").expect("write");
     snap.publish(&diff_id, &lease).expect("publish");
-    store.meta.put_snapshot(&SnapshotRecord { diff_id, size: 7, tar_size: 1024, entries: 1 }).expect("rec");
+    store
+        .meta
+        .put_snapshot(&SnapshotRecord {
+            diff_id,
+            size: 7,
+            tar_size: 1024,
+            entries: 1,
+        })
+        .expect("rec");
     drop(lease);
     image_with(&store, layer, diff_id, config);
 
@@ -134,7 +177,10 @@ fn gc_keeps_referenced_and_leased_objects_and_removes_the_rest() {
     let report = store.gc(&ExtraRoots::default()).expect("gc");
     assert_eq!(report.blobs_removed, vec![orphan]);
     assert!(store.content.exists(&layer) && store.content.exists(&config));
-    assert!(store.content.exists(&inflight_digest), "a leased blob was collected");
+    assert!(
+        store.content.exists(&inflight_digest),
+        "a leased blob was collected"
+    );
     assert!(store.snapshots.exists(&diff_id));
 
     drop(inflight);
@@ -148,16 +194,31 @@ fn gc_keeps_referenced_and_leased_objects_and_removes_the_rest() {
     assert_eq!(report.snapshots_removed, vec![diff_id]);
     assert!(store.meta.snapshot(&diff_id).expect("get").is_none());
     assert!(store.content.list().expect("list").is_empty());
-    assert_eq!(std::fs::read_dir(store.root().join("trash")).expect("trash").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("trash"))
+            .expect("trash")
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn tags_move_between_images_and_deleting_an_image_removes_its_tags() {
     let (_d, store) = open();
-    let a = image_with(&store, put(&store, b"l1"), Digest::of(b"d1"), put(&store, b"c1"));
+    let a = image_with(
+        &store,
+        put(&store, b"l1"),
+        Digest::of(b"d1"),
+        put(&store, b"c1"),
+    );
     let t = Reference::parse("t/x:1").expect("ref");
     assert_eq!(store.meta.resolve_tag(&t).expect("resolve"), Some(a.id));
-    let b = image_with(&store, put(&store, b"l2"), Digest::of(b"d2"), put(&store, b"c2"));
+    let b = image_with(
+        &store,
+        put(&store, b"l2"),
+        Digest::of(b"d2"),
+        put(&store, b"c2"),
+    );
     assert_eq!(store.meta.resolve_tag(&t).expect("resolve"), Some(b.id));
     let removed = store.meta.delete_image(&b.id).expect("delete");
     assert_eq!(removed, vec![t.clone()]);

@@ -74,7 +74,9 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Digest, DigestError> {
         match s.split_once(':') {
-            Some(("sha256", hex_str)) => Digest::from_hex(hex_str).map_err(|_| DigestError::Hex(s.into())),
+            Some(("sha256", hex_str)) => {
+                Digest::from_hex(hex_str).map_err(|_| DigestError::Hex(s.into()))
+            }
             Some((alg, _)) => Err(DigestError::Algorithm(alg.to_string())),
             None => Err(DigestError::Hex(s.to_string())),
         }
@@ -148,11 +150,16 @@ mod tests {
 
     #[test]
     fn refuses_other_algorithms_and_bad_hex() {
-        assert!(matches!("sha512:00".parse::<Digest>(), Err(DigestError::Algorithm(_))));
+        assert!(matches!(
+            "sha512:00".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
         assert!("sha256:XYZ".parse::<Digest>().is_err());
-        assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
-            .parse::<Digest>()
-            .is_err());
+        assert!(
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+                .parse::<Digest>()
+                .is_err()
+        );
         assert!("e3b0".parse::<Digest>().is_err());
         assert!(Digest::from_hex("../../etc/passwd").is_err());
     }

@@ -28,11 +28,17 @@ pub enum ReferenceError {
     #[error("reference {0:?}: empty")]
     Empty(String),
     #[error("reference {reference:?}: {rule}")]
-    Invalid { reference: String, rule: &'static str },
+    Invalid {
+        reference: String,
+        rule: &'static str,
+    },
 }
 
 fn invalid(reference: &str, rule: &'static str) -> ReferenceError {
-    ReferenceError::Invalid { reference: reference.to_string(), rule }
+    ReferenceError::Invalid {
+        reference: reference.to_string(),
+        rule,
+    }
 }
 
 fn is_path_component(c: &str) -> bool {
@@ -93,7 +99,8 @@ fn is_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_TAG_LEN
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 impl Reference {
@@ -105,7 +112,10 @@ impl Reference {
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (
                 r,
-                Some(d.parse::<Digest>().map_err(|_| invalid(s, "digest must be sha256:<64 hex>"))?),
+                Some(
+                    d.parse::<Digest>()
+                        .map_err(|_| invalid(s, "digest must be sha256:<64 hex>"))?,
+                ),
             ),
             None => (s, None),
         };
@@ -116,7 +126,10 @@ impl Reference {
         };
         if let Some(t) = tag {
             if !is_tag(t) {
-                return Err(invalid(s, "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"));
+                return Err(invalid(
+                    s,
+                    "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+                ));
             }
         }
         if name.is_empty() {
@@ -147,7 +160,12 @@ impl Reference {
         if domain.len() + 1 + path.len() > MAX_NAME_LEN {
             return Err(invalid(s, "repository name longer than 255 characters"));
         }
-        Ok(Reference { domain, path, tag: tag.map(str::to_string), digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 
     /// Parses a reference and adds the tag `latest` when it has neither tag nor digest,
@@ -189,7 +207,10 @@ impl Reference {
     /// The repository name as Docker shows it (`busybox`, `team/app`, `reg:5000/app`).
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path.strip_prefix(OFFICIAL_PREFIX).unwrap_or(&self.path).to_string()
+            self.path
+                .strip_prefix(OFFICIAL_PREFIX)
+                .unwrap_or(&self.path)
+                .to_string()
         } else {
             self.repository()
         }
@@ -197,20 +218,33 @@ impl Reference {
 
     /// `repository:tag` in familiar form, or `None` when there is no tag.
     pub fn familiar_tagged(&self) -> Option<String> {
-        self.tag.as_ref().map(|t| format!("{}:{t}", self.familiar_repository()))
+        self.tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", self.familiar_repository()))
     }
 
     /// The same repository with another tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
         if !is_tag(tag) {
-            return Err(invalid(tag, "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"));
+            return Err(invalid(
+                tag,
+                "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+            ));
         }
-        Ok(Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() })
+        Ok(Reference {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        })
     }
 
     /// The same repository with the given digest and no tag.
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { tag: None, digest: Some(digest), ..self.clone() }
+        Reference {
+            tag: None,
+            digest: Some(digest),
+            ..self.clone()
+        }
     }
 
     /// Familiar form of the whole reference.
@@ -271,8 +305,19 @@ mod tests {
     #[test]
     fn refuses_what_docker_refuses() {
         for bad in [
-            "", "UPPER/case", "a//b", "-a", "a:", "a:-x", "a@sha256:12", ":tag", "a/../b",
-            "a b", "/abs", "a/", "reg:99999x/a",
+            "",
+            "UPPER/case",
+            "a//b",
+            "-a",
+            "a:",
+            "a:-x",
+            "a@sha256:12",
+            ":tag",
+            "a/../b",
+            "a b",
+            "/abs",
+            "a/",
+            "reg:99999x/a",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }

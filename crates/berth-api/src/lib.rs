@@ -1,0 +1,77 @@
+//! The Docker Engine API over the berth engine.
+//!
+//! This crate only translates: HTTP requests in Docker's wire format become
+//! [`berth_engine::Engine`] calls, and their results become Docker's JSON. It holds no
+//! business logic. The engine is blocking, so every call runs on a blocking thread;
+//! request and response bodies stream through bounded channels (an archive is never
+//! held in memory whole).
+//!
+//! Layout: [`router`] lists every route; `middleware.rs` checks and strips the
+//! `/v1.xx` prefix before routing, adds Docker's common headers and logs each request;
+//! `system.rs` and `images.rs` hold the handlers; `stream.rs` runs engine calls that
+//! read or write bodies; `params.rs` parses query strings; `error.rs` maps engine
+//! errors to status codes; `version.rs` is the [`ApiVersion`] type.
+
+#![recursion_limit = "256"] // the `/info` document is one large `json!`
+
+use std::future::Future;
+
+use axum::routing::{get, post};
+use axum::Router;
+use berth_engine::Engine;
+
+mod error;
+mod images;
+mod middleware;
+mod params;
+mod stream;
+mod system;
+mod version;
+
+pub use error::ApiError;
+pub use version::ApiVersion;
+
+/// The Docker API version berth speaks (the maximum it accepts).
+pub const API_VERSION: &str = "1.47";
+/// The oldest Docker API version berth accepts.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// The value of the `Server` header of every response.
+pub const SERVER_HEADER: &str = concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)");
+
+/// The whole Docker API as an axum router. Requests may carry a `/v{major}.{minor}`
+/// prefix; it is checked and stripped before routing.
+pub fn router(engine: Engine) -> Router {
+    let api = Router::new()
+        .route("/_ping", get(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/system/df", get(system::disk_usage))
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route("/images/create", post(images::create))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{*name}",
+            get(images::get_by_name)
+                .post(images::post_by_name)
+                .delete(images::remove),
+        )
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(engine);
+    middleware::wrap(api)
+}
+
+/// Serves the API on a unix listener until `shutdown` resolves; requests in flight then
+/// finish before this returns.
+pub async fn serve(
+    engine: Engine,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,359 @@
+//! `/_ping`, `/version`, `/info`, `/system/df`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use berth_engine::Engine;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::images::{blocking, summary_json};
+use crate::params::Params;
+use crate::version::ApiVersion;
+use crate::{API_VERSION, MIN_API_VERSION};
+
+const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
+const GIT_COMMIT: &str = match option_env!("BERTH_GIT_COMMIT") {
+    Some(c) => c,
+    None => "",
+};
+const BUILD_TIME: &str = match option_env!("BERTH_BUILD_TIME") {
+    Some(t) => t,
+    None => "",
+};
+const RUSTC_VERSION: &str = env!("BERTH_RUSTC_VERSION");
+
+/// Said in `docker info` until containers get bridge networking.
+pub const NETWORK_WARNING: &str =
+    "WARNING: berth: containers default to --network none; bridge networking is not implemented yet";
+
+/// `GET|HEAD /_ping`.
+pub(crate) async fn ping() -> Response {
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            ),
+            (PRAGMA, HeaderValue::from_static("no-cache")),
+            (
+                HeaderName::from_static("builder-version"),
+                HeaderValue::from_static(""),
+            ),
+        ],
+        "OK",
+    )
+        .into_response()
+}
+
+/// Docker's architecture name (`GOARCH`) of the host.
+fn go_arch() -> String {
+    berth_image::model::host_platform().architecture
+}
+
+fn kernel_version() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The `Version` document (`GET /version`); types follow Docker's `types.Version`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct VersionDoc {
+    platform: PlatformName,
+    components: Vec<Component>,
+    version: String,
+    api_version: String,
+    #[serde(rename = "MinAPIVersion")]
+    min_api_version: String,
+    git_commit: String,
+    go_version: String,
+    os: String,
+    arch: String,
+    kernel_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    build_time: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PlatformName {
+    name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Component {
+    name: String,
+    version: String,
+    /// Docker's type is `map[string]string`: every value a string.
+    details: BTreeMap<String, String>,
+}
+
+/// `GET /version`.
+pub(crate) async fn version() -> Json<VersionDoc> {
+    let kernel = kernel_version();
+    let details = BTreeMap::from([
+        ("ApiVersion".to_string(), API_VERSION.to_string()),
+        ("Arch".to_string(), go_arch()),
+        ("BuildTime".to_string(), BUILD_TIME.to_string()),
+        ("Experimental".to_string(), "false".to_string()),
+        ("GitCommit".to_string(), GIT_COMMIT.to_string()),
+        ("GoVersion".to_string(), RUSTC_VERSION.to_string()),
+        ("KernelVersion".to_string(), kernel.clone()),
+        ("MinAPIVersion".to_string(), MIN_API_VERSION.to_string()),
+        ("Os".to_string(), "linux".to_string()),
+    ]);
+    let doc = VersionDoc {
+        platform: PlatformName {
+            name: "berth".to_string(),
+        },
+        components: vec![Component {
+            name: "Engine".to_string(),
+            version: BERTH_VERSION.to_string(),
+            details,
+        }],
+        version: BERTH_VERSION.to_string(),
+        api_version: API_VERSION.to_string(),
+        min_api_version: MIN_API_VERSION.to_string(),
+        git_commit: GIT_COMMIT.to_string(),
+        go_version: RUSTC_VERSION.to_string(),
+        os: "linux".to_string(),
+        arch: go_arch(),
+        kernel_version: kernel,
+        build_time: BUILD_TIME.to_string(),
+    };
+    Json(doc)
+}
+
+/// Facts about the host for `/info`, read from /proc, /sys and /etc.
+struct Host {
+    os_pretty: String,
+    os_version: String,
+    mem_total: u64,
+    ncpu: usize,
+    cgroup_version: &'static str,
+    nfd: usize,
+}
+
+fn read_host() -> Host {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let os_field = |key: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let mut os_pretty = os_field("PRETTY_NAME");
+    if os_pretty.is_empty() {
+        os_pretty = "Linux".to_string();
+    }
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    Host {
+        os_version: os_field("VERSION_ID"),
+        os_pretty,
+        mem_total,
+        ncpu: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cgroup_version: if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "2"
+        } else {
+            "1"
+        },
+        nfd: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0),
+    }
+}
+
+/// The name `docker info` shows for the filesystem under the state root.
+fn backing_filesystem(root: &std::path::Path) -> String {
+    let Ok(st) = rustix::fs::statfs(root) else {
+        return "unknown".to_string();
+    };
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let magic = st.f_type as i64 as u32;
+    match magic {
+        0xEF53 => "extfs",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x794C_7630 => "overlayfs",
+        0x2FC1_2FC1 => "zfs",
+        0x6969 => "nfs",
+        0x5346_414F => "afs",
+        0xF2F5_2010 => "f2fs",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// A stable daemon ID in Docker's UUID form, derived from the host name and state root.
+fn daemon_id(root: &std::path::Path) -> String {
+    let seed = format!("{}\0{}", hostname(), root.display());
+    let hex = berth_types::Digest::of(seed.as_bytes()).hex();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// `GET /info`. Field names and JSON types follow Docker's `system.Info` (the CLI
+/// decodes into it; a wrong type makes `docker info` fail).
+pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
+    let e = engine.clone();
+    let (images, host, backing) = blocking(move || {
+        let images = e.image_count()?;
+        Ok((images, read_host(), backing_filesystem(&e.config().root)))
+    })
+    .await?;
+    let root = engine.config().root.display().to_string();
+    let v = json!({
+        "ID": daemon_id(&engine.config().root),
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": images,
+        "Driver": "overlayfs",
+        "DriverStatus": [["Backing Filesystem", backing]],
+        "Plugins": {
+            "Volume": [],
+            "Network": ["none", "host"],
+            "Authorization": null,
+            "Log": ["json-file"],
+        },
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": false,
+        "BridgeNfIptables": false,
+        "BridgeNfIp6tables": false,
+        "Debug": false,
+        "NFd": host.nfd,
+        "OomKillDisable": false,
+        "NGoroutines": 0,
+        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": host.cgroup_version,
+        "NEventsListener": 0,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": host.os_pretty,
+        "OSVersion": host.os_version,
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": null,
+            "AllowNondistributableArtifactsHostnames": null,
+            "InsecureRegistryCIDRs": [],
+            "IndexConfigs": {},
+            "Mirrors": [],
+        },
+        "NCPU": host.ncpu,
+        "MemTotal": host.mem_total,
+        "GenericResources": null,
+        "DockerRootDir": root,
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": hostname(),
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": BERTH_VERSION,
+        "Runtimes": { "berth": { "path": "libcontainer" } },
+        "DefaultRuntime": "berth",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null,
+        },
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": { "ID": "", "Expected": "" },
+        "RuncCommit": { "ID": "", "Expected": "" },
+        "InitCommit": { "ID": "", "Expected": "" },
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
+        "CDISpecDirs": [],
+        "Warnings": [NETWORK_WARNING],
+    });
+    Ok(Json(v))
+}
+
+/// `GET /system/df`.
+pub(crate) async fn disk_usage(
+    State(engine): State<Engine>,
+    Extension(version): Extension<ApiVersion>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    // `type` (API 1.42+) narrows the answer; berth has only images so far, so the
+    // other kinds are empty whichever are asked for.
+    let types = params.all("type");
+    for t in &types {
+        if !["container", "image", "volume", "build-cache"].contains(&t.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "invalid value for query parameter 'type': {t:?} (allowed: container, image, volume, build-cache)"
+            )));
+        }
+    }
+    let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    let du = blocking(move || engine.disk_usage()).await?;
+    let images: Vec<Value> = du
+        .images
+        .iter()
+        .map(|s| summary_json(s, version, true, Some(s.containers as i64)))
+        .collect();
+    let mut v = serde_json::Map::new();
+    if want("image") {
+        v.insert("LayersSize".into(), json!(du.layers_size));
+        v.insert("Images".into(), Value::Array(images));
+    }
+    if want("container") {
+        v.insert("Containers".into(), json!([]));
+    }
+    if want("volume") {
+        v.insert("Volumes".into(), json!([]));
+    }
+    if want("build-cache") {
+        v.insert("BuildCache".into(), json!([]));
+    }
+    Ok(Json(Value::Object(v)))
+}
