@@ -33,6 +33,14 @@ impl Engine {
     /// Opens the state root named in `config` (creating it), taking its lock.
     pub fn open(config: DaemonConfig) -> Result<Engine> {
         let store = Store::open(&config.root)?;
+        if config.preserve_setuid {
+            tracing::warn!(
+                "preserve_setuid = true: setuid/setgid bits and file capabilities from image layers are kept"
+            );
+        }
+        if config.min_free_bytes == 0 {
+            tracing::warn!("min_free_bytes = 0: loads may fill the state filesystem");
+        }
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
