@@ -33,13 +33,19 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { unpack: UnpackOptions::default(), max_compression_ratio: 1000 }
+        LoadOptions {
+            unpack: UnpackOptions::default(),
+            max_compression_ratio: 1000,
+        }
     }
 }
 
 impl LoadOptions {
     pub(crate) fn ingest(&self) -> IngestOptions {
-        IngestOptions { unpack: self.unpack.clone(), max_compression_ratio: self.max_compression_ratio }
+        IngestOptions {
+            unpack: self.unpack.clone(),
+            max_compression_ratio: self.max_compression_ratio,
+        }
     }
 }
 
@@ -47,7 +53,11 @@ impl LoadOptions {
 #[derive(Debug, Clone)]
 pub enum LoadEvent {
     /// Bytes of one archive member read so far.
-    File { name: String, current: u64, total: u64 },
+    File {
+        name: String,
+        current: u64,
+        total: u64,
+    },
     /// A layer finished unpacking.
     LayerDone { name: String, diff_id: Digest },
 }
@@ -143,7 +153,8 @@ pub fn load_archive(
         Box::new(flate2::read::MultiGzDecoder::new(chained))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(
-            zstd::stream::read::Decoder::new(chained).map_err(|e| ImageError::io("read archive", e))?,
+            zstd::stream::read::Decoder::new(chained)
+                .map_err(|e| ImageError::io("read archive", e))?,
         )
     } else {
         Box::new(chained)
@@ -158,8 +169,8 @@ pub fn load_archive(
         .entries()
         .map_err(|e| ImageError::Invalid(format!("archive is not a tar file: {e}")))?;
     for entry in entries {
-        let mut entry =
-            entry.map_err(|e| ImageError::Invalid(format!("archive is not a valid tar file: {e}")))?;
+        let mut entry = entry
+            .map_err(|e| ImageError::Invalid(format!("archive is not a valid tar file: {e}")))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = clean_member(&raw) else {
             warn!(member = %raw, "archive member climbs above the archive root; ignored");
@@ -173,7 +184,9 @@ pub fn load_archive(
                 .unwrap_or_default();
             // Docker writes repeated layers as `ID/layer.tar -> ../OTHER/layer.tar`.
             let base = if kind.is_symlink() {
-                name.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default()
+                name.rsplit_once('/')
+                    .map(|(d, _)| format!("{d}/"))
+                    .unwrap_or_default()
             } else {
                 String::new()
             };
@@ -186,8 +199,16 @@ pub fn load_archive(
             continue;
         }
         let total = entry.size();
-        let mut pr = ProgressReader { inner: &mut entry, name: &name, current: 0, total, last: 0, progress };
-        let head = read_head(&mut pr, 512).map_err(|e| ImageError::io(format!("read archive member {name}"), e))?;
+        let mut pr = ProgressReader {
+            inner: &mut entry,
+            name: &name,
+            current: 0,
+            total,
+            last: 0,
+            progress,
+        };
+        let head = read_head(&mut pr, 512)
+            .map_err(|e| ImageError::io(format!("read archive member {name}"), e))?;
         let named_digest = name
             .strip_prefix("blobs/sha256/")
             .and_then(|h| Digest::from_hex(h).ok());
@@ -206,7 +227,10 @@ pub fn load_archive(
             Some(compression) => {
                 match ingest_layer(store, &head, &mut pr, compression, false, &opts.ingest()) {
                     Ok(layer) => {
-                        (pr.progress)(LoadEvent::LayerDone { name: name.clone(), diff_id: layer.diff_id });
+                        (pr.progress)(LoadEvent::LayerDone {
+                            name: name.clone(),
+                            diff_id: layer.diff_id,
+                        });
                         Staged::Layer(Box::new(layer))
                     }
                     Err(e) if e.is_no_space() => {
@@ -234,8 +258,15 @@ pub fn load_archive(
         };
         files.insert(name, staged);
     }
-    let mut archive = Archive { files, links, store, lease: &lease };
-    let plans = if archive.files.contains_key("oci-layout") && archive.files.contains_key("index.json") {
+    let mut archive = Archive {
+        files,
+        links,
+        store,
+        lease: &lease,
+    };
+    let plans = if archive.files.contains_key("oci-layout")
+        && archive.files.contains_key("index.json")
+    {
         archive.plan_oci()?
     } else if archive.files.contains_key("manifest.json") {
         archive.plan_docker()?
@@ -310,9 +341,9 @@ impl Archive<'_> {
     }
 
     fn small(&self, member: &str, what: &str) -> Result<&[u8]> {
-        let name = self
-            .resolve(member)
-            .ok_or_else(|| ImageError::Invalid(format!("{what}: file {member} is not in the archive")))?;
+        let name = self.resolve(member).ok_or_else(|| {
+            ImageError::Invalid(format!("{what}: file {member} is not in the archive"))
+        })?;
         match self.files.get(&name) {
             Some(Staged::Small(b)) => Ok(b),
             Some(Staged::Present(d)) => Err(ImageError::Invalid(format!(
@@ -353,7 +384,9 @@ impl Archive<'_> {
         for (i, ((member, desc), want)) in members.iter().zip(&config.rootfs.diff_ids).enumerate() {
             let n = i + 1;
             let name = self.resolve(member).ok_or_else(|| {
-                ImageError::Invalid(format!("image {image} layer {n}: file {member} is not in the archive"))
+                ImageError::Invalid(format!(
+                    "image {image} layer {n}: file {member} is not in the archive"
+                ))
             })?;
             if let Some(d) = desc {
                 if !media::is_layer(&d.media_type) {
@@ -366,7 +399,13 @@ impl Archive<'_> {
             let (blob_digest, diff_id, compression) = match self.files.get(&name) {
                 Some(Staged::Layer(l)) => (l.blob.digest(), l.diff_id, Some(l.compression)),
                 Some(Staged::Present(d)) => {
-                    let rec = self.store.meta.images()?.into_iter().flat_map(|i| i.layers).find(|l| l.blob.digest == *d);
+                    let rec = self
+                        .store
+                        .meta
+                        .images()?
+                        .into_iter()
+                        .flat_map(|i| i.layers)
+                        .find(|l| l.blob.digest == *d);
                     match rec {
                         Some(l) => (*d, l.diff_id, None),
                         None => {
@@ -377,12 +416,14 @@ impl Archive<'_> {
                     }
                 }
                 Some(Staged::Failed(e)) => {
-                    return Err(ImageError::Invalid(format!("image {image} layer {n} ({member}): {e}")))
+                    return Err(ImageError::Invalid(format!(
+                        "image {image} layer {n} ({member}): {e}"
+                    )))
                 }
                 _ => {
                     return Err(ImageError::Invalid(format!(
-                        "image {image} layer {n} ({member}): not a tar archive (plain, gzip or zstd)"
-                    )))
+                    "image {image} layer {n} ({member}): not a tar archive (plain, gzip or zstd)"
+                )))
                 }
             };
             if let Some(d) = desc {
@@ -403,7 +444,11 @@ impl Archive<'_> {
                 (None, Some(c)) => c.docker_media_type().to_string(),
                 (None, None) => Compression::None.docker_media_type().to_string(),
             };
-            out.push(PlannedLayer { member: name, media_type, diff_id });
+            out.push(PlannedLayer {
+                member: name,
+                media_type,
+                diff_id,
+            });
         }
         Ok(out)
     }
@@ -428,7 +473,10 @@ impl Archive<'_> {
                 }
                 tags.push(r);
             }
-            let image = tags.first().map(|t| t.familiar()).unwrap_or_else(|| config_digest.to_string());
+            let image = tags
+                .first()
+                .map(|t| t.familiar())
+                .unwrap_or_else(|| config_digest.to_string());
             if let Some(hex) = entry.config.trim_end_matches(".json").rsplit('/').next() {
                 if let Ok(named) = Digest::from_hex(hex) {
                     if named != config_digest {
@@ -439,8 +487,9 @@ impl Archive<'_> {
                     }
                 }
             }
-            let config = ImageConfig::parse(&config_bytes)
-                .map_err(|e| ImageError::Invalid(format!("image {image}: config {}: {e}", entry.config)))?;
+            let config = ImageConfig::parse(&config_bytes).map_err(|e| {
+                ImageError::Invalid(format!("image {image}: config {}: {e}", entry.config))
+            })?;
             let members: Vec<(String, Option<&Descriptor>)> =
                 entry.layers.iter().map(|l| (l.clone(), None)).collect();
             let layers = self.check_layers(&image, &config, &members)?;
@@ -462,7 +511,10 @@ impl Archive<'_> {
     fn blob_member(&self, d: &Descriptor, what: &str) -> Result<String> {
         let name = format!("blobs/sha256/{}", d.digest.hex());
         if !self.files.contains_key(&name) {
-            return Err(ImageError::Invalid(format!("{what}: blob {} is not in the archive", d.digest)));
+            return Err(ImageError::Invalid(format!(
+                "{what}: blob {} is not in the archive",
+                d.digest
+            )));
         }
         match self.digest_of(&name) {
             Some(got) if got == d.digest => Ok(name),
@@ -470,13 +522,17 @@ impl Archive<'_> {
                 "{what}: blob {} has content digest {got}",
                 d.digest
             ))),
-            None => Err(ImageError::Invalid(format!("{what}: blob {} could not be read", d.digest))),
+            None => Err(ImageError::Invalid(format!(
+                "{what}: blob {} could not be read",
+                d.digest
+            ))),
         }
     }
 
     fn plan_oci(&mut self) -> Result<Vec<Plan>> {
-        let layout: serde_json::Value = serde_json::from_slice(self.small("oci-layout", "OCI layout")?)
-            .map_err(|e| ImageError::Invalid(format!("OCI layout: oci-layout: {e}")))?;
+        let layout: serde_json::Value =
+            serde_json::from_slice(self.small("oci-layout", "OCI layout")?)
+                .map_err(|e| ImageError::Invalid(format!("OCI layout: oci-layout: {e}")))?;
         if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(ImageError::Invalid(
                 "OCI layout: oci-layout: imageLayoutVersion must be \"1.0.0\"".into(),
@@ -488,7 +544,10 @@ impl Archive<'_> {
         let mut plans: Vec<Plan> = Vec::new();
         for top in &index.manifests {
             let name = ref_name(top);
-            let what = name.as_ref().map(|r| r.familiar()).unwrap_or_else(|| top.digest.to_string());
+            let what = name
+                .as_ref()
+                .map(|r| r.familiar())
+                .unwrap_or_else(|| top.digest.to_string());
             if let Some(p) = &top.platform {
                 if !platform_matches(p, &host) {
                     debug!(image = %what, "skipping manifest for another platform");
@@ -497,14 +556,26 @@ impl Archive<'_> {
             }
             let (manifest_desc, index_blob, extra) = if media::is_index(&top.media_type) {
                 let member = self.blob_member(top, &format!("image {what} index"))?;
-                let idx_bytes = self.small(&member, &format!("image {what} index"))?.to_vec();
-                let idx = Index::parse(&idx_bytes)
-                    .map_err(|e| ImageError::Invalid(format!("image {what}: index {}: {e}", top.digest)))?;
+                let idx_bytes = self
+                    .small(&member, &format!("image {what} index"))?
+                    .to_vec();
+                let idx = Index::parse(&idx_bytes).map_err(|e| {
+                    ImageError::Invalid(format!("image {what}: index {}: {e}", top.digest))
+                })?;
                 let chosen = idx
                     .manifests
                     .iter()
-                    .find(|m| m.platform.as_ref().is_some_and(|p| platform_matches(p, &host)) && media::is_manifest(&m.media_type))
-                    .or_else(|| idx.manifests.iter().find(|m| m.platform.is_none() && media::is_manifest(&m.media_type)))
+                    .find(|m| {
+                        m.platform
+                            .as_ref()
+                            .is_some_and(|p| platform_matches(p, &host))
+                            && media::is_manifest(&m.media_type)
+                    })
+                    .or_else(|| {
+                        idx.manifests
+                            .iter()
+                            .find(|m| m.platform.is_none() && media::is_manifest(&m.media_type))
+                    })
                     .ok_or_else(|| {
                         ImageError::Invalid(format!(
                             "image {what}: index {} has no manifest for {}/{}",
@@ -521,14 +592,24 @@ impl Archive<'_> {
                 continue;
             };
             let member = self.blob_member(&manifest_desc, &format!("image {what} manifest"))?;
-            let m_bytes = self.small(&member, &format!("image {what} manifest"))?.to_vec();
+            let m_bytes = self
+                .small(&member, &format!("image {what} manifest"))?
+                .to_vec();
             let manifest = Manifest::parse(&m_bytes).map_err(|e| {
-                ImageError::Invalid(format!("image {what}: manifest {}: {e}", manifest_desc.digest))
+                ImageError::Invalid(format!(
+                    "image {what}: manifest {}: {e}",
+                    manifest_desc.digest
+                ))
             })?;
             let cmember = self.blob_member(&manifest.config, &format!("image {what} config"))?;
-            let config_bytes = self.small(&cmember, &format!("image {what} config"))?.to_vec();
+            let config_bytes = self
+                .small(&cmember, &format!("image {what} config"))?
+                .to_vec();
             let config = ImageConfig::parse(&config_bytes).map_err(|e| {
-                ImageError::Invalid(format!("image {what}: config {}: {e}", manifest.config.digest))
+                ImageError::Invalid(format!(
+                    "image {what}: config {}: {e}",
+                    manifest.config.digest
+                ))
             })?;
             let members: Vec<(String, Option<&Descriptor>)> = manifest
                 .layers
@@ -580,7 +661,10 @@ impl Archive<'_> {
     }
 
     /// Takes a member out as a pending blob (writing small ones to ingest first).
-    fn take_blob(&mut self, member: &str) -> Result<Option<(PendingBlob, Option<IngestedLayerRest>)>> {
+    fn take_blob(
+        &mut self,
+        member: &str,
+    ) -> Result<Option<(PendingBlob, Option<IngestedLayerRest>)>> {
         match self.files.remove(member) {
             Some(Staged::Small(b)) => {
                 let mut w = self.store.content.writer()?;
@@ -615,18 +699,31 @@ impl Archive<'_> {
         let mut records = Vec::new();
         for plan in &plans {
             let mut w = store.content.writer()?;
-            io::Write::write_all(&mut w, &plan.config).map_err(|e| ImageError::io("write blob", e))?;
+            io::Write::write_all(&mut w, &plan.config)
+                .map_err(|e| ImageError::io("write blob", e))?;
             blobs.push(w.finish(Some(&plan.config_digest))?);
             let mut put_json = |bytes: &[u8], media_type: &str| -> Result<BlobRef> {
                 let mut w = store.content.writer()?;
                 io::Write::write_all(&mut w, bytes).map_err(|e| ImageError::io("write blob", e))?;
                 let p = w.finish(None)?;
-                let r = BlobRef { digest: p.digest(), media_type: media_type.to_string(), size: p.size() };
+                let r = BlobRef {
+                    digest: p.digest(),
+                    media_type: media_type.to_string(),
+                    size: p.size(),
+                };
                 blobs.push(p);
                 Ok(r)
             };
-            let manifest = plan.manifest.as_ref().map(|(b, mt)| put_json(b, mt)).transpose()?;
-            let index = plan.index.as_ref().map(|(b, mt)| put_json(b, mt)).transpose()?;
+            let manifest = plan
+                .manifest
+                .as_ref()
+                .map(|(b, mt)| put_json(b, mt))
+                .transpose()?;
+            let index = plan
+                .index
+                .as_ref()
+                .map(|(b, mt)| put_json(b, mt))
+                .transpose()?;
             let mut layers = Vec::new();
             for l in &plan.layers {
                 let blob_digest = match self.files.get(&l.member) {
@@ -647,9 +744,9 @@ impl Archive<'_> {
                             d
                         }
                         // Taken already by an earlier image of this archive.
-                        None => self
-                            .digest_taken(&records, &l.member)
-                            .ok_or_else(|| ImageError::Invalid(format!("layer {} vanished", l.member)))?,
+                        None => self.digest_taken(&records, &l.member).ok_or_else(|| {
+                            ImageError::Invalid(format!("layer {} vanished", l.member))
+                        })?,
                     },
                 };
                 let size = blobs
@@ -661,7 +758,11 @@ impl Archive<'_> {
                 layers.push((
                     l.member.clone(),
                     LayerRecord {
-                        blob: BlobRef { digest: blob_digest, media_type: l.media_type.clone(), size },
+                        blob: BlobRef {
+                            digest: blob_digest,
+                            media_type: l.media_type.clone(),
+                            size,
+                        },
                         diff_id: l.diff_id,
                     },
                 ));
@@ -704,7 +805,10 @@ impl Archive<'_> {
         // Durable: one syncfs covers every blob and snapshot written for this archive.
         let sync_started = std::time::Instant::now();
         store.sync_all()?;
-        debug!(duration_ms = sync_started.elapsed().as_millis() as u64, "archive synced");
+        debug!(
+            duration_ms = sync_started.elapsed().as_millis() as u64,
+            "archive synced"
+        );
         let mut snapshot_records = Vec::new();
         for (diff_id, rest) in snapshots {
             rest.snapshot.publish(&diff_id, lease)?;
@@ -734,7 +838,11 @@ impl Archive<'_> {
         Ok(out)
     }
 
-    fn digest_taken(&self, records: &[(ImageRecord, Vec<String>, Vec<Reference>)], member: &str) -> Option<Digest> {
+    fn digest_taken(
+        &self,
+        records: &[(ImageRecord, Vec<String>, Vec<Reference>)],
+        member: &str,
+    ) -> Option<Digest> {
         for (rec, members, _) in records {
             if let Some(i) = members.iter().position(|m| m == member) {
                 return rec.layers.get(i).map(|l| l.blob.digest);
@@ -762,7 +870,9 @@ fn ref_name(d: &Descriptor) -> Option<Reference> {
     }
     let n = ann.get("org.opencontainers.image.ref.name")?;
     if n.contains('/') || n.contains(':') {
-        Reference::parse_with_default_tag(n).ok().filter(|r| r.tag().is_some())
+        Reference::parse_with_default_tag(n)
+            .ok()
+            .filter(|r| r.tag().is_some())
     } else {
         None
     }

@@ -16,7 +16,7 @@ pub fn apply_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
         Some((w, r)) => (w, r.trim()),
         None => (line, ""),
     };
-    let err = |rule: &str| format!("change {line:?}: {rule}");
+    let err = |rule: &str| format!("change '{line}': {rule}");
     if rest.is_empty() {
         return Err(err("instruction needs an argument"));
     }
@@ -50,7 +50,8 @@ pub fn apply_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
         "VOLUME" => {
             let vols = cfg.volumes.get_or_insert_with(BTreeMap::new);
             let list: Vec<String> = if rest.starts_with('[') {
-                serde_json::from_str(rest).map_err(|e| err(&format!("not a JSON string array: {e}")))?
+                serde_json::from_str(rest)
+                    .map_err(|e| err(&format!("not a JSON string array: {e}")))?
             } else {
                 rest.split_whitespace().map(unquote).collect()
             };
@@ -61,7 +62,11 @@ pub fn apply_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
                 vols.insert(v, Value::Object(Default::default()));
             }
         }
-        other => return Err(err(&format!("instruction {other} is not supported (allowed: {ALLOWED})"))),
+        other => {
+            return Err(err(&format!(
+                "instruction {other} is not supported (allowed: {ALLOWED})"
+            )))
+        }
     }
     Ok(())
 }
@@ -77,7 +82,9 @@ fn exec_or_shell(rest: &str) -> Result<Vec<String>, String> {
 
 fn unquote(s: &str) -> String {
     let s = s.trim();
-    if s.len() >= 2 && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\''))) {
+    if s.len() >= 2
+        && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\'')))
+    {
         s[1..s.len() - 1].to_string()
     } else {
         s.to_string()
@@ -96,7 +103,9 @@ fn key_values(rest: &str) -> Result<Vec<(String, String)>, String> {
     }
     let mut out = Vec::new();
     for w in words {
-        let (k, v) = w.split_once('=').ok_or_else(|| format!("{w:?} is not key=value"))?;
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("{w:?} is not key=value"))?;
         if k.is_empty() {
             return Err(format!("{w:?}: empty key"));
         }
@@ -153,7 +162,12 @@ fn expand_port(p: &str) -> Result<Vec<String>, String> {
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("port {p:?}: protocol must be tcp, udp or sctp"));
     }
-    let parse = |x: &str| x.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("port {p:?}: {x:?} is not a port number"));
+    let parse = |x: &str| {
+        x.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("port {p:?}: {x:?} is not a port number"))
+    };
     let (lo, hi) = match ports.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
         None => {
@@ -188,7 +202,10 @@ mod tests {
         ] {
             apply_change(&mut c, ch).expect(ch);
         }
-        assert_eq!(c.cmd, Some(vec!["/bin/app".to_string(), "--serve".to_string()]));
+        assert_eq!(
+            c.cmd,
+            Some(vec!["/bin/app".to_string(), "--serve".to_string()])
+        );
         assert_eq!(c.entrypoint.as_deref().map(|e| e.len()), Some(3));
         let env = c.env.expect("env");
         assert!(env.contains(&"B=two words".to_string()));
@@ -196,14 +213,24 @@ mod tests {
         assert_eq!(c.working_dir.as_deref(), Some("/srv"));
         let ports = c.exposed_ports.expect("ports");
         assert!(ports.contains_key("8080/tcp") && ports.contains_key("53/udp"));
-        assert_eq!(c.labels.expect("labels").get("x y").map(String::as_str), Some("z"));
+        assert_eq!(
+            c.labels.expect("labels").get("x y").map(String::as_str),
+            Some("z")
+        );
         assert!(c.volumes.expect("vols").contains_key("/data"));
     }
 
     #[test]
     fn refuses_bad_changes() {
         let mut c = RunConfig::default();
-        for bad in ["RUN rm -rf /", "EXPOSE 99999", "EXPOSE 80/icmp", "ENV", "VOLUME data", "ENV A=\"x"] {
+        for bad in [
+            "RUN rm -rf /",
+            "EXPOSE 99999",
+            "EXPOSE 80/icmp",
+            "ENV",
+            "VOLUME data",
+            "ENV A=\"x",
+        ] {
             let e = apply_change(&mut c, bad).expect_err(bad);
             assert!(e.contains(bad), "{e}");
         }

@@ -37,7 +37,10 @@ impl ImageError {
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> ImageError {
-        ImageError::Io { context: context.into(), source }
+        ImageError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

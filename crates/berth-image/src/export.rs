@@ -39,15 +39,22 @@ fn header(size: u64, mode: u32) -> tar::Header {
     h
 }
 
-fn append(b: &mut tar::Builder<&mut dyn Write>, path: &str, size: u64, data: &mut dyn Read) -> Result<()> {
+fn append(
+    b: &mut tar::Builder<&mut dyn Write>,
+    path: &str,
+    size: u64,
+    data: &mut dyn Read,
+) -> Result<()> {
     let mut h = header(size, 0o644);
-    b.append_data(&mut h, path, data).map_err(|e| ImageError::io(format!("write archive member {path}"), e))
+    b.append_data(&mut h, path, data)
+        .map_err(|e| ImageError::io(format!("write archive member {path}"), e))
 }
 
 fn append_dir(b: &mut tar::Builder<&mut dyn Write>, path: &str) -> Result<()> {
     let mut h = header(0, 0o755);
     h.set_entry_type(tar::EntryType::Directory);
-    b.append_data(&mut h, path, io::empty()).map_err(|e| ImageError::io(format!("write archive member {path}"), e))
+    b.append_data(&mut h, path, io::empty())
+        .map_err(|e| ImageError::io(format!("write archive member {path}"), e))
 }
 
 /// Reads a blob while checking it still has its digest; fails at the end otherwise.
@@ -78,24 +85,36 @@ impl<R: Read> Read for Verified<R> {
 fn compression_of(store: &Store, digest: &Digest) -> Result<Compression> {
     let mut f = store.content.open_blob(digest)?;
     let mut head = vec![0u8; 512];
-    let n = f.read(&mut head).map_err(|e| ImageError::io(format!("read blob {digest}"), e))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| ImageError::io(format!("read blob {digest}"), e))?;
     head.truncate(n);
     sniff(&head).ok_or_else(|| ImageError::Invalid(format!("blob {digest} is not a layer")))
 }
 
 /// Writes the images as one archive.
-pub fn save_archive(store: &Store, items: &[SaveItem], format: SaveFormat, out: &mut dyn Write) -> Result<()> {
+pub fn save_archive(
+    store: &Store,
+    items: &[SaveItem],
+    format: SaveFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Deterministic);
     match format {
         SaveFormat::Docker => save_docker(store, items, &mut b)?,
         SaveFormat::Oci => save_oci(store, items, &mut b)?,
     }
-    b.finish().map_err(|e| ImageError::io("finish archive", e))?;
+    b.finish()
+        .map_err(|e| ImageError::io("finish archive", e))?;
     Ok(())
 }
 
-fn save_docker(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn Write>) -> Result<()> {
+fn save_docker(
+    store: &Store,
+    items: &[SaveItem],
+    b: &mut tar::Builder<&mut dyn Write>,
+) -> Result<()> {
     let mut written: HashSet<Digest> = HashSet::new();
     let mut manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -117,27 +136,50 @@ fn save_docker(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn 
             let what = format!("image {} layer {}", img.id, l.diff_id);
             if c == Compression::None {
                 let size = store.content.size(&l.blob.digest)?;
-                let mut r = Verified { inner: blob, hasher: Sha256Writer::new(), want: l.diff_id, what };
+                let mut r = Verified {
+                    inner: blob,
+                    hasher: Sha256Writer::new(),
+                    want: l.diff_id,
+                    what,
+                };
                 append(b, &path, size, &mut r)?;
             } else {
                 let size = store
                     .meta
                     .snapshot(&l.diff_id)?
                     .map(|s| s.tar_size)
-                    .ok_or_else(|| ImageError::NotFound(format!("{what}: uncompressed size unknown")))?;
+                    .ok_or_else(|| {
+                        ImageError::NotFound(format!("{what}: uncompressed size unknown"))
+                    })?;
                 let dec: Box<dyn Read> = match c {
-                    Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(blob))),
-                    _ => Box::new(zstd::stream::read::Decoder::new(blob).map_err(|e| ImageError::io("zstd", e))?),
+                    Compression::Gzip => {
+                        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(blob)))
+                    }
+                    _ => Box::new(
+                        zstd::stream::read::Decoder::new(blob)
+                            .map_err(|e| ImageError::io("zstd", e))?,
+                    ),
                 };
-                let mut r = Verified { inner: dec, hasher: Sha256Writer::new(), want: l.diff_id, what };
+                let mut r = Verified {
+                    inner: dec,
+                    hasher: Sha256Writer::new(),
+                    want: l.diff_id,
+                    what,
+                };
                 append(b, &path, size, &mut r)?;
             }
         }
-        let config = store.content.read_blob(&img.config.digest, MAX_JSON_BYTES)?;
+        let config = store
+            .content
+            .read_blob(&img.config.digest, MAX_JSON_BYTES)?;
         if written.insert(img.config.digest) {
             append(b, &config_name, config.len() as u64, &mut config.as_slice())?;
         }
-        let tags: Vec<String> = item.tags.iter().filter_map(|t| t.familiar_tagged()).collect();
+        let tags: Vec<String> = item
+            .tags
+            .iter()
+            .filter_map(|t| t.familiar_tagged())
+            .collect();
         for t in &item.tags {
             if let (Some(tag), Some(top)) = (t.tag(), img.layers.last()) {
                 repositories
@@ -151,7 +193,8 @@ fn save_docker(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn 
     let m = serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
     append(b, "manifest.json", m.len() as u64, &mut m.as_slice())?;
     if !repositories.is_empty() {
-        let r = serde_json::to_vec(&repositories).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let r =
+            serde_json::to_vec(&repositories).map_err(|e| ImageError::Invalid(e.to_string()))?;
         append(b, "repositories", r.len() as u64, &mut r.as_slice())?;
     }
     Ok(())
@@ -160,7 +203,10 @@ fn save_docker(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn 
 /// The manifest of an image: the stored one, or one made for it (OCI media types).
 fn manifest_of(store: &Store, img: &ImageRecord) -> Result<(Vec<u8>, String)> {
     if let Some(m) = &img.manifest {
-        return Ok((store.content.read_blob(&m.digest, MAX_JSON_BYTES)?, m.media_type.clone()));
+        return Ok((
+            store.content.read_blob(&m.digest, MAX_JSON_BYTES)?,
+            m.media_type.clone(),
+        ));
     }
     let mut layers = Vec::new();
     for l in &img.layers {
@@ -210,7 +256,12 @@ fn put_blob(
     }
     let size = store.content.size(d)?;
     let f = store.content.open_blob(d)?;
-    let mut r = Verified { inner: f, hasher: Sha256Writer::new(), want: *d, what: what.to_string() };
+    let mut r = Verified {
+        inner: f,
+        hasher: Sha256Writer::new(),
+        want: *d,
+        what: what.to_string(),
+    };
     append(b, &format!("blobs/sha256/{}", d.hex()), size, &mut r)
 }
 
@@ -220,7 +271,12 @@ fn save_oci(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn Wri
     append_dir(b, "blobs/")?;
     append_dir(b, "blobs/sha256/")?;
     let mut written: HashSet<Digest> = HashSet::new();
-    let mut index = Index { schema_version: 2, media_type: Some(media::OCI_INDEX.to_string()), manifests: Vec::new(), annotations: None };
+    let mut index = Index {
+        schema_version: 2,
+        media_type: Some(media::OCI_INDEX.to_string()),
+        manifests: Vec::new(),
+        annotations: None,
+    };
     for item in items {
         let img = &item.image;
         let what = format!("image {}", img.id);
@@ -231,7 +287,12 @@ fn save_oci(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn Wri
         let (mbytes, mtype) = manifest_of(store, img)?;
         let mdigest = Digest::of(&mbytes);
         if written.insert(mdigest) {
-            append(b, &format!("blobs/sha256/{}", mdigest.hex()), mbytes.len() as u64, &mut mbytes.as_slice())?;
+            append(
+                b,
+                &format!("blobs/sha256/{}", mdigest.hex()),
+                mbytes.len() as u64,
+                &mut mbytes.as_slice(),
+            )?;
         }
         let mut top = Descriptor {
             media_type: mtype,
@@ -244,16 +305,29 @@ fn save_oci(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn Wri
         };
         // Keep the original index when every blob it names came along.
         if let Some(idx) = &img.index {
-            let extras_ok = store.content.read_blob(&idx.digest, MAX_JSON_BYTES).ok().and_then(|bytes| {
-                let parsed = Index::parse(&bytes).ok()?;
-                parsed.manifests.iter().all(|m| store.content.exists(&m.digest)).then_some(())
-            });
+            let extras_ok = store
+                .content
+                .read_blob(&idx.digest, MAX_JSON_BYTES)
+                .ok()
+                .and_then(|bytes| {
+                    let parsed = Index::parse(&bytes).ok()?;
+                    parsed
+                        .manifests
+                        .iter()
+                        .all(|m| store.content.exists(&m.digest))
+                        .then_some(())
+                });
             if extras_ok.is_some() {
                 for e in &img.extra_blobs {
                     put_blob(store, &mut written, b, &e.digest, &what)?;
                 }
                 put_blob(store, &mut written, b, &idx.digest, &what)?;
-                top = Descriptor { media_type: idx.media_type.clone(), digest: idx.digest, size: idx.size, ..top };
+                top = Descriptor {
+                    media_type: idx.media_type.clone(),
+                    digest: idx.digest,
+                    size: idx.size,
+                    ..top
+                };
             }
         }
         if item.tags.is_empty() {
@@ -265,7 +339,10 @@ fn save_oci(store: &Store, items: &[SaveItem], b: &mut tar::Builder<&mut dyn Wri
                 if let Some(f) = t.familiar_tagged() {
                     ann.insert("org.opencontainers.image.ref.name".to_string(), f);
                 }
-                index.manifests.push(Descriptor { annotations: Some(ann), ..top.clone() });
+                index.manifests.push(Descriptor {
+                    annotations: Some(ann),
+                    ..top.clone()
+                });
             }
         }
     }

@@ -80,7 +80,13 @@ fn v7_checksum_ok(h: &[u8]) -> bool {
     let sum: u32 = h
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(*b) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
         .sum();
     sum == want && h[0] != 0
 }
@@ -101,7 +107,11 @@ pub enum LayerError {
     /// The layer content breaks a rule or is not a valid (compressed) tar.
     Unpack(UnpackError),
     /// The compressed stream expands more than allowed.
-    Bomb { out: u64, compressed: u64, ratio: u64 },
+    Bomb {
+        out: u64,
+        compressed: u64,
+        ratio: u64,
+    },
     /// Reading the input or writing the store failed.
     Io(io::Error),
     Store(berth_store::Error),
@@ -182,7 +192,10 @@ impl<R: Read> Read for Guard<R> {
             && self.out > RATIO_FLOOR
             && self.out / self.max_ratio > self.compressed.get()
         {
-            return Err(io::Error::other(BombMarker { out: self.out, compressed: self.compressed.get() }));
+            return Err(io::Error::other(BombMarker {
+                out: self.out,
+                compressed: self.compressed.get(),
+            }));
         }
         Ok(n)
     }
@@ -195,14 +208,21 @@ struct BombMarker {
 }
 impl std::fmt::Display for BombMarker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "decompression ratio exceeded ({} of {})", self.out, self.compressed)
+        write!(
+            f,
+            "decompression ratio exceeded ({} of {})",
+            self.out, self.compressed
+        )
     }
 }
 impl std::error::Error for BombMarker {}
 
 fn bomb_of(e: &UnpackError) -> Option<(u64, u64)> {
     if let UnpackError::Io { source, .. } = e {
-        if let Some(m) = source.get_ref().and_then(|x| x.downcast_ref::<BombMarker>()) {
+        if let Some(m) = source
+            .get_ref()
+            .and_then(|x| x.downcast_ref::<BombMarker>())
+        {
             return Some((m.out, m.compressed));
         }
     }
@@ -241,17 +261,28 @@ pub fn ingest_layer(
     let compressed = Rc::new(Cell::new(0u64));
     let stream = io::Cursor::new(head).chain(input);
     let bomb = |e: UnpackError| match bomb_of(&e) {
-        Some((out, c)) => LayerError::Bomb { out, compressed: c, ratio: opts.max_compression_ratio },
+        Some((out, c)) => LayerError::Bomb {
+            out,
+            compressed: c,
+            ratio: opts.max_compression_ratio,
+        },
         None => LayerError::Unpack(e),
     };
     let (stats, diff_id, tar_size) = if compression == Compression::None {
         // One hash serves both: the blob is the uncompressed tar.
-        let mut tee = Tee { inner: stream, blob: &mut blob };
-        let stats = unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(LayerError::Unpack)?;
+        let mut tee = Tee {
+            inner: stream,
+            blob: &mut blob,
+        };
+        let stats =
+            unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(LayerError::Unpack)?;
         io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
         (stats, blob.digest_so_far(), blob.len())
     } else if store_uncompressed {
-        let counting = Counting { inner: stream, count: compressed.clone() };
+        let counting = Counting {
+            inner: stream,
+            count: compressed.clone(),
+        };
         let guard = Guard {
             inner: decoder(compression, counting).map_err(LayerError::Io)?,
             hasher: None,
@@ -259,13 +290,22 @@ pub fn ingest_layer(
             compressed: compressed.clone(),
             max_ratio: opts.max_compression_ratio,
         };
-        let mut tee = Tee { inner: guard, blob: &mut blob };
+        let mut tee = Tee {
+            inner: guard,
+            blob: &mut blob,
+        };
         let stats = unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(bomb)?;
         io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
         (stats, blob.digest_so_far(), blob.len())
     } else {
-        let counting = Counting { inner: stream, count: compressed.clone() };
-        let tee = Tee { inner: counting, blob: &mut blob };
+        let counting = Counting {
+            inner: stream,
+            count: compressed.clone(),
+        };
+        let tee = Tee {
+            inner: counting,
+            blob: &mut blob,
+        };
         let mut guard = Guard {
             inner: decoder(compression, tee).map_err(LayerError::Io)?,
             hasher: Some(Sha256Writer::new()),
@@ -276,9 +316,20 @@ pub fn ingest_layer(
         let stats = unpack_layer(&mut guard, snapshot.path(), &opts.unpack).map_err(bomb)?;
         io::copy(&mut guard, &mut io::sink()).map_err(LayerError::Io)?;
         let out = guard.out;
-        let d = guard.hasher.take().map(|h| h.finish()).unwrap_or_else(|| Digest::of(b""));
+        let d = guard
+            .hasher
+            .take()
+            .map(|h| h.finish())
+            .unwrap_or_else(|| Digest::of(b""));
         (stats, d, out)
     };
     let blob = blob.finish(None).map_err(LayerError::Store)?;
-    Ok(IngestedLayer { blob, compression, diff_id, tar_size, snapshot, stats })
+    Ok(IngestedLayer {
+        blob,
+        compression,
+        diff_id,
+        tar_size,
+        snapshot,
+        stats,
+    })
 }

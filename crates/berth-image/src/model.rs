@@ -34,7 +34,11 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -81,9 +85,17 @@ pub struct HealthConfig {
     pub interval: Option<i64>,
     #[serde(rename = "Timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StartPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i64>,
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StartInterval",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_interval: Option<i64>,
     #[serde(rename = "Retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i64>,
@@ -95,29 +107,53 @@ pub struct HealthConfig {
 pub struct RunConfig {
     #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exposed_ports: Option<BTreeMap<String, Value>>,
     #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "Healthcheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthcheck: Option<HealthConfig>,
     #[serde(rename = "Volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, Value>>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
     #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    #[serde(rename = "StopSignal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_signal: Option<String>,
     #[serde(rename = "OnBuild", default, skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
     #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
-    #[serde(rename = "ArgsEscaped", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub args_escaped: Option<bool>,
     /// Fields berth does not interpret (Hostname, Image, AttachStdin, …), kept as they are.
     #[serde(flatten)]
@@ -155,7 +191,11 @@ pub struct ImageConfig {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
@@ -181,7 +221,10 @@ impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, String> {
         let cfg: ImageConfig = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if cfg.rootfs.kind != "layers" {
-            return Err(format!("rootfs.type is {:?}, expected \"layers\"", cfg.rootfs.kind));
+            return Err(format!(
+                "rootfs.type is {:?}, expected \"layers\"",
+                cfg.rootfs.kind
+            ));
         }
         Ok(cfg)
     }
@@ -191,7 +234,10 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if m.schema_version != 2 {
-            return Err(format!("schemaVersion {} is not supported (only 2)", m.schema_version));
+            return Err(format!(
+                "schemaVersion {} is not supported (only 2)",
+                m.schema_version
+            ));
         }
         Ok(m)
     }
@@ -201,7 +247,10 @@ impl Index {
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {
         let i: Index = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if i.schema_version != 2 {
-            return Err(format!("schemaVersion {} is not supported (only 2)", i.schema_version));
+            return Err(format!(
+                "schemaVersion {} is not supported (only 2)",
+                i.schema_version
+            ));
         }
         Ok(i)
     }
@@ -216,7 +265,12 @@ pub fn host_platform() -> Platform {
         "powerpc64" => "ppc64le",
         other => other,
     };
-    Platform { architecture: arch.to_string(), os: "linux".to_string(), variant: None, os_version: None }
+    Platform {
+        architecture: arch.to_string(),
+        os: "linux".to_string(),
+        variant: None,
+        os_version: None,
+    }
 }
 
 /// Whether `p` can run on `want` (same os and architecture; variant checked when both set).

@@ -21,7 +21,12 @@ pub struct ImportRequest {
 }
 
 /// Imports a rootfs tarball; returns the new image ID.
-pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, opts: &LoadOptions) -> Result<Digest> {
+pub fn import_rootfs(
+    store: &Store,
+    input: &mut dyn Read,
+    req: &ImportRequest,
+    opts: &LoadOptions,
+) -> Result<Digest> {
     // Check the changes before reading a byte of the tarball.
     let mut run = RunConfig::default();
     for c in &req.changes {
@@ -30,7 +35,9 @@ pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, o
     let mut head = vec![0u8; 512];
     let mut got = 0;
     while got < head.len() {
-        let n = input.read(&mut head[got..]).map_err(|e| ImageError::io("read rootfs tarball", e))?;
+        let n = input
+            .read(&mut head[got..])
+            .map_err(|e| ImageError::io("read rootfs tarball", e))?;
         if n == 0 {
             break;
         }
@@ -40,11 +47,13 @@ pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, o
     let compression = sniff(&head).ok_or_else(|| {
         ImageError::Invalid("import: input is not a tar archive (plain, gzip or zstd)".into())
     })?;
-    let layer = ingest_layer(store, &head, input, compression, true, &opts.ingest()).map_err(|e| match e {
-        e if e.is_no_space() => ImageError::NoSpace(format!("import: {e}")),
-        LayerError::Io(e) => ImageError::io("import: read rootfs tarball", e),
-        e => ImageError::Invalid(format!("import: rootfs tarball: {e}")),
-    })?;
+    let layer = ingest_layer(store, &head, input, compression, true, &opts.ingest()).map_err(
+        |e| match e {
+            e if e.is_no_space() => ImageError::NoSpace(format!("import: {e}")),
+            LayerError::Io(e) => ImageError::io("import: read rootfs tarball", e),
+            e => ImageError::Invalid(format!("import: rootfs tarball: {e}")),
+        },
+    )?;
     let platform = req.platform.clone().unwrap_or_else(host_platform);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let comment = req.message.clone().filter(|m| !m.is_empty());
@@ -55,7 +64,10 @@ pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, o
         created: Some(now.clone()),
         comment: comment.clone(),
         config: Some(run),
-        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id] },
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id],
+        },
         history: vec![History {
             created: Some(now),
             comment: Some(comment.unwrap_or_else(|| "Imported from -".to_string())),
@@ -63,10 +75,12 @@ pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, o
         }],
         ..Default::default()
     };
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
     let lease = store.leases.acquire();
     let mut w = store.content.writer()?;
-    io::Write::write_all(&mut w, &config_bytes).map_err(|e| ImageError::io("write config blob", e))?;
+    io::Write::write_all(&mut w, &config_bytes)
+        .map_err(|e| ImageError::io("write config blob", e))?;
     let config_blob = w.finish(None)?;
     let id = config_blob.digest();
     store.sync_all()?;
@@ -85,11 +99,19 @@ pub fn import_rootfs(store: &Store, input: &mut dyn Read, req: &ImportRequest, o
     store.meta.put_snapshot(&snap)?;
     let rec = ImageRecord {
         id,
-        config: BlobRef { digest: id, media_type: media::DOCKER_CONFIG.into(), size: config_bytes.len() as u64 },
+        config: BlobRef {
+            digest: id,
+            media_type: media::DOCKER_CONFIG.into(),
+            size: config_bytes.len() as u64,
+        },
         manifest: None,
         index: None,
         layers: vec![LayerRecord {
-            blob: BlobRef { digest: blob_digest, media_type: media::DOCKER_LAYER.into(), size: blob_size },
+            blob: BlobRef {
+                digest: blob_digest,
+                media_type: media::DOCKER_LAYER.into(),
+                size: blob_size,
+            },
             diff_id: snap.diff_id,
         }],
         extra_blobs: Vec::new(),

@@ -147,7 +147,11 @@ pub enum UnpackError {
     /// `reserve` is `min_free_bytes`, plus the size of the file about to be written when the check
     /// was made before a large file.
     #[error("not enough free space on {path}: {free} bytes free, {reserve} bytes must stay free")]
-    NoSpace { path: String, free: u64, reserve: u64 },
+    NoSpace {
+        path: String,
+        free: u64,
+        reserve: u64,
+    },
     #[error("malformed tar stream: {0}")]
     Malformed(String),
     #[error("entry {entry}: {op}: {source}")]
@@ -165,7 +169,10 @@ impl UnpackError {
         match self {
             UnpackError::NoSpace { .. } => true,
             UnpackError::Io { source, .. } => {
-                matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+                matches!(
+                    source.raw_os_error(),
+                    Some(libc::ENOSPC) | Some(libc::EDQUOT)
+                )
             }
             _ => false,
         }
@@ -408,6 +415,10 @@ impl CleanPath {
 }
 
 fn is_within(path: &[u8], ancestor: &[u8]) -> bool {
+    if ancestor.is_empty() {
+        // Everything is within the root.
+        return true;
+    }
     match path.strip_prefix(ancestor) {
         Some(rest) => rest.is_empty() || rest.first() == Some(&b'/'),
         None => false,
@@ -457,7 +468,10 @@ fn depth(path: &[u8]) -> usize {
     if path.is_empty() {
         0
     } else {
-        path.iter().filter(|b| **b == b'/').count().saturating_add(1)
+        path.iter()
+            .filter(|b| **b == b'/')
+            .count()
+            .saturating_add(1)
     }
 }
 
@@ -557,7 +571,9 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
         let up = rfs::openat(dir.fd()?, c"..", dir_flags(), Mode::empty())?;
         let st = rfs::fstat(&up)?;
         if (st.st_dev, st.st_ino) != parent_id {
-            return Err(io::Error::other("directory moved while it was being removed"));
+            return Err(io::Error::other(
+                "directory moved while it was being removed",
+            ));
         }
         rfs::unlinkat(&up, child.as_slice(), AtFlags::REMOVEDIR)?;
         dir = rfs::Dir::new(up)?;
@@ -1088,8 +1104,7 @@ impl<'a> Unpacker<'a> {
             size
         };
         let limit = self.opts.max_tar_bytes;
-        if stored > self.budget.remaining()
-            || size > limit.saturating_sub(self.stats.content_bytes)
+        if stored > self.budget.remaining() || size > limit.saturating_sub(self.stats.content_bytes)
         {
             return Err(UnpackError::TooLarge { limit });
         }
@@ -1235,8 +1250,7 @@ impl<'a> Unpacker<'a> {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 self.clear(pfd, &path.joined, name, false, raw)?;
-                rfs::symlinkat(target, pfd, name)
-                    .map_err(|e| io_err(raw, "create symlink", e))?;
+                rfs::symlinkat(target, pfd, name).map_err(|e| io_err(raw, "create symlink", e))?;
             }
             Err(e) => return Err(io_err(raw, "create symlink", e)),
         }
@@ -1283,19 +1297,11 @@ impl<'a> Unpacker<'a> {
             )
         })?;
         if target.is_root() {
-            return Err(rule(raw, format!("hard link target {shown} is a directory")));
-        }
-        if path.is_within(&target.joined) && path.joined != target.joined {
-            // The target is an ancestor of the link: it is a directory.
-            return Err(rule(raw, format!("hard link target {shown} is a directory")));
-        }
-        if target.is_within(&path.joined) && path.joined != target.joined {
             return Err(rule(
                 raw,
-                format!("hard link target {shown} is inside the directory the link replaces"),
+                format!("hard link target {shown} is a directory"),
             ));
         }
-
         let pfd_owned = self.take_parent(path.parent(), raw)?;
         let pfd = pfd_owned.as_ref().map_or(self.root, |f| f.as_fd());
         let tpfd_owned = if target.parent() == path.parent() || target.parent().is_empty() {
@@ -1331,12 +1337,14 @@ impl<'a> Unpacker<'a> {
                     return Err(rule(
                         raw,
                         format!(
-                            "hard link target {shown}: parent directory {} is on another filesystem",
-                            lossy(&p)
-                        ),
+                        "hard link target {shown}: parent directory {} is on another filesystem",
+                        lossy(&p)
+                    ),
                     ))
                 }
-                Err(WalkError::Io(e)) => return Err(io_err(raw, "open hard link target parent", e)),
+                Err(WalkError::Io(e)) => {
+                    return Err(io_err(raw, "open hard link target parent", e))
+                }
             }
         };
         let tpfd = if target.parent() == path.parent() {
@@ -1347,7 +1355,10 @@ impl<'a> Unpacker<'a> {
         let tname = target.name();
         match rfs::statat(tpfd, tname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                return Err(rule(raw, format!("hard link target {shown} is a directory")));
+                return Err(rule(
+                    raw,
+                    format!("hard link target {shown} is a directory"),
+                ));
             }
             Ok(_) => {}
             Err(Errno::NOENT) => {
@@ -1357,6 +1368,13 @@ impl<'a> Unpacker<'a> {
                 ))
             }
             Err(e) => return Err(io_err(raw, "inspect hard link target", e)),
+        }
+        if target.is_within(&path.joined) && path.joined != target.joined {
+            // The link would replace (remove) a directory that holds its own target.
+            return Err(rule(
+                raw,
+                format!("hard link target {shown} is inside the directory the link replaces"),
+            ));
         }
         if path.joined != target.joined {
             let name = path.name();
@@ -1384,8 +1402,9 @@ impl<'a> Unpacker<'a> {
         let pfd_owned = self.take_parent(path.parent(), raw)?;
         let pfd = pfd_owned.as_ref().map_or(self.root, |f| f.as_fd());
         let name = path.name();
-        let mkfifo =
-            |pfd: BorrowedFd<'_>| rfs::mknodat(pfd, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0);
+        let mkfifo = |pfd: BorrowedFd<'_>| {
+            rfs::mknodat(pfd, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+        };
         match mkfifo(pfd) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
@@ -1464,7 +1483,8 @@ impl<'a> Unpacker<'a> {
         match mknod(pfd) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
-                let mut full = Vec::with_capacity(parent.len().saturating_add(name.len()).saturating_add(1));
+                let mut full =
+                    Vec::with_capacity(parent.len().saturating_add(name.len()).saturating_add(1));
                 if !parent.is_empty() {
                     full.extend_from_slice(parent);
                     full.push(b'/');
@@ -1565,7 +1585,10 @@ fn walk_error(raw: &[u8], e: WalkError) -> UnpackError {
             raw,
             format!("parent directory {} is not a directory", lossy(&p)),
         ),
-        WalkError::Missing(p) => rule(raw, format!("parent directory {} does not exist", lossy(&p))),
+        WalkError::Missing(p) => rule(
+            raw,
+            format!("parent directory {} does not exist", lossy(&p)),
+        ),
         WalkError::OtherDev(p) => rule(
             raw,
             format!("parent directory {} is on another filesystem", lossy(&p)),
@@ -1580,12 +1603,29 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        let c = |p: &[u8]| clean_path(p).map(|c| (c.joined.clone(), c.parent().to_vec(), c.name().to_vec()));
-        assert_eq!(c(b"a/b/c").ok(), Some((b"a/b/c".to_vec(), b"a/b".to_vec(), b"c".to_vec())));
-        assert_eq!(c(b"/etc/passwd").ok(), Some((b"etc/passwd".to_vec(), b"etc".to_vec(), b"passwd".to_vec())));
-        assert_eq!(c(b"./x").ok(), Some((b"x".to_vec(), b"".to_vec(), b"x".to_vec())));
-        assert_eq!(c(b"./").ok(), Some((b"".to_vec(), b"".to_vec(), b"".to_vec())));
-        assert_eq!(c(b"a/../b/").ok(), Some((b"b".to_vec(), b"".to_vec(), b"b".to_vec())));
+        let c = |p: &[u8]| {
+            clean_path(p).map(|c| (c.joined.clone(), c.parent().to_vec(), c.name().to_vec()))
+        };
+        assert_eq!(
+            c(b"a/b/c").ok(),
+            Some((b"a/b/c".to_vec(), b"a/b".to_vec(), b"c".to_vec()))
+        );
+        assert_eq!(
+            c(b"/etc/passwd").ok(),
+            Some((b"etc/passwd".to_vec(), b"etc".to_vec(), b"passwd".to_vec()))
+        );
+        assert_eq!(
+            c(b"./x").ok(),
+            Some((b"x".to_vec(), b"".to_vec(), b"x".to_vec()))
+        );
+        assert_eq!(
+            c(b"./").ok(),
+            Some((b"".to_vec(), b"".to_vec(), b"".to_vec()))
+        );
+        assert_eq!(
+            c(b"a/../b/").ok(),
+            Some((b"b".to_vec(), b"".to_vec(), b"b".to_vec()))
+        );
         assert!(matches!(c(b"../x"), Err(CleanError::Escapes)));
         assert!(matches!(c(b"a/../../x"), Err(CleanError::Escapes)));
         assert!(matches!(c(b"/.."), Err(CleanError::Escapes)));
@@ -1604,7 +1644,10 @@ mod tests {
     #[test]
     fn pax_times() {
         let t = |s: &[u8]| parse_pax_time(s).map(|t| (t.tv_sec, t.tv_nsec));
-        assert_eq!(t(b"1700000000.123456789"), Some((1_700_000_000, 123_456_789)));
+        assert_eq!(
+            t(b"1700000000.123456789"),
+            Some((1_700_000_000, 123_456_789))
+        );
         assert_eq!(t(b"12.5"), Some((12, 500_000_000)));
         assert_eq!(t(b"12"), Some((12, 0)));
         assert_eq!(t(b"-1.5"), Some((-2, 500_000_000)));

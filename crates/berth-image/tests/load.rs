@@ -11,8 +11,10 @@ use serde_json::json;
 
 const FIXTURES: &str = "/work/shared/fixtures";
 const FIXTURE_ID: &str = "sha256:60531c6e24d2ccf57ee55d41b3db84e938c346a60152ca51b33b63721094a617";
-const FIXTURE_OCI_CONFIG: &str = "sha256:bea0fb7fae117d4b868a4b2bfa59bc4215c726ef84db4c62c9f7b2bb68a75623";
-const FIXTURE_OCI_MANIFEST: &str = "sha256:efd776a2a1bad35f585006a0cda0ac43449721e940da80d839807b7c303f3131";
+const FIXTURE_OCI_CONFIG: &str =
+    "sha256:bea0fb7fae117d4b868a4b2bfa59bc4215c726ef84db4c62c9f7b2bb68a75623";
+const FIXTURE_OCI_MANIFEST: &str =
+    "sha256:efd776a2a1bad35f585006a0cda0ac43449721e940da80d839807b7c303f3131";
 
 fn fixture(name: &str) -> std::path::PathBuf {
     let dir = std::env::var("BERTH_FIXTURES").unwrap_or_else(|_| FIXTURES.to_string());
@@ -31,20 +33,40 @@ fn new_store() -> (tempfile::TempDir, Store) {
     (d, s)
 }
 
-fn load(store: &Store, bytes: &[u8]) -> Result<Vec<berth_image::LoadedImage>, berth_image::ImageError> {
+fn load(
+    store: &Store,
+    bytes: &[u8],
+) -> Result<Vec<berth_image::LoadedImage>, berth_image::ImageError> {
     load_archive(store, &mut Cursor::new(bytes), &opts(), &mut |_| {})
 }
 
 /// Asserts the store holds no image, and no blob or snapshot once GC ran.
 fn assert_clean_after_gc(store: &Store) {
-    assert!(store.meta.images().expect("images").is_empty(), "an image is listed after a failed load");
+    assert!(
+        store.meta.images().expect("images").is_empty(),
+        "an image is listed after a failed load"
+    );
     store.gc(&ExtraRoots::default()).expect("gc");
-    assert!(store.content.list().expect("blobs").is_empty(), "stray blobs after gc");
-    assert!(store.snapshots.list().expect("snaps").is_empty(), "stray snapshots after gc");
+    assert!(
+        store.content.list().expect("blobs").is_empty(),
+        "stray blobs after gc"
+    );
+    assert!(
+        store.snapshots.list().expect("snaps").is_empty(),
+        "stray snapshots after gc"
+    );
     let staging = store.root().join("snapshots/.staging");
-    assert_eq!(std::fs::read_dir(staging).expect("staging").count(), 0, "staging not cleaned");
+    assert_eq!(
+        std::fs::read_dir(staging).expect("staging").count(),
+        0,
+        "staging not cleaned"
+    );
     let ingest = store.root().join("content/ingest");
-    assert_eq!(std::fs::read_dir(ingest).expect("ingest").count(), 0, "ingest not cleaned");
+    assert_eq!(
+        std::fs::read_dir(ingest).expect("ingest").count(),
+        0,
+        "ingest not cleaned"
+    );
 }
 
 // ---- archive builders -------------------------------------------------------------
@@ -92,7 +114,11 @@ fn layer(entries: &[(&str, u8, &[u8], &str)]) -> Vec<u8> {
 }
 
 /// A `docker save` archive of one image with these layer tars and tag.
-fn docker_archive(layers: &[Vec<u8>], tag: &str, diff_ids: Option<Vec<Digest>>) -> (Vec<u8>, Digest) {
+fn docker_archive(
+    layers: &[Vec<u8>],
+    tag: &str,
+    diff_ids: Option<Vec<Digest>>,
+) -> (Vec<u8>, Digest) {
     let diff_ids = diff_ids.unwrap_or_else(|| layers.iter().map(|l| Digest::of(l)).collect());
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
@@ -110,15 +136,28 @@ fn docker_archive(layers: &[Vec<u8>], tag: &str, diff_ids: Option<Vec<Digest>>) 
         raw_entry(&mut outer, &p, b'0', l, "", 0o644);
         paths.push(p);
     }
-    raw_entry(&mut outer, &format!("{}.json", id.hex()), b'0', &config, "", 0o644);
-    let manifest = serde_json::to_vec(&json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": paths}]))
-        .expect("manifest");
+    raw_entry(
+        &mut outer,
+        &format!("{}.json", id.hex()),
+        b'0',
+        &config,
+        "",
+        0o644,
+    );
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": format!("{}.json", id.hex()), "RepoTags": [tag], "Layers": paths}]),
+    )
+    .expect("manifest");
     raw_entry(&mut outer, "manifest.json", b'0', &manifest, "", 0o644);
     (finish_tar(outer), id)
 }
 
 fn base_layer() -> Vec<u8> {
-    layer(&[("bin/", b'5', b"", ""), ("bin/hello", b'0', b"#!/bin/sh\necho hi\n", ""), ("etc/", b'5', b"", "")])
+    layer(&[
+        ("bin/", b'5', b"", ""),
+        ("bin/hello", b'0', b"#!/bin/sh\necho hi\n", ""),
+        ("etc/", b'5', b"", ""),
+    ])
 }
 
 // ---- fixtures written by Docker and skopeo ------------------------------------------
@@ -130,23 +169,47 @@ fn docker_fixture_loads_with_dockers_image_id_and_round_trips() {
     let loaded = load(&store, &bytes).expect("load docker fixture");
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].id.to_string(), FIXTURE_ID);
-    assert_eq!(loaded[0].tags, vec![Reference::parse("fixture/app:1").expect("ref")]);
-    let rec = store.meta.image(&loaded[0].id).expect("get").expect("stored");
+    assert_eq!(
+        loaded[0].tags,
+        vec![Reference::parse("fixture/app:1").expect("ref")]
+    );
+    let rec = store
+        .meta
+        .image(&loaded[0].id)
+        .expect("get")
+        .expect("stored");
     assert_eq!(rec.layers.len(), 3);
     for l in &rec.layers {
-        assert!(store.snapshots.exists(&l.diff_id), "layer {} not unpacked", l.diff_id);
+        assert!(
+            store.snapshots.exists(&l.diff_id),
+            "layer {} not unpacked",
+            l.diff_id
+        );
     }
-    let hello = store.snapshots.path(&rec.layers[2].diff_id).join("srv/app/hello.txt");
-    assert_eq!(std::fs::read_to_string(hello).expect("hello.txt").trim(), "hello from a layer");
+    let hello = store
+        .snapshots
+        .path(&rec.layers[2].diff_id)
+        .join("srv/app/hello.txt");
+    assert_eq!(
+        std::fs::read_to_string(hello).expect("hello.txt").trim(),
+        "hello from a layer"
+    );
 
     // Save in both formats and load each into a fresh store: same image ID.
     for format in [SaveFormat::Docker, SaveFormat::Oci] {
         let mut out = Vec::new();
-        let item = SaveItem { image: rec.clone(), tags: loaded[0].tags.clone() };
+        let item = SaveItem {
+            image: rec.clone(),
+            tags: loaded[0].tags.clone(),
+        };
         save_archive(&store, &[item], format, &mut out).expect("save");
         let (_d2, store2) = new_store();
         let again = load(&store2, &out).expect("reload saved archive");
-        assert_eq!(again[0].id.to_string(), FIXTURE_ID, "{format:?} round trip changed the ID");
+        assert_eq!(
+            again[0].id.to_string(),
+            FIXTURE_ID,
+            "{format:?} round trip changed the ID"
+        );
         assert_eq!(again[0].tags, loaded[0].tags);
     }
     // Loading twice is idempotent.
@@ -160,18 +223,46 @@ fn oci_fixture_loads_with_skopeos_digests() {
     let bytes = std::fs::read(fixture("app-oci-archive.tar")).expect("fixture");
     let loaded = load(&store, &bytes).expect("load oci fixture");
     assert_eq!(loaded[0].id.to_string(), FIXTURE_OCI_CONFIG);
-    assert_eq!(loaded[0].tags, vec![Reference::parse("fixture/app:1").expect("ref")]);
-    let rec = store.meta.image(&loaded[0].id).expect("get").expect("stored");
-    assert_eq!(rec.manifest.as_ref().map(|m| m.digest.to_string()).as_deref(), Some(FIXTURE_OCI_MANIFEST));
+    assert_eq!(
+        loaded[0].tags,
+        vec![Reference::parse("fixture/app:1").expect("ref")]
+    );
+    let rec = store
+        .meta
+        .image(&loaded[0].id)
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        rec.manifest
+            .as_ref()
+            .map(|m| m.digest.to_string())
+            .as_deref(),
+        Some(FIXTURE_OCI_MANIFEST)
+    );
     // gzip layers: the blob digest differs from the diff_id, and both were checked.
     assert!(rec.layers.iter().all(|l| l.blob.digest != l.diff_id));
     let mut out = Vec::new();
-    save_archive(&store, &[SaveItem { image: rec, tags: loaded[0].tags.clone() }], SaveFormat::Oci, &mut out)
-        .expect("save");
+    save_archive(
+        &store,
+        &[SaveItem {
+            image: rec,
+            tags: loaded[0].tags.clone(),
+        }],
+        SaveFormat::Oci,
+        &mut out,
+    )
+    .expect("save");
     let (_d2, store2) = new_store();
     let again = load(&store2, &out).expect("reload");
-    let rec2 = store2.meta.image(&again[0].id).expect("get").expect("stored");
-    assert_eq!(rec2.manifest.map(|m| m.digest.to_string()).as_deref(), Some(FIXTURE_OCI_MANIFEST));
+    let rec2 = store2
+        .meta
+        .image(&again[0].id)
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        rec2.manifest.map(|m| m.digest.to_string()).as_deref(),
+        Some(FIXTURE_OCI_MANIFEST)
+    );
 }
 
 #[test]
@@ -217,7 +308,11 @@ fn assert_refused(bytes: &[u8], must_contain: &[&str]) {
 #[test]
 fn diff_id_mismatch_is_refused_naming_image_and_layer() {
     let base = base_layer();
-    let (arch, _) = docker_archive(&[base], "evil/x:1", Some(vec![Digest::of(b"something else")]));
+    let (arch, _) = docker_archive(
+        &[base],
+        "evil/x:1",
+        Some(vec![Digest::of(b"something else")]),
+    );
     assert_refused(&arch, &["evil/x:1", "layer 1", "diff_id"]);
 }
 
@@ -227,14 +322,20 @@ fn path_traversal_in_a_layer_is_refused_naming_the_entry() {
     let evil = layer(&[("../../../../tmp/berth-escape", b'0', b"pwned", "")]);
     let (arch, _) = docker_archive(&[base_layer(), evil], "evil/x:1", None);
     let err = load(&store, &arch).expect_err("refused").to_string();
-    assert!(err.contains("evil/x:1") && err.contains("layer 2") && err.contains("berth-escape"), "{err}");
+    assert!(
+        err.contains("evil/x:1") && err.contains("layer 2") && err.contains("berth-escape"),
+        "{err}"
+    );
     assert!(!std::path::Path::new("/tmp/berth-escape").exists());
     assert_clean_after_gc(&store);
 }
 
 #[test]
 fn symlink_then_write_through_it_is_refused() {
-    let evil = layer(&[("etc", b'2', b"", "/etc"), ("etc/berth-evil", b'0', b"x", "")]);
+    let evil = layer(&[
+        ("etc", b'2', b"", "/etc"),
+        ("etc/berth-evil", b'0', b"x", ""),
+    ]);
     let (arch, _) = docker_archive(&[evil], "evil/x:1", None);
     assert_refused(&arch, &["evil/x:1", "layer 1", "etc/berth-evil"]);
     assert!(!std::path::Path::new("/etc/berth-evil").exists());
@@ -258,8 +359,13 @@ fn layer_bigger_than_the_limit_is_refused_as_a_bomb() {
     let (arch, _) = docker_archive(&[gz], "evil/bomb:1", Some(vec![Digest::of(&bomb)]));
     let mut o = opts();
     o.unpack.max_tar_bytes = 1 << 20;
-    let err = load_archive(&store, &mut Cursor::new(arch), &o, &mut |_| {}).expect_err("refused").to_string();
-    assert!(err.contains("evil/bomb:1") && err.contains("exceeds"), "{err}");
+    let err = load_archive(&store, &mut Cursor::new(arch), &o, &mut |_| {})
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("evil/bomb:1") && err.contains("exceeds"),
+        "{err}"
+    );
     assert_clean_after_gc(&store);
 }
 
@@ -279,7 +385,10 @@ fn missing_layer_and_missing_config_are_refused() {
         std::io::Read::read_to_end(&mut e, &mut data).expect("read");
         raw_entry(&mut out, &name, b'0', &data, "", 0o644);
     }
-    assert_refused(&finish_tar(out), &["t/x:1", "layer 1", "not in the archive"]);
+    assert_refused(
+        &finish_tar(out),
+        &["t/x:1", "layer 1", "not in the archive"],
+    );
 }
 
 #[test]
@@ -303,7 +412,10 @@ fn oci_blob_whose_content_does_not_match_its_name_is_refused() {
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).expect("read");
         if name.ends_with(&FIXTURE_OCI_CONFIG[7..]) {
-            let i = data.iter().position(|b| *b == b'G').expect("a G in the config");
+            let i = data
+                .iter()
+                .position(|b| *b == b'G')
+                .expect("a G in the config");
             data[i] = b'H';
         }
         raw_entry(&mut out, &name, kind, &data, "", 0o644);
