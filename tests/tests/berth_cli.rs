@@ -2,6 +2,21 @@
 
 use berth_tests::*;
 
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), data).expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -9,9 +24,9 @@ fn path(p: &std::path::Path) -> &str {
 #[test]
 fn berth_cli_load_images_inspect_save_both_formats() {
     let d = Daemon::start();
-    let out = ok(d.berth(&["load", "-i", path(&fixtures().join("app-docker-save.tar"))]));
-    assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
-    // stdin works too (loading the same archive again is harmless).
+    // The OCI archive from stdin first: skopeo's config differs from Docker's (no
+    // Healthcheck), so it is another image with the same tag; the docker archive loaded
+    // next takes the tag over, as in Docker.
     let f = std::fs::File::open(fixtures().join("app-oci-archive.tar")).expect("fixture");
     let out = std::process::Command::new(berth_bin())
         .args(["--host", &d.host(), "load"])
@@ -19,7 +34,15 @@ fn berth_cli_load_images_inspect_save_both_formats() {
         .output()
         .expect("berth load");
     let out = ok(out);
-    assert!(out.contains("Loaded image"), "{out}");
+    assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
+    let out = ok(d.berth(&["load", "-i", path(&fixtures().join("app-docker-save.tar"))]));
+    assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
+    let dangling = ok(d.berth(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]));
+    assert_eq!(
+        dangling.trim(),
+        FIXTURE_OCI_ID,
+        "the OCI image lost its tag to the docker one"
+    );
 
     let images = ok(d.berth(&["images", "--no-trunc"]));
     assert!(images.contains(FIXTURE_ID), "{images}");
@@ -69,10 +92,17 @@ fn berth_cli_load_images_inspect_save_both_formats() {
             .args([
                 "inspect",
                 "--config",
+                "--raw",
                 &format!("docker-archive:{}", docker_tar.display()),
             ])
             .output()
             .expect("skopeo"));
+        // skopeo sees Docker's config byte for byte: its digest is the image ID.
+        assert_eq!(
+            sha256_hex(cfg.as_bytes()),
+            FIXTURE_ID[7..],
+            "config bytes changed on save"
+        );
         let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
         assert_eq!(cfg["config"]["Healthcheck"]["Retries"], 2);
         let raw = ok(std::process::Command::new("skopeo")

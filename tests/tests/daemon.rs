@@ -88,6 +88,9 @@ fn big_archive(path: &std::path::Path) {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         b.append_data(&mut h, "data.bin", data.as_slice())
             .expect("append");
@@ -97,6 +100,9 @@ fn big_archive(path: &std::path::Path) {
     let mut h = tar::Header::new_ustar();
     h.set_size(layer.len() as u64);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_cksum();
     outer
         .append_data(&mut h, "aaaa/layer.tar", layer.as_slice())
@@ -111,28 +117,35 @@ fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
     let mut d = Daemon::start();
     let big = d.dir.path().join("big.tar");
     big_archive(&big);
-    let mut client = std::process::Command::new(berth_bin())
-        .args(["--host", &d.host(), "load", "-i"])
-        .arg(&big)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("load");
-    // Wait until the daemon has started writing, then kill it.
+    // Send half the archive as a chunked request body and stop, so the daemon is surely
+    // in the middle of the load when it is killed.
+    let bytes = std::fs::read(&big).expect("read archive");
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    conn.write_all(
+        b"POST /v1.41/images/load HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .expect("request head");
+    for chunk in bytes[..bytes.len() / 2].chunks(1 << 20) {
+        conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .expect("chunk");
+        conn.write_all(chunk).expect("chunk");
+        conn.write_all(b"\r\n").expect("chunk");
+    }
+    conn.flush().expect("flush");
     let ingest = d.root.join("content/ingest");
+    let staging = d.root.join("snapshots/.staging");
     let mut busy = false;
-    for _ in 0..2000 {
-        busy = std::fs::read_dir(&ingest)
-            .map(|r| r.count() > 0)
-            .unwrap_or(false);
+    for _ in 0..1000 {
+        let n = |p: &std::path::Path| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+        busy = n(&ingest) > 0 && n(&staging) > 0;
         if busy {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(busy, "the load never started writing");
+    assert!(busy, "the load never started writing: {}", d.log());
     d.restart_after_sigkill();
-    let _ = client.wait();
+    drop(conn);
     assert!(
         ok(d.berth(&["images", "-q"])).trim().is_empty(),
         "a half-loaded image is listed"

@@ -401,7 +401,9 @@ pub(crate) async fn load(State(engine): State<Engine>, params: Params, body: Bod
                 }
             }
         };
-        let loaded = engine.load(&mut reader, &mut on_event)?;
+        let loaded = engine
+            .load(&mut reader, &mut on_event)
+            .inspect_err(|_| stream::drain_after_error(&mut reader))?;
         if let Some(e) = sink_err {
             return Err(sink_error(e));
         }
@@ -459,7 +461,9 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
     };
     let mut reader = stream::body_reader(body);
     stream::respond(JSON, LateError::JsonLine, move |sink| {
-        let id = engine.import(&mut reader, &opts)?;
+        let id = engine
+            .import(&mut reader, &opts)
+            .inspect_err(|_| stream::drain_after_error(&mut reader))?;
         sink.json(&json!({ "status": id.to_string() }))
             .map_err(sink_error)
     })

@@ -104,6 +104,16 @@ pub(crate) fn body_reader(body: Body) -> impl Read + Send + 'static {
     SyncIoBridge::new(StreamReader::new(stream))
 }
 
+/// Most bytes of an upload read and discarded after the request failed.
+const DRAIN_LIMIT_BYTES: u64 = 1 << 30;
+
+/// Reads (and discards) what is left of a request body after the request failed early,
+/// so a client still writing its upload receives the error response instead of a broken
+/// pipe. Bounded: past [`DRAIN_LIMIT_BYTES`] the connection is closed.
+pub(crate) fn drain_after_error(body: &mut impl Read) {
+    let _ = io::copy(&mut body.take(DRAIN_LIMIT_BYTES), &mut io::sink());
+}
+
 /// Runs `work` on a blocking thread with a [`Sink`] for the response body, and answers
 /// with `content_type`. See the module doc for what happens to failures.
 pub(crate) async fn respond<F>(content_type: &'static str, late: LateError, work: F) -> Response

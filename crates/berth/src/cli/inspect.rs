@@ -1,0 +1,199 @@
+//! `image inspect` / `inspect` and `image history` / `history`.
+
+use clap::Args;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::client::{path_escape, ApiError, Client, Query};
+use crate::format::{self, json, units, Fields, ListFormat, Mode, Template};
+
+#[derive(Debug, Args)]
+#[command(about = "Display detailed information on one or more images")]
+pub struct InspectArgs {
+    /// Format output using a custom template: 'json' or a Go-template like '{{.Id}}'
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only inspect objects of the given type (berth has images)
+    #[arg(long = "type", value_name = "TYPE", hide = true)]
+    pub kind: Option<String>,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Prints the daemon's JSON for each image: an array indented as docker indents it, or
+/// one template rendering per image. Errors are reported after the output, and the
+/// exit status is 1, as docker does.
+/// `generic` is the top-level `inspect`, which words a missing object as docker's does.
+pub async fn inspect(client: &Client, args: InspectArgs, generic: bool) -> anyhow::Result<()> {
+    if let Some(kind) = args.kind.as_deref() {
+        if kind != "image" {
+            anyhow::bail!("\"{kind}\" is not a valid value for --type: berth inspects images");
+        }
+    }
+    let template = match args.format.as_deref() {
+        None | Some("") | Some("json") => None,
+        Some(f) => Some(Template::parse(f)?),
+    };
+    let mut raws: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut rendered = String::new();
+    for name in &args.images {
+        let path = format!("/images/{}/json", path_escape(name));
+        match client.get_bytes(&path).await {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let value: Value = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("the daemon's answer to GET {path} is not JSON: {e}")
+                })?;
+                match &template {
+                    Some(t) => match t.render(&value, Mode::Lenient) {
+                        Ok(s) => {
+                            rendered.push_str(&s);
+                            rendered.push('\n');
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    },
+                    None => raws.push(text.trim().to_string()),
+                }
+            }
+            Err(e) => {
+                let not_found = e
+                    .downcast_ref::<ApiError>()
+                    .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND);
+                if generic && not_found {
+                    errors.push(format!("Error: No such object: {name}"));
+                } else {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+    }
+    if template.is_some() {
+        super::out(&rendered)?;
+    } else if raws.is_empty() {
+        super::out("[]\n")?;
+    } else {
+        super::out(&format!(
+            "{}\n",
+            json::indent(&format!("[{}]", raws.join(",")), "    ")
+        ))?;
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+#[command(about = "Show the history of an image")]
+pub struct HistoryArgs {
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub human: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE', 'json', or a
+    /// Go-template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show history for the given platform (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HistoryItem {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    created: i64,
+    #[serde(default)]
+    created_by: String,
+    #[serde(default)]
+    size: i64,
+    #[serde(default)]
+    comment: String,
+}
+
+pub const HISTORY_FIELDS: Fields = &[
+    ("Comment", "COMMENT"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("CreatedSince", "CREATED"),
+    ("ID", "IMAGE"),
+    ("Size", "SIZE"),
+];
+
+const HISTORY_TABLE: &str =
+    "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+const HISTORY_TABLE_NON_HUMAN: &str =
+    "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+
+pub async fn history(client: &Client, args: HistoryArgs) -> anyhow::Result<()> {
+    // docker's NewHistoryFormat.
+    let format = match args.format.as_deref() {
+        None | Some("") | Some("table") if args.quiet => "{{.ID}}",
+        None | Some("") | Some("table") if !args.human => HISTORY_TABLE_NON_HUMAN,
+        None | Some("") | Some("table") => HISTORY_TABLE,
+        Some(f) => f,
+    };
+    let fmt = ListFormat::parse(format, HISTORY_TABLE, HISTORY_FIELDS)?;
+    let q = Query::new(format!("/images/{}/history", path_escape(&args.image)))
+        .opt("platform", args.platform.as_deref());
+    let items: Vec<HistoryItem> = client.get_json(&q.build()).await?;
+    let now = chrono::Utc::now();
+    let trunc = !args.no_trunc;
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|h| {
+            let created_at = units::rfc3339_local(h.created);
+            let created_by = h.created_by.replace('\t', " ");
+            format::row(&[
+                ("Comment", h.comment.clone()),
+                ("CreatedAt", created_at.clone()),
+                (
+                    "CreatedBy",
+                    if trunc {
+                        format::ellipsis(&created_by, 45)
+                    } else {
+                        created_by
+                    },
+                ),
+                (
+                    "CreatedSince",
+                    if args.human {
+                        units::since(h.created, now)
+                    } else {
+                        created_at
+                    },
+                ),
+                (
+                    "ID",
+                    if trunc {
+                        format::truncate_id(&h.id)
+                    } else {
+                        h.id.clone()
+                    },
+                ),
+                (
+                    "Size",
+                    if args.human {
+                        units::human_size_with_precision(h.size as f64, 3)
+                    } else {
+                        h.size.to_string()
+                    },
+                ),
+            ])
+        })
+        .collect();
+    super::out(&fmt.render(&rows, HISTORY_FIELDS)?)?;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The command line: `berth daemon` and the client verbs, spelled like docker's.
+
+pub mod inspect;
+pub mod list;
+pub mod manage;
+pub mod progress;
+pub mod system;
+pub mod transfer;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+use crate::client::Client;
+use crate::daemon::DaemonArgs;
+
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+
+/// Whoever reads our stdout went away (a closed pipe).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Maps a write error on stdout: a closed pipe becomes [`StdoutClosed`].
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("write to stdout")
+    }
+}
+
+/// An I/O error as Go words it: `no such file or directory`, without Rust's
+/// `(os error 2)`.
+pub fn os_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match (e.raw_os_error(), s.rfind(" (os error ")) {
+        (Some(_), Some(i)) => s[..i].to_string(),
+        _ => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+/// Writes command output to stdout.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes()).map_err(stdout_error)?;
+    o.flush().map_err(stdout_error)
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    about = "A container engine that speaks the Docker Engine API",
+    long_about = "A container engine that speaks the Docker Engine API.\n\n\
+                  `berth daemon` runs the engine; every other verb is a client of its API \
+                  on a unix socket, like the docker CLI.",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long, env = "BERTH_HOST", default_value = DEFAULT_HOST, value_name = "unix://PATH")]
+    pub host: String,
+    /// Print version information and quit
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Verb>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run the berth daemon
+    Daemon(DaemonArgs),
+    /// List images
+    Images(list::ImagesArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(transfer::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(transfer::SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(transfer::ImportArgs),
+    /// Return low-level information on images
+    Inspect(inspect::InspectArgs),
+    /// Show the history of an image
+    History(inspect::HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(manage::TagArgs),
+    /// Remove one or more images
+    Rmi(manage::RmiArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageVerb),
+    /// Manage berth
+    #[command(subcommand)]
+    System(SystemVerb),
+    /// Show the berth version information
+    Version(system::VersionArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageVerb {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(list::ImagesArgs),
+    /// Display detailed information on one or more images
+    Inspect(inspect::InspectArgs),
+    /// Show the history of an image
+    History(inspect::HistoryArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(transfer::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(transfer::SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(transfer::ImportArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(manage::TagArgs),
+    /// Remove one or more images
+    #[command(visible_aliases = ["rmi", "remove"])]
+    Rm(manage::RmiArgs),
+    /// Remove unused images
+    Prune(manage::PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemVerb {
+    /// Show berth disk usage
+    Df(system::DfArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+}
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.version {
+        out(&format!("berth version {}\n", system::VERSION))?;
+        return Ok(());
+    }
+    let Some(verb) = cli.command else {
+        Cli::command().print_help()?;
+        return Ok(());
+    };
+    if let Verb::Daemon(args) = verb {
+        return crate::daemon::run(args).await;
+    }
+    let client = Client::new(&cli.host)?;
+    let c = &client;
+    match verb {
+        Verb::Daemon(_) => unreachable!("handled above"),
+        Verb::Images(a) | Verb::Image(ImageVerb::Ls(a)) => list::images(c, a).await,
+        Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
+        Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
+        Verb::Import(a) | Verb::Image(ImageVerb::Import(a)) => transfer::import(c, a).await,
+        Verb::Inspect(a) => inspect::inspect(c, a, true).await,
+        Verb::Image(ImageVerb::Inspect(a)) => inspect::inspect(c, a, false).await,
+        Verb::History(a) | Verb::Image(ImageVerb::History(a)) => inspect::history(c, a).await,
+        Verb::Tag(a) | Verb::Image(ImageVerb::Tag(a)) => manage::tag(c, a).await,
+        Verb::Rmi(a) | Verb::Image(ImageVerb::Rm(a)) => manage::rmi(c, a).await,
+        Verb::Image(ImageVerb::Prune(a)) => manage::prune(c, a).await,
+        Verb::System(SystemVerb::Df(a)) => system::df(c, a).await,
+        Verb::Info(a) | Verb::System(SystemVerb::Info(a)) => system::info(c, a).await,
+        Verb::Version(a) => system::version(c, a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_docker_spellings() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "-H",
+            "unix:///tmp/x.sock",
+            "images",
+            "-a",
+            "-q",
+            "--digests",
+            "--no-trunc",
+            "-f",
+            "dangling=true",
+            "--filter",
+            "label=a",
+            "fixture/*",
+        ])
+        .unwrap();
+        assert_eq!(cli.host, "unix:///tmp/x.sock");
+        let Some(Verb::Images(a)) = cli.command else {
+            panic!("not images")
+        };
+        assert!(a.all && a.quiet && a.digests && a.no_trunc);
+        assert_eq!(a.filters, ["dangling=true", "label=a"]);
+        assert_eq!(a.reference.as_deref(), Some("fixture/*"));
+
+        let cli = Cli::try_parse_from([
+            "berth",
+            "import",
+            "-c",
+            "ENV A=b",
+            "--change",
+            "CMD [\"sh\"]",
+            "-m",
+            "msg",
+            "-",
+            "x:1",
+        ])
+        .unwrap();
+        let Some(Verb::Import(a)) = cli.command else {
+            panic!("not import")
+        };
+        assert_eq!(a.changes.len(), 2);
+        assert_eq!(a.file, "-");
+        assert_eq!(a.reference.as_deref(), Some("x:1"));
+
+        let cli = Cli::try_parse_from(["berth", "image", "rm", "-f", "a", "b"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Image(ImageVerb::Rm(ref a))) if a.force && a.images.len() == 2)
+        );
+        let cli = Cli::try_parse_from(["berth", "history", "--human=false", "x"]).unwrap();
+        assert!(matches!(cli.command, Some(Verb::History(ref a)) if !a.human));
+        let cli =
+            Cli::try_parse_from(["berth", "save", "--format", "oci", "-o", "/tmp/x.tar", "a"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Save(ref a)) if a.format == transfer::SaveFormat::Oci)
+        );
+        assert!(Cli::try_parse_from(["berth", "save"]).is_err());
+        let cli = Cli::try_parse_from([
+            "berth",
+            "daemon",
+            "--root",
+            "/tmp/r",
+            "--host",
+            "unix:///tmp/d.sock",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Verb::Daemon(_))));
+    }
+}

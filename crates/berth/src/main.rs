@@ -1,0 +1,43 @@
+//! berth: the daemon (`berth daemon`) and the CLI, a client of the daemon's Docker
+//! Engine API like the docker CLI.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod cli;
+mod client;
+mod daemon;
+mod format;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(cli::run(args));
+    // A read of stdin may still be parked on a blocking thread; don't wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.chain().any(|c| c.is::<cli::StdoutClosed>()) => {
+            // As a Go program killed by SIGPIPE (the docker CLI): quiet, status 141.
+            ExitCode::from(141)
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
