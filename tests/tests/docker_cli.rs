@@ -270,3 +270,73 @@ with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as t:
     add("manifest.json", json.dumps([{"Config": cid + ".json", "RepoTags": ["evil/x:1"], "Layers": paths}]).encode())
 open(sys.argv[1], "wb").write(out.getvalue())
 "#;
+
+/// A docker-save archive whose config sets every runtime field the issue names.
+const FULL_CONFIG_PY: &str = r#"
+import hashlib, io, json, sys, tarfile
+b = io.BytesIO()
+with tarfile.open(fileobj=b, mode="w", format=tarfile.USTAR_FORMAT) as t:
+    ti = tarfile.TarInfo("hello.txt"); data = b"hi\n"; ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+layer = b.getvalue()
+config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2026-01-02T03:04:05Z",
+  "config": {"User": "1000:1000", "Env": ["A=1", "B=two"], "Entrypoint": ["/bin/app"], "Cmd": ["--serve"],
+    "WorkingDir": "/srv", "ExposedPorts": {"8080/tcp": {}, "53/udp": {}}, "Labels": {"team": "ops"},
+    "Volumes": {"/data": {}}, "StopSignal": "SIGINT",
+    "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000, "Timeout": 1000000000,
+                    "StartPeriod": 2000000000, "Retries": 3}},
+  "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}, indent=1).encode()
+cid = hashlib.sha256(config).hexdigest()
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as t:
+    def add(name, data):
+        ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    add("l1/layer.tar", layer); add(cid + ".json", config)
+    add("manifest.json", json.dumps([{"Config": cid + ".json", "RepoTags": ["full/config:1"], "Layers": ["l1/layer.tar"]}]).encode())
+open(sys.argv[1], "wb").write(out.getvalue())
+print("sha256:" + cid)
+"#;
+
+#[test]
+fn every_config_field_survives_load_inspect_save() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = d.dir.path().join("full.tar");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(FULL_CONFIG_PY)
+        .arg(&archive)
+        .output()
+        .expect("python3");
+    let id = ok(out).trim().to_string();
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let cfg = ok(d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        "full/config:1",
+    ]));
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["Env"], serde_json::json!(["A=1", "B=two"]));
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/app"]));
+    assert_eq!(cfg["Cmd"], serde_json::json!(["--serve"]));
+    assert_eq!(cfg["WorkingDir"], "/srv");
+    assert!(cfg["ExposedPorts"].get("53/udp").is_some());
+    assert_eq!(cfg["Labels"]["team"], "ops");
+    assert!(cfg["Volumes"].get("/data").is_some());
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Healthcheck"]["StartPeriod"], 2_000_000_000i64);
+    assert_eq!(cfg["Healthcheck"]["Retries"], 3);
+    let got = ok(d.docker(&["image", "inspect", "--format", "{{.Id}}", "full/config:1"]));
+    assert_eq!(got.trim(), id);
+    // Saved and loaded into a fresh daemon: the same bytes, so the same ID.
+    let saved = d.dir.path().join("saved.tar");
+    ok(d.docker(&["save", "-o", saved.to_str().expect("path"), "full/config:1"]));
+    let d2 = Daemon::start();
+    ok(d2.docker(&["load", "-i", saved.to_str().expect("path")]));
+    let got = ok(d2.docker(&["image", "inspect", "--format", "{{.Id}}", "full/config:1"]));
+    assert_eq!(got.trim(), id);
+}

@@ -428,3 +428,128 @@ fn invalid_repo_tag_is_refused() {
     let (arch, _) = docker_archive(&[base_layer()], "UPPER/Case:1", None);
     assert_refused(&arch, &["UPPER/Case:1"]);
 }
+
+/// An OCI layout whose index.json names an image index of two platforms.
+fn multi_platform_archive() -> (Vec<u8>, Digest, Digest) {
+    let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut manifest_for = |arch: &str, content: &[u8]| -> (Digest, usize, Digest) {
+        let l = layer(&[("arch.txt", b'0', content, "")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&l).expect("gz");
+        let gz = gz.finish().expect("gz");
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&l)]},
+        }))
+        .expect("config");
+        let m = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": Digest::of(&gz), "size": gz.len()}],
+        }))
+        .expect("manifest");
+        let (cd, md) = (Digest::of(&config), Digest::of(&m));
+        let mlen = m.len();
+        blobs.push((Digest::of(&gz), gz));
+        blobs.push((cd, config));
+        blobs.push((md, m));
+        (md, mlen, cd)
+    };
+    let (arm, arm_len, _) = manifest_for("arm64", b"arm");
+    let (amd, amd_len, amd_config) = manifest_for("amd64", b"amd");
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm, "size": arm_len,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd, "size": amd_len,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    }))
+    .expect("index");
+    let index_digest = Digest::of(&index);
+    let top = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest,
+                       "size": index.len(), "annotations": {"io.containerd.image.name": "docker.io/multi/arch:1"}}],
+    }))
+    .expect("index.json");
+    blobs.push((index_digest, index));
+    let mut out = Vec::new();
+    raw_entry(
+        &mut out,
+        "oci-layout",
+        b'0',
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+        "",
+        0o644,
+    );
+    for (d, b) in &blobs {
+        raw_entry(
+            &mut out,
+            &format!("blobs/sha256/{}", d.hex()),
+            b'0',
+            b,
+            "",
+            0o644,
+        );
+    }
+    raw_entry(&mut out, "index.json", b'0', &top, "", 0o644);
+    (finish_tar(out), index_digest, amd_config)
+}
+
+#[test]
+fn index_picks_the_host_platform_and_keeps_the_index_for_save() {
+    let (_d, store) = new_store();
+    let (arch, index_digest, amd_config) = multi_platform_archive();
+    let loaded = load(&store, &arch).expect("load multi-platform archive");
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(
+        loaded[0].id, amd_config,
+        "the linux/amd64 manifest must be chosen"
+    );
+    let rec = store
+        .meta
+        .image(&loaded[0].id)
+        .expect("get")
+        .expect("stored");
+    assert_eq!(rec.index.as_ref().map(|i| i.digest), Some(index_digest));
+    let snap = store
+        .snapshots
+        .path(&rec.layers[0].diff_id)
+        .join("arch.txt");
+    assert_eq!(std::fs::read(snap).expect("arch.txt"), b"amd");
+    // OCI save writes the whole index (both platforms) back, byte for byte.
+    let mut out = Vec::new();
+    let item = SaveItem {
+        image: rec,
+        tags: loaded[0].tags.clone(),
+    };
+    save_archive(&store, &[item], SaveFormat::Oci, &mut out).expect("save");
+    let mut names = Vec::new();
+    let mut top_index = Vec::new();
+    for e in tar::Archive::new(Cursor::new(out))
+        .entries()
+        .expect("entries")
+    {
+        let mut e = e.expect("entry");
+        let name = e.path().expect("path").to_string_lossy().into_owned();
+        if name == "index.json" {
+            std::io::Read::read_to_end(&mut e, &mut top_index).expect("read");
+        }
+        names.push(name);
+    }
+    assert!(names.contains(&format!("blobs/sha256/{}", index_digest.hex())));
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.len() > "blobs/sha256/".len() && n.starts_with("blobs/sha256/"))
+            .count(),
+        7,
+        "{names:?}"
+    );
+    let top: serde_json::Value = serde_json::from_slice(&top_index).expect("index.json");
+    assert_eq!(top["manifests"][0]["digest"], index_digest.to_string());
+}
