@@ -8,7 +8,7 @@ scripts/deps.sh
 cargo build --release -p berth
 BERTH=$PWD/target/release/berth
 STATE=${BERTH_DEMO_DIR:-$PWD/demo-state}
-FIXTURES=${BERTH_FIXTURES:-$PWD/../shared/fixtures}
+FIXTURES=${BERTH_FIXTURES:-$PWD/tests/fixtures}
 rm -rf "$STATE"; mkdir -p "$STATE"
 SOCK=$STATE/berth.sock
 export BERTH_HOST=unix://$SOCK

@@ -24,7 +24,7 @@ pub fn berth_bin() -> PathBuf {
 pub fn fixtures() -> PathBuf {
     std::env::var("BERTH_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
 }
 
 pub const FIXTURE_ID: &str =

@@ -9,7 +9,8 @@ use berth_store::{ExtraRoots, Store};
 use berth_types::{Digest, Reference};
 use serde_json::json;
 
-const FIXTURES: &str = "/work/shared/fixtures";
+/// The fixtures written by Docker and skopeo, copied into the repository unchanged.
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 const FIXTURE_ID: &str = "sha256:60531c6e24d2ccf57ee55d41b3db84e938c346a60152ca51b33b63721094a617";
 const FIXTURE_OCI_CONFIG: &str =
     "sha256:bea0fb7fae117d4b868a4b2bfa59bc4215c726ef84db4c62c9f7b2bb68a75623";

@@ -14,19 +14,12 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// The `docker save` fixture: `$BERTH_FIXTURES/app-docker-save.tar`, by default in the
-/// `shared/fixtures` folder beside the repository.
+/// The `docker save` fixture: `$BERTH_FIXTURES/app-docker-save.tar`, by default the copy
+/// in the repository's `tests/fixtures` (written by Docker, kept unchanged).
 pub fn fixture() -> PathBuf {
     let dir = std::env::var("BERTH_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-            if beside.is_dir() {
-                beside
-            } else {
-                PathBuf::from("/work/shared/fixtures")
-            }
-        });
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures"));
     dir.join("app-docker-save.tar")
 }
 pub const FIXTURE_ID: &str =
