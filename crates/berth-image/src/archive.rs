@@ -160,6 +160,8 @@ pub fn load_archive(
         Box::new(chained)
     };
     let started = std::time::Instant::now();
+    // Overlap the disk's writeback with the stream; the one syncfs at the end stays short.
+    let writeback = store.background_writeback();
     let lease = store.leases.acquire();
     let known_layers = known_layer_blobs(store)?;
     let mut files: HashMap<String, Staged> = HashMap::new();
@@ -280,6 +282,7 @@ pub fn load_archive(
         return Err(ImageError::Invalid("archive holds no image".into()));
     }
     let streamed_ms = started.elapsed().as_millis() as u64;
+    drop(writeback);
     let out = archive.commit(plans)?;
     tracing::info!(
         images = out.len(),

@@ -47,6 +47,7 @@ pub fn import_rootfs(
     let compression = sniff(&head).ok_or_else(|| {
         ImageError::Invalid("import: input is not a tar archive (plain, gzip or zstd)".into())
     })?;
+    let writeback = store.background_writeback();
     let layer = ingest_layer(store, &head, input, compression, true, &opts.ingest()).map_err(
         |e| match e {
             e if e.is_no_space() => ImageError::NoSpace(format!("import: {e}")),

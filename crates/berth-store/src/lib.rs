@@ -49,6 +49,23 @@ pub struct Store {
     pub leases: Leases,
 }
 
+/// Stops the background writeback started by [`Store::background_writeback`] on drop.
+pub struct Writeback {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Layout {
     layout_version: u32,
@@ -109,6 +126,38 @@ impl Store {
     /// Makes everything written so far on the store's filesystem durable (one `syncfs`).
     pub fn sync_all(&self) -> Result<()> {
         sys::syncfs(&self.root)
+    }
+
+    /// Starts a background writeback of the store's filesystem that runs until the
+    /// returned guard is dropped: long writes (a load) then overlap with the disk writing
+    /// them back, and the final [`sync_all`](Self::sync_all) has little left to wait for.
+    /// It only starts writeback early; durability still comes from `sync_all`.
+    pub fn background_writeback(&self) -> Writeback {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let root = self.root.clone();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-writeback".into())
+            .spawn(move || {
+                let (lock, cvar) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cvar
+                        .wait_timeout(stopped, std::time::Duration::from_millis(250))
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        break;
+                    }
+                    drop(stopped);
+                    if let Err(e) = sys::syncfs(&root) {
+                        tracing::debug!(error = %e, "background writeback failed");
+                    }
+                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                }
+            })
+            .ok();
+        Writeback { stop, thread }
     }
 
     /// Deletes what GC moved to the trash. Safe to call at any time.
