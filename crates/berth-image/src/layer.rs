@@ -145,14 +145,90 @@ impl LayerError {
 /// Reads from `inner` and copies everything read into the blob writer.
 struct Tee<'a, R> {
     inner: R,
-    blob: &'a mut BlobWriter,
+    blob: &'a mut ThreadedBlob,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.blob.write_all(&buf[..n])?;
+        self.blob.send(&buf[..n])?;
         Ok(n)
+    }
+}
+
+/// Chunks of a blob in flight to its writer thread (bounds memory to ~2 MiB per layer).
+const BLOB_QUEUE_CHUNKS: usize = 8;
+const BLOB_CHUNK_BYTES: usize = 256 << 10;
+
+/// Writes and hashes a blob on its own thread, so the unpacking thread does not wait for
+/// the blob's write syscalls and sha256: on two cores a load runs both at once.
+struct ThreadedBlob {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    pending: Vec<u8>,
+    thread: Option<std::thread::JoinHandle<io::Result<BlobWriter>>>,
+}
+
+impl ThreadedBlob {
+    fn new(mut blob: BlobWriter) -> io::Result<ThreadedBlob> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOB_QUEUE_CHUNKS);
+        let thread = std::thread::Builder::new()
+            .name("berth-blob".into())
+            .spawn(move || {
+                for chunk in rx {
+                    blob.write_all(&chunk)?;
+                }
+                Ok(blob)
+            })?;
+        Ok(ThreadedBlob {
+            tx: Some(tx),
+            pending: Vec::with_capacity(BLOB_CHUNK_BYTES),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= BLOB_CHUNK_BYTES {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(BLOB_CHUNK_BYTES));
+        match &self.tx {
+            Some(tx) => tx
+                .send(chunk)
+                .map_err(|_| io::Error::other("the blob writer stopped (see its error)")),
+            None => Err(io::Error::other("blob already finished")),
+        }
+    }
+
+    /// Waits for every byte to be written; returns the writer (digest and size inside).
+    fn finish(mut self) -> io::Result<BlobWriter> {
+        let flushed = self.flush_pending();
+        self.tx = None;
+        let res = match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("blob writer thread panicked"))),
+            None => Err(io::Error::other("blob already finished")),
+        };
+        let blob = res?;
+        flushed?;
+        Ok(blob)
+    }
+}
+
+impl Drop for ThreadedBlob {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -256,7 +332,8 @@ pub fn ingest_layer(
     store_uncompressed: bool,
     opts: &IngestOptions,
 ) -> Result<IngestedLayer, LayerError> {
-    let mut blob = store.content.writer().map_err(LayerError::Store)?;
+    let mut sink = ThreadedBlob::new(store.content.writer().map_err(LayerError::Store)?)
+        .map_err(LayerError::Io)?;
     let snapshot = store.snapshots.prepare().map_err(LayerError::Store)?;
     let compressed = Rc::new(Cell::new(0u64));
     let stream = io::Cursor::new(head).chain(input);
@@ -268,60 +345,73 @@ pub fn ingest_layer(
         },
         None => LayerError::Unpack(e),
     };
-    let (stats, diff_id, tar_size) = if compression == Compression::None {
-        // One hash serves both: the blob is the uncompressed tar.
-        let mut tee = Tee {
-            inner: stream,
-            blob: &mut blob,
-        };
-        let stats =
-            unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(LayerError::Unpack)?;
-        io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
-        (stats, blob.digest_so_far(), blob.len())
-    } else if store_uncompressed {
-        let counting = Counting {
-            inner: stream,
-            count: compressed.clone(),
-        };
-        let guard = Guard {
-            inner: decoder(compression, counting).map_err(LayerError::Io)?,
-            hasher: None,
-            out: 0,
-            compressed: compressed.clone(),
-            max_ratio: opts.max_compression_ratio,
-        };
-        let mut tee = Tee {
-            inner: guard,
-            blob: &mut blob,
-        };
-        let stats = unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(bomb)?;
-        io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
-        (stats, blob.digest_so_far(), blob.len())
-    } else {
-        let counting = Counting {
-            inner: stream,
-            count: compressed.clone(),
-        };
-        let tee = Tee {
-            inner: counting,
-            blob: &mut blob,
-        };
-        let mut guard = Guard {
-            inner: decoder(compression, tee).map_err(LayerError::Io)?,
-            hasher: Some(Sha256Writer::new()),
-            out: 0,
-            compressed: compressed.clone(),
-            max_ratio: opts.max_compression_ratio,
-        };
-        let stats = unpack_layer(&mut guard, snapshot.path(), &opts.unpack).map_err(bomb)?;
-        io::copy(&mut guard, &mut io::sink()).map_err(LayerError::Io)?;
-        let out = guard.out;
-        let d = guard
-            .hasher
-            .take()
-            .map(|h| h.finish())
-            .unwrap_or_else(|| Digest::of(b""));
-        (stats, d, out)
+    let unpacked = (|| -> Result<(UnpackStats, Option<Digest>, Option<u64>), LayerError> {
+        Ok(if compression == Compression::None {
+            // One hash serves both: the blob is the uncompressed tar.
+            let mut tee = Tee {
+                inner: stream,
+                blob: &mut sink,
+            };
+            let stats = unpack_layer(&mut tee, snapshot.path(), &opts.unpack)
+                .map_err(LayerError::Unpack)?;
+            io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
+            (stats, None, None)
+        } else if store_uncompressed {
+            let counting = Counting {
+                inner: stream,
+                count: compressed.clone(),
+            };
+            let guard = Guard {
+                inner: decoder(compression, counting).map_err(LayerError::Io)?,
+                hasher: None,
+                out: 0,
+                compressed: compressed.clone(),
+                max_ratio: opts.max_compression_ratio,
+            };
+            let mut tee = Tee {
+                inner: guard,
+                blob: &mut sink,
+            };
+            let stats = unpack_layer(&mut tee, snapshot.path(), &opts.unpack).map_err(bomb)?;
+            io::copy(&mut tee, &mut io::sink()).map_err(LayerError::Io)?;
+            (stats, None, None)
+        } else {
+            let counting = Counting {
+                inner: stream,
+                count: compressed.clone(),
+            };
+            let tee = Tee {
+                inner: counting,
+                blob: &mut sink,
+            };
+            let mut guard = Guard {
+                inner: decoder(compression, tee).map_err(LayerError::Io)?,
+                hasher: Some(Sha256Writer::new()),
+                out: 0,
+                compressed: compressed.clone(),
+                max_ratio: opts.max_compression_ratio,
+            };
+            let stats = unpack_layer(&mut guard, snapshot.path(), &opts.unpack).map_err(bomb)?;
+            io::copy(&mut guard, &mut io::sink()).map_err(LayerError::Io)?;
+            let out = guard.out;
+            let d = guard
+                .hasher
+                .take()
+                .map(|h| h.finish())
+                .unwrap_or_else(|| Digest::of(b""));
+            (stats, Some(d), Some(out))
+        })
+    })();
+    let finished = sink.finish();
+    let (stats, diff_id, tar_size, blob) = match (unpacked, finished) {
+        // A failed blob write (a full disk) explains a failed unpack better than its echo.
+        (_, Err(e)) => return Err(LayerError::Io(e)),
+        (Err(e), Ok(_)) => return Err(e),
+        (Ok((stats, d, n)), Ok(blob)) => {
+            let d = d.unwrap_or_else(|| blob.digest_so_far());
+            let n = n.unwrap_or_else(|| blob.len());
+            (stats, d, n, blob)
+        }
     };
     let blob = blob.finish(None).map_err(LayerError::Store)?;
     Ok(IngestedLayer {

@@ -76,6 +76,7 @@ pub fn import_rootfs(
         }],
         ..Default::default()
     };
+    drop(writeback);
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
     let lease = store.leases.acquire();
