@@ -699,6 +699,8 @@ impl Archive<'_> {
         let mut blobs: Vec<PendingBlob> = Vec::new();
         let mut snapshots: Vec<(Digest, IngestedLayerRest)> = Vec::new();
         let mut seen_snap: HashSet<Digest> = HashSet::new();
+        // Members already taken, for layers an archive uses more than once.
+        let mut taken: HashMap<String, Digest> = HashMap::new();
         let mut records = Vec::new();
         for plan in &plans {
             let mut w = store.content.writer()?;
@@ -738,6 +740,7 @@ impl Archive<'_> {
                     _ => match self.take_blob(&l.member)? {
                         Some((blob, rest)) => {
                             let d = blob.digest();
+                            taken.insert(l.member.clone(), d);
                             blobs.push(blob);
                             if let Some(rest) = rest {
                                 if seen_snap.insert(rest.diff_id) {
@@ -746,8 +749,8 @@ impl Archive<'_> {
                             }
                             d
                         }
-                        // Taken already by an earlier image of this archive.
-                        None => self.digest_taken(&records, &l.member).ok_or_else(|| {
+                        // Taken already: used twice by this image, or by an earlier one.
+                        None => *taken.get(&l.member).ok_or_else(|| {
                             ImageError::Invalid(format!("layer {} vanished", l.member))
                         })?,
                     },
@@ -839,19 +842,6 @@ impl Archive<'_> {
             out.push(LoadedImage { id: rec.id, tags });
         }
         Ok(out)
-    }
-
-    fn digest_taken(
-        &self,
-        records: &[(ImageRecord, Vec<String>, Vec<Reference>)],
-        member: &str,
-    ) -> Option<Digest> {
-        for (rec, members, _) in records {
-            if let Some(i) = members.iter().position(|m| m == member) {
-                return rec.layers.get(i).map(|l| l.blob.digest);
-            }
-        }
-        None
     }
 }
 

@@ -554,3 +554,33 @@ fn index_picks_the_host_platform_and_keeps_the_index_for_save() {
     let top: serde_json::Value = serde_json::from_slice(&top_index).expect("index.json");
     assert_eq!(top["manifests"][0]["digest"], index_digest.to_string());
 }
+
+#[test]
+fn an_image_may_use_the_same_layer_twice() {
+    // Two RUN steps that change nothing give two identical (empty) layers.
+    let (_d, store) = new_store();
+    let empty = finish_tar(Vec::new());
+    let (arch, id) = docker_archive(
+        &[empty.clone(), base_layer(), empty.clone()],
+        "t/twice:1",
+        None,
+    );
+    assert_eq!(load(&store, &arch).expect("repeated layer")[0].id, id);
+    let rec = store.meta.image(&id).expect("get").expect("stored");
+    assert_eq!(rec.layers.len(), 3);
+    assert_eq!(rec.layers[0].blob.digest, rec.layers[2].blob.digest);
+    // Saved and reloaded: still three layers, same ID.
+    let mut out = Vec::new();
+    save_archive(
+        &store,
+        &[SaveItem {
+            image: rec,
+            tags: vec![],
+        }],
+        SaveFormat::Docker,
+        &mut out,
+    )
+    .expect("save");
+    let (_d2, store2) = new_store();
+    assert_eq!(load(&store2, &out).expect("reload")[0].id, id);
+}

@@ -205,15 +205,27 @@ impl Reference {
     }
 
     /// The repository name as Docker shows it (`busybox`, `team/app`, `reg:5000/app`).
+    ///
+    /// As Docker: `library/` is dropped only when nothing nested follows it. Unlike
+    /// Docker, `docker.io/` is kept when the first path component would read as a
+    /// registry host (`docker.io/localhost/x`, `docker.io/a.b/c`), so the familiar form
+    /// always parses back to the same repository.
     pub fn familiar_repository(&self) -> String {
-        if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix(OFFICIAL_PREFIX)
-                .unwrap_or(&self.path)
-                .to_string()
-        } else {
-            self.repository()
+        if self.domain != DEFAULT_DOMAIN {
+            return self.repository();
         }
+        if let Some(rest) = self.path.strip_prefix(OFFICIAL_PREFIX) {
+            if !rest.contains('/') {
+                return rest.to_string();
+            }
+        }
+        let first = self.path.split('/').next().unwrap_or_default();
+        if self.path.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost")
+        {
+            return self.repository();
+        }
+        self.path.clone()
     }
 
     /// `repository:tag` in familiar form, or `None` when there is no tag.
@@ -321,6 +333,29 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn familiar_forms_parse_back_to_the_same_repository() {
+        for r in [
+            "library/x/o",
+            "docker.io/b.8/t",
+            "docker.io/localhost/x",
+            "docker.io/a_b.c/d",
+            "busybox",
+            "team/app",
+        ] {
+            let parsed = Reference::parse_with_default_tag(r).expect("valid");
+            let again = Reference::parse(&parsed.familiar()).expect("familiar form parses");
+            assert_eq!(
+                again,
+                parsed,
+                "{r}: familiar {} names another repository",
+                parsed.familiar()
+            );
+        }
+        let r = Reference::parse("library/x/o").expect("valid");
+        assert_eq!(r.familiar_repository(), "library/x/o");
     }
 
     #[test]
