@@ -68,6 +68,15 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+/// A numeric header field that is empty (only NULs and spaces) reads as 0, as Go's
+/// archive/tar (Docker) and GNU tar read it; the `tar` crate refuses it.
+fn lenient(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
 /// Longest cleaned path (or hard link target) accepted, in bytes.
 const MAX_PATH_BYTES: usize = 4096;
 /// Most bytes the `tar` crate may read (and buffer) for the headers of one entry.
@@ -820,11 +829,22 @@ impl<'a> Unpacker<'a> {
     ) -> Result<Meta, UnpackError> {
         let header = entry.header();
         let malformed = |e: io::Error| UnpackError::Malformed(format!("entry {}: {e}", lossy(raw)));
-        let mode = header.mode().map_err(malformed)? & 0o7777;
-        let uid = id(header.uid().map_err(malformed)?, "uid", raw)?;
-        let gid = id(header.gid().map_err(malformed)?, "gid", raw)?;
+        let old = header.as_old();
+        let mode = lenient(header.mode().map(u64::from), &old.mode).map_err(malformed)? & 0o7777;
+        let mode = u32::try_from(mode).unwrap_or(0);
+        let uid = id(
+            lenient(header.uid(), &old.uid).map_err(malformed)?,
+            "uid",
+            raw,
+        )?;
+        let gid = id(
+            lenient(header.gid(), &old.gid).map_err(malformed)?,
+            "gid",
+            raw,
+        )?;
         let mtime = Timespec {
-            tv_sec: i64::try_from(header.mtime().map_err(malformed)?).unwrap_or(i64::MAX),
+            tv_sec: i64::try_from(lenient(header.mtime(), &old.mtime).map_err(malformed)?)
+                .unwrap_or(i64::MAX),
             tv_nsec: 0,
         };
         let mut meta = Meta {

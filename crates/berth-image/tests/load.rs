@@ -584,3 +584,23 @@ fn an_image_may_use_the_same_layer_twice() {
     let (_d2, store2) = new_store();
     assert_eq!(load(&store2, &out).expect("reload")[0].id, id);
 }
+
+#[test]
+fn empty_numeric_header_fields_read_as_zero_like_docker() {
+    // Some tar writers leave uid/gid/mtime empty; Go's archive/tar (Docker) reads 0.
+    let mut t = Vec::new();
+    raw_entry(&mut t, "file", b'0', b"x", "", 0o644);
+    for field in [108..116, 116..124, 136..148] {
+        t[field].iter_mut().for_each(|b| *b = 0);
+    }
+    t[148..156].copy_from_slice(b"        ");
+    let sum: u32 = t[..512].iter().map(|b| u32::from(*b)).sum();
+    t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let l = finish_tar(t);
+    let (_d, store) = new_store();
+    let (arch, id) = docker_archive(&[l.clone()], "t/empty-fields:1", None);
+    assert_eq!(load(&store, &arch).expect("empty numeric fields")[0].id, id);
+    let f = store.snapshots.path(&Digest::of(&l)).join("file");
+    let meta = std::fs::symlink_metadata(f).expect("file unpacked");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+}
