@@ -598,7 +598,7 @@ fn empty_numeric_header_fields_read_as_zero_like_docker() {
     t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     let l = finish_tar(t);
     let (_d, store) = new_store();
-    let (arch, id) = docker_archive(&[l.clone()], "t/empty-fields:1", None);
+    let (arch, id) = docker_archive(std::slice::from_ref(&l), "t/empty-fields:1", None);
     assert_eq!(load(&store, &arch).expect("empty numeric fields")[0].id, id);
     let f = store.snapshots.path(&Digest::of(&l)).join("file");
     let meta = std::fs::symlink_metadata(f).expect("file unpacked");
