@@ -26,8 +26,10 @@ for a in sh ls cat echo true; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
 tar -C "$STATE/rootfs" -czf "$STATE/rootfs.tar.gz" .
 step "$BERTH" import -c 'CMD ["/bin/sh"]' -c 'ENV APP=demo' "$STATE/rootfs.tar.gz" demo/busybox:1
 if [ -d "$FIXTURES" ]; then
-    step "$BERTH" load -i "$FIXTURES/app-docker-save.tar"
+    # skopeo's OCI copy drops Docker's Healthcheck, so it is another image ID; the
+    # Docker archive loaded second takes the tag fixture/app:1, as with Docker.
     step "$BERTH" load -i "$FIXTURES/app-oci-archive.tar"
+    step "$BERTH" load -i "$FIXTURES/app-docker-save.tar"
 fi
 step "$BERTH" images
 step "$BERTH" image inspect --format '{{.Id}} {{json .Config.Env}}' demo/busybox:1
