@@ -170,3 +170,125 @@ fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
     let fixture = fixtures().join("app-docker-save.tar");
     ok(d.berth(&["load", "-i", fixture.to_str().expect("path")]));
 }
+
+/// Mounts a small tmpfs; unmounted on drop.
+struct SmallFs {
+    path: std::path::PathBuf,
+}
+
+impl SmallFs {
+    fn mount(path: &std::path::Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(path).expect("mkdir");
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "berth-test"])
+            .arg(path)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mounting a tmpfs needs root");
+        SmallFs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn daemon_on(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    extra_config: &str,
+) -> (std::process::Child, String) {
+    let sock = dir.join("fs.sock");
+    let cfg = dir.join("fs.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "root = \"{}\"\nhost = \"unix://{}\"\n{extra_config}",
+            root.display(),
+            sock.display()
+        ),
+    )
+    .expect("config");
+    let child = std::process::Command::new(berth_bin())
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    (child, format!("unix://{}", sock.display()))
+}
+
+fn berth_at(host: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(berth_bin())
+        .arg("--host")
+        .arg(host)
+        .args(args)
+        .output()
+        .expect("berth")
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = SmallFs::mount(&dir.path().join("small"), "48m");
+    let root = fs.path.join("root");
+    let big = dir.path().join("big.tar");
+    big_archive(&big); // 64 MiB layer: does not fit
+    let fixture = fixtures().join("app-docker-save.tar");
+
+    // 1. The free-space reserve (default 512 MiB) refuses even a small load, naming the rule.
+    let (mut child, host) = daemon_on(dir.path(), &root, "");
+    let err = fails(berth_at(
+        &host,
+        &["load", "-i", fixture.to_str().expect("path")],
+    ));
+    assert!(
+        err.contains("free") && err.contains("must stay free"),
+        "{err}"
+    );
+    assert!(ok(berth_at(&host, &["images", "-q"])).trim().is_empty());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // 2. Without the reserve, the disk itself fills: ENOSPC is reported, nothing listed,
+    //    nothing left in ingest or staging, and the daemon keeps working.
+    let (mut child, host) = daemon_on(dir.path(), &root, "min_free_bytes = 0\n");
+    let err = fails(berth_at(
+        &host,
+        &["load", "-i", big.to_str().expect("path")],
+    ));
+    assert!(err.to_lowercase().contains("space"), "{err}");
+    assert!(ok(berth_at(&host, &["images", "-q"])).trim().is_empty());
+    assert_eq!(
+        std::fs::read_dir(root.join("content/ingest"))
+            .expect("ingest")
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(root.join("snapshots/.staging"))
+            .expect("staging")
+            .count(),
+        0
+    );
+    let out = ok(berth_at(
+        &host,
+        &["load", "-i", fixture.to_str().expect("path")],
+    ));
+    assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

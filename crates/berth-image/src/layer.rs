@@ -405,7 +405,12 @@ pub fn ingest_layer(
     let finished = sink.finish();
     let (stats, diff_id, tar_size, blob) = match (unpacked, finished) {
         // A failed blob write (a full disk) explains a failed unpack better than its echo.
-        (_, Err(e)) => return Err(LayerError::Io(e)),
+        (_, Err(e)) => {
+            return Err(LayerError::Io(io::Error::new(
+                e.kind(),
+                format!("writing the layer blob to the content store: {e}"),
+            )))
+        }
         (Err(e), Ok(_)) => return Err(e),
         (Ok((stats, d, n)), Ok(blob)) => {
             let d = d.unwrap_or_else(|| blob.digest_so_far());
