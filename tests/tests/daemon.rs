@@ -292,3 +292,78 @@ fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A docker-save archive of two layers (random 8 MiB each), tagged `race/x:1`.
+const TWO_LAYERS_PY: &str = r#"
+import hashlib, io, json, os, sys, tarfile
+def layer(name):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        data = os.urandom(8 << 20); ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    return b.getvalue()
+layers = [layer("a.bin"), layer("b.bin")]
+config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]}}).encode()
+cid = hashlib.sha256(config).hexdigest()
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as t:
+    def add(name, data):
+        ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    add("l1/layer.tar", layers[0]); add("l2/layer.tar", layers[1]); add(cid + ".json", config)
+    add("manifest.json", json.dumps([{"Config": cid + ".json", "RepoTags": ["race/x:1"], "Layers": ["l1/layer.tar", "l2/layer.tar"]}]).encode())
+open(sys.argv[1], "wb").write(out.getvalue())
+"#;
+
+#[test]
+fn prune_during_a_load_does_not_take_what_the_load_will_use() {
+    let d = Daemon::start();
+    let archive = d.dir.path().join("two.tar");
+    let st = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(TWO_LAYERS_PY)
+        .arg(&archive)
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    let bytes = std::fs::read(&archive).expect("read");
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    conn.write_all(
+        b"POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )
+    .expect("request head");
+    let send = |conn: &mut std::os::unix::net::UnixStream, part: &[u8]| {
+        for chunk in part.chunks(1 << 20) {
+            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .expect("chunk");
+            conn.write_all(chunk).expect("chunk");
+            conn.write_all(b"\r\n").expect("chunk");
+        }
+    };
+    // The first layer whole and part of the second: the load is mid-way.
+    let split = (8 << 20) + (4 << 20);
+    send(&mut conn, &bytes[..split]);
+    let staging = d.root.join("snapshots/.staging");
+    for _ in 0..500 {
+        if std::fs::read_dir(&staging).map(|r| r.count()).unwrap_or(0) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Prune everything while the load is in flight.
+    ok(d.berth(&["image", "prune", "-a", "-f"]));
+    send(&mut conn, &bytes[split..]);
+    conn.write_all(b"0\r\n\r\n").expect("end");
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut response).expect("response");
+    assert!(response.contains("Loaded image: race/x:1"), "{response}");
+    // Everything the image needs is there: it saves and reloads with the same ID.
+    let id = ok(d.berth(&["image", "inspect", "--format", "{{.Id}}", "race/x:1"]));
+    let saved = d.dir.path().join("saved.tar");
+    ok(d.berth(&["save", "-o", saved.to_str().expect("path"), "race/x:1"]));
+    let d2 = Daemon::start();
+    ok(d2.berth(&["load", "-i", saved.to_str().expect("path")]));
+    assert_eq!(
+        ok(d2.berth(&["image", "inspect", "--format", "{{.Id}}", "race/x:1"])),
+        id
+    );
+}

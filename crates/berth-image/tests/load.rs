@@ -604,3 +604,77 @@ fn empty_numeric_header_fields_read_as_zero_like_docker() {
     let meta = std::fs::symlink_metadata(f).expect("file unpacked");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
 }
+
+#[test]
+fn docker_25_save_layout_with_schema2_manifest_loads_and_keeps_its_manifest() {
+    // Docker 25+ writes an OCI layout whose index names a Docker schema2 manifest, plus
+    // the legacy manifest.json pointing into blobs/sha256/.
+    let l = base_layer();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&l)]},
+    }))
+    .expect("config");
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": Digest::of(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": Digest::of(&l), "size": l.len()}],
+    }))
+    .expect("manifest");
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "digest": Digest::of(&manifest), "size": manifest.len(),
+                       "annotations": {"io.containerd.image.name": "docker.io/library/new:25",
+                                       "org.opencontainers.image.ref.name": "25"}}],
+    }))
+    .expect("index");
+    let legacy = serde_json::to_vec(&json!([{
+        "Config": format!("blobs/sha256/{}", Digest::of(&config).hex()),
+        "RepoTags": ["new:25"],
+        "Layers": [format!("blobs/sha256/{}", Digest::of(&l).hex())],
+    }]))
+    .expect("manifest.json");
+    let mut out = Vec::new();
+    for (name, data) in [
+        (format!("blobs/sha256/{}", Digest::of(&l).hex()), l.clone()),
+        (
+            format!("blobs/sha256/{}", Digest::of(&config).hex()),
+            config.clone(),
+        ),
+        (
+            format!("blobs/sha256/{}", Digest::of(&manifest).hex()),
+            manifest.clone(),
+        ),
+        ("index.json".to_string(), index),
+        ("manifest.json".to_string(), legacy),
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+    ] {
+        raw_entry(&mut out, &name, b'0', &data, "", 0o644);
+    }
+    let (_d, store) = new_store();
+    let loaded = load(&store, &finish_tar(out)).expect("docker 25 layout");
+    assert_eq!(loaded[0].id, Digest::of(&config));
+    assert_eq!(
+        loaded[0].tags,
+        vec![Reference::parse("new:25").expect("ref")]
+    );
+    let rec = store
+        .meta
+        .image(&loaded[0].id)
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        rec.manifest.as_ref().map(|m| m.digest),
+        Some(Digest::of(&manifest))
+    );
+    assert_eq!(
+        rec.layers[0].blob.media_type,
+        "application/vnd.docker.image.rootfs.diff.tar"
+    );
+}
