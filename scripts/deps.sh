@@ -2,13 +2,18 @@
 # Installs what berth's demo and tests need, idempotently (Debian 12, as root).
 set -euo pipefail
 need=()
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 tar; do
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The Docker SDK for Python, from PyPI (Debian's python marks itself externally managed).
+if ! python3 -c "import docker" 2>/dev/null; then
+    echo "installing the Docker SDK for Python (pip)" >&2
+    python3 -m pip install -q docker 2>/dev/null || python3 -m pip install -q --break-system-packages docker
 fi
 if ! command -v cargo >/dev/null; then
     echo "error: cargo is not installed; berth needs a Rust toolchain (rustup, $(grep channel rust-toolchain.toml))" >&2

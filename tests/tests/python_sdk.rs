@@ -1,0 +1,25 @@
+//! The Docker SDK for Python (from PyPI) drives berth's image endpoints.
+
+use berth_tests::*;
+
+#[test]
+fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
+    let sdk = std::process::Command::new("python3")
+        .args(["-c", "import docker"])
+        .status();
+    if !sdk.map(|s| s.success()).unwrap_or(false) {
+        panic!(
+            "the Docker SDK for Python is not installed: run scripts/deps.sh (pip install docker)"
+        );
+    }
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/images.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.host())
+        .arg(fixtures())
+        .output()
+        .expect("python3");
+    let stdout = ok(out);
+    assert_eq!(stdout.trim(), "ok");
+}
