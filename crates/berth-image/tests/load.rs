@@ -678,3 +678,26 @@ fn docker_25_save_layout_with_schema2_manifest_loads_and_keeps_its_manifest() {
         "application/vnd.docker.image.rootfs.diff.tar"
     );
 }
+
+#[test]
+fn concurrent_loads_of_the_same_archive_both_succeed_and_share_everything() {
+    let (_d, store) = new_store();
+    let bytes = std::fs::read(fixture("app-docker-save.tar")).expect("fixture");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| load(&store, &bytes))).collect();
+        for h in handles {
+            let loaded = h.join().expect("thread").expect("concurrent load");
+            assert_eq!(loaded[0].id.to_string(), FIXTURE_ID);
+        }
+    });
+    assert_eq!(store.meta.images().expect("images").len(), 1);
+    assert_eq!(store.snapshots.list().expect("snapshots").len(), 3);
+    // config + 3 layers, once each
+    assert_eq!(store.content.list().expect("blobs").len(), 4);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("snapshots/.staging"))
+            .expect("staging")
+            .count(),
+        0
+    );
+}
