@@ -203,3 +203,84 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     assert!(status.success());
     out
 }
+
+/// A free TCP port on 127.0.0.1 (bound once to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`, or panics with `log`.
+pub fn wait_for_port(port: u16, child: &mut Child, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early with {status}: {}", log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not come up on port {port}: {}", log());
+}
+
+/// A running `berth registry serve` on 127.0.0.1 and a free port; killed on drop.
+pub struct RegistryServer {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl RegistryServer {
+    pub fn start(extra: &[&str]) -> RegistryServer {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-test-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("root");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let mut child = Command::new(berth_bin())
+            .args(["registry", "serve", "--root"])
+            .arg(&root)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start berth registry serve");
+        let log_path = dir.path().join("registry.log");
+        wait_for_port(port, &mut child, || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        });
+        RegistryServer {
+            dir,
+            root,
+            port,
+            child,
+        }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

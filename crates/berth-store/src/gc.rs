@@ -31,11 +31,22 @@ pub struct ExtraRoots {
 impl Store {
     /// Removes every blob and snapshot that no image, lease or extra root references.
     pub fn gc(&self, extra: &ExtraRoots) -> Result<GcReport> {
+        self.gc_with_roots(|| Ok(extra.clone()))
+    }
+
+    /// Like [`gc`](Self::gc), with the extra roots computed by `roots` while the lease
+    /// lock is held. A user of the store whose own metadata references blobs (the
+    /// registry's repositories) commits that metadata while holding a lease on what it
+    /// references; computing the roots under the lock means GC sees either the lease or
+    /// the committed metadata, never neither. `roots` must not take a lease (the lock is
+    /// held while it runs).
+    pub fn gc_with_roots(&self, roots: impl FnOnce() -> Result<ExtraRoots>) -> Result<GcReport> {
         let mut report = GcReport::default();
         {
             let hold = self.leases.hold_for_gc();
-            let mut blobs: HashSet<Digest> = extra.blobs.clone();
-            let mut snaps: HashSet<Digest> = extra.snapshots.clone();
+            let extra = roots()?;
+            let mut blobs: HashSet<Digest> = extra.blobs;
+            let mut snaps: HashSet<Digest> = extra.snapshots;
             blobs.extend(hold.blobs.iter().copied());
             snaps.extend(hold.snapshots.iter().copied());
             for img in self.meta.images()? {

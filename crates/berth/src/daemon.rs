@@ -51,7 +51,7 @@ pub struct DaemonArgs {
     pub log_format: LogFormat,
 }
 
-fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+pub(crate) fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let directive = match level {
         "fatal" | "panic" => "error",
         "warning" => "warn",

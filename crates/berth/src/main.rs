@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod daemon;
 mod format;
+mod registry;
 
 use std::process::ExitCode;
 use std::time::Duration;

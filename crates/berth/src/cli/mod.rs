@@ -82,6 +82,9 @@ pub struct Cli {
 pub enum Verb {
     /// Run the berth daemon
     Daemon(DaemonArgs),
+    /// Run berth's OCI registry
+    #[command(subcommand)]
+    Registry(crate::registry::RegistryVerb),
     /// List images
     Images(list::ImagesArgs),
     /// Load an image from a tar archive or STDIN
@@ -155,10 +158,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Verb::Daemon(args) = verb {
         return crate::daemon::run(args).await;
     }
+    if let Verb::Registry(verb) = verb {
+        return crate::registry::run(verb).await;
+    }
     let client = Client::new(&cli.host)?;
     let c = &client;
     match verb {
-        Verb::Daemon(_) => unreachable!("handled above"),
+        Verb::Daemon(_) | Verb::Registry(_) => unreachable!("handled above"),
         Verb::Images(a) | Verb::Image(ImageVerb::Ls(a)) => list::images(c, a).await,
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
