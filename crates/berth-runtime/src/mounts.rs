@@ -1,0 +1,634 @@
+//! Mounts: Docker's default set, user mounts (bind, volume, tmpfs), the refusal of
+//! sensitive host paths as bind sources, and resolving destinations inside the rootfs.
+//!
+//! **Destinations** are container paths. The spec keeps them as given (absolute, cleaned
+//! lexically, `..` refused); the runtime resolves them inside the rootfs when it mounts —
+//! libcontainer (like runc) opens mount targets relative to the rootfs with symlinks
+//! resolved within it, so a destination that is a symlink in the image (`/data ->
+//! /etc`, `/data -> ../../..`) lands inside the rootfs, never on the host.
+//! [`resolve_in_rootfs`] performs the same resolution, for callers that need to prepare a
+//! target (create a directory, check its type) before the runtime runs.
+//!
+//! **Sources** of bind and volume mounts are host paths. They are canonicalized (host
+//! symlinks resolved) and refused when they hit a sensitive path, unless the caller sets
+//! `allow_sensitive_binds`; see [`SensitivePaths`].
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{Mount, MountBuilder};
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Size of `/dev/shm` unless `shm_size` is given: Docker's 64 MiB.
+pub const DEFAULT_SHM_BYTES: u64 = 64 << 20;
+/// Size of a tmpfs mount without an explicit size: Docker's `--tmpfs` 64 MiB.
+pub const DEFAULT_TMPFS_BYTES: u64 = 64 << 20;
+
+/// A mount requested by the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// `-v /host:/ctr[:ro]`, `--mount type=bind`.
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
+    /// A named or anonymous volume; `source` is its directory on the host, resolved by the
+    /// caller (under berth's state root).
+    Volume {
+        name: String,
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
+    /// `--tmpfs /ctr[:size=...,mode=...]`, `--mount type=tmpfs`. Mounted `nosuid,nodev`,
+    /// and `noexec` unless `exec` is set.
+    Tmpfs {
+        target: String,
+        size_bytes: Option<u64>,
+        mode: Option<u32>,
+        exec: bool,
+    },
+}
+
+impl MountSpec {
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Bind { target, .. }
+            | MountSpec::Volume { target, .. }
+            | MountSpec::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// An error in a mount.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mount destination {dest:?}: {rule}")]
+    Destination { dest: String, rule: &'static str },
+    #[error("mount destination {dest}: used by more than one mount")]
+    Duplicate { dest: String },
+    #[error("bind source {source_path}: cannot resolve on the host: {error}")]
+    Source {
+        source_path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("bind source {source_path} (resolves to {resolved}): refused, {rule}; allow sensitive binds explicitly to mount it")]
+    Sensitive {
+        source_path: PathBuf,
+        resolved: PathBuf,
+        rule: String,
+    },
+    #[error("resolving {dest} inside rootfs {rootfs}: {error}")]
+    Resolve {
+        rootfs: PathBuf,
+        dest: String,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+/// Cleans a container path: must be absolute; `.` and repeated slashes dropped; `..`
+/// refused (it would mean something different once symlinks are resolved).
+pub fn clean_destination(dest: &str) -> Result<PathBuf, MountError> {
+    let err = |rule| MountError::Destination {
+        dest: dest.to_string(),
+        rule,
+    };
+    if !dest.starts_with('/') {
+        return Err(err("must be an absolute path"));
+    }
+    if dest.contains('\0') {
+        return Err(err("contains a NUL byte"));
+    }
+    let mut out = PathBuf::from("/");
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => return Err(err("must not contain '..'")),
+            Component::Normal(n) => out.push(n),
+            Component::Prefix(_) => return Err(err("must be an absolute path")),
+        }
+    }
+    Ok(out)
+}
+
+fn m(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("a mount with every field set builds")
+}
+
+/// Docker's default mounts. `privileged` mounts /sys and the cgroup tree read-write.
+pub fn default_mounts(privileged: bool, shm_bytes: u64) -> Vec<Mount> {
+    let sys_rw = if privileged { "rw" } else { "ro" };
+    vec![
+        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        m(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        m(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_rw],
+        ),
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys_rw],
+        ),
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "mode=1777",
+                &format!("size={shm_bytes}"),
+            ],
+        ),
+    ]
+}
+
+/// Host paths a bind mount may not expose, unless explicitly allowed.
+///
+/// Rules, checked on the canonicalized source:
+/// - **exact**: `/`, `/etc`, `/boot`, `/root` (host identity, secrets and boot chain);
+/// - **exact or below**: `/proc`, `/sys`, `/dev` (kernel interfaces and devices);
+/// - **exact**: the Docker, containerd and berth sockets, berth's state root
+///   (the engine's own control; paths *below* the state root, such as volumes, are fine);
+/// - **any parent** of those sockets and of the state root (it would expose them too).
+#[derive(Debug, Clone, Default)]
+pub struct SensitivePaths {
+    /// Sockets and roots that belong to the engine: its API socket, its state root.
+    pub engine_paths: Vec<PathBuf>,
+}
+
+const EXACT: [&str; 4] = ["/", "/etc", "/boot", "/root"];
+const SUBTREES: [&str; 3] = ["/proc", "/sys", "/dev"];
+const FOREIGN_SOCKETS: [&str; 4] = [
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+];
+
+fn canonical_or_clean(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl SensitivePaths {
+    /// Checks the source of a bind/volume mount; returns the canonical host path.
+    pub fn check(&self, source: &Path) -> Result<PathBuf, MountError> {
+        let resolved = std::fs::canonicalize(source).map_err(|error| MountError::Source {
+            source_path: source.to_path_buf(),
+            error,
+        })?;
+        let refuse = |rule: String| MountError::Sensitive {
+            source_path: source.to_path_buf(),
+            resolved: resolved.clone(),
+            rule,
+        };
+        for e in EXACT {
+            if resolved == Path::new(e) {
+                return Err(refuse(format!("{e} is a sensitive host path")));
+            }
+        }
+        for s in SUBTREES {
+            let s = Path::new(s);
+            if resolved.starts_with(s) {
+                return Err(refuse(format!(
+                    "{} and everything below it are sensitive host paths",
+                    s.display()
+                )));
+            }
+        }
+        let protected = FOREIGN_SOCKETS
+            .iter()
+            .map(|s| (PathBuf::from(s), "a container engine socket"))
+            .chain(
+                self.engine_paths
+                    .iter()
+                    .map(|p| (p.clone(), "berth's own socket or state root")),
+            );
+        for (p, what) in protected {
+            // Both spellings: as given, and with host symlinks resolved (/var/run -> /run).
+            for q in [p.clone(), canonical_or_clean(&p)] {
+                if resolved == q {
+                    return Err(refuse(format!("{} is {what}", q.display())));
+                }
+                if q.starts_with(&resolved) {
+                    return Err(refuse(format!("it contains {} ({what})", q.display())));
+                }
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+/// Resolves a container path inside `rootfs` as the kernel would from inside the
+/// container: symlinks are followed within the rootfs (an absolute target restarts at the
+/// rootfs, `..` stops at it), never on the host. Components that do not exist yet are
+/// appended as they are. Returns the host path of the target (`rootfs` + resolved path).
+pub fn resolve_in_rootfs(rootfs: &Path, dest: &str) -> Result<PathBuf, MountError> {
+    let clean = clean_destination(dest)?;
+    let io = |e: Errno| MountError::Resolve {
+        rootfs: rootfs.to_path_buf(),
+        dest: dest.to_string(),
+        error: std::io::Error::from(e),
+    };
+    let root = rfs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io)?;
+    // Components still to walk, last first.
+    let mut todo: Vec<OsString> = clean
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    // The resolved path so far, with an fd for each directory level (None past a missing one).
+    let mut stack: Vec<(OsString, Option<OwnedFd>)> = Vec::new();
+    let mut links = 0u32;
+    while let Some(comp) = todo.pop() {
+        if comp == "." {
+            continue;
+        }
+        if comp == ".." {
+            stack.pop();
+            continue;
+        }
+        let parent = match stack.last() {
+            None => Some(&root),
+            Some((_, fd)) => fd.as_ref(),
+        };
+        let Some(parent) = parent else {
+            stack.push((comp, None));
+            continue;
+        };
+        let fd = match rfs::openat(
+            parent,
+            &comp,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                stack.push((comp, None));
+                continue;
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let st = rfs::fstat(&fd).map_err(io)?;
+        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
+            links += 1;
+            if links > 40 {
+                return Err(io(Errno::LOOP));
+            }
+            let target = rfs::readlinkat(&fd, "", Vec::new()).map_err(io)?;
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            if target.is_absolute() {
+                stack.clear();
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push(n.to_os_string()),
+                    Component::ParentDir => todo.push("..".into()),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        stack.push((comp, Some(fd)));
+    }
+    let mut out = rootfs.to_path_buf();
+    for (c, _) in &stack {
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The OCI mount of a user mount, after checks. `sensitive` is `None` when sensitive binds
+/// are allowed.
+pub fn user_mount(
+    spec: &MountSpec,
+    sensitive: Option<&SensitivePaths>,
+) -> Result<Mount, MountError> {
+    let dest = clean_destination(spec.target())?;
+    if dest == Path::new("/") {
+        return Err(MountError::Destination {
+            dest: spec.target().to_string(),
+            rule: "cannot mount over the container's root",
+        });
+    }
+    match spec {
+        MountSpec::Bind {
+            source, read_only, ..
+        }
+        | MountSpec::Volume {
+            source, read_only, ..
+        } => {
+            let resolved = match sensitive {
+                Some(s) => s.check(source)?,
+                None => std::fs::canonicalize(source).map_err(|error| MountError::Source {
+                    source_path: source.clone(),
+                    error,
+                })?,
+            };
+            let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+            opts.push(if *read_only { "ro" } else { "rw" }.to_string());
+            Ok(MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(resolved)
+                .options(opts)
+                .build()
+                .expect("a mount with every field set builds"))
+        }
+        MountSpec::Tmpfs {
+            size_bytes,
+            mode,
+            exec,
+            ..
+        } => {
+            let mut opts = vec!["nosuid".to_string(), "nodev".to_string()];
+            if !exec {
+                opts.push("noexec".into());
+            }
+            opts.push(format!(
+                "size={}",
+                size_bytes.unwrap_or(DEFAULT_TMPFS_BYTES)
+            ));
+            if let Some(mode) = mode {
+                opts.push(format!("mode={mode:o}"));
+            }
+            Ok(MountBuilder::default()
+                .destination(dest)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(opts)
+                .build()
+                .expect("a mount with every field set builds"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn destinations_are_cleaned_and_checked() {
+        assert_eq!(
+            clean_destination("/data//x/./y/").unwrap(),
+            PathBuf::from("/data/x/y")
+        );
+        assert!(clean_destination("data")
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
+        assert!(clean_destination("/a/../etc")
+            .unwrap_err()
+            .to_string()
+            .contains(".."));
+    }
+
+    #[test]
+    fn default_mounts_match_docker() {
+        let ms = default_mounts(false, DEFAULT_SHM_BYTES);
+        let dests: Vec<_> = ms
+            .iter()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm"
+            ]
+        );
+        let sys = &ms[3];
+        assert_eq!(sys.typ().as_deref(), Some("sysfs"));
+        assert_eq!(
+            sys.options().clone().unwrap(),
+            ["nosuid", "noexec", "nodev", "ro"]
+        );
+        assert!(ms[4].options().clone().unwrap().contains(&"ro".to_string()));
+        assert!(ms[6]
+            .options()
+            .clone()
+            .unwrap()
+            .contains(&"size=67108864".to_string()));
+        let priv_ms = default_mounts(true, DEFAULT_SHM_BYTES);
+        assert!(priv_ms[3]
+            .options()
+            .clone()
+            .unwrap()
+            .contains(&"rw".to_string()));
+    }
+
+    #[test]
+    fn sensitive_sources_are_refused_with_the_rule() {
+        let sp = SensitivePaths::default();
+        for p in [
+            "/",
+            "/etc",
+            "/proc",
+            "/proc/1/root",
+            "/sys/kernel",
+            "/dev",
+            "/dev/sda",
+            "/root",
+            "/boot",
+        ] {
+            if !Path::new(p).exists() {
+                continue;
+            }
+            let e = sp.check(Path::new(p)).unwrap_err().to_string();
+            assert!(e.contains(p) && e.contains("refused"), "{p}: {e}");
+        }
+        // Below /etc is fine (certificates, timezone files).
+        if Path::new("/etc/ssl").exists() {
+            sp.check(Path::new("/etc/ssl")).unwrap();
+        }
+    }
+
+    #[test]
+    fn engine_paths_their_parents_and_symlinks_to_them_are_refused() {
+        let host = tempfile::tempdir().unwrap();
+        let state = host.path().join("var/lib/berth");
+        std::fs::create_dir_all(state.join("volumes/v1/_data")).unwrap();
+        let sock = host.path().join("run/berth.sock");
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        std::fs::write(&sock, "").unwrap();
+        let sp = SensitivePaths {
+            engine_paths: vec![state.clone(), sock.clone()],
+        };
+        let e = sp.check(&state).unwrap_err().to_string();
+        assert!(e.contains("berth's own socket or state root"), "{e}");
+        let e = sp.check(&host.path().join("var")).unwrap_err().to_string();
+        assert!(e.contains("it contains"), "{e}");
+        assert!(sp.check(&sock).is_err());
+        assert!(sp.check(&host.path().join("run")).is_err());
+        // A host symlink to the state root is resolved before the check.
+        let link = host.path().join("innocent");
+        symlink(&state, &link).unwrap();
+        let e = sp.check(&link).unwrap_err().to_string();
+        assert!(e.contains("innocent") && e.contains("resolves to"), "{e}");
+        // Volumes below the state root are fine.
+        assert_eq!(
+            sp.check(&state.join("volumes/v1/_data")).unwrap(),
+            state.join("volumes/v1/_data")
+        );
+        // A missing source is an error naming it.
+        let e = sp.check(&host.path().join("nope")).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn user_mounts_convert() {
+        let d = tempfile::tempdir().unwrap();
+        let b = user_mount(
+            &MountSpec::Bind {
+                source: d.path().to_path_buf(),
+                target: "/data/".into(),
+                read_only: true,
+            },
+            Some(&SensitivePaths::default()),
+        )
+        .unwrap();
+        assert_eq!(b.destination(), Path::new("/data"));
+        assert_eq!(b.options().clone().unwrap(), ["rbind", "rprivate", "ro"]);
+        let t = user_mount(
+            &MountSpec::Tmpfs {
+                target: "/tmp".into(),
+                size_bytes: Some(1 << 20),
+                mode: Some(0o1777),
+                exec: false,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.options().clone().unwrap(),
+            ["nosuid", "nodev", "noexec", "size=1048576", "mode=1777"]
+        );
+        let e = user_mount(
+            &MountSpec::Bind {
+                source: "/etc".into(),
+                target: "/x".into(),
+                read_only: true,
+            },
+            Some(&SensitivePaths::default()),
+        )
+        .unwrap_err();
+        assert!(matches!(e, MountError::Sensitive { .. }));
+        // Allowed explicitly.
+        user_mount(
+            &MountSpec::Bind {
+                source: "/etc".into(),
+                target: "/x".into(),
+                read_only: true,
+            },
+            None,
+        )
+        .unwrap();
+        let e = user_mount(
+            &MountSpec::Tmpfs {
+                target: "/".into(),
+                size_bytes: None,
+                mode: None,
+                exec: false,
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
+    }
+
+    #[test]
+    fn resolve_in_rootfs_keeps_symlinks_inside() {
+        let r = tempfile::tempdir().unwrap();
+        let root = r.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("srv/app")).unwrap();
+        symlink("/etc", root.join("data")).unwrap();
+        symlink("../../..", root.join("srv/app/up")).unwrap();
+        symlink("../../../../../../etc/shadow", root.join("srv/shadow")).unwrap();
+        symlink("app/up/etc", root.join("srv/rel")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        assert_eq!(resolve_in_rootfs(root, "/data").unwrap(), root.join("etc"));
+        assert_eq!(
+            resolve_in_rootfs(root, "/data/conf.d/x").unwrap(),
+            root.join("etc/conf.d/x")
+        );
+        assert_eq!(
+            resolve_in_rootfs(root, "/srv/app/up").unwrap(),
+            root.to_path_buf()
+        );
+        assert_eq!(
+            resolve_in_rootfs(root, "/srv/app/up/etc").unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_rootfs(root, "/srv/shadow").unwrap(),
+            root.join("etc/shadow")
+        );
+        assert_eq!(
+            resolve_in_rootfs(root, "/srv/rel").unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_rootfs(root, "/new/dir").unwrap(),
+            root.join("new/dir")
+        );
+        assert!(resolve_in_rootfs(root, "/loop1").is_err());
+        assert!(resolve_in_rootfs(root, "relative").is_err());
+    }
+}

@@ -1,0 +1,722 @@
+//! Resources (`--memory`, `--cpus`, `--pids-limit`, blkio, ...) and the device cgroup.
+//!
+//! Docker's semantics: `--memory-swap` is memory + swap (-1 unlimited) and defaults to
+//! twice `--memory`; `--cpus` becomes a CFS quota over a 100 ms period; a zero means "not
+//! set". Unlike Docker, a pids limit is on by default (Podman's 2048), so a fork bomb
+//! stops at the container; `pids_limit: Some(0)` or `Some(-1)` lifts it.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
+};
+
+/// Podman's default pids limit (`containers.conf` `pids_limit`).
+pub const DEFAULT_PIDS_LIMIT: i64 = 2048;
+/// CFS period used for `--cpus`, as Docker: 100 ms.
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// Docker's smallest memory limit.
+pub const MIN_MEMORY_BYTES: i64 = 6 << 20;
+
+/// A per-device throttle (`--device-read-bps /dev/sda:1mb`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleDevice {
+    /// Host path of a block device; resolved to major:minor with stat(2).
+    pub path: PathBuf,
+    /// Bytes (or operations) per second.
+    pub rate: u64,
+}
+
+/// cgroup limits of a container. `None` (or 0) means "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `--memory`, bytes.
+    pub memory: Option<i64>,
+    /// `--memory-swap`, bytes of memory + swap; -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
+    /// `--memory-reservation`, bytes (soft limit).
+    pub memory_reservation: Option<i64>,
+    /// `--cpus` × 10⁹.
+    pub nano_cpus: Option<i64>,
+    /// `--cpu-shares` (relative weight, 2 to 262144).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`, like `0-3,6`.
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: Option<String>,
+    /// `--pids-limit`: `None` = [`DEFAULT_PIDS_LIMIT`], ≤ 0 = unlimited.
+    pub pids_limit: Option<i64>,
+    /// `--blkio-weight`, 10 to 1000.
+    pub blkio_weight: Option<u16>,
+    pub device_read_bps: Vec<ThrottleDevice>,
+    pub device_write_bps: Vec<ThrottleDevice>,
+    pub device_read_iops: Vec<ThrottleDevice>,
+    pub device_write_iops: Vec<ThrottleDevice>,
+}
+
+/// An error in resource options.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{flag} {value}: {rule}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        rule: String,
+    },
+    #[error("{flag} {path}: {rule}")]
+    Device {
+        flag: &'static str,
+        path: PathBuf,
+        rule: String,
+    },
+}
+
+fn invalid(flag: &'static str, value: impl ToString, rule: impl Into<String>) -> ResourceError {
+    ResourceError::Invalid {
+        flag,
+        value: value.to_string(),
+        rule: rule.into(),
+    }
+}
+
+fn set(v: Option<i64>) -> Option<i64> {
+    v.filter(|v| *v != 0)
+}
+
+/// Checks a cpuset list (`0-3,6`).
+fn check_cpuset(flag: &'static str, s: &str) -> Result<(), ResourceError> {
+    let bad = || invalid(flag, s, "expected a list like 0-3,6");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: u32 = a.parse().map_err(|_| bad())?;
+        let b: u32 = b.parse().map_err(|_| bad())?;
+        if a > b {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a host block device to its major:minor.
+pub fn block_device_numbers(flag: &'static str, path: &Path) -> Result<(i64, i64), ResourceError> {
+    let md = std::fs::metadata(path).map_err(|e| ResourceError::Device {
+        flag,
+        path: path.to_path_buf(),
+        rule: format!("cannot stat: {e}"),
+    })?;
+    if !md.file_type().is_block_device() {
+        return Err(ResourceError::Device {
+            flag,
+            path: path.to_path_buf(),
+            rule: "not a block device".into(),
+        });
+    }
+    let rdev = md.rdev();
+    Ok((
+        rustix::fs::major(rdev) as i64,
+        rustix::fs::minor(rdev) as i64,
+    ))
+}
+
+fn throttles(
+    flag: &'static str,
+    list: &[ThrottleDevice],
+) -> Result<Vec<LinuxThrottleDevice>, ResourceError> {
+    list.iter()
+        .map(|d| {
+            let (major, minor) = block_device_numbers(flag, &d.path)?;
+            if d.rate == 0 {
+                return Err(ResourceError::Device {
+                    flag,
+                    path: d.path.clone(),
+                    rule: "rate must be greater than 0".into(),
+                });
+            }
+            LinuxThrottleDeviceBuilder::default()
+                .major(major)
+                .minor(minor)
+                .rate(d.rate)
+                .build()
+                .map_err(|e| invalid(flag, d.path.display(), e.to_string()))
+        })
+        .collect()
+}
+
+/// Builds the OCI resources, with `devices` as the device cgroup rules.
+pub fn to_oci(
+    r: &Resources,
+    devices: Vec<LinuxDeviceCgroup>,
+    host_cpus: usize,
+) -> Result<LinuxResources, ResourceError> {
+    // Memory.
+    let memory = set(r.memory);
+    if let Some(m) = memory {
+        if m < MIN_MEMORY_BYTES {
+            return Err(invalid(
+                "--memory",
+                m,
+                "the minimum memory limit is 6MB (6291456 bytes)",
+            ));
+        }
+    }
+    let swap = match (memory, set(r.memory_swap)) {
+        (None, Some(s)) => {
+            return Err(invalid(
+                "--memory-swap",
+                s,
+                "needs --memory as well (it is memory + swap)",
+            ));
+        }
+        (Some(m), Some(s)) if s != -1 && s < m => {
+            return Err(invalid(
+                "--memory-swap",
+                s,
+                format!("must be at least --memory ({m}), it is memory + swap"),
+            ));
+        }
+        (Some(_), Some(s)) if s < -1 => {
+            return Err(invalid(
+                "--memory-swap",
+                s,
+                "must be -1 (unlimited) or bytes",
+            ))
+        }
+        (Some(m), None) => Some(m.saturating_mul(2)),
+        (_, s) => s,
+    };
+    let reservation = set(r.memory_reservation);
+    if let Some(res) = reservation {
+        if res < MIN_MEMORY_BYTES {
+            return Err(invalid(
+                "--memory-reservation",
+                res,
+                "the minimum is 6MB (6291456 bytes)",
+            ));
+        }
+        if memory.is_some_and(|m| res > m) {
+            return Err(invalid(
+                "--memory-reservation",
+                res,
+                "must be lower than --memory",
+            ));
+        }
+    }
+    let mut mem = LinuxMemoryBuilder::default();
+    if let Some(m) = memory {
+        mem = mem.limit(m);
+    }
+    if let Some(s) = swap {
+        mem = mem.swap(s);
+    }
+    if let Some(res) = reservation {
+        mem = mem.reservation(res);
+    }
+
+    // CPU.
+    let mut cpu = LinuxCpuBuilder::default();
+    let mut any_cpu = false;
+    if let Some(n) = set(r.nano_cpus) {
+        let quota = (n as i128 * CPU_PERIOD_US as i128 / 1_000_000_000) as i64;
+        if n < 0 || quota < 1000 {
+            return Err(invalid("--cpus", n as f64 / 1e9, "the minimum is 0.01"));
+        }
+        if n as i128 > host_cpus as i128 * 1_000_000_000 {
+            return Err(invalid(
+                "--cpus",
+                n as f64 / 1e9,
+                format!("this host has only {host_cpus} CPUs"),
+            ));
+        }
+        cpu = cpu.quota(quota).period(CPU_PERIOD_US);
+        any_cpu = true;
+    }
+    if let Some(s) = r.cpu_shares.filter(|s| *s != 0) {
+        if !(2..=262_144).contains(&s) {
+            return Err(invalid("--cpu-shares", s, "must be between 2 and 262144"));
+        }
+        cpu = cpu.shares(s);
+        any_cpu = true;
+    }
+    if let Some(c) = &r.cpuset_cpus {
+        check_cpuset("--cpuset-cpus", c)?;
+        cpu = cpu.cpus(c.clone());
+        any_cpu = true;
+    }
+    if let Some(c) = &r.cpuset_mems {
+        check_cpuset("--cpuset-mems", c)?;
+        cpu = cpu.mems(c.clone());
+        any_cpu = true;
+    }
+
+    // Pids.
+    let pids = match r.pids_limit {
+        None => DEFAULT_PIDS_LIMIT,
+        Some(n) if n <= 0 => -1,
+        Some(n) => n,
+    };
+
+    // Block I/O.
+    let mut blkio = LinuxBlockIoBuilder::default();
+    let mut any_blkio = false;
+    if let Some(w) = r.blkio_weight.filter(|w| *w != 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(invalid("--blkio-weight", w, "must be between 10 and 1000"));
+        }
+        blkio = blkio.weight(w);
+        any_blkio = true;
+    }
+    for (flag, list, which) in [
+        ("--device-read-bps", &r.device_read_bps, 0),
+        ("--device-write-bps", &r.device_write_bps, 1),
+        ("--device-read-iops", &r.device_read_iops, 2),
+        ("--device-write-iops", &r.device_write_iops, 3),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let t = throttles(flag, list)?;
+        any_blkio = true;
+        blkio = match which {
+            0 => blkio.throttle_read_bps_device(t),
+            1 => blkio.throttle_write_bps_device(t),
+            2 => blkio.throttle_read_iops_device(t),
+            _ => blkio.throttle_write_iops_device(t),
+        };
+    }
+
+    let build_err =
+        |what: &'static str| move |e: oci_spec::OciSpecError| invalid(what, "", e.to_string());
+    let mut b = LinuxResourcesBuilder::default().devices(devices).pids(
+        LinuxPidsBuilder::default()
+            .limit(pids)
+            .build()
+            .map_err(build_err("--pids-limit"))?,
+    );
+    if memory.is_some() || reservation.is_some() {
+        b = b.memory(mem.build().map_err(build_err("--memory"))?);
+    }
+    if any_cpu {
+        b = b.cpu(cpu.build().map_err(build_err("--cpus"))?);
+    }
+    if any_blkio {
+        b = b.block_io(blkio.build().map_err(build_err("--blkio-weight"))?);
+    }
+    b.build().map_err(build_err("resources"))
+}
+
+fn rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .typ(typ)
+        .access(access);
+    if let Some(m) = major {
+        b = b.major(m);
+    }
+    if let Some(m) = minor {
+        b = b.minor(m);
+    }
+    b.build()
+        .expect("a device rule with every field set builds")
+}
+
+/// The device cgroup: deny everything, then allow Docker's (runc's) default devices:
+/// mknod of any node (useless without CAP_MKNOD, as in Docker), null, zero, full, random,
+/// urandom, tty, ptmx, the pty slaves, and /dev/console with a terminal.
+/// `/dev/net/tun` is **not** allowed (runc dropped it from the default list).
+/// Privileged: every device.
+pub fn device_rules(privileged: bool, tty: bool) -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{A, B, C};
+    if privileged {
+        return vec![rule(true, A, None, None, "rwm")];
+    }
+    let mut v = vec![
+        rule(false, A, None, None, "rwm"),
+        rule(true, C, None, None, "m"),
+        rule(true, B, None, None, "m"),
+        rule(true, C, Some(1), Some(3), "rwm"), // /dev/null
+        rule(true, C, Some(1), Some(5), "rwm"), // /dev/zero
+        rule(true, C, Some(1), Some(7), "rwm"), // /dev/full
+        rule(true, C, Some(1), Some(8), "rwm"), // /dev/random
+        rule(true, C, Some(1), Some(9), "rwm"), // /dev/urandom
+        rule(true, C, Some(5), Some(0), "rwm"), // /dev/tty
+        rule(true, C, Some(5), Some(2), "rwm"), // /dev/ptmx
+        rule(true, C, Some(136), None, "rwm"),  // /dev/pts/*
+    ];
+    if tty {
+        v.push(rule(true, C, Some(5), Some(1), "rwm")); // /dev/console
+    }
+    v
+}
+
+fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
+    LinuxDeviceBuilder::default()
+        .path(path)
+        .typ(LinuxDeviceType::C)
+        .major(major)
+        .minor(minor)
+        .file_mode(0o666u32)
+        .uid(0u32)
+        .gid(0u32)
+        .build()
+        .expect("a device with every field set builds")
+}
+
+/// Device nodes created in the container's /dev.
+pub fn default_devices() -> Vec<LinuxDevice> {
+    vec![
+        node("/dev/null", 1, 3),
+        node("/dev/zero", 1, 5),
+        node("/dev/full", 1, 7),
+        node("/dev/random", 1, 8),
+        node("/dev/urandom", 1, 9),
+        node("/dev/tty", 5, 0),
+    ]
+}
+
+/// Every device node of the host's /dev, for `--privileged` (as Docker does). Skips what
+/// the runtime provides itself (pts, shm, mqueue, fd, console) and never follows symlinks.
+pub fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dev.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let path = entry.path();
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                let name = entry.file_name();
+                if !matches!(
+                    name.to_str(),
+                    Some("pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev")
+                ) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if path == dev.join("console") {
+                continue;
+            }
+            let rdev = md.rdev();
+            let Ok(d) = LinuxDeviceBuilder::default()
+                .path(Path::new("/dev").join(path.strip_prefix(dev).unwrap_or(&path)))
+                .typ(typ)
+                .major(rustix::fs::major(rdev) as i64)
+                .minor(rustix::fs::minor(rdev) as i64)
+                .file_mode(md.mode() & 0o7777)
+                .uid(md.uid())
+                .gid(md.gid())
+                .build()
+            else {
+                continue;
+            };
+            out.push(d);
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r() -> Resources {
+        Resources::default()
+    }
+
+    #[test]
+    fn defaults_set_only_the_pids_limit() {
+        let o = to_oci(&r(), vec![], 2).unwrap();
+        assert_eq!(o.pids().unwrap().limit(), 2048);
+        assert!(o.memory().is_none() && o.cpu().is_none() && o.block_io().is_none());
+        let o = to_oci(
+            &Resources {
+                pids_limit: Some(0),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        assert_eq!(o.pids().unwrap().limit(), -1);
+        let o = to_oci(
+            &Resources {
+                pids_limit: Some(100),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        assert_eq!(o.pids().unwrap().limit(), 100);
+    }
+
+    #[test]
+    fn memory_and_swap_follow_docker() {
+        let o = to_oci(
+            &Resources {
+                memory: Some(64 << 20),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        let m = o.memory().unwrap();
+        assert_eq!((m.limit(), m.swap()), (Some(64 << 20), Some(128 << 20)));
+        let o = to_oci(
+            &Resources {
+                memory: Some(64 << 20),
+                memory_swap: Some(-1),
+                memory_reservation: Some(32 << 20),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        let m = o.memory().unwrap();
+        assert_eq!((m.swap(), m.reservation()), (Some(-1), Some(32 << 20)));
+        let e = to_oci(
+            &Resources {
+                memory: Some(1 << 20),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--memory") && e.contains("6MB"), "{e}");
+        let e = to_oci(
+            &Resources {
+                memory_swap: Some(1 << 30),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs --memory"), "{e}");
+        let e = to_oci(
+            &Resources {
+                memory: Some(64 << 20),
+                memory_swap: Some(32 << 20),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at least --memory"), "{e}");
+    }
+
+    #[test]
+    fn cpus_become_quota_over_100ms() {
+        let o = to_oci(
+            &Resources {
+                nano_cpus: Some(1_500_000_000),
+                cpu_shares: Some(512),
+                cpuset_cpus: Some("0-1".into()),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        let c = o.cpu().clone().unwrap();
+        assert_eq!(
+            (c.quota(), c.period(), c.shares()),
+            (Some(150_000), Some(100_000), Some(512))
+        );
+        assert_eq!(c.cpus().as_deref(), Some("0-1"));
+        assert!(to_oci(
+            &Resources {
+                nano_cpus: Some(3_000_000_000),
+                ..r()
+            },
+            vec![],
+            2
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("only 2 CPUs"));
+        assert!(to_oci(
+            &Resources {
+                nano_cpus: Some(1_000_000),
+                ..r()
+            },
+            vec![],
+            2
+        )
+        .is_err());
+        assert!(to_oci(
+            &Resources {
+                cpuset_cpus: Some("3-1".into()),
+                ..r()
+            },
+            vec![],
+            2
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("--cpuset-cpus"));
+        assert!(to_oci(
+            &Resources {
+                cpu_shares: Some(1),
+                ..r()
+            },
+            vec![],
+            2
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn blkio_devices_resolve_to_major_minor() {
+        let dev = std::fs::read_dir("/dev")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device()));
+        if let Some(dev) = dev {
+            let (maj, min) = block_device_numbers("--device-read-bps", &dev).unwrap();
+            let o = to_oci(
+                &Resources {
+                    blkio_weight: Some(300),
+                    device_read_bps: vec![ThrottleDevice {
+                        path: dev.clone(),
+                        rate: 1 << 20,
+                    }],
+                    device_write_iops: vec![ThrottleDevice {
+                        path: dev.clone(),
+                        rate: 100,
+                    }],
+                    ..r()
+                },
+                vec![],
+                2,
+            )
+            .unwrap();
+            let b = o.block_io().clone().unwrap();
+            assert_eq!(b.weight(), Some(300));
+            let t = &b.throttle_read_bps_device().clone().unwrap()[0];
+            assert_eq!((t.major(), t.minor(), t.rate()), (maj, min, 1 << 20));
+            assert_eq!(
+                b.throttle_write_iops_device().clone().unwrap()[0].rate(),
+                100
+            );
+        }
+        let e = to_oci(
+            &Resources {
+                device_write_bps: vec![ThrottleDevice {
+                    path: "/dev/null".into(),
+                    rate: 1,
+                }],
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--device-write-bps /dev/null: not a block device"),
+            "{e}"
+        );
+        let e = to_oci(
+            &Resources {
+                device_read_bps: vec![ThrottleDevice {
+                    path: "/dev/nope".into(),
+                    rate: 1,
+                }],
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/dev/nope") && e.contains("cannot stat"), "{e}");
+        assert!(to_oci(
+            &Resources {
+                blkio_weight: Some(5),
+                ..r()
+            },
+            vec![],
+            2
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn device_rules_deny_all_then_allow_the_defaults() {
+        let v = device_rules(false, false);
+        assert!(
+            !v[0].allow()
+                && v[0].typ() == Some(LinuxDeviceType::A)
+                && v[0].access().as_deref() == Some("rwm")
+        );
+        let allowed: Vec<(Option<i64>, Option<i64>)> =
+            v.iter().skip(3).map(|r| (r.major(), r.minor())).collect();
+        assert_eq!(
+            allowed,
+            [
+                (Some(1), Some(3)),
+                (Some(1), Some(5)),
+                (Some(1), Some(7)),
+                (Some(1), Some(8)),
+                (Some(1), Some(9)),
+                (Some(5), Some(0)),
+                (Some(5), Some(2)),
+                (Some(136), None)
+            ]
+        );
+        assert!(
+            !v.iter()
+                .any(|r| r.major() == Some(10) && r.minor() == Some(200)),
+            "no /dev/net/tun"
+        );
+        assert!(device_rules(false, true)
+            .iter()
+            .any(|r| r.major() == Some(5) && r.minor() == Some(1)));
+        let p = device_rules(true, false);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].allow());
+    }
+
+    #[test]
+    fn host_devices_are_listed_for_privileged() {
+        let devs = host_devices(Path::new("/dev"));
+        assert!(devs
+            .iter()
+            .any(|d| d.path() == Path::new("/dev/null") && d.major() == 1 && d.minor() == 3));
+        assert!(!devs.iter().any(|d| d.path().starts_with("/dev/pts")));
+    }
+}
