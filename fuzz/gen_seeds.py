@@ -322,6 +322,14 @@ def main():
     ]):
         put("reference", "ref%02d" % i, r)
 
+    # registry_challenge
+    for i, c in enumerate([
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"',
+        'Basic realm="berth"', 'Bearer realm="http://127.0.0.1:5000/token",service="berth"',
+        'Bearer realm=unquoted,service="a\\"b"', 'bearer  realm="x" , scope="a,b"', "Negotiate",
+    ]):
+        put("registry_challenge", "challenge%02d" % i, c)
+
     # changes
     for i, c in enumerate([
         'CMD ["/bin/app", "--serve"]', "ENTRYPOINT /bin/sh -c", 'ENV A=1 B="two words"',

@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET [SECONDS] [libFuzzer args...]
 #
-# TARGET: load_archive | unpack_layer | image_json | reference | changes
+# TARGET: load_archive | unpack_layer | image_json | reference | changes | registry_challenge
 # SECONDS: -max_total_time (default 60)
 # Environment:
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer (default none: berth has no unsafe code; use

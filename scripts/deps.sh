@@ -2,7 +2,8 @@
 # Installs what berth's demo and tests need, idempotently (Debian 12, as root).
 set -euo pipefail
 need=()
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar; do
+# libseccomp-dev and pkg-config: libcontainer (berth-driver) links libseccomp.
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -236,13 +236,59 @@ pub struct RegistryServer {
     child: Child,
 }
 
+/// A registry user: name, password, and `berth registry user add` permission flags
+/// (`["--pull", "*", "--push", "team/*"]`).
+pub struct RegistryUser<'a> {
+    pub name: &'a str,
+    pub password: &'a str,
+    pub perms: &'a [&'a str],
+}
+
+/// The user [`RegistryServer::start`] adds: may pull, push and delete everything.
+pub const REGISTRY_ADMIN: RegistryUser<'static> = RegistryUser {
+    name: "admin",
+    password: "admin-pw",
+    perms: &["--pull", "*", "--push", "*", "--delete", "*"],
+};
+
+/// `berth registry user add NAME --root ROOT --password-stdin PERMS...`
+pub fn registry_user_add(root: &Path, user: &RegistryUser<'_>) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(berth_bin())
+        .args(["registry", "user", "add", user.name, "--root"])
+        .arg(root)
+        .arg("--password-stdin")
+        .args(user.perms)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run berth registry user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{}\n", user.password).as_bytes())
+        .expect("write password");
+    child.wait_with_output().expect("berth registry user add")
+}
+
 impl RegistryServer {
+    /// A registry with the user [`REGISTRY_ADMIN`].
     pub fn start(extra: &[&str]) -> RegistryServer {
+        Self::start_with_users(extra, &[REGISTRY_ADMIN])
+    }
+
+    /// A registry with `users`, added before it starts.
+    pub fn start_with_users(extra: &[&str], users: &[RegistryUser<'_>]) -> RegistryServer {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-test-")
             .tempdir()
             .expect("tempdir");
         let root = dir.path().join("root");
+        for u in users {
+            ok(registry_user_add(&root, u));
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
         let mut child = Command::new(berth_bin())
@@ -270,6 +316,11 @@ impl RegistryServer {
     /// `127.0.0.1:PORT`
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `admin:admin-pw`, for `skopeo --creds` and the like.
+    pub fn admin_creds(&self) -> String {
+        format!("{}:{}", REGISTRY_ADMIN.name, REGISTRY_ADMIN.password)
     }
 
     pub fn log(&self) -> String {

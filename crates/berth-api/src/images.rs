@@ -305,25 +305,28 @@ pub(crate) async fn post_by_name(
     State(engine): State<Engine>,
     Path(path): Path<String>,
     params: Params,
-) -> Result<StatusCode, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Response {
     let Some((name, action)) = path.rsplit_once('/').filter(|(n, _)| !n.is_empty()) else {
-        return Err(crate::error::not_found().await);
+        return crate::error::not_found().await.into_response();
     };
     let name = name.to_string();
     match action {
         "tag" => {
-            let repo = params
-                .non_empty("repo")
-                .ok_or_else(|| ApiError::bad_request("missing query parameter 'repo'"))?
-                .to_string();
+            let repo = match params.non_empty("repo") {
+                Some(r) => r.to_string(),
+                None => {
+                    return ApiError::bad_request("missing query parameter 'repo'").into_response()
+                }
+            };
             let tag = params.non_empty("tag").map(str::to_string);
-            blocking(move || engine.tag(&name, &repo, tag.as_deref())).await?;
-            Ok(StatusCode::CREATED)
+            match blocking(move || engine.tag(&name, &repo, tag.as_deref())).await {
+                Ok(_) => StatusCode::CREATED.into_response(),
+                Err(e) => e.into_response(),
+            }
         }
-        "push" => Err(ApiError::not_implemented(format!(
-            "push is not implemented yet (image {name}: use docker save to move images)"
-        ))),
-        _ => Err(crate::error::not_found().await),
+        "push" => crate::distribution::push(engine, name, params, headers).await,
+        _ => crate::error::not_found().await.into_response(),
     }
 }
 
@@ -452,9 +455,17 @@ async fn save(engine: Engine, names: Vec<String>, params: &Params) -> Response {
     .await
 }
 
-/// `POST /images/create`: import a rootfs tarball (`fromSrc=-`, the body). Pulling
-/// (`fromImage`) comes later.
-pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: Body) -> Response {
+/// `POST /images/create`: pull (`fromImage`, see `distribution.rs`) or import a rootfs
+/// tarball (`fromSrc=-`, the body).
+pub(crate) async fn create(
+    State(engine): State<Engine>,
+    params: Params,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    if params.non_empty("fromImage").is_some() {
+        return crate::distribution::pull(engine, params, headers).await;
+    }
     let opts = match import_options(&params) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
@@ -471,11 +482,6 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
 }
 
 fn import_options(params: &Params) -> Result<ImportOptions, ApiError> {
-    if let Some(image) = params.non_empty("fromImage") {
-        return Err(ApiError::not_implemented(format!(
-            "pull is not implemented yet (images come from archives: docker load); cannot pull {image}"
-        )));
-    }
     match params.non_empty("fromSrc") {
         Some("-") => {}
         Some(src) => {

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod distribution;
 mod error;
 mod images;
 mod middleware;
@@ -47,6 +48,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/system/df", get(system::disk_usage))
+        .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))

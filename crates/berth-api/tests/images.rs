@@ -561,10 +561,15 @@ async fn create_refuses_pull_and_urls() {
     let r = api
         .post("/images/create?fromImage=busybox&tag=latest")
         .await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(r
-        .message()
-        .starts_with("pull is not implemented yet (images come from archives: docker load)"));
+    // No registry is allowed by default: refused before anything is fetched.
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.message().starts_with(
+            "image docker.io/library/busybox:latest: registry docker.io is not allowed by policy"
+        ),
+        "{}",
+        r.message()
+    );
     let r = api
         .post("/images/create?fromSrc=http%3A%2F%2Fexample.com%2Fx.tar")
         .await;
@@ -591,8 +596,14 @@ async fn create_refuses_pull_and_urls() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    let r = api.post("/images/fixture/app:1/push").await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    let r = api.post("/images/nothing/here/push?tag=1").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.message());
+    assert!(
+        r.message()
+            .contains("An image does not exist locally with the tag"),
+        "{}",
+        r.message()
+    );
 }
 
 /// Percent-encodes a query value.

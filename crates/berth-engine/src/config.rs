@@ -29,6 +29,8 @@ pub struct DaemonConfig {
     pub max_compression_ratio: u64,
     /// Keep this many bytes free on the state filesystem while loading.
     pub min_free_bytes: u64,
+    /// Where images may come from (`[policy]`: `allow`, `require_digest`).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl Default for DaemonConfig {
@@ -41,6 +43,7 @@ impl Default for DaemonConfig {
             max_layer_bytes: 64 << 30,
             max_compression_ratio: 1000,
             min_free_bytes: 512 << 20,
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }

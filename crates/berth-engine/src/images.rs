@@ -102,7 +102,7 @@ fn created_unix(cfg: &ImageConfig) -> i64 {
 }
 
 impl Engine {
-    fn load_options(&self) -> LoadOptions {
+    pub(crate) fn load_options(&self) -> LoadOptions {
         let c = self.config();
         LoadOptions {
             unpack: berth_image::unpack::UnpackOptions {
@@ -112,6 +112,7 @@ impl Engine {
                 ..Default::default()
             },
             max_compression_ratio: c.max_compression_ratio,
+            admit: Some(self.load_admit()),
         }
     }
 
@@ -475,9 +476,25 @@ impl Engine {
         Ok(name)
     }
 
-    /// Containers using an image (none until containers exist).
-    fn users_of(&self, _id: &Digest) -> Vec<String> {
-        Vec::new()
+    /// Containers using an image, each with whether it runs.
+    fn users_of(&self, id: &Digest) -> Result<Vec<(String, bool)>> {
+        self.containers_of_image(id)?
+            .into_iter()
+            .map(|c| {
+                let running = matches!(
+                    self.container_state(&c)?,
+                    crate::containers::ContainerState::Running { .. }
+                );
+                Ok((c, running))
+            })
+            .collect()
+    }
+
+    /// GC roots beyond images: the layers of every container (so a forced `rmi` of an
+    /// image a container uses keeps the container's rootfs).
+    fn gc_roots(&self) -> berth_store::Result<ExtraRoots> {
+        self.container_roots()
+            .map_err(|e| berth_store::Error::Corrupt(format!("container records: {e}")))
     }
 
     /// `docker rmi`: untags, and deletes the image once nothing names it.
@@ -491,7 +508,7 @@ impl Engine {
             .filter(|(_, id)| *id == rec.id)
             .map(|(r, _)| r)
             .collect();
-        let users = self.users_of(&rec.id);
+        let users = self.users_of(&rec.id)?;
         let mut out = Vec::new();
         match by_ref {
             Some(r) if r.digest().is_none() && tags.len() > 1 => {
@@ -519,11 +536,27 @@ impl Engine {
             }
             _ => {}
         }
-        if !users.is_empty() && !force {
+        let running: Vec<&str> = users
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(c, _)| &c[..12])
+            .collect();
+        if !running.is_empty() {
             return Err(EngineError::conflict(format!(
                 "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
                 rec.id.short(),
-                users.join(", ")
+                running.join(", ")
+            )));
+        }
+        if !users.is_empty() && !force {
+            return Err(EngineError::conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                rec.id.short(),
+                users
+                    .iter()
+                    .map(|(c, _)| &c[..12])
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for t in meta.delete_image(&rec.id)? {
@@ -533,7 +566,7 @@ impl Engine {
             out.push(DeleteItem::Untagged(d.clone()));
         }
         out.push(DeleteItem::Deleted(rec.id));
-        self.store().gc(&ExtraRoots::default())?;
+        self.store().gc_with_roots(|| self.gc_roots())?;
         info!(image.id = %rec.id, "image deleted");
         Ok(out)
     }
@@ -554,7 +587,7 @@ impl Engine {
             if dangling_only && !s.repo_tags.is_empty() {
                 continue;
             }
-            if !self.users_of(&s.id).is_empty() {
+            if !self.users_of(&s.id)?.is_empty() {
                 continue;
             }
             if !until.iter().all(|u| s.created < *u) || !filters.labels_match("label", &s.labels) {
@@ -571,7 +604,7 @@ impl Engine {
             }
             report.deleted.push(DeleteItem::Deleted(s.id));
         }
-        let gc = self.store().gc(&ExtraRoots::default())?;
+        let gc = self.store().gc_with_roots(|| self.gc_roots())?;
         report.space_reclaimed = gc.bytes_freed;
         info!(
             images = report.deleted.len(),
@@ -598,7 +631,7 @@ impl Engine {
 
     /// Runs garbage collection (for `system prune` and tests).
     pub fn collect_garbage(&self) -> Result<u64> {
-        Ok(self.store().gc(&ExtraRoots::default())?.bytes_freed)
+        Ok(self.store().gc_with_roots(|| self.gc_roots())?.bytes_freed)
     }
 
     /// Counts for `/info`.

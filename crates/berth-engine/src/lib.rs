@@ -4,14 +4,20 @@
 //! blocking thread.
 
 pub mod config;
+pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod filters;
 pub mod images;
+pub mod policy;
 
 pub use config::DaemonConfig;
+pub use containers::*;
+pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
 pub use filters::Filters;
 pub use images::*;
+pub use policy::{Operation, Policy, PolicyConfig};
 
 use std::sync::Arc;
 
@@ -41,13 +47,15 @@ impl Engine {
         if config.min_free_bytes == 0 {
             tracing::warn!("min_free_bytes = 0: loads may fill the state filesystem");
         }
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
                 started: chrono::Utc::now(),
             }),
-        })
+        };
+        engine.rediscover_containers();
+        Ok(engine)
     }
 
     pub fn config(&self) -> &DaemonConfig {

@@ -11,10 +11,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
-use berth_store::{BlobRef, ImageRecord, LayerRecord, PendingBlob, SnapshotRecord, Store};
+use berth_store::{BlobRef, ImageRecord, LayerRecord, PendingBlob, Store};
 use berth_types::{media, Digest, Reference};
 use tracing::{debug, warn};
 
+use crate::commit::{commit_images, StagedSnapshot};
 use crate::error::{ImageError, Result};
 use crate::layer::{ingest_layer, sniff, Compression, IngestOptions, IngestedLayer, LayerError};
 use crate::model::{
@@ -29,6 +30,22 @@ pub struct LoadOptions {
     pub unpack: UnpackOptions,
     /// Refuse compressed layers expanding more than this many times (past 1 GiB); 0: no check.
     pub max_compression_ratio: u64,
+    /// Asked for every name an archive gives an image before anything is published; an
+    /// `Err` (the rule broken) refuses the whole archive.
+    pub admit: Option<NameCheck>,
+}
+
+/// A check of an image name against the daemon's policy.
+#[derive(Clone)]
+pub struct NameCheck(pub std::sync::Arc<NameCheckFn>);
+
+/// Whether a name may be stored: `Err` carries the rule it breaks.
+pub type NameCheckFn = dyn Fn(&Reference) -> std::result::Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for NameCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameCheck")
+    }
 }
 
 impl Default for LoadOptions {
@@ -36,6 +53,7 @@ impl Default for LoadOptions {
         LoadOptions {
             unpack: UnpackOptions::default(),
             max_compression_ratio: 1000,
+            admit: None,
         }
     }
 }
@@ -280,6 +298,11 @@ pub fn load_archive(
     };
     if plans.is_empty() {
         return Err(ImageError::Invalid("archive holds no image".into()));
+    }
+    if let Some(check) = &opts.admit {
+        for t in plans.iter().flat_map(|p| &p.tags) {
+            (check.0)(t).map_err(ImageError::Forbidden)?;
+        }
     }
     let streamed_ms = started.elapsed().as_millis() as u64;
     drop(writeback);
@@ -664,10 +687,7 @@ impl Archive<'_> {
     }
 
     /// Takes a member out as a pending blob (writing small ones to ingest first).
-    fn take_blob(
-        &mut self,
-        member: &str,
-    ) -> Result<Option<(PendingBlob, Option<IngestedLayerRest>)>> {
+    fn take_blob(&mut self, member: &str) -> Result<Option<(PendingBlob, Option<StagedSnapshot>)>> {
         match self.files.remove(member) {
             Some(Staged::Small(b)) => {
                 let mut w = self.store.content.writer()?;
@@ -677,7 +697,7 @@ impl Archive<'_> {
             Some(Staged::Blob(p)) => Ok(Some((p, None))),
             Some(Staged::Layer(l)) => {
                 let l = *l;
-                let rest = IngestedLayerRest {
+                let rest = StagedSnapshot {
                     diff_id: l.diff_id,
                     tar_size: l.tar_size,
                     snapshot: l.snapshot,
@@ -697,7 +717,7 @@ impl Archive<'_> {
         let store = self.store;
         let lease = self.lease;
         let mut blobs: Vec<PendingBlob> = Vec::new();
-        let mut snapshots: Vec<(Digest, IngestedLayerRest)> = Vec::new();
+        let mut snapshots: Vec<(Digest, StagedSnapshot)> = Vec::new();
         let mut seen_snap: HashSet<Digest> = HashSet::new();
         // Members already taken, for layers an archive uses more than once.
         let mut taken: HashMap<String, Digest> = HashMap::new();
@@ -808,48 +828,13 @@ impl Archive<'_> {
         }
         // Staged layers no image uses are dropped here (their staging dirs removed).
         self.files.clear();
-        // Durable: one syncfs covers every blob and snapshot written for this archive.
-        let sync_started = std::time::Instant::now();
-        store.sync_all()?;
-        debug!(
-            duration_ms = sync_started.elapsed().as_millis() as u64,
-            "archive synced"
-        );
-        let mut snapshot_records = Vec::new();
-        for (diff_id, rest) in snapshots {
-            rest.snapshot.publish(&diff_id, lease)?;
-            snapshot_records.push(SnapshotRecord {
-                diff_id,
-                size: rest.stats.content_bytes,
-                tar_size: rest.tar_size,
-                entries: rest.stats.entries,
-            });
-        }
-        let mut published: HashSet<Digest> = HashSet::new();
-        for b in blobs {
-            if published.insert(b.digest()) {
-                b.publish(lease)?;
-            }
-        }
-        store.content.sync_dir()?;
-        store.snapshots.sync_dir()?;
-        for s in &snapshot_records {
-            store.meta.put_snapshot(s)?;
-        }
-        let mut out = Vec::new();
-        for (rec, _, tags) in records {
-            store.meta.put_image(&rec, &tags)?;
-            out.push(LoadedImage { id: rec.id, tags });
-        }
-        Ok(out)
+        let snapshots = snapshots.into_iter().map(|(_, s)| s).collect();
+        let images = records
+            .into_iter()
+            .map(|(rec, _, tags)| (rec, tags))
+            .collect();
+        commit_images(store, lease, blobs, snapshots, images)
     }
-}
-
-struct IngestedLayerRest {
-    diff_id: Digest,
-    tar_size: u64,
-    snapshot: berth_store::PendingSnapshot,
-    stats: crate::unpack::UnpackStats,
 }
 
 /// The reference an OCI index entry names: containerd's full-name annotation, or the

@@ -12,6 +12,15 @@ pub enum ImageError {
     NoSpace(String),
     #[error("{0}")]
     NotFound(String),
+    /// A policy of the daemon refuses the image.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A registry refused a request or answered something berth cannot use.
+    #[error("{0}")]
+    Registry(String),
+    /// The registry could not be reached or the transfer broke.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] berth_store::Error),
     #[error("{context}: {source}")]
@@ -28,6 +37,9 @@ impl ImageError {
             ImageError::Invalid(_) => ErrorKind::InvalidArgument,
             ImageError::NoSpace(_) => ErrorKind::Unavailable,
             ImageError::NotFound(_) => ErrorKind::NotFound,
+            ImageError::Forbidden(_) => ErrorKind::Forbidden,
+            ImageError::Registry(_) => ErrorKind::InvalidArgument,
+            ImageError::Unavailable(_) => ErrorKind::Unavailable,
             ImageError::Store(e) => e.kind(),
             ImageError::Io { source, .. } if berth_store::error::is_no_space(source) => {
                 ErrorKind::Unavailable

@@ -201,7 +201,7 @@ fn save_docker(
 }
 
 /// The manifest of an image: the stored one, or one made for it (OCI media types).
-fn manifest_of(store: &Store, img: &ImageRecord) -> Result<(Vec<u8>, String)> {
+pub(crate) fn manifest_of(store: &Store, img: &ImageRecord) -> Result<(Vec<u8>, String)> {
     if let Some(m) = &img.manifest {
         return Ok((
             store.content.read_blob(&m.digest, MAX_JSON_BYTES)?,

@@ -4,14 +4,16 @@
 
 pub mod archive;
 pub mod changes;
+mod commit;
 pub mod error;
 pub mod export;
 pub mod layer;
 pub mod model;
+pub mod registry;
 pub mod rootfs;
 pub mod unpack;
 
-pub use archive::{load_archive, LoadEvent, LoadOptions, LoadedImage};
+pub use archive::{load_archive, LoadEvent, LoadOptions, LoadedImage, NameCheck};
 pub use error::ImageError;
 pub use export::{save_archive, SaveFormat, SaveItem};
 pub use rootfs::{import_rootfs, ImportRequest};

@@ -148,26 +148,43 @@ impl RegistryDb {
     }
 
     /// Stores a manifest record and, with `tag`, points the tag at it, in one transaction.
+    /// With `immutable` (the rule's pattern), a tag already pointing elsewhere is refused.
+    /// Returns the digest the tag pointed at before.
     pub fn put_manifest(
         &self,
         repo: &str,
         digest: &Digest,
         rec: &ManifestRecord,
         tag: Option<&str>,
-    ) -> Result<()> {
+        immutable: Option<&str>,
+    ) -> Result<Option<Digest>> {
         let bytes = serde_json::to_vec(rec).map_err(|e| corrupt("encode manifest record", e))?;
         let d = digest.to_string();
         let txn = self.db.begin_write()?;
+        let mut previous = None;
         {
+            if let Some(tag) = tag {
+                let mut tags = txn.open_table(TAGS)?;
+                let old = tags.get((repo, tag))?.map(|v| v.value().to_string());
+                if let Some(old) = old {
+                    if let (Some(rule), true) = (immutable, old != d) {
+                        return Err(Error::Denied(format!(
+                            "tag {tag} of repository {repo} is immutable (rule: {rule}): it points at {old}, not {d}"
+                        )));
+                    }
+                    previous = Some(
+                        old.parse()
+                            .map_err(|e| corrupt(&format!("tag {repo}:{tag}"), e))?,
+                    );
+                }
+                tags.insert((repo, tag), d.as_str())?;
+            }
             txn.open_table(REPOS)?.insert(repo, ())?;
             txn.open_table(MANIFESTS)?
                 .insert((repo, d.as_str()), bytes.as_slice())?;
-            if let Some(tag) = tag {
-                txn.open_table(TAGS)?.insert((repo, tag), d.as_str())?;
-            }
         }
         txn.commit()?;
-        Ok(())
+        Ok(previous)
     }
 
     pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
@@ -196,7 +213,13 @@ impl RegistryDb {
     }
 
     /// Removes a manifest and every tag pointing at it; `false` when it was not there.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    /// With `immutable` (the rule's pattern), a manifest that a tag points at is refused.
+    pub fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        immutable: Option<&str>,
+    ) -> Result<bool> {
         let d = digest.to_string();
         let txn = self.db.begin_write()?;
         let removed = {
@@ -213,6 +236,11 @@ impl RegistryDb {
                 if v.value() == d {
                     doomed.push(t.to_string());
                 }
+            }
+            if let (Some(rule), Some(t)) = (immutable, doomed.first()) {
+                return Err(Error::Denied(format!(
+                    "manifest {d} of repository {repo} is tagged {t}, and tags there are immutable (rule: {rule}); it cannot be deleted"
+                )));
             }
             for t in &doomed {
                 tags.remove((repo, t.as_str()))?;

@@ -54,6 +54,8 @@ pub enum Error {
     Unsupported(String),
     #[error("requested range of blob {digest} is not satisfiable: {reason}")]
     RangeNotSatisfiable { digest: Digest, reason: String },
+    #[error("{0}")]
+    Denied(String),
     #[error(transparent)]
     Store(#[from] berth_store::Error),
     #[error("registry database: {0}")]
@@ -76,6 +78,7 @@ impl Error {
             Error::ManifestBlobUnknown { .. } => "MANIFEST_BLOB_UNKNOWN",
             Error::SizeInvalid { .. } => "SIZE_INVALID",
             Error::Unsupported(_) => "UNSUPPORTED",
+            Error::Denied(_) => "DENIED",
             Error::RangeNotSatisfiable { .. } => "RANGE_INVALID",
             Error::Store(e) if e.kind() == berth_types::ErrorKind::InvalidArgument => {
                 "DIGEST_INVALID"

@@ -1,25 +1,36 @@
 //! The OCI Distribution API over HTTP (axum): wire <-> [`Registry`] translation only.
 //!
 //! Routes: `/v2/` and `/v2/{*rest}`; repository names contain slashes, so the rest of the
-//! path is parsed by [`parse_route`] from its end.
+//! path is parsed by [`parse_route`] from its end. `/token` issues Docker bearer tokens.
+//!
+//! Every `/v2` request is authenticated first (no credentials, HTTP Basic, or a bearer
+//! token) and then authorised for the repository and action of its route; a refusal is a
+//! `401` with a `WWW-Authenticate: Bearer realm=…/token` challenge naming the scope (so
+//! clients run the token flow), or a `403 DENIED` for a Basic user lacking the permission.
 
 use std::io::SeekFrom;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
+use axum::{Extension, Router};
+use base64::Engine as _;
 use berth_types::Digest;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use crate::audit::{AuditLog, Event};
+use crate::auth::{
+    AccessConfig, AccessControl, Action, AuthError, Checked, Identity, Token, SERVICE,
+};
 use crate::error::Error;
 use crate::names::{parse_digest, parse_route, validate_name, Route};
-use crate::registry::{Registry, Upload, MAX_MANIFEST_BYTES};
+use crate::registry::{PutManifest, Registry, Upload, MAX_MANIFEST_BYTES};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -27,14 +38,292 @@ const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_FILTERS: HeaderName = HeaderName::from_static("oci-filters-applied");
 
+/// A registry as served: its rules, who may do what, and the audit log.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub access: AccessControl,
+    pub audit: AuditLog,
+    /// Served over TLS: the scheme of the token realm.
+    pub tls: bool,
+}
+
+impl App {
+    /// Loads the users and token key and opens the audit log of `registry`'s root.
+    pub fn open(
+        registry: Arc<Registry>,
+        access: AccessConfig,
+        tls: bool,
+    ) -> Result<App, AuthError> {
+        let root = registry.root().to_path_buf();
+        let access = AccessControl::open(&root, access)?;
+        let audit = AuditLog::open(&root).map_err(|source| AuthError::Io {
+            path: root.join(crate::audit::AUDIT_FILE),
+            what: "open audit log",
+            source,
+        })?;
+        Ok(App {
+            registry,
+            access,
+            audit,
+            tls,
+        })
+    }
+}
+
 /// The registry's router.
-pub fn router(reg: Arc<Registry>) -> Router {
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/token", any(token))
         .route("/v2", any(base))
         .route("/v2/", any(base))
         .route("/v2/{*rest}", any(dispatch))
         .layer(axum::middleware::map_response(add_version_header))
-        .with_state(reg)
+        .with_state(app)
+}
+
+type Remote = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Who sent a request, as far as its credentials say.
+struct Caller {
+    identity: Identity,
+    /// The bearer token, when one was sent: it limits the identity's permissions.
+    token: Option<Token>,
+    remote: Option<SocketAddr>,
+}
+
+impl Caller {
+    fn may(&self, app: &App, repo: &str, action: Action) -> bool {
+        if let Some(t) = &self.token {
+            if !t.grants("repository", repo, action.as_str()) {
+                return false;
+            }
+        }
+        app.access.allowed(&self.identity, repo, action)
+    }
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{"code": code, "message": message, "detail": null}]
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `401` with the bearer challenge for `scope`.
+fn challenge(
+    app: &App,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    error: Option<&str>,
+    message: &str,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['"', '\\', ' ', ',']))
+        .unwrap_or("localhost");
+    let scheme = if app.tls { "https" } else { "http" };
+    let mut value = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{SERVICE}\"");
+    if let Some(scope) = scope {
+        value.push_str(&format!(",scope=\"{scope}\""));
+    }
+    if let Some(error) = error {
+        value.push_str(&format!(",error=\"{error}\""));
+    }
+    let mut res = json_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+/// `user:password` of a Basic `Authorization` value.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// Checks Basic credentials: from the cache, else bcrypt on the blocking pool (at most
+/// one run per CPU at a time).
+async fn check_basic(app: &Arc<App>, user: String, password: String) -> Option<Identity> {
+    match app.access.check_cached(&user, &password) {
+        Checked::Valid(id) => return Some(id),
+        Checked::Invalid => return None,
+        Checked::Unknown => {}
+    }
+    let _slot = app.access.bcrypt_slots().acquire().await.ok()?;
+    let a = app.clone();
+    tokio::task::spawn_blocking(move || a.access.verify(&user, &password))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The caller of a request, or the `401` for credentials that do not check out.
+async fn authenticate(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    remote: Remote,
+) -> Result<Caller, Response> {
+    let remote = remote.map(|Extension(ConnectInfo(a))| a);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller {
+            identity: Identity::Anonymous,
+            token: None,
+            remote,
+        });
+    };
+    let value = value.to_str().unwrap_or("");
+    if let Some((scheme, rest)) = value.split_once(' ') {
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return match app.access.verify_token(rest.trim()) {
+                Some(t) => Ok(Caller {
+                    identity: t.identity.clone(),
+                    token: Some(t),
+                    remote,
+                }),
+                None => Err(challenge(
+                    app,
+                    headers,
+                    None,
+                    Some("invalid_token"),
+                    "the bearer token is invalid or expired",
+                )),
+            };
+        }
+    }
+    if let Some((user, password)) = basic_credentials(value) {
+        if let Some(identity) = check_basic(app, user.clone(), password).await {
+            return Ok(Caller {
+                identity,
+                token: None,
+                remote,
+            });
+        }
+        tracing::info!(user = %user, remote = ?remote, "registry login refused");
+    }
+    Err(challenge(
+        app,
+        headers,
+        None,
+        None,
+        "authentication required: invalid user name or password",
+    ))
+}
+
+/// The refusal of `action` on `repo`: a challenge for the anonymous and token holders
+/// (who may get a token with that scope), `403 DENIED` for a Basic user.
+fn refuse(app: &App, headers: &HeaderMap, caller: &Caller, repo: &str, action: Action) -> Response {
+    let scope = match action {
+        Action::Pull => format!("repository:{repo}:pull"),
+        Action::Push => format!("repository:{repo}:pull,push"),
+        Action::Delete => format!("repository:{repo}:delete"),
+    };
+    match (&caller.identity, &caller.token) {
+        (Identity::User(u), None) => json_error(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            &format!("user {u} may not {} repository {repo}", action.as_str()),
+        ),
+        (_, Some(_)) => challenge(
+            app,
+            headers,
+            Some(&scope),
+            Some("insufficient_scope"),
+            &format!(
+                "the token does not allow {} on repository {repo}",
+                action.as_str()
+            ),
+        ),
+        (Identity::Anonymous, None) => {
+            challenge(app, headers, Some(&scope), None, "authentication required")
+        }
+    }
+}
+
+/// `GET /token?service=…&scope=repository:NAME:pull,push…`: a bearer token granting what
+/// the (Basic-authenticated, or anonymous) caller may do of what it asks.
+async fn token(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if method != Method::GET {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let q = query(&uri);
+    let identity = match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Identity::Anonymous,
+        Some(v) => {
+            let checked = match basic_credentials(v) {
+                Some((u, p)) => check_basic(&app, u, p).await,
+                None => None,
+            };
+            match checked {
+                Some(id) => id,
+                None => {
+                    let mut res = json_error(
+                        StatusCode::UNAUTHORIZED,
+                        "UNAUTHORIZED",
+                        "invalid user name or password",
+                    );
+                    res.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"berth-registry\""),
+                    );
+                    return res;
+                }
+            }
+        }
+    };
+    let scopes: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let issued = app.access.issue(&identity, &scopes);
+    let body = serde_json::json!({
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Appends to the audit log (fsync'd) before the response goes out.
+async fn audit(app: &Arc<App>, caller: &Caller, event: Event) {
+    let a = app.clone();
+    let user = caller.identity.name().to_string();
+    let remote = caller.remote;
+    let res = tokio::task::spawn_blocking(move || a.audit.record(&user, remote, &event)).await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "writing the registry audit log failed"),
+        Err(e) => tracing::error!(error = %e, "registry audit task failed"),
+    }
 }
 
 async fn add_version_header(mut res: Response) -> Response {
@@ -58,6 +347,7 @@ fn status_of(e: &Error) -> StatusCode {
             StatusCode::RANGE_NOT_SATISFIABLE
         }
         Error::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+        Error::Denied(_) => StatusCode::FORBIDDEN,
         _ => match e.code() {
             "NAME_UNKNOWN" | "BLOB_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN" | "MANIFEST_UNKNOWN" => {
                 StatusCode::NOT_FOUND
@@ -104,7 +394,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError)
 }
 
-async fn base(method: Method) -> Response {
+async fn base(
+    State(app): State<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    remote: Remote,
+) -> Response {
+    match authenticate(&app, &headers, remote).await {
+        Err(res) => return res,
+        Ok(c) if c.identity == Identity::Anonymous && c.token.is_none() => {
+            return challenge(&app, &headers, None, None, "authentication required")
+        }
+        Ok(_) => {}
+    }
     match method {
         Method::GET | Method::HEAD => (
             StatusCode::OK,
@@ -150,13 +452,39 @@ fn not_allowed() -> ApiResult {
     Ok(StatusCode::METHOD_NOT_ALLOWED.into_response())
 }
 
+/// The repository and action a route needs; `None` for a method the route lacks.
+fn required(route: &Route, method: &Method) -> Option<(String, Action)> {
+    let read = method == Method::GET || method == Method::HEAD;
+    match route {
+        Route::Catalog => None,
+        Route::TagsList { name } | Route::Referrers { name, .. } => {
+            read.then(|| (name.clone(), Action::Pull))
+        }
+        Route::Blob { name, .. } | Route::Manifest { name, .. } if read => {
+            Some((name.clone(), Action::Pull))
+        }
+        Route::Blob { name, .. } | Route::Manifest { name, .. } if method == Method::DELETE => {
+            Some((name.clone(), Action::Delete))
+        }
+        Route::Manifest { name, .. } if method == Method::PUT => Some((name.clone(), Action::Push)),
+        Route::Upload { name, .. } => Some((name.clone(), Action::Push)),
+        _ => None,
+    }
+}
+
 async fn dispatch(
-    State(reg): State<Arc<Registry>>,
+    State(app): State<Arc<App>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    remote: Remote,
     body: Body,
 ) -> ApiResult {
+    let caller = match authenticate(&app, &headers, remote).await {
+        Ok(c) => c,
+        Err(res) => return Ok(res),
+    };
+    let reg = app.registry.clone();
     let rest = percent_decode(uri.path().strip_prefix("/v2/").unwrap_or(""));
     let q = query(&uri);
     let Some(route) = parse_route(&rest) else {
@@ -175,25 +503,82 @@ async fn dispatch(
     {
         validate_name(name)?;
     }
+    match required(&route, &method) {
+        Some((repo, action)) if !caller.may(&app, &repo, action) => {
+            return Ok(refuse(&app, &headers, &caller, &repo, action));
+        }
+        Some(_) => {}
+        // A method the route lacks: 405, but only to callers with credentials.
+        None if caller.identity == Identity::Anonymous
+            && caller.token.is_none()
+            && !matches!(route, Route::Catalog) =>
+        {
+            return Ok(challenge(
+                &app,
+                &headers,
+                None,
+                None,
+                "authentication required",
+            ));
+        }
+        None => {}
+    }
     match (route, method) {
-        (Route::Catalog, Method::GET) => catalog(&reg, &q).await,
+        (Route::Catalog, Method::GET) => catalog(&app, &caller, &headers, &q).await,
         (Route::TagsList { name }, Method::GET) => tags_list(&reg, name, &q).await,
         (Route::Blob { name, digest }, m) if m == Method::GET || m == Method::HEAD => {
             get_blob(&reg, name, &digest, &headers, m == Method::HEAD).await
         }
         (Route::Blob { name, digest }, Method::DELETE) => {
             let d = parse_digest(&digest)?;
-            blocking(&reg, move |r| r.delete_blob(&name, &d)).await?;
+            let n = name.clone();
+            blocking(&reg, move |r| r.delete_blob(&n, &d)).await?;
+            let event = Event {
+                action: "blob.delete",
+                repository: name,
+                reference: None,
+                digest: Some(d.to_string()),
+                previous_digest: None,
+                from: None,
+            };
+            audit(&app, &caller, event).await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::Upload { name, uuid }, Method::POST) if uuid.is_empty() => {
-            start_upload(&reg, name, &q, body).await
+            // A mount also needs pull on the source; without it, an ordinary upload.
+            let from = param(&q, "from")
+                .filter(|f| param(&q, "mount").is_some() && caller.may(&app, f, Action::Pull))
+                .map(String::from);
+            let res = start_upload(&reg, name.clone(), from.as_deref(), &q, body).await?;
+            if res.status() == StatusCode::CREATED {
+                let mounted = from.is_some() && param(&q, "digest").is_none();
+                let event = Event {
+                    action: if mounted { "blob.mount" } else { "blob.push" },
+                    repository: name,
+                    reference: None,
+                    digest: header_string(&res, &CONTENT_DIGEST),
+                    previous_digest: None,
+                    from: if mounted { from } else { None },
+                };
+                audit(&app, &caller, event).await;
+            }
+            Ok(res)
         }
         (Route::Upload { name, uuid }, Method::PATCH) if !uuid.is_empty() => {
             patch_upload(&reg, name, uuid, &headers, body).await
         }
         (Route::Upload { name, uuid }, Method::PUT) if !uuid.is_empty() => {
-            put_upload(&reg, name, uuid, &q, &headers, body).await
+            let res = put_upload(&reg, name.clone(), uuid, &q, &headers, body).await?;
+            let event = Event {
+                action: "blob.push",
+                repository: name,
+                reference: None,
+                digest: header_string(&res, &CONTENT_DIGEST),
+                previous_digest: None,
+                from: None,
+            };
+            audit(&app, &caller, event).await;
+            Ok(res)
         }
         (Route::Upload { name, uuid }, Method::GET) if !uuid.is_empty() => {
             let n = name.clone();
@@ -220,10 +605,36 @@ async fn dispatch(
             Ok(res)
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
-            put_manifest(&reg, name, reference, &headers, body).await
+            let (res, put) =
+                put_manifest(&reg, name.clone(), reference.clone(), &headers, body).await?;
+            let event = Event {
+                action: "manifest.push",
+                repository: name,
+                reference: Some(reference),
+                digest: Some(put.digest.to_string()),
+                previous_digest: put.previous.map(|d| d.to_string()),
+                from: None,
+            };
+            audit(&app, &caller, event).await;
+            Ok(res)
         }
         (Route::Manifest { name, reference }, Method::DELETE) => {
-            blocking(&reg, move |r| r.delete_manifest(&name, &reference)).await?;
+            let (n, r) = (name.clone(), reference.clone());
+            blocking(&reg, move |reg| reg.delete_manifest(&n, &r)).await?;
+            let by_digest = reference.starts_with("sha256:");
+            let event = Event {
+                action: if by_digest {
+                    "manifest.delete"
+                } else {
+                    "tag.delete"
+                },
+                repository: name,
+                digest: by_digest.then(|| reference.clone()),
+                reference: Some(reference),
+                previous_digest: None,
+                from: None,
+            };
+            audit(&app, &caller, event).await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::Referrers { name, digest }, Method::GET) => {
@@ -245,6 +656,13 @@ async fn dispatch(
         }
         _ => not_allowed(),
     }
+}
+
+fn header_string(res: &Response, name: &HeaderName) -> Option<String> {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
 fn hv(s: &str) -> Result<HeaderValue, ApiError> {
@@ -291,9 +709,56 @@ async fn tags_list(reg: &Arc<Registry>, name: String, q: &[(String, String)]) ->
     Ok(res)
 }
 
-async fn catalog(reg: &Arc<Registry>, q: &[(String, String)]) -> ApiResult {
-    let (n, last) = page(q)?;
-    let (repos, more) = blocking(reg, move |r| r.catalog(n, last.as_deref())).await?;
+/// The catalog, only with the repositories the caller may pull.
+async fn catalog(
+    app: &Arc<App>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    q: &[(String, String)],
+) -> ApiResult {
+    let catalog_scope = "registry:catalog:*";
+    let listed = match (&caller.identity, &caller.token) {
+        (_, Some(t)) => t.grants("registry", "catalog", "*"),
+        (Identity::User(_), None) => true,
+        (Identity::Anonymous, None) => false,
+    };
+    if !listed {
+        let error = caller.token.as_ref().map(|_| "insufficient_scope");
+        return Ok(challenge(
+            app,
+            headers,
+            Some(catalog_scope),
+            error,
+            "authentication required to list repositories",
+        ));
+    }
+    let (n, mut last) = page(q)?;
+    let batch = n.clamp(1, 1000);
+    let mut repos: Vec<String> = Vec::new();
+    let mut more = false;
+    // Filtered page by page until `n` visible repositories are collected.
+    loop {
+        let l = last.clone();
+        let (chunk, chunk_more) =
+            blocking(&app.registry, move |r| r.catalog(batch, l.as_deref())).await?;
+        last = chunk.last().cloned();
+        for repo in chunk {
+            if repos.len() == n {
+                more = true;
+                break;
+            }
+            if app.access.allowed(&caller.identity, &repo, Action::Pull) {
+                repos.push(repo);
+            }
+        }
+        if more || !chunk_more || last.is_none() {
+            break;
+        }
+        if repos.len() == n {
+            more = true;
+            break;
+        }
+    }
     let body = serde_json::json!({"repositories": repos});
     let mut res = (
         StatusCode::OK,
@@ -485,13 +950,15 @@ async fn write_body(up: Upload, body: Body) -> (Option<Upload>, Result<(), Error
     }
 }
 
+/// `from`: the mount source, given only when the caller may pull from it.
 async fn start_upload(
     reg: &Arc<Registry>,
     name: String,
+    from: Option<&str>,
     q: &[(String, String)],
     body: Body,
 ) -> ApiResult {
-    if let (Some(mount), Some(from)) = (param(q, "mount"), param(q, "from")) {
+    if let (Some(mount), Some(from)) = (param(q, "mount"), from) {
         let d = parse_digest(mount)?;
         let (n, f) = (name.clone(), from.to_string());
         if blocking(reg, move |r| r.mount(&n, &f, &d)).await? {
@@ -641,7 +1108,7 @@ async fn put_manifest(
     reference: String,
     headers: &HeaderMap,
     body: Body,
-) -> ApiResult {
+) -> Result<(Response, PutManifest), ApiError> {
     let bytes = match axum::body::to_bytes(body, MAX_MANIFEST_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -672,5 +1139,5 @@ async fn put_manifest(
     if let Some(s) = put.subject {
         h.insert(OCI_SUBJECT, hv(&s.to_string())?);
     }
-    Ok(res)
+    Ok((res, put))
 }

@@ -22,6 +22,7 @@ use berth_store::{BlobWriter, ExtraRoots, GcReport, Store};
 use berth_types::{media, Digest};
 use serde_json::Value;
 
+use crate::auth::Pattern;
 use crate::db::{ManifestRecord, RegistryDb};
 use crate::error::{Error, Result};
 use crate::names::{validate_name, ManifestRef};
@@ -37,6 +38,8 @@ pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct RegistryConfig {
     /// Allow `DELETE` of blobs and manifests (off by default: 405 UNSUPPORTED).
     pub delete_enabled: bool,
+    /// Repositories whose tags, once set, never move or go away.
+    pub immutable_tags: Vec<Pattern>,
 }
 
 /// A blob being uploaded into a repository.
@@ -77,6 +80,8 @@ pub struct Manifest {
 #[derive(Debug)]
 pub struct PutManifest {
     pub digest: Digest,
+    /// The digest the tag pointed at before, when the push moved a tag.
+    pub previous: Option<Digest>,
     pub subject: Option<Digest>,
 }
 
@@ -117,6 +122,15 @@ impl Registry {
 
     fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The immutable-tags pattern `repo` falls under, if any.
+    pub fn immutable_rule(&self, repo: &str) -> Option<&str> {
+        self.config
+            .immutable_tags
+            .iter()
+            .find(|p| p.matches(repo))
+            .map(|p| p.as_str())
     }
 
     fn require_delete(&self, what: &str) -> Result<()> {
@@ -381,10 +395,15 @@ impl Registry {
             ManifestRef::Digest(_) => None,
         };
         let subject = rec.subject;
-        self.db.put_manifest(repo, &digest, &rec, tag)?;
+        let rule = tag.and(self.immutable_rule(repo));
+        let previous = self.db.put_manifest(repo, &digest, &rec, tag, rule)?;
         drop(lease);
         tracing::info!(repo = %repo, reference = %reference, digest = %digest, "manifest pushed");
-        Ok(PutManifest { digest, subject })
+        Ok(PutManifest {
+            digest,
+            previous: previous.filter(|p| *p != digest),
+            subject,
+        })
     }
 
     /// Deletes a manifest by digest (and its tags), or just a tag.
@@ -392,9 +411,19 @@ impl Registry {
         validate_name(repo)?;
         self.require_delete("manifests")?;
         let r = ManifestRef::parse(reference)?;
+        let rule = self.immutable_rule(repo);
         let found = match &r {
-            ManifestRef::Digest(d) => self.db.delete_manifest(repo, d)?,
-            ManifestRef::Tag(t) => self.db.delete_tag(repo, t)?,
+            ManifestRef::Digest(d) => self.db.delete_manifest(repo, d, rule)?,
+            ManifestRef::Tag(t) => {
+                if let Some(rule) = rule {
+                    if self.db.tag(repo, t)?.is_some() {
+                        return Err(Error::Denied(format!(
+                            "tag {t} of repository {repo} is immutable (rule: {rule}); it cannot be deleted"
+                        )));
+                    }
+                }
+                self.db.delete_tag(repo, t)?
+            }
         };
         if found {
             tracing::info!(repo = %repo, reference = %reference, "manifest deleted");

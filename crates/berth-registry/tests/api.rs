@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use berth_registry::{router, Registry, RegistryConfig};
+use berth_registry::auth::{add_user, AccessConfig, UserPerms};
+use berth_registry::{router, App, Registry, RegistryConfig};
 use berth_types::{media, Digest};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
@@ -16,18 +17,48 @@ use tower::ServiceExt as _;
 struct T {
     _dir: tempfile::TempDir,
     reg: Arc<Registry>,
+    app: Arc<App>,
 }
+
+/// Basic credentials of `admin:pw`, who may do everything.
+const ADMIN: &str = "Basic YWRtaW46cHc=";
 
 fn setup(delete_enabled: bool) -> T {
     let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::open(&dir.path().join("root"), RegistryConfig { delete_enabled }).unwrap();
-    T {
-        _dir: dir,
-        reg: Arc::new(reg),
-    }
+    let root = dir.path().join("root");
+    let reg = Registry::open(
+        &root,
+        RegistryConfig {
+            delete_enabled,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    T::on(dir, reg)
 }
 
 impl T {
+    /// `reg` served with the user `admin` (password `pw`) allowed everything.
+    fn on(dir: tempfile::TempDir, reg: Registry) -> T {
+        let reg = Arc::new(reg);
+        let root = reg.root().to_path_buf();
+        if !root.join("users.toml").exists() {
+            let all = vec!["*".to_string()];
+            let perms = UserPerms {
+                pull: all.clone(),
+                push: all.clone(),
+                delete: all,
+            };
+            add_user(&root, "admin", "pw", &perms).unwrap();
+        }
+        let app = Arc::new(App::open(reg.clone(), AccessConfig::default(), false).unwrap());
+        T {
+            _dir: dir,
+            reg,
+            app,
+        }
+    }
+
     async fn req(
         &self,
         method: &str,
@@ -39,7 +70,13 @@ impl T {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        router(self.reg.clone())
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            b = b.header("authorization", ADMIN);
+        }
+        router(self.app.clone())
             .oneshot(b.body(Body::from(body)).unwrap())
             .await
             .unwrap()
@@ -643,10 +680,10 @@ async fn state_survives_reopening_the_root() {
     let root = dir.path().join("root");
     let d;
     {
-        let t = T {
-            _dir: tempfile::tempdir().unwrap(),
-            reg: Arc::new(Registry::open(&root, RegistryConfig::default()).unwrap()),
-        };
+        let t = T::on(
+            tempfile::tempdir().unwrap(),
+            Registry::open(&root, RegistryConfig::default()).unwrap(),
+        );
         let config = t.push_blob("app", b"{}").await;
         d = config;
         t.push_manifest(
@@ -659,10 +696,10 @@ async fn state_survives_reopening_the_root() {
         // A second registry on the same root is refused while the first holds it.
         assert!(Registry::open(&root, RegistryConfig::default()).is_err());
     }
-    let t = T {
-        _dir: dir,
-        reg: Arc::new(Registry::open(&root, RegistryConfig::default()).unwrap()),
-    };
+    let t = T::on(
+        dir,
+        Registry::open(&root, RegistryConfig::default()).unwrap(),
+    );
     let res = t.req("GET", "/v2/app/manifests/1", &[], vec![]).await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = t

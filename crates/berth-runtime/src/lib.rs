@@ -1,8 +1,9 @@
 //! berth's container runtime.
 //!
 //! This crate turns an image config and the options of a `docker run` into an OCI runtime
-//! spec with production-safe defaults ([`spec::generate`]). The libcontainer driver, the
-//! per-container shim and cgroup statistics come next, in this crate and `berth-shim`.
+//! spec with production-safe defaults ([`spec::generate`]), mounts the container's
+//! overlay rootfs ([`rootfs`]) and, with the `driver` feature, runs containers through
+//! youki's libcontainer ([`driver`], used only by the per-container shim `berth-shim`).
 //!
 //! Modules:
 //! - [`spec`]: the entry point and the process, namespaces, sysctls, rlimits;
@@ -10,17 +11,25 @@
 //! - [`seccomp`]: moby's default profile and Docker-format profile files;
 //! - [`mounts`]: default mounts, user mounts, sensitive bind sources, in-rootfs resolution;
 //! - [`user`]: `--user` against the rootfs's /etc/passwd and /etc/group, read safely;
-//! - [`resources`]: cgroup limits and the device cgroup.
+//! - [`resources`]: cgroup limits and the device cgroup;
+//! - [`rootfs`]: the overlayfs rootfs over the image's layer snapshots;
+//! - [`shim_protocol`]: the files and control socket shared by the engine and the shim;
+//! - `driver` (feature `driver`): create/start/kill/delete/state through libcontainer.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod caps;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod mounts;
 pub mod resources;
+pub mod rootfs;
 pub mod seccomp;
+pub mod shim_protocol;
 pub mod spec;
 pub mod user;
 
 pub use mounts::{resolve_in_rootfs, MountSpec};
 pub use resources::{Resources, ThrottleDevice};
+pub use rootfs::{OverlayRootfs, RootfsError};
 pub use spec::{generate, ContainerOptions, NetworkMode, SpecError, Ulimit};

@@ -104,6 +104,19 @@ impl Client {
         body: ReqBody,
         content_type: Option<&str>,
     ) -> anyhow::Result<Response<Incoming>> {
+        self.request_with(method, path_and_query, body, content_type, &[])
+            .await
+    }
+
+    /// [`request`](Self::request) with extra headers (`X-Registry-Auth`).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ConnectError {
@@ -125,6 +138,9 @@ impl Client {
             .header(USER_AGENT, concat!("berth-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
         }
         let req = req.body(body).context("building the request")?;
         let resp = sender

@@ -27,7 +27,8 @@ pub enum LogFormat {
     long_about = "Run the berth daemon: the engine, serving the Docker Engine API on a unix socket.\n\n\
                   Settings come from the config file (/etc/berth/config.toml when present; keys: \
                   root, host, socket_group, preserve_setuid, max_layer_bytes, \
-                  max_compression_ratio, min_free_bytes); flags override it."
+                  max_compression_ratio, min_free_bytes, [policy] allow and require_digest); flags \
+                  override it."
 )]
 pub struct DaemonArgs {
     /// Daemon configuration file (TOML) [default: /etc/berth/config.toml, if present]
@@ -49,6 +50,11 @@ pub struct DaemonArgs {
     /// Log format, to stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Allow images from this registry or repository pattern (repeatable; added to
+    /// [policy] allow): `127.0.0.1:5000`, `registry.example:5000/team/*`. With none,
+    /// pulls are refused
+    #[arg(long = "allow-registry", value_name = "PATTERN")]
+    pub allow_registry: Vec<String>,
 }
 
 pub(crate) fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
@@ -86,6 +92,10 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     if let Some(group) = &args.group {
         config.socket_group = Some(group.clone());
     }
+    config
+        .policy
+        .allow
+        .extend(args.allow_registry.iter().cloned());
     Ok(config)
 }
 
@@ -247,7 +257,7 @@ mod tests {
         let cfg = dir.path().join("config.toml");
         std::fs::write(
             &cfg,
-            "root = \"/srv/berth\"\nhost = \"unix:///tmp/a.sock\"\nsocket_group = \"docker\"\n",
+            "root = \"/srv/berth\"\nhost = \"unix:///tmp/a.sock\"\nsocket_group = \"docker\"\n\n[policy]\nallow = [\"reg.example:5000/team/*\"]\n",
         )
         .unwrap();
         let args = DaemonArgs {
@@ -257,11 +267,16 @@ mod tests {
             group: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            allow_registry: vec!["127.0.0.1:5000".into()],
         };
         let c = load_config(&args).unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/berth"));
         assert_eq!(c.host, "unix:///tmp/b.sock");
         assert_eq!(c.socket_group.as_deref(), Some("docker"));
+        assert_eq!(
+            c.policy.allow,
+            ["reg.example:5000/team/*", "127.0.0.1:5000"]
+        );
     }
 
     #[test]
@@ -273,6 +288,7 @@ mod tests {
             group: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            allow_registry: Vec::new(),
         };
         assert!(load_config(&args).is_err());
     }

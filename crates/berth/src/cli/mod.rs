@@ -1,7 +1,9 @@
 //! The command line: `berth daemon` and the client verbs, spelled like docker's.
 
+pub mod distribution;
 pub mod inspect;
 pub mod list;
+pub mod login;
 pub mod manage;
 pub mod progress;
 pub mod system;
@@ -101,6 +103,14 @@ pub enum Verb {
     Tag(manage::TagArgs),
     /// Remove one or more images
     Rmi(manage::RmiArgs),
+    /// Download an image from a registry
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry
+    Push(distribution::PushArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageVerb),
@@ -135,6 +145,12 @@ pub enum ImageVerb {
     Rm(manage::RmiArgs),
     /// Remove unused images
     Prune(manage::PruneArgs),
+    /// Download an image from a registry
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry
+    Push(distribution::PushArgs),
+    /// Copy an image between registries without unpacking it
+    Copy(distribution::CopyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,10 +177,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Verb::Registry(verb) = verb {
         return crate::registry::run(verb).await;
     }
+    if let Verb::Logout(a) = verb {
+        return login::logout(a).await;
+    }
+    if let Verb::Image(ImageVerb::Copy(a)) = verb {
+        return distribution::copy(a).await;
+    }
     let client = Client::new(&cli.host)?;
     let c = &client;
     match verb {
-        Verb::Daemon(_) | Verb::Registry(_) => unreachable!("handled above"),
+        Verb::Daemon(_) | Verb::Registry(_) | Verb::Logout(_) | Verb::Image(ImageVerb::Copy(_)) => {
+            unreachable!("handled above")
+        }
+        Verb::Pull(a) | Verb::Image(ImageVerb::Pull(a)) => distribution::pull(c, a).await,
+        Verb::Push(a) | Verb::Image(ImageVerb::Push(a)) => distribution::push(c, a).await,
+        Verb::Login(a) => login::login(c, a).await,
         Verb::Images(a) | Verb::Image(ImageVerb::Ls(a)) => list::images(c, a).await,
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,

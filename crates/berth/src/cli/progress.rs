@@ -132,7 +132,8 @@ impl Progress {
             .as_ref()
             .is_some_and(|p| p.current > 0 || p.total > 0);
         if let (Some(multi), Some(p)) = (&self.multi, &jm.progress_detail) {
-            if jm.stream.is_empty() {
+            // An empty progressDetail on a layer with a bar ends it (`Pull complete`).
+            if jm.stream.is_empty() && (has_progress || !self.layers.contains_key(&jm.id)) {
                 let bar = self.layers.entry(jm.id.clone()).or_insert_with(|| {
                     let b = multi.add(ProgressBar::new(0));
                     b.set_prefix(if jm.id.is_empty() {
@@ -159,6 +160,10 @@ impl Progress {
             // Not a terminal: docker drops progress lines.
             return Ok(());
         }
+        if jm.stream.is_empty() && jm.status.is_empty() && jm.id.is_empty() {
+            // Only an `aux` payload (push's digest): nothing to show.
+            return Ok(());
+        }
         if !jm.stream.is_empty() {
             self.print_out(&jm.stream);
             return Ok(());
@@ -172,6 +177,23 @@ impl Progress {
             self.print_out(&format!("{}\n", jm.status));
         } else {
             self.print_out(&format!("{}: {}\n", jm.id, jm.status));
+        }
+        Ok(())
+    }
+
+    /// Reads a JSON-message stream to its end showing nothing; an error message in it
+    /// becomes the returned error.
+    pub async fn drain_stream(&mut self, resp: Response<Incoming>) -> anyhow::Result<()> {
+        let mut lines = Lines::new(resp);
+        while let Some(line) = lines.next_line().await? {
+            if let Ok(jm) = serde_json::from_slice::<JsonMessage>(&line) {
+                if let Some(d) = jm.error_detail {
+                    return Err(StreamError(d.message).into());
+                }
+                if let Some(e) = jm.error {
+                    return Err(StreamError(e).into());
+                }
+            }
         }
         Ok(())
     }

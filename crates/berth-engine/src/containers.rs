@@ -1,0 +1,600 @@
+//! Containers: create, start, kill, wait, logs, remove — over one shim per container.
+//!
+//! The engine never forks a container itself: `start` spawns `berth-shim` (a small
+//! supervisor without an async runtime) which detaches from the daemon, runs the
+//! container through `berth-driver` (youki's libcontainer), writes the json-file log and
+//! records the exit status. Containers keep running when the engine is dropped or the
+//! daemon is killed; a new engine on the same root finds them through their files.
+//!
+//! On disk, per container (formats in `berth_runtime::shim_protocol`):
+//!
+//! ```text
+//! STATE/containers/<id>/
+//!   container.json   ContainerRecord (versioned): image, layers, log options, created
+//!   bundle/config.json  the OCI runtime spec, generated at create
+//!   upper/ work/ empty/ rootfs/   the overlay (rootfs/ is the mount point)
+//!   runtime/         libcontainer's state (while the container exists in the runtime)
+//!   shim.json shim.state.json shim.sock shim.log exit.json <id>-json.log[.N]
+//! ```
+//!
+//! Why JSON files and not a redb table: the shim writes the exit status while the daemon
+//! may be down, and the daemon must read it after; one directory per container, written
+//! atomically (temp file + rename), needs no shared database handle and removing a
+//! container is removing its directory.
+//!
+//! The shim binary is `$BERTH_SHIM`, else `berth-shim` next to the running executable;
+//! `berth-driver` is looked up next to the shim.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_runtime::shim_protocol::{
+    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, EXIT_FILE, SHIM_CONFIG_FILE,
+    SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
+};
+use berth_runtime::{ContainerOptions, OverlayRootfs, RootfsError, SpecError};
+use berth_store::ExtraRoots;
+use berth_types::{Digest, ErrorKind};
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+/// Version of `container.json`.
+pub const CONTAINER_RECORD_VERSION: u32 = 1;
+const RECORD_FILE: &str = "container.json";
+
+/// What berth keeps about a container (`container.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub version: u32,
+    /// 64 hex digits.
+    pub id: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: Digest,
+    /// The image's layers (diff_ids), bottom first: the overlay's lower dirs, and GC roots.
+    pub layers: Vec<Digest>,
+    /// RFC 3339.
+    pub created: String,
+    pub log_max_size: u64,
+    pub log_max_file: u32,
+    pub cgroup_path: String,
+}
+
+/// Options of `create` beyond the runtime spec's.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub runtime: ContainerOptions,
+    /// json-file `max-size` in bytes; 10 MB when `None`; 0 disables rotation.
+    pub log_max_size: Option<u64>,
+    /// json-file `max-file`; 3 when `None`.
+    pub log_max_file: Option<u32>,
+}
+
+/// The state of a container as its files tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, never started (or started and its start failed).
+    Created,
+    /// A shim runs it.
+    Running { pid: i32, started_at: String },
+    /// It ran and exited; the shim recorded how.
+    Exited(ExitRecord),
+    /// A shim started it but is gone without recording an exit (killed, host crash).
+    Dead,
+}
+
+/// A row of the container list.
+#[derive(Debug, Clone)]
+pub struct ContainerSummary {
+    pub record: ContainerRecord,
+    pub state: ContainerState,
+}
+
+/// One json-file log record.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct LogRecord {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
+    EngineError::internal(format!("{}: {action}: {e}", path.display()))
+}
+
+fn spec_err(e: SpecError) -> EngineError {
+    EngineError::new(e.kind(), e.to_string())
+}
+
+fn rootfs_err(e: RootfsError) -> EngineError {
+    let kind = match e {
+        RootfsError::Rule { .. } => ErrorKind::InvalidArgument,
+        RootfsError::Io { .. } => ErrorKind::Internal,
+    };
+    EngineError::new(kind, e.to_string())
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        fs::File::open(dir)?.sync_all()
+    })()
+    .map_err(|e| io_err(&path, "write", e))
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| io_err(Path::new("/dev/urandom"), "read", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The shim binary and the driver next to it.
+fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
+    let shim = match std::env::var_os("BERTH_SHIM") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .map_err(|e| EngineError::internal(format!("locate berth-shim: {e}")))?
+            .with_file_name("berth-shim"),
+    };
+    let driver = shim.with_file_name("berth-driver");
+    for p in [&shim, &driver] {
+        if !p.is_file() {
+            return Err(EngineError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} not found: berth-shim and berth-driver must be installed next to berth (or set BERTH_SHIM)",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok((shim, driver))
+}
+
+/// Connects to a shim's control socket through `/proc/self/fd/N/shim.sock`, so a long
+/// state root never hits the 108-byte limit of unix socket paths.
+fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
+    let d = fs::File::open(dir)?;
+    use std::os::fd::AsRawFd;
+    UnixStream::connect(format!("/proc/self/fd/{}/{SHIM_SOCKET}", d.as_raw_fd()))
+}
+
+/// One request to a shim; the reply line, or None when no shim listens.
+fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
+    let mut s = match connect_shim(dir) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io_err(&dir.join(SHIM_SOCKET), "connect", e)),
+    };
+    s.write_all(format!("{req}\n").as_bytes())
+        .map_err(|e| io_err(&dir.join(SHIM_SOCKET), "send", e))?;
+    let mut reply = String::new();
+    // EOF without a reply: the shim exited meanwhile.
+    let _ = s.read_to_string(&mut reply);
+    Ok(Some(reply))
+}
+
+impl Engine {
+    fn containers_dir(&self) -> PathBuf {
+        self.store().root().join("containers")
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// Every container record (unreadable ones are logged and skipped).
+    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
+        let dir = self.containers_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir, "list", e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let p = e.path().join(RECORD_FILE);
+            match fs::read(&p).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
+                Ok(Ok(r)) if r.version == CONTAINER_RECORD_VERSION => out.push(r),
+                Ok(Ok(r)) => {
+                    warn!(path = %p.display(), version = r.version, "container record of an unknown version skipped")
+                }
+                Ok(Err(err)) => {
+                    warn!(path = %p.display(), error = %err, "unreadable container record skipped")
+                }
+                // A directory without a record: a create that crashed half-way.
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a container by full ID or unique ID prefix.
+    pub fn container(&self, name: &str) -> Result<ContainerRecord> {
+        let not_found = || EngineError::not_found(format!("No such container: {name}"));
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let mut matches: Vec<ContainerRecord> = self
+            .container_records()?
+            .into_iter()
+            .filter(|r| r.id.starts_with(name))
+            .collect();
+        match matches.len() {
+            0 => Err(not_found()),
+            1 => matches.pop().ok_or_else(not_found),
+            n => Err(EngineError::invalid(format!(
+                "container ID prefix {name} is ambiguous: it matches {n} containers"
+            ))),
+        }
+    }
+
+    /// The state of a container from its files (and its shim, when one runs).
+    pub fn container_state(&self, id: &str) -> Result<ContainerState> {
+        let dir = self.container_dir(id);
+        if let Ok(bytes) = fs::read(dir.join(EXIT_FILE)) {
+            let rec: ExitRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::internal(format!("container {id}: {EXIT_FILE}: {e}")))?;
+            return Ok(ContainerState::Exited(rec));
+        }
+        let Ok(bytes) = fs::read(dir.join(SHIM_STATE_FILE)) else {
+            return Ok(ContainerState::Created);
+        };
+        let st: ShimState = serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::internal(format!("container {id}: {SHIM_STATE_FILE}: {e}"))
+        })?;
+        match shim_request(&dir, "state")? {
+            Some(_) => Ok(ContainerState::Running {
+                pid: st.pid,
+                started_at: st.started_at,
+            }),
+            // The shim may have just finished: it writes exit.json before closing the socket.
+            None if dir.join(EXIT_FILE).exists() => self.container_state(id),
+            None => Ok(ContainerState::Dead),
+        }
+    }
+
+    /// Every container with its state.
+    pub fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
+        let mut out = Vec::new();
+        for record in self.container_records()? {
+            let state = self.container_state(&record.id)?;
+            out.push(ContainerSummary { record, state });
+        }
+        out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        Ok(out)
+    }
+
+    /// Finds the shims of running containers again (on open): logs what runs, what
+    /// exited while the daemon was away, and what died without a record.
+    pub(crate) fn rediscover_containers(&self) {
+        let Ok(all) = self.list_containers() else {
+            return;
+        };
+        let (mut running, mut exited, mut dead) = (0, 0, 0);
+        for c in &all {
+            match &c.state {
+                ContainerState::Running { .. } => running += 1,
+                ContainerState::Exited(_) => exited += 1,
+                ContainerState::Dead => {
+                    dead += 1;
+                    warn!(container.id = %c.record.id, "container's shim is gone without an exit status");
+                }
+                ContainerState::Created => {}
+            }
+        }
+        if !all.is_empty() {
+            info!(
+                containers = all.len(),
+                running, exited, dead, "containers found"
+            );
+        }
+    }
+
+    /// Containers using an image (IDs).
+    pub(crate) fn containers_of_image(&self, image: &Digest) -> Result<Vec<String>> {
+        Ok(self
+            .container_records()?
+            .into_iter()
+            .filter(|r| r.image_id == *image)
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// GC roots of every container: its image's layer snapshots.
+    pub(crate) fn container_roots(&self) -> Result<ExtraRoots> {
+        let mut roots = ExtraRoots::default();
+        let mut snaps: HashSet<Digest> = HashSet::new();
+        for r in self.container_records()? {
+            snaps.extend(r.layers.iter().copied());
+        }
+        roots.snapshots = snaps;
+        Ok(roots)
+    }
+
+    fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
+        OverlayRootfs::new(
+            rec.layers
+                .iter()
+                .map(|d| self.store().snapshots.path(d))
+                .collect(),
+            &self.container_dir(&rec.id),
+        )
+    }
+
+    /// `docker create`: mounts the rootfs, generates the runtime spec, records the
+    /// container. Returns its ID.
+    #[instrument(skip_all, fields(image = %image))]
+    pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<String> {
+        let lease = self.store().leases.acquire();
+        let (img, _) = self.resolve(image)?;
+        let layers: Vec<Digest> = img.layers.iter().map(|l| l.diff_id).collect();
+        for d in &layers {
+            lease.add_snapshot(*d);
+        }
+        let run_config = self.run_config(&img.id.to_string())?;
+        let id = random_id()?;
+        let dir = self.container_dir(&id);
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
+        let cleanup = |dir: &Path| {
+            let _ = berth_runtime::rootfs::unmount(dir);
+            let _ = fs::remove_dir_all(dir);
+        };
+        let rec = ContainerRecord {
+            version: CONTAINER_RECORD_VERSION,
+            id: id.clone(),
+            image: image.to_string(),
+            image_id: img.id,
+            layers,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            log_max_size: opts
+                .log_max_size
+                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_SIZE),
+            log_max_file: opts
+                .log_max_file
+                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_FILE)
+                .max(1),
+            cgroup_path: format!("/berth/{id}"),
+        };
+        let result = (|| -> Result<()> {
+            let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+            let mut ropts = opts.runtime.clone();
+            if ropts.hostname.is_empty() {
+                ropts.hostname = id[..12].to_string();
+            }
+            if ropts.cgroups_path.is_none() {
+                ropts.cgroups_path = Some(PathBuf::from(&rec.cgroup_path));
+            }
+            ropts.engine_paths.push(self.store().root().to_path_buf());
+            let spec = berth_runtime::generate(&run_config, &rootfs, &ropts).map_err(spec_err)?;
+            let bundle = dir.join(BUNDLE_DIR);
+            fs::create_dir_all(&bundle).map_err(|e| io_err(&bundle, "create", e))?;
+            let cfg = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
+            write_atomic(&bundle, "config.json", &cfg)?;
+            let bytes = serde_json::to_vec_pretty(&rec)
+                .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
+            // Last: the record makes the container exist.
+            write_atomic(&dir, RECORD_FILE, &bytes)
+        })();
+        if let Err(e) = result {
+            cleanup(&dir);
+            return Err(e);
+        }
+        drop(lease);
+        info!(container.id = %id, image.id = %rec.image_id, "container created");
+        Ok(id)
+    }
+
+    /// `docker start`: spawns the container's shim and returns once the container runs.
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn start_container(&self, name: &str) -> Result<()> {
+        let rec = self.container(name)?;
+        match self.container_state(&rec.id)? {
+            ContainerState::Running { .. } => {
+                return Err(EngineError::conflict(format!(
+                    "container {} is already running",
+                    rec.id
+                )))
+            }
+            // A shim that died without recording, or a start that failed half-way, can
+            // leave libcontainer state behind.
+            ContainerState::Dead | ContainerState::Created | ContainerState::Exited(_) => {
+                self.cleanup_runtime(&rec)?
+            }
+        }
+        let dir = self.container_dir(&rec.id);
+        self.overlay(&rec).mount().map_err(rootfs_err)?;
+        let (shim, driver) = shim_binaries()?;
+        for f in [EXIT_FILE, SHIM_STATE_FILE] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let cfg = ShimConfig {
+            version: SHIM_PROTOCOL_VERSION,
+            id: rec.id.clone(),
+            log_max_size: rec.log_max_size,
+            log_max_file: rec.log_max_file,
+            cgroup_path: Some(PathBuf::from(&rec.cgroup_path)),
+            driver,
+        };
+        let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
+            EngineError::internal(format!("container {}: shim config: {e}", rec.id))
+        })?;
+        write_atomic(&dir, SHIM_CONFIG_FILE, &bytes)?;
+        // The shim answers on its stdout once the container runs, then detaches.
+        let mut child = Command::new(&shim)
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io_err(&shim, "spawn", e))?;
+        let mut reply = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut reply);
+        }
+        let _ = child.wait();
+        let reply = reply.trim();
+        if let Some(pid) = reply.strip_prefix("ok ") {
+            info!(container.id = %rec.id, pid = %pid, "container started");
+            return Ok(());
+        }
+        let msg = reply.strip_prefix("error ").unwrap_or(reply);
+        Err(EngineError::internal(format!(
+            "container {}: start failed: {}",
+            rec.id,
+            if msg.is_empty() {
+                "the shim exited without a reply (see shim.log)"
+            } else {
+                msg
+            }
+        )))
+    }
+
+    /// Sends a signal to the container's init (`docker kill`).
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
+        match shim_request(&dir, &format!("kill {signal}"))? {
+            Some(r) if r.trim() == "ok" => Ok(()),
+            Some(r) if r.is_empty() => Ok(()), // exited meanwhile
+            Some(r) => Err(EngineError::internal(format!(
+                "container {}: kill: {}",
+                rec.id,
+                r.trim().trim_start_matches("error ")
+            ))),
+            None => Err(EngineError::conflict(format!(
+                "container {} is not running",
+                rec.id
+            ))),
+        }
+    }
+
+    /// Blocks until the container exits; returns its exit code (`docker wait`).
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn wait_container(&self, name: &str) -> Result<i32> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
+        loop {
+            match self.container_state(&rec.id)? {
+                ContainerState::Exited(x) => return Ok(x.exit_code),
+                ContainerState::Created => {
+                    return Err(EngineError::conflict(format!(
+                        "container {} is not running",
+                        rec.id
+                    )))
+                }
+                ContainerState::Dead => {
+                    return Err(EngineError::internal(format!(
+                        "container {}: its shim is gone without an exit status",
+                        rec.id
+                    )))
+                }
+                ContainerState::Running { .. } => {
+                    // Blocks until the shim answers or closes at exit.
+                    if shim_request(&dir, "wait")?.is_none() {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The container's json-file log records, oldest first (rotated files included).
+    pub fn container_logs(&self, name: &str) -> Result<Vec<LogRecord>> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
+        let base = dir.join(format!("{}-json.log", rec.id));
+        let mut files: Vec<PathBuf> = (1..rec.log_max_file)
+            .rev()
+            .map(|n| dir.join(format!("{}-json.log.{n}", rec.id)))
+            .collect();
+        files.push(base);
+        let mut out = Vec::new();
+        for f in files {
+            let text = match fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&f, "read", e)),
+            };
+            for line in text.lines() {
+                match serde_json::from_str::<LogRecord>(line) {
+                    Ok(r) => out.push(r),
+                    Err(e) => warn!(path = %f.display(), error = %e, "bad log record skipped"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes libcontainer's leftover state of a container whose shim died.
+    fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let runtime = dir.join(berth_runtime::shim_protocol::RUNTIME_DIR);
+        if runtime.join(&rec.id).exists() {
+            let (_, driver) = shim_binaries()?;
+            let out = Command::new(driver)
+                .arg("delete")
+                .arg(&runtime)
+                .arg(&rec.id)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| io_err(&runtime, "run berth-driver delete", e))?;
+            if !out.status.success() {
+                warn!(container.id = %rec.id, error = %String::from_utf8_lossy(&out.stderr).trim(), "runtime cleanup failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker rm`: refuses a running container unless `force` (then kills it first),
+    /// unmounts the rootfs and deletes the container's directory.
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
+        match self.container_state(&rec.id)? {
+            ContainerState::Running { .. } if !force => {
+                return Err(EngineError::conflict(format!(
+                    "cannot remove container {}: container is running: stop the container before removing or force remove",
+                    rec.id
+                )))
+            }
+            ContainerState::Running { .. } => {
+                self.kill_container(&rec.id, libc::SIGKILL)?;
+                self.wait_container(&rec.id)?;
+            }
+            ContainerState::Dead => self.cleanup_runtime(&rec)?,
+            ContainerState::Created | ContainerState::Exited(_) => {}
+        }
+        berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
+        // Remove the record first: a crash after it leaves a directory without a record,
+        // which lists as nothing and is removed on the next remove of that directory.
+        let _ = fs::remove_file(dir.join(RECORD_FILE));
+        fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        info!(container.id = %rec.id, "container removed");
+        Ok(())
+    }
+}

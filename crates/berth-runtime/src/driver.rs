@@ -1,0 +1,156 @@
+//! The container driver: create, start, kill, delete and state of a container from an OCI
+//! bundle, through youki's `libcontainer` (namespaces, cgroups v1/v2 through `libcgroups`
+//! without systemd, seccomp, capabilities, pivot_root).
+//!
+//! libcontainer forks (an intermediate process, then the container's init as a sibling of
+//! it, that is a child of the caller). Call this module only from a plain single-threaded
+//! OS process — berth's shim — never from the daemon's tokio threads. The container's init
+//! is a child of the calling process, which is therefore the one that reaps it.
+//!
+//! Lifecycle (as `runc`): [`Driver::create`] → `created` (init waits) → [`Driver::start`]
+//! → `running` → the process exits → `stopped` → [`Driver::delete`] (cgroups and
+//! libcontainer's state removed). [`Driver::kill`] signals init (or every process of the
+//! cgroup with `all`).
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::error::LibcontainerError;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+
+/// An error of the driver; the message names the container and the verb.
+#[derive(Debug, thiserror::Error)]
+#[error("container {id}: {verb}: {source}")]
+pub struct DriverError {
+    pub id: String,
+    pub verb: &'static str,
+    /// Boxed: libcontainer's error is large and errors are rare.
+    #[source]
+    pub source: Box<LibcontainerError>,
+}
+
+/// The stdio the container's init gets. Closed in the caller once passed.
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// What [`Driver::state`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverState {
+    /// `creating`, `created`, `running`, `stopped` or `paused`.
+    pub status: String,
+    /// PID of the container's init (in the caller's PID namespace).
+    pub pid: Option<i32>,
+}
+
+/// libcontainer over one state directory (`root`): each container keeps its runtime
+/// state in `root/<id>/`.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    root: PathBuf,
+}
+
+impl Driver {
+    pub fn new(root: &Path) -> Driver {
+        Driver {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn err<'a>(
+        id: &'a str,
+        verb: &'static str,
+    ) -> impl FnOnce(LibcontainerError) -> DriverError + 'a {
+        move |source| DriverError {
+            id: id.to_string(),
+            verb,
+            source: Box::new(source),
+        }
+    }
+
+    fn load(&self, id: &str, verb: &'static str) -> Result<Container, DriverError> {
+        Container::load(self.root.join(id)).map_err(Self::err(id, verb))
+    }
+
+    /// Creates the container from `bundle/config.json` (its `root.path` the mounted
+    /// rootfs). Returns the PID of the container's init, which waits for [`start`](Self::start).
+    pub fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, DriverError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| DriverError {
+            id: id.to_string(),
+            verb: "create runtime state directory",
+            source: Box::new(LibcontainerError::OtherIO(e)),
+        })?;
+        let mut b = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+            .validate_id()
+            .map_err(Self::err(id, "create"))?
+            .with_root_path(&self.root)
+            .map_err(Self::err(id, "create"))?
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr);
+        if let Some(stdin) = stdio.stdin {
+            b = b.with_stdin(stdin);
+        }
+        let container = b
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(Self::err(id, "create"))?;
+        container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| DriverError {
+                id: id.to_string(),
+                verb: "create",
+                source: Box::new(LibcontainerError::Other("no init pid after create".into())),
+            })
+    }
+
+    /// Starts the user process of a created container.
+    pub fn start(&self, id: &str) -> Result<(), DriverError> {
+        self.load(id, "start")?
+            .start()
+            .map_err(Self::err(id, "start"))
+    }
+
+    /// Sends `signal` to the container's init, or to every process in its cgroup.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), DriverError> {
+        let sig = Signal::try_from(signal).map_err(|e| DriverError {
+            id: id.to_string(),
+            verb: "kill",
+            source: Box::new(LibcontainerError::Other(format!("signal {signal}: {e}"))),
+        })?;
+        self.load(id, "kill")?
+            .kill(sig, all)
+            .map_err(Self::err(id, "kill"))
+    }
+
+    /// Removes the container's cgroups and runtime state (`force` kills it first).
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), DriverError> {
+        self.load(id, "delete")?
+            .delete(force)
+            .map_err(Self::err(id, "delete"))
+    }
+
+    /// The container's status and init PID.
+    pub fn state(&self, id: &str) -> Result<DriverState, DriverError> {
+        let mut c = self.load(id, "state")?;
+        c.refresh_status().map_err(Self::err(id, "state"))?;
+        let status = match c.status() {
+            ContainerStatus::Creating => "creating",
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Stopped => "stopped",
+            ContainerStatus::Paused => "paused",
+        };
+        Ok(DriverState {
+            status: status.to_string(),
+            pid: c.pid().map(|p| p.as_raw()),
+        })
+    }
+}
