@@ -619,3 +619,241 @@ fn pull_chooses_the_platform_from_an_index_and_keeps_it() {
     let pushed = ok(berth(&d2, &["push", &copy], None));
     assert_eq!(digest_line(&pushed, "again"), index_digest, "{pushed}");
 }
+
+#[test]
+fn pull_goes_through_a_mirror_and_names_every_endpoint_when_all_fail() {
+    let (mirror, pw) = berth_registry();
+    let mhost = mirror.host();
+    // Put the image in the mirror under the origin's repository path.
+    let d1 = Daemon::start_with(&[
+        "--allow-registry",
+        &format!("{mhost}/*"),
+        "--allow-registry",
+        "docker.io/fixture/*",
+    ]);
+    ok(berth(&d1, &["load", "-i", &fixture_archive()], None));
+    let in_mirror = format!("{mhost}/fixture/app:1");
+    ok(berth(&d1, &["tag", "fixture/app:1", &in_mirror], None));
+    login(&d1, &mhost, pw);
+    let digest = digest_line(&ok(berth(&d1, &["push", &in_mirror], None)), "1");
+
+    // The origin: nothing listens there. Only the origin is in the allow list.
+    let origin = format!("127.0.0.1:{}", free_port());
+    let endpoint = match pw {
+        Some(pw) => format!("http://tester:{pw}@{mhost}"),
+        None => format!("http://{mhost}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[policy]\nallow = [\"{origin}/fixture/*\"]\n\n[registry_mirrors]\n\"{origin}\" = [\"{endpoint}\"]\n"
+        ),
+    )
+    .expect("write config");
+    let d2 = Daemon::start_with(&["--config", &cfg.display().to_string()]);
+    let name = format!("{origin}/fixture/app:1");
+    let pulled = ok(berth(&d2, &["pull", &name], None));
+    assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
+    let (id, digests) = inspect(&d2, &name);
+    assert_eq!(id, FIXTURE_ID);
+    assert_eq!(
+        digests,
+        vec![format!("{origin}/fixture/app@{digest}")],
+        "RepoDigests name the origin's repository, not the mirror's"
+    );
+
+    // The mirror does not widen the policy: the mirror's own name is still refused.
+    let refused = fails(berth(&d2, &["pull", &in_mirror], None));
+    assert!(refused.contains("allow"), "{refused}");
+
+    // Missing on the mirror, the origin has it: the pull falls back to the origin.
+    let (origin2, pw2) = berth_registry();
+    let o2 = origin2.host();
+    let empty_mirror = RegistryServer::start(&[]);
+    let d3 = Daemon::start_with(&[
+        "--allow-registry",
+        &format!("{o2}/*"),
+        "--allow-registry",
+        "docker.io/fixture/*",
+    ]);
+    ok(berth(&d3, &["load", "-i", &fixture_archive()], None));
+    let at_origin = format!("{o2}/fixture/app:1");
+    ok(berth(&d3, &["tag", "fixture/app:1", &at_origin], None));
+    login(&d3, &o2, pw2);
+    let digest2 = digest_line(&ok(berth(&d3, &["push", &at_origin], None)), "1");
+    let cfg2 = dir.path().join("config2.toml");
+    std::fs::write(
+        &cfg2,
+        format!(
+            "[policy]\nallow = [\"{o2}/fixture/*\"]\n\n[registry_mirrors]\n\"{o2}\" = [\"http://{}\"]\n",
+            empty_mirror.host()
+        ),
+    )
+    .expect("write config");
+    let d4 = Daemon::start_with(&["--config", &cfg2.display().to_string()]);
+    login(&d4, &o2, pw2);
+    let out = ok(berth(&d4, &["pull", &at_origin], None));
+    assert!(out.contains(&format!("Digest: {digest2}")), "{out}");
+    assert_eq!(inspect(&d4, &at_origin).0, FIXTURE_ID);
+
+    // Missing on the mirror, origin unreachable: the error names both.
+    let err = fails(berth(
+        &d2,
+        &["pull", &format!("{origin}/fixture/missing:1")],
+        None,
+    ));
+    assert!(err.contains(&format!("mirror http://{mhost}")), "{err}");
+    assert!(err.contains(&format!("origin {origin}")), "{err}");
+    assert!(!err.contains("s3cret-pw"), "credentials never shown: {err}");
+}
+
+/// `berth image copy` with its own credentials file (the daemon is not involved).
+fn berth_copy(d: &Daemon, src: &str, dst: &str) -> String {
+    ok(berth(d, &["image", "copy", src, dst], None))
+}
+
+fn last_digest(copy_out: &str) -> String {
+    copy_out
+        .lines()
+        .find_map(|l| l.strip_prefix("digest: "))
+        .unwrap_or_else(|| panic!("no digest line:\n{copy_out}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn image_copy_between_archives_and_a_registry_matches_skopeo() {
+    if !have("skopeo") {
+        eprintln!("skipped: skopeo not installed");
+        return;
+    }
+    let (reg, pw) = berth_registry();
+    let host = reg.host();
+    let d = Daemon::start();
+    login(&d, &host, pw);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+
+    // docker save archive → registry: a manifest made from the config, layers as they are.
+    let name = format!("{host}/promo/app:1");
+    let pushed = berth_copy(
+        &d,
+        &format!("docker-archive:{}", fixture_archive()),
+        &format!("docker://{name}"),
+    );
+    let digest = last_digest(&pushed);
+    assert_eq!(skopeo_digest(&name, pw), digest, "{pushed}");
+    // Named by the archive's tag works too, and gives the same manifest.
+    let again = berth_copy(
+        &d,
+        &format!("docker-archive:{}:fixture/app:1", fixture_archive()),
+        &format!("{host}/promo/app:2"),
+    );
+    assert_eq!(last_digest(&again), digest);
+    assert!(again.contains("already exists"), "{again}");
+
+    // registry → oci-archive, by berth and by skopeo: the same manifest digest.
+    let ours = out_dir.path().join("berth.tar");
+    let theirs = out_dir.path().join("skopeo.tar");
+    let out = berth_copy(
+        &d,
+        &format!("docker://{name}"),
+        &format!("oci-archive:{}:app:1", ours.display()),
+    );
+    assert_eq!(last_digest(&out), digest);
+    let mut c = Command::new("skopeo");
+    // Keep the layers as they are (skopeo gzips uncompressed layers by default).
+    c.args([
+        "copy",
+        "--preserve-digests",
+        "--dest-oci-accept-uncompressed-layers",
+        "--src-tls-verify=false",
+    ]);
+    if let Some(pw) = pw {
+        c.arg("--src-creds").arg(format!("tester:{pw}"));
+    }
+    c.arg(format!("docker://{name}"))
+        .arg(format!("oci-archive:{}:app:1", theirs.display()));
+    ok(run(c, None));
+    let inspect_archive = |p: &Path| -> serde_json::Value {
+        let mut c = Command::new("skopeo");
+        c.arg("inspect").arg(format!("oci-archive:{}", p.display()));
+        serde_json::from_str(&ok(run(c, None))).expect("skopeo JSON")
+    };
+    let (a, b) = (inspect_archive(&ours), inspect_archive(&theirs));
+    assert_eq!(a["Digest"], b["Digest"]);
+    assert_eq!(a["Digest"].as_str(), Some(digest.as_str()));
+    assert_eq!(a["Layers"], b["Layers"]);
+    assert_eq!(a["Layers"].as_array().map(Vec::len), Some(FIXTURE_LAYERS));
+
+    // oci-archive → registry: the same digest again.
+    let back = berth_copy(
+        &d,
+        &format!("oci-archive:{}:app:1", ours.display()),
+        &format!("{host}/promo/back:1"),
+    );
+    assert_eq!(last_digest(&back), digest);
+
+    // registry → docker-archive: berth loads it as the fixture image.
+    let saved = out_dir.path().join("saved.tar");
+    berth_copy(
+        &d,
+        &format!("docker://{name}"),
+        &format!("docker-archive:{}:fixture/app:copied", saved.display()),
+    );
+    let loaded = ok(berth(
+        &d,
+        &["load", "-i", &saved.display().to_string()],
+        None,
+    ));
+    assert!(loaded.contains("fixture/app:copied"), "{loaded}");
+    assert_eq!(inspect(&d, "fixture/app:copied").0, FIXTURE_ID);
+}
+
+#[test]
+fn image_copy_refuses_an_archive_whose_layer_is_not_its_diff_id() {
+    let (reg, pw) = berth_registry();
+    let host = reg.host();
+    let d = Daemon::start();
+    login(&d, &host, pw);
+    // The fixture with one byte of its biggest layer changed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.tar");
+    let mut input = tar::Archive::new(std::fs::File::open(fixture_archive()).expect("open"));
+    let mut out = tar::Builder::new(std::fs::File::create(&bad).expect("create"));
+    let mut biggest: Option<(String, u64)> = None;
+    let mut members = Vec::new();
+    for e in input.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("read");
+        let path = e.path().expect("path").display().to_string();
+        if path.ends_with("layer.tar") && biggest.as_ref().is_none_or(|b| b.1 < e.size()) {
+            biggest = Some((path.clone(), e.size()));
+        }
+        members.push((e.header().clone(), path, data));
+    }
+    let target = biggest.expect("a layer").0;
+    for (mut h, path, mut data) in members {
+        if path == target {
+            let mid = data.len() / 2;
+            data[mid] ^= 0xff;
+        }
+        out.append_data(&mut h, &path, data.as_slice())
+            .expect("append");
+    }
+    out.finish().expect("finish");
+    let err = fails(berth(
+        &d,
+        &[
+            "image",
+            "copy",
+            &format!("docker-archive:{}", bad.display()),
+            &format!("{host}/promo/bad:1"),
+        ],
+        None,
+    ));
+    assert!(err.contains("diff_id"), "{err}");
+    assert!(err.contains(&target), "{err}");
+}

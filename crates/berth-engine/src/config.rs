@@ -31,6 +31,10 @@ pub struct DaemonConfig {
     pub min_free_bytes: u64,
     /// Where images may come from (`[policy]`: `allow`, `require_digest`).
     pub policy: crate::policy::PolicyConfig,
+    /// Pull-through mirrors (`[registry_mirrors]`): a registry host (as references name
+    /// it, `docker.io`, `registry.example:5000`) to mirror endpoints tried in order
+    /// (`["https://mirror.example", "http://127.0.0.1:5001"]`) before the origin.
+    pub registry_mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for DaemonConfig {
@@ -44,6 +48,7 @@ impl Default for DaemonConfig {
             max_compression_ratio: 1000,
             min_free_bytes: 512 << 20,
             policy: crate::policy::PolicyConfig::default(),
+            registry_mirrors: Default::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use berth_image::registry::{
 use berth_image::NameCheck;
 use berth_store::ImageRecord;
 use berth_types::Reference;
-use tracing::instrument;
+use tracing::{info, instrument, warn};
 
 use crate::error::{EngineError, Result};
 use crate::policy::{Operation, Policy};
@@ -97,13 +97,62 @@ impl Engine {
             Some(p) => Some(crate::images::parse_platform(p)?),
             None => None,
         };
-        let client = self.connect(reference.domain(), auth)?;
         let opts = PullOptions {
             load: self.load_options(),
             platform,
             parallel: PULL_PARALLEL,
         };
-        let pulled = registry::pull(self.store(), &client, reference, &opts, progress)?;
+        // Mirrors first, in order, then the origin. The policy was checked above on the
+        // reference as given; a mirror only changes where bytes come from (every digest
+        // is verified as from the origin), and RepoDigests name the original repository.
+        let domain = reference.domain();
+        let mirrors = self
+            .config()
+            .registry_mirrors
+            .get(domain)
+            .cloned()
+            .unwrap_or_default();
+        let mut failures = Vec::new();
+        for endpoint in &mirrors {
+            let shown = registry::endpoint_display(endpoint);
+            let attempt = RegistryClient::connect_mirror(domain, endpoint)
+                .and_then(|c| registry::pull(self.store(), &c, reference, &opts, progress));
+            match attempt {
+                Ok(pulled) => {
+                    info!(%reference, mirror = %shown, "pulled through a mirror");
+                    return Ok(PullResult {
+                        reference: reference.clone(),
+                        pulled,
+                    });
+                }
+                Err(e) => {
+                    warn!(%reference, mirror = %shown, error = %e, "mirror failed; trying the next endpoint");
+                    failures.push(format!("mirror {shown}: {e}"));
+                }
+            }
+        }
+        let origin = self.connect(domain, auth).and_then(|client| {
+            Ok(registry::pull(
+                self.store(),
+                &client,
+                reference,
+                &opts,
+                progress,
+            )?)
+        });
+        let pulled = match origin {
+            Ok(p) => p,
+            Err(e) if failures.is_empty() => return Err(e),
+            Err(e) => {
+                failures.push(format!("origin {domain}: {e}"));
+                let mut err = e;
+                err.message = format!(
+                    "pull of {reference} failed on every endpoint: {}",
+                    failures.join("; ")
+                );
+                return Err(err);
+            }
+        };
         Ok(PullResult {
             reference: reference.clone(),
             pulled,

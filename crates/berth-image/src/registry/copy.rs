@@ -22,10 +22,20 @@ pub enum CopyEvent {
 
 /// Hashes what passes and fails at the end when the digest is not the expected one
 /// (the destination then never sees a complete, wrong blob).
-struct Verified<R> {
+pub(super) struct Verified<R> {
     inner: R,
     hasher: Option<Sha256Writer>,
     want: Digest,
+}
+
+impl<R: Read> Verified<R> {
+    pub(super) fn new(inner: R, want: Digest) -> Self {
+        Verified {
+            inner,
+            hasher: Some(Sha256Writer::new()),
+            want,
+        }
+    }
 }
 
 impl<R: Read> Read for Verified<R> {

@@ -12,6 +12,7 @@
 //! [`ingest_layer`](crate::layer::ingest_layer) (blob written, digests computed and
 //! layer unpacked in one pass) and [`push`](push::push) uploads blobs as stored.
 
+pub mod archive_copy;
 pub mod copy;
 pub mod pull;
 pub mod push;
@@ -28,6 +29,7 @@ use reqwest::StatusCode;
 
 use crate::error::{ImageError, Result};
 
+pub use archive_copy::{copy_from_archive, copy_to_archive, Endpoint};
 pub use copy::{copy, CopyEvent};
 pub use pull::{pull, PullEvent, PullOptions, Pulled};
 pub use push::{push, PushEvent, Pushed};
@@ -124,6 +126,18 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A mirror endpoint as it may be shown (logs, errors): without its credentials.
+pub fn endpoint_display(endpoint: &str) -> String {
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid mirror URL>".to_string(),
+    }
+}
+
 /// A connection to one registry, with its credentials and cached tokens.
 pub struct RegistryClient {
     http: Client,
@@ -182,6 +196,60 @@ impl RegistryClient {
             Err(e) => Err(e),
         }
         .map(|()| client)
+    }
+
+    /// Connects to a mirror of `origin` at `endpoint` (`https://host[:port][/prefix]`, or
+    /// `http://…` for a loopback host only). The mirror serves the origin's repository
+    /// paths; errors name the endpoint. Credentials may ride in the endpoint's userinfo
+    /// (`https://user:pw@mirror`); otherwise the mirror is asked anonymously (the origin's
+    /// credentials are never sent to a mirror).
+    pub fn connect_mirror(origin: &str, endpoint: &str) -> Result<Self> {
+        let shown = endpoint_display(endpoint);
+        let url = reqwest::Url::parse(endpoint)
+            .map_err(|e| ImageError::Invalid(format!("mirror {shown} of {origin}: {e}")))?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let hostport = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&hostport) => {}
+            "http" => {
+                return Err(ImageError::Invalid(format!(
+                    "mirror {shown} of {origin}: plain HTTP is only allowed for loopback hosts"
+                )))
+            }
+            s => {
+                return Err(ImageError::Invalid(format!(
+                    "mirror {shown} of {origin}: unsupported scheme {s:?}"
+                )))
+            }
+        }
+        let auth = if url.username().is_empty() {
+            RegistryAuth::Anonymous
+        } else {
+            RegistryAuth::Basic {
+                username: url.username().to_string(),
+                password: url.password().unwrap_or_default().to_string(),
+            }
+        };
+        let http = Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(None)
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| transport(&shown, e))?;
+        let client = RegistryClient {
+            http,
+            registry: format!("{shown} (mirror of {origin})"),
+            base: shown,
+            auth,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        };
+        client.ping()?;
+        Ok(client)
     }
 
     fn ping(&self) -> Result<()> {

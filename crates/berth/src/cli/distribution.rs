@@ -117,33 +117,26 @@ pub async fn push(client: &Client, args: PushArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 #[command(
-    about = "Copy an image with all its platforms and blobs from one registry to another",
-    long_about = "Copy an image with all its platforms and blobs from one registry to another \
-                  (promotion: dev -> int -> prod), without storing or unpacking it: blobs \
-                  stream from the source to the destination, each digest verified; blobs the \
-                  destination has are skipped. Credentials come from `berth login`. The \
-                  daemon is not involved."
+    about = "Copy an image with all its blobs between registries and to/from archives",
+    long_about = "Copy an image with all its platforms and blobs between registries, or \
+                  between a registry and an archive (promotion: dev -> int -> prod), without \
+                  storing or unpacking it; every digest verified; blobs the destination \
+                  registry has are skipped. SRC and DST are docker://HOST/REPO:TAG (or a \
+                  plain reference), docker-archive:PATH[:REF] or oci-archive:PATH[:REF], as \
+                  skopeo spells them; one end must be a registry. Credentials come from \
+                  `berth login`. The daemon is not involved."
 )]
 pub struct CopyArgs {
     /// Suppress the per-blob lines
     #[arg(short, long)]
     pub quiet: bool,
-    /// Source image (REGISTRY/REPO:TAG or @DIGEST; a docker:// prefix is accepted)
+    /// Source (docker://REGISTRY/REPO:TAG or @DIGEST, docker-archive:PATH[:REF], oci-archive:PATH[:REF])
     #[arg(value_name = "SRC")]
     pub source: String,
-    /// Destination (REGISTRY/REPO[:TAG]; without a tag, the source's tag)
+    /// Destination (docker://REGISTRY/REPO[:TAG] (without a tag, the source's),
+    /// docker-archive:PATH[:REF], oci-archive:PATH[:REF])
     #[arg(value_name = "DST")]
     pub destination: String,
-}
-
-fn registry_ref(s: &str, what: &str) -> anyhow::Result<Reference> {
-    if s.starts_with("docker-archive:") || s.starts_with("oci-archive:") || s.starts_with("oci:") {
-        anyhow::bail!(
-            "{what} {s}: archives are not supported by image copy yet (use berth load/save, or skopeo copy)"
-        );
-    }
-    let s = s.strip_prefix("docker://").unwrap_or(s);
-    Reference::parse_with_default_tag(s).with_context(|| format!("invalid {what} reference: {s}"))
 }
 
 fn auth_for(registry: &str) -> berth_image::registry::RegistryAuth {
@@ -155,29 +148,51 @@ fn auth_for(registry: &str) -> berth_image::registry::RegistryAuth {
     }
 }
 
-pub async fn copy(args: CopyArgs) -> anyhow::Result<()> {
-    use berth_image::registry::{CopyEvent, RegistryClient};
-    let src = registry_ref(&args.source, "source")?;
-    let mut dst = registry_ref(&args.destination, "destination")?;
-    if !args
-        .destination
-        .trim_start_matches("docker://")
+fn has_tag_or_digest(s: &str) -> bool {
+    s.trim_start_matches("docker://")
         .rsplit('/')
         .next()
         .is_some_and(|last| last.contains(':') || last.contains('@'))
+}
+
+pub async fn copy(args: CopyArgs) -> anyhow::Result<()> {
+    use berth_image::registry::{CopyEvent, Endpoint, RegistryClient};
+    let src = Endpoint::parse(&args.source).context("invalid source")?;
+    let mut dst = Endpoint::parse(&args.destination).context("invalid destination")?;
+    if let (Endpoint::Registry(s), Endpoint::Registry(d)) = (&src, &mut dst) {
+        if !has_tag_or_digest(&args.destination) {
+            // No tag given: keep the source's.
+            *d = match (s.tag(), s.digest()) {
+                (Some(t), None) => d.with_tag(t)?,
+                (_, Some(g)) => d.with_digest(*g),
+                (None, None) => d.clone(),
+            };
+        }
+    }
+    if let (
+        Endpoint::DockerArchive { reference, .. } | Endpoint::OciArchive { reference, .. },
+        Endpoint::Registry(d),
+    ) = (&src, &mut dst)
     {
-        // No tag given: keep the source's.
-        dst = match (src.tag(), src.digest()) {
-            (Some(t), None) => dst.with_tag(t)?,
-            (_, Some(d)) => dst.with_digest(*d),
-            (None, None) => dst,
-        };
+        if !has_tag_or_digest(&args.destination) {
+            // No tag given: the tag of the archive's name for the image (an OCI ref name
+            // without ':' is itself the tag, as skopeo reads `oci-archive:PATH:1`), or latest.
+            let oci = matches!(src, Endpoint::OciArchive { .. });
+            let tag = reference
+                .as_deref()
+                .and_then(|r| match r.rsplit_once(':') {
+                    Some((_, t)) => Some(t.to_string()),
+                    None if oci => Some(r.to_string()),
+                    None => None,
+                })
+                .filter(|t| !t.contains('/'))
+                .unwrap_or_else(|| "latest".to_string());
+            *d = d.with_tag(&tag)?;
+        }
     }
     let quiet = args.quiet;
     let (s2, d2) = (src.clone(), dst.clone());
     let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let sc = RegistryClient::connect(s2.domain(), auth_for(s2.domain()), &[])?;
-        let dc = RegistryClient::connect(d2.domain(), auth_for(d2.domain()), &[])?;
         let show = |ev: CopyEvent| {
             if quiet {
                 return;
@@ -191,9 +206,28 @@ pub async fn copy(args: CopyArgs) -> anyhow::Result<()> {
             };
             let _ = super::out(&line);
         };
-        Ok(berth_image::registry::copy(&sc, &s2, &dc, &d2, &show)?)
+        let connect = |r: &berth_types::Reference| {
+            RegistryClient::connect(r.domain(), auth_for(r.domain()), &[])
+        };
+        Ok(match (&s2, &d2) {
+            (Endpoint::Registry(s), Endpoint::Registry(d)) => {
+                berth_image::registry::copy(&connect(s)?, s, &connect(d)?, d, &show)?
+            }
+            (Endpoint::Registry(s), archive) => {
+                berth_image::registry::copy_to_archive(&connect(s)?, s, archive, &show)?
+            }
+            (archive, Endpoint::Registry(d)) => {
+                berth_image::registry::copy_from_archive(archive, &connect(d)?, d, &show)?
+            }
+            _ => anyhow::bail!(
+                "image copy between two archives is not supported: one end must be a registry (or use berth load/save)"
+            ),
+        })
     })
     .await
     .context("copy task failed")??;
-    super::out(&format!("Copied {src} to {dst}\ndigest: {digest}\n"))
+    super::out(&format!(
+        "Copied {} to {}\ndigest: {digest}\n",
+        args.source, args.destination
+    ))
 }
