@@ -16,10 +16,11 @@
 
 use std::future::Future;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod containers;
 mod distribution;
 mod error;
 mod images;
@@ -60,6 +61,14 @@ pub fn router(engine: Engine) -> Router {
                 .post(images::post_by_name)
                 .delete(images::remove),
         )
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}", delete(containers::remove))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/logs", get(containers::logs))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

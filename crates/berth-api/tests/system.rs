@@ -202,7 +202,7 @@ async fn unknown_routes_are_docker_404s() {
     for uri in [
         "/nope",
         "/v1.41/nope",
-        "/containers/x/json",
+        "/containers/x/top",
         "/images/justaname",
     ] {
         let r = api.get(uri).await;

@@ -25,7 +25,7 @@
 //! The shim binary is `$BERTH_SHIM`, else `berth-shim` next to the running executable;
 //! `berth-driver` is looked up next to the shim.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -36,7 +36,7 @@ use berth_runtime::shim_protocol::{
     ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, EXIT_FILE, SHIM_CONFIG_FILE,
     SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
 };
-use berth_runtime::{ContainerOptions, OverlayRootfs, RootfsError, SpecError};
+use berth_runtime::{OverlayRootfs, RootfsError, SpecError};
 use berth_store::ExtraRoots;
 use berth_types::{Digest, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ use tracing::{info, instrument, warn};
 
 use crate::error::{EngineError, Result};
 use crate::Engine;
+
+/// The runtime's option types, for front ends that build [`CreateOptions`].
+pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
@@ -65,6 +68,23 @@ pub struct ContainerRecord {
     pub log_max_size: u64,
     pub log_max_file: u32,
     pub cgroup_path: String,
+    /// The container's name (without Docker's leading `/`); empty for records written
+    /// before names existed.
+    #[serde(default)]
+    pub name: String,
+    /// Labels given at create.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The process's command line as the runtime spec has it (entrypoint + cmd).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `--network host` (else a private namespace with loopback only).
+    #[serde(default)]
+    pub network_host: bool,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -75,6 +95,20 @@ pub struct CreateOptions {
     pub log_max_size: Option<u64>,
     /// json-file `max-file`; 3 when `None`.
     pub log_max_file: Option<u32>,
+    /// The container's name; unique. A generated one (`berth_<12 hex>`) when `None`.
+    pub name: Option<String>,
+    /// Labels, kept in the record.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// The state of a container as its files tell it.
@@ -230,14 +264,28 @@ impl Engine {
         Ok(out)
     }
 
-    /// Finds a container by full ID or unique ID prefix.
+    /// Finds a container by full ID, name (with or without its leading `/`) or unique
+    /// ID prefix, in that order (as Docker).
     pub fn container(&self, name: &str) -> Result<ContainerRecord> {
         let not_found = || EngineError::not_found(format!("No such container: {name}"));
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if name.is_empty() {
             return Err(not_found());
         }
-        let mut matches: Vec<ContainerRecord> = self
-            .container_records()?
+        let records = self.container_records()?;
+        if let Some(r) = records.iter().find(|r| r.id == name) {
+            return Ok(r.clone());
+        }
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if let Some(r) = records
+            .iter()
+            .find(|r| !r.name.is_empty() && r.name == bare)
+        {
+            return Ok(r.clone());
+        }
+        if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let mut matches: Vec<ContainerRecord> = records
             .into_iter()
             .filter(|r| r.id.starts_with(name))
             .collect();
@@ -355,6 +403,24 @@ impl Engine {
         }
         let run_config = self.run_config(&img.id.to_string())?;
         let id = random_id()?;
+        let name = match &opts.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !valid_name(n) {
+                    return Err(EngineError::invalid(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(other) = self.container_records()?.iter().find(|r| r.name == n) {
+                    return Err(EngineError::conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        other.id
+                    )));
+                }
+                n.to_string()
+            }
+            None => format!("berth_{}", &id[..12]),
+        };
         let dir = self.container_dir(&id);
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
         let cleanup = |dir: &Path| {
@@ -376,6 +442,12 @@ impl Engine {
                 .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_FILE)
                 .max(1),
             cgroup_path: format!("/berth/{id}"),
+            name,
+            labels: opts.labels.clone(),
+            args: Vec::new(),
+            network_host: opts.runtime.network == NetworkMode::Host,
+            privileged: opts.runtime.privileged,
+            read_only: opts.runtime.read_only,
         };
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
@@ -393,6 +465,12 @@ impl Engine {
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
+            let mut rec = rec.clone();
+            rec.args = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.args().clone())
+                .unwrap_or_default();
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
             // Last: the record makes the container exist.
