@@ -231,18 +231,28 @@ fn daemon_id(root: &std::path::Path) -> String {
 /// decodes into it; a wrong type makes `docker info` fail).
 pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
     let e = engine.clone();
-    let (images, host, backing) = blocking(move || {
+    let (images, host, backing, containers) = blocking(move || {
         let images = e.image_count()?;
-        Ok((images, read_host(), backing_filesystem(&e.config().root)))
+        let containers = e.list_containers()?;
+        Ok((
+            images,
+            read_host(),
+            backing_filesystem(&e.config().root),
+            containers,
+        ))
     })
     .await?;
+    let running = containers
+        .iter()
+        .filter(|c| matches!(c.state, berth_engine::ContainerState::Running { .. }))
+        .count();
     let root = engine.config().root.display().to_string();
     let v = json!({
         "ID": daemon_id(&engine.config().root),
-        "Containers": 0,
-        "ContainersRunning": 0,
+        "Containers": containers.len(),
+        "ContainersRunning": running,
         "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "ContainersStopped": containers.len() - running,
         "Images": images,
         "Driver": "overlayfs",
         "DriverStatus": [["Backing Filesystem", backing]],
