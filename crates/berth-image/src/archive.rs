@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 
 use crate::commit::{commit_images, StagedSnapshot};
 use crate::error::{ImageError, Result};
-use crate::layer::{ingest_layer, sniff, Compression, IngestOptions, IngestedLayer, LayerError};
+use crate::layer::{
+    ingest_layer, sniff, Compression, IngestOptions, IngestedLayer, LayerError, ProgressRead,
+};
 use crate::model::{
     host_platform, platform_matches, Descriptor, DockerSaveEntry, ImageConfig, Index, Manifest,
     MAX_JSON_BYTES,
@@ -99,31 +101,6 @@ enum Staged {
     Failed(String),
     /// An OCI blob berth already stores (with its snapshot, if it is a layer).
     Present(Digest),
-}
-
-struct ProgressReader<'a, R> {
-    inner: R,
-    name: &'a str,
-    current: u64,
-    total: u64,
-    last: u64,
-    progress: &'a mut dyn FnMut(LoadEvent),
-}
-
-impl<R: Read> Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.current += n as u64;
-        if self.current - self.last >= 4 << 20 || (n == 0 && self.current != self.last) {
-            self.last = self.current;
-            (self.progress)(LoadEvent::File {
-                name: self.name.to_string(),
-                current: self.current,
-                total: self.total,
-            });
-        }
-        Ok(n)
-    }
 }
 
 /// Cleans an archive member path: no leading `./` or `/`, no `.` components; `None` if
@@ -219,14 +196,13 @@ pub fn load_archive(
             continue;
         }
         let total = entry.size();
-        let mut pr = ProgressReader {
-            inner: &mut entry,
-            name: &name,
-            current: 0,
-            total,
-            last: 0,
-            progress,
-        };
+        let mut pr = ProgressRead::new(&mut entry, 4 << 20, |current| {
+            progress(LoadEvent::File {
+                name: name.clone(),
+                current,
+                total,
+            })
+        });
         let head = read_head(&mut pr, 512)
             .map_err(|e| ImageError::io(format!("read archive member {name}"), e))?;
         let named_digest = name
@@ -247,7 +223,7 @@ pub fn load_archive(
             Some(compression) => {
                 match ingest_layer(store, &head, &mut pr, compression, false, &opts.ingest()) {
                     Ok(layer) => {
-                        (pr.progress)(LoadEvent::LayerDone {
+                        progress(LoadEvent::LayerDone {
                             name: name.clone(),
                             diff_id: layer.diff_id,
                         });

@@ -232,6 +232,40 @@ impl Drop for ThreadedBlob {
     }
 }
 
+/// Reports the bytes read so far to `report` at least every `step` bytes and once at the
+/// end of the stream (progress bars of loads and pulls).
+pub(crate) struct ProgressRead<R, F> {
+    inner: R,
+    current: u64,
+    last: u64,
+    step: u64,
+    report: F,
+}
+
+impl<R, F: FnMut(u64)> ProgressRead<R, F> {
+    pub(crate) fn new(inner: R, step: u64, report: F) -> Self {
+        ProgressRead {
+            inner,
+            current: 0,
+            last: 0,
+            step,
+            report,
+        }
+    }
+}
+
+impl<R: Read, F: FnMut(u64)> Read for ProgressRead<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.current += n as u64;
+        if self.current - self.last >= self.step || (n == 0 && self.current != self.last) {
+            self.last = self.current;
+            (self.report)(self.current);
+        }
+        Ok(n)
+    }
+}
+
 /// Counts bytes read (the compressed input, for the ratio check).
 struct Counting<R> {
     inner: R,

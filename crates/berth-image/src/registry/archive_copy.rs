@@ -61,6 +61,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// An archive endpoint's path, image reference and whether it is a docker-save
+    /// archive (else OCI); an error naming `role` for a registry.
+    fn archive(&self, role: &str) -> Result<(&PathBuf, &Option<String>, bool)> {
+        match self {
+            Endpoint::DockerArchive { path, reference } => Ok((path, reference, true)),
+            Endpoint::OciArchive { path, reference } => Ok((path, reference, false)),
+            Endpoint::Registry(_) => Err(ImageError::Invalid(format!(
+                "{role} is a registry, not an archive"
+            ))),
+        }
+    }
+
     /// Parses skopeo's spellings: `docker://REF` or a plain reference,
     /// `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]`.
     pub fn parse(s: &str) -> Result<Endpoint> {
@@ -569,15 +581,7 @@ pub fn copy_from_archive(
     dst_ref: &Reference,
     progress: &dyn Fn(CopyEvent),
 ) -> Result<Digest> {
-    let (path, reference, docker) = match src {
-        Endpoint::DockerArchive { path, reference } => (path, reference, true),
-        Endpoint::OciArchive { path, reference } => (path, reference, false),
-        Endpoint::Registry(_) => {
-            return Err(ImageError::Invalid(
-                "copy_from_archive: source is a registry".into(),
-            ))
-        }
-    };
+    let (path, reference, docker) = src.archive("copy_from_archive: the source")?;
     let spool = Spool::read(path)?;
     let digest = if docker {
         docker_archive_to_registry(&spool, reference.as_deref(), dst, dst_ref, progress)?
@@ -869,15 +873,7 @@ pub fn copy_to_archive(
     dst: &Endpoint,
     progress: &dyn Fn(CopyEvent),
 ) -> Result<Digest> {
-    let (path, reference, docker) = match dst {
-        Endpoint::DockerArchive { path, reference } => (path, reference, true),
-        Endpoint::OciArchive { path, reference } => (path, reference, false),
-        Endpoint::Registry(_) => {
-            return Err(ImageError::Invalid(
-                "copy_to_archive: destination is a registry".into(),
-            ))
-        }
-    };
+    let (path, reference, docker) = dst.archive("copy_to_archive: the destination")?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -23,7 +23,7 @@ use super::RegistryClient;
 use crate::archive::LoadOptions;
 use crate::commit::{commit_images, StagedSnapshot};
 use crate::error::{ImageError, Result};
-use crate::layer::{ingest_layer, sniff, LayerError};
+use crate::layer::{ingest_layer, sniff, LayerError, ProgressRead};
 use crate::model::{
     host_platform, platform_matches, ImageConfig, Index, Manifest, Platform, MAX_JSON_BYTES,
 };
@@ -70,32 +70,6 @@ pub struct Pulled {
 
 fn short(d: &Digest) -> String {
     d.hex().chars().take(12).collect()
-}
-
-/// Reports bytes read from a blob stream.
-struct Counting<'a, R> {
-    inner: R,
-    id: &'a str,
-    current: u64,
-    last: u64,
-    total: u64,
-    progress: &'a (dyn Fn(PullEvent) + Sync),
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.current += n as u64;
-        if self.current - self.last >= 512 << 10 || (n == 0 && self.current != self.last) {
-            self.last = self.current;
-            (self.progress)(PullEvent::Downloading {
-                id: self.id.to_string(),
-                current: self.current,
-                total: self.total,
-            });
-        }
-        Ok(n)
-    }
 }
 
 /// Pulls `reference` from `client`'s registry into the store and tags it.
@@ -366,14 +340,13 @@ fn fetch_layer(
             )));
         }
     }
-    let mut input = Counting {
-        inner: resp.take(size),
-        id: &id,
-        current: 0,
-        last: 0,
-        total: size,
-        progress,
-    };
+    let mut input = ProgressRead::new(resp.take(size), 512 << 10, |current| {
+        progress(PullEvent::Downloading {
+            id: id.to_string(),
+            current,
+            total: size,
+        })
+    });
     let mut head = vec![0u8; 512];
     let mut got = 0;
     while got < head.len() {
