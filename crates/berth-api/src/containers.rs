@@ -21,11 +21,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::hijack::{frame, MULTIPLEXED, STDERR, STDOUT};
 use crate::images::blocking;
 use crate::params::Params;
-
-/// Docker's `application/vnd.docker.multiplexed-stream` (non-TTY logs and attach).
-const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 
 /// Go's zero time, which Docker reports for times that never happened.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -627,15 +625,6 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
 // ---------------------------------------------------------------------------------
 // Logs
 
-/// One frame of Docker's multiplexed stream: stream type (1 stdout, 2 stderr), three
-/// zero bytes, the payload length as a big-endian u32, the payload.
-fn frame(stream: u8, payload: &[u8], out: &mut Vec<u8>) {
-    out.push(stream);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
 /// `GET /containers/{id}/logs?stdout=&stderr=&tail=&timestamps=` (not `follow`).
 pub(crate) async fn logs(
     State(engine): State<Engine>,
@@ -688,7 +677,7 @@ pub(crate) async fn logs(
     }
     let mut out = Vec::new();
     for r in &selected {
-        let kind = if r.stream == "stderr" { 2 } else { 1 };
+        let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
         if timestamps {
             let line = format!("{} {}", r.time, r.log);
             frame(kind, line.as_bytes(), &mut out);
@@ -707,13 +696,6 @@ pub(crate) async fn logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_have_docker_header() {
-        let mut out = Vec::new();
-        frame(2, b"hi\n", &mut out);
-        assert_eq!(out, [2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
-    }
 
     #[test]
     fn sizes_and_durations() {

@@ -23,6 +23,10 @@ use berth_engine::Engine;
 mod containers;
 mod distribution;
 mod error;
+mod events;
+// Its first users (attach, exec) land next.
+#[allow(dead_code)]
+mod hijack;
 mod images;
 mod middleware;
 mod params;
@@ -61,6 +65,7 @@ pub fn router(engine: Engine) -> Router {
                 .post(images::post_by_name)
                 .delete(images::remove),
         )
+        .route("/events", get(events::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}", delete(containers::remove))

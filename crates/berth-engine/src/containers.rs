@@ -482,6 +482,7 @@ impl Engine {
         }
         drop(lease);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
+        self.emit_container(&rec, "create", &[]);
         Ok(id)
     }
 
@@ -536,6 +537,7 @@ impl Engine {
         let reply = reply.trim();
         if let Some(pid) = reply.strip_prefix("ok ") {
             info!(container.id = %rec.id, pid = %pid, "container started");
+            self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
         let msg = reply.strip_prefix("error ").unwrap_or(reply);
@@ -556,8 +558,10 @@ impl Engine {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
         match shim_request(&dir, &format!("kill {signal}"))? {
-            Some(r) if r.trim() == "ok" => Ok(()),
-            Some(r) if r.is_empty() => Ok(()), // exited meanwhile
+            Some(r) if r.trim() == "ok" || r.is_empty() => {
+                self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
+                Ok(())
+            }
             Some(r) => Err(EngineError::internal(format!(
                 "container {}: kill: {}",
                 rec.id,
@@ -673,6 +677,7 @@ impl Engine {
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
         info!(container.id = %rec.id, "container removed");
+        self.emit_container(&rec, "destroy", &[]);
         Ok(())
     }
 }

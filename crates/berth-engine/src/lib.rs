@@ -7,6 +7,7 @@ pub mod config;
 pub mod containers;
 pub mod distribution;
 pub mod error;
+pub mod events;
 pub mod filters;
 pub mod images;
 pub mod policy;
@@ -15,6 +16,7 @@ pub use config::DaemonConfig;
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
+pub use events::{Event, EventType, Subscription};
 pub use filters::Filters;
 pub use images::*;
 pub use policy::{Operation, Policy, PolicyConfig};
@@ -33,6 +35,7 @@ struct Inner {
     store: Store,
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
+    events: events::EventBus,
 }
 
 impl Engine {
@@ -52,6 +55,7 @@ impl Engine {
                 store,
                 config,
                 started: chrono::Utc::now(),
+                events: events::EventBus::new(),
             }),
         };
         engine.rediscover_containers();
