@@ -53,7 +53,7 @@ fn parse_time(s: &str) -> Option<i64> {
             return None;
         }
         let nanos: i64 = format!("{digits:0<9}").parse().ok()?;
-        return Some(secs.checked_mul(1_000_000_000)?.checked_add(nanos)?);
+        return secs.checked_mul(1_000_000_000)?.checked_add(nanos);
     }
     if let Ok(secs) = s.parse::<i64>() {
         return secs.checked_mul(1_000_000_000);
