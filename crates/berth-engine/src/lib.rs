@@ -10,6 +10,8 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod images;
+pub mod lifecycle;
+pub mod logs;
 pub mod policy;
 
 pub use config::DaemonConfig;
@@ -19,6 +21,11 @@ pub use error::{EngineError, Result};
 pub use events::{Event, EventType, Subscription};
 pub use filters::Filters;
 pub use images::*;
+pub use lifecycle::{
+    ContainerStatus, HealthAction, HealthResult, HealthState, RestartPolicy, RunSettings,
+    WaitCondition,
+};
+pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
 
 use std::sync::Arc;
@@ -36,6 +43,9 @@ struct Inner {
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
+    /// Serialises writes of container records and status files.
+    records: std::sync::Mutex<()>,
+    lifecycle: std::sync::Mutex<lifecycle::Tracking>,
 }
 
 impl Engine {
@@ -56,9 +66,12 @@ impl Engine {
                 config,
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
+                records: std::sync::Mutex::new(()),
+                lifecycle: Default::default(),
             }),
         };
         engine.rediscover_containers();
+        engine.resume_containers();
         Ok(engine)
     }
 
