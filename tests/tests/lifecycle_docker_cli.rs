@@ -246,7 +246,6 @@ fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
     ok(d.docker(&["rm", "-f", "stubborn"]));
 
     // The events tell the story in order.
-    let mut events = events;
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
