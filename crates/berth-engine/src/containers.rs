@@ -50,7 +50,7 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
-const RECORD_FILE: &str = "container.json";
+pub(crate) const RECORD_FILE: &str = "container.json";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,6 +85,20 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// The cgroup limits as given at create and changed by `docker update`.
+    #[serde(default)]
+    pub resources: berth_runtime::Resources,
+    /// The restart policy (stored and validated; applied by the supervisor).
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+}
+
+/// Docker's restart policy: `no` (or empty), `always`, `unless-stopped`, `on-failure`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub name: String,
+    /// Only with `on-failure`; 0 = unlimited.
+    pub maximum_retry_count: i64,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -155,7 +169,7 @@ fn rootfs_err(e: RootfsError) -> EngineError {
     EngineError::new(kind, e.to_string())
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     (|| -> std::io::Result<()> {
@@ -448,6 +462,8 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            resources: opts.runtime.resources.clone(),
+            restart_policy: RestartPolicy::default(),
         };
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
@@ -555,7 +571,19 @@ impl Engine {
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
-        match shim_request(&dir, &format!("kill {signal}"))? {
+        // A paused container gets SIGKILL (then is thawed so it can die, as Docker);
+        // other signals would wait in the freezer, so they are refused.
+        let paused = self.container_paused(&rec);
+        if paused && signal != libc::SIGKILL {
+            return Err(EngineError::conflict(format!(
+                "container {name} is paused: unpause the container before sending it signal {signal}"
+            )));
+        }
+        let sent = shim_request(&dir, &format!("kill {signal}"));
+        if paused {
+            self.thaw_if_paused(&rec)?;
+        }
+        match sent? {
             Some(r) if r.trim() == "ok" => Ok(()),
             Some(r) if r.is_empty() => Ok(()), // exited meanwhile
             Some(r) => Err(EngineError::internal(format!(

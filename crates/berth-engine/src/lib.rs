@@ -3,7 +3,9 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod cgroups;
 pub mod config;
+mod container_cgroup;
 pub mod containers;
 pub mod distribution;
 pub mod error;
@@ -12,6 +14,7 @@ pub mod images;
 pub mod policy;
 
 pub use config::DaemonConfig;
+pub use container_cgroup::{validate_restart_policy, ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
