@@ -20,6 +20,7 @@ use berth_engine::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cgroups::{patch_inspect, patch_summary, ResourcesBody};
 use crate::error::ApiError;
 use crate::images::blocking;
 use crate::params::Params;
@@ -72,9 +73,9 @@ struct HostConfigBody {
     security_opt: Option<Vec<String>>,
     privileged: bool,
     binds: Option<Vec<String>>,
-    memory: i64,
-    nano_cpus: i64,
-    pids_limit: Option<i64>,
+    /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits): see `cgroups.rs`.
+    #[serde(flatten)]
+    resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
     // Accepted only when empty/off: refusing beats silently ignoring them.
     port_bindings: Option<BTreeMap<String, serde_json::Value>>,
@@ -212,14 +213,9 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     for b in hc.binds.unwrap_or_default() {
         runtime.mounts.push(parse_bind(&b)?);
     }
-    if hc.memory > 0 {
-        runtime.resources.memory = Some(hc.memory);
-    }
-    if hc.nano_cpus > 0 {
-        runtime.resources.nano_cpus = Some(hc.nano_cpus);
-    }
-    // Docker sends 0 for "not set"; -1 means unlimited.
-    runtime.resources.pids_limit = hc.pids_limit.filter(|p| *p != 0);
+    let (resources, ulimits) = hc.resources.into_create()?;
+    runtime.resources = resources;
+    runtime.ulimits = ulimits;
     let mut opts = CreateOptions {
         runtime,
         name,
@@ -517,13 +513,30 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| *l > 0)
         .map(|l| l as usize);
-    match blocking(move || engine.list_containers()).await {
-        Ok(rows) => {
+    let result = blocking(move || {
+        let rows = engine.list_containers()?;
+        let paused: Vec<bool> = rows
+            .iter()
+            .map(|c| {
+                matches!(c.state, ContainerState::Running { .. })
+                    && engine.container_paused(&c.record)
+            })
+            .collect();
+        Ok((rows, paused))
+    })
+    .await;
+    match result {
+        Ok((rows, paused)) => {
             let out: Vec<Value> = rows
                 .iter()
-                .filter(|c| all || matches!(c.state, ContainerState::Running { .. }))
+                .zip(paused)
+                .filter(|(c, _)| all || matches!(c.state, ContainerState::Running { .. }))
                 .take(limit.unwrap_or(usize::MAX))
-                .map(|c| summary_json(&c.record, &c.state))
+                .map(|(c, paused)| {
+                    let mut row = summary_json(&c.record, &c.state);
+                    patch_summary(&mut row, paused);
+                    row
+                })
                 .collect();
             Json(out).into_response()
         }
@@ -615,11 +628,17 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     let result = blocking(move || {
         let rec = engine.container(&id)?;
         let state = engine.container_state(&rec.id)?;
-        Ok((rec, state))
+        let paused =
+            matches!(state, ContainerState::Running { .. }) && engine.container_paused(&rec);
+        Ok((rec, state, paused))
     })
     .await;
     match result {
-        Ok((rec, state)) => Json(inspect_json(&rec, &state)).into_response(),
+        Ok((rec, state, paused)) => {
+            let mut doc = inspect_json(&rec, &state);
+            patch_inspect(&mut doc, &rec, paused);
+            Json(doc).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
