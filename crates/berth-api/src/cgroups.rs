@@ -97,7 +97,10 @@ impl ResourcesBody {
     /// Refuses every field berth cannot honour (when set), for create and update.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
         let refused: [(bool, &str); 13] = [
-            (non_empty(&self.blkio_weight_device), "--blkio-weight-device"),
+            (
+                non_empty(&self.blkio_weight_device),
+                "--blkio-weight-device",
+            ),
             (self.kernel_memory != 0, "--kernel-memory"),
             (self.kernel_memory_tcp != 0, "KernelMemoryTCP"),
             (self.cpu_realtime_period != 0, "--cpu-rt-period"),
@@ -448,8 +451,7 @@ pub(crate) async fn stats(
         Err(e) => return e.into_response(),
     };
     if one_shot && stream {
-        return ApiError::bad_request("cannot have stream=true and one-shot=true")
-            .into_response();
+        return ApiError::bad_request("cannot have stream=true and one-shot=true").into_response();
     }
     let rec = {
         let engine = engine.clone();
@@ -458,9 +460,8 @@ pub(crate) async fn stats(
             Err(e) => return e.into_response(),
         }
     };
-    let sample = |engine: Engine, rec: ContainerRecord| {
-        blocking(move || engine.container_stats(&rec))
-    };
+    let sample =
+        |engine: Engine, rec: ContainerRecord| blocking(move || engine.container_stats(&rec));
     let first = match sample(engine.clone(), rec.clone()).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -575,13 +576,13 @@ fn update_request(body: &[u8]) -> Result<ResourceUpdate, ApiError> {
     let body: UpdateBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid update body: {e}")))?;
     let mut upd = body.resources.into_update()?;
-    upd.restart_policy = body
-        .restart_policy
-        .filter(|p| !p.name.is_empty())
-        .map(|p| RestartPolicy {
-            name: p.name,
-            maximum_retry_count: p.maximum_retry_count,
-        });
+    upd.restart_policy =
+        body.restart_policy
+            .filter(|p| !p.name.is_empty())
+            .map(|p| RestartPolicy {
+                name: p.name,
+                maximum_retry_count: p.maximum_retry_count,
+            });
     Ok(upd)
 }
 

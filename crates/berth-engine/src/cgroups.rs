@@ -279,9 +279,8 @@ impl Cgroup {
 
     fn write(&self, controller: &str, file: &str, value: &str) -> Result<()> {
         let p = self.path(controller, file);
-        fs::write(&p, value).map_err(|e| {
-            EngineError::internal(format!("{}: write {value:?}: {e}", p.display()))
-        })
+        fs::write(&p, value)
+            .map_err(|e| EngineError::internal(format!("{}: write {value:?}: {e}", p.display())))
     }
 
     /// Whether the cgroup exists (the container runs, or ran and was not cleaned up).
@@ -306,7 +305,12 @@ impl Cgroup {
             let text = match fs::read_to_string(&procs) {
                 Ok(t) => t,
                 Err(e) if e.kind() == IoKind::NotFound => continue,
-                Err(e) => return Err(EngineError::internal(format!("{}: read: {e}", procs.display()))),
+                Err(e) => {
+                    return Err(EngineError::internal(format!(
+                        "{}: read: {e}",
+                        procs.display()
+                    )))
+                }
             };
             out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
             if let Ok(rd) = fs::read_dir(&d) {
@@ -783,7 +787,10 @@ mod tests {
         let (_tmp, cg) = v2_copy();
         // The fixture's cgroup.events says frozen 0: a thaw settles at once.
         cg.thaw().unwrap();
-        assert_eq!(fs::read_to_string(cg.dir("").join("cgroup.freeze")).unwrap(), "0");
+        assert_eq!(
+            fs::read_to_string(cg.dir("").join("cgroup.freeze")).unwrap(),
+            "0"
+        );
         // A kernel would flip cgroup.events; a plain file does not, so the freeze times
         // out only after FREEZE_TIMEOUT — simulate the kernel instead.
         fs::write(cg.dir("").join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
@@ -816,7 +823,11 @@ mod tests {
         w("cpuacct", "cpuacct.usage", "2000\n");
         w("cpuacct", "cpuacct.usage_percpu", "1500 500 \n");
         w("cpuacct", "cpuacct.stat", "user 3\nsystem 1\n");
-        w("cpu", "cpu.stat", "nr_periods 4\nnr_throttled 2\nthrottled_time 99\n");
+        w(
+            "cpu",
+            "cpu.stat",
+            "nr_periods 4\nnr_throttled 2\nthrottled_time 99\n",
+        );
         w("memory", "memory.usage_in_bytes", "1000\n");
         w("memory", "memory.max_usage_in_bytes", "2000\n");
         w("memory", "memory.limit_in_bytes", "9223372036854771712\n");

@@ -297,7 +297,9 @@ impl Engine {
         if let Some(v) = upd.memory_reservation {
             r.memory_reservation = Some(v);
         }
-        if upd.nano_cpus.is_some() && (set(r.cpu_quota).is_some() || r.cpu_period.is_some_and(|p| p != 0)) {
+        if upd.nano_cpus.is_some()
+            && (set(r.cpu_quota).is_some() || r.cpu_period.is_some_and(|p| p != 0))
+        {
             return Err(EngineError::conflict(
                 "Conflicting options: NanoCPUs cannot be updated as CPU Period/Quota has already been set",
             ));

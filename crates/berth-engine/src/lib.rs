@@ -13,9 +13,9 @@ pub mod filters;
 pub mod images;
 pub mod policy;
 
-pub use config::DaemonConfig;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
+pub use config::DaemonConfig;
 pub use container_cgroup::{validate_restart_policy, ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
