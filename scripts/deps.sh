@@ -3,7 +3,8 @@
 set -euo pipefail
 need=()
 # libseccomp-dev and pkg-config: libcontainer (berth-driver) links libseccomp.
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config; do
+# procps: `docker top` runs the host's ps.
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config procps; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -213,14 +213,16 @@ fn docker_cli_resource_flags_reach_the_cgroup_and_inspect() {
         "25000",
         "--blkio-weight",
         "300",
+        "--ulimit",
+        "nofile=1024:2048",
         "fixture/app:1",
-        "while read l; do case $l in Cpus_allowed_list*) echo $l;; esac; done < /proc/self/status",
+        "while read l; do case $l in Cpus_allowed_list*) echo $l;; esac; done < /proc/self/status; ulimit -n",
     ]));
     assert_eq!(ok(d.docker(&["wait", "inside"])).trim(), "0");
     let logs = ok(d.docker(&["logs", "inside"]));
     assert_eq!(
         logs.split_whitespace().collect::<Vec<_>>(),
-        ["Cpus_allowed_list:", "0"],
+        ["Cpus_allowed_list:", "0", "1024"],
         "{logs}"
     );
     let hc = ok(d.docker(&[
@@ -426,6 +428,12 @@ fn docker_cli_updates_pauses_and_oom_kills() {
         row.starts_with("upd Up") && row.ends_with("(Paused)"),
         "{ps}"
     );
+    let info = ok(d.docker(&[
+        "info",
+        "--format",
+        "{{.ContainersRunning}} {{.ContainersPaused}}",
+    ]));
+    assert_eq!(info.trim(), "0 1");
     d.restart_after_sigkill();
     let st = ok(d.docker(&[
         "inspect",

@@ -571,14 +571,9 @@ impl Engine {
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
-        // A paused container gets SIGKILL (then is thawed so it can die, as Docker);
-        // other signals would wait in the freezer, so they are refused.
+        // A paused container gets the signal, then is thawed so it can act on it (as
+        // Docker does for a container without a StopSignal): kill and rm -f work.
         let paused = self.container_paused(&rec);
-        if paused && signal != libc::SIGKILL {
-            return Err(EngineError::conflict(format!(
-                "container {name} is paused: unpause the container before sending it signal {signal}"
-            )));
-        }
         let sent = shim_request(&dir, &format!("kill {signal}"));
         if paused {
             self.thaw_if_paused(&rec)?;

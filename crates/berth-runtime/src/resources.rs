@@ -644,6 +644,79 @@ mod tests {
     }
 
     #[test]
+    fn cpu_period_and_quota_follow_docker() {
+        let o = to_oci(
+            &Resources {
+                cpu_period: Some(50_000),
+                cpu_quota: Some(25_000),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        let c = o.cpu().clone().unwrap();
+        assert_eq!((c.quota(), c.period()), (Some(25_000), Some(50_000)));
+        let e = to_oci(
+            &Resources {
+                nano_cpus: Some(500_000_000),
+                cpu_period: Some(50_000),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("Conflicting options"), "{e}");
+        for (period, quota) in [(Some(999), None), (Some(2_000_000), None), (None, Some(10))] {
+            assert!(to_oci(
+                &Resources {
+                    cpu_period: period,
+                    cpu_quota: quota,
+                    ..r()
+                },
+                vec![],
+                2
+            )
+            .is_err());
+        }
+        assert_eq!(
+            to_oci(
+                &Resources {
+                    cpu_quota: Some(-1),
+                    ..r()
+                },
+                vec![],
+                2
+            )
+            .unwrap()
+            .cpu()
+            .clone()
+            .unwrap()
+            .quota(),
+            Some(-1)
+        );
+    }
+
+    #[test]
+    fn resources_round_trip_through_json() {
+        let res = Resources {
+            memory: Some(64 << 20),
+            cpu_period: Some(50_000),
+            device_read_bps: vec![ThrottleDevice {
+                path: "/dev/vda".into(),
+                rate: 1,
+            }],
+            ..r()
+        };
+        let j = serde_json::to_string(&res).unwrap();
+        assert_eq!(serde_json::from_str::<Resources>(&j).unwrap(), res);
+        // Records written before a field existed still read.
+        assert_eq!(serde_json::from_str::<Resources>("{}").unwrap(), r());
+    }
+
+    #[test]
     fn blkio_devices_resolve_to_major_minor() {
         let dev = std::fs::read_dir("/dev")
             .unwrap()
