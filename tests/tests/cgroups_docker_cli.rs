@@ -405,6 +405,14 @@ fn docker_cli_updates_pauses_and_oom_kills() {
     assert_eq!(hc.trim(), format!("{} 10", 100u64 << 20));
     let err = fails(d.docker(&["update", "--memory", "1g", "upd"]));
     assert!(err.contains("memoryswap"), "{err}");
+    // A CPU the host lacks: the kernel refuses it, the record keeps the old value.
+    let err = fails(d.docker(&["update", "--cpuset-cpus", "1023", "upd"]));
+    assert!(
+        err.contains("cpuset.cpus") && err.contains("refused"),
+        "{err}"
+    );
+    let hc = ok(d.docker(&["inspect", "-f", "{{.HostConfig.CpusetCpus}}", "upd"]));
+    assert_eq!(hc.trim(), "");
     let err = fails(d.docker(&["update", "--restart", "sometimes", "upd"]));
     assert!(err.contains("restart policy"), "{err}");
     ok(d.docker(&["update", "--restart", "on-failure:3", "upd"]));

@@ -45,21 +45,28 @@ pub enum CgroupVersion {
 pub struct CgroupFs {
     root: PathBuf,
     version: CgroupVersion,
+    /// v1: where each controller's hierarchy is mounted (from mountinfo); a controller
+    /// not listed is looked for at `root/<controller>`.
+    v1_mounts: BTreeMap<String, PathBuf>,
 }
 
 impl CgroupFs {
-    /// The host's, detected from the filesystem type of `/sys/fs/cgroup`.
+    /// The host's, detected from the filesystem type of `/sys/fs/cgroup`; on v1 the
+    /// controllers' mount points come from `/proc/self/mountinfo` (co-mounted
+    /// `cpu,cpuacct` and the like).
     pub fn detect() -> Result<CgroupFs> {
         let st = rustix::fs::statfs(CGROUP_ROOT).map_err(|e| {
             EngineError::internal(format!("{CGROUP_ROOT}: statfs: {e} (is cgroupfs mounted?)"))
         })?;
         #[allow(clippy::unnecessary_cast)] // f_type is i64 or u32 depending on the target
-        let version = if st.f_type as i64 == CGROUP2_SUPER_MAGIC {
-            CgroupVersion::V2
-        } else {
-            CgroupVersion::V1
-        };
-        Ok(CgroupFs::at(Path::new(CGROUP_ROOT), version))
+        if st.f_type as i64 == CGROUP2_SUPER_MAGIC {
+            return Ok(CgroupFs::at(Path::new(CGROUP_ROOT), CgroupVersion::V2));
+        }
+        let mut fs = CgroupFs::at(Path::new(CGROUP_ROOT), CgroupVersion::V1);
+        if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
+            fs.v1_mounts = v1_mounts(&mi);
+        }
+        Ok(fs)
     }
 
     /// A tree at `root` of the given version.
@@ -67,6 +74,7 @@ impl CgroupFs {
         CgroupFs {
             root: root.to_path_buf(),
             version,
+            v1_mounts: BTreeMap::new(),
         }
     }
 
@@ -79,9 +87,45 @@ impl CgroupFs {
         Cgroup {
             root: self.root.clone(),
             version: self.version,
+            v1_mounts: self.v1_mounts.clone(),
             rel: PathBuf::from(cgroup_path.trim_start_matches('/')),
         }
     }
+}
+
+/// The mount point of each cgroup v1 controller, from mountinfo lines such as
+/// `34 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct`.
+fn v1_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split_whitespace();
+        if r.next() != Some("cgroup") {
+            continue;
+        }
+        let Some(opts) = r.nth(1) else { continue };
+        let Some(mount_point) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        // mountinfo escapes space, tab, newline and backslash in octal.
+        let mount_point = mount_point
+            .replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\");
+        for opt in opts.split(',') {
+            if matches!(
+                opt,
+                "cpu" | "cpuacct" | "cpuset" | "memory" | "pids" | "freezer" | "blkio" | "devices"
+            ) {
+                out.entry(opt.to_string())
+                    .or_insert_with(|| PathBuf::from(&mount_point));
+            }
+        }
+    }
+    out
 }
 
 /// CPU time of a cgroup, in nanoseconds.
@@ -138,6 +182,7 @@ pub struct CgroupStats {
 pub struct Cgroup {
     root: PathBuf,
     version: CgroupVersion,
+    v1_mounts: BTreeMap<String, PathBuf>,
     /// The cgroups path without its leading `/`.
     rel: PathBuf,
 }
@@ -247,7 +292,10 @@ impl Cgroup {
     /// The directory of `controller` (v1), or the one directory (v2).
     pub fn dir(&self, controller: &str) -> PathBuf {
         match self.version {
-            CgroupVersion::V1 => self.root.join(controller).join(&self.rel),
+            CgroupVersion::V1 => match self.v1_mounts.get(controller) {
+                Some(m) => m.join(&self.rel),
+                None => self.root.join(controller).join(&self.rel),
+            },
             CgroupVersion::V2 => self.root.join(&self.rel),
         }
     }
@@ -279,8 +327,18 @@ impl Cgroup {
 
     fn write(&self, controller: &str, file: &str, value: &str) -> Result<()> {
         let p = self.path(controller, file);
-        fs::write(&p, value)
-            .map_err(|e| EngineError::internal(format!("{}: write {value:?}: {e}", p.display())))
+        fs::write(&p, value).map_err(|e| {
+            // EINVAL and EBUSY: the kernel refuses the value (a CPU the host lacks, a
+            // limit below the current usage); the caller's mistake, not ours.
+            let kind = match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EBUSY) => berth_types::ErrorKind::InvalidArgument,
+                _ => berth_types::ErrorKind::Internal,
+            };
+            EngineError::new(
+                kind,
+                format!("{}: the kernel refused {value:?}: {e}", p.display()),
+            )
+        })
     }
 
     /// Whether the cgroup exists (the container runs, or ran and was not cleaned up).
@@ -288,6 +346,14 @@ impl Cgroup {
         match self.version {
             CgroupVersion::V1 => self.dir("pids").is_dir() || self.dir("memory").is_dir(),
             CgroupVersion::V2 => self.dir("").is_dir(),
+        }
+    }
+
+    /// Whether the kernel accounts swap, so a memory + swap limit can be set.
+    pub fn swap_limit_supported(&self) -> bool {
+        match self.version {
+            CgroupVersion::V1 => self.path("memory", "memory.memsw.limit_in_bytes").exists(),
+            CgroupVersion::V2 => self.path("", "memory.swap.max").exists(),
         }
     }
 
@@ -796,6 +862,35 @@ mod tests {
         fs::write(cg.dir("").join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         cg.freeze().unwrap();
         assert!(cg.frozen().unwrap());
+    }
+
+    #[test]
+    fn v1_mount_points_come_from_mountinfo() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  34 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct\n\
+                  35 25 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  36 25 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                  37 25 0:32 / /mnt/my\\040pids rw - cgroup cgroup rw,pids\n";
+        let m = v1_mounts(mi);
+        assert_eq!(m["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["cpuacct"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["memory"], Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(m["pids"], Path::new("/mnt/my pids"));
+        assert_eq!(m.len(), 4);
+        let cg = CgroupFs {
+            root: "/sys/fs/cgroup".into(),
+            version: CgroupVersion::V1,
+            v1_mounts: m,
+        }
+        .cgroup("/berth/x");
+        assert_eq!(
+            cg.dir("cpuacct"),
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/berth/x")
+        );
+        assert_eq!(
+            cg.dir("freezer"),
+            Path::new("/sys/fs/cgroup/freezer/berth/x")
+        );
     }
 
     #[test]

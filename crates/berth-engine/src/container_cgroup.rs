@@ -351,10 +351,18 @@ impl Engine {
         let oci = berth_runtime::resources::to_oci(&r, devices, host_cpus)
             .map_err(|e| EngineError::invalid(format!("container {name}: {e}")))?;
 
+        let mut warnings = Vec::new();
         if upd.touches_cgroup() {
             if let ContainerState::Running { .. } = self.container_state(&rec.id)? {
                 let cg = self.container_cgroup(&rec)?;
                 if cg.exists() {
+                    if upd.memory_swap.is_some() && !cg.swap_limit_supported() {
+                        // Docker's warning, word for word.
+                        warnings.push(
+                            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
+                                .to_string(),
+                        );
+                    }
                     cg.apply(&oci).map_err(|e| {
                         EngineError::new(
                             e.kind,
@@ -377,7 +385,7 @@ impl Engine {
         }
         self.write_record(&dir, &rec)?;
         info!(container.id = %rec.id, "container updated");
-        Ok(Vec::new())
+        Ok(warnings)
     }
 
     fn write_record(&self, dir: &Path, rec: &ContainerRecord) -> Result<()> {
