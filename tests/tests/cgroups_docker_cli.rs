@@ -213,17 +213,49 @@ fn docker_cli_resource_flags_reach_the_cgroup_and_inspect() {
         "25000",
         "--blkio-weight",
         "300",
+        "--cpuset-mems",
+        "0",
         "--ulimit",
         "nofile=1024:2048",
         "fixture/app:1",
-        "while read l; do case $l in Cpus_allowed_list*) echo $l;; esac; done < /proc/self/status; ulimit -n",
+        "while read l; do case $l in Cpus_allowed_list*) echo $l;; esac; done < /proc/self/status; ulimit -n; exec sleep 1000",
     ]));
-    assert_eq!(ok(d.docker(&["wait", "inside"])).trim(), "0");
-    let logs = ok(d.docker(&["logs", "inside"]));
+    let mut logs = String::new();
+    eventually("the container reports its limits", || {
+        logs = ok(d.docker(&["logs", "inside"]));
+        logs.split_whitespace().count() >= 3
+    });
     assert_eq!(
         logs.split_whitespace().collect::<Vec<_>>(),
         ["Cpus_allowed_list:", "0", "1024"],
         "{logs}"
+    );
+    let inside = full_id(&d, "inside");
+    assert_eq!(
+        cg_read(&inside, ("cpuset", "cpuset.mems"), "cpuset.mems"),
+        "0"
+    );
+    if cgroup_v2() {
+        assert_eq!(cg_read(&inside, ("", ""), "cpu.max"), "25000 50000");
+    } else {
+        assert_eq!(cg_read(&inside, ("cpu", "cpu.cfs_period_us"), ""), "50000");
+        assert_eq!(cg_read(&inside, ("cpu", "cpu.cfs_quota_us"), ""), "25000");
+    }
+    // The weight file depends on the I/O scheduler (CFQ's blkio.weight, BFQ's).
+    let weight = [
+        ("blkio", "blkio.weight", "io.bfq.weight"),
+        ("blkio", "blkio.bfq.weight", "io.weight"),
+    ]
+    .iter()
+    .map(|(c, v1, v2)| cg_file(&inside, (c, v1), v2))
+    .find(|p| p.exists())
+    .expect("a blkio weight file");
+    let weight = std::fs::read_to_string(&weight).expect("read weight");
+    // v1 and BFQ take the value as is (BFQ may print "default 300"); v2's io.weight
+    // is converted (1 + (300 - 10) * 9999 / 990 = 2930).
+    assert!(
+        weight.trim().ends_with("300") || weight.contains("2930"),
+        "blkio weight: {weight}"
     );
     let hc = ok(d.docker(&[
         "inspect",
