@@ -293,7 +293,8 @@ fn docker_cli_resource_flags_reach_the_cgroup_and_inspect() {
     assert!(err.contains("Conflicting options"), "{err}");
     let err = fails(d.docker(&["create", "--memory", "1m", "fixture/app:1"]));
     assert!(err.contains("--memory") && err.contains("6MB"), "{err}");
-    ok(d.docker(&["rm", "-f", "limits"]));
+    // Containers outlive the daemon: remove what runs.
+    ok(d.docker(&["rm", "-f", "limits", "inside"]));
 }
 
 #[test]
@@ -388,6 +389,8 @@ fn docker_cli_stats_and_top_show_the_container() {
         "cg-stats",
     ]));
     assert_eq!(row.trim(), "0B / 0B|0", "{row}");
+    // Containers outlive the daemon and keep their rootfs mounted: remove them.
+    ok(d.docker(&["rm", "cg-stats"]));
 }
 
 #[test]
@@ -541,6 +544,7 @@ fn docker_cli_updates_pauses_and_oom_kills() {
         "oom",
     ]));
     assert_eq!(st.trim(), "true 137");
+    ok(d.docker(&["rm", "oom"]));
 }
 
 #[test]
