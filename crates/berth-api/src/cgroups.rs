@@ -632,3 +632,105 @@ mod tests {
         assert!(e.message.contains("BlkioDeviceReadBps"), "{}", e.message);
     }
 }
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+    use berth_engine::cgroups::{BlkioEntry, CpuStats, MemoryStats};
+
+    fn record() -> ContainerRecord {
+        serde_json::from_value(json!({
+            "version": 1,
+            "id": "ab".repeat(32),
+            "image": "app:1",
+            "image_id": format!("sha256:{}", "cd".repeat(32)),
+            "layers": [],
+            "created": "2026-01-01T00:00:00Z",
+            "log_max_size": 0,
+            "log_max_file": 1,
+            "cgroup_path": "/berth/x",
+            "name": "web",
+        }))
+        .expect("record")
+    }
+
+    fn sample(total_ns: u64, limit: Option<u64>) -> StatsSample {
+        StatsSample {
+            read: chrono::Utc::now(),
+            cgroup: Some(CgroupStats {
+                cpu: CpuStats {
+                    total_ns,
+                    percpu_ns: vec![total_ns, 0],
+                    user_ns: 1,
+                    system_ns: 2,
+                    periods: 3,
+                    throttled_periods: 4,
+                    throttled_ns: 5,
+                },
+                memory: MemoryStats {
+                    usage: 100,
+                    max_usage: Some(200),
+                    limit,
+                    failcnt: Some(0),
+                    stats: [("total_inactive_file".to_string(), 10)].into(),
+                },
+                pids_current: 2,
+                pids_limit: None,
+                io_service_bytes: vec![BlkioEntry {
+                    major: 254,
+                    minor: 0,
+                    op: "Read".into(),
+                    value: 4096,
+                }],
+            }),
+            system_cpu_ns: total_ns * 10,
+            online_cpus: 2,
+            machine_memory: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn stats_json_has_dockers_shape() {
+        let rec = record();
+        let pre = sample(1000, Some(64 << 20));
+        let cur = sample(3000, None);
+        let v = stats_json(&rec, &cur, Some(&pre));
+        assert_eq!(v["name"], "/web");
+        assert_eq!(v["cpu_stats"]["cpu_usage"]["total_usage"], 3000);
+        assert_eq!(
+            v["cpu_stats"]["cpu_usage"]["percpu_usage"],
+            json!([3000, 0])
+        );
+        assert_eq!(v["cpu_stats"]["system_cpu_usage"], 30000);
+        assert_eq!(v["cpu_stats"]["online_cpus"], 2);
+        assert_eq!(v["cpu_stats"]["throttling_data"]["throttled_time"], 5);
+        assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 1000);
+        assert_ne!(v["preread"], ZERO_TIME);
+        // Unlimited: the host's memory, as Docker.
+        assert_eq!(v["memory_stats"]["limit"], 1u64 << 30);
+        assert_eq!(v["memory_stats"]["max_usage"], 200);
+        assert_eq!(v["memory_stats"]["stats"]["total_inactive_file"], 10);
+        assert_eq!(v["pids_stats"], json!({ "current": 2 }));
+        assert_eq!(
+            v["blkio_stats"]["io_service_bytes_recursive"][0],
+            json!({ "major": 254, "minor": 0, "op": "Read", "value": 4096 })
+        );
+        let first = stats_json(&rec, &pre, None);
+        assert_eq!(first["preread"], ZERO_TIME);
+        assert_eq!(first["memory_stats"]["limit"], 64u64 << 20);
+        assert_eq!(first["precpu_stats"]["cpu_usage"]["total_usage"], 0);
+    }
+
+    #[test]
+    fn a_container_that_does_not_run_has_zeroed_stats() {
+        let rec = record();
+        let mut s = sample(1, None);
+        s.cgroup = None;
+        let v = stats_json(&rec, &s, None);
+        assert_eq!(v["read"], ZERO_TIME);
+        assert_eq!(v["memory_stats"], json!({}));
+        assert_eq!(v["pids_stats"], json!({}));
+        assert_eq!(v["cpu_stats"]["cpu_usage"]["total_usage"], 0);
+        assert_eq!(v["id"], rec.id);
+    }
+}
