@@ -21,6 +21,7 @@ use berth_engine::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, STDERR, STDOUT};
 use crate::images::blocking;
@@ -71,9 +72,9 @@ struct HostConfigBody {
     security_opt: Option<Vec<String>>,
     privileged: bool,
     binds: Option<Vec<String>>,
-    memory: i64,
-    nano_cpus: i64,
-    pids_limit: Option<i64>,
+    /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits): see `cgroups.rs`.
+    #[serde(flatten)]
+    resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
     // Accepted only when empty/off: refusing beats silently ignoring them.
     port_bindings: Option<BTreeMap<String, serde_json::Value>>,
@@ -208,14 +209,9 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     for b in hc.binds.unwrap_or_default() {
         runtime.mounts.push(parse_bind(&b)?);
     }
-    if hc.memory > 0 {
-        runtime.resources.memory = Some(hc.memory);
-    }
-    if hc.nano_cpus > 0 {
-        runtime.resources.nano_cpus = Some(hc.nano_cpus);
-    }
-    // Docker sends 0 for "not set"; -1 means unlimited.
-    runtime.resources.pids_limit = hc.pids_limit.filter(|p| *p != 0);
+    let (resources, ulimits) = hc.resources.into_create()?;
+    runtime.resources = resources;
+    runtime.ulimits = ulimits;
     let labels = body.labels.unwrap_or_default();
     let settings = RunSettings {
         restart_policy: hc
@@ -632,6 +628,9 @@ fn state_words(c: &ContainerSummary) -> (&'static str, String) {
     }
     match &c.state {
         ContainerState::Created => ("created", "Created".into()),
+        ContainerState::Running { started_at, .. } if c.paused => {
+            ("paused", format!("Up {} (Paused)", since(started_at)))
+        }
         ContainerState::Running { started_at, .. } => {
             let health = match c.status.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => " (health: starting)",
@@ -929,7 +928,11 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     })
     .await;
     match result {
-        Ok((c, log)) => Json(inspect_json(&c, &log)).into_response(),
+        Ok((c, log)) => {
+            let mut doc = inspect_json(&c, &log);
+            patch_inspect(&mut doc, &c.record, c.paused);
+            Json(doc).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -234,25 +234,35 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
     let (images, host, backing, containers) = blocking(move || {
         let images = e.image_count()?;
         let containers = e.list_containers()?;
+        // Docker counts a paused container as paused, not running.
+        let paused = containers
+            .iter()
+            .filter(|c| {
+                matches!(c.state, berth_engine::ContainerState::Running { .. })
+                    && e.container_paused(&c.record)
+            })
+            .count();
         Ok((
             images,
             read_host(),
             backing_filesystem(&e.config().root),
-            containers,
+            (containers, paused),
         ))
     })
     .await?;
+    let (containers, paused) = containers;
     let running = containers
         .iter()
         .filter(|c| matches!(c.state, berth_engine::ContainerState::Running { .. }))
-        .count();
+        .count()
+        - paused;
     let root = engine.config().root.display().to_string();
     let v = json!({
         "ID": daemon_id(&engine.config().root),
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers.len() - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
         "Images": images,
         "Driver": "overlayfs",
         "DriverStatus": [["Backing Filesystem", backing]],

@@ -51,7 +51,7 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
-const RECORD_FILE: &str = "container.json";
+pub(crate) const RECORD_FILE: &str = "container.json";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -89,6 +89,9 @@ pub struct ContainerRecord {
     /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
     #[serde(default)]
     pub run: RunSettings,
+    /// The cgroup limits as given at create and changed by `docker update`.
+    #[serde(default)]
+    pub resources: berth_runtime::Resources,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -170,6 +173,8 @@ pub struct ContainerSummary {
     pub status: crate::lifecycle::ContainerStatus,
     /// The restart policy is waiting to start it again.
     pub restarting: bool,
+    /// Running, with its cgroup frozen (`docker pause`).
+    pub paused: bool,
 }
 
 pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
@@ -382,6 +387,8 @@ impl Engine {
         Ok(ContainerSummary {
             status: self.container_status(&record.id),
             restarting: self.is_restarting(&record.id),
+            paused: matches!(state, ContainerState::Running { .. })
+                && self.container_paused(&record),
             record,
             state,
         })
@@ -533,6 +540,7 @@ impl Engine {
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
             run: RunSettings::default(),
+            resources: opts.runtime.resources.clone(),
         };
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
@@ -712,7 +720,14 @@ impl Engine {
                 self.update_status(&rec.id, |s| s.manually_stopped = true)?;
             }
         }
-        match shim_request(&dir, &format!("kill {signal}"))? {
+        // A paused container gets the signal, then is thawed so it can act on it (as
+        // Docker does for a container without a StopSignal): kill and rm -f work.
+        let paused = self.container_paused(&rec);
+        let sent = shim_request(&dir, &format!("kill {signal}"));
+        if paused {
+            self.thaw_if_paused(&rec)?;
+        }
+        match sent? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
                 Ok(())

@@ -431,13 +431,16 @@ impl Engine {
                 }
             }
         };
-        self.inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .monitored
-            .remove(id);
+        let done = || {
+            self.inner
+                .lifecycle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .monitored
+                .remove(id);
+        };
         let Ok(rec) = self.container(id) else {
+            done();
             return; // removed meanwhile
         };
         let (code, ran_for) = match &exit {
@@ -448,6 +451,9 @@ impl Engine {
             self.emit_container(&rec, "oom", &[]);
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
+        // Done with this run: a stop or remove waiting for the monitor goes on now, so
+        // its own events come after `die` (before any restart starts a new monitor).
+        done();
         self.after_exit(&rec, code, ran_for);
     }
 
@@ -629,6 +635,7 @@ impl Engine {
             }
             wait_shim(&dir, None)?;
         }
+        self.wait_monitor_done(&rec.id);
         self.emit_container(&rec, "stop", &[]);
         Ok(true)
     }
