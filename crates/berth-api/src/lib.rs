@@ -29,6 +29,7 @@ mod params;
 mod stream;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::ApiError;
 pub use version::ApiVersion;
@@ -69,6 +70,13 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

@@ -85,6 +85,12 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// The container's mounts (binds, volumes, tmpfs), as inspect shows them.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// How the create request spelled its mounts (echoed by inspect).
+    #[serde(default)]
+    pub mount_config: crate::volumes::MountConfig,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -99,6 +105,8 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Labels, kept in the record.
     pub labels: BTreeMap<String, String>,
+    /// Binds, volumes and tmpfs mounts (resolved by the engine into `runtime.mounts`).
+    pub mounts: crate::volumes::MountOptions,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -239,7 +247,7 @@ impl Engine {
     }
 
     /// Every container record (unreadable ones are logged and skipped).
-    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
+    pub(crate) fn container_records(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.containers_dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -448,10 +456,38 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            mounts: Vec::new(),
+            mount_config: opts.mounts.echo.clone(),
         };
+        // Held until the record is written: volumes this create uses cannot be removed
+        // meanwhile (see volumes.rs).
+        let _volumes_guard = crate::volumes::volumes_lock();
+        let mut created_volumes: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+            let image_volumes: Vec<String> = run_config
+                .volumes
+                .as_ref()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default();
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &image_volumes,
+                opts.runtime.allow_sensitive_binds,
+            )?;
+            created_volumes = prepared.created.clone();
+            let mut rec = rec.clone();
+            rec.mounts = prepared.points;
+            let mut config_volumes = opts.mounts.config_volumes.clone();
+            for v in image_volumes {
+                if !config_volumes.contains(&v) {
+                    config_volumes.push(v);
+                }
+            }
+            rec.mount_config.volumes = config_volumes;
             let mut ropts = opts.runtime.clone();
+            ropts.mounts.extend(prepared.specs);
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -465,7 +501,6 @@ impl Engine {
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
-            let mut rec = rec.clone();
             rec.args = spec
                 .process()
                 .as_ref()
@@ -478,8 +513,10 @@ impl Engine {
         })();
         if let Err(e) = result {
             cleanup(&dir);
+            self.discard_volumes_locked(&created_volumes);
             return Err(e);
         }
+        drop(_volumes_guard);
         drop(lease);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
         Ok(id)
@@ -503,7 +540,8 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id);
-        self.overlay(&rec).mount().map_err(rootfs_err)?;
+        let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+        crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         let (shim, driver) = shim_binaries()?;
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
@@ -643,6 +681,22 @@ impl Engine {
             if !out.status.success() {
                 warn!(container.id = %rec.id, error = %String::from_utf8_lossy(&out.stderr).trim(), "runtime cleanup failed");
             }
+        }
+        Ok(())
+    }
+
+    /// `docker rm [-v]`: [`Engine::remove_container`], then with `volumes` the anonymous
+    /// volumes the container created (not named ones; not ones another container uses).
+    pub fn remove_container_and_volumes(
+        &self,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        self.remove_container(&rec.id, force)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec.mounts)?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod filters;
 pub mod images;
 pub mod policy;
+pub mod volumes;
 
 pub use config::DaemonConfig;
 pub use containers::*;
@@ -18,6 +19,7 @@ pub use error::{EngineError, Result};
 pub use filters::Filters;
 pub use images::*;
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 

@@ -8,6 +8,7 @@ pub mod manage;
 pub mod progress;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
@@ -117,6 +118,9 @@ pub enum Verb {
     /// Manage berth
     #[command(subcommand)]
     System(SystemVerb),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeVerb),
     /// Show the berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -205,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::System(SystemVerb::Df(a)) => system::df(c, a).await,
         Verb::Info(a) | Verb::System(SystemVerb::Info(a)) => system::info(c, a).await,
         Verb::Version(a) => system::version(c, a).await,
+        Verb::Volume(v) => volume::run(c, v).await,
     }
 }
 
