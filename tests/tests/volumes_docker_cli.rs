@@ -590,6 +590,20 @@ fn hostile_names_targets_and_symlinks_stay_inside() {
             "pwned\n"
         );
     }
+    // A container that swaps a directory above its mount for a symlink cannot redirect
+    // the mount at its next start.
+    let (code, logs, id) = run(
+        &d,
+        &[
+            "-v",
+            "swap:/a/b",
+            "fixture/app:1",
+            "busybox mv /a /a2 && busybox ln -s /srv /a",
+        ],
+    );
+    assert_eq!(code, 0, "{logs}");
+    let err = fails(d.docker(&["start", &id]));
+    assert!(err.contains("replaced by a symlink"), "{err}");
     let mut host_files: Vec<String> = std::fs::read_dir(&host)
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -457,7 +457,7 @@ impl Engine {
             })
             .filter(|v| {
                 let drivers = filters.get("driver");
-                drivers.is_empty() || drivers.iter().any(|d| *d == v.record.driver)
+                drivers.is_empty() || drivers.contains(&v.record.driver)
             })
             .filter(|v| filters.labels_match("label", &v.record.labels))
             .filter(|v| dangling.is_none_or(|d| d != users.contains_key(&v.record.name)))
@@ -1128,6 +1128,7 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, depth: usize) -> std::i
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -1191,6 +1192,52 @@ mod tests {
         copy_up(&rootfs, "/nope", &data2).unwrap();
         copy_up(&rootfs, "/srv/app/hello.txt", &data2).unwrap();
         assert_eq!(fs::read_dir(&data2).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn targets_resolve_inside_the_rootfs_and_are_created_there() {
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        let host = t.path().join("host");
+        fs::create_dir_all(rootfs.join("real")).unwrap();
+        fs::create_dir_all(&host).unwrap();
+        symlink(&host, rootfs.join("abs")).unwrap();
+        symlink("../../../../../../../..", rootfs.join("up")).unwrap();
+        symlink("/real", rootfs.join("inroot")).unwrap();
+        let host_rel = host.strip_prefix("/").unwrap().display().to_string();
+        assert_eq!(
+            prepare_target(&rootfs, "/abs/x", false).unwrap(),
+            format!("/{host_rel}/x")
+        );
+        assert!(rootfs.join(&host_rel).join("x").is_dir());
+        assert_eq!(
+            fs::read_dir(&host).unwrap().count(),
+            0,
+            "created on the host"
+        );
+        assert_eq!(
+            prepare_target(&rootfs, "/up/etc/f", true).unwrap(),
+            "/etc/f"
+        );
+        assert!(rootfs.join("etc/f").is_file());
+        assert_eq!(prepare_target(&rootfs, "/inroot", false).unwrap(), "/real");
+        let points = [MountPoint {
+            kind: "volume".into(),
+            name: "v".into(),
+            source: String::new(),
+            destination: "/inroot".into(),
+            driver: "local".into(),
+            mode: String::new(),
+            rw: true,
+            propagation: String::new(),
+            anonymous: false,
+            resolved: "/real".into(),
+        }];
+        check_mount_targets(&rootfs, &points).unwrap();
+        fs::remove_file(rootfs.join("inroot")).unwrap();
+        symlink("/etc", rootfs.join("inroot")).unwrap();
+        let e = check_mount_targets(&rootfs, &points).unwrap_err();
+        assert!(e.message.contains("replaced by a symlink"), "{e}");
     }
 
     #[test]
