@@ -282,6 +282,23 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["berth", "save"]).is_err());
         let cli = Cli::try_parse_from([
+            "berth", "volume", "create", "-d", "local", "--label", "a=b", "-o", "x=y", "v1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Volume(volume::VolumeVerb::Create(ref a))) if a.labels == ["a=b"] && a.volume.as_deref() == Some("v1"))
+        );
+        let cli = Cli::try_parse_from([
+            "berth", "volume", "prune", "-a", "-f", "--filter", "label=x",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Volume(volume::VolumeVerb::Prune(ref a))) if a.all && a.force && a.filters == ["label=x"])
+        );
+        assert!(Cli::try_parse_from(["berth", "volume", "list", "-q"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "volume", "remove", "-f", "a", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "volume", "rm"]).is_err());
+        let cli = Cli::try_parse_from([
             "berth",
             "daemon",
             "--root",
