@@ -99,9 +99,11 @@ fn volume_lifecycle_and_output_match_the_docker_cli() {
             "--filter",
             "name=vol",
             "--format",
-            "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}}",
+            // (Not {{.Labels}} of a volume with two labels: the docker CLI prints them
+            // in Go's random map order.)
+            "{{.Name}} {{.Driver}} {{.Scope}} {{.Mountpoint}}",
         ],
-        &["volume", "ls", "--format", "json"],
+        &["volume", "ls", "--filter", "name=vol2", "--format", "json"],
         &["volume", "inspect", "vol10", "vol2"],
         &[
             "volume",
@@ -113,6 +115,17 @@ fn volume_lifecycle_and_output_match_the_docker_cli() {
     ] {
         assert_eq!(ok(d.docker(args)), ok(d.berth(args)), "{args:?}");
     }
+    assert_eq!(
+        ok(d.berth(&[
+            "volume",
+            "ls",
+            "--filter",
+            "name=vol10",
+            "--format",
+            "{{.Labels}}"
+        ])),
+        "team=db,tier=\n"
+    );
     let ls = ok(d.docker(&["volume", "ls"]));
     let mut lines = ls.lines();
     assert_eq!(lines.next(), Some("DRIVER    VOLUME NAME"), "{ls}");
@@ -165,6 +178,14 @@ fn volume_lifecycle_and_output_match_the_docker_cli() {
     assert!(
         c.len() == 20 && c[4] == b'-' && c[10] == b'T' && c[19] == b'Z',
         "CreatedAt {created}"
+    );
+
+    // Volumes survive a daemon restart.
+    let mut d = d;
+    d.restart_after_sigkill();
+    assert_eq!(
+        ok(d.docker(&["volume", "ls", "-q"])),
+        format!("{anon}\nvol2\nvol10\n")
     );
 
     // Refusals name the object and the rule, and change nothing.
