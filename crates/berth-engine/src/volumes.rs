@@ -20,7 +20,8 @@
 //!
 //! Copy-up: when a container is created with an empty volume at a path that holds a
 //! directory in the image, that directory's content is copied into the volume (Docker's
-//! behaviour; `nocopy` disables it). The source is opened inside the container's rootfs
+//! behaviour; `nocopy` disables it): owners, modes, times, symlinks, hard links, fifos and
+//! `user.*`/`security.capability` xattrs (best effort). The source is opened inside the container's rootfs
 //! (destination resolved with [`berth_runtime::mounts::resolve_in_rootfs`], then walked
 //! with `O_NOFOLLOW`), and every file is created relative to directory fds with
 //! `O_NOFOLLOW`/`O_EXCL`, so neither a symlink in the image nor a concurrent writer of a
@@ -959,7 +960,7 @@ fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> std::io::Result<()> {
     if !read_dir_names(&dst)?.is_empty() {
         return Ok(());
     }
-    copy_dir_contents(&src, &dst, 0)?;
+    copy_dir_contents(&src, &dst, 0, &mut HardLinks::default())?;
     let st = rfs::fstat(&src)?;
     apply_meta(&src, &dst, &st)?;
     Ok(())
@@ -1032,19 +1033,39 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) {
 /// Deepest directory nesting copied (a bound on recursion).
 const MAX_DEPTH: usize = 512;
 
-fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> std::io::Result<()> {
+/// Hard links of the source kept as hard links in the copy: the first copy of an inode
+/// with more than one link stays open, later names link to it (`linkat` with
+/// `AT_EMPTY_PATH`, no path walked). Bounded; past the bound, or where linking fails,
+/// further names are copied.
+#[derive(Default)]
+struct HardLinks(std::collections::HashMap<(u64, u64), OwnedFd>);
+
+const MAX_TRACKED_LINKS: usize = 1024;
+
+fn copy_dir_contents(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    depth: usize,
+    links: &mut HardLinks,
+) -> std::io::Result<()> {
     if depth > MAX_DEPTH {
         return Err(std::io::Error::other(format!(
             "directories nested deeper than {MAX_DEPTH}"
         )));
     }
     for name in read_dir_names(src)? {
-        copy_entry(src, dst, &name, depth)?;
+        copy_entry(src, dst, &name, depth, links)?;
     }
     Ok(())
 }
 
-fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, depth: usize) -> std::io::Result<()> {
+fn copy_entry(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    name: &CStr,
+    depth: usize,
+    links: &mut HardLinks,
+) -> std::io::Result<()> {
     let st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let named = |e: Errno| {
         std::io::Error::new(
@@ -1074,10 +1095,18 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, depth: usize) -> std::i
                 Mode::empty(),
             )
             .map_err(named)?;
-            copy_dir_contents(&s, &d, depth + 1)?;
+            copy_dir_contents(&s, &d, depth + 1, links)?;
             apply_meta(&s, &d, &st)?;
         }
         FileType::RegularFile => {
+            let key = (st.st_dev as u64, st.st_ino as u64);
+            if st.st_nlink > 1 {
+                if let Some(first) = links.0.get(&key) {
+                    if rfs::linkat(first, c"", dst, name, AtFlags::EMPTY_PATH).is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
             let s =
                 rfs::openat(src, name, OFlags::RDONLY | cloexec, Mode::empty()).map_err(named)?;
             let d = rfs::openat(
@@ -1091,6 +1120,9 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, depth: usize) -> std::i
             let mut df = fs::File::from(d.try_clone()?);
             std::io::copy(&mut sf, &mut df)?;
             apply_meta(&s, &d, &st)?;
+            if st.st_nlink > 1 && links.0.len() < MAX_TRACKED_LINKS {
+                links.0.entry(key).or_insert(d);
+            }
         }
         FileType::Symlink => {
             let target = rfs::readlinkat(src, name, Vec::new()).map_err(named)?;
@@ -1158,6 +1190,8 @@ mod tests {
         )
         .unwrap();
         fs::write(rootfs.join("srv/app/sub/x"), "x").unwrap();
+        fs::hard_link(rootfs.join("srv/app/sub/x"), rootfs.join("srv/app/x-link")).unwrap();
+        std::os::unix::fs::lchown(rootfs.join("srv/app/sub/x"), Some(1234), Some(5678)).unwrap();
         symlink("hello.txt", rootfs.join("srv/app/link")).unwrap();
         fs::set_permissions(rootfs.join("srv/app"), fs::Permissions::from_mode(0o750)).unwrap();
         // An escaping symlink: resolved inside the rootfs, never on the host.
@@ -1169,6 +1203,13 @@ mod tests {
         copy_up(&rootfs, "/srv/app", &data).unwrap();
         assert_eq!(fs::read_to_string(data.join("hello.txt")).unwrap(), "hi");
         assert_eq!(fs::read_to_string(data.join("sub/x")).unwrap(), "x");
+        let md = fs::metadata(data.join("sub/x")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1234, 5678), "owner kept");
+        assert_eq!(
+            md.ino(),
+            fs::metadata(data.join("x-link")).unwrap().ino(),
+            "hard link kept"
+        );
         assert_eq!(
             fs::read_link(data.join("link")).unwrap(),
             PathBuf::from("hello.txt")
