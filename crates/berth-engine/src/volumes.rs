@@ -1165,6 +1165,102 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
+    fn engine(dir: &Path) -> Engine {
+        Engine::open(crate::DaemonConfig {
+            root: dir.join("root"),
+            ..crate::DaemonConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn filters(pairs: &[(&str, &str)]) -> Filters {
+        let mut f = Filters::default();
+        for (k, v) in pairs {
+            f.insert(k, v);
+        }
+        f
+    }
+
+    #[test]
+    fn volume_store_create_list_remove_prune() {
+        let t = tempfile::tempdir().unwrap();
+        let e = engine(t.path());
+        let named = |n: &str, labels: &[(&str, &str)]| VolumeCreate {
+            name: Some(n.into()),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..VolumeCreate::default()
+        };
+        let a = e.create_volume(&named("data", &[("team", "db")])).unwrap();
+        assert!(a.mountpoint.is_dir() && !a.record.anonymous);
+        let rec: VolumeRecord = serde_json::from_slice(
+            &fs::read(e.volumes_dir().join("data").join(VOLUME_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rec.version, VOLUME_RECORD_VERSION);
+        // Idempotent: the existing volume, labels unchanged.
+        let again = e.create_volume(&named("data", &[])).unwrap();
+        assert_eq!(again.record, a.record);
+        let anon = e.create_volume(&VolumeCreate::default()).unwrap();
+        assert!(anon.record.anonymous && anon.record.labels.contains_key(ANONYMOUS_LABEL));
+        e.create_volume(&named("other", &[("team", "web")]))
+            .unwrap();
+        // A crash leftover is never listed, and is swept by the next create.
+        fs::create_dir_all(e.volumes_dir().join(".tmp-dead/_data")).unwrap();
+        let names = |f: &Filters| -> Vec<String> {
+            e.list_volumes(f)
+                .unwrap()
+                .into_iter()
+                .map(|v| v.record.name)
+                .collect()
+        };
+        assert_eq!(names(&Filters::default()).len(), 3);
+        assert_eq!(names(&filters(&[("label", "team=db")])), ["data"]);
+        assert_eq!(names(&filters(&[("name", "th")])), ["other"]);
+        assert_eq!(names(&filters(&[("driver", "nfs")])), Vec::<String>::new());
+        assert_eq!(names(&filters(&[("dangling", "true")])).len(), 3);
+        assert!(e.list_volumes(&filters(&[("until", "1h")])).is_err());
+        e.create_volume(&named("swept", &[])).unwrap();
+        assert!(!e.volumes_dir().join(".tmp-dead").exists());
+
+        for bad in [
+            VolumeCreate {
+                driver: Some("nfs".into()),
+                ..named("x1", &[])
+            },
+            VolumeCreate {
+                driver_opts: [("type".to_string(), "tmpfs".to_string())].into(),
+                ..named("x2", &[])
+            },
+            named("../x", &[]),
+        ] {
+            let err = e.create_volume(&bad).unwrap_err();
+            assert_eq!(err.kind, berth_types::ErrorKind::InvalidArgument, "{err}");
+        }
+        assert!(e.volume("x1").is_err() && e.volume("x2").is_err());
+
+        // Prune: anonymous only; all=true with label! keeps what it excludes.
+        let r = e.prune_volumes(&Filters::default()).unwrap();
+        assert_eq!(r.deleted, [anon.record.name.clone()]);
+        fs::write(e.volume("swept").unwrap().mountpoint.join("f"), "12345").unwrap();
+        let r = e
+            .prune_volumes(&filters(&[("all", "true"), ("label!", "team")]))
+            .unwrap();
+        assert_eq!(
+            (r.deleted, r.space_reclaimed),
+            (vec!["swept".to_string()], 5)
+        );
+        e.remove_volume("data", false).unwrap();
+        assert_eq!(
+            e.remove_volume("data", false).unwrap_err().kind,
+            berth_types::ErrorKind::NotFound
+        );
+        e.remove_volume("data", true).unwrap();
+        assert_eq!(names(&Filters::default()), ["other"]);
+    }
+
     #[test]
     fn volume_names_follow_docker() {
         for ok in ["ab", "my-vol", "a.b_c-1", "0x"] {
