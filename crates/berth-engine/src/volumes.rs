@@ -1243,7 +1243,7 @@ mod tests {
 
         // Prune: anonymous only; all=true with label! keeps what it excludes.
         let r = e.prune_volumes(&Filters::default()).unwrap();
-        assert_eq!(r.deleted, [anon.record.name.clone()]);
+        assert_eq!(r.deleted, vec![anon.record.name]);
         fs::write(e.volume("swept").unwrap().mountpoint.join("f"), "12345").unwrap();
         let r = e
             .prune_volumes(&filters(&[("all", "true"), ("label!", "team")]))
