@@ -18,6 +18,21 @@ fn docker_available() -> bool {
     true
 }
 
+/// Removes every container (and its anonymous volumes) when a test ends, pass or fail,
+/// so no overlay stays mounted under the test's temporary directory.
+struct RemoveContainers<'a>(&'a Daemon);
+
+impl Drop for RemoveContainers<'_> {
+    fn drop(&mut self) {
+        let ids = String::from_utf8_lossy(&self.0.docker(&["ps", "-aq"]).stdout).into_owned();
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.split_whitespace());
+        if args.len() > 3 {
+            let _ = self.0.docker(&args);
+        }
+    }
+}
+
 fn daemon_with_fixture() -> Daemon {
     let d = Daemon::start();
     let archive = fixtures().join("app-docker-save.tar");
@@ -239,6 +254,7 @@ fn named_volume_data_survives_containers_and_read_only_refuses_writes() {
         return;
     }
     let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
     let (code, logs, first) = run(
         &d,
         &[
@@ -332,6 +348,7 @@ fn tmpfs_mounts_are_tmpfs_with_their_size_and_mode() {
         return;
     }
     let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
     let (code, logs, id) = run(
         &d,
         &[
@@ -375,6 +392,7 @@ fn anonymous_volumes_rm_v_and_prune_rules() {
         return;
     }
     let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
     let (code, logs, id) = run(&d, &["-v", "/data", "fixture/app:1", "echo x > /data/f"]);
     assert_eq!(code, 0, "{logs}");
     let anon = inspect(&d, &id, "{{range .Mounts}}{{.Name}}{{end}}");
@@ -446,6 +464,7 @@ fn copy_up_fills_new_volumes_from_the_image_unless_nocopy() {
         return;
     }
     let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
     let (code, logs, _) = run(
         &d,
         &[
@@ -515,6 +534,7 @@ fn image_volumes_become_anonymous_volumes_with_the_image_content() {
         return;
     }
     let d = Daemon::start();
+    let _cleanup = RemoveContainers(&d);
     let tar = rootfs_tarball(d.dir.path(), |root| {
         std::fs::create_dir_all(root.join("vol")).expect("mkdir");
         std::fs::write(root.join("vol/seed"), "seeded\n").expect("write");
@@ -549,6 +569,7 @@ fn hostile_names_targets_and_symlinks_stay_inside() {
         return;
     }
     let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
     // (The docker CLI turns `./x` and `../x` into absolute host paths itself.)
     let err = fails(d.docker(&["create", "-v", "v/../../x:/p", "fixture/app:1"]));
     assert!(
