@@ -246,6 +246,15 @@ fn volume_lifecycle_and_output_match_the_docker_cli() {
         ok(d.berth(&["volume", "prune", "-f"])),
         "Total reclaimed space: 0B\n"
     );
+    // A client of API 1.41 gets that version's prune: every unused volume.
+    ok(d.docker(&["volume", "create", "oldapi"]));
+    let out = ok(std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", "--unix-socket"])
+        .arg(&d.sock)
+        .arg("http://berth/v1.41/volumes/prune")
+        .output()
+        .expect("curl"));
+    assert_eq!(out, r#"{"VolumesDeleted":["oldapi"],"SpaceReclaimed":0}"#);
 }
 
 #[test]

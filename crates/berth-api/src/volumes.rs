@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use berth_engine::{Engine, Volume, VolumeCreate};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::images::blocking;
 use crate::params::Params;
+use crate::version::ApiVersion;
 
 /// A map as Go encodes it: `null` when empty.
 fn go_map(m: &BTreeMap<String, String>) -> Value {
@@ -118,12 +119,17 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /volumes/prune?filters=`: `all`, `label`, `label!`.
+/// `POST /volumes/prune?filters=`: `all`, `label`, `label!`. Clients of API < 1.42
+/// get the old behaviour (every unused volume), as Docker gives them.
 pub(crate) async fn prune(
     State(engine): State<Engine>,
+    Extension(version): Extension<ApiVersion>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let filters = params.filters()?;
+    let mut filters = params.filters()?;
+    if version < ApiVersion::new(1, 42) && filters.get("all").is_empty() {
+        filters.insert("all", "true");
+    }
     let report = blocking(move || engine.prune_volumes(&filters)).await?;
     let deleted = if report.deleted.is_empty() {
         Value::Null
