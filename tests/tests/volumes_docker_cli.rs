@@ -227,6 +227,13 @@ fn volume_lifecycle_and_output_match_the_docker_cli() {
     assert!(!ok(d.docker(&["volume", "ls", "-q"])).contains("nv"));
     let err = fails(d.docker(&["volume", "inspect", "nope"]));
     assert!(err.contains("no such volume"), "{err}");
+    let (docker, berth) = (
+        d.docker(&["volume", "inspect", "nope", "vol2"]),
+        d.berth(&["volume", "inspect", "nope", "vol2"]),
+    );
+    assert_eq!(docker.stdout, berth.stdout);
+    assert_eq!(docker.stderr, berth.stderr);
+    assert!(!docker.status.success() && !berth.status.success());
     let err = fails(d.docker(&["volume", "rm", "nope"]));
     assert!(err.contains("no such volume"), "{err}");
     ok(d.docker(&["volume", "rm", "-f", "nope"]));
@@ -346,6 +353,12 @@ fn named_volume_data_survives_containers_and_read_only_refuses_writes() {
         inspect(&d, &id, "{{range .Mounts}}{{.Type}} {{.Source}} {{.Destination}} {{.RW}} {{.Propagation}}{{end}}"),
         format!("bind {} /h true rprivate", host.display())
     );
+    // A file bind onto a path the image does not have: the file is the mount target.
+    let conf = d.dir.path().join("app.conf");
+    std::fs::write(&conf, "key=value\n").expect("write");
+    let spec = format!("{}:/etc/app/app.conf:ro", conf.display());
+    let (code, logs, _) = run(&d, &["-v", &spec, "fixture/app:1", "cat /etc/app/app.conf"]);
+    assert_eq!((code, logs.as_str()), (0, "key=value\n"));
     let missing = format!("type=bind,source={}/nope,target=/h", d.dir.path().display());
     let err = fails(d.docker(&["create", "--mount", &missing, "fixture/app:1"]));
     assert!(err.contains("bind source path does not exist"), "{err}");
