@@ -6,12 +6,11 @@
 //! request and response bodies stream through bounded channels (an archive is never
 //! held in memory whole).
 //!
-//! Layout: [`router`] lists every route; `middleware.rs` checks and strips the `/v1.xx`
-//! prefix before routing, adds Docker's common headers and logs each request;
-//! `system.rs`, `images.rs`, `containers.rs` and `volumes.rs` hold the handlers
-//! (`mounts.rs` parses a create's mounts); `stream.rs` runs engine calls that read or
-//! write bodies; `params.rs` parses query strings; `error.rs` maps engine errors to
-//! status codes; `version.rs` is the [`ApiVersion`] type.
+//! Layout: [`router`] lists every route; `middleware.rs` checks and strips the
+//! `/v1.xx` prefix before routing, adds Docker's common headers and logs each request;
+//! `system.rs` and `images.rs` hold the handlers; `stream.rs` runs engine calls that
+//! read or write bodies; `params.rs` parses query strings; `error.rs` maps engine
+//! errors to status codes; `version.rs` is the [`ApiVersion`] type.
 
 #![recursion_limit = "256"] // the `/info` document is one large `json!`
 
