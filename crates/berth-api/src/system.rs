@@ -267,7 +267,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         "Driver": "overlayfs",
         "DriverStatus": [["Backing Filesystem", backing]],
         "Plugins": {
-            "Volume": [],
+            "Volume": ["local"],
             "Network": ["none", "host"],
             "Authorization": null,
             "Log": ["json-file"],
@@ -344,8 +344,8 @@ pub(crate) async fn disk_usage(
     Extension(version): Extension<ApiVersion>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    // `type` (API 1.42+) narrows the answer; berth has only images so far, so the
-    // other kinds are empty whichever are asked for.
+    // `type` (API 1.42+) narrows the answer; berth reports images and volumes so far,
+    // the other kinds are empty whichever are asked for.
     let types = params.all("type");
     for t in &types {
         if !["container", "image", "volume", "build-cache"].contains(&t.as_str()) {
@@ -355,7 +355,17 @@ pub(crate) async fn disk_usage(
         }
     }
     let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
-    let du = blocking(move || engine.disk_usage()).await?;
+    let with_volumes = want("volume");
+    let (du, volumes) = blocking(move || {
+        let du = engine.disk_usage()?;
+        let volumes = if with_volumes {
+            engine.volume_usage()?
+        } else {
+            Vec::new()
+        };
+        Ok((du, volumes))
+    })
+    .await?;
     let images: Vec<Value> = du
         .images
         .iter()
@@ -370,7 +380,11 @@ pub(crate) async fn disk_usage(
         v.insert("Containers".into(), json!([]));
     }
     if want("volume") {
-        v.insert("Volumes".into(), json!([]));
+        let vols: Vec<Value> = volumes
+            .iter()
+            .map(|u| crate::volumes::volume_json(&u.volume, Some((u.size, u.ref_count))))
+            .collect();
+        v.insert("Volumes".into(), Value::Array(vols));
     }
     if want("build-cache") {
         v.insert("BuildCache".into(), json!([]));

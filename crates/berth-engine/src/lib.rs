@@ -15,6 +15,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod policy;
+pub mod volumes;
 
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
@@ -32,6 +33,7 @@ pub use lifecycle::{
 };
 pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 

@@ -466,7 +466,7 @@ impl Engine {
             return;
         }
         if rec.run.auto_remove {
-            if let Err(e) = self.remove_container(&rec.id, false) {
+            if let Err(e) = self.remove_container_and_volumes(&rec.id, false, true) {
                 if e.kind != berth_types::ErrorKind::NotFound {
                     warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
                 }
@@ -576,7 +576,7 @@ impl Engine {
                                     warn!(container.id = %rec.id, error = %e, "restart policy: start failed");
                                 }
                             } else if rec.run.auto_remove {
-                                if let Err(e) = engine.remove_container(&rec.id, false) {
+                                if let Err(e) = engine.remove_container_and_volumes(&rec.id, false, true) {
                                     warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
                                 }
                             }
