@@ -613,11 +613,21 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     let result = blocking(move || {
         let rec = engine.container(&id)?;
         let state = engine.container_state(&rec.id)?;
-        Ok((rec, state))
+        let execs = engine.container_exec_ids(&rec.id);
+        Ok((rec, state, execs))
     })
     .await;
     match result {
-        Ok((rec, state)) => Json(inspect_json(&rec, &state)).into_response(),
+        Ok((rec, state, execs)) => {
+            let mut v = inspect_json(&rec, &state);
+            // Docker: the running execs' IDs, null when there are none.
+            v["ExecIDs"] = if execs.is_empty() {
+                Value::Null
+            } else {
+                json!(execs)
+            };
+            Json(v).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

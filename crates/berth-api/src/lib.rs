@@ -24,8 +24,7 @@ mod containers;
 mod distribution;
 mod error;
 mod events;
-// Its first users (attach, exec) land next.
-#[allow(dead_code)]
+mod exec;
 mod hijack;
 mod images;
 mod middleware;
@@ -74,6 +73,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

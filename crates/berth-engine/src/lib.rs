@@ -8,6 +8,7 @@ pub mod containers;
 pub mod distribution;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod policy;
@@ -17,6 +18,7 @@ pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
 pub use events::{Event, EventType, Subscription};
+pub use exec::{ExecConfig, ExecInfo, ExecStreams};
 pub use filters::Filters;
 pub use images::*;
 pub use policy::{Operation, Policy, PolicyConfig};
@@ -36,6 +38,7 @@ struct Inner {
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
+    execs: exec::ExecTable,
 }
 
 impl Engine {
@@ -56,6 +59,7 @@ impl Engine {
                 config,
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
+                execs: exec::ExecTable::default(),
             }),
         };
         engine.rediscover_containers();
@@ -68,6 +72,10 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn execs(&self) -> &exec::ExecTable {
+        &self.inner.execs
     }
 
     /// When this engine was opened.
