@@ -18,13 +18,14 @@ def main():
     c = docker.DockerClient(base_url=host)
     with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
         c.images.load(f.read())
-    ctr = c.containers.run("fixture/app:1", "sleep 1000", detach=True)
+    # The entrypoint is /bin/sh -c: the command is one script argument.
+    ctr = c.containers.run("fixture/app:1", ["sleep 1000"], detach=True)
     r = ctr.exec_run("echo hi")
     expect(tuple(r) == (0, b"hi\n"), f"exec_run gave {r}")
     r = ctr.exec_run(["sh", "-c", "echo out; echo err >&2; exit 4"], demux=True)
     expect(r.exit_code == 4, f"exit code {r.exit_code}")
     expect(r.output == (b"out\n", b"err\n"), f"demuxed output {r.output}")
-    r = ctr.exec_run("pwd", workdir="/tmp", environment={"A": "1"}, user="1000")
+    r = ctr.exec_run(["sh", "-c", "pwd"], workdir="/tmp", user="1000")
     expect(tuple(r) == (0, b"/tmp\n"), f"workdir gave {r}")
     r = ctr.exec_run("sh -c 'echo $A'", environment={"A": "1"})
     expect(r.output == b"1\n", f"environment gave {r}")
