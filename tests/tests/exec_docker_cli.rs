@@ -90,7 +90,10 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
         ])),
         "yes\n"
     );
-    assert_eq!(ok(d.docker(&["exec", "-w", "/tmp", "box", "sh", "-c", "pwd"])), "/tmp\n");
+    assert_eq!(
+        ok(d.docker(&["exec", "-w", "/tmp", "box", "sh", "-c", "pwd"])),
+        "/tmp\n"
+    );
 
     // -u runs as another user.
     assert_eq!(
@@ -119,7 +122,11 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
     // -i forwards stdin and closes it at its end.
     let out = docker_with_stdin(&d, &["exec", "-i", "box", "cat"], b"hi\n");
     assert_eq!(String::from_utf8_lossy(&ok(out).into_bytes()), "hi\n");
-    let out = docker_with_stdin(&d, &["exec", "-i", "box", "busybox", "wc", "-c"], &[b'x'; 100_000]);
+    let out = docker_with_stdin(
+        &d,
+        &["exec", "-i", "box", "busybox", "wc", "-c"],
+        &[b'x'; 100_000],
+    );
     assert_eq!(ok(out).trim(), "100000");
 
     // -d runs in the background: the file it creates appears.
@@ -198,7 +205,10 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
     let p = ok(d.docker(&["exec", "--privileged", "box", "cat", "/proc/self/status"]));
     let eff = u64::from_str_radix(status_field(&p, "CapEff:"), 16).expect("hex");
     let base = u64::from_str_radix(status_field(&status, "CapEff:"), 16).expect("hex");
-    assert!(eff & (1 << 21) != 0 && base & (1 << 21) == 0, "{eff:x} {base:x}");
+    assert!(
+        eff & (1 << 21) != 0 && base & (1 << 21) == 0,
+        "{eff:x} {base:x}"
+    );
     assert_eq!(eff & base, base);
     assert_eq!(status_field(&p, "Seccomp:"), "2");
 
@@ -209,7 +219,10 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
     let err = fails(d.docker(&["exec", "done", "echo", "x"]));
     assert!(err.contains(id) && err.contains("is not running"), "{err}");
     let err = fails(d.docker(&["exec", "no-such-container", "echo", "x"]));
-    assert!(err.contains("No such container: no-such-container"), "{err}");
+    assert!(
+        err.contains("No such container: no-such-container"),
+        "{err}"
+    );
     // Relative working directories are refused.
     let err = fails(d.docker(&["exec", "-w", "tmp", "box", "sh", "-c", "pwd"]));
     assert!(err.contains("absolute path"), "{err}");

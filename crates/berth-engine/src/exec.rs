@@ -183,11 +183,8 @@ impl ExecTable {
 
     /// Forgets instances whose process ended more than [`EXEC_KEEP`] ago.
     fn prune(&self) {
-        self.lock().retain(|_, e| {
-            e.lock()
-                .finished
-                .is_none_or(|t| t.elapsed() < EXEC_KEEP)
-        });
+        self.lock()
+            .retain(|_, e| e.lock().finished.is_none_or(|t| t.elapsed() < EXEC_KEEP));
     }
 }
 
@@ -305,7 +302,12 @@ impl Engine {
                 )));
             }
         }
-        if config.cmd.iter().chain(&config.env).any(|s| s.contains('\0')) {
+        if config
+            .cmd
+            .iter()
+            .chain(&config.env)
+            .any(|s| s.contains('\0'))
+        {
             return Err(EngineError::invalid(
                 "exec command and environment must not contain NUL bytes",
             ));
@@ -452,10 +454,7 @@ impl Engine {
         };
         let mut line = serde_json::to_vec(&req).map_err(|e| io_err("exec request", e))?;
         line.push(b'\n');
-        let first = replies
-            .sock
-            .write_all(&line)
-            .and_then(|()| replies.next());
+        let first = replies.sock.write_all(&line).and_then(|()| replies.next());
         let pid = match first {
             Ok(Some(ExecReply::Started { pid })) => pid,
             Ok(Some(ExecReply::Failed { exit_code, message })) => {
@@ -478,8 +477,9 @@ impl Engine {
             }
         };
         let master = replies.fds.pop().map(Arc::new);
-        let pidfd = rustix::process::Pid::from_raw(pid)
-            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
         {
             let mut r = exec.lock();
             r.running = true;
@@ -532,7 +532,13 @@ impl Engine {
     }
 
     /// Waits for the driver's `exited` reply, reaps the driver, records the exit.
-    fn monitor_exec(&self, rec: ContainerRecord, exec: Arc<Exec>, mut replies: Replies, mut child: Child) {
+    fn monitor_exec(
+        &self,
+        rec: ContainerRecord,
+        exec: Arc<Exec>,
+        mut replies: Replies,
+        mut child: Child,
+    ) {
         let code = loop {
             match replies.next() {
                 Ok(Some(ExecReply::Exited { exit_code })) => break exit_code,
@@ -557,7 +563,9 @@ impl Engine {
     pub fn exec_wait(&self, id: &str) -> Result<i32> {
         let exec = self.exec_instance(id)?;
         if !exec.lock().started {
-            return Err(EngineError::conflict(format!("exec {id} has not been started")));
+            return Err(EngineError::conflict(format!(
+                "exec {id} has not been started"
+            )));
         }
         exec.wait(None)
             .ok_or_else(|| EngineError::internal(format!("exec {id}: no exit code")))
@@ -649,7 +657,8 @@ impl Engine {
             Some(code) => code,
             None => {
                 if let Some(pidfd) = &exec.lock().pidfd {
-                    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+                    let _ =
+                        rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
                 }
                 // The driver reaps it and reports at once.
                 let _ = exec.wait(Some(Instant::now() + Duration::from_secs(10)));

@@ -90,10 +90,9 @@ fn exec_process(
     rootfs: &Path,
     req: &ExecRequest,
 ) -> Result<oci_spec::runtime::Process, ExecStartError> {
-    let mut p = spec
-        .process()
-        .clone()
-        .ok_or_else(|| ExecStartError::new(EXIT_CANNOT_INVOKE, "the container's spec has no process"))?;
+    let mut p = spec.process().clone().ok_or_else(|| {
+        ExecStartError::new(EXIT_CANNOT_INVOKE, "the container's spec has no process")
+    })?;
     if req.args.is_empty() {
         return Err(ExecStartError::new(
             EXIT_CANNOT_INVOKE,
@@ -396,9 +395,10 @@ pub fn exec(
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(|e| internal("write process.json", &e))?;
 
-    let (err_r, err_w): (OwnedFd, OwnedFd) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-            .map_err(|e| internal("pipe", &e))?;
+    let (err_r, err_w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| internal("pipe", &e))?;
     let executor = ExecExecutor {
         seccomp,
         err_fd: err_w.as_raw_fd(),

@@ -29,12 +29,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use berth_runtime::driver::{Driver, Stdio};
+use berth_runtime::shim_protocol::{ExecReply, ExecRequest, SHIM_PROTOCOL_VERSION};
 use rustix::net::{
     recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
 use rustix::process::WaitOptions;
-use berth_runtime::shim_protocol::{ExecReply, ExecRequest, SHIM_PROTOCOL_VERSION};
 
 fn run(args: &[String]) -> Result<String, String> {
     let usage = || {
@@ -89,7 +89,11 @@ fn run(args: &[String]) -> Result<String, String> {
 }
 
 /// Sends one reply line on the exec control socket, with `fd` attached when given.
-fn send_reply(sock: &UnixStream, reply: &ExecReply, fd: Option<BorrowedFd<'_>>) -> Result<(), String> {
+fn send_reply(
+    sock: &UnixStream,
+    reply: &ExecReply,
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<(), String> {
     let mut line = serde_json::to_vec(reply).map_err(|e| format!("reply: {e}"))?;
     line.push(b'\n');
     let fds;
@@ -161,8 +165,7 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
     BufReader::new(sock)
         .read_line(&mut line)
         .map_err(|e| format!("exec request: {e}"))?;
-    let req: ExecRequest =
-        serde_json::from_str(&line).map_err(|e| format!("exec request: {e}"))?;
+    let req: ExecRequest = serde_json::from_str(&line).map_err(|e| format!("exec request: {e}"))?;
     if req.version != SHIM_PROTOCOL_VERSION {
         return Err(format!("exec request: unknown version {}", req.version));
     }
@@ -212,10 +215,8 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
                 rustix::process::Pid::from_raw(pid).ok_or("bad pid")?,
                 rustix::process::Signal::KILL,
             );
-            let _ = rustix::process::waitpid(
-                rustix::process::Pid::from_raw(pid),
-                WaitOptions::empty(),
-            );
+            let _ =
+                rustix::process::waitpid(rustix::process::Pid::from_raw(pid), WaitOptions::empty());
             return send_reply(
                 sock,
                 &ExecReply::Failed {
