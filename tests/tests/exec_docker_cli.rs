@@ -28,6 +28,21 @@ fn daemon_with_running_container() -> Daemon {
     d
 }
 
+/// Removes the named containers when the test ends, failed or not: containers outlive
+/// the daemon, and these run `sleep 1000`.
+struct Cleanup<'a> {
+    d: &'a Daemon,
+    names: &'static [&'static str],
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let mut args = vec!["rm", "-f"];
+        args.extend_from_slice(self.names);
+        let _ = self.d.docker(&args);
+    }
+}
+
 /// A docker command with `stdin` fed to it.
 fn docker_with_stdin(d: &Daemon, args: &[&str], stdin: &[u8]) -> std::process::Output {
     let mut child = Command::new("docker")
@@ -62,6 +77,10 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
         return;
     }
     let d = daemon_with_running_container();
+    let _cleanup = Cleanup {
+        d: &d,
+        names: &["box", "done"],
+    };
 
     assert_eq!(ok(d.docker(&["exec", "box", "echo", "hello"])), "hello\n");
 
@@ -101,6 +120,13 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
         "1000\n1000\n"
     );
     assert_eq!(ok(d.docker(&["exec", "box", "id", "-u"])), "0\n");
+    let out = d.docker(&["exec", "-u", "nosuchuser", "box", "id"]);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("unable to find user nosuchuser: no matching entries in passwd file"),
+        "{out:?}"
+    );
 
     // A missing binary: Docker's message and exit code 127.
     let out = d.docker(&["exec", "box", "no-such-binary"]);
@@ -161,6 +187,10 @@ fn docker_exec_with_a_tty() {
         return;
     }
     let d = daemon_with_running_container();
+    let _cleanup = Cleanup {
+        d: &d,
+        names: &["box", "done"],
+    };
     // `script` gives the docker CLI a terminal, so -t is honoured end to end.
     let cmd = "docker exec -it box busybox tty; docker exec -it box sh -c 'exit 3'; echo code=$?";
     let out = Command::new("script")
@@ -188,6 +218,10 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
         return;
     }
     let d = daemon_with_running_container();
+    let _cleanup = Cleanup {
+        d: &d,
+        names: &["box", "done"],
+    };
     let status = ok(d.docker(&["exec", "box", "cat", "/proc/self/status"]));
     assert_eq!(status_field(&status, "Seccomp:"), "2", "{status}");
     assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");

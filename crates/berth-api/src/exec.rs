@@ -270,9 +270,10 @@ async fn pump(conn: Conn, engine: Engine, id: String, streams: ExecStreams, mult
     }
     drop(tx);
     let input = streams.stdin.map(|mut stdin| {
-        let (itx, irx) = std::sync::mpsc::channel::<Vec<u8>>();
+        // Bounded: a client that sends faster than the process reads waits.
+        let (itx, mut irx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         tokio::task::spawn_blocking(move || {
-            for chunk in irx {
+            while let Some(chunk) = irx.blocking_recv() {
                 if stdin.write_all(&chunk).is_err() {
                     break;
                 }
@@ -285,7 +286,7 @@ async fn pump(conn: Conn, engine: Engine, id: String, streams: ExecStreams, mult
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if itx.send(buf[..n].to_vec()).is_err() {
+                        if itx.send(buf[..n].to_vec()).await.is_err() {
                             // The process's stdin is closed: read on until the client
                             // closes (see `LINGER`).
                             drain(&mut rd).await;
