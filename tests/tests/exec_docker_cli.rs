@@ -30,16 +30,30 @@ fn daemon_with_running_container() -> Daemon {
 
 /// Removes the named containers when the test ends, failed or not: containers outlive
 /// the daemon, and these run `sleep 1000`.
-struct Cleanup<'a> {
-    d: &'a Daemon,
+struct Cleanup {
+    host: String,
+    config: std::path::PathBuf,
     names: &'static [&'static str],
 }
 
-impl Drop for Cleanup<'_> {
+impl Cleanup {
+    fn new(d: &Daemon, names: &'static [&'static str]) -> Cleanup {
+        Cleanup {
+            host: d.host(),
+            config: d.dir.path().join("docker-config"),
+            names,
+        }
+    }
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let mut args = vec!["rm", "-f"];
-        args.extend_from_slice(self.names);
-        let _ = self.d.docker(&args);
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(self.names)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.config)
+            .output();
     }
 }
 
@@ -77,10 +91,7 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
         return;
     }
     let d = daemon_with_running_container();
-    let _cleanup = Cleanup {
-        d: &d,
-        names: &["box", "done"],
-    };
+    let _cleanup = Cleanup::new(&d, &["box", "done"]);
 
     assert_eq!(ok(d.docker(&["exec", "box", "echo", "hello"])), "hello\n");
 
@@ -187,10 +198,7 @@ fn docker_exec_with_a_tty() {
         return;
     }
     let d = daemon_with_running_container();
-    let _cleanup = Cleanup {
-        d: &d,
-        names: &["box", "done"],
-    };
+    let _cleanup = Cleanup::new(&d, &["box", "done"]);
     // `script` gives the docker CLI a terminal, so -t is honoured end to end.
     let cmd = "docker exec -it box busybox tty; docker exec -it box sh -c 'exit 3'; echo code=$?";
     let out = Command::new("script")
@@ -218,10 +226,7 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
         return;
     }
     let d = daemon_with_running_container();
-    let _cleanup = Cleanup {
-        d: &d,
-        names: &["box", "done"],
-    };
+    let _cleanup = Cleanup::new(&d, &["box", "done"]);
     let status = ok(d.docker(&["exec", "box", "cat", "/proc/self/status"]));
     assert_eq!(status_field(&status, "Seccomp:"), "2", "{status}");
     assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");
@@ -260,4 +265,39 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
     // Relative working directories are refused.
     let err = fails(d.docker(&["exec", "-w", "tmp", "box", "sh", "-c", "pwd"]));
     assert!(err.contains("absolute path"), "{err}");
+}
+
+#[test]
+fn an_exec_outlives_a_killed_daemon() {
+    if !docker_available() {
+        return;
+    }
+    let mut d = daemon_with_running_container();
+    let _cleanup = Cleanup::new(&d, &["box"]);
+    // Waits for /tmp/go, then leaves /tmp/done.
+    ok(d.docker(&[
+        "exec",
+        "-d",
+        "box",
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/done",
+    ]));
+    d.restart_after_sigkill();
+    // The exec instance was in the old daemon's memory only, as in Docker.
+    let ids = ok(d.docker(&["inspect", "box", "--format", "{{json .ExecIDs}}"]));
+    assert_eq!(ids.trim(), "null");
+    ok(d.docker(&["exec", "box", "busybox", "touch", "/tmp/go"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d
+        .docker(&["exec", "box", "sh", "-c", "test -e /tmp/done"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process did not survive the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
