@@ -29,6 +29,19 @@ def main():
     expect(tuple(r) == (0, b"/tmp\n"), f"workdir gave {r}")
     r = ctr.exec_run("sh -c 'echo $A'", environment={"A": "1"})
     expect(r.output == b"1\n", f"environment gave {r}")
+    # With a TTY, ctrl-p ctrl-q on stdin detaches: the server closes the connection and
+    # the process keeps running.
+    api = c.api
+    e = api.exec_create(ctr.id, ["sh", "-c", "exec sleep 1000"], stdin=True, tty=True)
+    sock = api.exec_start(e["Id"], tty=True, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    raw.sendall(b"\x10\x11")
+    raw.settimeout(60)
+    while raw.recv(4096):
+        pass
+    info = api.exec_inspect(e["Id"])
+    expect(info["Running"] and info["ExitCode"] is None, f"after detach: {info}")
+    expect(ctr.attrs is not None and e["Id"] in api.inspect_container(ctr.id)["ExecIDs"], "ExecIDs")
     ctr.remove(force=True)
     print("ok")
 

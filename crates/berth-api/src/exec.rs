@@ -7,7 +7,9 @@
 //! (half-close), the process's stdin is closed. The engine's files are blocking, so each
 //! is read or written on a blocking thread and bridged with channels. A process that
 //! cannot be started gets Docker's treatment: its error message on the output stream,
-//! the exit code (126/127) in `GET /exec/{id}/json`.
+//! the exit code (126/127) in `GET /exec/{id}/json`. With a TTY and stdin, the detach
+//! keys (default ctrl-p ctrl-q) in the input close the client's session and leave the
+//! process running, as in Docker.
 
 use std::io::{Read, Write};
 
@@ -64,10 +66,6 @@ pub(crate) async fn create(
             return ApiError::bad_request(format!("invalid exec create body: {e}")).into_response()
         }
     };
-    if !body.detach_keys.is_empty() {
-        return ApiError::bad_request("detach keys (--detach-keys) are not supported yet by berth")
-            .into_response();
-    }
     let config = ExecConfig {
         cmd: body.cmd.unwrap_or_default(),
         env: body.env.unwrap_or_default(),
@@ -269,6 +267,12 @@ async fn pump(conn: Conn, engine: Engine, id: String, streams: ExecStreams, mult
         });
     }
     drop(tx);
+    // With a TTY, the detach keys in the input end the client's session; the process
+    // keeps running (Docker's copyEscapable).
+    let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut escape = (streams.tty && !streams.detach_keys.is_empty())
+        .then(|| Escape::new(streams.detach_keys.clone()));
+    let mut can_detach = escape.is_some() && streams.stdin.is_some();
     let input = streams.stdin.map(|mut stdin| {
         // Bounded: a client that sends faster than the process reads waits.
         let (itx, mut irx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
@@ -283,23 +287,48 @@ async fn pump(conn: Conn, engine: Engine, id: String, streams: ExecStreams, mult
         tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
-                match rd.read(&mut buf).await {
+                let n = match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if itx.send(buf[..n].to_vec()).await.is_err() {
-                            // The process's stdin is closed: read on until the client
-                            // closes (see `LINGER`).
-                            drain(&mut rd).await;
-                            break;
-                        }
-                    }
+                    Ok(n) => n,
+                };
+                let (data, detached) = match escape.as_mut() {
+                    Some(e) => e.feed(&buf[..n]),
+                    None => (buf[..n].to_vec(), false),
+                };
+                if !data.is_empty() && itx.send(data).await.is_err() {
+                    // The process's stdin is closed: read on until the client
+                    // closes (see `LINGER`).
+                    drain(&mut rd).await;
+                    break;
+                }
+                if detached {
+                    let _ = detach_tx.send(());
+                    return;
                 }
             }
         })
     });
     let mut client_gone = false;
     let mut out = Vec::new();
-    while let Some((kind, data)) = rx.recv().await {
+    loop {
+        let (kind, data) = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => m,
+                None => break,
+            },
+            r = &mut detach_rx, if can_detach => {
+                can_detach = false;
+                if r.is_ok() {
+                    // Detached: close the connection, keep the terminal drained so the
+                    // process never blocks on it.
+                    let _ = wr.shutdown().await;
+                    drop(wr);
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    return;
+                }
+                continue;
+            }
+        };
         if client_gone {
             continue; // keep draining so the process never blocks on a full pipe
         }
@@ -327,6 +356,40 @@ async fn pump(conn: Conn, engine: Engine, id: String, streams: ExecStreams, mult
 /// the client read the end of the output.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Finds the detach sequence in the input across reads, as Docker's `copyEscapable`: bytes
+/// that may start the sequence are held back until it is complete (detach) or broken
+/// (they are forwarded).
+struct Escape {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl Escape {
+    fn new(keys: Vec<u8>) -> Escape {
+        Escape { keys, matched: 0 }
+    }
+
+    /// The bytes to forward, and whether the sequence completed (the rest is dropped).
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b != self.keys[self.matched] {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b != self.keys[0] {
+                    out.push(b);
+                    continue;
+                }
+            }
+            self.matched += 1;
+            if self.matched == self.keys.len() {
+                return (out, true);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Reads and discards until EOF or an error.
 async fn drain(rd: &mut (impl tokio::io::AsyncRead + Unpin)) {
     let mut buf = vec![0u8; 8192];
@@ -334,5 +397,23 @@ async fn drain(rd: &mut (impl tokio::io::AsyncRead + Unpin)) {
         if n == 0 {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_finds_the_detach_sequence_across_reads() {
+        let mut e = Escape::new(vec![0x10, 0x11]);
+        assert_eq!(e.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(e.feed(b"\x11rest"), (Vec::new(), true));
+        let mut e = Escape::new(vec![0x10, 0x11]);
+        // A broken sequence is forwarded whole.
+        assert_eq!(e.feed(b"\x10x\x10\x10"), (b"\x10x\x10".to_vec(), false));
+        assert_eq!(e.feed(b"y"), (b"\x10y".to_vec(), false));
+        let mut e = Escape::new(vec![b'q']);
+        assert_eq!(e.feed(b"abq"), (b"ab".to_vec(), true));
     }
 }

@@ -64,7 +64,8 @@ pub struct ExecConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
-    /// As given; berth has no detach keys yet (the API refuses non-empty ones).
+    /// Docker's `--detach-keys` (`ctrl-p,ctrl-q`); the default sequence when empty.
+    /// They apply with a TTY and stdin, as in Docker.
     pub detach_keys: String,
 }
 
@@ -92,6 +93,38 @@ pub struct ExecStreams {
     pub stdout: Option<File>,
     pub stderr: Option<File>,
     pub tty: bool,
+    /// With a TTY: the key sequence that detaches the client from the exec (the process
+    /// keeps running) when it appears in stdin; empty without a TTY.
+    pub detach_keys: Vec<u8>,
+}
+
+/// Docker's default detach sequence: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// Parses Docker's detach keys (`term.ToBytes`): comma-separated single characters or
+/// `ctrl-@`, `ctrl-a` … `ctrl-z`, `ctrl-[`, `ctrl-\`, `ctrl-]`, `ctrl-^`, `ctrl-_`.
+/// Empty gives the default (ctrl-p, ctrl-q).
+pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>> {
+    if keys.is_empty() {
+        return Ok(DEFAULT_DETACH_KEYS.to_vec());
+    }
+    const CTRL: &[u8] = b"@abcdefghijklmnopqrstuvwxyz[\\]^_";
+    keys.split(',')
+        .map(|k| {
+            if k.len() == 1 {
+                return Ok(k.as_bytes()[0]);
+            }
+            k.strip_prefix("ctrl-")
+                .filter(|c| c.len() == 1)
+                .and_then(|c| CTRL.iter().position(|x| *x == c.as_bytes()[0]))
+                .map(|code| code as u8)
+                .ok_or_else(|| {
+                    EngineError::invalid(format!(
+                        "Invalid detach keys ({keys}) provided: unknown character: '{k}'"
+                    ))
+                })
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -240,11 +273,21 @@ fn event_action(verb: &str, cmd: &[String]) -> String {
     format!("{verb}: {}", cmd.join(" "))
 }
 
-/// Whether the container's cgroup is frozen (`docker pause`).
+/// Whether the container's cgroup is frozen (`docker pause`): `cgroup.events` on cgroup
+/// v2, the freezer controller's `freezer.state` on v1.
 fn cgroup_frozen(rec: &ContainerRecord) -> bool {
-    std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.events", rec.cgroup_path))
+    let v2 = std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.events", rec.cgroup_path))
         .map(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+        .unwrap_or(false);
+    let v1 = || {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/freezer{}/freezer.state",
+            rec.cgroup_path
+        ))
+        .map(|t| t.trim() != "THAWED")
         .unwrap_or(false)
+    };
+    v2 || v1()
 }
 
 fn set_winsize(master: &OwnedFd, (rows, cols): (u16, u16)) -> std::io::Result<()> {
@@ -512,6 +555,7 @@ impl Engine {
                 stdout: dup(true)?,
                 stderr: None,
                 tty: true,
+                detach_keys: parse_detach_keys(&cfg.detach_keys)?,
             })
         } else {
             Some(ExecStreams {
@@ -519,6 +563,7 @@ impl Engine {
                 stdout: child.stdout.take().map(|s| File::from(OwnedFd::from(s))),
                 stderr: child.stderr.take().map(|s| File::from(OwnedFd::from(s))),
                 tty: false,
+                detach_keys: Vec::new(),
             })
         };
         drop(master);
@@ -687,3 +732,28 @@ impl Engine {
 /// The exit code berth records for an exec whose start failed for a reason of its own
 /// (not the command's): Docker's "cannot invoke".
 pub const EXIT_START_FAILED: i32 = 126;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_docker() {
+        assert_eq!(parse_detach_keys("").expect("parses"), vec![0x10, 0x11]);
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").expect("parses"),
+            vec![0x10, 0x11]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,a,ctrl-_").expect("parses"),
+            vec![0, b'a', 31]
+        );
+        assert_eq!(parse_detach_keys("ctrl-\\").expect("parses"), vec![28]);
+        let e = parse_detach_keys("ctrl-pp").expect_err("refused");
+        assert!(
+            e.message.contains("unknown character: 'ctrl-pp'"),
+            "{}",
+            e.message
+        );
+    }
+}
