@@ -264,6 +264,15 @@ fn docker_exec_keeps_the_containers_confinement_and_refuses_stopped_containers()
         err.contains("No such container: no-such-container"),
         "{err}"
     );
+    // Exec into a paused container is refused.
+    ok(d.docker(&["pause", "box"]));
+    let err = fails(d.docker(&["exec", "box", "echo", "x"]));
+    assert!(
+        err.contains("is paused, unpause the container before exec"),
+        "{err}"
+    );
+    ok(d.docker(&["unpause", "box"]));
+    assert_eq!(ok(d.docker(&["exec", "box", "echo", "x"])), "x\n");
     // Relative working directories are refused.
     let err = fails(d.docker(&["exec", "-w", "tmp", "box", "sh", "-c", "pwd"]));
     assert!(err.contains("absolute path"), "{err}");

@@ -20,6 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod cgroups;
 mod containers;
 mod distribution;
 mod error;
@@ -28,10 +29,12 @@ mod exec;
 mod hijack;
 mod images;
 mod middleware;
+mod mounts;
 mod params;
 mod stream;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::ApiError;
 pub use version::ApiVersion;
@@ -67,12 +70,28 @@ pub fn router(engine: Engine) -> Router {
         .route("/events", get(events::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/stats", get(cgroups::stats))
+        .route("/containers/{id}/top", get(cgroups::top))
+        .route("/containers/{id}/update", post(cgroups::update))
+        .route("/containers/{id}/pause", post(cgroups::pause))
+        .route("/containers/{id}/unpause", post(cgroups::unpause))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 use crate::error::{EngineError, Result};
+use crate::lifecycle::RunSettings;
 use crate::Engine;
 
 /// The runtime's option types, for front ends that build [`CreateOptions`].
@@ -50,7 +51,7 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
-const RECORD_FILE: &str = "container.json";
+pub(crate) const RECORD_FILE: &str = "container.json";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,6 +86,18 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
+    #[serde(default)]
+    pub run: RunSettings,
+    /// The cgroup limits as given at create and changed by `docker update`.
+    #[serde(default)]
+    pub resources: berth_runtime::Resources,
+    /// The container's mounts (binds, volumes, tmpfs), as inspect shows them.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// How the create request spelled its mounts (echoed by inspect).
+    #[serde(default)]
+    pub mount_config: crate::volumes::MountConfig,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -99,16 +112,51 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Labels, kept in the record.
     pub labels: BTreeMap<String, String>,
+    /// Restart policy, `--rm`, stop signal and timeout, the user's health check,
+    /// `--health-on-failure`, `--init`. The engine fills in the rest (env, user, ...).
+    pub settings: RunSettings,
+    /// Binds, volumes and tmpfs mounts (resolved by the engine into `runtime.mounts`).
+    pub mounts: crate::volumes::MountOptions,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b[0].is_ascii_alphanumeric()
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// The health check in force: the user's fields over the image's (Docker merges them
+/// field by field); `NONE` as the test disables it.
+fn merge_healthcheck(
+    image: Option<&berth_image::model::HealthConfig>,
+    user: Option<&berth_image::model::HealthConfig>,
+) -> Option<berth_image::model::HealthConfig> {
+    let mut h = image.cloned().unwrap_or_default();
+    if let Some(u) = user {
+        if u.test.as_ref().is_some_and(|t| !t.is_empty()) {
+            h.test = u.test.clone();
+        }
+        for (dst, src) in [
+            (&mut h.interval, u.interval),
+            (&mut h.timeout, u.timeout),
+            (&mut h.start_period, u.start_period),
+            (&mut h.start_interval, u.start_interval),
+            (&mut h.retries, u.retries),
+        ] {
+            if src.is_some_and(|v| v != 0) {
+                *dst = src;
+            }
+        }
+    }
+    match h.test.as_deref() {
+        None | Some([]) => None,
+        Some([first, ..]) if first == "NONE" => None,
+        Some(_) => Some(h),
+    }
 }
 
 /// The state of a container as its files tell it.
@@ -129,17 +177,15 @@ pub enum ContainerState {
 pub struct ContainerSummary {
     pub record: ContainerRecord,
     pub state: ContainerState,
+    /// Restart count, a user's stop, health.
+    pub status: crate::lifecycle::ContainerStatus,
+    /// The restart policy is waiting to start it again.
+    pub restarting: bool,
+    /// Running, with its cgroup frozen (`docker pause`).
+    pub paused: bool,
 }
 
-/// One json-file log record.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct LogRecord {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
-}
-
-fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
+pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
     EngineError::internal(format!("{}: {action}: {e}", path.display()))
 }
 
@@ -155,7 +201,7 @@ fn rootfs_err(e: RootfsError) -> EngineError {
     EngineError::new(kind, e.to_string())
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     (|| -> std::io::Result<()> {
@@ -201,7 +247,7 @@ pub(crate) fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
 
 /// Connects to a shim's control socket through `/proc/self/fd/N/shim.sock`, so a long
 /// state root never hits the 108-byte limit of unix socket paths.
-fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
+pub(crate) fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
     let d = fs::File::open(dir)?;
     use std::os::fd::AsRawFd;
     UnixStream::connect(format!("/proc/self/fd/{}/{SHIM_SOCKET}", d.as_raw_fd()))
@@ -239,7 +285,7 @@ impl Engine {
     }
 
     /// Every container record (unreadable ones are logged and skipped).
-    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
+    pub(crate) fn container_records(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.containers_dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -262,6 +308,27 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// The container's current json-file log.
+    pub fn container_log_path(&self, rec: &ContainerRecord) -> PathBuf {
+        self.container_dir(&rec.id)
+            .join(format!("{}-json.log", rec.id))
+    }
+
+    /// Serialises changes to container records and status files.
+    pub(crate) fn record_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rewrites a container's record (call under [`Engine::record_lock`]).
+    pub(crate) fn write_record(&self, rec: &ContainerRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| EngineError::internal(format!("container {}: record: {e}", rec.id)))?;
+        write_atomic(&self.container_dir(&rec.id), RECORD_FILE, &bytes)
     }
 
     /// Finds a container by full ID, name (with or without its leading `/`) or unique
@@ -323,12 +390,29 @@ impl Engine {
         }
     }
 
+    fn summary_of(&self, record: ContainerRecord) -> Result<ContainerSummary> {
+        let state = self.container_state(&record.id)?;
+        Ok(ContainerSummary {
+            status: self.container_status(&record.id),
+            restarting: self.is_restarting(&record.id),
+            paused: matches!(state, ContainerState::Running { .. })
+                && self.container_paused(&record),
+            record,
+            state,
+        })
+    }
+
+    /// One container with its state (for inspect).
+    pub fn container_summary(&self, name: &str) -> Result<ContainerSummary> {
+        let record = self.container(name)?;
+        self.summary_of(record)
+    }
+
     /// Every container with its state.
     pub fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
         let mut out = Vec::new();
         for record in self.container_records()? {
-            let state = self.container_state(&record.id)?;
-            out.push(ContainerSummary { record, state });
+            out.push(self.summary_of(record)?);
         }
         out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
         Ok(out)
@@ -395,6 +479,22 @@ impl Engine {
     /// container. Returns its ID.
     #[instrument(skip_all, fields(image = %image))]
     pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<String> {
+        let settings = &opts.settings;
+        settings.restart_policy.validate()?;
+        if settings.auto_remove && !settings.restart_policy.is_none() {
+            return Err(EngineError::invalid(
+                "conflicting options: cannot specify both --restart and --rm",
+            ));
+        }
+        if let Some(s) = &settings.stop_signal {
+            if crate::lifecycle::parse_signal(s).is_none() {
+                return Err(EngineError::invalid(format!("invalid stop signal: {s}")));
+            }
+        }
+        let mut runtime_opts = opts.runtime.clone();
+        if settings.init {
+            runtime_opts.init = Some(self.config().init_binary()?);
+        }
         let lease = self.store().leases.acquire();
         let (img, _) = self.resolve(image)?;
         let layers: Vec<Digest> = img.layers.iter().map(|l| l.diff_id).collect();
@@ -403,6 +503,7 @@ impl Engine {
         }
         let run_config = self.run_config(&img.id.to_string())?;
         let id = random_id()?;
+        let _records = self.record_lock();
         let name = match &opts.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -434,12 +535,10 @@ impl Engine {
             image_id: img.id,
             layers,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            log_max_size: opts
-                .log_max_size
-                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_SIZE),
+            log_max_size: opts.log_max_size.unwrap_or(self.config().log_defaults().0),
             log_max_file: opts
                 .log_max_file
-                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_FILE)
+                .unwrap_or(self.config().log_defaults().1)
                 .max(1),
             cgroup_path: format!("/berth/{id}"),
             name,
@@ -448,10 +547,40 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            run: RunSettings::default(),
+            resources: opts.runtime.resources.clone(),
+            mounts: Vec::new(),
+            mount_config: opts.mounts.echo.clone(),
         };
+        // Held until the record is written: volumes this create uses cannot be removed
+        // meanwhile (see volumes.rs).
+        let _volumes_guard = crate::volumes::volumes_lock();
+        let mut created_volumes: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
-            let mut ropts = opts.runtime.clone();
+            let image_volumes: Vec<String> = run_config
+                .volumes
+                .as_ref()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default();
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &image_volumes,
+                opts.runtime.allow_sensitive_binds,
+            )?;
+            created_volumes = prepared.created.clone();
+            let mut rec = rec.clone();
+            rec.mounts = prepared.points;
+            let mut config_volumes = opts.mounts.config_volumes.clone();
+            for v in image_volumes {
+                if !config_volumes.contains(&v) {
+                    config_volumes.push(v);
+                }
+            }
+            rec.mount_config.volumes = config_volumes;
+            let mut ropts = runtime_opts.clone();
+            ropts.mounts.extend(prepared.specs);
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -465,12 +594,50 @@ impl Engine {
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
-            let mut rec = rec.clone();
-            rec.args = spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.args().clone())
+            let process = spec.process().as_ref();
+            rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
+            let mut run = settings.clone();
+            run.env = process
+                .and_then(|p| p.env().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| !e.starts_with("HOSTNAME="))
+                .collect();
+            run.working_dir = ropts
+                .workdir
+                .clone()
+                .or_else(|| run_config.working_dir.clone())
                 .unwrap_or_default();
+            run.user = ropts
+                .user
+                .clone()
+                .or_else(|| run_config.user.clone())
+                .unwrap_or_default();
+            // Docker's Config shows the effective entrypoint and command.
+            let (entrypoint, cmd) = match &ropts.entrypoint_override {
+                Some(ep) if !ep.is_empty() => {
+                    (ep.clone(), ropts.args_override.clone().unwrap_or_default())
+                }
+                ep => (
+                    ep.clone()
+                        .unwrap_or_else(|| run_config.entrypoint.clone().unwrap_or_default()),
+                    ropts
+                        .args_override
+                        .clone()
+                        .unwrap_or_else(|| run_config.cmd.clone().unwrap_or_default()),
+                ),
+            };
+            run.entrypoint = Some(entrypoint).filter(|e| !e.is_empty());
+            run.cmd = Some(cmd).filter(|c| !c.is_empty());
+            run.hostname = ropts.hostname.clone();
+            if run.stop_signal.is_none() {
+                run.stop_signal = run_config.stop_signal.clone().filter(|s| !s.is_empty());
+            }
+            run.healthcheck = merge_healthcheck(
+                run_config.healthcheck.as_ref(),
+                settings.healthcheck.as_ref(),
+            );
+            rec.run = run;
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
             // Last: the record makes the container exist.
@@ -478,9 +645,12 @@ impl Engine {
         })();
         if let Err(e) = result {
             cleanup(&dir);
+            self.discard_volumes_locked(&created_volumes);
             return Err(e);
         }
+        drop(_volumes_guard);
         drop(lease);
+        drop(_records);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
         self.emit_container(&rec, "create", &[]);
         Ok(id)
@@ -489,6 +659,12 @@ impl Engine {
     /// `docker start`: spawns the container's shim and returns once the container runs.
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn start_container(&self, name: &str) -> Result<()> {
+        self.start_inner(name, true)
+    }
+
+    /// Starts a container; `manual` for a user's start (clears a user's stop and the
+    /// restart count), not for the restart policy's.
+    pub(crate) fn start_inner(&self, name: &str, manual: bool) -> Result<()> {
         let rec = self.container(name)?;
         match self.container_state(&rec.id)? {
             ContainerState::Running { .. } => {
@@ -504,7 +680,8 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id);
-        self.overlay(&rec).mount().map_err(rootfs_err)?;
+        let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+        crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         let (shim, driver) = shim_binaries()?;
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
@@ -537,6 +714,14 @@ impl Engine {
         let reply = reply.trim();
         if let Some(pid) = reply.strip_prefix("ok ") {
             info!(container.id = %rec.id, pid = %pid, "container started");
+            if manual {
+                self.update_status(&rec.id, |s| {
+                    s.manually_stopped = false;
+                    s.restart_count = 0;
+                })?;
+            }
+            self.update_status(&rec.id, |s| s.health = None)?;
+            self.monitor(&rec.id);
             self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
@@ -557,7 +742,30 @@ impl Engine {
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
-        match shim_request(&dir, &format!("kill {signal}"))? {
+        let stop_signal = rec
+            .run
+            .stop_signal
+            .as_deref()
+            .and_then(crate::lifecycle::parse_signal)
+            .unwrap_or(libc::SIGTERM);
+        if signal == libc::SIGKILL || signal == stop_signal {
+            // As Docker: killing with SIGKILL or the stop signal is a user's stop, which
+            // the restart policy respects.
+            if matches!(
+                self.container_state(&rec.id)?,
+                ContainerState::Running { .. }
+            ) {
+                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
+            }
+        }
+        // A paused container gets the signal, then is thawed so it can act on it (as
+        // Docker does for a container without a StopSignal): kill and rm -f work.
+        let paused = self.container_paused(&rec);
+        let sent = shim_request(&dir, &format!("kill {signal}"));
+        if paused {
+            self.thaw_if_paused(&rec)?;
+        }
+        match sent? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -604,33 +812,6 @@ impl Engine {
         }
     }
 
-    /// The container's json-file log records, oldest first (rotated files included).
-    pub fn container_logs(&self, name: &str) -> Result<Vec<LogRecord>> {
-        let rec = self.container(name)?;
-        let dir = self.container_dir(&rec.id);
-        let base = dir.join(format!("{}-json.log", rec.id));
-        let mut files: Vec<PathBuf> = (1..rec.log_max_file)
-            .rev()
-            .map(|n| dir.join(format!("{}-json.log.{n}", rec.id)))
-            .collect();
-        files.push(base);
-        let mut out = Vec::new();
-        for f in files {
-            let text = match fs::read_to_string(&f) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&f, "read", e)),
-            };
-            for line in text.lines() {
-                match serde_json::from_str::<LogRecord>(line) {
-                    Ok(r) => out.push(r),
-                    Err(e) => warn!(path = %f.display(), error = %e, "bad log record skipped"),
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Removes libcontainer's leftover state of a container whose shim died.
     fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&rec.id);
@@ -651,6 +832,22 @@ impl Engine {
         Ok(())
     }
 
+    /// `docker rm [-v]`: [`Engine::remove_container`], then with `volumes` the anonymous
+    /// volumes the container created (not named ones; not ones another container uses).
+    pub fn remove_container_and_volumes(
+        &self,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        self.remove_container(&rec.id, force)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec.mounts)?;
+        }
+        Ok(())
+    }
+
     /// `docker rm`: refuses a running container unless `force` (then kills it first),
     /// unmounts the rootfs and deletes the container's directory.
     #[instrument(skip_all, fields(container.id = %name))]
@@ -665,8 +862,10 @@ impl Engine {
                 )))
             }
             ContainerState::Running { .. } => {
+                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
                 self.kill_container(&rec.id, libc::SIGKILL)?;
                 self.wait_container(&rec.id)?;
+                self.wait_monitor_done(&rec.id);
             }
             ContainerState::Dead => self.cleanup_runtime(&rec)?,
             ContainerState::Created | ContainerState::Exited(_) => {}

@@ -1,7 +1,7 @@
 //! Exec instances (`docker exec`): one more process in a running container.
 //!
 //! As in Docker, an exec is created first ([`Engine::exec_create`]: the container must be
-//! running and not paused), then started once ([`Engine::exec_start`]), and can be
+//! running and not paused, `Engine::container_paused`), then started once ([`Engine::exec_start`]), and can be
 //! inspected and resized. Instances live in memory: they are forgotten
 //! [`EXEC_KEEP`] after their process exited, when their container is removed, and when
 //! the daemon stops.
@@ -273,23 +273,6 @@ fn event_action(verb: &str, cmd: &[String]) -> String {
     format!("{verb}: {}", cmd.join(" "))
 }
 
-/// Whether the container's cgroup is frozen (`docker pause`): `cgroup.events` on cgroup
-/// v2, the freezer controller's `freezer.state` on v1.
-fn cgroup_frozen(rec: &ContainerRecord) -> bool {
-    let v2 = std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.events", rec.cgroup_path))
-        .map(|t| t.lines().any(|l| l.trim() == "frozen 1"))
-        .unwrap_or(false);
-    let v1 = || {
-        std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/freezer{}/freezer.state",
-            rec.cgroup_path
-        ))
-        .map(|t| t.trim() != "THAWED")
-        .unwrap_or(false)
-    };
-    v2 || v1()
-}
-
 fn set_winsize(master: &OwnedFd, (rows, cols): (u16, u16)) -> std::io::Result<()> {
     rustix::termios::tcsetwinsize(
         master,
@@ -323,7 +306,7 @@ impl Engine {
                 rec.id
             )));
         }
-        if cgroup_frozen(&rec) {
+        if self.container_paused(&rec) {
             return Err(EngineError::conflict(format!(
                 "container {} is paused, unpause the container before exec",
                 rec.id

@@ -3,7 +3,9 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod cgroups;
 pub mod config;
+mod container_cgroup;
 pub mod containers;
 pub mod distribution;
 pub mod error;
@@ -11,9 +13,15 @@ pub mod events;
 pub mod exec;
 pub mod filters;
 pub mod images;
+pub mod lifecycle;
+pub mod logs;
 pub mod policy;
+pub mod volumes;
 
+pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
+pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
+pub use container_cgroup::{ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
@@ -21,7 +29,13 @@ pub use events::{Event, EventType, Subscription};
 pub use exec::{ExecConfig, ExecInfo, ExecStreams};
 pub use filters::Filters;
 pub use images::*;
+pub use lifecycle::{
+    ContainerStatus, HealthAction, HealthResult, HealthState, RestartPolicy, RunSettings,
+    WaitCondition,
+};
+pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 
@@ -38,6 +52,9 @@ struct Inner {
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
+    /// Serialises writes of container records and status files.
+    records: std::sync::Mutex<()>,
+    lifecycle: std::sync::Mutex<lifecycle::Tracking>,
     execs: exec::ExecTable,
 }
 
@@ -59,10 +76,13 @@ impl Engine {
                 config,
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
+                records: std::sync::Mutex::new(()),
+                lifecycle: Default::default(),
                 execs: exec::ExecTable::default(),
             }),
         };
         engine.rediscover_containers();
+        engine.resume_containers();
         Ok(engine)
     }
 
