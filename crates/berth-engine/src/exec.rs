@@ -483,15 +483,21 @@ impl Engine {
         let first = replies.sock.write_all(&line).and_then(|()| replies.next());
         let pid = match first {
             Ok(Some(ExecReply::Started { pid })) => pid,
-            Ok(Some(ExecReply::Failed { exit_code, message })) => {
+            Ok(Some(ExecReply::Failed {
+                exit_code,
+                message,
+                runtime,
+            })) => {
                 let _ = child.wait();
                 exec.finish(exit_code);
-                return Err(EngineError::new(
-                    ErrorKind::InvalidArgument,
+                let message = if runtime {
                     format!(
                         "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
-                    ),
-                ));
+                    )
+                } else {
+                    message
+                };
+                return Err(EngineError::new(ErrorKind::InvalidArgument, message));
             }
             other => {
                 let _ = child.kill();

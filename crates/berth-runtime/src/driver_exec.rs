@@ -53,6 +53,9 @@ pub const EXIT_CANNOT_INVOKE: i32 = 126;
 pub struct ExecStartError {
     pub exit_code: i32,
     pub message: String,
+    /// The runtime failed to start the process (not a request found wrong before it,
+    /// such as an unknown user).
+    pub runtime: bool,
 }
 
 impl ExecStartError {
@@ -60,6 +63,14 @@ impl ExecStartError {
         ExecStartError {
             exit_code,
             message: message.into(),
+            runtime: true,
+        }
+    }
+
+    fn request(exit_code: i32, message: impl Into<String>) -> ExecStartError {
+        ExecStartError {
+            runtime: false,
+            ..ExecStartError::new(exit_code, message)
         }
     }
 }
@@ -112,15 +123,15 @@ fn exec_process(
     p.set_console_size(None);
     if let Some(u) = &req.user {
         let r = user::resolve(rootfs, u, &[]).map_err(|e| match e {
-            UserError::UnknownUser { .. } => ExecStartError::new(
+            UserError::UnknownUser { .. } => ExecStartError::request(
                 EXIT_CANNOT_INVOKE,
                 format!("unable to find user {u}: no matching entries in passwd file"),
             ),
-            UserError::UnknownGroup { group, .. } => ExecStartError::new(
+            UserError::UnknownGroup { group, .. } => ExecStartError::request(
                 EXIT_CANNOT_INVOKE,
                 format!("unable to find group {group}: no matching entries in group file"),
             ),
-            other => ExecStartError::new(EXIT_CANNOT_INVOKE, other.to_string()),
+            other => ExecStartError::request(EXIT_CANNOT_INVOKE, other.to_string()),
         })?;
         let mut user = p.user().clone();
         user.set_uid(r.uid);

@@ -127,6 +127,17 @@ pub enum ExecReply {
     /// The process exited: Docker's exit code (status, or 128 + signal).
     Exited { exit_code: i32 },
     /// The process could not be started. `exit_code` is Docker's for that failure (127:
-    /// executable not found, 126: cannot be invoked).
-    Failed { exit_code: i32, message: String },
+    /// executable not found, 126: cannot be invoked). `runtime`: the runtime failed to
+    /// start it (Docker prefixes those messages with `OCI runtime exec failed`), as
+    /// opposed to a request found wrong before (an unknown user).
+    Failed {
+        exit_code: i32,
+        message: String,
+        #[serde(default = "yes")]
+        runtime: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }

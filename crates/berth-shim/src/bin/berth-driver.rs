@@ -153,6 +153,7 @@ fn exec(root: &Path, id: &str) -> Result<(), String> {
             &ExecReply::Failed {
                 exit_code: berth_runtime::driver_exec::EXIT_CANNOT_INVOKE,
                 message: e.clone(),
+                runtime: true,
             },
             None,
         )
@@ -205,6 +206,7 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
                 &ExecReply::Failed {
                     exit_code: e.exit_code,
                     message: e.message,
+                    runtime: e.runtime,
                 },
                 None,
             )
@@ -222,6 +224,7 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
                 &ExecReply::Failed {
                     exit_code: berth_runtime::driver_exec::EXIT_CANNOT_INVOKE,
                     message: e,
+                    runtime: true,
                 },
                 None,
             );
