@@ -232,7 +232,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     .map_err(|e| io_err(&path, "write", e))
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -241,7 +241,7 @@ fn random_id() -> Result<String> {
 }
 
 /// The shim binary and the driver next to it.
-fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
     let shim = match std::env::var_os("BERTH_SHIM") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()
@@ -900,6 +900,7 @@ impl Engine {
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        self.forget_execs(&rec.id);
         info!(container.id = %rec.id, "container removed");
         self.emit_container(&rec, "destroy", &[]);
         Ok(())
