@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod filters;
+pub mod health;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;

@@ -52,6 +52,9 @@ pub(crate) struct Tracking {
     pub(crate) restarting: std::collections::HashSet<String>,
     /// The last backoff of each container.
     pub(crate) backoff: std::collections::HashMap<String, Duration>,
+    /// Containers that `--health-on-failure=restart` is stopping: their monitor starts
+    /// them again at once.
+    pub(crate) health_restart: std::collections::HashSet<String>,
 }
 
 /// `--restart`.
@@ -454,7 +457,26 @@ impl Engine {
     /// What happens once a container exited: nothing after a user's stop, removal with
     /// `--rm`, else its restart policy.
     fn after_exit(&self, rec: &ContainerRecord, code: i32, ran_for: Option<Duration>) {
+        let health_restart = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .health_restart
+            .remove(&rec.id);
         let status = self.container_status(&rec.id);
+        if health_restart && !status.manually_stopped {
+            let r = self
+                .update_status(&rec.id, |s| s.restart_count += 1)
+                .and_then(|_| self.start_inner(&rec.id, false));
+            match r {
+                Ok(()) => self.emit_container(rec, "restart", &[]),
+                Err(e) => {
+                    warn!(container.id = %rec.id, error = %e, "health-on-failure: start failed")
+                }
+            }
+            return;
+        }
         if !status.manually_stopped && self.should_restart(rec, &status, code) {
             self.restart_with_backoff(rec, ran_for);
             return;
@@ -631,6 +653,32 @@ impl Engine {
         }
         self.emit_container(&rec, "stop", &[]);
         Ok(true)
+    }
+
+    /// `--health-on-failure=restart`: stops the container (stop signal, grace period,
+    /// SIGKILL) without it counting as a user's stop; its monitor starts it again.
+    pub(crate) fn restart_in_place(&self, id: &str) -> Result<()> {
+        let rec = self.container(id)?;
+        self.inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .health_restart
+            .insert(rec.id.clone());
+        let sig = rec
+            .run
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(libc::SIGTERM);
+        let timeout = rec.run.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let dir = self.container_dir(&rec.id);
+        self.signal_container(&rec.id, sig)?;
+        let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        if matches!(wait_shim(&dir, grace)?, Waited::TimedOut) {
+            self.signal_container(&rec.id, libc::SIGKILL)?;
+        }
+        Ok(())
     }
 
     /// `docker restart`: stop (if running), then start.
