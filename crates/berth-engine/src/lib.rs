@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filters;
+pub mod health;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
@@ -58,7 +59,20 @@ struct Inner {
     execs: exec::ExecTable,
 }
 
+/// A weak reference to an engine: what background threads hold while they wait, so
+/// they never keep a stopped daemon's engine (and its state-root lock) alive.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Inner>);
+
 impl Engine {
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn upgrade(w: &WeakEngine) -> Option<Engine> {
+        w.0.upgrade().map(|inner| Engine { inner })
+    }
+
     /// Opens the state root named in `config` (creating it), taking its lock.
     pub fn open(config: DaemonConfig) -> Result<Engine> {
         let store = Store::open(&config.root)?;
