@@ -20,6 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod archive;
 mod containers;
 mod distribution;
 mod error;
@@ -78,6 +79,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

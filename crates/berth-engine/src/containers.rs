@@ -180,7 +180,7 @@ fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
 }
 
-fn rootfs_err(e: RootfsError) -> EngineError {
+pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
     let kind = match e {
         RootfsError::Rule { .. } => ErrorKind::InvalidArgument,
         RootfsError::Io { .. } => ErrorKind::Internal,
@@ -450,7 +450,7 @@ impl Engine {
         Ok(roots)
     }
 
-    fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
+    pub(crate) fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
         OverlayRootfs::new(
             rec.layers
                 .iter()

@@ -3,6 +3,7 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod archive;
 pub mod config;
 pub mod containers;
 pub mod distribution;
@@ -14,6 +15,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod policy;
 
+pub use archive::PathStat;
 pub use config::DaemonConfig;
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};

@@ -1,0 +1,242 @@
+//! `docker cp`: the container archive endpoints (stat, get, put) over the container's
+//! rootfs mount (`STATE/containers/<id>/rootfs`, mounted from create until remove, for
+//! running and stopped containers alike).
+//!
+//! Path resolution and the tar work are in [`berth_image::cp`]: every path is resolved
+//! inside the rootfs (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the container
+//! (`/escape -> /`, `-> ../../..`) resolves as the container sees it and never reaches the
+//! host; entries of an uploaded archive cannot leave the rootfs either.
+//!
+//! Ownership of extracted files (Docker's actual behaviour, which its documentation
+//! describes differently): the archive's uid/gid; with `copyUIDGID` (`docker cp -a`), the
+//! container's user (`--user` or the image's `User`, resolved in the container's
+//! `/etc/passwd` and `/etc/group`) when it has one, else the archive's. Setuid/setgid
+//! bits and file capabilities are stripped unless the daemon keeps them
+//! (`preserve_setuid`, as for image layers); Docker keeps them.
+//!
+//! Known limit: the host-side rootfs mount does not show the container's own mounts
+//! (bind mounts, volumes, tmpfs). A path under a mount destination is read from, and
+//! written to, the rootfs beneath the mount, which the running container does not see.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use berth_image::cp::{self, CpError, CtrPath, ExtractOptions, PathInfo};
+use rustix::fs::{self as rfs, FileType, Mode, OFlags};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::containers::ContainerRecord;
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+/// Go's `os.FileMode` bits (what Docker's `PathStat.mode` carries).
+mod go_mode {
+    pub const DIR: u32 = 1 << 31;
+    pub const SYMLINK: u32 = 1 << 27;
+    pub const DEVICE: u32 = 1 << 26;
+    pub const NAMED_PIPE: u32 = 1 << 25;
+    pub const SOCKET: u32 = 1 << 24;
+    pub const SETUID: u32 = 1 << 23;
+    pub const SETGID: u32 = 1 << 22;
+    pub const CHAR_DEVICE: u32 = 1 << 21;
+    pub const STICKY: u32 = 1 << 20;
+}
+
+/// Docker's `PathStat` (`X-Docker-Container-Path-Stat`, base64 of this JSON).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go `os.FileMode`: permission bits, and type bits (dir 1<<31, symlink 1<<27, ...).
+    pub mode: u32,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub mtime: String,
+    /// For a symlink: the path it resolves to inside the container (as far as it
+    /// exists), absolute; else empty.
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Go's `os.FileMode` of a `st_mode`.
+pub fn go_file_mode(st_mode: u32) -> u32 {
+    let mut m = st_mode & 0o777;
+    m |= match FileType::from_raw_mode(st_mode) {
+        FileType::Directory => go_mode::DIR,
+        FileType::Symlink => go_mode::SYMLINK,
+        FileType::BlockDevice => go_mode::DEVICE,
+        FileType::CharacterDevice => go_mode::DEVICE | go_mode::CHAR_DEVICE,
+        FileType::Fifo => go_mode::NAMED_PIPE,
+        FileType::Socket => go_mode::SOCKET,
+        _ => 0,
+    };
+    if st_mode & 0o4000 != 0 {
+        m |= go_mode::SETUID;
+    }
+    if st_mode & 0o2000 != 0 {
+        m |= go_mode::SETGID;
+    }
+    if st_mode & 0o1000 != 0 {
+        m |= go_mode::STICKY;
+    }
+    m
+}
+
+fn rfc3339(sec: i64, nsec: i64) -> String {
+    chrono::DateTime::from_timestamp(sec, u32::try_from(nsec).unwrap_or(0))
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+impl Engine {
+    /// Mounts the container's overlay if it is not (after a host reboot) and opens it.
+    fn container_root(&self, rec: &ContainerRecord) -> Result<OwnedFd> {
+        let target = self
+            .overlay(rec)
+            .mount()
+            .map_err(crate::containers::rootfs_err)?;
+        rfs::open(
+            &target,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| crate::containers::io_err(&target, "open", e.into()))
+    }
+
+    fn cp_err(&self, e: CpError, name: &str, path: &str) -> EngineError {
+        match e {
+            CpError::NotFound { .. } => EngineError::not_found(format!(
+                "Could not find the file {path} in container {name}"
+            )),
+            e => EngineError::new(e.kind(), format!("container {name}: {path}: {e}")),
+        }
+    }
+
+    fn path_stat(&self, rec: &ContainerRecord, path: &CtrPath, info: &PathInfo) -> PathStat {
+        let mut link_target = String::new();
+        if info.file_type() == FileType::Symlink {
+            // Resolved as the container resolves it (never on the host), as far as it exists.
+            let rootfs = self.overlay(rec).target();
+            let rel = String::from_utf8_lossy(path.relative()).into_owned();
+            match berth_runtime::resolve_in_rootfs(&rootfs, &format!("/{rel}")) {
+                Ok(host) => {
+                    link_target = match host.strip_prefix(&rootfs) {
+                        Ok(p) => format!("/{}", p.display()),
+                        Err(_) => "/".to_string(),
+                    };
+                }
+                Err(e) => {
+                    warn!(container.id = %rec.id, error = %e, "cannot resolve symlink target")
+                }
+            }
+        }
+        PathStat {
+            name: info.name.clone(),
+            size: i64::try_from(info.size).unwrap_or(i64::MAX),
+            mode: go_file_mode(info.st_mode),
+            mtime: rfc3339(info.mtime_sec, info.mtime_nsec),
+            link_target,
+        }
+    }
+
+    /// `HEAD /containers/{id}/archive`: what `path` is inside the container (lstat of its
+    /// last component; parents resolved in the container's root).
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn stat_path(&self, name: &str, path: &str) -> Result<PathStat> {
+        let rec = self.container(name)?;
+        let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
+        let root = self.container_root(&rec)?;
+        let info = cp::stat_path(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?;
+        Ok(self.path_stat(&rec, &p, &info))
+    }
+
+    /// `GET /containers/{id}/archive`: writes `path` as a tar to `out` (streamed).
+    /// `on_stat` is called with the path's stat before the first byte is written.
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn get_archive(
+        &self,
+        name: &str,
+        path: &str,
+        on_stat: &mut dyn FnMut(&PathStat),
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
+        let root = self.container_root(&rec)?;
+        let info = cp::stat_path(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?;
+        on_stat(&self.path_stat(&rec, &p, &info));
+        cp::write_archive(root.as_fd(), &p, out).map_err(|e| self.cp_err(e, name, path))?;
+        self.emit_container(&rec, "archive-path", &[]);
+        Ok(())
+    }
+
+    /// `PUT /containers/{id}/archive`: extracts the tar `input` (plain, gzip or zstd) into
+    /// the directory `path` of the container.
+    #[instrument(skip_all, fields(container.id = %name))]
+    pub fn put_archive(
+        &self,
+        name: &str,
+        path: &str,
+        input: &mut dyn Read,
+        no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
+        let root = self.container_root(&rec)?;
+        drop(cp::open_extract_dir(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?);
+        if rec.read_only {
+            return Err(EngineError::invalid("container rootfs is marked read-only"));
+        }
+        let owner = if copy_uid_gid && !rec.run.user.trim().is_empty() {
+            let rootfs = self.overlay(&rec).target();
+            let u = berth_runtime::user::resolve(&rootfs, &rec.run.user, &[])
+                .map_err(|e| EngineError::invalid(format!("container {name}: copyUIDGID: {e}")))?;
+            Some((u.uid, u.gid))
+        } else {
+            None
+        };
+        let opts = ExtractOptions {
+            no_overwrite_dir_non_dir,
+            owner,
+            preserve_privileged_bits: self.config().preserve_setuid,
+            min_free_bytes: self.config().min_free_bytes,
+        };
+        let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
+        let stats = cp::extract_archive(root.as_fd(), &p, input, &opts)
+            .map_err(|e| self.cp_err(e, name, path))?;
+        if stats.stripped_privileged > 0 {
+            warn!(
+                container.id = %rec.id,
+                path = %p.display(),
+                stripped_privileged = stats.stripped_privileged,
+                "setuid/setgid bits or file capabilities were removed from copied files (preserve_setuid = false)"
+            );
+        }
+        info!(
+            container.id = %rec.id,
+            path = %p.display(),
+            entries = stats.entries,
+            size_bytes = stats.content_bytes,
+            "archive extracted into container"
+        );
+        self.emit_container(&rec, "extract-to-dir", &[]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_modes_read_like_go() {
+        assert_eq!(go_file_mode(0o040755), (1 << 31) | 0o755);
+        assert_eq!(go_file_mode(0o120777), (1 << 27) | 0o777);
+        assert_eq!(go_file_mode(0o100644), 0o644);
+        assert_eq!(go_file_mode(0o104755), (1 << 23) | 0o755);
+        assert_eq!(go_file_mode(0o020620), (1 << 26) | (1 << 21) | 0o620);
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(rfc3339(1_700_000_000, 0), "2023-11-14T22:13:20Z");
+    }
+}
