@@ -1403,7 +1403,7 @@ mod tests {
 
     #[test]
     fn container_paths_are_cleaned_like_docker() {
-        let p = |s: &str| CtrPath::parse(s).unwrap();
+        let p = |s: &str| CtrPath::parse(s).expect("valid path");
         assert_eq!(p("/etc/hostname").relative(), b"etc/hostname");
         assert_eq!(p("etc/hostname").relative(), b"etc/hostname");
         assert_eq!(p("/a/../../b").relative(), b"b");
