@@ -557,3 +557,54 @@ fn docker_sdk_for_python_puts_and_gets_archives() {
         .expect("python3");
     assert_eq!(ok(out).trim(), "ok");
 }
+
+#[test]
+fn docker_cp_reads_and_writes_bind_mounts_at_their_source() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    load_fixture(&d);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rw = tmp.path().join("rw");
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir_all(&rw).expect("mkdir");
+    std::fs::create_dir_all(&ro).expect("mkdir");
+    std::fs::write(rw.join("from-host.txt"), "host side\n").expect("write");
+    // A symlink in the volume resolves inside the volume, not on the host.
+    std::os::unix::fs::symlink("/", rw.join("escape")).expect("symlink");
+    let vrw = format!("{}:/data", rw.display());
+    let vro = format!("{}:/config:ro", ro.display());
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "vols",
+        "--read-only",
+        "-v",
+        &vrw,
+        "-v",
+        &vro,
+        "fixture/app:1",
+    ]));
+
+    let t = d.docker(&["cp", "vols:/data/from-host.txt", "-"]);
+    assert_eq!(tar_entries(&t.stdout)[0].4, b"host side\n");
+    let f = tmp.path().join("in.txt");
+    std::fs::write(&f, "into the volume\n").expect("write");
+    // A writable mount takes writes even with a read-only rootfs, as Docker.
+    ok(d.docker(&["cp", f.to_str().expect("path"), "vols:/data/"]));
+    assert_eq!(
+        std::fs::read_to_string(rw.join("in.txt")).expect("on the host side of the volume"),
+        "into the volume\n"
+    );
+    let err = fails(d.docker(&["cp", f.to_str().expect("path"), "vols:/config/"]));
+    assert!(err.contains("mounted volume is marked read-only"), "{err}");
+    assert!(!ro.join("in.txt").exists());
+    let err = fails(d.docker(&["cp", "vols:/data/escape/etc/hostname", "-"]));
+    assert!(err.contains("Could not find the file"), "{err}");
+    // The directory itself is archived under its container name.
+    let t = d.docker(&["cp", "vols:/data", "-"]);
+    let names: Vec<String> = tar_entries(&t.stdout).into_iter().map(|e| e.0).collect();
+    assert!(names.contains(&"data/".to_string()), "{names:?}");
+    assert!(names.contains(&"data/in.txt".to_string()), "{names:?}");
+}

@@ -14,12 +14,20 @@
 //! bits and file capabilities are stripped unless the daemon keeps them
 //! (`preserve_setuid`, as for image layers); Docker keeps them.
 //!
-//! Known limit: the host-side rootfs mount does not show the container's own mounts
-//! (bind mounts, volumes, tmpfs). A path under a mount destination is read from, and
-//! written to, the rootfs beneath the mount, which the running container does not see.
+//! Mounts: the host-side rootfs mount does not show the container's own mounts, so a
+//! path under the destination of a directory bind mount (`-v /host:/ctr`, read from the
+//! container's runtime spec) is served from the mount's source instead, resolved
+//! inside that source (`RESOLVE_IN_ROOT` with the source as the root: a symlink in a
+//! volume cannot leave it). A read-only mount refuses writes ("mounted volume is marked
+//! read-only"); a writable mount accepts them even with `--read-only`, as Docker. Known
+//! limits: the mount is matched on the cleaned path before symlinks are resolved (a
+//! container symlink *into* a mount destination reads the rootfs beneath the mount); an
+//! archive of a directory that *contains* a mount point shows the rootfs beneath it; tmpfs
+//! mounts and file bind mounts are not visible (the rootfs beneath them is).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
 use berth_image::cp::{self, CpError, CtrPath, ExtractOptions, PathInfo};
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
@@ -82,6 +90,25 @@ pub fn go_file_mode(st_mode: u32) -> u32 {
     m
 }
 
+/// A bind mount of the container, from its runtime spec.
+#[derive(Debug, Clone)]
+struct BindMount {
+    /// Cleaned, relative container path.
+    dest: Vec<u8>,
+    source: PathBuf,
+    read_only: bool,
+}
+
+/// Where a container path is served from: the rootfs or a bind mount's source.
+struct Located {
+    root: OwnedFd,
+    /// Host path of `root`.
+    root_host: PathBuf,
+    /// The path relative to `root`.
+    path: CtrPath,
+    mount: Option<BindMount>,
+}
+
 fn rfc3339(sec: i64, nsec: i64) -> String {
     chrono::DateTime::from_timestamp(sec, u32::try_from(nsec).unwrap_or(0))
         .unwrap_or_default()
@@ -103,6 +130,94 @@ impl Engine {
         .map_err(|e| crate::containers::io_err(&target, "open", e.into()))
     }
 
+    /// The bind mounts of a container (user binds, `--init`), from `bundle/config.json`.
+    fn bind_mounts(&self, rec: &ContainerRecord) -> Vec<BindMount> {
+        let p = self
+            .container_dir(&rec.id)
+            .join(berth_runtime::shim_protocol::BUNDLE_DIR)
+            .join("config.json");
+        let Ok(bytes) = std::fs::read(&p) else {
+            return Vec::new();
+        };
+        let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            warn!(container.id = %rec.id, "unreadable runtime spec: container mounts ignored");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in spec
+            .get("mounts")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let opts: Vec<&str> = m
+                .get("options")
+                .and_then(|o| o.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o.as_str())
+                .collect();
+            let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
+                || opts.iter().any(|o| *o == "bind" || *o == "rbind");
+            let (Some(dest), Some(source)) = (
+                m.get("destination").and_then(|d| d.as_str()),
+                m.get("source").and_then(|s| s.as_str()),
+            ) else {
+                continue;
+            };
+            let Ok(dest) = CtrPath::parse(dest) else {
+                continue;
+            };
+            // Directories only: a file mount (`--init`'s binary) is read from the rootfs's
+            // placeholder beneath it.
+            if !is_bind || dest.relative().is_empty() || !std::path::Path::new(source).is_dir() {
+                continue;
+            }
+            out.push(BindMount {
+                dest: dest.relative().to_vec(),
+                source: PathBuf::from(source),
+                read_only: opts.contains(&"ro"),
+            });
+        }
+        out
+    }
+
+    /// Finds where `p` lives: beneath the longest bind mount destination that contains
+    /// it, else in the rootfs.
+    fn locate(&self, rec: &ContainerRecord, p: &CtrPath) -> Result<Located> {
+        let open_dir = |path: &std::path::Path| {
+            rfs::open(
+                path,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| crate::containers::io_err(path, "open", e.into()))
+        };
+        let mount = self
+            .bind_mounts(rec)
+            .into_iter()
+            .filter(|m| p.beneath(&m.dest).is_some())
+            .max_by_key(|m| m.dest.len());
+        let Some(m) = mount else {
+            let root = self.container_root(rec)?;
+            return Ok(Located {
+                root,
+                root_host: self.overlay(rec).target(),
+                path: p.clone(),
+                mount: None,
+            });
+        };
+        let beneath = p
+            .beneath(&m.dest)
+            .ok_or_else(|| EngineError::internal("mount lookup"))?;
+        Ok(Located {
+            root: open_dir(&m.source)?,
+            root_host: m.source.clone(),
+            path: beneath,
+            mount: Some(m),
+        })
+    }
+
     fn cp_err(&self, e: CpError, name: &str, path: &str) -> EngineError {
         match e {
             CpError::NotFound { .. } => EngineError::not_found(format!(
@@ -112,18 +227,29 @@ impl Engine {
         }
     }
 
-    fn path_stat(&self, rec: &ContainerRecord, path: &CtrPath, info: &PathInfo) -> PathStat {
+    fn path_stat(&self, rec: &ContainerRecord, loc: &Located, info: &PathInfo) -> PathStat {
         let mut link_target = String::new();
         if info.file_type() == FileType::Symlink {
-            // Resolved as the container resolves it (never on the host), as far as it exists.
-            let rootfs = self.overlay(rec).target();
-            let rel = String::from_utf8_lossy(path.relative()).into_owned();
-            match berth_runtime::resolve_in_rootfs(&rootfs, &format!("/{rel}")) {
+            // Resolved as the container resolves it (never on the host), as far as it
+            // exists; inside a mount, within the mount's source.
+            let rel = String::from_utf8_lossy(loc.path.relative()).into_owned();
+            match berth_runtime::resolve_in_rootfs(&loc.root_host, &format!("/{rel}")) {
                 Ok(host) => {
-                    link_target = match host.strip_prefix(&rootfs) {
-                        Ok(p) => format!("/{}", p.display()),
-                        Err(_) => "/".to_string(),
+                    let inner = match host.strip_prefix(&loc.root_host) {
+                        Ok(p) => p.to_string_lossy().into_owned(),
+                        Err(_) => String::new(),
                     };
+                    let mut full = match &loc.mount {
+                        Some(m) => String::from_utf8_lossy(&m.dest).into_owned(),
+                        None => String::new(),
+                    };
+                    if !inner.is_empty() {
+                        if !full.is_empty() {
+                            full.push('/');
+                        }
+                        full.push_str(&inner);
+                    }
+                    link_target = format!("/{full}");
                 }
                 Err(e) => {
                     warn!(container.id = %rec.id, error = %e, "cannot resolve symlink target")
@@ -145,9 +271,10 @@ impl Engine {
     pub fn stat_path(&self, name: &str, path: &str) -> Result<PathStat> {
         let rec = self.container(name)?;
         let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
-        let root = self.container_root(&rec)?;
-        let info = cp::stat_path(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?;
-        Ok(self.path_stat(&rec, &p, &info))
+        let loc = self.locate(&rec, &p)?;
+        let info =
+            cp::stat_path(loc.root.as_fd(), &loc.path).map_err(|e| self.cp_err(e, name, path))?;
+        Ok(self.path_stat(&rec, &loc, &info))
     }
 
     /// `GET /containers/{id}/archive`: writes `path` as a tar to `out` (streamed).
@@ -162,10 +289,12 @@ impl Engine {
     ) -> Result<()> {
         let rec = self.container(name)?;
         let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
-        let root = self.container_root(&rec)?;
-        let info = cp::stat_path(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?;
-        on_stat(&self.path_stat(&rec, &p, &info));
-        cp::write_archive(root.as_fd(), &p, out).map_err(|e| self.cp_err(e, name, path))?;
+        let loc = self.locate(&rec, &p)?;
+        let info =
+            cp::stat_path(loc.root.as_fd(), &loc.path).map_err(|e| self.cp_err(e, name, path))?;
+        on_stat(&self.path_stat(&rec, &loc, &info));
+        cp::write_archive(loc.root.as_fd(), &loc.path, out)
+            .map_err(|e| self.cp_err(e, name, path))?;
         self.emit_container(&rec, "archive-path", &[]);
         Ok(())
     }
@@ -183,10 +312,20 @@ impl Engine {
     ) -> Result<()> {
         let rec = self.container(name)?;
         let p = CtrPath::parse(path).map_err(|e| self.cp_err(e, name, path))?;
-        let root = self.container_root(&rec)?;
-        drop(cp::open_extract_dir(root.as_fd(), &p).map_err(|e| self.cp_err(e, name, path))?);
-        if rec.read_only {
-            return Err(EngineError::invalid("container rootfs is marked read-only"));
+        let loc = self.locate(&rec, &p)?;
+        drop(
+            cp::open_extract_dir(loc.root.as_fd(), &loc.path)
+                .map_err(|e| self.cp_err(e, name, path))?,
+        );
+        match &loc.mount {
+            Some(m) if m.read_only => {
+                return Err(EngineError::invalid("mounted volume is marked read-only"))
+            }
+            Some(_) => {}
+            None if rec.read_only => {
+                return Err(EngineError::invalid("container rootfs is marked read-only"))
+            }
+            None => {}
         }
         let owner = if copy_uid_gid && !rec.run.user.trim().is_empty() {
             let rootfs = self.overlay(&rec).target();
@@ -203,7 +342,7 @@ impl Engine {
             min_free_bytes: self.config().min_free_bytes,
         };
         let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
-        let stats = cp::extract_archive(root.as_fd(), &p, input, &opts)
+        let stats = cp::extract_archive(loc.root.as_fd(), &loc.path, input, &opts)
             .map_err(|e| self.cp_err(e, name, path))?;
         if stats.stripped_privileged > 0 {
             warn!(

@@ -136,6 +136,9 @@ pub struct CtrPath {
     asserts_dir: bool,
     /// Ends in `/.` (or is `.`): a directory's contents rather than the directory.
     current_dir: bool,
+    /// Where `rel` starts in the container when the root is a mount's source rather than
+    /// the rootfs (the mount's destination, relative); empty for the rootfs.
+    prefix: Vec<u8>,
 }
 
 impl CtrPath {
@@ -166,11 +169,41 @@ impl CtrPath {
             rel,
             asserts_dir: current_dir || path.ends_with('/'),
             current_dir,
+            prefix: Vec::new(),
         })
     }
 
+    /// The same path relative to `mount` (a cleaned, relative container path) when it is
+    /// `mount` or lies beneath it: for serving it from the mount's source directory.
+    pub fn beneath(&self, mount: &[u8]) -> Option<CtrPath> {
+        let rest: &[u8] = if mount.is_empty() {
+            &self.rel
+        } else if self.rel == mount {
+            b""
+        } else {
+            self.rel.strip_prefix(mount)?.strip_prefix(b"/")?
+        };
+        Some(CtrPath {
+            rel: rest.to_vec(),
+            prefix: join(&self.prefix, mount),
+            ..self.clone()
+        })
+    }
+
+    /// The last component of the path in the container (also when it is a mount's root).
+    fn top_name(&self) -> &[u8] {
+        if !self.rel.is_empty() {
+            return self.name();
+        }
+        match self.prefix.iter().rposition(|b| *b == b'/') {
+            Some(i) => self.prefix.get(i.saturating_add(1)..).unwrap_or_default(),
+            None => &self.prefix,
+        }
+    }
+
+    /// The container's root directory (not a mount's root).
     pub fn is_root(&self) -> bool {
-        self.rel.is_empty()
+        self.rel.is_empty() && self.prefix.is_empty()
     }
 
     fn parent(&self) -> &[u8] {
@@ -198,22 +231,23 @@ impl CtrPath {
     pub fn base_name(&self) -> String {
         if self.current_dir {
             ".".to_string()
-        } else if self.rel.is_empty() {
+        } else if self.is_root() {
             "/".to_string()
         } else {
-            lossy(self.name())
+            lossy(self.top_name())
         }
     }
 
     /// The path as the container sees it, cleaned.
     pub fn display(&self) -> String {
-        let mut s = format!("/{}", lossy(&self.rel));
+        let full = join(&self.prefix, &self.rel);
+        let mut s = format!("/{}", lossy(&full));
         if self.current_dir {
-            if !self.rel.is_empty() {
+            if !full.is_empty() {
                 s.push('/');
             }
             s.push('.');
-        } else if self.asserts_dir && !self.rel.is_empty() {
+        } else if self.asserts_dir && !full.is_empty() {
             s.push('/');
         }
         s
@@ -285,7 +319,7 @@ enum Target {
 }
 
 fn locate(root: BorrowedFd<'_>, path: &CtrPath) -> Result<Target, CpError> {
-    if path.is_root() || path.asserts_dir {
+    if path.rel.is_empty() || path.asserts_dir {
         let fd = in_root(root, &path.rel, OFlags::PATH | OFlags::DIRECTORY)
             .map_err(|e| resolve_err(path, e))?;
         return Ok(Target::Followed(fd));
@@ -368,7 +402,7 @@ pub fn write_archive<W: Write>(
     } else if path.is_root() {
         Vec::new()
     } else {
-        path.name().to_vec()
+        path.top_name().to_vec()
     };
     match &t {
         Target::Followed(fd) => {
