@@ -30,7 +30,7 @@
 //!   Docker refuses it ("invalid symlink"); absolute targets are fine (they resolve in the
 //!   container). A hard link's target must lie in the extraction directory.
 //! - Device nodes are refused (berth; Docker creates them). FIFOs are created.
-//! - Setuid/setgid bits and `security.capability` are stripped unless the daemon keeps
+//! - Setuid/setgid bits of non-directories and `security.capability` are stripped unless the daemon keeps
 //!   privileged bits (`preserve_setuid`, the same switch as for image layers); Docker keeps
 //!   them. Only `user.*` xattrs are applied.
 //! - Owner: the archive's uid/gid, or the one given ([`ExtractOptions::owner`]).
@@ -892,6 +892,14 @@ impl Extractor<'_> {
         })?;
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let mut meta = self.meta(entry, &raw)?;
+        // Directories keep setgid (harmless, common), as for image layers.
+        if kind != Kind::Dir
+            && !self.opts.preserve_privileged_bits
+            && meta.mode & (S_ISUID | S_ISGID) != 0
+        {
+            meta.mode &= !(S_ISUID | S_ISGID);
+            meta.privileged_dropped = true;
+        }
         if let Some((uid, gid)) = self.opts.owner {
             meta.uid = uid;
             meta.gid = gid;
@@ -1145,10 +1153,6 @@ impl Extractor<'_> {
             }
         }
         meta.times.last_access = atime.unwrap_or(meta.times.last_modification);
-        if !self.opts.preserve_privileged_bits && meta.mode & (S_ISUID | S_ISGID) != 0 {
-            meta.mode &= !(S_ISUID | S_ISGID);
-            meta.privileged_dropped = true;
-        }
         Ok(meta)
     }
 
@@ -1451,5 +1455,186 @@ mod tests {
         assert_eq!(p("/x//y/").display(), "/x/y/");
         assert_eq!(p("/x/.").display(), "/x/.");
         assert!(CtrPath::parse("/a\0b").is_err());
+    }
+
+    fn raw(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+    ) {
+        let mut h = tar::Header::new_gnu();
+        copy_field(&mut h.as_old_mut().name, name.as_bytes());
+        copy_field(&mut h.as_old_mut().linkname, link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o4755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    }
+
+    /// A scratch "container root" with `dest/`, `escape -> /` and `up -> ../../..`.
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("dest")).expect("mkdir");
+        std::os::unix::fs::symlink("/", root.join("escape")).expect("symlink");
+        std::os::unix::fs::symlink("../../..", root.join("up")).expect("symlink");
+        let fd = File::open(&root).expect("open");
+        (tmp, root, fd)
+    }
+
+    fn extract(
+        fd: &File,
+        dest: &str,
+        tar: Vec<u8>,
+        opts: &ExtractOptions,
+    ) -> Result<ExtractStats, CpError> {
+        extract_archive(
+            fd.as_fd(),
+            &CtrPath::parse(dest).expect("path"),
+            &tar[..],
+            opts,
+        )
+    }
+
+    #[test]
+    fn extraction_stays_inside_the_root() {
+        use std::os::unix::fs::MetadataExt;
+        let (_tmp, root, fd) = scratch();
+        let marker = format!("berth-cp-unit-{}", std::process::id());
+        let opts = ExtractOptions::default();
+        let mut b = tar::Builder::new(Vec::new());
+        raw(&mut b, "a/", tar::EntryType::Directory, "", b"");
+        raw(&mut b, "a/f", tar::EntryType::Regular, "", b"data");
+        raw(&mut b, "h", tar::EntryType::Link, "a/f", b"");
+        raw(&mut b, "l", tar::EntryType::Symlink, "/", b"");
+        raw(
+            &mut b,
+            &format!("l/{marker}"),
+            tar::EntryType::Regular,
+            "",
+            b"m",
+        );
+        raw(
+            &mut b,
+            &format!("/{marker}.abs"),
+            tar::EntryType::Regular,
+            "",
+            b"m",
+        );
+        let stats = extract(&fd, "/dest", b.into_inner().expect("tar"), &opts).expect("extract");
+        assert_eq!(stats.entries, 6);
+        assert_eq!(stats.stripped_privileged, 3, "setuid stripped by default");
+        let f = std::fs::metadata(root.join("dest/a/f")).expect("f");
+        assert_eq!(f.mode() & 0o7777, 0o755);
+        assert_eq!(f.mtime(), 1_600_000_000);
+        assert_eq!(
+            std::fs::metadata(root.join("dest/h")).expect("h").ino(),
+            f.ino()
+        );
+        // Through the symlink to `/`: the root's `/`, not the host's.
+        assert!(root.join(&marker).is_file());
+        assert!(!std::path::Path::new("/").join(&marker).exists());
+        assert!(root.join(format!("dest/{marker}.abs")).is_file());
+        // Into a directory named through the root's own symlinks.
+        let mut b = tar::Builder::new(Vec::new());
+        raw(&mut b, "via-up", tar::EntryType::Regular, "", b"u");
+        extract(&fd, "/up/dest", b.into_inner().expect("tar"), &opts).expect("extract");
+        assert!(root.join("dest/via-up").is_file());
+
+        let refused = |name: &str, kind, link: &str, rule: &str, opts: &ExtractOptions| {
+            let mut b = tar::Builder::new(Vec::new());
+            raw(&mut b, name, kind, link, b"");
+            let e = extract(&fd, "/dest", b.into_inner().expect("tar"), opts)
+                .expect_err(name)
+                .to_string();
+            assert!(e.contains(rule), "{name}: {e}");
+        };
+        refused(
+            "../../x",
+            tar::EntryType::Regular,
+            "",
+            "is outside of the extraction directory /dest",
+            &opts,
+        );
+        refused(
+            "s",
+            tar::EntryType::Symlink,
+            "../../etc",
+            "invalid symlink",
+            &opts,
+        );
+        refused(
+            "hl",
+            tar::EntryType::Link,
+            "../escape",
+            "outside of the extraction directory",
+            &opts,
+        );
+        refused("dev", tar::EntryType::Char, "", "device nodes", &opts);
+        let strict = ExtractOptions {
+            no_overwrite_dir_non_dir: true,
+            ..ExtractOptions::default()
+        };
+        refused(
+            "a",
+            tar::EntryType::Regular,
+            "",
+            "cannot overwrite directory",
+            &strict,
+        );
+        refused(
+            "h/",
+            tar::EntryType::Directory,
+            "",
+            "cannot overwrite non-directory",
+            &strict,
+        );
+        assert!(!root.join("x").exists() && !root.join("dev").exists());
+        // The destination must be a directory.
+        let e = extract(&fd, "/dest/h", Vec::new(), &opts).expect_err("file");
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        let e = extract(&fd, "/nope", Vec::new(), &opts).expect_err("missing");
+        assert!(matches!(e, CpError::NotFound { .. }), "{e}");
+    }
+
+    #[test]
+    fn archives_are_named_like_docker() {
+        let (_tmp, root, fd) = scratch();
+        std::fs::create_dir_all(root.join("d/sub")).expect("mkdir");
+        std::fs::write(root.join("d/x"), "x").expect("write");
+        std::fs::write(root.join("d/sub/y"), "y").expect("write");
+        std::os::unix::fs::symlink("d", root.join("s")).expect("symlink");
+        let names = |path: &str| {
+            let mut out = Vec::new();
+            write_archive(fd.as_fd(), &CtrPath::parse(path).expect("path"), &mut out)
+                .expect("archive");
+            let mut a = tar::Archive::new(&out[..]);
+            a.entries()
+                .expect("entries")
+                .map(|e| String::from_utf8_lossy(&e.expect("entry").path_bytes()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("/d"), ["d/", "d/sub/", "d/sub/y", "d/x"]);
+        assert_eq!(names("/d/."), ["./", "./sub/", "./sub/y", "./x"]);
+        assert_eq!(names("/s"), ["s"]);
+        assert_eq!(names("/s/"), ["s/", "s/sub/", "s/sub/y", "s/x"]);
+        assert_eq!(names("/escape/d/x"), ["x"]);
+        assert_eq!(names("/up/up/d/sub/y"), ["y"]);
+        let info = stat_path(fd.as_fd(), &CtrPath::parse("/s").expect("path")).expect("stat");
+        assert_eq!(info.file_type(), FileType::Symlink);
+        assert_eq!(info.name, "s");
+        assert!(matches!(
+            stat_path(
+                fd.as_fd(),
+                &CtrPath::parse("/escape/etc/passwd").expect("path")
+            ),
+            Err(CpError::NotFound { .. })
+        ));
     }
 }
