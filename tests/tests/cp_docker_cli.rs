@@ -224,6 +224,15 @@ fn docker_cp_copies_files_and_trees_both_ways() {
     assert!(std::fs::symlink_metadata(&out3).expect("meta").is_file());
     assert_eq!(std::fs::read_to_string(&out3).expect("read"), "alpha\n");
 
+    // The whole root, into a new directory: Docker's rebasing of `/` works.
+    let whole = tmp.path().join("whole");
+    ok(d.docker(&["cp", "cpc:/", whole.to_str().expect("path")]));
+    assert_eq!(
+        std::fs::read_to_string(whole.join("tmp/src/a.txt")).expect("a"),
+        "alpha\n"
+    );
+    assert!(whole.join("bin").is_dir());
+
     // Missing paths: Docker's message.
     let err = fails(d.docker(&["cp", "cpc:/no/such", tmp.path().to_str().expect("path")]));
     assert!(
