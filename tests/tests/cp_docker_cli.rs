@@ -100,6 +100,10 @@ impl HostMarker {
         let _ = std::fs::remove_file(&p);
         HostMarker(p)
     }
+    /// The same name in another host directory (removed on drop too).
+    fn beside(&self, dir: &str) -> HostMarker {
+        HostMarker(Path::new(dir).join(self.name()))
+    }
     fn name(&self) -> String {
         self.0
             .file_name()
@@ -431,7 +435,8 @@ fn docker_cp_never_follows_container_symlinks_out_of_the_rootfs() {
     assert_eq!(tar_entries(&t.stdout)[0].4, b"copied in");
     let t = d.docker(&["cp", &format!("hostile:/tmp/{}", w2.name()), "-"]);
     assert_eq!(tar_entries(&t.stdout)[0].4, b"copied in");
-    assert!(!Path::new("/tmp").join(w2.name()).exists());
+    let in_host_tmp = w2.beside("/tmp");
+    assert!(!in_host_tmp.0.exists());
 }
 
 #[test]
