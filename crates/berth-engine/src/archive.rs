@@ -122,6 +122,13 @@ impl Engine {
             .overlay(rec)
             .mount()
             .map_err(crate::containers::rootfs_err)?;
+        // A `docker rm` that ran meanwhile must not be undone by this mount.
+        if let Err(e) = self.container(&rec.id) {
+            let dir = self.container_dir(&rec.id);
+            let _ = berth_runtime::rootfs::unmount(&dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         rfs::open(
             &target,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
