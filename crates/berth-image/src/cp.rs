@@ -30,9 +30,9 @@
 //!   Docker refuses it ("invalid symlink"); absolute targets are fine (they resolve in the
 //!   container). A hard link's target must lie in the extraction directory.
 //! - Device nodes are refused (berth; Docker creates them). FIFOs are created.
-//! - Setuid/setgid bits of non-directories and `security.capability` are stripped unless the daemon keeps
-//!   privileged bits (`preserve_setuid`, the same switch as for image layers); Docker keeps
-//!   them. Only `user.*` xattrs are applied.
+//! - Setuid/setgid bits of non-directories and `security.capability` are stripped unless
+//!   the daemon keeps privileged bits (`preserve_setuid`, the same switch as for image
+//!   layers); Docker keeps them. Only `user.*` xattrs are applied.
 //! - Owner: the archive's uid/gid, or the one given ([`ExtractOptions::owner`]).
 //! - `no_overwrite_dir_non_dir`: a directory is never replaced by a non-directory, nor the
 //!   other way round.
@@ -933,7 +933,7 @@ impl Extractor<'_> {
             }
         } {
             let is_dir = existing == FileType::Directory;
-            let shown = format!("/{}", lossy(&full));
+            let shown = format!("/{}", lossy(&join(&self.dest.prefix, &full)));
             if self.opts.no_overwrite_dir_non_dir && is_dir && kind != Kind::Dir {
                 return Err(entry_rule(
                     &raw,
