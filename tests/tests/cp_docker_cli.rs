@@ -598,6 +598,8 @@ fn docker_cp_reads_and_writes_bind_mounts_at_their_source() {
         &vrw,
         "-v",
         &vro,
+        "-v",
+        "named:/vol",
         "fixture/app:1",
     ]));
 
@@ -616,6 +618,18 @@ fn docker_cp_reads_and_writes_bind_mounts_at_their_source() {
     assert!(!ro.join("in.txt").exists());
     let err = fails(d.docker(&["cp", "vols:/data/escape/etc/hostname", "-"]));
     assert!(err.contains("Could not find the file"), "{err}");
+    // A named volume: what is copied in is in the volume (another container sees it).
+    ok(d.docker(&["cp", f.to_str().expect("path"), "vols:/vol/"]));
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "reader",
+        "-v",
+        "named:/mnt",
+        "fixture/app:1",
+    ]));
+    let t = d.docker(&["cp", "reader:/mnt/in.txt", "-"]);
+    assert_eq!(tar_entries(&t.stdout)[0].4, b"into the volume\n");
     // The directory itself is archived under its container name.
     let t = d.docker(&["cp", "vols:/data", "-"]);
     let names: Vec<String> = tar_entries(&t.stdout).into_iter().map(|e| e.0).collect();

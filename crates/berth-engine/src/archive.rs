@@ -15,13 +15,14 @@
 //! (`preserve_setuid`, as for image layers); Docker keeps them.
 //!
 //! Mounts: the host-side rootfs mount does not show the container's own mounts, so a
-//! path under the destination of a directory bind mount (`-v /host:/ctr`, read from the
-//! container's runtime spec) is served from the mount's source instead, resolved
+//! path under the destination of a directory bind mount or volume (`-v /host:/ctr`,
+//! `-v name:/ctr`; the container record's mounts, matched on the destination as given and
+//! as resolved at create) is served from the mount's source instead, resolved
 //! inside that source (`RESOLVE_IN_ROOT` with the source as the root: a symlink in a
 //! volume cannot leave it). A read-only mount refuses writes ("mounted volume is marked
 //! read-only"); a writable mount accepts them even with `--read-only`, as Docker. Known
-//! limits: the mount is matched on the cleaned path before symlinks are resolved (a
-//! container symlink *into* a mount destination reads the rootfs beneath the mount); an
+//! limits: the mount is matched on the cleaned path before symlinks are resolved (any
+//! other container symlink *into* a mount destination reads the rootfs beneath it); an
 //! archive of a directory that *contains* a mount point shows the rootfs beneath it; tmpfs
 //! mounts and file bind mounts are not visible (the rootfs beneath them is).
 
@@ -137,8 +138,43 @@ impl Engine {
         .map_err(|e| crate::containers::io_err(&target, "open", e.into()))
     }
 
-    /// The bind mounts of a container (user binds, `--init`), from `bundle/config.json`.
+    /// The directory mounts of a container with a host source (binds and volumes): from
+    /// its record, each under its destination and under the destination as resolved in
+    /// the rootfs at create (where the runtime mounts it); then those of the runtime spec
+    /// (`bundle/config.json`) not named yet, for records written before mounts were kept.
     fn bind_mounts(&self, rec: &ContainerRecord) -> Vec<BindMount> {
+        let mut out: Vec<BindMount> = Vec::new();
+        for m in &rec.mounts {
+            if !matches!(m.kind.as_str(), "bind" | "volume")
+                || m.source.is_empty()
+                || !std::path::Path::new(&m.source).is_dir()
+            {
+                continue;
+            }
+            for dest in [&m.destination, &m.resolved] {
+                let Ok(d) = CtrPath::parse(dest) else {
+                    continue;
+                };
+                if d.relative().is_empty() || out.iter().any(|b| b.dest == d.relative()) {
+                    continue;
+                }
+                out.push(BindMount {
+                    dest: d.relative().to_vec(),
+                    source: PathBuf::from(&m.source),
+                    read_only: !m.rw,
+                });
+            }
+        }
+        for b in self.spec_bind_mounts(rec) {
+            if !out.iter().any(|o| o.dest == b.dest) {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// The directory bind mounts of the container's runtime spec (`bundle/config.json`).
+    fn spec_bind_mounts(&self, rec: &ContainerRecord) -> Vec<BindMount> {
         let p = self
             .container_dir(&rec.id)
             .join(berth_runtime::shim_protocol::BUNDLE_DIR)

@@ -4,7 +4,9 @@
 //! blocking thread.
 
 pub mod archive;
+pub mod cgroups;
 pub mod config;
+mod container_cgroup;
 pub mod containers;
 pub mod distribution;
 pub mod error;
@@ -14,9 +16,13 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod policy;
+pub mod volumes;
 
 pub use archive::PathStat;
+pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
+pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
+pub use container_cgroup::{ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
@@ -29,6 +35,7 @@ pub use lifecycle::{
 };
 pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 
