@@ -193,7 +193,7 @@ fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
 }
 
-fn rootfs_err(e: RootfsError) -> EngineError {
+pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
     let kind = match e {
         RootfsError::Rule { .. } => ErrorKind::InvalidArgument,
         RootfsError::Io { .. } => ErrorKind::Internal,
@@ -483,7 +483,7 @@ impl Engine {
         Ok(roots)
     }
 
-    fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
+    pub(crate) fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
         let mut o = OverlayRootfs::new(
             rec.layers
                 .iter()

@@ -3,6 +3,7 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod archive;
 pub mod cgroups;
 pub mod config;
 mod container_cgroup;
@@ -19,6 +20,7 @@ pub mod logs;
 pub mod policy;
 pub mod volumes;
 
+pub use archive::PathStat;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
