@@ -132,3 +132,59 @@ fn docker_cli_kills_and_force_removes_a_running_container() {
     ok(d.docker(&["rm", "-f", "sleeper2"]));
     ok(d.docker(&["rm", "sleeper"]));
 }
+
+/// The confinement as a process inside sees it, through the docker CLI: the defaults and
+/// each explicit loosening.
+#[test]
+fn docker_cli_security_defaults_and_their_loosenings_seen_from_inside() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let status = |flags: &[&str]| -> String {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "fixture/app:1",
+            "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status",
+        ]);
+        let id = ok(d.docker(&args)).trim().to_string();
+        assert_eq!(ok(d.docker(&["wait", &id])).trim(), "0");
+        let out = ok(d.docker(&["logs", &id]));
+        ok(d.docker(&["rm", &id]));
+        out
+    };
+    let field = |out: &str, name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let caps = |out: &str| u64::from_str_radix(&field(out, "CapEff:"), 16).expect("CapEff");
+    let default = status(&[]);
+    assert_eq!(field(&default, "Seccomp:"), "2", "{default}");
+    assert_eq!(field(&default, "NoNewPrivs:"), "1", "{default}");
+    // Podman's set: no NET_RAW (13), MKNOD (27), AUDIT_WRITE (29), SYS_ADMIN (21).
+    for bit in [13, 21, 27, 29] {
+        assert_eq!(caps(&default) & (1 << bit), 0, "cap {bit} in {default}");
+    }
+    let nnp = status(&["--security-opt", "no-new-privileges=false"]);
+    assert_eq!(field(&nnp, "NoNewPrivs:"), "0", "{nnp}");
+    assert_eq!(field(&nnp, "Seccomp:"), "2", "{nnp}");
+    let unconfined = status(&["--security-opt", "seccomp=unconfined"]);
+    assert_eq!(field(&unconfined, "Seccomp:"), "0", "{unconfined}");
+    let raw = status(&["--cap-add", "NET_RAW"]);
+    assert_ne!(caps(&raw) & (1 << 13), 0, "{raw}");
+    let privileged = status(&["--privileged"]);
+    assert_eq!(field(&privileged, "Seccomp:"), "0", "{privileged}");
+    let host_bnd = std::fs::read_to_string("/proc/self/status").expect("status");
+    let host_bnd = u64::from_str_radix(&field(&host_bnd, "CapBnd:"), 16).expect("CapBnd");
+    assert_eq!(
+        caps(&privileged),
+        host_bnd & ((1 << 41) - 1),
+        "{privileged}"
+    );
+}

@@ -572,7 +572,7 @@ pub fn generate_for_host(
     if let Some(name) = &who.username {
         user_b = user_b.username(name.clone());
     }
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(opts.tty)
         .user(user_b.build().map_err(build_err("process.user"))?)
         .args(args)
@@ -580,9 +580,13 @@ pub fn generate_for_host(
         .cwd(cwd)
         .capabilities(capabilities)
         .rlimits(rlimits(&opts.ulimits, host.max_nofile)?)
-        .no_new_privileges(sec.no_new_privileges)
         .build()
         .map_err(build_err("process"))?;
+    // `noNewPrivileges` is written only when true: libcontainer 0.7 loads the seccomp
+    // filter while it still holds CAP_SYS_ADMIN only when the field is absent, so an
+    // explicit `false` made every `no-new-privileges=false` container fail to start.
+    // (oci-spec's builder defaults it to true: set it either way.)
+    process.set_no_new_privileges(sec.no_new_privileges.then_some(true));
 
     // Mounts: defaults, minus those a user mount replaces, then user mounts in order.
     let sensitive = SensitivePaths {
@@ -1091,7 +1095,12 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(j["process"]["noNewPrivileges"], false);
+        // Absent, not false: see the note in `generate` (libcontainer's reading).
+        assert!(
+            j["process"].get("noNewPrivileges").is_none(),
+            "{}",
+            j["process"]
+        );
         let j = gen(
             &image(),
             &ContainerOptions {
@@ -1188,7 +1197,10 @@ mod tests {
         )
         .unwrap();
         let p = &j["process"];
-        assert_eq!(p["capabilities"]["bounding"].as_array().unwrap().len(), 41);
+        assert_eq!(
+            p["capabilities"]["bounding"].as_array().unwrap().len(),
+            crate::caps::CapSet::all_available().names().count()
+        );
         assert!(j["linux"].get("seccomp").is_none());
         assert!(j["linux"]["maskedPaths"]
             .as_array()
