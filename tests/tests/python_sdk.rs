@@ -23,3 +23,25 @@ fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
     let stdout = ok(out);
     assert_eq!(stdout.trim(), "ok");
 }
+
+#[test]
+fn docker_sdk_for_python_runs_and_attaches_to_containers() {
+    let sdk = std::process::Command::new("python3")
+        .args(["-c", "import docker"])
+        .status();
+    if !sdk.map(|s| s.success()).unwrap_or(false) {
+        panic!(
+            "the Docker SDK for Python is not installed: run scripts/deps.sh (pip install docker)"
+        );
+    }
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/containers_stdio.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.host())
+        .arg(fixtures())
+        .output()
+        .expect("python3");
+    let stdout = ok(out);
+    assert_eq!(stdout.trim(), "ok", "{}", d.log());
+}

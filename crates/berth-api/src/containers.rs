@@ -1,7 +1,7 @@
 //! `/containers/...`: create, start, wait, kill, remove, list, inspect, logs.
 //!
-//! Only what the engine runs today: no TTY, no attach, no stdin, no log follow. Those
-//! requests are refused with a 400 saying "not supported yet" rather than half-served.
+//! Only what the engine runs today: no log follow; it is refused with a 400 saying "not
+//! supported yet" rather than half-served. Attach and resize are in `attach.rs`.
 //! Containers are found by full ID, name or unique ID prefix (the engine resolves them).
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::hijack::{frame, MULTIPLEXED, STDERR, STDOUT};
+use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
 use crate::params::Params;
 
@@ -83,6 +83,8 @@ struct HostConfigBody {
     tmpfs: Option<BTreeMap<String, String>>,
     devices: Option<Vec<serde_json::Value>>,
     volumes_from: Option<Vec<String>>,
+    /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
+    console_size: Option<[u64; 2]>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +106,10 @@ struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
     tty: bool,
     open_stdin: bool,
+    stdin_once: bool,
     attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
     host_config: Option<HostConfigBody>,
 }
 
@@ -149,12 +154,6 @@ fn parse_bind(b: &str) -> Result<MountSpec, ApiError> {
 }
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
-    if body.tty {
-        return Err(not_supported("a TTY (-t)"));
-    }
-    if body.open_stdin || body.attach_stdin {
-        return Err(not_supported("stdin (-i)"));
-    }
     let hc = body.host_config.unwrap_or_default();
     if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
         return Err(not_supported("publishing ports (-p, -P)"));
@@ -205,6 +204,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         cap_drop: hc.cap_drop.unwrap_or_default(),
         security_opt: hc.security_opt.unwrap_or_default(),
         network,
+        tty: body.tty,
         ..ContainerOptions::default()
     };
     for b in hc.binds.unwrap_or_default() {
@@ -222,6 +222,15 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         runtime,
         name,
         labels: body.labels.unwrap_or_default(),
+        open_stdin: body.open_stdin,
+        stdin_once: body.stdin_once,
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        console_size: hc
+            .console_size
+            .filter(|[h, w]| *h > 0 && *w > 0)
+            .map(|[h, w]| [h.min(u16::MAX.into()) as u16, w.min(u16::MAX.into()) as u16]),
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -314,24 +323,46 @@ pub(crate) async fn wait(
     Path(id): Path<String>,
     params: Params,
 ) -> Response {
-    match params.non_empty("condition") {
-        None | Some("not-running") | Some("next-exit") => {}
+    let next_exit = match params.non_empty("condition") {
+        None | Some("not-running") => false,
+        Some("next-exit") => true,
         Some(c) => return not_supported(&format!("wait condition {c:?}")).into_response(),
-    }
-    let result = blocking(move || {
-        let rec = engine.container(&id)?;
-        match engine.container_state(&rec.id)? {
-            ContainerState::Exited(x) => Ok(x.exit_code),
-            // Docker's not-running condition is met at once by a created container.
-            ContainerState::Created => Ok(0),
-            _ => engine.wait_container(&rec.id),
+    };
+    // Resolve first: a missing container is a 404. Then answer the headers at once and
+    // the status when it comes, as Docker does: the docker CLI waits for the headers of
+    // `wait?condition=next-exit` before it starts the container.
+    let id = {
+        let engine = engine.clone();
+        match blocking(move || engine.container(&id)).await {
+            Ok(rec) => rec.id,
+            Err(e) => return e.into_response(),
         }
-    })
-    .await;
-    match result {
-        Ok(code) => Json(json!({ "StatusCode": code, "Error": null })).into_response(),
-        Err(e) => e.into_response(),
-    }
+    };
+    let result = async move {
+        let r = blocking(move || {
+            if next_exit {
+                return engine.wait_next_exit(&id);
+            }
+            match engine.container_state(&id)? {
+                ContainerState::Exited(x) => Ok(x.exit_code),
+                // Docker's not-running condition is met at once by a created container.
+                ContainerState::Created => Ok(0),
+                _ => engine.wait_container(&id),
+            }
+        })
+        .await;
+        let body = match r {
+            Ok(code) => json!({ "StatusCode": code, "Error": null }),
+            Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.message } }),
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(body.to_string()))
+    };
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures::stream::once(result)),
+    )
+        .into_response()
 }
 
 /// Signal names and numbers as `docker kill --signal` sends them.
@@ -597,11 +628,12 @@ fn inspect_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
             "Hostname": &rec.id[..12],
             "Image": rec.image,
             "Labels": rec.labels,
-            "Tty": false,
-            "OpenStdin": false,
-            "AttachStdin": false,
-            "AttachStdout": false,
-            "AttachStderr": false,
+            "Tty": rec.tty,
+            "OpenStdin": rec.open_stdin,
+            "StdinOnce": rec.stdin_once,
+            "AttachStdin": rec.attach_stdin,
+            "AttachStdout": rec.attach_stdout,
+            "AttachStderr": rec.attach_stderr,
             "Cmd": rec.args,
         },
         "NetworkSettings": { "Networks": {} },
@@ -663,7 +695,12 @@ pub(crate) async fn logs(
             }
         },
     };
-    let records = match blocking(move || engine.container_logs(&id)).await {
+    let (tty, records) = match blocking(move || {
+        let rec = engine.container(&id)?;
+        Ok((rec.tty, engine.container_logs(&rec.id)?))
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -678,16 +715,22 @@ pub(crate) async fn logs(
     let mut out = Vec::new();
     for r in &selected {
         let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
-        if timestamps {
-            let line = format!("{} {}", r.time, r.log);
-            frame(kind, line.as_bytes(), &mut out);
+        let line = if timestamps {
+            std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
         } else {
-            frame(kind, r.log.as_bytes(), &mut out);
+            std::borrow::Cow::Borrowed(r.log.as_str())
+        };
+        // A TTY container's log is one stream: raw, as Docker sends it.
+        if tty {
+            out.extend_from_slice(line.as_bytes());
+        } else {
+            frame(kind, line.as_bytes(), &mut out);
         }
     }
+    let content_type = if tty { RAW } else { MULTIPLEXED };
     (
         StatusCode::OK,
-        [(CONTENT_TYPE, MULTIPLEXED)],
+        [(CONTENT_TYPE, content_type)],
         Body::from(out),
     )
         .into_response()
@@ -710,11 +753,14 @@ mod tests {
     }
 
     #[test]
-    fn tty_is_refused() {
-        let body: CreateBody = serde_json::from_str(r#"{"Image":"a","Tty":true}"#).expect("ok");
-        let e = create_options(body, None).expect_err("refused");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.contains("not supported yet"), "{}", e.message);
+    fn tty_and_stdin_map() {
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","Tty":true,"OpenStdin":true,"StdinOnce":true,"AttachStdin":true,"AttachStdout":true}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("ok");
+        assert!(o.runtime.tty && o.open_stdin && o.stdin_once);
+        assert!(o.attach_stdin && o.attach_stdout && !o.attach_stderr);
     }
 
     #[test]

@@ -20,12 +20,11 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod attach;
 mod containers;
 mod distribution;
 mod error;
 mod events;
-// Its first users (attach, exec) land next.
-#[allow(dead_code)]
 mod hijack;
 mod images;
 mod middleware;
@@ -74,6 +73,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/attach", post(attach::attach))
+        .route("/containers/{id}/resize", post(attach::resize))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

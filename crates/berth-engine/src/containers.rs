@@ -85,6 +85,26 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// `-t`: the process runs on a pty (the spec's `terminal`).
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the container's stdin is a pipe fed by attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client closes its input.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Docker's AttachStdin/AttachStdout/AttachStderr as the client created it (shown
+    /// by inspect; the client attaches itself).
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    /// The TTY's initial size `[height, width]` (HostConfig.ConsoleSize).
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -99,6 +119,17 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Labels, kept in the record.
     pub labels: BTreeMap<String, String>,
+    /// `-i`: give the container a stdin pipe that attached clients write to (else its
+    /// stdin is `/dev/null`). The TTY is `runtime.tty`.
+    pub open_stdin: bool,
+    /// Close that stdin when the first attached client closes its input.
+    pub stdin_once: bool,
+    /// Docker's Attach* flags, recorded for inspect.
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    /// The TTY's initial size `[height, width]`.
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -201,14 +232,14 @@ fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
 
 /// Connects to a shim's control socket through `/proc/self/fd/N/shim.sock`, so a long
 /// state root never hits the 108-byte limit of unix socket paths.
-fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
+pub(crate) fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
     let d = fs::File::open(dir)?;
     use std::os::fd::AsRawFd;
     UnixStream::connect(format!("/proc/self/fd/{}/{SHIM_SOCKET}", d.as_raw_fd()))
 }
 
 /// One request to a shim; the reply line, or None when no shim listens.
-fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
+pub(crate) fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
     let mut s = match connect_shim(dir) {
         Ok(s) => s,
         Err(e)
@@ -234,7 +265,7 @@ impl Engine {
         self.store().root().join("containers")
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
     }
 
@@ -448,6 +479,13 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            tty: opts.runtime.tty,
+            open_stdin: opts.open_stdin,
+            stdin_once: opts.stdin_once,
+            attach_stdin: opts.attach_stdin,
+            attach_stdout: opts.attach_stdout,
+            attach_stderr: opts.attach_stderr,
+            console_size: opts.console_size,
         };
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
@@ -487,9 +525,12 @@ impl Engine {
     }
 
     /// `docker start`: spawns the container's shim and returns once the container runs.
+    /// Attachers waiting for this start are connected before the process runs (see
+    /// `attach.rs`).
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn start_container(&self, name: &str) -> Result<()> {
         let rec = self.container(name)?;
+        let (_start, pending) = self.inner.attachments.begin_start(&rec.id);
         match self.container_state(&rec.id)? {
             ContainerState::Running { .. } => {
                 return Err(EngineError::conflict(format!(
@@ -516,6 +557,11 @@ impl Engine {
             log_max_file: rec.log_max_file,
             cgroup_path: Some(PathBuf::from(&rec.cgroup_path)),
             driver,
+            tty: rec.tty,
+            open_stdin: rec.open_stdin,
+            stdin_once: rec.stdin_once,
+            wait_start: !pending.is_empty(),
+            console_size: rec.console_size,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
@@ -535,6 +581,12 @@ impl Engine {
         }
         let _ = child.wait();
         let reply = reply.trim();
+        if let Some(pid) = reply.strip_prefix("created ") {
+            self.connect_pending_and_start(&rec, pending)?;
+            info!(container.id = %rec.id, pid = %pid, "container started (attached)");
+            self.emit_container(&rec, "start", &[]);
+            return Ok(());
+        }
         if let Some(pid) = reply.strip_prefix("ok ") {
             info!(container.id = %rec.id, pid = %pid, "container started");
             self.emit_container(&rec, "start", &[]);
@@ -671,6 +723,7 @@ impl Engine {
             ContainerState::Dead => self.cleanup_runtime(&rec)?,
             ContainerState::Created | ContainerState::Exited(_) => {}
         }
+        self.inner.attachments.cancel(&rec.id);
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.

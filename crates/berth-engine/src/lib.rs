@@ -3,6 +3,7 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod attach;
 pub mod config;
 pub mod containers;
 pub mod distribution;
@@ -12,6 +13,7 @@ pub mod filters;
 pub mod images;
 pub mod policy;
 
+pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
 pub use config::DaemonConfig;
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
@@ -36,6 +38,7 @@ struct Inner {
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
+    attachments: attach::Attachments,
 }
 
 impl Engine {
@@ -56,6 +59,7 @@ impl Engine {
                 config,
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
+                attachments: attach::Attachments::default(),
             }),
         };
         engine.rediscover_containers();
