@@ -3,7 +3,9 @@
 set -euo pipefail
 need=()
 # libseccomp-dev and pkg-config: libcontainer (berth-driver) links libseccomp.
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config; do
+# tini: its static build is the init `--init` runs (Docker ships the same as docker-init).
+# procps: `docker top` runs ps on the host, as Docker does.
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config tini procps; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

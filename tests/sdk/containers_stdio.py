@@ -42,17 +42,19 @@ def main():
     with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
         c.images.load(f.read())
 
-    out = c.containers.run(IMAGE, "echo hi")
+    # The SDK splits a command string into words; the image's entrypoint is `sh -c`, so
+    # the script goes as one word.
+    out = c.containers.run(IMAGE, ["echo hi"])
     expect(out == b"hi\n", f"containers.run gave {out!r}")
     try:
-        c.containers.run(IMAGE, "echo bad >&2; exit 3")
+        c.containers.run(IMAGE, ["echo bad >&2; exit 3"])
         expect(False, "a failing container raises ContainerError")
     except docker.errors.ContainerError as e:
         expect(e.exit_status == 3, f"exit status {e.exit_status}")
 
     # attach(stream=True) to a running container: its output as it comes.
     ticker = c.containers.run(
-        IMAGE, "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done", detach=True
+        IMAGE, ["i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"], detach=True
     )
     stream = ticker.attach(stream=True, stdout=True, stderr=True)
     got = b""
@@ -64,7 +66,7 @@ def main():
     ticker.kill()
 
     # attach_socket with stdin: what is sent comes back through cat.
-    cat = c.containers.create(IMAGE, "cat", stdin_open=True)
+    cat = c.containers.create(IMAGE, ["cat"], stdin_open=True)
     cat.start()
     sock = cat.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
     raw = sock._sock if hasattr(sock, "_sock") else sock

@@ -14,8 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
-    ContainerOptions, ContainerRecord, ContainerState, CreateOptions, Engine, EngineError,
-    MountSpec, NetworkMode,
+    ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
+    EngineError, EventType, HealthAction, HealthState, LogQuery, MountSpec, NetworkMode,
+    RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -79,6 +80,7 @@ struct HostConfigBody {
     publish_all_ports: bool,
     restart_policy: Option<RestartPolicyBody>,
     auto_remove: bool,
+    init: Option<bool>,
     mounts: Option<Vec<serde_json::Value>>,
     tmpfs: Option<BTreeMap<String, String>>,
     devices: Option<Vec<serde_json::Value>>,
@@ -91,7 +93,21 @@ struct HostConfigBody {
 #[serde(rename_all = "PascalCase", default)]
 struct RestartPolicyBody {
     name: String,
+    maximum_retry_count: i64,
 }
+
+impl RestartPolicyBody {
+    fn policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            name: self.name.clone(),
+            maximum_retry_count: self.maximum_retry_count,
+        }
+    }
+}
+
+/// The label through which the docker CLI and compose (which have no flag for it) ask
+/// for `--health-on-failure`.
+pub(crate) const HEALTH_ON_FAILURE_LABEL: &str = "berth.health-on-failure";
 
 /// Docker's `ContainerConfig` with a `HostConfig` member (the create body).
 #[derive(Debug, Default, Deserialize)]
@@ -110,22 +126,13 @@ struct CreateBody {
     attach_stdin: bool,
     attach_stdout: bool,
     attach_stderr: bool,
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
+    healthcheck: Option<berth_image::model::HealthConfig>,
     host_config: Option<HostConfigBody>,
 }
 
-/// Docker's size strings for log options: `10m`, `1g`, `512k`, `100` (bytes).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: f64 = num.trim().parse().ok()?;
-    (n >= 0.0).then_some((n * mult as f64) as u64)
-}
+use berth_engine::config::parse_size;
 
 /// `-v SRC:DST[:ro|rw]` with an absolute host source; named volumes come later.
 fn parse_bind(b: &str) -> Result<MountSpec, ApiError> {
@@ -157,15 +164,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     let hc = body.host_config.unwrap_or_default();
     if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
         return Err(not_supported("publishing ports (-p, -P)"));
-    }
-    if !matches!(
-        hc.restart_policy.as_ref().map(|r| r.name.as_str()),
-        None | Some("") | Some("no")
-    ) {
-        return Err(not_supported("a restart policy (--restart)"));
-    }
-    if hc.auto_remove {
-        return Err(not_supported("--rm (AutoRemove)"));
     }
     if hc.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--mount"));
@@ -218,10 +216,32 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     }
     // Docker sends 0 for "not set"; -1 means unlimited.
     runtime.resources.pids_limit = hc.pids_limit.filter(|p| *p != 0);
+    let labels = body.labels.unwrap_or_default();
+    let settings = RunSettings {
+        restart_policy: hc
+            .restart_policy
+            .as_ref()
+            .map(RestartPolicyBody::policy)
+            .unwrap_or_default(),
+        auto_remove: hc.auto_remove,
+        stop_signal: body.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: body.stop_timeout,
+        healthcheck: body.healthcheck,
+        health_on_failure: HealthAction::parse(
+            labels
+                .get(HEALTH_ON_FAILURE_LABEL)
+                .map(String::as_str)
+                .unwrap_or(""),
+        )
+        .map_err(|e| {
+            ApiError::bad_request(format!("label {HEALTH_ON_FAILURE_LABEL}: {}", e.message))
+        })?,
+        init: hc.init.unwrap_or(false),
+        ..RunSettings::default()
+    };
     let mut opts = CreateOptions {
         runtime,
         name,
-        labels: body.labels.unwrap_or_default(),
         open_stdin: body.open_stdin,
         stdin_once: body.stdin_once,
         attach_stdin: body.attach_stdin,
@@ -231,6 +251,8 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
             .console_size
             .filter(|[h, w]| *h > 0 && *w > 0)
             .map(|[h, w]| [h.min(u16::MAX.into()) as u16, w.min(u16::MAX.into()) as u16]),
+        labels,
+        settings,
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -317,76 +339,120 @@ pub(crate) async fn start(State(engine): State<Engine>, Path(id): Path<String>) 
     }
 }
 
-/// `POST /containers/{id}/wait`: blocks until the container exits.
+/// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`.
+///
+/// Follows the engine's events (subscribed before the state is read, so no exit is
+/// missed): the container's `die` gives the exit code; with `removed`, its `destroy`
+/// ends the wait. A client that goes away ends it too.
 pub(crate) async fn wait(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     params: Params,
 ) -> Response {
-    let next_exit = match params.non_empty("condition") {
-        None | Some("not-running") => false,
-        Some("next-exit") => true,
-        Some(c) => return not_supported(&format!("wait condition {c:?}")).into_response(),
+    let cond = match WaitCondition::parse(params.get("condition").unwrap_or("")) {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    // Resolve first: a missing container is a 404. Then answer the headers at once and
-    // the status when it comes, as Docker does: the docker CLI waits for the headers of
-    // `wait?condition=next-exit` before it starts the container.
-    let id = {
+    let sub = engine.subscribe_events();
+    let now = {
         let engine = engine.clone();
-        match blocking(move || engine.container(&id)).await {
-            Ok(rec) => rec.id,
-            Err(e) => return e.into_response(),
-        }
-    };
-    let result = async move {
-        let r = blocking(move || {
-            if next_exit {
-                return engine.wait_next_exit(&id);
-            }
-            match engine.container_state(&id)? {
-                ContainerState::Exited(x) => Ok(x.exit_code),
-                // Docker's not-running condition is met at once by a created container.
-                ContainerState::Created => Ok(0),
-                _ => engine.wait_container(&id),
-            }
+        blocking(move || {
+            let rec = engine.container(&id)?;
+            let restarting = engine.is_restarting(&rec.id);
+            let state = engine.container_state(&rec.id)?;
+            Ok((rec.id, state, restarting))
         })
-        .await;
-        let body = match r {
+        .await
+    };
+    let (id, state, restarting) = match now {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    if cond == WaitCondition::NotRunning && !restarting {
+        match state {
+            ContainerState::Exited(x) => return wait_reply(x.exit_code),
+            // Docker's not-running condition is met at once by a created container.
+            ContainerState::Created => return wait_reply(0),
+            ContainerState::Dead => return wait_reply(255),
+            ContainerState::Running { .. } => {}
+        }
+    }
+    let last_code = match &state {
+        ContainerState::Exited(x) => x.exit_code,
+        _ => 0,
+    };
+    // The status line goes out now, the body at the exit: the docker CLI waits for the
+    // headers before it starts the container (`run` without -d), as Docker sends them.
+    let done = wait_events(engine, id, cond, last_code, sub);
+    let body = futures::stream::once(async move {
+        let v = match done.await {
             Ok(code) => json!({ "StatusCode": code, "Error": null }),
             Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.message } }),
         };
-        Ok::<_, std::convert::Infallible>(Bytes::from(body.to_string()))
-    };
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        Ok::<Bytes, std::io::Error>(Bytes::from(b))
+    });
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "application/json")],
-        Body::from_stream(futures::stream::once(result)),
+        Body::from_stream(body),
     )
         .into_response()
 }
 
-/// Signal names and numbers as `docker kill --signal` sends them.
-fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
+/// Follows the events until `cond` is met; returns the exit code.
+async fn wait_events(
+    engine: Engine,
+    id: String,
+    cond: WaitCondition,
+    mut last_code: i32,
+    mut sub: berth_engine::Subscription,
+) -> Result<i32, ApiError> {
+    loop {
+        match sub.live.recv().await {
+            Ok(ev) if ev.actor == id && ev.typ == EventType::Container => {
+                match ev.action.as_str() {
+                    "die" => {
+                        last_code = ev
+                            .attributes
+                            .get("exitCode")
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(255);
+                        if cond != WaitCondition::Removed {
+                            return Ok(last_code);
+                        }
+                    }
+                    "destroy" => return Ok(last_code),
+                    _ => {}
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Missed events: read the state instead.
+                let engine = engine.clone();
+                let id2 = id.clone();
+                match blocking(move || engine.container_state(&id2)).await {
+                    Ok(ContainerState::Exited(x)) if cond != WaitCondition::Removed => {
+                        return Ok(x.exit_code)
+                    }
+                    Err(_) if cond == WaitCondition::Removed => return Ok(last_code),
+                    Err(e) => return Err(e),
+                    _ => {}
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return Err(ApiError::internal("the engine's event bus closed"))
+            }
+        }
     }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    Some(match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "KILL" => 9,
-        "USR1" => 10,
-        "USR2" => 12,
-        "TERM" => 15,
-        "ALRM" => 14,
-        "STOP" => 19,
-        "CONT" => 18,
-        "WINCH" => 28,
-        _ => return None,
-    })
 }
+
+fn wait_reply(code: i32) -> Response {
+    Json(json!({ "StatusCode": code, "Error": null })).into_response()
+}
+
+use berth_engine::lifecycle::parse_signal;
 
 /// `POST /containers/{id}/kill?signal=`.
 pub(crate) async fn kill(
@@ -403,6 +469,91 @@ pub(crate) async fn kill(
     };
     match blocking(move || engine.kill_container(&id, signal)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `t` (seconds; Docker ≥ 1.42 also `signal`) of stop and restart.
+fn stop_params(params: &Params) -> Result<(Option<i64>, Option<i32>), ApiError> {
+    let t = match params.non_empty("t") {
+        None => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid value for t: {t:?}")))?,
+        ),
+    };
+    let sig = match params.non_empty("signal") {
+        None => None,
+        Some(s) => Some(
+            parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("invalid signal: {s}")))?,
+        ),
+    };
+    Ok((t, sig))
+}
+
+/// `POST /containers/{id}/stop?t=&signal=`: 304 when it was not running.
+pub(crate) async fn stop(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Response {
+    let (t, sig) = match stop_params(&params) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    match blocking(move || engine.stop_container(&id, t, sig)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => StatusCode::NOT_MODIFIED.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /containers/{id}/restart?t=`.
+pub(crate) async fn restart(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Response {
+    let (t, sig) = match stop_params(&params) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    if sig.is_some() {
+        return not_supported("a signal on restart").into_response();
+    }
+    match blocking(move || engine.restart_container(&id, t)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /containers/{id}/rename?name=`.
+pub(crate) async fn rename(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Response {
+    let Some(name) = params.non_empty("name").map(str::to_string) else {
+        return ApiError::bad_request("rename: the new name is required (name=)").into_response();
+    };
+    match blocking(move || engine.rename_container(&id, &name)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /containers/prune?filters=`.
+pub(crate) async fn prune(State(engine): State<Engine>, params: Params) -> Response {
+    let filters = match params.filters() {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    match blocking(move || engine.prune_containers(&filters)).await {
+        Ok((ids, bytes)) => Json(json!({
+            "ContainersDeleted": if ids.is_empty() { Value::Null } else { json!(ids) },
+            "SpaceReclaimed": bytes,
+        }))
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -476,11 +627,28 @@ fn since(t: &str) -> String {
 }
 
 /// Docker's `State` word and `Status` text of a container.
-fn state_words(state: &ContainerState) -> (&'static str, String) {
-    match state {
+fn state_words(c: &ContainerSummary) -> (&'static str, String) {
+    if c.restarting {
+        let when = match &c.state {
+            ContainerState::Exited(x) => since(&x.finished_at),
+            _ => "Less than a second".into(),
+        };
+        let code = match &c.state {
+            ContainerState::Exited(x) => x.exit_code,
+            _ => 0,
+        };
+        return ("restarting", format!("Restarting ({code}) {when} ago"));
+    }
+    match &c.state {
         ContainerState::Created => ("created", "Created".into()),
         ContainerState::Running { started_at, .. } => {
-            ("running", format!("Up {}", since(started_at)))
+            let health = match c.status.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            ("running", format!("Up {}{health}", since(started_at)))
         }
         ContainerState::Exited(x) => (
             "exited",
@@ -512,8 +680,9 @@ fn docker_name(rec: &ContainerRecord) -> String {
     }
 }
 
-fn summary_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
-    let (state_word, status) = state_words(state);
+fn summary_json(c: &ContainerSummary) -> Value {
+    let rec = &c.record;
+    let (state_word, status) = state_words(c);
     let created = parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0);
     json!({
         "Id": rec.id,
@@ -532,15 +701,80 @@ fn summary_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
     })
 }
 
-/// `GET /containers/json?all=`; filters are not supported yet.
+/// Docker's `docker ps` filters berth answers.
+const LIST_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since",
+];
+
+/// Whether a container passes the list filters (values of one filter are ORed, filters
+/// ANDed, as Docker).
+fn list_match(c: &ContainerSummary, f: &berth_engine::Filters, all: &[ContainerSummary]) -> bool {
+    let rec = &c.record;
+    let any = |name: &str, pred: &dyn Fn(&str) -> bool| {
+        let v = f.get(name);
+        v.is_empty() || v.iter().any(|x| pred(x))
+    };
+    let (state_word, _) = state_words(c);
+    let health = match c.status.health.as_ref().map(|h| h.status.as_str()) {
+        Some(h) if matches!(c.state, ContainerState::Running { .. }) => h.to_string(),
+        _ if rec.run.healthcheck.is_some() => "starting".to_string(),
+        _ => "none".to_string(),
+    };
+    let exit_code = match &c.state {
+        ContainerState::Exited(x) => Some(x.exit_code),
+        _ => None,
+    };
+    let created_of = |name: &str| -> Option<String> {
+        all.iter()
+            .find(|o| {
+                o.record.id == name
+                    || o.record.name == name.trim_start_matches('/')
+                    || (name.len() >= 3 && o.record.id.starts_with(name))
+            })
+            .map(|o| o.record.created.clone())
+    };
+    any("id", &|v| rec.id.starts_with(v))
+        && any("name", &|v| {
+            // Docker matches names as a regular expression; berth as a substring, which
+            // is what plain names give in both.
+            docker_name(rec).contains(v.trim_start_matches('^'))
+        })
+        && f.labels_match("label", &rec.labels)
+        && any("status", &|v| v == state_word)
+        && any("exited", &|v| {
+            exit_code.is_some_and(|c| v.parse::<i32>().is_ok_and(|x| x == c))
+        })
+        && any("health", &|v| v == health)
+        && any("ancestor", &|v| {
+            rec.image == v
+                || rec.image_id.to_string() == v
+                || rec
+                    .image_id
+                    .to_string()
+                    .trim_start_matches("sha256:")
+                    .starts_with(v)
+        })
+        && any("before", &|v| {
+            created_of(v).is_some_and(|t| rec.created < t)
+        })
+        && any("since", &|v| created_of(v).is_some_and(|t| rec.created > t))
+}
+
+/// `GET /containers/json?all=&limit=&filters=`.
 pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Response {
     let all = match params.bool("all") {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    if params.non_empty("filters").is_some_and(|f| f != "{}") {
-        return not_supported("filtering the container list").into_response();
+    let filters = match params.filters() {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = filters.check(LIST_FILTERS) {
+        return ApiError::from(e).into_response();
     }
+    // A status filter lists stopped containers too.
+    let all = all || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
     let limit: Option<usize> = params
         .non_empty("limit")
         .and_then(|l| l.parse::<i64>().ok())
@@ -550,9 +784,12 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
         Ok(rows) => {
             let out: Vec<Value> = rows
                 .iter()
-                .filter(|c| all || matches!(c.state, ContainerState::Running { .. }))
+                .filter(|c| {
+                    all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
+                })
+                .filter(|c| list_match(c, &filters, &rows))
                 .take(limit.unwrap_or(usize::MAX))
-                .map(|c| summary_json(&c.record, &c.state))
+                .map(summary_json)
                 .collect();
             Json(out).into_response()
         }
@@ -560,8 +797,22 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
     }
 }
 
-fn inspect_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
-    let (status, _) = state_words(state);
+fn health_json(h: &HealthState) -> Value {
+    json!({
+        "Status": h.status,
+        "FailingStreak": h.failing_streak,
+        "Log": h.log.iter().map(|r| json!({
+            "Start": r.start,
+            "End": r.end,
+            "ExitCode": r.exit_code,
+            "Output": r.output,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
+    let (rec, state) = (&c.record, &c.state);
+    let (status, _) = state_words(c);
     let (pid, exit_code, oom, started, finished) = match state {
         ContainerState::Running { pid, started_at } => {
             (*pid, 0, false, started_at.clone(), ZERO_TIME.to_string())
@@ -580,34 +831,62 @@ fn inspect_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
         Some((p, a)) => (p.clone(), a.to_vec()),
         None => (String::new(), Vec::new()),
     };
+    let run = &rec.run;
+    let mut state_json = json!({
+        "Status": status,
+        "Running": matches!(state, ContainerState::Running { .. }),
+        "Paused": false,
+        "Restarting": c.restarting,
+        "OOMKilled": oom,
+        "Dead": matches!(state, ContainerState::Dead),
+        "Pid": pid,
+        "ExitCode": exit_code,
+        "Error": if matches!(state, ContainerState::Dead) {
+            "the container's shim is gone without an exit status"
+        } else {
+            ""
+        },
+        "StartedAt": started,
+        "FinishedAt": finished,
+    });
+    if run.healthcheck.is_some() {
+        let h = c.status.health.clone().unwrap_or_else(|| HealthState {
+            status: if matches!(state, ContainerState::Running { .. }) {
+                "starting".into()
+            } else {
+                "unhealthy".into()
+            },
+            ..HealthState::default()
+        });
+        state_json["Health"] = health_json(&h);
+    }
+    let healthcheck = run.healthcheck.as_ref().map(|h| {
+        json!({
+            "Test": h.test,
+            "Interval": h.interval.unwrap_or(0),
+            "Timeout": h.timeout.unwrap_or(0),
+            "StartPeriod": h.start_period.unwrap_or(0),
+            "StartInterval": h.start_interval.unwrap_or(0),
+            "Retries": h.retries.unwrap_or(0),
+        })
+    });
+    let hostname = if run.hostname.is_empty() {
+        rec.id[..12].to_string()
+    } else {
+        run.hostname.clone()
+    };
     json!({
         "Id": rec.id,
         "Created": rec.created,
         "Path": path,
         "Args": args,
-        "State": {
-            "Status": status,
-            "Running": matches!(state, ContainerState::Running { .. }),
-            "Paused": false,
-            "Restarting": false,
-            "OOMKilled": oom,
-            "Dead": matches!(state, ContainerState::Dead),
-            "Pid": pid,
-            "ExitCode": exit_code,
-            "Error": if matches!(state, ContainerState::Dead) {
-                "the container's shim is gone without an exit status"
-            } else {
-                ""
-            },
-            "StartedAt": started,
-            "FinishedAt": finished,
-        },
+        "State": state_json,
         "Image": rec.image_id.to_string(),
         "Name": docker_name(rec),
-        "RestartCount": 0,
+        "RestartCount": c.status.restart_count,
         "Driver": "overlayfs",
         "Platform": "linux",
-        "LogPath": "",
+        "LogPath": log_path,
         "HostConfig": {
             "NetworkMode": network,
             "Privileged": rec.privileged,
@@ -620,21 +899,32 @@ fn inspect_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
                 },
             },
             "CgroupParent": "",
-            "AutoRemove": false,
-            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "AutoRemove": run.auto_remove,
+            "Init": run.init,
+            "RestartPolicy": {
+                "Name": run.restart_policy.display_name(),
+                "MaximumRetryCount": run.restart_policy.maximum_retry_count,
+            },
         },
         "Mounts": [],
         "Config": {
-            "Hostname": &rec.id[..12],
+            "Hostname": hostname,
+            "User": run.user,
+            "Env": run.env,
+            "Entrypoint": run.entrypoint,
+            "Cmd": run.cmd,
+            "WorkingDir": run.working_dir,
             "Image": rec.image,
             "Labels": rec.labels,
+            "StopSignal": run.stop_signal,
+            "StopTimeout": run.stop_timeout,
+            "Healthcheck": healthcheck,
             "Tty": rec.tty,
             "OpenStdin": rec.open_stdin,
             "StdinOnce": rec.stdin_once,
             "AttachStdin": rec.attach_stdin,
             "AttachStdout": rec.attach_stdout,
             "AttachStderr": rec.attach_stderr,
-            "Cmd": rec.args,
         },
         "NetworkSettings": { "Networks": {} },
     })
@@ -643,13 +933,13 @@ fn inspect_json(rec: &ContainerRecord, state: &ContainerState) -> Value {
 /// `GET /containers/{id}/json`.
 pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
-        let rec = engine.container(&id)?;
-        let state = engine.container_state(&rec.id)?;
-        Ok((rec, state))
+        let c = engine.container_summary(&id)?;
+        let log = engine.container_log_path(&c.record);
+        Ok((c, log))
     })
     .await;
     match result {
-        Ok((rec, state)) => Json(inspect_json(&rec, &state)).into_response(),
+        Ok((c, log)) => Json(inspect_json(&c, &log)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -657,81 +947,96 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
 // ---------------------------------------------------------------------------------
 // Logs
 
-/// `GET /containers/{id}/logs?stdout=&stderr=&tail=&timestamps=` (not `follow`).
+/// Log `since`/`until`: Unix seconds with an optional fraction, as the docker CLI sends
+/// them (it turns `10m` and RFC 3339 into that), or RFC 3339. `0` means unset.
+fn log_time(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(v) = params.non_empty(name).filter(|v| *v != "0") else {
+        return Ok(None);
+    };
+    crate::events::parse_time(v).map(Some).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid value for {name}: {v:?}: expected Unix seconds or RFC 3339"
+        ))
+    })
+}
+
+/// `GET /containers/{id}/logs?stdout=&stderr=&tail=&timestamps=&since=&until=&follow=`.
 pub(crate) async fn logs(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     params: Params,
 ) -> Response {
-    let flags = (|| -> Result<(bool, bool, bool), ApiError> {
-        if params.bool("follow")? {
-            return Err(not_supported("following logs (--follow)"));
-        }
-        if params.non_empty("since").is_some_and(|s| s != "0")
-            || params.non_empty("until").is_some_and(|s| s != "0")
-        {
-            return Err(not_supported("since/until on logs"));
-        }
+    let parsed = (|| -> Result<(LogQuery, bool), ApiError> {
+        let tail = match params.non_empty("tail") {
+            None | Some("all") => None,
+            Some(t) => match t.parse::<i64>() {
+                Ok(n) if n < 0 => None,
+                Ok(n) => Some(n as usize),
+                Err(_) => return Err(ApiError::bad_request(format!("invalid tail value {t:?}"))),
+            },
+        };
         Ok((
-            params.bool("stdout")?,
-            params.bool("stderr")?,
+            LogQuery {
+                stdout: params.bool("stdout")?,
+                stderr: params.bool("stderr")?,
+                since: log_time(&params, "since")?,
+                until: log_time(&params, "until")?,
+                tail,
+                follow: params.bool("follow")?,
+            },
             params.bool("timestamps")?,
         ))
     })();
-    let (stdout, stderr, timestamps) = match flags {
-        Ok(f) => f,
+    let (q, timestamps) = match parsed {
+        Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if !stdout && !stderr {
+    if !q.stdout && !q.stderr {
         return ApiError::bad_request("Bad parameters: you must choose at least one stream")
             .into_response();
     }
-    let tail = match params.non_empty("tail") {
-        None | Some("all") => None,
-        Some(t) => match t.parse::<usize>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                return ApiError::bad_request(format!("invalid tail value {t:?}")).into_response()
-            }
-        },
+    // Errors (no such container) get a status; after this the headers go out at once,
+    // so a follower of a quiet container is not left without a response.
+    let check = {
+        let (engine, id) = (engine.clone(), id.clone());
+        blocking(move || engine.container(&id)).await
     };
-    let (tty, records) = match blocking(move || {
-        let rec = engine.container(&id)?;
-        Ok((rec.tty, engine.container_logs(&rec.id)?))
-    })
-    .await
-    {
-        Ok(r) => r,
+    // A TTY container's log is one stream: raw, as Docker sends it.
+    let tty = match check {
+        Ok(rec) => rec.tty,
         Err(e) => return e.into_response(),
     };
-    let mut selected: Vec<_> = records
-        .into_iter()
-        .filter(|r| (r.stream == "stdout" && stdout) || (r.stream == "stderr" && stderr))
-        .collect();
-    if let Some(n) = tail {
-        let skip = selected.len().saturating_sub(n);
-        selected.drain(..skip);
-    }
-    let mut out = Vec::new();
-    for r in &selected {
-        let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
-        let line = if timestamps {
-            std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
-        } else {
-            std::borrow::Cow::Borrowed(r.log.as_str())
-        };
-        // A TTY container's log is one stream: raw, as Docker sends it.
-        if tty {
-            out.extend_from_slice(line.as_bytes());
-        } else {
-            frame(kind, line.as_bytes(), &mut out);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        let result = engine.read_logs(&id, &q, &mut |r| {
+            buf.clear();
+            let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
+            let line = if timestamps {
+                std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
+            } else {
+                std::borrow::Cow::Borrowed(r.log.as_str())
+            };
+            if tty {
+                buf.extend_from_slice(line.as_bytes());
+            } else {
+                frame(kind, line.as_bytes(), &mut buf);
+            }
+            tx.blocking_send(Bytes::copy_from_slice(&buf))
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+        });
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "logs ended early");
         }
-    }
+    });
+    let body = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::io::Error>))
+    });
     let content_type = if tty { RAW } else { MULTIPLEXED };
     (
         StatusCode::OK,
         [(CONTENT_TYPE, content_type)],
-        Body::from(out),
+        Body::from_stream(body),
     )
         .into_response()
 }

@@ -45,7 +45,7 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
 
 /// `since`/`until`: Unix seconds with an optional fraction (`1700000000.5`), as the
 /// docker CLI sends them, or RFC 3339. Returns nanoseconds.
-fn parse_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if let Some((secs, frac)) = s.split_once('.') {
         let secs: i64 = secs.parse().ok()?;
         let digits: String = frac.chars().take(9).collect();

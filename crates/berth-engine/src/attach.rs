@@ -261,40 +261,6 @@ impl Engine {
         }
     }
 
-    /// Docker's `wait?condition=next-exit`: the exit code of the container's next exit.
-    /// A container that does not run now is waited for to start first (the docker CLI
-    /// asks this before it starts a foreground container).
-    #[instrument(skip_all, fields(container.id = %name))]
-    pub fn wait_next_exit(&self, name: &str) -> Result<i32> {
-        let rec = self.container(name)?;
-        let before = match self.container_state(&rec.id)? {
-            ContainerState::Running { .. } => return self.wait_container(&rec.id),
-            ContainerState::Exited(x) => Some(x.finished_at),
-            _ => None,
-        };
-        let att = &self.inner.attachments;
-        loop {
-            match self.container_state(&rec.id)? {
-                ContainerState::Running { .. } => return self.wait_container(&rec.id),
-                // Started and exited between two looks.
-                ContainerState::Exited(x) if Some(&x.finished_at) != before.as_ref() => {
-                    return Ok(x.exit_code)
-                }
-                _ => {}
-            }
-            if !self.container_dir(&rec.id).exists() {
-                return Err(EngineError::not_found(format!("No such container: {name}")));
-            }
-            // Every start ends with a notification; the timeout covers starts by
-            // another engine on the same root (there is none today) and removal.
-            let slots = att.lock();
-            let _ = att
-                .changed
-                .wait_timeout(slots, Duration::from_millis(200))
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
     /// Sets the window size of a TTY container's terminal (`docker resize`, and the
     /// docker CLI after attaching).
     #[instrument(skip_all, fields(container.id = %name))]

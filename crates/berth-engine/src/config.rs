@@ -35,6 +35,37 @@ pub struct DaemonConfig {
     /// it, `docker.io`, `registry.example:5000`) to mirror endpoints tried in order
     /// (`["https://mirror.example", "http://127.0.0.1:5001"]`) before the origin.
     pub registry_mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// The init binary `--init` runs as the container's PID 1 (a static binary: it runs
+    /// inside any image). Unset: the first of `docker-init` in Docker's places and
+    /// Debian's `tini-static`.
+    pub init_path: Option<PathBuf>,
+    /// Default json-file `max-size` of containers that set none (`10m`, `512k`, bytes;
+    /// `0`: never rotate — a disk can then fill).
+    pub log_max_size: String,
+    /// Default json-file `max-file` of containers that set none (at least 1).
+    pub log_max_file: u32,
+}
+
+/// Where `--init` looks for an init binary when `init_path` is unset.
+pub const INIT_CANDIDATES: [&str; 4] = [
+    "/usr/libexec/docker/docker-init",
+    "/usr/bin/docker-init",
+    "/usr/bin/tini-static",
+    "/usr/sbin/tini-static",
+];
+
+/// Docker's size strings: `10m`, `1g`, `512k`, `100` (bytes), optionally with a `b`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0 && n.is_finite()).then_some((n * mult as f64) as u64)
 }
 
 impl Default for DaemonConfig {
@@ -49,16 +80,74 @@ impl Default for DaemonConfig {
             min_free_bytes: 512 << 20,
             policy: crate::policy::PolicyConfig::default(),
             registry_mirrors: Default::default(),
+            init_path: None,
+            log_max_size: "10m".into(),
+            log_max_file: 3,
         }
     }
 }
 
 impl DaemonConfig {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        if parse_size(&self.log_max_size).is_none() {
+            return Err(EngineError::invalid(format!(
+                "log_max_size {:?}: not a size (10m, 512k, 1g, bytes)",
+                self.log_max_size
+            )));
+        }
+        if self.log_max_file == 0 {
+            return Err(EngineError::invalid("log_max_file must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The default json-file rotation: (max-size bytes, max-file).
+    pub fn log_defaults(&self) -> (u64, u32) {
+        (
+            parse_size(&self.log_max_size).unwrap_or(10 << 20),
+            self.log_max_file.max(1),
+        )
+    }
+
+    /// The init binary for `--init`, or an error naming where berth looked.
+    pub fn init_binary(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.init_path {
+            return if p.is_file() {
+                Ok(p.clone())
+            } else {
+                Err(EngineError::invalid(format!(
+                    "--init: init_path {} is not a file",
+                    p.display()
+                )))
+            };
+        }
+        INIT_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                EngineError::new(
+                    berth_types::ErrorKind::Unavailable,
+                    format!(
+                        "--init: no init binary found (looked for {}); install Debian's tini package or set init_path in the daemon config",
+                        INIT_CANDIDATES.join(", ")
+                    ),
+                )
+            })
+    }
     /// Reads a config file; a missing file at the default path gives the defaults.
     pub fn load(path: &Path, required: bool) -> Result<DaemonConfig> {
         match std::fs::read_to_string(path) {
-            Ok(s) => toml::from_str(&s)
-                .map_err(|e| EngineError::invalid(format!("config file {}: {e}", path.display()))),
+            Ok(s) => {
+                let c: DaemonConfig = toml::from_str(&s).map_err(|e| {
+                    EngineError::invalid(format!("config file {}: {e}", path.display()))
+                })?;
+                c.validate().map_err(|e| {
+                    EngineError::invalid(format!("config file {}: {}", path.display(), e.message))
+                })?;
+                Ok(c)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 Ok(DaemonConfig::default())
             }

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 use crate::error::{EngineError, Result};
+use crate::lifecycle::RunSettings;
 use crate::Engine;
 
 /// The runtime's option types, for front ends that build [`CreateOptions`].
@@ -105,6 +106,9 @@ pub struct ContainerRecord {
     /// The TTY's initial size `[height, width]` (HostConfig.ConsoleSize).
     #[serde(default)]
     pub console_size: Option<[u16; 2]>,
+    /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
+    #[serde(default)]
+    pub run: RunSettings,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -130,16 +134,49 @@ pub struct CreateOptions {
     pub attach_stderr: bool,
     /// The TTY's initial size `[height, width]`.
     pub console_size: Option<[u16; 2]>,
+    /// Restart policy, `--rm`, stop signal and timeout, the user's health check,
+    /// `--health-on-failure`, `--init`. The engine fills in the rest (env, user, ...).
+    pub settings: RunSettings,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b[0].is_ascii_alphanumeric()
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// The health check in force: the user's fields over the image's (Docker merges them
+/// field by field); `NONE` as the test disables it.
+fn merge_healthcheck(
+    image: Option<&berth_image::model::HealthConfig>,
+    user: Option<&berth_image::model::HealthConfig>,
+) -> Option<berth_image::model::HealthConfig> {
+    let mut h = image.cloned().unwrap_or_default();
+    if let Some(u) = user {
+        if u.test.as_ref().is_some_and(|t| !t.is_empty()) {
+            h.test = u.test.clone();
+        }
+        for (dst, src) in [
+            (&mut h.interval, u.interval),
+            (&mut h.timeout, u.timeout),
+            (&mut h.start_period, u.start_period),
+            (&mut h.start_interval, u.start_interval),
+            (&mut h.retries, u.retries),
+        ] {
+            if src.is_some_and(|v| v != 0) {
+                *dst = src;
+            }
+        }
+    }
+    match h.test.as_deref() {
+        None | Some([]) => None,
+        Some([first, ..]) if first == "NONE" => None,
+        Some(_) => Some(h),
+    }
 }
 
 /// The state of a container as its files tell it.
@@ -160,17 +197,13 @@ pub enum ContainerState {
 pub struct ContainerSummary {
     pub record: ContainerRecord,
     pub state: ContainerState,
+    /// Restart count, a user's stop, health.
+    pub status: crate::lifecycle::ContainerStatus,
+    /// The restart policy is waiting to start it again.
+    pub restarting: bool,
 }
 
-/// One json-file log record.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct LogRecord {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
-}
-
-fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
+pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
     EngineError::internal(format!("{}: {action}: {e}", path.display()))
 }
 
@@ -186,7 +219,7 @@ fn rootfs_err(e: RootfsError) -> EngineError {
     EngineError::new(kind, e.to_string())
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     (|| -> std::io::Result<()> {
@@ -270,7 +303,7 @@ impl Engine {
     }
 
     /// Every container record (unreadable ones are logged and skipped).
-    fn container_records(&self) -> Result<Vec<ContainerRecord>> {
+    pub(crate) fn container_records(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.containers_dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -293,6 +326,27 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// The container's current json-file log.
+    pub fn container_log_path(&self, rec: &ContainerRecord) -> PathBuf {
+        self.container_dir(&rec.id)
+            .join(format!("{}-json.log", rec.id))
+    }
+
+    /// Serialises changes to container records and status files.
+    pub(crate) fn record_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rewrites a container's record (call under [`Engine::record_lock`]).
+    pub(crate) fn write_record(&self, rec: &ContainerRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| EngineError::internal(format!("container {}: record: {e}", rec.id)))?;
+        write_atomic(&self.container_dir(&rec.id), RECORD_FILE, &bytes)
     }
 
     /// Finds a container by full ID, name (with or without its leading `/`) or unique
@@ -354,12 +408,27 @@ impl Engine {
         }
     }
 
+    fn summary_of(&self, record: ContainerRecord) -> Result<ContainerSummary> {
+        let state = self.container_state(&record.id)?;
+        Ok(ContainerSummary {
+            status: self.container_status(&record.id),
+            restarting: self.is_restarting(&record.id),
+            record,
+            state,
+        })
+    }
+
+    /// One container with its state (for inspect).
+    pub fn container_summary(&self, name: &str) -> Result<ContainerSummary> {
+        let record = self.container(name)?;
+        self.summary_of(record)
+    }
+
     /// Every container with its state.
     pub fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
         let mut out = Vec::new();
         for record in self.container_records()? {
-            let state = self.container_state(&record.id)?;
-            out.push(ContainerSummary { record, state });
+            out.push(self.summary_of(record)?);
         }
         out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
         Ok(out)
@@ -426,6 +495,22 @@ impl Engine {
     /// container. Returns its ID.
     #[instrument(skip_all, fields(image = %image))]
     pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<String> {
+        let settings = &opts.settings;
+        settings.restart_policy.validate()?;
+        if settings.auto_remove && !settings.restart_policy.is_none() {
+            return Err(EngineError::invalid(
+                "conflicting options: cannot specify both --restart and --rm",
+            ));
+        }
+        if let Some(s) = &settings.stop_signal {
+            if crate::lifecycle::parse_signal(s).is_none() {
+                return Err(EngineError::invalid(format!("invalid stop signal: {s}")));
+            }
+        }
+        let mut runtime_opts = opts.runtime.clone();
+        if settings.init {
+            runtime_opts.init = Some(self.config().init_binary()?);
+        }
         let lease = self.store().leases.acquire();
         let (img, _) = self.resolve(image)?;
         let layers: Vec<Digest> = img.layers.iter().map(|l| l.diff_id).collect();
@@ -434,6 +519,7 @@ impl Engine {
         }
         let run_config = self.run_config(&img.id.to_string())?;
         let id = random_id()?;
+        let _records = self.record_lock();
         let name = match &opts.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -465,12 +551,10 @@ impl Engine {
             image_id: img.id,
             layers,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            log_max_size: opts
-                .log_max_size
-                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_SIZE),
+            log_max_size: opts.log_max_size.unwrap_or(self.config().log_defaults().0),
             log_max_file: opts
                 .log_max_file
-                .unwrap_or(ShimConfig::DEFAULT_LOG_MAX_FILE)
+                .unwrap_or(self.config().log_defaults().1)
                 .max(1),
             cgroup_path: format!("/berth/{id}"),
             name,
@@ -486,10 +570,11 @@ impl Engine {
             attach_stdout: opts.attach_stdout,
             attach_stderr: opts.attach_stderr,
             console_size: opts.console_size,
+            run: RunSettings::default(),
         };
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
-            let mut ropts = opts.runtime.clone();
+            let mut ropts = runtime_opts.clone();
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -504,11 +589,50 @@ impl Engine {
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
             let mut rec = rec.clone();
-            rec.args = spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.args().clone())
+            let process = spec.process().as_ref();
+            rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
+            let mut run = settings.clone();
+            run.env = process
+                .and_then(|p| p.env().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| !e.starts_with("HOSTNAME="))
+                .collect();
+            run.working_dir = ropts
+                .workdir
+                .clone()
+                .or_else(|| run_config.working_dir.clone())
                 .unwrap_or_default();
+            run.user = ropts
+                .user
+                .clone()
+                .or_else(|| run_config.user.clone())
+                .unwrap_or_default();
+            // Docker's Config shows the effective entrypoint and command.
+            let (entrypoint, cmd) = match &ropts.entrypoint_override {
+                Some(ep) if !ep.is_empty() => {
+                    (ep.clone(), ropts.args_override.clone().unwrap_or_default())
+                }
+                ep => (
+                    ep.clone()
+                        .unwrap_or_else(|| run_config.entrypoint.clone().unwrap_or_default()),
+                    ropts
+                        .args_override
+                        .clone()
+                        .unwrap_or_else(|| run_config.cmd.clone().unwrap_or_default()),
+                ),
+            };
+            run.entrypoint = Some(entrypoint).filter(|e| !e.is_empty());
+            run.cmd = Some(cmd).filter(|c| !c.is_empty());
+            run.hostname = ropts.hostname.clone();
+            if run.stop_signal.is_none() {
+                run.stop_signal = run_config.stop_signal.clone().filter(|s| !s.is_empty());
+            }
+            run.healthcheck = merge_healthcheck(
+                run_config.healthcheck.as_ref(),
+                settings.healthcheck.as_ref(),
+            );
+            rec.run = run;
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
             // Last: the record makes the container exist.
@@ -519,6 +643,7 @@ impl Engine {
             return Err(e);
         }
         drop(lease);
+        drop(_records);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
         self.emit_container(&rec, "create", &[]);
         Ok(id)
@@ -529,6 +654,12 @@ impl Engine {
     /// `attach.rs`).
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn start_container(&self, name: &str) -> Result<()> {
+        self.start_inner(name, true)
+    }
+
+    /// Starts a container; `manual` for a user's start (clears a user's stop and the
+    /// restart count), not for the restart policy's.
+    pub(crate) fn start_inner(&self, name: &str, manual: bool) -> Result<()> {
         let rec = self.container(name)?;
         let (_start, pending) = self.inner.attachments.begin_start(&rec.id);
         match self.container_state(&rec.id)? {
@@ -581,14 +712,23 @@ impl Engine {
         }
         let _ = child.wait();
         let reply = reply.trim();
-        if let Some(pid) = reply.strip_prefix("created ") {
-            self.connect_pending_and_start(&rec, pending)?;
-            info!(container.id = %rec.id, pid = %pid, "container started (attached)");
-            self.emit_container(&rec, "start", &[]);
-            return Ok(());
-        }
-        if let Some(pid) = reply.strip_prefix("ok ") {
+        let started = match reply.strip_prefix("created ") {
+            Some(pid) => {
+                self.connect_pending_and_start(&rec, pending)?;
+                Some(pid)
+            }
+            None => reply.strip_prefix("ok "),
+        };
+        if let Some(pid) = started {
             info!(container.id = %rec.id, pid = %pid, "container started");
+            if manual {
+                self.update_status(&rec.id, |s| {
+                    s.manually_stopped = false;
+                    s.restart_count = 0;
+                })?;
+            }
+            self.update_status(&rec.id, |s| s.health = None)?;
+            self.monitor(&rec.id);
             self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
@@ -609,6 +749,22 @@ impl Engine {
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
+        let stop_signal = rec
+            .run
+            .stop_signal
+            .as_deref()
+            .and_then(crate::lifecycle::parse_signal)
+            .unwrap_or(libc::SIGTERM);
+        if signal == libc::SIGKILL || signal == stop_signal {
+            // As Docker: killing with SIGKILL or the stop signal is a user's stop, which
+            // the restart policy respects.
+            if matches!(
+                self.container_state(&rec.id)?,
+                ContainerState::Running { .. }
+            ) {
+                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
+            }
+        }
         match shim_request(&dir, &format!("kill {signal}"))? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
@@ -656,33 +812,6 @@ impl Engine {
         }
     }
 
-    /// The container's json-file log records, oldest first (rotated files included).
-    pub fn container_logs(&self, name: &str) -> Result<Vec<LogRecord>> {
-        let rec = self.container(name)?;
-        let dir = self.container_dir(&rec.id);
-        let base = dir.join(format!("{}-json.log", rec.id));
-        let mut files: Vec<PathBuf> = (1..rec.log_max_file)
-            .rev()
-            .map(|n| dir.join(format!("{}-json.log.{n}", rec.id)))
-            .collect();
-        files.push(base);
-        let mut out = Vec::new();
-        for f in files {
-            let text = match fs::read_to_string(&f) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&f, "read", e)),
-            };
-            for line in text.lines() {
-                match serde_json::from_str::<LogRecord>(line) {
-                    Ok(r) => out.push(r),
-                    Err(e) => warn!(path = %f.display(), error = %e, "bad log record skipped"),
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Removes libcontainer's leftover state of a container whose shim died.
     fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&rec.id);
@@ -717,8 +846,10 @@ impl Engine {
                 )))
             }
             ContainerState::Running { .. } => {
+                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
                 self.kill_container(&rec.id, libc::SIGKILL)?;
                 self.wait_container(&rec.id)?;
+                self.wait_monitor_done(&rec.id);
             }
             ContainerState::Dead => self.cleanup_runtime(&rec)?,
             ContainerState::Created | ContainerState::Exited(_) => {}

@@ -663,7 +663,7 @@ pub fn parse_platform(s: &str) -> Result<Platform> {
 }
 
 /// `until` values: a Unix timestamp, an RFC 3339 time, or a duration like `24h`, `90m`.
-fn parse_until(s: &str) -> Result<i64> {
+pub(crate) fn parse_until(s: &str) -> Result<i64> {
     let now = chrono::Utc::now().timestamp();
     if let Ok(n) = s.parse::<f64>() {
         return Ok(n as i64);

@@ -11,6 +11,8 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod images;
+pub mod lifecycle;
+pub mod logs;
 pub mod policy;
 
 pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
@@ -21,6 +23,11 @@ pub use error::{EngineError, Result};
 pub use events::{Event, EventType, Subscription};
 pub use filters::Filters;
 pub use images::*;
+pub use lifecycle::{
+    ContainerStatus, HealthAction, HealthResult, HealthState, RestartPolicy, RunSettings,
+    WaitCondition,
+};
+pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
 
 use std::sync::Arc;
@@ -39,6 +46,9 @@ struct Inner {
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
     attachments: attach::Attachments,
+    /// Serialises writes of container records and status files.
+    records: std::sync::Mutex<()>,
+    lifecycle: std::sync::Mutex<lifecycle::Tracking>,
 }
 
 impl Engine {
@@ -60,9 +70,12 @@ impl Engine {
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
                 attachments: attach::Attachments::default(),
+                records: std::sync::Mutex::new(()),
+                lifecycle: Default::default(),
             }),
         };
         engine.rediscover_containers();
+        engine.resume_containers();
         Ok(engine)
     }
 
