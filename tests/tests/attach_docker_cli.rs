@@ -51,9 +51,20 @@ fn foreground_run_prints_all_output_every_time() {
     let Some(d) = daemon() else { return };
     for i in 0..20 {
         let name = format!("fg{i}");
-        let out = d.docker(&["run", "--name", &name, IMAGE, "echo hello"]);
+        // Every other run with --rm (the CLI then waits for condition=removed).
+        let out = if i % 2 == 0 {
+            d.docker(&["run", "--name", &name, IMAGE, "echo hello"])
+        } else {
+            d.docker(&["run", "--rm", "--name", &name, IMAGE, "echo hello"])
+        };
         assert_eq!(ok(out), "hello\n", "run {i}: {}", d.log());
     }
+    let names = ok(d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(
+        names.lines().count(),
+        10,
+        "the --rm containers are gone: {names}"
+    );
     // A burst larger than the pipes' buffers arrives whole and in order.
     let out = ok(d.docker(&["run", IMAGE, "busybox seq 1 20000"]));
     let expected: String = (1..=20000).map(|n| format!("{n}\n")).collect();

@@ -107,6 +107,7 @@ async fn serve(
         let _ = conn.shutdown().await;
         return;
     };
+    let stdin = att.options().stdin;
     let shim = match blocking(move || att.wait()).await {
         Ok(s) => s,
         Err(e) => {
@@ -126,7 +127,7 @@ async fn serve(
         }
     };
     let scanner = rec.tty.then(|| DetachScanner::new(keys));
-    pump(conn, shim, opts.stdin, scanner).await;
+    pump(conn, shim, stdin, scanner).await;
 }
 
 /// Copies shim → client until the shim ends the stream, and client → shim (stdin).

@@ -52,6 +52,7 @@ impl AttachOptions {
 /// An attach: connected to the running container, or pending until it starts.
 pub struct Attach {
     id: String,
+    opts: AttachOptions,
     inner: AttachInner,
 }
 
@@ -61,6 +62,11 @@ enum AttachInner {
 }
 
 impl Attach {
+    /// The streams attached (stdin only if the container has one).
+    pub fn options(&self) -> AttachOptions {
+        self.opts
+    }
+
     /// The stream to the shim, once the container runs (blocks until then). Output
     /// arrives on it (framed unless the container has a TTY) until the container exits;
     /// what is written to it goes to the container's stdin (with `stdin`).
@@ -194,6 +200,11 @@ impl Engine {
         opts: AttachOptions,
     ) -> Result<(ContainerRecord, Attach)> {
         let rec = self.container(name)?;
+        // As Docker: stdin is attached only to a container that has one (OpenStdin).
+        let opts = AttachOptions {
+            stdin: opts.stdin && rec.open_stdin,
+            ..opts
+        };
         let dir = self.container_dir(&rec.id);
         let att = &self.inner.attachments;
         let mut slots = att.lock();
@@ -208,6 +219,7 @@ impl Engine {
                     rec,
                     Attach {
                         id,
+                        opts,
                         inner: AttachInner::Ready(s),
                     },
                 ));
@@ -226,6 +238,7 @@ impl Engine {
             rec,
             Attach {
                 id,
+                opts,
                 inner: AttachInner::Pending(rx),
             },
         ))

@@ -830,6 +830,8 @@ impl Shim {
         } else if line == "wait" {
             self.waiters.push(conn);
             return;
+        } else if line == "start" && self.driver.is_none() {
+            "error the container is already started\n".to_string()
         } else if line == "start" {
             match self.start_process() {
                 Ok(()) => format!("ok {}\n", self.pid),
