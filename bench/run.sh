@@ -8,14 +8,16 @@
 #   berth-fg      docker run --rm IMAGE true        (attach before start: the start handshake)
 #   berth-detach  docker run -d IMAGE true; docker wait; docker rm   (no attach: no handshake)
 # The berth figures include the docker CLI (a Go binary started per command) and the API
-# round trips, which runc does not pay; berth-fg vs berth-detach shows what the attach
-# handshake costs.
+# round trips, which runc does not pay. start_handshake.py then times POST /start alone,
+# without and with a pending attach: the cost of the attach handshake.
 #
 # Environment:
 #   RUNS=30                  runs per command
 #   BENCH_DIR=bench/out      work dir (state root, bundle, results)
 #   BERTH_BIN=target/release/berth   (built with cargo if missing; berth-shim and
-#                            berth-driver must be next to it)
+#                            berth-driver must be next to it, or BERTH_SHIM set)
+#   BERTH_SHIM=              another berth-shim (berth-driver next to it), passed to
+#                            the daemon
 # Needs root, runc, hyperfine and the docker CLI.
 set -euo pipefail
 
@@ -93,3 +95,5 @@ hyperfine --runs "$RUNS" --warmup 3 --export-markdown "$BENCH_DIR/run-results.md
     -n berth-fg "$FG" \
     -n berth-detach "$DETACH"
 log "results: $BENCH_DIR/run-results.md"
+log "start latency without and with a pending attach (the handshake's cost)"
+python3 "$SCRIPT_DIR/start_handshake.py" "$SOCK" 15
