@@ -276,3 +276,40 @@ fn attach_and_resize_errors_are_clear() {
     }
     ok(d.docker(&["kill", "plain"]));
 }
+
+#[test]
+fn an_attached_client_that_does_not_read_never_blocks_the_container() {
+    let Some(d) = daemon() else { return };
+    let id = ok(d.docker(&[
+        "create",
+        "--name",
+        "flood",
+        IMAGE,
+        "busybox seq 1 300000; echo end",
+    ]));
+    let id = id.trim();
+    // Attach (before start, so every byte is meant for this client) and never read.
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        conn,
+        "POST /containers/{id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut conn, &mut b).expect("response head");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // ~2 MB of output: far more than the client's queue and the socket buffers.
+    ok(d.docker(&["start", "flood"]));
+    assert_eq!(ok(d.docker(&["wait", "flood"])).trim(), "0");
+    let tail = ok(d.docker(&["logs", "--tail", "2", "flood"]));
+    assert_eq!(tail, "300000\nend\n", "the log has everything");
+    drop(conn);
+}
