@@ -73,12 +73,13 @@ def main():
     raw.sendall(b"ping\n")
     echoed = read_frames(raw, b"ping\n")
     expect(echoed == b"ping\n", f"attach_socket echoed {echoed!r}")
+    # The SDK creates stdin_open containers with StdinOnce: closing our input closes
+    # the container's stdin, and cat ends.
+    expect(cat.attrs["Config"]["StdinOnce"], "StdinOnce recorded")
     raw.shutdown(socket.SHUT_WR)
+    status = cat.wait(timeout=60)
+    expect(status["StatusCode"] == 0, f"cat ended with {status}")
     raw.close()
-    cat.reload()
-    # Without StdinOnce the container's stdin stays open: cat still runs.
-    expect(cat.status == "running", f"cat is {cat.status}")
-    cat.kill()
     print("ok")
 
 
