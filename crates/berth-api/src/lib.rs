@@ -20,18 +20,23 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod archive;
 mod attach;
+mod cgroups;
 mod containers;
 mod distribution;
 mod error;
 mod events;
+mod exec;
 mod hijack;
 mod images;
 mod middleware;
+mod mounts;
 mod params;
 mod stream;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::ApiError;
 pub use version::ApiVersion;
@@ -79,6 +84,26 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(attach::resize))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
+        .route("/containers/{id}/stats", get(cgroups::stats))
+        .route("/containers/{id}/top", get(cgroups::top))
+        .route("/containers/{id}/update", post(cgroups::update))
+        .route("/containers/{id}/pause", post(cgroups::pause))
+        .route("/containers/{id}/unpause", post(cgroups::unpause))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

@@ -51,7 +51,7 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
-const RECORD_FILE: &str = "container.json";
+pub(crate) const RECORD_FILE: &str = "container.json";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,6 +109,15 @@ pub struct ContainerRecord {
     /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
     #[serde(default)]
     pub run: RunSettings,
+    /// The cgroup limits as given at create and changed by `docker update`.
+    #[serde(default)]
+    pub resources: berth_runtime::Resources,
+    /// The container's mounts (binds, volumes, tmpfs), as inspect shows them.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// How the create request spelled its mounts (echoed by inspect).
+    #[serde(default)]
+    pub mount_config: crate::volumes::MountConfig,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -137,6 +146,8 @@ pub struct CreateOptions {
     /// Restart policy, `--rm`, stop signal and timeout, the user's health check,
     /// `--health-on-failure`, `--init`. The engine fills in the rest (env, user, ...).
     pub settings: RunSettings,
+    /// Binds, volumes and tmpfs mounts (resolved by the engine into `runtime.mounts`).
+    pub mounts: crate::volumes::MountOptions,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -201,6 +212,8 @@ pub struct ContainerSummary {
     pub status: crate::lifecycle::ContainerStatus,
     /// The restart policy is waiting to start it again.
     pub restarting: bool,
+    /// Running, with its cgroup frozen (`docker pause`).
+    pub paused: bool,
 }
 
 pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
@@ -211,7 +224,7 @@ fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
 }
 
-fn rootfs_err(e: RootfsError) -> EngineError {
+pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
     let kind = match e {
         RootfsError::Rule { .. } => ErrorKind::InvalidArgument,
         RootfsError::Io { .. } => ErrorKind::Internal,
@@ -219,6 +232,24 @@ fn rootfs_err(e: RootfsError) -> EngineError {
     EngineError::new(kind, e.to_string())
 }
 
+/// Replaces `dir/name` atomically (temp file + rename) without waiting for the disk:
+/// for runtime state that a host crash makes moot anyway (the shim's config, the
+/// container's status). Readers see the old or the new content, never a mix; after a
+/// power loss the file may hold the previous version (ext4 and xfs flush the data of a
+/// file renamed over another before the rename itself).
+pub(crate) fn write_replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, &path)
+    })()
+    .map_err(|e| io_err(&path, "write", e))
+}
+
+/// Writes `dir/name` atomically and durably (temp file, fsync, rename, fsync of the
+/// directory): for what must survive a power loss (the container record, its spec).
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
@@ -232,7 +263,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     .map_err(|e| io_err(&path, "write", e))
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -241,7 +272,7 @@ fn random_id() -> Result<String> {
 }
 
 /// The shim binary and the driver next to it.
-fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
     let shim = match std::env::var_os("BERTH_SHIM") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()
@@ -413,6 +444,8 @@ impl Engine {
         Ok(ContainerSummary {
             status: self.container_status(&record.id),
             restarting: self.is_restarting(&record.id),
+            paused: matches!(state, ContainerState::Running { .. })
+                && self.container_paused(&record),
             record,
             state,
         })
@@ -481,14 +514,17 @@ impl Engine {
         Ok(roots)
     }
 
-    fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
-        OverlayRootfs::new(
+    pub(crate) fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
+        let mut o = OverlayRootfs::new(
             rec.layers
                 .iter()
                 .map(|d| self.store().snapshots.path(d))
                 .collect(),
             &self.container_dir(&rec.id),
-        )
+        );
+        // A --rm container's writable layer is thrown away: never sync it.
+        o.volatile = rec.run.auto_remove;
+        o
     }
 
     /// `docker create`: mounts the rootfs, generates the runtime spec, records the
@@ -570,11 +606,44 @@ impl Engine {
             attach_stdout: opts.attach_stdout,
             attach_stderr: opts.attach_stderr,
             console_size: opts.console_size,
-            run: RunSettings::default(),
+            // Filled below from the spec; --rm already decides how the overlay mounts.
+            run: RunSettings {
+                auto_remove: settings.auto_remove,
+                ..RunSettings::default()
+            },
+            resources: opts.runtime.resources.clone(),
+            mounts: Vec::new(),
+            mount_config: opts.mounts.echo.clone(),
         };
+        // Held until the record is written: volumes this create uses cannot be removed
+        // meanwhile (see volumes.rs).
+        let _volumes_guard = crate::volumes::volumes_lock();
+        let mut created_volumes: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+            let image_volumes: Vec<String> = run_config
+                .volumes
+                .as_ref()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default();
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &image_volumes,
+                opts.runtime.allow_sensitive_binds,
+            )?;
+            created_volumes = prepared.created.clone();
+            let mut rec = rec.clone();
+            rec.mounts = prepared.points;
+            let mut config_volumes = opts.mounts.config_volumes.clone();
+            for v in image_volumes {
+                if !config_volumes.contains(&v) {
+                    config_volumes.push(v);
+                }
+            }
+            rec.mount_config.volumes = config_volumes;
             let mut ropts = runtime_opts.clone();
+            ropts.mounts.extend(prepared.specs);
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -588,7 +657,6 @@ impl Engine {
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
-            let mut rec = rec.clone();
             let process = spec.process().as_ref();
             rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
             let mut run = settings.clone();
@@ -640,8 +708,10 @@ impl Engine {
         })();
         if let Err(e) = result {
             cleanup(&dir);
+            self.discard_volumes_locked(&created_volumes);
             return Err(e);
         }
+        drop(_volumes_guard);
         drop(lease);
         drop(_records);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
@@ -676,7 +746,8 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id);
-        self.overlay(&rec).mount().map_err(rootfs_err)?;
+        let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+        crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         let (shim, driver) = shim_binaries()?;
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
@@ -697,7 +768,7 @@ impl Engine {
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
         })?;
-        write_atomic(&dir, SHIM_CONFIG_FILE, &bytes)?;
+        write_replace(&dir, SHIM_CONFIG_FILE, &bytes)?;
         // The shim answers on its stdout once the container runs, then detaches.
         let mut child = Command::new(&shim)
             .arg(&dir)
@@ -721,14 +792,17 @@ impl Engine {
         };
         if let Some(pid) = started {
             info!(container.id = %rec.id, pid = %pid, "container started");
-            if manual {
-                self.update_status(&rec.id, |s| {
+            self.update_status(&rec.id, |s| {
+                if manual {
                     s.manually_stopped = false;
                     s.restart_count = 0;
-                })?;
-            }
-            self.update_status(&rec.id, |s| s.health = None)?;
+                }
+                s.health = None;
+            })?;
             self.monitor(&rec.id);
+            if let Ok(ContainerState::Running { started_at, .. }) = self.container_state(&rec.id) {
+                self.start_health_checks(&rec.id, &started_at);
+            }
             self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
@@ -748,7 +822,6 @@ impl Engine {
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
-        let dir = self.container_dir(&rec.id);
         let stop_signal = rec
             .run
             .stop_signal
@@ -765,7 +838,21 @@ impl Engine {
                 self.update_status(&rec.id, |s| s.manually_stopped = true)?;
             }
         }
-        match shim_request(&dir, &format!("kill {signal}"))? {
+        self.signal_container(&rec.id, signal)
+    }
+
+    /// Sends a signal to the container's init; not a user's stop (berth's own kills).
+    pub(crate) fn signal_container(&self, name: &str, signal: i32) -> Result<()> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
+        // A paused container gets the signal, then is thawed so it can act on it (as
+        // Docker does for a container without a StopSignal): kill and rm -f work.
+        let paused = self.container_paused(&rec);
+        let sent = shim_request(&dir, &format!("kill {signal}"));
+        if paused {
+            self.thaw_if_paused(&rec)?;
+        }
+        match sent? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -832,6 +919,22 @@ impl Engine {
         Ok(())
     }
 
+    /// `docker rm [-v]`: [`Engine::remove_container`], then with `volumes` the anonymous
+    /// volumes the container created (not named ones; not ones another container uses).
+    pub fn remove_container_and_volumes(
+        &self,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        self.remove_container(&rec.id, force)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec.mounts)?;
+        }
+        Ok(())
+    }
+
     /// `docker rm`: refuses a running container unless `force` (then kills it first),
     /// unmounts the rootfs and deletes the container's directory.
     #[instrument(skip_all, fields(container.id = %name))]
@@ -860,6 +963,7 @@ impl Engine {
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        self.forget_execs(&rec.id);
         info!(container.id = %rec.id, "container removed");
         self.emit_container(&rec, "destroy", &[]);
         Ok(())

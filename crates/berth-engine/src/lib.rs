@@ -3,24 +3,35 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod archive;
 pub mod attach;
+pub mod cgroups;
 pub mod config;
+mod container_cgroup;
 pub mod containers;
 pub mod distribution;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
+pub mod health;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod policy;
+pub mod volumes;
 
+pub use archive::PathStat;
 pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
+pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
+pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
+pub use container_cgroup::{ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
 pub use events::{Event, EventType, Subscription};
+pub use exec::{ExecConfig, ExecInfo, ExecStreams};
 pub use filters::Filters;
 pub use images::*;
 pub use lifecycle::{
@@ -29,6 +40,7 @@ pub use lifecycle::{
 };
 pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 
@@ -49,9 +61,23 @@ struct Inner {
     /// Serialises writes of container records and status files.
     records: std::sync::Mutex<()>,
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
+    execs: exec::ExecTable,
 }
 
+/// A weak reference to an engine: what background threads hold while they wait, so
+/// they never keep a stopped daemon's engine (and its state-root lock) alive.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Inner>);
+
 impl Engine {
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn upgrade(w: &WeakEngine) -> Option<Engine> {
+        w.0.upgrade().map(|inner| Engine { inner })
+    }
+
     /// Opens the state root named in `config` (creating it), taking its lock.
     pub fn open(config: DaemonConfig) -> Result<Engine> {
         let store = Store::open(&config.root)?;
@@ -72,6 +98,7 @@ impl Engine {
                 attachments: attach::Attachments::default(),
                 records: std::sync::Mutex::new(()),
                 lifecycle: Default::default(),
+                execs: exec::ExecTable::default(),
             }),
         };
         engine.rediscover_containers();
@@ -85,6 +112,10 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn execs(&self) -> &exec::ExecTable {
+        &self.inner.execs
     }
 
     /// When this engine was opened.

@@ -95,6 +95,20 @@ impl CapSet {
         CapSet(ALL_CAPABILITIES.iter().map(|c| c.0).collect())
     }
 
+    /// Every capability this host can give a container: [`CapSet::all`] within the
+    /// calling process's bounding set (a daemon in a restricted sandbox or a user
+    /// namespace may lack some; asking for them would fail the container's start).
+    pub fn all_available() -> CapSet {
+        let bnd = bounding_set();
+        CapSet(
+            ALL_CAPABILITIES
+                .iter()
+                .filter(|c| bnd.is_none_or(|b| b & (1u64 << c.1) != 0))
+                .map(|c| c.0)
+                .collect(),
+        )
+    }
+
     /// Whether the set holds `name` (canonical, without `CAP_`).
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains(name)
@@ -144,6 +158,13 @@ fn parse_name(flag: &'static str, raw: &str) -> Result<Parsed, CapError> {
         })
 }
 
+/// The calling process's capability bounding set (`CapBnd` in /proc/self/status).
+fn bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 /// Computes the capability set of a container: the default set (or all of them when
 /// privileged), then `cap_drop`, then `cap_add`. Every name is validated, even when
 /// privileged.
@@ -161,12 +182,12 @@ pub fn compute(
         .map(|n| parse_name("--cap-drop", n))
         .collect::<Result<Vec<_>, _>>()?;
     if privileged {
-        return Ok(CapSet::all());
+        return Ok(CapSet::all_available());
     }
     let mut set = CapSet::default_set();
     let add_all = adds.iter().any(|p| matches!(p, Parsed::All));
     if add_all {
-        set = CapSet::all();
+        set = CapSet::all_available();
     }
     for d in &drops {
         match d {
@@ -233,7 +254,10 @@ mod tests {
     fn add_all_then_drop() {
         let set = compute(false, &s(&["all"]), &s(&["SYS_ADMIN"])).unwrap();
         assert!(!set.contains("SYS_ADMIN"));
-        assert_eq!(set.names().count(), ALL_CAPABILITIES.len() - 1);
+        assert_eq!(
+            set.names().count(),
+            CapSet::all_available().names().count() - 1
+        );
     }
 
     #[test]
@@ -249,10 +273,12 @@ mod tests {
     }
 
     #[test]
-    fn privileged_has_every_capability() {
+    fn privileged_has_every_capability_the_host_allows() {
         let set = compute(true, &[], &s(&["SYS_ADMIN"])).unwrap();
-        assert_eq!(set, CapSet::all());
-        assert_eq!(set.mask(), (1u64 << 41) - 1);
-        assert_eq!(set.to_oci().len(), 41);
+        assert_eq!(set, CapSet::all_available());
+        let bnd = bounding_set().unwrap_or(u64::MAX);
+        assert_eq!(set.mask(), ((1u64 << 41) - 1) & bnd);
+        assert_eq!(CapSet::all().mask(), (1u64 << 41) - 1);
+        assert_eq!(CapSet::all().to_oci().len(), 41);
     }
 }

@@ -228,6 +228,13 @@ pub async fn read_all(resp: Response<Incoming>) -> anyhow::Result<Bytes> {
         .to_bytes())
 }
 
+/// A whole request body (small JSON documents).
+pub fn full(body: String) -> ReqBody {
+    http_body_util::Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 pub fn empty() -> ReqBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
