@@ -141,6 +141,15 @@ impl Daemon {
             .expect("run berth")
     }
 
+    /// The docker CLI set up for this daemon, to spawn with its own stdio.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        c
+    }
+
     /// Runs the real docker CLI against this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new("docker")

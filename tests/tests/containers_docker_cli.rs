@@ -62,9 +62,6 @@ fn docker_cli_runs_waits_logs_lists_and_removes_containers() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "oops");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
 
-    // Unsupported options are refused clearly.
-    let err = fails(d.docker(&["create", "-t", "fixture/app:1"]));
-    assert!(err.contains("not supported yet"), "{err}");
     // docker info counts them.
     let counts = ok(d.docker(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]));
     assert_eq!(counts.trim(), "2 0", "two exited containers: {counts}");

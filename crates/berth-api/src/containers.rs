@@ -1,7 +1,7 @@
 //! `/containers/...`: create, start, wait, kill, remove, list, inspect, logs.
 //!
-//! Only what the engine runs today: no TTY, no attach, no stdin, no log follow. Those
-//! requests are refused with a 400 saying "not supported yet" rather than half-served.
+//! Only what the engine runs today: no log follow; it is refused with a 400 saying "not
+//! supported yet" rather than half-served. Attach and resize are in `attach.rs`.
 //! Containers are found by full ID, name or unique ID prefix (the engine resolves them).
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::error::ApiError;
-use crate::hijack::{frame, MULTIPLEXED, STDERR, STDOUT};
+use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
 use crate::mounts::{config_volumes_json, mount_options, mounts_json};
 use crate::params::Params;
@@ -87,6 +87,8 @@ struct HostConfigBody {
     volume_driver: String,
     devices: Option<Vec<serde_json::Value>>,
     volumes_from: Option<Vec<String>>,
+    /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
+    console_size: Option<[u64; 2]>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,7 +124,10 @@ struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
     tty: bool,
     open_stdin: bool,
+    stdin_once: bool,
     attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     healthcheck: Option<berth_image::model::HealthConfig>,
@@ -133,12 +138,6 @@ struct CreateBody {
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
-    if body.tty {
-        return Err(not_supported("a TTY (-t)"));
-    }
-    if body.open_stdin || body.attach_stdin {
-        return Err(not_supported("stdin (-i)"));
-    }
     let hc = body.host_config.unwrap_or_default();
     if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
         return Err(not_supported("publishing ports (-p, -P)"));
@@ -174,6 +173,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         cap_drop: hc.cap_drop.unwrap_or_default(),
         security_opt: hc.security_opt.unwrap_or_default(),
         network,
+        tty: body.tty,
         ..ContainerOptions::default()
     };
     let mounts = mount_options(
@@ -212,6 +212,15 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     let mut opts = CreateOptions {
         runtime,
         name,
+        open_stdin: body.open_stdin,
+        stdin_once: body.stdin_once,
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        console_size: hc
+            .console_size
+            .filter(|[h, w]| *h > 0 && *w > 0)
+            .map(|[h, w]| [h.min(u16::MAX.into()) as u16, w.min(u16::MAX.into()) as u16]),
         labels,
         settings,
         mounts,
@@ -887,11 +896,12 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "StopSignal": run.stop_signal,
             "StopTimeout": run.stop_timeout,
             "Healthcheck": healthcheck,
-            "Tty": false,
-            "OpenStdin": false,
-            "AttachStdin": false,
-            "AttachStdout": false,
-            "AttachStderr": false,
+            "Tty": rec.tty,
+            "OpenStdin": rec.open_stdin,
+            "StdinOnce": rec.stdin_once,
+            "AttachStdin": rec.attach_stdin,
+            "AttachStdout": rec.attach_stdout,
+            "AttachStderr": rec.attach_stderr,
             "Volumes": config_volumes_json(rec),
         },
         "NetworkSettings": { "Networks": {} },
@@ -990,20 +1000,26 @@ pub(crate) async fn logs(
         let (engine, id) = (engine.clone(), id.clone());
         blocking(move || engine.container(&id)).await
     };
-    if let Err(e) = check {
-        return e.into_response();
-    }
+    // A TTY container's log is one stream: raw, as Docker sends it.
+    let tty = match check {
+        Ok(rec) => rec.tty,
+        Err(e) => return e.into_response(),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::new();
         let result = engine.read_logs(&id, &q, &mut |r| {
             buf.clear();
             let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
-            if timestamps {
-                let line = format!("{} {}", r.time, r.log);
-                frame(kind, line.as_bytes(), &mut buf);
+            let line = if timestamps {
+                std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
             } else {
-                frame(kind, r.log.as_bytes(), &mut buf);
+                std::borrow::Cow::Borrowed(r.log.as_str())
+            };
+            if tty {
+                buf.extend_from_slice(line.as_bytes());
+            } else {
+                frame(kind, line.as_bytes(), &mut buf);
             }
             tx.blocking_send(Bytes::copy_from_slice(&buf))
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
@@ -1015,9 +1031,10 @@ pub(crate) async fn logs(
     let body = futures::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::io::Error>))
     });
+    let content_type = if tty { RAW } else { MULTIPLEXED };
     (
         StatusCode::OK,
-        [(CONTENT_TYPE, MULTIPLEXED)],
+        [(CONTENT_TYPE, content_type)],
         Body::from_stream(body),
     )
         .into_response()
@@ -1040,11 +1057,14 @@ mod tests {
     }
 
     #[test]
-    fn tty_is_refused() {
-        let body: CreateBody = serde_json::from_str(r#"{"Image":"a","Tty":true}"#).expect("ok");
-        let e = create_options(body, None).expect_err("refused");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.contains("not supported yet"), "{}", e.message);
+    fn tty_and_stdin_map() {
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","Tty":true,"OpenStdin":true,"StdinOnce":true,"AttachStdin":true,"AttachStdout":true}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("ok");
+        assert!(o.runtime.tty && o.open_stdin && o.stdin_once);
+        assert!(o.attach_stdin && o.attach_stdout && !o.attach_stderr);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use axum::Router;
 use berth_engine::Engine;
 
 mod archive;
+mod attach;
 mod cgroups;
 mod containers;
 mod distribution;
@@ -81,6 +82,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/attach", post(attach::attach))
+        .route("/containers/{id}/resize", post(attach::resize))
         .route(
             "/containers/{id}/archive",
             get(archive::get).head(archive::head).put(archive::put),

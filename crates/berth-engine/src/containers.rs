@@ -86,6 +86,26 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// `-t`: the process runs on a pty (the spec's `terminal`).
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the container's stdin is a pipe fed by attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client closes its input.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Docker's AttachStdin/AttachStdout/AttachStderr as the client created it (shown
+    /// by inspect; the client attaches itself).
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    /// The TTY's initial size `[height, width]` (HostConfig.ConsoleSize).
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
     /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
     #[serde(default)]
     pub run: RunSettings,
@@ -112,6 +132,17 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Labels, kept in the record.
     pub labels: BTreeMap<String, String>,
+    /// `-i`: give the container a stdin pipe that attached clients write to (else its
+    /// stdin is `/dev/null`). The TTY is `runtime.tty`.
+    pub open_stdin: bool,
+    /// Close that stdin when the first attached client closes its input.
+    pub stdin_once: bool,
+    /// Docker's Attach* flags, recorded for inspect.
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    /// The TTY's initial size `[height, width]`.
+    pub console_size: Option<[u16; 2]>,
     /// Restart policy, `--rm`, stop signal and timeout, the user's health check,
     /// `--health-on-failure`, `--init`. The engine fills in the rest (env, user, ...).
     pub settings: RunSettings,
@@ -272,7 +303,7 @@ pub(crate) fn connect_shim(dir: &Path) -> std::io::Result<UnixStream> {
 }
 
 /// One request to a shim; the reply line, or None when no shim listens.
-fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
+pub(crate) fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
     let mut s = match connect_shim(dir) {
         Ok(s) => s,
         Err(e)
@@ -568,6 +599,13 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            tty: opts.runtime.tty,
+            open_stdin: opts.open_stdin,
+            stdin_once: opts.stdin_once,
+            attach_stdin: opts.attach_stdin,
+            attach_stdout: opts.attach_stdout,
+            attach_stderr: opts.attach_stderr,
+            console_size: opts.console_size,
             // Filled below from the spec; --rm already decides how the overlay mounts.
             run: RunSettings {
                 auto_remove: settings.auto_remove,
@@ -682,6 +720,8 @@ impl Engine {
     }
 
     /// `docker start`: spawns the container's shim and returns once the container runs.
+    /// Attachers waiting for this start are connected before the process runs (see
+    /// `attach.rs`).
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn start_container(&self, name: &str) -> Result<()> {
         self.start_inner(name, true)
@@ -691,6 +731,7 @@ impl Engine {
     /// restart count), not for the restart policy's.
     pub(crate) fn start_inner(&self, name: &str, manual: bool) -> Result<()> {
         let rec = self.container(name)?;
+        let (_start, pending) = self.inner.attachments.begin_start(&rec.id);
         match self.container_state(&rec.id)? {
             ContainerState::Running { .. } => {
                 return Err(EngineError::conflict(format!(
@@ -718,6 +759,11 @@ impl Engine {
             log_max_file: rec.log_max_file,
             cgroup_path: Some(PathBuf::from(&rec.cgroup_path)),
             driver,
+            tty: rec.tty,
+            open_stdin: rec.open_stdin,
+            stdin_once: rec.stdin_once,
+            wait_start: !pending.is_empty(),
+            console_size: rec.console_size,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
@@ -737,7 +783,14 @@ impl Engine {
         }
         let _ = child.wait();
         let reply = reply.trim();
-        if let Some(pid) = reply.strip_prefix("ok ") {
+        let started = match reply.strip_prefix("created ") {
+            Some(pid) => {
+                self.connect_pending_and_start(&rec, pending)?;
+                Some(pid)
+            }
+            None => reply.strip_prefix("ok "),
+        };
+        if let Some(pid) = started {
             info!(container.id = %rec.id, pid = %pid, "container started");
             self.update_status(&rec.id, |s| {
                 if manual {
@@ -904,6 +957,7 @@ impl Engine {
             ContainerState::Dead => self.cleanup_runtime(&rec)?,
             ContainerState::Created | ContainerState::Exited(_) => {}
         }
+        self.inner.attachments.cancel(&rec.id);
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.

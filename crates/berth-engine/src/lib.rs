@@ -4,6 +4,7 @@
 //! blocking thread.
 
 pub mod archive;
+pub mod attach;
 pub mod cgroups;
 pub mod config;
 mod container_cgroup;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod volumes;
 
 pub use archive::PathStat;
+pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
@@ -55,6 +57,7 @@ struct Inner {
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
+    attachments: attach::Attachments,
     /// Serialises writes of container records and status files.
     records: std::sync::Mutex<()>,
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
@@ -92,6 +95,7 @@ impl Engine {
                 config,
                 started: chrono::Utc::now(),
                 events: events::EventBus::new(),
+                attachments: attach::Attachments::default(),
                 records: std::sync::Mutex::new(()),
                 lifecycle: Default::default(),
                 execs: exec::ExecTable::default(),

@@ -79,7 +79,16 @@ impl Driver {
 
     /// Creates the container from `bundle/config.json` (its `root.path` the mounted
     /// rootfs). Returns the PID of the container's init, which waits for [`start`](Self::start).
-    pub fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, DriverError> {
+    /// With `console_socket` (the spec must have `terminal: true`) the init opens a pty,
+    /// uses its slave as stdio and sends the master over that unix socket (SCM_RIGHTS);
+    /// `stdio` is then not used by the container.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console_socket: Option<&Path>,
+    ) -> Result<i32, DriverError> {
         std::fs::create_dir_all(&self.root).map_err(|e| DriverError {
             id: id.to_string(),
             verb: "create runtime state directory",
@@ -94,6 +103,9 @@ impl Driver {
             .with_stderr(stdio.stderr);
         if let Some(stdin) = stdio.stdin {
             b = b.with_stdin(stdin);
+        }
+        if let Some(sock) = console_socket {
+            b = b.with_console_socket(Some(sock));
         }
         let container = b
             .as_init(bundle)

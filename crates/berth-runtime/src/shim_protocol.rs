@@ -12,12 +12,35 @@
 //! | `<id>-json.log` (+ `.1`, `.2`, …) | shim | Docker's json-file log, rotated |
 //! | `exit.json` | shim, atomically, after reaping init | [`ExitRecord`] |
 //! | `shim.log` | shim | the shim's own errors |
+//! | `console.sock` | shim, with a TTY, while the driver creates the container | libcontainer sends the pty master here (SCM_RIGHTS); removed once received |
+//!
+//! The shim's stdout, read by the engine to its end: `ok PID` once the container runs,
+//! `created PID` when [`ShimConfig::wait_start`] is set and the container is created but
+//! its process not started yet (the shim then waits for `start`), or `error MESSAGE`.
 //!
 //! Control socket: a unix stream socket; one request line per connection, one reply:
 //! - `kill SIGNO\n` → `ok\n` or `error MESSAGE\n` (pidfd_send_signal to the init);
 //! - `state\n` → one JSON line, [`ShimState`];
 //! - `wait\n` → nothing until the container exits, then one JSON line, [`ExitRecord`]
-//!   (a client that sees EOF instead reads `exit.json`).
+//!   (a client that sees EOF instead reads `exit.json`);
+//! - `start\n` (only after `created PID`) → `ok PID\n` once the user process runs, or
+//!   `error MESSAGE\n` (the shim then removes the container from the runtime and exits:
+//!   the container is `created` again); a shim that gets no `start` within
+//!   [`START_TIMEOUT_SECS`] does the same;
+//! - `resize HEIGHT WIDTH\n` → `ok\n` or `error MESSAGE\n` (`TIOCSWINSZ` on the pty
+//!   master; an error without a TTY);
+//! - `attach stdin=0|1 stdout=0|1 stderr=0|1\n` → `ok\n`, then the connection is a
+//!   stream until the container exits:
+//!   - shim → client: the output of the selected streams as it arrives. Without a TTY
+//!     each chunk is framed as Docker's multiplexed stream (8-byte header: stream 1 or
+//!     2, three zero bytes, big-endian u32 length); with a TTY the raw terminal bytes.
+//!     EOF once the container exited and its output is drained. A client that does not
+//!     keep up (more than [`ATTACH_BUFFER_MAX`] bytes pending) is disconnected: the
+//!     container and the log never wait for an attached client.
+//!   - client → shim (with `stdin=1`): bytes for the container's stdin (the pipe, or the
+//!     pty master with a TTY). When the client closes its write side: with
+//!     [`ShimConfig::stdin_once`] and no TTY the container's stdin is closed; otherwise
+//!     the attach ends (Docker's semantics). The input of `stdin=0` clients is ignored.
 //!
 //! Every file carries a `version`; readers refuse versions they do not know.
 
@@ -36,6 +59,12 @@ pub const SHIM_LOG_FILE: &str = "shim.log";
 pub const BUNDLE_DIR: &str = "bundle";
 /// libcontainer's state root for the container.
 pub const RUNTIME_DIR: &str = "runtime";
+/// The console socket of a TTY container (in the container's directory).
+pub const CONSOLE_SOCKET: &str = "console.sock";
+/// Output bytes an attached client may have pending before it is disconnected.
+pub const ATTACH_BUFFER_MAX: usize = 1 << 20;
+/// How long a shim that answered `created PID` waits for `start`.
+pub const START_TIMEOUT_SECS: u64 = 60;
 
 /// How the shim runs one container.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,6 +83,25 @@ pub struct ShimConfig {
     pub cgroup_path: Option<PathBuf>,
     /// The driver binary (`berth-driver`): absolute path.
     pub driver: PathBuf,
+    /// The spec has `terminal: true`: the shim receives the pty master through
+    /// `console.sock` and uses it for output (logged as stdout) and input.
+    #[serde(default)]
+    pub tty: bool,
+    /// The container's stdin is a pipe fed by attached clients (else `/dev/null`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client that sends stdin
+    /// closes its input (Docker's `StdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Create the container, answer `created PID` and start its process only on the
+    /// `start` request (so attach requests can be served before any output exists).
+    #[serde(default)]
+    pub wait_start: bool,
+    /// The pty's initial size, `[height, width]` (Docker's `ConsoleSize`), set before the
+    /// process starts.
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
 }
 
 impl ShimConfig {

@@ -2,40 +2,49 @@
 //!
 //! The engine writes `CONTAINER_DIR/shim.json` and the bundle, spawns this program with
 //! its stdout on a pipe, and reads that pipe to its end: one line, `ok PID` once the
-//! container runs, or `error MESSAGE`. Meanwhile the shim
+//! container runs, `created PID` when asked to wait for `start`, or `error MESSAGE`.
+//! Meanwhile the shim
 //! 1. detaches: forks twice with `setsid` between, so it is no child of the daemon and in
 //!    no session of it — killing the daemon (even SIGKILL) leaves it and the container;
-//! 2. becomes a child subreaper, makes the container's stdout/stderr pipes, binds the
-//!    control socket `shim.sock`;
-//! 3. runs `berth-driver create` (libcontainer) with the pipes' write ends; the driver
-//!    exits, the container's init is reparented to the shim;
-//! 4. loops on `poll`: pipe data → json-file log (rotated; the shim always reads, so a
-//!    container never blocks on an absent reader), control requests, and the init's
-//!    pidfd;
-//! 5. when init exits: reaps it, drains the pipes, reads the OOM kill count, runs
-//!    `berth-driver delete` (cgroups, runtime state), writes `exit.json` atomically,
-//!    answers waiters, removes the socket and exits.
+//! 2. becomes a child subreaper, makes the container's stdio — stdout/stderr pipes, a
+//!    stdin pipe with OpenStdin (else `/dev/null`), or with a TTY a console socket on
+//!    which libcontainer sends the pty master — and binds the control socket `shim.sock`;
+//! 3. runs `berth-driver create` (libcontainer) with the pipes' ends; the driver exits
+//!    (with `wait_start` it waits for the `start` request first, so attached clients are
+//!    connected before the process writes anything); the container's init is
+//!    reparented to the shim;
+//! 4. loops on `poll`: output → json-file log (rotated; the shim always reads, so a
+//!    container never blocks on an absent or slow reader) and every attached client,
+//!    clients' input → the container's stdin, control requests, and the init's pidfd;
+//! 5. when init exits: reaps it, drains the pipes (or the pty), flushes attached clients
+//!    and closes them, reads the OOM kill count, runs `berth-driver delete` (cgroups,
+//!    runtime state), writes `exit.json` atomically, answers waiters, removes the socket
+//!    and exits.
 //!
 //! No async runtime and no libcontainer in this process: after start it holds a few
 //! buffers and file descriptors (see `docs/ARCHITECTURE.md` for the measured memory).
 //! Formats: `berth_runtime::shim_protocol`.
 
+mod attach;
 mod jsonlog;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, SystemTime};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
+use attach::{Attacher, Input};
 use berth_runtime::shim_protocol::{
-    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, EXIT_FILE, RUNTIME_DIR, SHIM_CONFIG_FILE,
-    SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
+    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE, RUNTIME_DIR,
+    SHIM_CONFIG_FILE, SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
+    START_TIMEOUT_SECS,
 };
 use jsonlog::{rfc3339_nano, JsonLog, Stream};
 use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
 fn main() -> ExitCode {
@@ -114,17 +123,48 @@ fn daemonize() -> Result<bool, String> {
     }
 }
 
+/// One `poll` slot: what a ready fd stands for.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// outputs[i]: the stdout pipe (or the pty master) and the stderr pipe.
+    Output(usize),
+    /// The container's stdin (pipe or pty master) is writable.
+    Input,
+    Pidfd,
+    Listener,
+    Attacher(usize),
+}
+
 struct Shim {
     cfg: ShimConfig,
     dir: PathBuf,
     pid: i32,
     pidfd: OwnedFd,
-    out_r: File,
-    err_r: File,
+    /// The container's output: [stdout or the pty master, stderr]; None once at EOF.
+    outputs: [Option<File>; 2],
+    /// Where attached clients' input goes: the stdin pipe or the pty master (a dup);
+    /// None without OpenStdin or once closed (StdinOnce).
+    input: Option<File>,
+    /// Input not written to the container yet (bounded by INPUT_BUFFER_MAX).
+    input_buf: Vec<u8>,
+    /// The pty master (TTY containers), for resize.
+    master: Option<OwnedFd>,
     listener: UnixListener,
     log: JsonLog,
     started_at: String,
+    /// The driver waiting for `start` (wait_start), until it is started.
+    driver: Option<Child>,
+    attachers: Vec<Attacher>,
+    waiters: Vec<UnixStream>,
+    /// Close the container's stdin once `input_buf` is written (StdinOnce).
+    close_input_when_flushed: bool,
+    /// `start` failed: clean up and exit.
+    aborted: bool,
 }
+
+/// Input bytes buffered for the container's stdin; while full, clients' input is not read
+/// (they wait, the container never does).
+const INPUT_BUFFER_MAX: usize = 64 * 1024;
 
 /// Writes `bytes` to `dir/name` atomically: a temp file, fsync, rename, fsync the dir.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -138,10 +178,101 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Duplicates `fd` to a number ≥ 10 (close-on-exec), so `dup2` onto 3 and 4 in the
+/// Duplicates `fd` to a number ≥ 10 (close-on-exec), so `dup2` onto 3, 4 and 5 in the
 /// driver never meets an fd that already has that number.
-fn high_fd(fd: OwnedFd) -> Result<OwnedFd, String> {
-    rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(|e| format!("dup: {e}"))
+fn high_fd(fd: impl AsFd) -> Result<OwnedFd, String> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 10).map_err(|e| format!("dup: {e}"))
+}
+
+fn set_nonblocking(fd: impl AsFd) -> Result<(), String> {
+    let fl = rustix::fs::fcntl_getfl(&fd).map_err(|e| format!("fcntl: {e}"))?;
+    rustix::fs::fcntl_setfl(&fd, fl | rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| format!("fcntl: {e}"))
+}
+
+/// Reads one line (up to `\n` or EOF) without reading past it.
+fn read_line(r: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while let Ok(1) = r.read(&mut b) {
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// The driver's error message from its stderr (or its status).
+fn driver_error(verb: &str, status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    let msg = String::from_utf8_lossy(stderr);
+    let msg = msg.trim().trim_start_matches("berth-driver: ");
+    if msg.is_empty() {
+        format!("berth-driver {verb}: {status}")
+    } else {
+        msg.replace('\n', " ")
+    }
+}
+
+/// Accepts libcontainer's connection on the console socket and receives the pty master.
+fn receive_pty_master(listener: &UnixListener) -> Result<OwnedFd, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!(
+                        "{CONSOLE_SOCKET}: the runtime sent no pty master within 10 s"
+                    ));
+                }
+                let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                let ts = rustix::event::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                let _ = poll(&mut fds, Some(&ts));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("{CONSOLE_SOCKET}: accept: {e}")),
+        }
+    };
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut name = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(&conn, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| format!("{CONSOLE_SOCKET}: recvmsg: {e}"))?;
+    let mut master = None;
+    for msg in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            for fd in fds {
+                master.get_or_insert(fd);
+            }
+        }
+    }
+    master.ok_or_else(|| format!("{CONSOLE_SOCKET}: the runtime's message carried no fd"))
+}
+
+/// `TIOCSWINSZ` on the pty master.
+fn set_winsize(master: &OwnedFd, rows: u16, cols: u16) -> Result<(), String> {
+    let ws = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(master, ws).map_err(|e| format!("TIOCSWINSZ: {e}"))
+}
+
+fn timespec(d: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
 }
 
 impl Shim {
@@ -174,50 +305,139 @@ impl Shim {
         let log = JsonLog::open(Path::new(&log_path), cfg.log_max_size, cfg.log_max_file)
             .map_err(|e| format!("{log_path}: {e}"))?;
 
+        // The container's stdio: pipes, or a pty whose master arrives on the console
+        // socket (fds 3 and 4 of the driver are then /dev/null).
         let flags = rustix::pipe::PipeFlags::CLOEXEC;
-        let (out_r, out_w) = rustix::pipe::pipe_with(flags).map_err(|e| format!("pipe: {e}"))?;
-        let (err_r, err_w) = rustix::pipe::pipe_with(flags).map_err(|e| format!("pipe: {e}"))?;
-        let (out_w, err_w) = (high_fd(out_w)?, high_fd(err_w)?);
+        let console = if cfg.tty {
+            let _ = fs::remove_file(CONSOLE_SOCKET);
+            let l = UnixListener::bind(CONSOLE_SOCKET)
+                .map_err(|e| format!("bind {CONSOLE_SOCKET}: {e}"))?;
+            l.set_nonblocking(true)
+                .map_err(|e| format!("{CONSOLE_SOCKET}: {e}"))?;
+            Some(l)
+        } else {
+            None
+        };
+        let (mut outputs, out_w, err_w) = if cfg.tty {
+            ([None, None], high_fd(&devnull)?, high_fd(&devnull)?)
+        } else {
+            let (out_r, out_w) =
+                rustix::pipe::pipe_with(flags).map_err(|e| format!("pipe: {e}"))?;
+            let (err_r, err_w) =
+                rustix::pipe::pipe_with(flags).map_err(|e| format!("pipe: {e}"))?;
+            (
+                [Some(File::from(out_r)), Some(File::from(err_r))],
+                high_fd(out_w)?,
+                high_fd(err_w)?,
+            )
+        };
+        let (mut input, in_r) = if cfg.open_stdin && !cfg.tty {
+            let (r, w) = rustix::pipe::pipe_with(flags).map_err(|e| format!("pipe: {e}"))?;
+            set_nonblocking(&w)?;
+            (Some(File::from(w)), Some(high_fd(r)?))
+        } else {
+            (None, None)
+        };
         let (ow, ew): (RawFd, RawFd) = (out_w.as_raw_fd(), err_w.as_raw_fd());
+        let ir: RawFd = in_r.as_ref().map_or(-1, |f| f.as_raw_fd());
         let mut cmd = Command::new(&cfg.driver);
         cmd.arg("create")
             .arg(dir.join(RUNTIME_DIR))
             .arg(&cfg.id)
-            .arg(dir.join(BUNDLE_DIR))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(dir.join(BUNDLE_DIR));
+        if in_r.is_some() {
+            cmd.arg("--stdin");
+        }
+        if cfg.tty {
+            cmd.arg("--console-socket").arg(dir.join(CONSOLE_SOCKET));
+        }
+        if cfg.wait_start {
+            cmd.arg("--wait-start").stdin(Stdio::piped());
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only calls dup2,
-        // which is async-signal-safe; ow and ew are open in the parent (owned above) and
-        // distinct from 3 and 4 (high_fd).
+        // which is async-signal-safe; ow, ew and ir are open in the parent (owned above)
+        // and distinct from 3, 4 and 5 (high_fd).
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(move || {
                 if libc::dup2(ow, 3) < 0 || libc::dup2(ew, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                if ir >= 0 && libc::dup2(ir, 5) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("run {}: {e}", cfg.driver.display()))?;
-        drop((out_w, err_w));
-        if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr);
-            let msg = msg.trim().trim_start_matches("berth-driver: ");
-            return Err(if msg.is_empty() {
-                format!("berth-driver create: {}", out.status)
-            } else {
-                msg.to_string()
-            });
+        let run_err = |e: std::io::Error| format!("run {}: {e}", cfg.driver.display());
+        let (pid_line, driver) = if cfg.wait_start {
+            let mut child = cmd.spawn().map_err(run_err)?;
+            let line = child.stdout.as_mut().map(read_line).unwrap_or_default();
+            if !line.starts_with("pid ") {
+                drop(child.stdin.take());
+                let out = child.wait_with_output().map_err(run_err)?;
+                return Err(driver_error("create", out.status, &out.stderr));
+            }
+            (line, Some(child))
+        } else {
+            let out = cmd.output().map_err(run_err)?;
+            if !out.status.success() {
+                return Err(driver_error("create", out.status, &out.stderr));
+            }
+            (String::from_utf8_lossy(&out.stdout).into_owned(), None)
+        };
+        drop((out_w, err_w, in_r));
+        let mut shim_driver = driver;
+        let result = (|| -> Result<(i32, Option<OwnedFd>), String> {
+            let pid: i32 = pid_line
+                .trim()
+                .strip_prefix("pid ")
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("berth-driver create: unexpected output {pid_line:?}"))?;
+            let master = match &console {
+                Some(l) => {
+                    let m = receive_pty_master(l)?;
+                    let _ = fs::remove_file(CONSOLE_SOCKET);
+                    set_nonblocking(&m)?;
+                    if let Some([h, w]) = cfg.console_size {
+                        set_winsize(&m, h, w)?;
+                    }
+                    Some(m)
+                }
+                None => None,
+            };
+            Ok((pid, master))
+        })();
+        let (pid, master) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_file(CONSOLE_SOCKET);
+                match shim_driver.take() {
+                    // EOF on its stdin: the driver deletes the container.
+                    Some(mut child) => {
+                        drop(child.stdin.take());
+                        let _ = child.wait();
+                    }
+                    None => Self::delete_container(&cfg, dir),
+                }
+                return Err(e);
+            }
+        };
+        drop(console);
+        if let Some(m) = &master {
+            let dup = |m: &OwnedFd| {
+                rustix::io::fcntl_dupfd_cloexec(m, 0)
+                    .map(File::from)
+                    .map_err(|e| format!("dup: {e}"))
+            };
+            outputs[0] = Some(dup(m)?);
+            if cfg.open_stdin {
+                input = Some(dup(m)?);
+            }
         }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let pid: i32 = stdout
-            .trim()
-            .strip_prefix("pid ")
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("berth-driver create: unexpected output {stdout:?}"))?;
         let pidfd = Pid::from_raw(pid)
             .ok_or_else(|| format!("berth-driver create: bad pid {pid}"))
             .and_then(|p| {
@@ -228,22 +448,53 @@ impl Shim {
         let shim = Shim {
             pid,
             pidfd,
-            out_r: File::from(out_r),
-            err_r: File::from(err_r),
+            outputs,
+            input,
+            input_buf: Vec::new(),
+            master,
             listener,
             log,
             started_at,
+            driver: shim_driver,
+            attachers: Vec::new(),
+            waiters: Vec::new(),
+            close_input_when_flushed: false,
+            aborted: false,
             dir: dir.to_path_buf(),
             cfg,
         };
-        shim.write_state("running")
-            .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))?;
+        let reply = if shim.driver.is_some() {
+            format!("created {pid}")
+        } else {
+            shim.write_state("running")
+                .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))?;
+            format!("ok {pid}")
+        };
         // Ready: tell the engine, then let go of its pipe.
         let mut stdout = std::io::stdout();
-        let _ = writeln!(stdout, "ok {pid}");
+        let _ = writeln!(stdout, "{reply}");
         let _ = stdout.flush();
         let _ = rustix::stdio::dup2_stdout(&devnull);
         Ok(shim)
+    }
+
+    /// `berth-driver delete` (cgroups, libcontainer's state); errors go to shim.log.
+    fn delete_container(cfg: &ShimConfig, dir: &Path) {
+        let del = Command::new(&cfg.driver)
+            .arg("delete")
+            .arg(dir.join(RUNTIME_DIR))
+            .arg(&cfg.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output();
+        match del {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "berth-shim: berth-driver delete: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("berth-shim: berth-driver delete: {e}"),
+        }
     }
 
     fn state(&self, status: &str) -> ShimState {
@@ -261,43 +512,164 @@ impl Shim {
         write_atomic(&self.dir, SHIM_STATE_FILE, &bytes)
     }
 
+    /// Starts the user process of a container created with `wait_start`: tells the
+    /// waiting driver, which starts it and exits (the init is then reparented to us).
+    fn start_process(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.driver.take() else {
+            return Err("the container is already started".into());
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"start\n");
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("berth-driver start: {e}"))?;
+        if !out.status.success() {
+            return Err(driver_error("start", out.status, &out.stderr));
+        }
+        self.started_at = rfc3339_nano(SystemTime::now());
+        self.write_state("running")
+            .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))
+    }
+
+    /// Sends container output to the log and every attached client.
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        self.log.write(stream, data);
+        let raw = self.cfg.tty;
+        for a in &mut self.attachers {
+            a.push(stream, data, raw);
+        }
+    }
+
+    fn close_output(&mut self, i: usize) {
+        self.outputs[i] = None;
+        self.log.flush_partial(if i == 0 {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        });
+    }
+
+    /// Writes buffered input to the container's stdin, as much as it takes now.
+    fn flush_input(&mut self) {
+        let Some(f) = self.input.as_mut() else {
+            self.input_buf.clear();
+            return;
+        };
+        while !self.input_buf.is_empty() {
+            match f.write(&self.input_buf) {
+                Ok(n) => {
+                    self.input_buf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The container closed its stdin (or exited): input has nowhere to go.
+                    self.input_buf.clear();
+                    if !self.cfg.tty {
+                        self.input = None;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A client closed its input: Docker closes the container's stdin with StdinOnce (no
+    /// TTY), else ends that client's attach.
+    fn input_eof(&mut self, i: usize) {
+        let Some(a) = self.attachers.get_mut(i) else {
+            return;
+        };
+        if !a.streams.stdin {
+            return; // its input never mattered; keep sending it output
+        }
+        if self.cfg.stdin_once && !self.cfg.tty {
+            // Close once what it sent is written.
+            self.flush_input();
+            if self.input_buf.is_empty() {
+                self.input = None;
+            } else {
+                self.close_input_when_flushed = true;
+            }
+        } else {
+            a.dead = true;
+        }
+    }
+
     fn supervise(mut self) {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut open = [true, true];
-        let mut waiters: Vec<UnixStream> = Vec::new();
         let mut status: Option<rustix::process::WaitStatus> = None;
-        let mut drain_deadline: Option<std::time::Instant> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        let start_deadline = self
+            .driver
+            .is_some()
+            .then(|| Instant::now() + Duration::from_secs(START_TIMEOUT_SECS));
         loop {
-            if status.is_some() && !open[0] && !open[1] {
+            if self.aborted {
+                return self.abort_start();
+            }
+            if self.driver.is_some() && start_deadline.is_some_and(|d| Instant::now() >= d) {
+                eprintln!(
+                    "berth-shim: no start request within {START_TIMEOUT_SECS} s: container removed"
+                );
+                return self.abort_start();
+            }
+            // Dropping a client closes its connection.
+            self.attachers.retain(|a| !a.dead);
+            if status.is_some()
+                && self.outputs.iter().all(Option::is_none)
+                && !self.attachers.iter().any(Attacher::has_output)
+            {
                 break;
             }
-            let timeout = drain_deadline.map(|d| {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                rustix::event::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                }
-            });
-            let (out_ready, err_ready, pid_ready, sock_ready) = {
-                let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
-                let mut slots = [usize::MAX; 4];
+            let now = Instant::now();
+            if drain_deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+            let timeout = [
+                drain_deadline,
+                start_deadline.filter(|_| self.driver.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| timespec(d.saturating_duration_since(now)));
+            let ready: Vec<(Slot, PollFlags)> = {
+                let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5 + self.attachers.len());
+                let mut slots: Vec<Slot> = Vec::with_capacity(fds.capacity());
                 let ev = PollFlags::IN;
-                if open[0] {
-                    slots[0] = fds.len();
-                    fds.push(PollFd::new(&self.out_r, ev));
+                for (i, o) in self.outputs.iter().enumerate() {
+                    if let Some(f) = o {
+                        fds.push(PollFd::new(f, ev));
+                        slots.push(Slot::Output(i));
+                    }
                 }
-                if open[1] {
-                    slots[1] = fds.len();
-                    fds.push(PollFd::new(&self.err_r, ev));
+                if let Some(f) = self.input.as_ref().filter(|_| !self.input_buf.is_empty()) {
+                    fds.push(PollFd::new(f, PollFlags::OUT));
+                    slots.push(Slot::Input);
                 }
-                if status.is_none() {
-                    slots[2] = fds.len();
+                if status.is_none() && self.driver.is_none() {
                     fds.push(PollFd::new(&self.pidfd, ev));
+                    slots.push(Slot::Pidfd);
                 }
-                slots[3] = fds.len();
                 fds.push(PollFd::new(&self.listener, ev));
+                slots.push(Slot::Listener);
+                let input_room = self.input_buf.len() < INPUT_BUFFER_MAX;
+                for (i, a) in self.attachers.iter().enumerate() {
+                    let mut flags = PollFlags::empty();
+                    if a.input_open && input_room {
+                        flags |= PollFlags::IN;
+                    }
+                    if a.has_output() {
+                        flags |= PollFlags::OUT;
+                    }
+                    if !flags.is_empty() {
+                        fds.push(PollFd::new(&a.conn, flags));
+                        slots.push(Slot::Attacher(i));
+                    }
+                }
                 match poll(&mut fds, timeout.as_ref()) {
-                    Ok(0) if drain_deadline.is_some() => break,
                     Ok(_) => {}
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => {
@@ -306,58 +678,207 @@ impl Shim {
                         continue;
                     }
                 }
-                let ready = |slot: usize| {
-                    slot != usize::MAX && fds.get(slot).is_some_and(|f| !f.revents().is_empty())
-                };
-                (
-                    ready(slots[0]),
-                    ready(slots[1]),
-                    ready(slots[2]),
-                    ready(slots[3]),
-                )
+                fds.iter()
+                    .zip(slots)
+                    .filter(|(f, _)| !f.revents().is_empty())
+                    .map(|(f, s)| (s, f.revents()))
+                    .collect()
             };
-            for (i, ready) in [out_ready, err_ready].into_iter().enumerate() {
-                if !ready {
-                    continue;
-                }
-                let (stream, file) = if i == 0 {
-                    (Stream::Stdout, &mut self.out_r)
-                } else {
-                    (Stream::Stderr, &mut self.err_r)
-                };
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        open[i] = false;
-                        self.log.flush_partial(stream);
+            for (slot, revents) in ready {
+                match slot {
+                    Slot::Output(i) => {
+                        let stream = if i == 0 {
+                            Stream::Stdout
+                        } else {
+                            Stream::Stderr
+                        };
+                        let Some(f) = self.outputs[i].as_mut() else {
+                            continue;
+                        };
+                        match f.read(&mut buf) {
+                            Ok(0) => self.close_output(i),
+                            Ok(n) => self.output(stream, &buf[..n]),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::Interrupted
+                                        | std::io::ErrorKind::WouldBlock
+                                ) => {}
+                            // A pty master reads EIO once no process holds the slave.
+                            Err(e) if self.cfg.tty && e.raw_os_error() == Some(libc::EIO) => {
+                                self.close_output(i)
+                            }
+                            Err(e) => {
+                                eprintln!("berth-shim: read {}: {e}", stream_name(stream));
+                                self.close_output(i);
+                            }
+                        }
                     }
-                    Ok(n) => self.log.write(stream, &buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        eprintln!("berth-shim: read {}: {e}", stream_name(stream));
-                        open[i] = false;
-                        self.log.flush_partial(stream);
+                    Slot::Input => self.flush_input(),
+                    Slot::Pidfd => {
+                        if status.is_none() {
+                            status = self.reap();
+                            if status.is_some() {
+                                // The container's processes are gone with its init (PID
+                                // namespace); what they wrote is still in the pipes: read
+                                // it and hand it to attached clients, but not forever.
+                                drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                                self.input = None;
+                                self.input_buf = Vec::new();
+                            }
+                        }
+                    }
+                    Slot::Listener => {
+                        while let Ok((conn, _)) = self.listener.accept() {
+                            self.handle(conn);
+                        }
+                    }
+                    Slot::Attacher(i) => {
+                        if revents.contains(PollFlags::OUT) {
+                            if let Some(a) = self.attachers.get_mut(i) {
+                                a.flush();
+                            }
+                        }
+                        if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                            let room = INPUT_BUFFER_MAX.saturating_sub(self.input_buf.len());
+                            let Some(a) = self.attachers.get_mut(i) else {
+                                continue;
+                            };
+                            if !a.input_open || room == 0 {
+                                continue;
+                            }
+                            match a.read_input(&mut buf[..room.min(64 * 1024)]) {
+                                Input::None => {}
+                                Input::Data(n) => {
+                                    if self.input.is_some() {
+                                        self.input_buf.extend_from_slice(&buf[..n]);
+                                        self.flush_input();
+                                    }
+                                }
+                                Input::Eof => self.input_eof(i),
+                            }
+                        }
                     }
                 }
             }
-            if pid_ready && status.is_none() {
-                status = self.reap();
-                if status.is_some() {
-                    // The container's processes are gone with its init (PID namespace);
-                    // what they wrote is still in the pipes: read it, but not forever.
-                    drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
-                }
-            }
-            if sock_ready {
-                while let Ok((conn, _)) = self.listener.accept() {
-                    if let Some(w) = self.handle(conn) {
-                        waiters.push(w);
-                    }
-                }
+            if self.close_input_when_flushed && self.input_buf.is_empty() {
+                self.close_input_when_flushed = false;
+                self.input = None;
             }
         }
         self.log.flush_partial(Stream::Stdout);
         self.log.flush_partial(Stream::Stderr);
-        self.finish(status, waiters);
+        // EOF to every attached client: the container's output is complete.
+        self.attachers.clear();
+        self.finish(status);
+    }
+
+    /// The container was created but will not start (no `start` in time, or it failed):
+    /// remove it from the runtime and exit without an exit record (it is `created`).
+    fn abort_start(mut self) {
+        if let Some(mut child) = self.driver.take() {
+            drop(child.stdin.take()); // EOF: the driver deletes the container
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(SHIM_SOCKET);
+        let _ = fs::remove_file(SHIM_STATE_FILE);
+    }
+
+    /// Answers one control request. `wait` connections are kept to be answered at exit,
+    /// `attach` connections become attached clients.
+    fn handle(&mut self, mut conn: UnixStream) {
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut req = [0u8; 128];
+        let mut n = 0;
+        while n < req.len() {
+            match conn.read(&mut req[n..]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    n += k;
+                    if req[..n].contains(&b'\n') {
+                        break;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        let end = req[..n].iter().position(|b| *b == b'\n').unwrap_or(n);
+        let line = String::from_utf8_lossy(&req[..end]).trim().to_string();
+        let rest = req.get(end + 1..n).unwrap_or_default().to_vec();
+        let reply = if let Some(sig) = line.strip_prefix("kill ") {
+            match sig
+                .parse::<i32>()
+                .ok()
+                .and_then(rustix::process::Signal::from_named_raw)
+            {
+                Some(sig) => match rustix::process::pidfd_send_signal(&self.pidfd, sig) {
+                    Ok(()) | Err(rustix::io::Errno::SRCH) => "ok\n".to_string(),
+                    Err(e) => format!("error kill: {e}\n"),
+                },
+                None => format!("error signal {sig:?}: not a signal number\n"),
+            }
+        } else if line == "state" {
+            let st = if self.driver.is_some() {
+                "created"
+            } else {
+                "running"
+            };
+            let mut s = serde_json::to_string(&self.state(st)).unwrap_or_default();
+            s.push('\n');
+            s
+        } else if line == "wait" {
+            self.waiters.push(conn);
+            return;
+        } else if line == "start" && self.driver.is_none() {
+            "error the container is already started\n".to_string()
+        } else if line == "start" {
+            match self.start_process() {
+                Ok(()) => format!("ok {}\n", self.pid),
+                Err(e) => {
+                    eprintln!("berth-shim: start: {e}");
+                    self.aborted = true;
+                    format!("error {e}\n")
+                }
+            }
+        } else if let Some(size) = line.strip_prefix("resize ") {
+            self.resize(size)
+                .map_or_else(|e| format!("error {e}\n"), |()| "ok\n".to_string())
+        } else if let Some(args) = line.strip_prefix("attach") {
+            match attach::parse_streams(args) {
+                Ok(streams) => {
+                    if conn.write_all(b"ok\n").is_err() {
+                        return;
+                    }
+                    if streams.stdin && self.input.is_some() {
+                        self.input_buf.extend_from_slice(&rest);
+                        self.flush_input();
+                    }
+                    match Attacher::new(conn, streams) {
+                        Ok(a) => self.attachers.push(a),
+                        Err(e) => eprintln!("berth-shim: attach: {e}"),
+                    }
+                    return;
+                }
+                Err(e) => format!("error {e}\n"),
+            }
+        } else {
+            format!("error unknown request {line:?}\n")
+        };
+        let _ = conn.write_all(reply.as_bytes());
+    }
+
+    /// `resize H W`: the pty's window size (the kernel sends SIGWINCH to its foreground
+    /// process group).
+    fn resize(&self, size: &str) -> Result<(), String> {
+        let Some(master) = &self.master else {
+            return Err("the container has no TTY".into());
+        };
+        let mut it = size.split_whitespace().map(str::parse::<u16>);
+        let (Some(Ok(rows)), Some(Ok(cols)), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("resize {size:?}: expected HEIGHT WIDTH (0-65535)"));
+        };
+        set_winsize(master, rows, cols)
     }
 
     /// Reaps the init if it exited (and any other child that did: the shim is a
@@ -374,51 +895,6 @@ impl Shim {
         };
         while let Ok(Some(_)) = rustix::process::wait(WaitOptions::NOHANG) {}
         st
-    }
-
-    /// Answers one control request; a `wait` connection is returned to be answered at exit.
-    fn handle(&self, mut conn: UnixStream) -> Option<UnixStream> {
-        let _ = conn.set_nonblocking(false);
-        let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut req = [0u8; 64];
-        let mut n = 0;
-        while n < req.len() {
-            match conn.read(&mut req[n..]) {
-                Ok(0) => break,
-                Ok(k) => {
-                    n += k;
-                    if req[..n].contains(&b'\n') {
-                        break;
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-        let line = String::from_utf8_lossy(&req[..n]);
-        let line = line.trim();
-        let reply = if let Some(sig) = line.strip_prefix("kill ") {
-            match sig
-                .parse::<i32>()
-                .ok()
-                .and_then(rustix::process::Signal::from_named_raw)
-            {
-                Some(sig) => match rustix::process::pidfd_send_signal(&self.pidfd, sig) {
-                    Ok(()) | Err(rustix::io::Errno::SRCH) => "ok\n".to_string(),
-                    Err(e) => format!("error kill: {e}\n"),
-                },
-                None => format!("error signal {sig:?}: not a signal number\n"),
-            }
-        } else if line == "state" {
-            let mut s = serde_json::to_string(&self.state("running")).unwrap_or_default();
-            s.push('\n');
-            s
-        } else if line == "wait" {
-            return Some(conn);
-        } else {
-            format!("error unknown request {line:?}\n")
-        };
-        let _ = conn.write_all(reply.as_bytes());
-        None
     }
 
     fn oom_killed(&self) -> bool {
@@ -438,7 +914,7 @@ impl Shim {
             .is_some_and(|n| n > 0)
     }
 
-    fn finish(self, status: Option<rustix::process::WaitStatus>, waiters: Vec<UnixStream>) {
+    fn finish(self, status: Option<rustix::process::WaitStatus>) {
         let (exit_code, signal) = match status {
             Some(st) => {
                 if let Some(code) = st.exit_status() {
@@ -452,21 +928,7 @@ impl Shim {
             None => (255, None),
         };
         let oom_killed = self.oom_killed();
-        let del = Command::new(&self.cfg.driver)
-            .arg("delete")
-            .arg(self.dir.join(RUNTIME_DIR))
-            .arg(&self.cfg.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .output();
-        match del {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "berth-shim: berth-driver delete: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => eprintln!("berth-shim: berth-driver delete: {e}"),
-        }
+        Self::delete_container(&self.cfg, &self.dir);
         let rec = ExitRecord {
             version: SHIM_PROTOCOL_VERSION,
             exit_code,
@@ -488,7 +950,7 @@ impl Shim {
         }
         let _ = fs::remove_file(SHIM_SOCKET);
         line.push(b'\n');
-        for mut w in waiters {
+        for mut w in self.waiters {
             let _ = w.write_all(&line);
         }
     }
