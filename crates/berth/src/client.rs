@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Empty, StreamBody};
+use http_body_util::{BodyExt as _, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -193,6 +193,81 @@ impl Client {
             .with_context(|| format!("the daemon's answer to POST {path} is not the expected JSON"))
     }
 
+    /// POSTs a JSON body.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.post(path, json_body(body), Some("application/json"))
+            .await
+    }
+
+    /// Opens a hijacked connection as the docker CLI does for attach and exec start:
+    /// `Connection: Upgrade`, `Upgrade: tcp`; after the daemon's `101`, the raw
+    /// connection carries our stdin one way and the container's output the other. A
+    /// daemon that answers `200` instead gives the output as the response body.
+    pub async fn hijack(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<Hijacked> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ConnectError {
+                host: self.host.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("talking to the berth daemon at {}", self.host))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "hijacked connection ended");
+            }
+        });
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, "berth")
+            .header(USER_AGENT, concat!("berth-cli/", env!("CARGO_PKG_VERSION")))
+            .header(CONNECTION, "Upgrade")
+            .header(UPGRADE, "tcp");
+        let body = match body {
+            Some(b) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                json_body(b)
+            }
+            None => empty(),
+        };
+        let req = req.body(body).context("building the request")?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("request to the berth daemon at {} failed", self.host))?;
+        let status = resp.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let upgraded = hyper::upgrade::on(resp)
+                .await
+                .context("the daemon did not hand over the connection")?;
+            return Ok(Hijacked::Upgraded(TokioIo::new(upgraded)));
+        }
+        if !status.is_success() {
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(ApiError {
+                status,
+                message: error_message(status, &bytes),
+            }
+            .into());
+        }
+        Ok(Hijacked::Body(resp.into_body()))
+    }
+
     pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let bytes = read_all(self.request(Method::DELETE, path, empty(), None).await?).await?;
         serde_json::from_slice(&bytes).with_context(|| {
@@ -226,6 +301,24 @@ pub async fn read_all(resp: Response<Incoming>) -> anyhow::Result<Bytes> {
         .await
         .context("reading the daemon's answer")?
         .to_bytes())
+}
+
+/// A hijacked connection: raw both ways, or (without the upgrade) output only.
+pub enum Hijacked {
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+    Body(Incoming),
+}
+
+/// A JSON request body.
+pub fn json_body(v: &serde_json::Value) -> ReqBody {
+    bytes_body(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A request body of bytes in memory.
+pub fn bytes_body(bytes: Vec<u8>) -> ReqBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn empty() -> ReqBody {
