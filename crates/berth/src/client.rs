@@ -148,7 +148,8 @@ impl Client {
             .await
             .with_context(|| format!("request to the berth daemon at {} failed", self.host))?;
         let status = resp.status();
-        if !status.is_success() {
+        // As Docker's client: below 400 is not an error (304: already started/stopped).
+        if status.is_client_error() || status.is_server_error() {
             let bytes = resp
                 .into_body()
                 .collect()
@@ -252,7 +253,8 @@ impl Client {
                 .context("the daemon did not hand over the connection")?;
             return Ok(Hijacked::Upgraded(TokioIo::new(upgraded)));
         }
-        if !status.is_success() {
+        // As Docker's client: below 400 is not an error (304: already started/stopped).
+        if status.is_client_error() || status.is_server_error() {
             let bytes = resp
                 .into_body()
                 .collect()

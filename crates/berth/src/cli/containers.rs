@@ -1259,7 +1259,12 @@ fn extract_to(archive: &[u8], dest: &std::path::Path) -> anyhow::Result<()> {
         }
         let target = match &rename_to {
             Some(new) if Some(&first) == root.as_ref() => {
-                std::path::PathBuf::from(new).join(comps.as_path())
+                let rest = comps.as_path();
+                if rest.as_os_str().is_empty() {
+                    std::path::PathBuf::from(new)
+                } else {
+                    std::path::PathBuf::from(new).join(rest)
+                }
             }
             _ => path.clone(),
         };
