@@ -547,4 +547,62 @@ mod tests {
             "Error response from daemon: No such image: x"
         );
     }
+
+    /// A unix-socket HTTP server that upgrades `POST /attach` as Docker's daemon does
+    /// and echoes what it reads back as one stdout frame once the client half-closes.
+    async fn upgrading_server(sock: std::path::PathBuf) {
+        use hyper::service::service_fn;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = service_fn(|mut req: Request<Incoming>| async move {
+            assert_eq!(req.headers()[UPGRADE], "tcp");
+            tokio::spawn(async move {
+                let up = hyper::upgrade::on(&mut req).await.unwrap();
+                let mut io = TokioIo::new(up);
+                let mut input = Vec::new();
+                io.read_to_end(&mut input).await.unwrap();
+                let mut out = vec![1u8, 0, 0, 0];
+                out.extend_from_slice(&(input.len() as u32).to_be_bytes());
+                out.extend_from_slice(&input);
+                io.write_all(&out).await.unwrap();
+                io.shutdown().await.unwrap();
+            });
+            Ok::<_, std::convert::Infallible>(
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(CONNECTION, "Upgrade")
+                    .header(UPGRADE, "tcp")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
+        });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn hijack_carries_both_ways_and_half_closes() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let server = tokio::spawn(upgrading_server(sock.clone()));
+        while !sock.exists() {
+            tokio::task::yield_now().await;
+        }
+        let client = Client::new(&format!("unix://{}", sock.display())).unwrap();
+        let Hijacked::Upgraded(mut io) = client.hijack("/attach", None).await.unwrap() else {
+            panic!("not upgraded");
+        };
+        io.write_all(b"hi\n").await.unwrap();
+        // Our end of stdin: the daemon sees EOF and answers.
+        io.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        io.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, [1, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+        server.await.unwrap();
+    }
 }
