@@ -2,8 +2,7 @@
 
 use berth_tests::*;
 
-#[test]
-fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
+fn require_sdk() {
     let sdk = std::process::Command::new("python3")
         .args(["-c", "import docker"])
         .status();
@@ -12,6 +11,26 @@ fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
             "the Docker SDK for Python is not installed: run scripts/deps.sh (pip install docker)"
         );
     }
+}
+
+#[test]
+fn docker_sdk_for_python_creates_uses_and_removes_volumes() {
+    require_sdk();
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/volumes.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.host())
+        .arg(fixtures())
+        .output()
+        .expect("python3");
+    let stdout = ok(out);
+    assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
+fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
+    require_sdk();
     let d = Daemon::start();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/images.py");
     let out = std::process::Command::new("python3")

@@ -5,7 +5,6 @@
 //! Containers are found by full ID, name or unique ID prefix (the engine resolves them).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -15,15 +14,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
-    EngineError, EventType, HealthAction, HealthState, LogQuery, MountSpec, NetworkMode,
-    RestartPolicy, RunSettings, WaitCondition,
+    EngineError, EventType, HealthAction, HealthState, LogQuery, NetworkMode, RestartPolicy,
+    RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, STDERR, STDOUT};
 use crate::images::blocking;
+use crate::mounts::{config_volumes_json, mount_options, mounts_json};
 use crate::params::Params;
 
 /// Go's zero time, which Docker reports for times that never happened.
@@ -71,9 +72,9 @@ struct HostConfigBody {
     security_opt: Option<Vec<String>>,
     privileged: bool,
     binds: Option<Vec<String>>,
-    memory: i64,
-    nano_cpus: i64,
-    pids_limit: Option<i64>,
+    /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits): see `cgroups.rs`.
+    #[serde(flatten)]
+    resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
     // Accepted only when empty/off: refusing beats silently ignoring them.
     port_bindings: Option<BTreeMap<String, serde_json::Value>>,
@@ -83,6 +84,7 @@ struct HostConfigBody {
     init: Option<bool>,
     mounts: Option<Vec<serde_json::Value>>,
     tmpfs: Option<BTreeMap<String, String>>,
+    volume_driver: String,
     devices: Option<Vec<serde_json::Value>>,
     volumes_from: Option<Vec<String>>,
 }
@@ -124,36 +126,11 @@ struct CreateBody {
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     healthcheck: Option<berth_image::model::HealthConfig>,
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
     host_config: Option<HostConfigBody>,
 }
 
 use berth_engine::config::parse_size;
-
-/// `-v SRC:DST[:ro|rw]` with an absolute host source; named volumes come later.
-fn parse_bind(b: &str) -> Result<MountSpec, ApiError> {
-    let parts: Vec<&str> = b.split(':').collect();
-    let (src, dst, mode) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, m] => (*s, *d, *m),
-        _ => return Err(ApiError::bad_request(format!("invalid bind {b:?}"))),
-    };
-    if !src.starts_with('/') {
-        return Err(not_supported(&format!("named volume {src:?}")));
-    }
-    let mut read_only = false;
-    for m in mode.split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "ro" => read_only = true,
-            "rw" => read_only = false,
-            _ => return Err(not_supported(&format!("bind option {m:?}"))),
-        }
-    }
-    Ok(MountSpec::Bind {
-        source: PathBuf::from(src),
-        target: dst.to_string(),
-        read_only,
-    })
-}
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
     if body.tty {
@@ -165,12 +142,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     let hc = body.host_config.unwrap_or_default();
     if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
         return Err(not_supported("publishing ports (-p, -P)"));
-    }
-    if hc.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(not_supported("--mount"));
-    }
-    if hc.tmpfs.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(not_supported("--tmpfs"));
     }
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
@@ -205,17 +176,16 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         network,
         ..ContainerOptions::default()
     };
-    for b in hc.binds.unwrap_or_default() {
-        runtime.mounts.push(parse_bind(&b)?);
-    }
-    if hc.memory > 0 {
-        runtime.resources.memory = Some(hc.memory);
-    }
-    if hc.nano_cpus > 0 {
-        runtime.resources.nano_cpus = Some(hc.nano_cpus);
-    }
-    // Docker sends 0 for "not set"; -1 means unlimited.
-    runtime.resources.pids_limit = hc.pids_limit.filter(|p| *p != 0);
+    let mounts = mount_options(
+        hc.binds,
+        hc.mounts,
+        hc.tmpfs,
+        body.volumes,
+        &hc.volume_driver,
+    )?;
+    let (resources, ulimits) = hc.resources.into_create()?;
+    runtime.resources = resources;
+    runtime.ulimits = ulimits;
     let labels = body.labels.unwrap_or_default();
     let settings = RunSettings {
         restart_policy: hc
@@ -244,6 +214,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         name,
         labels,
         settings,
+        mounts,
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -549,7 +520,8 @@ pub(crate) async fn prune(State(engine): State<Engine>, params: Params) -> Respo
     }
 }
 
-/// `DELETE /containers/{id}?force=&v=` (berth has no volumes yet: `v` changes nothing).
+/// `DELETE /containers/{id}?force=&v=`: `v` also removes the anonymous volumes the
+/// container created (named volumes are kept).
 pub(crate) async fn remove(
     State(engine): State<Engine>,
     Path(id): Path<String>,
@@ -559,13 +531,14 @@ pub(crate) async fn remove(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = params.bool("v") {
-        return e.into_response();
-    }
+    let volumes = match params.bool("v") {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     if params.bool("link").unwrap_or(false) {
         return not_supported("removing links").into_response();
     }
-    match blocking(move || engine.remove_container(&id, force)).await {
+    match blocking(move || engine.remove_container_and_volumes(&id, force, volumes)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
@@ -632,6 +605,9 @@ fn state_words(c: &ContainerSummary) -> (&'static str, String) {
     }
     match &c.state {
         ContainerState::Created => ("created", "Created".into()),
+        ContainerState::Running { started_at, .. } if c.paused => {
+            ("paused", format!("Up {} (Paused)", since(started_at)))
+        }
         ContainerState::Running { started_at, .. } => {
             let health = match c.status.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => " (health: starting)",
@@ -688,7 +664,7 @@ fn summary_json(c: &ContainerSummary) -> Value {
         "Status": status,
         "HostConfig": { "NetworkMode": if rec.network_host { "host" } else { "none" } },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": [],
+        "Mounts": mounts_json(rec),
     })
 }
 
@@ -896,8 +872,9 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
                 "Name": run.restart_policy.display_name(),
                 "MaximumRetryCount": run.restart_policy.maximum_retry_count,
             },
+            "Binds": rec.mount_config.binds,
         },
-        "Mounts": [],
+        "Mounts": mounts_json(rec),
         "Config": {
             "Hostname": hostname,
             "User": run.user,
@@ -915,6 +892,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "AttachStdin": false,
             "AttachStdout": false,
             "AttachStderr": false,
+            "Volumes": config_volumes_json(rec),
         },
         "NetworkSettings": { "Networks": {} },
     })
@@ -929,7 +907,21 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     })
     .await;
     match result {
-        Ok((c, log)) => Json(inspect_json(&c, &log)).into_response(),
+        Ok((c, log)) => {
+            let mut doc = inspect_json(&c, &log);
+            patch_inspect(&mut doc, &c.record, c.paused);
+            // HostConfig.Mounts and Tmpfs are omitted when empty, as Docker does.
+            let rec = &c.record;
+            if let Some(hc) = doc.get_mut("HostConfig").and_then(Value::as_object_mut) {
+                if let Some(m) = &rec.mount_config.mounts {
+                    hc.insert("Mounts".into(), json!(m));
+                }
+                if let Some(t) = &rec.mount_config.tmpfs {
+                    hc.insert("Tmpfs".into(), json!(t));
+                }
+            }
+            Json(doc).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -1062,6 +1054,6 @@ mod tests {
         assert_eq!(o.runtime.resources.pids_limit, None);
         assert_eq!(o.log_max_size, Some(1 << 20));
         assert_eq!(o.log_max_file, Some(2));
-        assert_eq!(o.runtime.mounts.len(), 1);
+        assert_eq!(o.mounts.requests.len(), 1);
     }
 }

@@ -20,6 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod cgroups;
 mod containers;
 mod distribution;
 mod error;
@@ -29,10 +30,12 @@ mod events;
 mod hijack;
 mod images;
 mod middleware;
+mod mounts;
 mod params;
 mod stream;
 mod system;
 mod version;
+mod volumes;
 
 pub use error::ApiError;
 pub use version::ApiVersion;
@@ -78,6 +81,18 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/stats", get(cgroups::stats))
+        .route("/containers/{id}/top", get(cgroups::top))
+        .route("/containers/{id}/update", post(cgroups::update))
+        .route("/containers/{id}/pause", post(cgroups::pause))
+        .route("/containers/{id}/unpause", post(cgroups::unpause))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

@@ -234,30 +234,40 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
     let (images, host, backing, containers) = blocking(move || {
         let images = e.image_count()?;
         let containers = e.list_containers()?;
+        // Docker counts a paused container as paused, not running.
+        let paused = containers
+            .iter()
+            .filter(|c| {
+                matches!(c.state, berth_engine::ContainerState::Running { .. })
+                    && e.container_paused(&c.record)
+            })
+            .count();
         Ok((
             images,
             read_host(),
             backing_filesystem(&e.config().root),
-            containers,
+            (containers, paused),
         ))
     })
     .await?;
+    let (containers, paused) = containers;
     let running = containers
         .iter()
         .filter(|c| matches!(c.state, berth_engine::ContainerState::Running { .. }))
-        .count();
+        .count()
+        - paused;
     let root = engine.config().root.display().to_string();
     let v = json!({
         "ID": daemon_id(&engine.config().root),
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers.len() - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
         "Images": images,
         "Driver": "overlayfs",
         "DriverStatus": [["Backing Filesystem", backing]],
         "Plugins": {
-            "Volume": [],
+            "Volume": ["local"],
             "Network": ["none", "host"],
             "Authorization": null,
             "Log": ["json-file"],
@@ -334,8 +344,8 @@ pub(crate) async fn disk_usage(
     Extension(version): Extension<ApiVersion>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    // `type` (API 1.42+) narrows the answer; berth has only images so far, so the
-    // other kinds are empty whichever are asked for.
+    // `type` (API 1.42+) narrows the answer; berth reports images and volumes so far,
+    // the other kinds are empty whichever are asked for.
     let types = params.all("type");
     for t in &types {
         if !["container", "image", "volume", "build-cache"].contains(&t.as_str()) {
@@ -345,7 +355,17 @@ pub(crate) async fn disk_usage(
         }
     }
     let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
-    let du = blocking(move || engine.disk_usage()).await?;
+    let with_volumes = want("volume");
+    let (du, volumes) = blocking(move || {
+        let du = engine.disk_usage()?;
+        let volumes = if with_volumes {
+            engine.volume_usage()?
+        } else {
+            Vec::new()
+        };
+        Ok((du, volumes))
+    })
+    .await?;
     let images: Vec<Value> = du
         .images
         .iter()
@@ -360,7 +380,11 @@ pub(crate) async fn disk_usage(
         v.insert("Containers".into(), json!([]));
     }
     if want("volume") {
-        v.insert("Volumes".into(), json!([]));
+        let vols: Vec<Value> = volumes
+            .iter()
+            .map(|u| crate::volumes::volume_json(&u.volume, Some((u.size, u.ref_count))))
+            .collect();
+        v.insert("Volumes".into(), Value::Array(vols));
     }
     if want("build-cache") {
         v.insert("BuildCache".into(), json!([]));

@@ -202,7 +202,7 @@ async fn unknown_routes_are_docker_404s() {
     for uri in [
         "/nope",
         "/v1.41/nope",
-        "/containers/x/top",
+        "/containers/x/nope",
         "/images/justaname",
     ] {
         let r = api.get(uri).await;

@@ -51,7 +51,7 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
-const RECORD_FILE: &str = "container.json";
+pub(crate) const RECORD_FILE: &str = "container.json";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -89,6 +89,15 @@ pub struct ContainerRecord {
     /// How it runs (Docker's Config, restart policy, `--rm`, health check...).
     #[serde(default)]
     pub run: RunSettings,
+    /// The cgroup limits as given at create and changed by `docker update`.
+    #[serde(default)]
+    pub resources: berth_runtime::Resources,
+    /// The container's mounts (binds, volumes, tmpfs), as inspect shows them.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
+    /// How the create request spelled its mounts (echoed by inspect).
+    #[serde(default)]
+    pub mount_config: crate::volumes::MountConfig,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -106,6 +115,8 @@ pub struct CreateOptions {
     /// Restart policy, `--rm`, stop signal and timeout, the user's health check,
     /// `--health-on-failure`, `--init`. The engine fills in the rest (env, user, ...).
     pub settings: RunSettings,
+    /// Binds, volumes and tmpfs mounts (resolved by the engine into `runtime.mounts`).
+    pub mounts: crate::volumes::MountOptions,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -170,6 +181,8 @@ pub struct ContainerSummary {
     pub status: crate::lifecycle::ContainerStatus,
     /// The restart policy is waiting to start it again.
     pub restarting: bool,
+    /// Running, with its cgroup frozen (`docker pause`).
+    pub paused: bool,
 }
 
 pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
@@ -382,6 +395,8 @@ impl Engine {
         Ok(ContainerSummary {
             status: self.container_status(&record.id),
             restarting: self.is_restarting(&record.id),
+            paused: matches!(state, ContainerState::Running { .. })
+                && self.container_paused(&record),
             record,
             state,
         })
@@ -533,10 +548,39 @@ impl Engine {
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
             run: RunSettings::default(),
+            resources: opts.runtime.resources.clone(),
+            mounts: Vec::new(),
+            mount_config: opts.mounts.echo.clone(),
         };
+        // Held until the record is written: volumes this create uses cannot be removed
+        // meanwhile (see volumes.rs).
+        let _volumes_guard = crate::volumes::volumes_lock();
+        let mut created_volumes: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+            let image_volumes: Vec<String> = run_config
+                .volumes
+                .as_ref()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default();
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &image_volumes,
+                opts.runtime.allow_sensitive_binds,
+            )?;
+            created_volumes = prepared.created.clone();
+            let mut rec = rec.clone();
+            rec.mounts = prepared.points;
+            let mut config_volumes = opts.mounts.config_volumes.clone();
+            for v in image_volumes {
+                if !config_volumes.contains(&v) {
+                    config_volumes.push(v);
+                }
+            }
+            rec.mount_config.volumes = config_volumes;
             let mut ropts = runtime_opts.clone();
+            ropts.mounts.extend(prepared.specs);
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -550,7 +594,6 @@ impl Engine {
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
             write_atomic(&bundle, "config.json", &cfg)?;
-            let mut rec = rec.clone();
             let process = spec.process().as_ref();
             rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
             let mut run = settings.clone();
@@ -602,8 +645,10 @@ impl Engine {
         })();
         if let Err(e) = result {
             cleanup(&dir);
+            self.discard_volumes_locked(&created_volumes);
             return Err(e);
         }
+        drop(_volumes_guard);
         drop(lease);
         drop(_records);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
@@ -635,7 +680,8 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id);
-        self.overlay(&rec).mount().map_err(rootfs_err)?;
+        let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+        crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         let (shim, driver) = shim_binaries()?;
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
@@ -712,7 +758,14 @@ impl Engine {
                 self.update_status(&rec.id, |s| s.manually_stopped = true)?;
             }
         }
-        match shim_request(&dir, &format!("kill {signal}"))? {
+        // A paused container gets the signal, then is thawed so it can act on it (as
+        // Docker does for a container without a StopSignal): kill and rm -f work.
+        let paused = self.container_paused(&rec);
+        let sent = shim_request(&dir, &format!("kill {signal}"));
+        if paused {
+            self.thaw_if_paused(&rec)?;
+        }
+        match sent? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -775,6 +828,22 @@ impl Engine {
             if !out.status.success() {
                 warn!(container.id = %rec.id, error = %String::from_utf8_lossy(&out.stderr).trim(), "runtime cleanup failed");
             }
+        }
+        Ok(())
+    }
+
+    /// `docker rm [-v]`: [`Engine::remove_container`], then with `volumes` the anonymous
+    /// volumes the container created (not named ones; not ones another container uses).
+    pub fn remove_container_and_volumes(
+        &self,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
+        let rec = self.container(name)?;
+        self.remove_container(&rec.id, force)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec.mounts)?;
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod cgroups;
 pub mod config;
+mod container_cgroup;
 pub mod containers;
 pub mod distribution;
 pub mod error;
@@ -13,8 +15,12 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod policy;
+pub mod volumes;
 
+pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
+pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
+pub use container_cgroup::{ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
@@ -27,6 +33,7 @@ pub use lifecycle::{
 };
 pub use logs::{LogQuery, LogRecord};
 pub use policy::{Operation, Policy, PolicyConfig};
+pub use volumes::*;
 
 use std::sync::Arc;
 

@@ -431,13 +431,16 @@ impl Engine {
                 }
             }
         };
-        self.inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .monitored
-            .remove(id);
+        let done = || {
+            self.inner
+                .lifecycle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .monitored
+                .remove(id);
+        };
         let Ok(rec) = self.container(id) else {
+            done();
             return; // removed meanwhile
         };
         let (code, ran_for) = match &exit {
@@ -448,6 +451,9 @@ impl Engine {
             self.emit_container(&rec, "oom", &[]);
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
+        // Done with this run: a stop or remove waiting for the monitor goes on now, so
+        // its own events come after `die` (before any restart starts a new monitor).
+        done();
         self.after_exit(&rec, code, ran_for);
     }
 
@@ -460,7 +466,7 @@ impl Engine {
             return;
         }
         if rec.run.auto_remove {
-            if let Err(e) = self.remove_container(&rec.id, false) {
+            if let Err(e) = self.remove_container_and_volumes(&rec.id, false, true) {
                 if e.kind != berth_types::ErrorKind::NotFound {
                     warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
                 }
@@ -570,7 +576,7 @@ impl Engine {
                                     warn!(container.id = %rec.id, error = %e, "restart policy: start failed");
                                 }
                             } else if rec.run.auto_remove {
-                                if let Err(e) = engine.remove_container(&rec.id, false) {
+                                if let Err(e) = engine.remove_container_and_volumes(&rec.id, false, true) {
                                     warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
                                 }
                             }
@@ -629,6 +635,7 @@ impl Engine {
             }
             wait_shim(&dir, None)?;
         }
+        self.wait_monitor_done(&rec.id);
         self.emit_container(&rec, "stop", &[]);
         Ok(true)
     }

@@ -30,6 +30,8 @@ pub mod spec;
 pub mod user;
 
 pub use mounts::{resolve_in_rootfs, MountSpec};
+/// The OCI spec types, for the engine (which reads and rewrites bundles).
+pub use oci_spec;
 pub use resources::{Resources, ThrottleDevice};
 pub use rootfs::{OverlayRootfs, RootfsError};
 pub use spec::{generate, ContainerOptions, NetworkMode, SpecError, Ulimit};

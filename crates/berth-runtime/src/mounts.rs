@@ -2,12 +2,12 @@
 //! sensitive host paths as bind sources, and resolving destinations inside the rootfs.
 //!
 //! **Destinations** are container paths. The spec keeps them as given (absolute, cleaned
-//! lexically, `..` refused); the runtime resolves them inside the rootfs when it mounts —
-//! libcontainer (like runc) opens mount targets relative to the rootfs with symlinks
-//! resolved within it, so a destination that is a symlink in the image (`/data ->
-//! /etc`, `/data -> ../../..`) lands inside the rootfs, never on the host.
-//! [`resolve_in_rootfs`] performs the same resolution, for callers that need to prepare a
-//! target (create a directory, check its type) before the runtime runs.
+//! lexically, `..` refused). libcontainer 0.7 does not resolve a destination that is a
+//! symlink in the image (`/data -> /etc`, `/data -> ../../..`) inside the rootfs (the
+//! mount fails, or misses its target), so the engine resolves user mount destinations
+//! with [`resolve_in_rootfs`] at create, creates them inside the rootfs, and hands the
+//! runtime symlink-free targets (`berth_engine::volumes::prepare_target`); it checks again
+//! at every start that they still resolve there.
 //!
 //! **Sources** of bind and volume mounts are host paths. They are canonicalized (host
 //! symlinks resolved) and refused when they hit a sensitive path, unless the caller sets

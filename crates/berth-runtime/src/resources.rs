@@ -22,7 +22,7 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 pub const MIN_MEMORY_BYTES: i64 = 6 << 20;
 
 /// A per-device throttle (`--device-read-bps /dev/sda:1mb`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ThrottleDevice {
     /// Host path of a block device; resolved to major:minor with stat(2).
     pub path: PathBuf,
@@ -30,8 +30,11 @@ pub struct ThrottleDevice {
     pub rate: u64,
 }
 
-/// cgroup limits of a container. `None` (or 0) means "not set".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// cgroup limits of a container. `None` (or 0) means "not set". Serializable: the engine
+/// keeps them in the container's record (what `docker inspect` shows and `docker update`
+/// changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Resources {
     /// `--memory`, bytes.
     pub memory: Option<i64>,
@@ -43,6 +46,10 @@ pub struct Resources {
     pub nano_cpus: Option<i64>,
     /// `--cpu-shares` (relative weight, 2 to 262144).
     pub cpu_shares: Option<u64>,
+    /// `--cpu-period`, µs (1000 to 1000000); not with `nano_cpus`.
+    pub cpu_period: Option<u64>,
+    /// `--cpu-quota`, µs per period (at least 1000; -1 unlimited); not with `nano_cpus`.
+    pub cpu_quota: Option<i64>,
     /// `--cpuset-cpus`, like `0-3,6`.
     pub cpuset_cpus: Option<String>,
     /// `--cpuset-mems`.
@@ -234,6 +241,44 @@ pub fn to_oci(
             ));
         }
         cpu = cpu.quota(quota).period(CPU_PERIOD_US);
+        any_cpu = true;
+    }
+    let period = r.cpu_period.filter(|p| *p != 0);
+    let cfs_quota = set(r.cpu_quota);
+    if set(r.nano_cpus).is_some() && period.is_some() {
+        return Err(invalid(
+            "--cpu-period",
+            period.unwrap_or_default(),
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if set(r.nano_cpus).is_some() && cfs_quota.is_some() {
+        return Err(invalid(
+            "--cpu-quota",
+            cfs_quota.unwrap_or_default(),
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ));
+    }
+    if let Some(p) = period {
+        if !(1000..=1_000_000).contains(&p) {
+            return Err(invalid(
+                "--cpu-period",
+                p,
+                "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)",
+            ));
+        }
+        cpu = cpu.period(p);
+        any_cpu = true;
+    }
+    if let Some(q) = cfs_quota {
+        if q != -1 && q < 1000 {
+            return Err(invalid(
+                "--cpu-quota",
+                q,
+                "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+            ));
+        }
+        cpu = cpu.quota(q);
         any_cpu = true;
     }
     if let Some(s) = r.cpu_shares.filter(|s| *s != 0) {
@@ -596,6 +641,79 @@ mod tests {
             2
         )
         .is_err());
+    }
+
+    #[test]
+    fn cpu_period_and_quota_follow_docker() {
+        let o = to_oci(
+            &Resources {
+                cpu_period: Some(50_000),
+                cpu_quota: Some(25_000),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap();
+        let c = o.cpu().clone().unwrap();
+        assert_eq!((c.quota(), c.period()), (Some(25_000), Some(50_000)));
+        let e = to_oci(
+            &Resources {
+                nano_cpus: Some(500_000_000),
+                cpu_period: Some(50_000),
+                ..r()
+            },
+            vec![],
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("Conflicting options"), "{e}");
+        for (period, quota) in [(Some(999), None), (Some(2_000_000), None), (None, Some(10))] {
+            assert!(to_oci(
+                &Resources {
+                    cpu_period: period,
+                    cpu_quota: quota,
+                    ..r()
+                },
+                vec![],
+                2
+            )
+            .is_err());
+        }
+        assert_eq!(
+            to_oci(
+                &Resources {
+                    cpu_quota: Some(-1),
+                    ..r()
+                },
+                vec![],
+                2
+            )
+            .unwrap()
+            .cpu()
+            .clone()
+            .unwrap()
+            .quota(),
+            Some(-1)
+        );
+    }
+
+    #[test]
+    fn resources_round_trip_through_json() {
+        let res = Resources {
+            memory: Some(64 << 20),
+            cpu_period: Some(50_000),
+            device_read_bps: vec![ThrottleDevice {
+                path: "/dev/vda".into(),
+                rate: 1,
+            }],
+            ..r()
+        };
+        let j = serde_json::to_string(&res).unwrap();
+        assert_eq!(serde_json::from_str::<Resources>(&j).unwrap(), res);
+        // Records written before a field existed still read.
+        assert_eq!(serde_json::from_str::<Resources>("{}").unwrap(), r());
     }
 
     #[test]

@@ -323,6 +323,11 @@ pub fn bytes_body(bytes: Vec<u8>) -> ReqBody {
         .boxed_unsync()
 }
 
+/// A whole request body (small JSON documents).
+pub fn full(body: String) -> ReqBody {
+    bytes_body(body.into_bytes())
+}
+
 pub fn empty() -> ReqBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})

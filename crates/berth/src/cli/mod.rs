@@ -12,6 +12,7 @@ pub mod run;
 pub mod stdio;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
@@ -205,6 +206,9 @@ pub enum Verb {
     /// Manage berth
     #[command(subcommand)]
     System(SystemVerb),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeVerb),
     /// Show the berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -377,6 +381,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::System(SystemVerb::Df(a)) => system::df(c, a).await,
         Verb::Info(a) | Verb::System(SystemVerb::Info(a)) => system::info(c, a).await,
         Verb::Version(a) => system::version(c, a).await,
+        Verb::Volume(v) => volume::run(c, v).await,
     }
 }
 
@@ -448,6 +453,23 @@ mod tests {
             matches!(cli.command, Some(Verb::Save(ref a)) if a.format == transfer::SaveFormat::Oci)
         );
         assert!(Cli::try_parse_from(["berth", "save"]).is_err());
+        let cli = Cli::try_parse_from([
+            "berth", "volume", "create", "-d", "local", "--label", "a=b", "-o", "x=y", "v1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Volume(volume::VolumeVerb::Create(ref a))) if a.labels == ["a=b"] && a.volume.as_deref() == Some("v1"))
+        );
+        let cli = Cli::try_parse_from([
+            "berth", "volume", "prune", "-a", "-f", "--filter", "label=x",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Verb::Volume(volume::VolumeVerb::Prune(ref a))) if a.all && a.force && a.filters == ["label=x"])
+        );
+        assert!(Cli::try_parse_from(["berth", "volume", "list", "-q"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "volume", "remove", "-f", "a", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "volume", "rm"]).is_err());
         let cli = Cli::try_parse_from([
             "berth",
             "daemon",
