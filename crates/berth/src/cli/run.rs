@@ -830,6 +830,13 @@ async fn attach_streams(
     client.hijack(&q, None).await
 }
 
+fn detach_keys(flag: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    match flag {
+        None | Some("") => Ok(stdio::DEFAULT_DETACH_KEYS.to_vec()),
+        Some(k) => stdio::parse_detach_keys(k),
+    }
+}
+
 fn exit_with(code: i64) -> anyhow::Result<()> {
     if code == 0 {
         Ok(())
@@ -892,7 +899,8 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let output = session.map(|s| tokio::spawn(stdio::session(s, o.tty, attach_stdin)));
+    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let output = session.map(|s| tokio::spawn(stdio::session(s, o.tty, attach_stdin, keys)));
     if let Err(e) = client
         .post(&format!("/containers/{id}/start"), empty(), None)
         .await
@@ -921,7 +929,13 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
     let signals = (args.sig_proxy && !o.tty).then(|| stdio::proxy_signals(client, id.clone()));
     if let Some(t) = output {
         match t.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(stdio::Ended::Output)) => {}
+            Ok(Ok(stdio::Ended::Detached)) => {
+                // The container keeps running; so does its --rm and restart policy.
+                drop(raw);
+                status.abort();
+                return Ok(());
+            }
             Ok(Err(e)) => {
                 drop(raw);
                 return Err(e);
@@ -1028,7 +1042,8 @@ pub async fn start(client: &Client, args: StartArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        let output = tokio::spawn(stdio::session(session, c.config.tty, stdin));
+        let keys = detach_keys(args.detach_keys.as_deref())?;
+        let output = tokio::spawn(stdio::session(session, c.config.tty, stdin, keys));
         if let Err(e) = client
             .post(&format!("/containers/{}/start", c.id), empty(), None)
             .await
@@ -1046,7 +1061,16 @@ pub async fn start(client: &Client, args: StartArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("the output task failed: {e}"))?;
         drop(raw);
-        r?;
+        if r? == stdio::Ended::Detached {
+            status.abort();
+            if let Some(t) = resize {
+                t.abort();
+            }
+            if let Some(t) = signals {
+                t.abort();
+            }
+            return Ok(());
+        }
         let code = status
             .await
             .map_err(|e| anyhow::anyhow!("the wait task failed: {e}"))??;
@@ -1125,7 +1149,8 @@ pub async fn attach(client: &Client, args: AttachArgs) -> anyhow::Result<()> {
         .then(|| stdio::monitor_size(client, format!("/containers/{}", c.id)));
     let signals =
         (args.sig_proxy && !c.config.tty).then(|| stdio::proxy_signals(client, c.id.clone()));
-    let r = stdio::session(session, c.config.tty, stdin).await;
+    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let r = stdio::session(session, c.config.tty, stdin, keys).await;
     drop(raw);
     if let Some(t) = resize {
         t.abort();
@@ -1133,8 +1158,10 @@ pub async fn attach(client: &Client, args: AttachArgs) -> anyhow::Result<()> {
     if let Some(t) = signals {
         t.abort();
     }
-    r?;
-    // The stream ended: the container exited (or we detached, and it still runs).
+    if r? == stdio::Ended::Detached {
+        return Ok(());
+    }
+    // The stream ended: the container exited (or closed its streams and still runs).
     let after = inspect_lite(client, &c.id).await?;
     if after.state.running {
         return Ok(());
@@ -1247,12 +1274,15 @@ pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
     let resize = args
         .tty
         .then(|| stdio::monitor_size(client, format!("/exec/{exec_id}")));
-    let r = stdio::session(session, args.tty, stdin).await;
+    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let r = stdio::session(session, args.tty, stdin, keys).await;
     drop(raw);
     if let Some(t) = resize {
         t.abort();
     }
-    r?;
+    if r? == stdio::Ended::Detached {
+        return Ok(());
+    }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct ExecInspect {

@@ -81,32 +81,107 @@ pub fn body_reader(body: Incoming) -> impl AsyncRead + Unpin {
     tokio_util::io::StreamReader::new(stream)
 }
 
+/// The default detach sequence, ctrl-p ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
+/// docker's `--detach-keys` (`ctrl-p,ctrl-q`, `ctrl-a,x`): the bytes of the sequence.
+pub fn parse_detach_keys(s: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for key in s.split(',') {
+        let k = key.trim();
+        let b = match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                x @ b'a'..=b'z' => x - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => anyhow::bail!("Unknown character: '{k}'"),
+            },
+            Some(_) => anyhow::bail!("Unknown character: '{k}'"),
+            None if k.len() == 1 => k.as_bytes()[0],
+            None => anyhow::bail!("Unknown character: '{k}'"),
+        };
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// How a hijacked session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The container's output ended (it exited, or closed its streams).
+    Output,
+    /// We typed the detach sequence: the daemon let go, the container still runs.
+    Detached,
+}
+
 /// Runs a hijacked session until the container's output ends: the output goes to our
 /// stdout/stderr; with `stdin`, our stdin goes to the container and its end closes our
-/// side of the connection (the container then sees EOF), as the docker CLI does.
-pub async fn session(h: Hijacked, tty: bool, stdin: bool) -> anyhow::Result<()> {
+/// side of the connection (the container then sees EOF), as the docker CLI does. The
+/// daemon acts on the detach sequence; we watch for it too, to know we detached.
+pub async fn session(
+    h: Hijacked,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+) -> anyhow::Result<Ended> {
     match h {
-        Hijacked::Body(body) => copy_output(body_reader(body), tty).await,
+        Hijacked::Body(body) => copy_output(body_reader(body), tty)
+            .await
+            .map(|()| Ended::Output),
         Hijacked::Upgraded(io) => {
             let (rd, wr) = tokio::io::split(io);
-            let input = stdin.then(|| tokio::spawn(copy_stdin(wr)));
+            let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let input = stdin.then(|| tokio::spawn(copy_stdin(wr, detach_keys, detached.clone())));
             let result = copy_output(rd, tty).await;
             if let Some(t) = input {
                 t.abort();
             }
-            result
+            result?;
+            Ok(if detached.load(std::sync::atomic::Ordering::SeqCst) {
+                Ended::Detached
+            } else {
+                Ended::Output
+            })
         }
     }
 }
 
-async fn copy_stdin<W: AsyncWrite + Unpin>(mut wr: W) {
+async fn copy_stdin<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    keys: Vec<u8>,
+    detached: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut input = tokio::io::stdin();
     let mut buf = vec![0u8; 32 * 1024];
+    let mut matched = 0usize;
     loop {
         match input.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                let mut seen = false;
+                for b in &buf[..n] {
+                    if !keys.is_empty() && *b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            seen = true;
+                            break;
+                        }
+                    } else {
+                        matched = usize::from(!keys.is_empty() && *b == keys[0]);
+                    }
+                }
+                if seen {
+                    detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 if wr.write_all(&buf[..n]).await.is_err() || wr.flush().await.is_err() {
+                    return;
+                }
+                if seen {
+                    // The daemon detaches us; stop reading the terminal.
                     return;
                 }
             }
@@ -249,6 +324,17 @@ mod tests {
         data.extend(frame(SYSTEMERR, b"the container is gone"));
         let e = copy_output(&data[..], false).await.unwrap_err();
         assert_eq!(e.to_string(), "the container is gone");
+    }
+
+    #[test]
+    fn detach_keys() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            DEFAULT_DETACH_KEYS
+        );
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), [1, b'x']);
+        assert!(parse_detach_keys("ctrl-ab").is_err());
+        assert!(parse_detach_keys("esc").is_err());
     }
 
     #[tokio::test]
