@@ -383,6 +383,138 @@ fn berth_run_missing_image_says_so_and_shows_the_pull_error() {
     assert!(!err.contains("Unable to find image"), "{err}");
 }
 
+/// The container as the daemon records it, without what differs per container (IDs,
+/// names, times, paths, anonymous volume names).
+fn comparable_inspect(d: &Daemon, name: &str) -> serde_json::Value {
+    let out = ok(d.docker(&["inspect", name]));
+    let mut v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    let v = v[0].take();
+    let serde_json::Value::Object(mut m) = v else {
+        panic!("inspect of {name} is not an object")
+    };
+    for k in [
+        "Id",
+        "Name",
+        "Created",
+        "LogPath",
+        "ResolvConfPath",
+        "HostnamePath",
+        "HostsPath",
+    ] {
+        m.remove(k);
+    }
+    if let Some(c) = m.get_mut("Config").and_then(|c| c.as_object_mut()) {
+        c.remove("Hostname");
+    }
+    if let Some(serde_json::Value::Array(mounts)) = m.get_mut("Mounts") {
+        for mount in mounts {
+            if mount["Type"] == "volume" {
+                mount["Name"] = serde_json::Value::Null;
+                mount["Source"] = serde_json::Value::Null;
+            }
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+#[test]
+fn berth_create_builds_the_body_docker_builds() {
+    if !docker_available() {
+        return;
+    }
+    let env = Env::start();
+    let d = &env.d;
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let bind = format!("{}:/data:ro", src.display());
+    let mount = format!("type=bind,source={},target=/m,readonly", src.display());
+    let flags: Vec<&str> = vec![
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--entrypoint",
+        "/bin/sh",
+        "-l",
+        "team=ops",
+        "-l",
+        "bare",
+        "--init",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "4",
+        "--restart",
+        "on-failure:2",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "3s",
+        "--health-retries",
+        "4",
+        "--health-start-period",
+        "1s",
+        "--network",
+        "host",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "MKNOD",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--memory-reservation",
+        "32m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "77",
+        "--blkio-weight",
+        "300",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--tmpfs",
+        "/run:size=1m",
+        "-v",
+        &bind,
+        "--mount",
+        &mount,
+        "-v",
+        "/anon",
+        "--log-opt",
+        "max-size=1m",
+        "--log-opt",
+        "max-file=2",
+    ];
+    let with = |name: &'static str| {
+        let mut a = vec!["create", "--name", name];
+        a.extend_from_slice(&flags);
+        a.extend_from_slice(&["fixture/app:1", "-c", "echo hi"]);
+        a
+    };
+    ok(d.docker(&with("by-docker")));
+    ok(d.berth(&with("by-berth")));
+    let (a, b) = (
+        comparable_inspect(d, "by-docker"),
+        comparable_inspect(d, "by-berth"),
+    );
+    assert_eq!(
+        a, b,
+        "the same flags make a different container:\n--- docker\n{a:#}\n--- berth\n{b:#}"
+    );
+    assert_eq!(b["HostConfig"]["Memory"], 64 << 20);
+}
+
 // ---- These need the attach endpoint (POST /containers/{id}/attach, hijacked). ----
 
 #[test]
