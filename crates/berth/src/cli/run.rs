@@ -766,9 +766,8 @@ fn split_image(v: &[String]) -> anyhow::Result<(&str, &[String])> {
 
 pub async fn create(client: &Client, args: CreateArgs) -> anyhow::Result<()> {
     let (image, cmd) = split_image(&args.image_and_command)?;
-    let id = create_container(client, &args.opts, image, cmd, false)
-        .await
-        .map_err(|e| StatusError::with_message(125, e))?;
+    // docker create fails with status 1 (run's 125 is run's own).
+    let id = create_container(client, &args.opts, image, cmd, false).await?;
     super::out(&format!("{id}\n"))
 }
 
@@ -828,6 +827,19 @@ async fn attach_streams(
         .opt("detachKeys", detach_keys)
         .build();
     client.hijack(&q, None).await
+}
+
+/// docker's `toStatusError`: 127 when the command is not found, 126 when it cannot be
+/// run, 125 for any other failure to start.
+fn start_failure_status(e: &anyhow::Error) -> i32 {
+    let m = format!("{e:#}");
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else if m.contains("permission denied") || m.contains("is a directory") {
+        126
+    } else {
+        125
+    }
 }
 
 fn detach_keys(flag: Option<&str>) -> anyhow::Result<Vec<u8>> {
@@ -921,7 +933,7 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
                 )
                 .await;
         }
-        return Err(StatusError::with_message(126, e));
+        return Err(StatusError::with_message(start_failure_status(&e), e));
     }
     let resize = o
         .tty
@@ -1419,6 +1431,16 @@ mod tests {
     #[test]
     fn names_for_pull_messages() {
         assert_eq!(tagged("busybox"), "busybox:latest");
+        let e = anyhow::anyhow!("exec: \"nope\": executable file not found in $PATH");
+        assert_eq!(start_failure_status(&e), 127);
+        assert_eq!(
+            start_failure_status(&anyhow::anyhow!("open /x: permission denied")),
+            126
+        );
+        assert_eq!(
+            start_failure_status(&anyhow::anyhow!("cgroup refused")),
+            125
+        );
         assert_eq!(tagged("localhost:5000/x"), "localhost:5000/x:latest");
         assert_eq!(tagged("fixture/app:1"), "fixture/app:1");
         assert_eq!(wait_status(br#"{"StatusCode":3,"Error":null}"#).unwrap(), 3);
