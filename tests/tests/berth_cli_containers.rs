@@ -518,6 +518,7 @@ fn berth_create_builds_the_body_docker_builds() {
 // ---- These need the attach endpoint (POST /containers/{id}/attach, hijacked). ----
 
 #[test]
+#[ignore = "needs POST /containers/{id}/attach (attach branch); run with --ignored once merged"]
 fn berth_run_foreground_exit_code_and_rm() {
     let env = Env::start();
     let d = &env.d;
@@ -552,6 +553,7 @@ fn berth_run_foreground_exit_code_and_rm() {
 }
 
 #[test]
+#[ignore = "needs POST /containers/{id}/attach with stdin (attach branch); run with --ignored once merged"]
 fn berth_run_interactive_copies_stdin() {
     let env = Env::start();
     let d = &env.d;
@@ -563,6 +565,7 @@ fn berth_run_interactive_copies_stdin() {
 // ---- These need exec (POST /containers/{id}/exec, /exec/{id}/start hijacked). ----
 
 #[test]
+#[ignore = "needs the exec endpoints (exec branch; passes against it); run with --ignored once merged"]
 fn berth_exec_output_and_exit_code() {
     let env = Env::start();
     let d = &env.d;
@@ -588,6 +591,7 @@ fn berth_exec_output_and_exit_code() {
 // ---- These need the archive endpoints (GET/PUT/HEAD /containers/{id}/archive). ----
 
 #[test]
+#[ignore = "needs GET/PUT/HEAD /containers/{id}/archive (cp branch); run with --ignored once merged"]
 fn berth_cp_both_ways() {
     let env = Env::start();
     let d = &env.d;
