@@ -1186,8 +1186,26 @@ pub async fn cp(client: &Client, args: CpArgs) -> anyhow::Result<()> {
         ((None, _), (None, _)) => {
             bail!("must specify at least one container source")
         }
-        ((Some(c), path), (None, dest)) => copy_from(client, c, path, dest, args.follow_link).await,
-        ((None, src), (Some(c), path)) => copy_to(client, src, c, path, args.follow_link).await,
+        ((Some(c), path), (None, dest)) => {
+            let n = copy_from(client, c, path, dest).await?;
+            if !args.quiet && dest != "-" {
+                eprintln!(
+                    "Successfully copied {} to {dest}",
+                    units::human_size(n as f64)
+                );
+            }
+            Ok(())
+        }
+        ((None, src), (Some(c), path)) => {
+            let n = copy_to(client, src, c, path, args.follow_link, args.archive).await?;
+            if !args.quiet && src != "-" {
+                eprintln!(
+                    "Successfully copied {} to {c}:{path}",
+                    units::human_size(n as f64)
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -1196,8 +1214,7 @@ async fn copy_from(
     container: &str,
     path: &str,
     dest: &str,
-    _follow: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let q = Query::new(cpath(container, "/archive"))
         .arg("path", path)
         .build();
@@ -1205,14 +1222,15 @@ async fn copy_from(
     if dest == "-" {
         let mut r = stdio::body_reader(resp.into_body());
         let mut out = tokio::io::stdout();
-        tokio::io::copy(&mut r, &mut out)
+        return tokio::io::copy(&mut r, &mut out)
             .await
-            .map_err(super::stdout_error)?;
-        return Ok(());
+            .map_err(super::stdout_error);
     }
     let bytes = read_all(resp).await?;
+    let n = bytes.len() as u64;
     let dest = std::path::PathBuf::from(dest);
-    tokio::task::spawn_blocking(move || extract_to(&bytes, &dest)).await?
+    tokio::task::spawn_blocking(move || extract_to(&bytes, &dest)).await??;
+    Ok(n)
 }
 
 /// Extracts the archive of a container path to `dest`: into it when it is a directory,
@@ -1324,17 +1342,24 @@ async fn copy_to(
     container: &str,
     path: &str,
     follow: bool,
-) -> anyhow::Result<()> {
+    archive_mode: bool,
+) -> anyhow::Result<u64> {
+    // As the docker CLI: never replace a directory with a file or the reverse; owners
+    // are kept only with -a.
+    let put = |dir: &str| {
+        Query::new(cpath(container, "/archive"))
+            .arg("path", dir)
+            .arg("noOverwriteDirNonDir", "true")
+            .opt("copyUIDGID", archive_mode.then_some("true"))
+            .build()
+    };
     if src == "-" {
         // A tar stream from stdin, extracted into the directory `path`.
         let body = crate::client::stream_body(tokio::io::stdin(), |_| {});
-        let q = Query::new(cpath(container, "/archive"))
-            .arg("path", path)
-            .build();
         client
-            .request(Method::PUT, &q, body, Some("application/x-tar"))
+            .request(Method::PUT, &put(path), body, Some("application/x-tar"))
             .await?;
-        return Ok(());
+        return Ok(0);
     }
     let src_path = std::path::PathBuf::from(src);
     let meta = if follow {
@@ -1371,6 +1396,13 @@ async fn copy_to(
             (parent, name)
         }
     };
+    // `dir/.`: the directory's contents, not the directory.
+    let contents_only = meta.is_dir() && (src.ends_with("/.") || src == ".");
+    let (dir, name) = if contents_only && stat.as_ref().is_some_and(PathStat::is_dir) {
+        (path.to_string(), std::ffi::OsString::from("."))
+    } else {
+        (dir, name)
+    };
     let archive = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(follow);
@@ -1383,18 +1415,16 @@ async fn copy_to(
         b.into_inner().context("finishing the archive")
     })
     .await??;
-    let q = Query::new(cpath(container, "/archive"))
-        .arg("path", dir)
-        .build();
+    let n = archive.len() as u64;
     client
         .request(
             Method::PUT,
-            &q,
+            &put(&dir),
             crate::client::bytes_body(archive),
             Some("application/x-tar"),
         )
         .await?;
-    Ok(())
+    Ok(n)
 }
 
 #[cfg(test)]
