@@ -562,10 +562,8 @@ fn berth_run_interactive_copies_stdin() {
     assert_eq!(text(&out.stdout), "hi\n");
 }
 
-// ---- These need exec (POST /containers/{id}/exec, /exec/{id}/start hijacked). ----
 
 #[test]
-#[ignore = "needs the exec endpoints (exec branch; passes against it); run with --ignored once merged"]
 fn berth_exec_output_and_exit_code() {
     let env = Env::start();
     let d = &env.d;

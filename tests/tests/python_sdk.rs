@@ -42,3 +42,17 @@ fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
     let stdout = ok(out);
     assert_eq!(stdout.trim(), "ok");
 }
+
+#[test]
+fn docker_sdk_for_python_exec_run() {
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/exec.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.host())
+        .arg(fixtures())
+        .output()
+        .expect("python3");
+    let stdout = ok(out);
+    assert_eq!(stdout.trim(), "ok");
+}

@@ -903,12 +903,19 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     let result = blocking(move || {
         let c = engine.container_summary(&id)?;
         let log = engine.container_log_path(&c.record);
-        Ok((c, log))
+        let execs = engine.container_exec_ids(&c.record.id);
+        Ok((c, log, execs))
     })
     .await;
     match result {
-        Ok((c, log)) => {
+        Ok((c, log, execs)) => {
             let mut doc = inspect_json(&c, &log);
+            // Docker: the running execs' IDs, null when there are none.
+            doc["ExecIDs"] = if execs.is_empty() {
+                Value::Null
+            } else {
+                json!(execs)
+            };
             patch_inspect(&mut doc, &c.record, c.paused);
             // HostConfig.Mounts and Tmpfs are omitted when empty, as Docker does.
             let rec = &c.record;

@@ -25,8 +25,7 @@ mod containers;
 mod distribution;
 mod error;
 mod events;
-// Its first users (attach, exec) land next.
-#[allow(dead_code)]
+mod exec;
 mod hijack;
 mod images;
 mod middleware;
@@ -93,6 +92,10 @@ pub fn router(engine: Engine) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

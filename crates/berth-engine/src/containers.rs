@@ -201,6 +201,24 @@ fn rootfs_err(e: RootfsError) -> EngineError {
     EngineError::new(kind, e.to_string())
 }
 
+/// Replaces `dir/name` atomically (temp file + rename) without waiting for the disk:
+/// for runtime state that a host crash makes moot anyway (the shim's config, the
+/// container's status). Readers see the old or the new content, never a mix; after a
+/// power loss the file may hold the previous version (ext4 and xfs flush the data of a
+/// file renamed over another before the rename itself).
+pub(crate) fn write_replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, &path)
+    })()
+    .map_err(|e| io_err(&path, "write", e))
+}
+
+/// Writes `dir/name` atomically and durably (temp file, fsync, rename, fsync of the
+/// directory): for what must survive a power loss (the container record, its spec).
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
@@ -214,7 +232,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     .map_err(|e| io_err(&path, "write", e))
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -223,7 +241,7 @@ fn random_id() -> Result<String> {
 }
 
 /// The shim binary and the driver next to it.
-fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn shim_binaries() -> Result<(PathBuf, PathBuf)> {
     let shim = match std::env::var_os("BERTH_SHIM") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()
@@ -466,13 +484,16 @@ impl Engine {
     }
 
     fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
-        OverlayRootfs::new(
+        let mut o = OverlayRootfs::new(
             rec.layers
                 .iter()
                 .map(|d| self.store().snapshots.path(d))
                 .collect(),
             &self.container_dir(&rec.id),
-        )
+        );
+        // A --rm container's writable layer is thrown away: never sync it.
+        o.volatile = rec.run.auto_remove;
+        o
     }
 
     /// `docker create`: mounts the rootfs, generates the runtime spec, records the
@@ -547,7 +568,11 @@ impl Engine {
             network_host: opts.runtime.network == NetworkMode::Host,
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
-            run: RunSettings::default(),
+            // Filled below from the spec; --rm already decides how the overlay mounts.
+            run: RunSettings {
+                auto_remove: settings.auto_remove,
+                ..RunSettings::default()
+            },
             resources: opts.runtime.resources.clone(),
             mounts: Vec::new(),
             mount_config: opts.mounts.echo.clone(),
@@ -697,7 +722,7 @@ impl Engine {
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
         })?;
-        write_atomic(&dir, SHIM_CONFIG_FILE, &bytes)?;
+        write_replace(&dir, SHIM_CONFIG_FILE, &bytes)?;
         // The shim answers on its stdout once the container runs, then detaches.
         let mut child = Command::new(&shim)
             .arg(&dir)
@@ -714,13 +739,13 @@ impl Engine {
         let reply = reply.trim();
         if let Some(pid) = reply.strip_prefix("ok ") {
             info!(container.id = %rec.id, pid = %pid, "container started");
-            if manual {
-                self.update_status(&rec.id, |s| {
+            self.update_status(&rec.id, |s| {
+                if manual {
                     s.manually_stopped = false;
                     s.restart_count = 0;
-                })?;
-            }
-            self.update_status(&rec.id, |s| s.health = None)?;
+                }
+                s.health = None;
+            })?;
             self.monitor(&rec.id);
             self.emit_container(&rec, "start", &[]);
             return Ok(());
@@ -875,6 +900,7 @@ impl Engine {
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        self.forget_execs(&rec.id);
         info!(container.id = %rec.id, "container removed");
         self.emit_container(&rec, "destroy", &[]);
         Ok(())

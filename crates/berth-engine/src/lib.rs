@@ -10,6 +10,7 @@ pub mod containers;
 pub mod distribution;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod lifecycle;
@@ -25,6 +26,7 @@ pub use containers::*;
 pub use distribution::{PullResult, PushResult};
 pub use error::{EngineError, Result};
 pub use events::{Event, EventType, Subscription};
+pub use exec::{ExecConfig, ExecInfo, ExecStreams};
 pub use filters::Filters;
 pub use images::*;
 pub use lifecycle::{
@@ -53,6 +55,7 @@ struct Inner {
     /// Serialises writes of container records and status files.
     records: std::sync::Mutex<()>,
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
+    execs: exec::ExecTable,
 }
 
 impl Engine {
@@ -75,6 +78,7 @@ impl Engine {
                 events: events::EventBus::new(),
                 records: std::sync::Mutex::new(()),
                 lifecycle: Default::default(),
+                execs: exec::ExecTable::default(),
             }),
         };
         engine.rediscover_containers();
@@ -88,6 +92,10 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn execs(&self) -> &exec::ExecTable {
+        &self.inner.execs
     }
 
     /// When this engine was opened.

@@ -11,7 +11,8 @@
 //!
 //! **Status.** What changes over a container's life and must survive the daemon —
 //! the restart count, whether a user stopped it, its health — is in `status.json` next
-//! to `container.json`, written atomically under the engine's record lock.
+//! to `container.json`, replaced atomically (not fsync'd: it survives a daemon crash;
+//! a power loss may bring back the previous version) under the engine's record lock.
 //!
 //! **Daemon start.** Containers that run are monitored again; containers whose policy
 //! says so are started (`always`; `unless-stopped` unless a user stopped it;
@@ -30,7 +31,7 @@ use berth_runtime::shim_protocol::{ExitRecord, EXIT_FILE};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::containers::{connect_shim, io_err, write_atomic, ContainerRecord, ContainerState};
+use crate::containers::{connect_shim, io_err, write_replace, ContainerRecord, ContainerState};
 use crate::error::{EngineError, Result};
 use crate::filters::Filters;
 use crate::Engine;
@@ -368,11 +369,14 @@ impl Engine {
         if !dir.exists() {
             return Err(EngineError::not_found(format!("No such container: {id}")));
         }
-        let mut st = self.container_status(id);
+        let before = self.container_status(id);
+        let mut st = before.clone();
         f(&mut st);
-        let bytes = serde_json::to_vec_pretty(&st)
-            .map_err(|e| EngineError::internal(format!("container {id}: status: {e}")))?;
-        write_atomic(&dir, STATUS_FILE, &bytes)?;
+        if st != before || !dir.join(STATUS_FILE).exists() {
+            let bytes = serde_json::to_vec_pretty(&st)
+                .map_err(|e| EngineError::internal(format!("container {id}: status: {e}")))?;
+            write_replace(&dir, STATUS_FILE, &bytes)?;
+        }
         Ok(st)
     }
 

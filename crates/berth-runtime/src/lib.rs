@@ -14,13 +14,16 @@
 //! - [`resources`]: cgroup limits and the device cgroup;
 //! - [`rootfs`]: the overlayfs rootfs over the image's layer snapshots;
 //! - [`shim_protocol`]: the files and control socket shared by the engine and the shim;
-//! - `driver` (feature `driver`): create/start/kill/delete/state through libcontainer.
+//! - `driver` (feature `driver`): create/start/kill/delete/state through libcontainer;
+//!   `driver_exec`: a process joining a running container (`docker exec`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod caps;
 #[cfg(feature = "driver")]
 pub mod driver;
+#[cfg(feature = "driver")]
+pub mod driver_exec;
 pub mod mounts;
 pub mod resources;
 pub mod rootfs;

@@ -68,6 +68,11 @@ pub struct OverlayRootfs {
     pub layers: Vec<PathBuf>,
     /// The container's directory (`STATE/containers/<id>`).
     pub container_dir: PathBuf,
+    /// Mount with overlayfs's `volatile` option: the overlay never syncs its upper dir
+    /// (no `syncfs` of the whole state filesystem at unmount, which costs tens of
+    /// milliseconds on a busy host). After a host crash such an upper dir cannot be
+    /// mounted again; berth uses it only for `--rm` containers, which are removed then.
+    pub volatile: bool,
 }
 
 impl OverlayRootfs {
@@ -75,6 +80,7 @@ impl OverlayRootfs {
         OverlayRootfs {
             layers,
             container_dir: container_dir.to_path_buf(),
+            volatile: false,
         }
     }
 
@@ -138,7 +144,7 @@ impl OverlayRootfs {
         }
         let upper = self.container_dir.join("upper");
         let work = self.container_dir.join("work");
-        match mount_fsconfig(&lowers, &upper, &work, &target) {
+        match mount_fsconfig(&lowers, &upper, &work, &target, self.volatile) {
             Ok(()) => Ok(target),
             // ENOSYS: no new mount API; EINVAL: a kernel before 6.8 without `lowerdir+`.
             Err(e)
@@ -159,9 +165,18 @@ impl OverlayRootfs {
 }
 
 /// The new mount API: each lower dir is its own `lowerdir+` key, so no page limit.
-fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+fn mount_fsconfig(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     fsconfig_set_string(&fs, "source", "berth")?;
+    if volatile {
+        rustix::mount::fsconfig_set_flag(&fs, "volatile")?;
+    }
     for l in lowers {
         fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }

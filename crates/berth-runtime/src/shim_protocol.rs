@@ -89,3 +89,55 @@ pub struct ExitRecord {
     pub started_at: String,
     pub finished_at: String,
 }
+
+/// Exec: `berth-driver exec RUNTIME_ROOT ID` runs one process in a running container
+/// (`docker exec`). The engine passes a unix stream socket as the driver's fd 3 and
+/// writes one JSON line, [`ExecRequest`]; the driver answers with JSON lines,
+/// [`ExecReply`]: `started` (with the pty master attached by `SCM_RIGHTS` when `tty`),
+/// then `exited`; or `failed` alone when the process could not be started. The
+/// process's stdin, stdout and stderr are the driver's fds 0, 1 and 2 (not used with a
+/// TTY). The driver's own errors are `failed` replies, never its exit status, so they
+/// cannot be mistaken for the process's exit code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub version: u32,
+    /// The command line (at least one element).
+    pub args: Vec<String>,
+    /// `KEY=VALUE` added to (or replacing in) the container's environment; `KEY` alone
+    /// removes the variable.
+    pub env: Vec<String>,
+    /// Absolute working directory; the container's when `None`.
+    pub cwd: Option<String>,
+    /// `uid`, `uid:gid`, `name`, `name:group` resolved in the container's rootfs; the
+    /// container's user when `None`.
+    pub user: Option<String>,
+    /// Every capability instead of the container's set.
+    pub privileged: bool,
+    /// Run the process on a new pseudo-terminal.
+    pub tty: bool,
+}
+
+/// One reply line of `berth-driver exec`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecReply {
+    /// The process runs; PID in the host's PID namespace.
+    Started { pid: i32 },
+    /// The process exited: Docker's exit code (status, or 128 + signal).
+    Exited { exit_code: i32 },
+    /// The process could not be started. `exit_code` is Docker's for that failure (127:
+    /// executable not found, 126: cannot be invoked). `runtime`: the runtime failed to
+    /// start it (Docker prefixes those messages with `OCI runtime exec failed`), as
+    /// opposed to a request found wrong before (an unknown user).
+    Failed {
+        exit_code: i32,
+        message: String,
+        #[serde(default = "yes")]
+        runtime: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}

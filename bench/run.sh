@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Container start-to-cleanup benchmark: `berth run --rm IMAGE /bin/true` end to end
+# (CLI -> socket -> daemon -> shim -> libcontainer -> exit -> removal), side by side with
+# `runc run` on a prepared bundle of the same rootfs (runc from Debian), in one run.
+# For reference it also times the docker CLI against the same berth daemon
+# (`docker run --rm`), which adds the docker CLI's own start-up.
+#
+# Environment:
+#   RUNS=30              timed runs per tool (hyperfine), after WARMUP runs
+#   WARMUP=3
+#   BENCH_DIR=bench/out  work dir (state root, bundle, results)
+#   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
+#   TOOLS="runc berth docker"        subset to run
+# Exit status: 0 when berth is no slower than runc (the issue's target), 3 otherwise.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$SCRIPT_DIR/out}
+RUNS=${RUNS:-30}
+WARMUP=${WARMUP:-3}
+TOOLS=${TOOLS:-runc berth docker}
+IMAGE=bench/true:1
+
+log() { printf '[run-bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+want() { [[ " ${TOOLS//,/ } " == *" $1 "* ]]; }
+
+[[ $(id -u) -eq 0 ]] || die "run as root (containers)"
+for t in hyperfine runc busybox python3; do
+    command -v "$t" >/dev/null || {
+        log "installing $t"
+        pkg=$t; [[ $t == busybox ]] && pkg=busybox-static
+        apt-get install -y -qq "$pkg" >/dev/null
+    }
+done
+
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+WORK=$BENCH_DIR/run
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+BERTH_BIN=${BERTH_BIN:-$REPO_DIR/target/release/berth}
+if [[ ! -x $BERTH_BIN || ! -x $(dirname "$BERTH_BIN")/berth-shim ]]; then
+    log "building berth (release)"
+    (cd "$REPO_DIR" && cargo build --release --locked -p berth -p berth-shim >&2)
+fi
+
+# The rootfs: busybox-static with a /bin/true, the same bytes for both.
+ROOTFS=$WORK/rootfs
+mkdir -p "$ROOTFS/bin" "$ROOTFS/etc" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/dev" "$ROOTFS/tmp"
+cp "$(command -v busybox)" "$ROOTFS/bin/busybox"
+for a in sh true; do ln -s busybox "$ROOTFS/bin/$a"; done
+tar -C "$ROOTFS" -czf "$WORK/rootfs.tar.gz" .
+
+# runc: the bundle `runc spec` writes, running /bin/true without a terminal.
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE"
+cp -a "$ROOTFS" "$BUNDLE/rootfs"
+(cd "$BUNDLE" && runc spec)
+python3 - "$BUNDLE/config.json" <<'EOF'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]
+c["process"]["terminal"] = False
+json.dump(c, open(p, "w"), indent=2)
+EOF
+
+# berth: a daemon on its own root, the same rootfs imported as an image.
+SOCK=$WORK/berth.sock
+"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+cleanup() {
+    kill "$DAEMON" 2>/dev/null || true
+    wait "$DAEMON" 2>/dev/null || true
+    for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+for _ in $(seq 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
+[[ -S $SOCK ]] || die "daemon did not start: $(cat "$WORK/daemon.log")"
+"$BERTH_BIN" -H "unix://$SOCK" import "$WORK/rootfs.tar.gz" "$IMAGE" >/dev/null
+
+# Sanity: each tool really runs the container.
+runc run -b "$BUNDLE" bench-sanity
+"$BERTH_BIN" -H "unix://$SOCK" run --rm "$IMAGE" /bin/sh -c 'exit 0'
+
+cmds=()
+names=()
+if want runc; then
+    cmds+=("runc run -b $BUNDLE bench-runc")
+    names+=("runc")
+fi
+if want berth; then
+    cmds+=("$BERTH_BIN -H unix://$SOCK run --rm $IMAGE /bin/true")
+    names+=("berth")
+fi
+if want docker && command -v docker >/dev/null; then
+    cmds+=("docker -H unix://$SOCK run --rm $IMAGE /bin/true")
+    names+=("docker-cli-on-berth")
+fi
+args=()
+for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/results.json" "${args[@]}" >&2
+
+# Nothing may be left behind by berth's --rm.
+left=$("$BERTH_BIN" -H "unix://$SOCK" ps -aq | wc -l)
+[[ $left -eq 0 ]] || die "$left containers left behind by run --rm"
+
+python3 - "$WORK/results.json" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+def ms(name):
+    x = r.get(name)
+    return None if x is None else x["median"] * 1000
+print("%-22s %10s %10s" % ("tool", "median ms", "mean ms"))
+for name, x in r.items():
+    print("%-22s %10.1f %10.1f" % (name, x["median"] * 1000, x["mean"] * 1000))
+runc, berth = ms("runc"), ms("berth")
+if runc and berth:
+    ratio = berth / runc
+    print("berth/runc (median): %.2f  (target <= 1.00: %s)" % (ratio, "met" if ratio <= 1.0 else "MISSED"))
+    sys.exit(0 if ratio <= 1.0 else 3)
+EOF
