@@ -562,7 +562,6 @@ fn berth_run_interactive_copies_stdin() {
     assert_eq!(text(&out.stdout), "hi\n");
 }
 
-
 #[test]
 fn berth_exec_output_and_exit_code() {
     let env = Env::start();
