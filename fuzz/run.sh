@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET [SECONDS] [libFuzzer args...]
 #
-# TARGET: load_archive | unpack_layer | image_json | reference | changes | registry_challenge
+# TARGET: load_archive | unpack_layer | cp_extract | image_json | reference | changes | registry_challenge
 # SECONDS: -max_total_time (default 60)
 # Environment:
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer (default none: berth has no unsafe code; use
@@ -13,7 +13,7 @@
 #                    /dev/shm, removed on exit)
 #   BERTH_FUZZ_VERBOSE=1    load_archive/unpack_layer print each input's result
 #   BERTH_FUZZ_SKIP_KNOWN=1 skip inputs that hit already reported bugs (see README)
-# The unpack_layer and load_archive targets need root (chown, mknod, trusted.* xattrs).
+# The unpack_layer, load_archive and cp_extract targets need root (chown, mknod, trusted.* xattrs).
 # Corpus: fuzz/corpus/TARGET (gitignored); crashes: fuzz/artifacts/TARGET (gitignored).
 set -euo pipefail
 

@@ -430,3 +430,131 @@ fn logs_follow_since_and_tail() {
         5
     );
 }
+
+#[test]
+fn health_checks_report_status_and_act_on_failure() {
+    if !docker_available() {
+        return;
+    }
+    let d = daemon_with_app();
+    // healthy, then unhealthy when the probe starts failing.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test \"$(cat /tmp/state)\" = ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "fixture/app:1",
+        "echo ok > /tmp/state; sleep 1000",
+    ]));
+    eventually("healthy", &d, || {
+        inspect(&d, "hc", "{{.State.Health.Status}}") == "healthy"
+    });
+    let ps = ok(d.docker(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"]));
+    assert!(ps.contains("(healthy)"), "{ps}");
+    assert_eq!(
+        ok(d.docker(&["ps", "-q", "--filter", "health=healthy"]))
+            .lines()
+            .count(),
+        1
+    );
+    ok(d.docker(&["exec", "hc", "sh", "-c", "echo bad > /tmp/state"]));
+    eventually("unhealthy", &d, || {
+        inspect(&d, "hc", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    let streak: i64 = inspect(&d, "hc", "{{.State.Health.FailingStreak}}")
+        .parse()
+        .expect("n");
+    assert!(streak >= 2, "failing streak {streak}");
+    let log = inspect(&d, "hc", "{{json .State.Health.Log}}");
+    assert!(log.contains("\"ExitCode\":1"), "{log}");
+    // Without --health-on-failure berth only reports it, as Docker.
+    assert_eq!(inspect(&d, "hc", "{{.State.Status}}"), "running");
+    let ev = ok(d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &format!("{}", chrono_now_secs() + 1),
+        "--filter",
+        "container=hc",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert!(
+        ev.contains("health_status: healthy") && ev.contains("health_status: unhealthy"),
+        "{ev}"
+    );
+    ok(d.docker(&["rm", "-f", "hc"]));
+
+    // --health-on-failure=restart (the label, from the docker CLI): restarted in place.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "heal",
+        "-l",
+        "berth.health-on-failure=restart",
+        "--health-cmd",
+        "test \"$(cat /tmp/state)\" = ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "fixture/app:1",
+        "echo ok > /tmp/state; sleep 1; echo bad > /tmp/state; sleep 1000",
+    ]));
+    eventually("restarted by its health check", &d, || {
+        inspect(&d, "heal", "{{.RestartCount}}") != "0"
+            && inspect(&d, "heal", "{{.State.Status}}") == "running"
+    });
+    ok(d.docker(&["rm", "-f", "heal"]));
+
+    // =stop: stopped for good, even with --restart always.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "halt",
+        "--restart",
+        "always",
+        "-l",
+        "berth.health-on-failure=stop",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    eventually("stopped by its health check", &d, || {
+        inspect(&d, "halt", "{{.State.Status}}") == "exited"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(inspect(&d, "halt", "{{.State.Status}}"), "exited");
+
+    // A bad action is refused at create, naming the label.
+    let err = fails(d.docker(&[
+        "create",
+        "-l",
+        "berth.health-on-failure=explode",
+        "fixture/app:1",
+    ]));
+    assert!(err.contains("berth.health-on-failure"), "{err}");
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

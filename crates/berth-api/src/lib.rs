@@ -20,6 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_engine::Engine;
 
+mod archive;
 mod cgroups;
 mod containers;
 mod distribution;
@@ -80,6 +81,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
         .route("/containers/{id}/stats", get(cgroups::stats))
         .route("/containers/{id}/top", get(cgroups::top))
         .route("/containers/{id}/update", post(cgroups::update))

@@ -193,7 +193,7 @@ fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
 }
 
-fn rootfs_err(e: RootfsError) -> EngineError {
+pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
     let kind = match e {
         RootfsError::Rule { .. } => ErrorKind::InvalidArgument,
         RootfsError::Io { .. } => ErrorKind::Internal,
@@ -483,7 +483,7 @@ impl Engine {
         Ok(roots)
     }
 
-    fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
+    pub(crate) fn overlay(&self, rec: &ContainerRecord) -> OverlayRootfs {
         let mut o = OverlayRootfs::new(
             rec.layers
                 .iter()
@@ -747,6 +747,9 @@ impl Engine {
                 s.health = None;
             })?;
             self.monitor(&rec.id);
+            if let Ok(ContainerState::Running { started_at, .. }) = self.container_state(&rec.id) {
+                self.start_health_checks(&rec.id, &started_at);
+            }
             self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
@@ -766,7 +769,6 @@ impl Engine {
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn kill_container(&self, name: &str, signal: i32) -> Result<()> {
         let rec = self.container(name)?;
-        let dir = self.container_dir(&rec.id);
         let stop_signal = rec
             .run
             .stop_signal
@@ -783,6 +785,13 @@ impl Engine {
                 self.update_status(&rec.id, |s| s.manually_stopped = true)?;
             }
         }
+        self.signal_container(&rec.id, signal)
+    }
+
+    /// Sends a signal to the container's init; not a user's stop (berth's own kills).
+    pub(crate) fn signal_container(&self, name: &str, signal: i32) -> Result<()> {
+        let rec = self.container(name)?;
+        let dir = self.container_dir(&rec.id);
         // A paused container gets the signal, then is thawed so it can act on it (as
         // Docker does for a container without a StopSignal): kill and rm -f work.
         let paused = self.container_paused(&rec);

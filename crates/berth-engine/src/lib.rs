@@ -3,6 +3,7 @@
 //! translate. All methods are blocking (file and disk I/O); async callers run them on a
 //! blocking thread.
 
+pub mod archive;
 pub mod cgroups;
 pub mod config;
 mod container_cgroup;
@@ -12,12 +13,14 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filters;
+pub mod health;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod policy;
 pub mod volumes;
 
+pub use archive::PathStat;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
@@ -58,7 +61,20 @@ struct Inner {
     execs: exec::ExecTable,
 }
 
+/// A weak reference to an engine: what background threads hold while they wait, so
+/// they never keep a stopped daemon's engine (and its state-root lock) alive.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Inner>);
+
 impl Engine {
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn upgrade(w: &WeakEngine) -> Option<Engine> {
+        w.0.upgrade().map(|inner| Engine { inner })
+    }
+
     /// Opens the state root named in `config` (creating it), taking its lock.
     pub fn open(config: DaemonConfig) -> Result<Engine> {
         let store = Store::open(&config.root)?;

@@ -53,6 +53,9 @@ pub(crate) struct Tracking {
     pub(crate) restarting: std::collections::HashSet<String>,
     /// The last backoff of each container.
     pub(crate) backoff: std::collections::HashMap<String, Duration>,
+    /// Containers that `--health-on-failure=restart` is stopping: their monitor starts
+    /// them again at once.
+    pub(crate) health_restart: std::collections::HashSet<String>,
 }
 
 /// `--restart`.
@@ -342,6 +345,21 @@ fn wait_shim(dir: &Path, timeout: Option<Duration>) -> Result<Waited> {
     })
 }
 
+/// Blocks until the container's shim reports an exit (None: the shim is gone without one).
+fn wait_for_exit(id: &str, dir: &Path) -> Option<ExitRecord> {
+    loop {
+        match wait_shim(dir, None) {
+            Ok(Waited::Exited(x)) => return Some(x),
+            Ok(Waited::Lost) => return None,
+            Ok(Waited::TimedOut) => continue,
+            Err(e) => {
+                warn!(container.id = %id, error = %e, "monitor: wait failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 fn duration_since(rfc3339: &str) -> Option<Duration> {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
     (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
@@ -402,14 +420,22 @@ impl Engine {
                 return;
             }
         }
-        let engine = self.clone();
+        // The thread holds the engine weakly while it waits, so dropping the engine (a
+        // daemon that stops) releases the state root's lock; the containers run on.
+        let weak = self.downgrade();
+        let dir = self.container_dir(id);
         let id = id.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("monitor-{}", &id[..12.min(id.len())]))
             .stack_size(256 * 1024)
             .spawn({
                 let id = id.clone();
-                move || engine.monitor_loop(&id)
+                move || {
+                    let exit = wait_for_exit(&id, &dir);
+                    if let Some(engine) = Engine::upgrade(&weak) {
+                        engine.after_wait(&id, exit);
+                    }
+                }
             });
         if let Err(e) = spawned {
             warn!(container.id = %id, error = %e, "cannot start the container's monitor");
@@ -422,19 +448,9 @@ impl Engine {
         }
     }
 
-    fn monitor_loop(&self, id: &str) {
-        let dir = self.container_dir(id);
-        let exit = loop {
-            match wait_shim(&dir, None) {
-                Ok(Waited::Exited(x)) => break Some(x),
-                Ok(Waited::Lost) => break None,
-                Ok(Waited::TimedOut) => continue,
-                Err(e) => {
-                    warn!(container.id = %id, error = %e, "monitor: wait failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        };
+    /// The monitor's work once the container exited (`None`: its shim is gone without
+    /// an exit status).
+    fn after_wait(&self, id: &str, exit: Option<ExitRecord>) {
         let done = || {
             self.inner
                 .lifecycle
@@ -464,7 +480,26 @@ impl Engine {
     /// What happens once a container exited: nothing after a user's stop, removal with
     /// `--rm`, else its restart policy.
     fn after_exit(&self, rec: &ContainerRecord, code: i32, ran_for: Option<Duration>) {
+        let health_restart = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .health_restart
+            .remove(&rec.id);
         let status = self.container_status(&rec.id);
+        if health_restart && !status.manually_stopped {
+            let r = self
+                .update_status(&rec.id, |s| s.restart_count += 1)
+                .and_then(|_| self.start_inner(&rec.id, false));
+            match r {
+                Ok(()) => self.emit_container(rec, "restart", &[]),
+                Err(e) => {
+                    warn!(container.id = %rec.id, error = %e, "health-on-failure: start failed")
+                }
+            }
+            return;
+        }
         if !status.manually_stopped && self.should_restart(rec, &status, code) {
             self.restart_with_backoff(rec, ran_for);
             return;
@@ -642,6 +677,32 @@ impl Engine {
         self.wait_monitor_done(&rec.id);
         self.emit_container(&rec, "stop", &[]);
         Ok(true)
+    }
+
+    /// `--health-on-failure=restart`: stops the container (stop signal, grace period,
+    /// SIGKILL) without it counting as a user's stop; its monitor starts it again.
+    pub(crate) fn restart_in_place(&self, id: &str) -> Result<()> {
+        let rec = self.container(id)?;
+        self.inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .health_restart
+            .insert(rec.id.clone());
+        let sig = rec
+            .run
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(libc::SIGTERM);
+        let timeout = rec.run.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let dir = self.container_dir(&rec.id);
+        self.signal_container(&rec.id, sig)?;
+        let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        if matches!(wait_shim(&dir, grace)?, Waited::TimedOut) {
+            self.signal_container(&rec.id, libc::SIGKILL)?;
+        }
+        Ok(())
     }
 
     /// `docker restart`: stop (if running), then start.

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod changes;
 mod commit;
+pub mod cp;
 pub mod error;
 pub mod export;
 pub mod layer;

@@ -70,7 +70,7 @@ use rustix::io::Errno;
 
 /// A numeric header field that is empty (only NULs and spaces) reads as 0, as Go's
 /// archive/tar (Docker) and GNU tar read it; the `tar` crate refuses it.
-fn lenient(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
+pub(crate) fn lenient(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
     match parsed {
         Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
         other => other,
@@ -78,7 +78,7 @@ fn lenient(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
 }
 
 /// Longest cleaned path (or hard link target) accepted, in bytes.
-const MAX_PATH_BYTES: usize = 4096;
+pub(crate) const MAX_PATH_BYTES: usize = 4096;
 /// Most bytes the `tar` crate may read (and buffer) for the headers of one entry.
 const MAX_HEADER_BYTES: u64 = 16 << 20;
 /// Copy buffer for file content.
@@ -396,24 +396,24 @@ impl<R: Read> Read for CountingReader<'_, R> {
 
 /// A path cleaned lexically: components joined by `/`, no `.`, `..` or empty components,
 /// relative to the layer root. Empty means the root itself.
-struct CleanPath {
-    joined: Vec<u8>,
+pub(crate) struct CleanPath {
+    pub(crate) joined: Vec<u8>,
     /// Start of the last component in `joined`.
     name_start: usize,
 }
 
 impl CleanPath {
-    fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.joined.is_empty()
     }
 
-    fn parent(&self) -> &[u8] {
+    pub(crate) fn parent(&self) -> &[u8] {
         self.joined
             .get(..self.name_start.saturating_sub(1))
             .unwrap_or_default()
     }
 
-    fn name(&self) -> &[u8] {
+    pub(crate) fn name(&self) -> &[u8] {
         self.joined.get(self.name_start..).unwrap_or_default()
     }
 
@@ -435,13 +435,13 @@ fn is_within(path: &[u8], ancestor: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum CleanError {
+pub(crate) enum CleanError {
     Nul,
     Escapes,
     TooLong,
 }
 
-fn clean_path(raw: &[u8]) -> Result<CleanPath, CleanError> {
+pub(crate) fn clean_path(raw: &[u8]) -> Result<CleanPath, CleanError> {
     if raw.contains(&0) {
         return Err(CleanError::Nul);
     }
@@ -468,7 +468,7 @@ fn clean_path(raw: &[u8]) -> Result<CleanPath, CleanError> {
     Ok(CleanPath { joined, name_start })
 }
 
-fn lossy(bytes: &[u8]) -> String {
+pub(crate) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -526,7 +526,7 @@ fn resolve_flags() -> ResolveFlags {
 
 /// Removes the directory `name` in `parent` and everything beneath it, never following a
 /// symlink and never holding more than two directory fds (depth is attacker-controlled).
-fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     let top = rfs::openat(parent, name, dir_flags(), Mode::empty())?;
     // For each directory we descended into: its name and the (dev, ino) of its parent.
     let mut stack: Vec<(Vec<u8>, (u64, u64))> = Vec::new();
@@ -593,7 +593,7 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 }
 
 /// Parses a PAX time (`[-]seconds[.fraction]`).
-fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
+pub(crate) fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     let s = std::str::from_utf8(value).ok()?;
     let (neg, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -636,7 +636,7 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     }
 }
 
-fn describe_type(flag: u8) -> String {
+pub(crate) fn describe_type(flag: u8) -> String {
     if flag.is_ascii_graphic() {
         format!("'{}'", flag as char)
     } else {
