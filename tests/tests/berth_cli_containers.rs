@@ -585,10 +585,7 @@ fn berth_exec_output_and_exit_code() {
     assert_eq!(text(&out.stdout), "piped\n");
 }
 
-// ---- These need the archive endpoints (GET/PUT/HEAD /containers/{id}/archive). ----
-
 #[test]
-#[ignore = "needs GET/PUT/HEAD /containers/{id}/archive (cp branch); run with --ignored once merged"]
 fn berth_cp_both_ways() {
     let env = Env::start();
     let d = &env.d;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::IsTerminal as _;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -1188,7 +1189,7 @@ pub async fn cp(client: &Client, args: CpArgs) -> anyhow::Result<()> {
         }
         ((Some(c), path), (None, dest)) => {
             let n = copy_from(client, c, path, dest).await?;
-            if !args.quiet && dest != "-" {
+            if !args.quiet && dest != "-" && std::io::stderr().is_terminal() {
                 eprintln!(
                     "Successfully copied {} to {dest}",
                     units::human_size(n as f64)
@@ -1198,7 +1199,7 @@ pub async fn cp(client: &Client, args: CpArgs) -> anyhow::Result<()> {
         }
         ((None, src), (Some(c), path)) => {
             let n = copy_to(client, src, c, path, args.follow_link, args.archive).await?;
-            if !args.quiet && src != "-" {
+            if !args.quiet && src != "-" && std::io::stderr().is_terminal() {
                 eprintln!(
                     "Successfully copied {} to {c}:{path}",
                     units::human_size(n as f64)
@@ -1377,12 +1378,12 @@ async fn copy_to(
     let (dir, name) = match &stat {
         Some(s) if s.is_dir() => (path.to_string(), src_name),
         Some(_) if meta.is_dir() => {
-            bail!("cannot copy a directory to a file: {path}")
+            bail!("cannot copy directory")
         }
         _ => {
             let p = std::path::Path::new(path);
             if path.ends_with('/') && !meta.is_dir() {
-                bail!("no such directory: {path}");
+                bail!("no such directory");
             }
             let parent = p
                 .parent()
