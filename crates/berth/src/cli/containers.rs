@@ -1188,6 +1188,9 @@ pub async fn cp(client: &Client, args: CpArgs) -> anyhow::Result<()> {
             bail!("must specify at least one container source")
         }
         ((Some(c), path), (None, dest)) => {
+            if args.follow_link {
+                bail!("-L/--follow-link with a container source is not supported yet by berth");
+            }
             let n = copy_from(client, c, path, dest).await?;
             if !args.quiet && dest != "-" && std::io::stderr().is_terminal() {
                 eprintln!(
