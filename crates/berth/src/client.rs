@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Empty, StreamBody};
+use http_body_util::{BodyExt as _, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -148,7 +148,8 @@ impl Client {
             .await
             .with_context(|| format!("request to the berth daemon at {} failed", self.host))?;
         let status = resp.status();
-        if !status.is_success() {
+        // As Docker's client: below 400 is not an error (304: already started/stopped).
+        if status.is_client_error() || status.is_server_error() {
             let bytes = resp
                 .into_body()
                 .collect()
@@ -193,6 +194,82 @@ impl Client {
             .with_context(|| format!("the daemon's answer to POST {path} is not the expected JSON"))
     }
 
+    /// POSTs a JSON body.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.post(path, json_body(body), Some("application/json"))
+            .await
+    }
+
+    /// Opens a hijacked connection as the docker CLI does for attach and exec start:
+    /// `Connection: Upgrade`, `Upgrade: tcp`; after the daemon's `101`, the raw
+    /// connection carries our stdin one way and the container's output the other. A
+    /// daemon that answers `200` instead gives the output as the response body.
+    pub async fn hijack(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<Hijacked> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ConnectError {
+                host: self.host.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("talking to the berth daemon at {}", self.host))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "hijacked connection ended");
+            }
+        });
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, "berth")
+            .header(USER_AGENT, concat!("berth-cli/", env!("CARGO_PKG_VERSION")))
+            .header(CONNECTION, "Upgrade")
+            .header(UPGRADE, "tcp");
+        let body = match body {
+            Some(b) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                json_body(b)
+            }
+            None => empty(),
+        };
+        let req = req.body(body).context("building the request")?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("request to the berth daemon at {} failed", self.host))?;
+        let status = resp.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let upgraded = hyper::upgrade::on(resp)
+                .await
+                .context("the daemon did not hand over the connection")?;
+            return Ok(Hijacked::Upgraded(TokioIo::new(upgraded)));
+        }
+        // As Docker's client: below 400 is not an error (304: already started/stopped).
+        if status.is_client_error() || status.is_server_error() {
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(ApiError {
+                status,
+                message: error_message(status, &bytes),
+            }
+            .into());
+        }
+        Ok(Hijacked::Body(resp.into_body()))
+    }
+
     pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let bytes = read_all(self.request(Method::DELETE, path, empty(), None).await?).await?;
         serde_json::from_slice(&bytes).with_context(|| {
@@ -228,11 +305,27 @@ pub async fn read_all(resp: Response<Incoming>) -> anyhow::Result<Bytes> {
         .to_bytes())
 }
 
-/// A whole request body (small JSON documents).
-pub fn full(body: String) -> ReqBody {
-    http_body_util::Full::new(Bytes::from(body))
+/// A hijacked connection: raw both ways, or (without the upgrade) output only.
+pub enum Hijacked {
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+    Body(Incoming),
+}
+
+/// A JSON request body.
+pub fn json_body(v: &serde_json::Value) -> ReqBody {
+    bytes_body(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A request body of bytes in memory.
+pub fn bytes_body(bytes: Vec<u8>) -> ReqBody {
+    Full::new(Bytes::from(bytes))
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// A whole request body (small JSON documents).
+pub fn full(body: String) -> ReqBody {
+    bytes_body(body.into_bytes())
 }
 
 pub fn empty() -> ReqBody {
@@ -458,5 +551,63 @@ mod tests {
             e.to_string(),
             "Error response from daemon: No such image: x"
         );
+    }
+
+    /// A unix-socket HTTP server that upgrades `POST /attach` as Docker's daemon does
+    /// and echoes what it reads back as one stdout frame once the client half-closes.
+    async fn upgrading_server(sock: std::path::PathBuf) {
+        use hyper::service::service_fn;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = service_fn(|mut req: Request<Incoming>| async move {
+            assert_eq!(req.headers()[UPGRADE], "tcp");
+            tokio::spawn(async move {
+                let up = hyper::upgrade::on(&mut req).await.unwrap();
+                let mut io = TokioIo::new(up);
+                let mut input = Vec::new();
+                io.read_to_end(&mut input).await.unwrap();
+                let mut out = vec![1u8, 0, 0, 0];
+                out.extend_from_slice(&(input.len() as u32).to_be_bytes());
+                out.extend_from_slice(&input);
+                io.write_all(&out).await.unwrap();
+                io.shutdown().await.unwrap();
+            });
+            Ok::<_, std::convert::Infallible>(
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(CONNECTION, "Upgrade")
+                    .header(UPGRADE, "tcp")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
+        });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn hijack_carries_both_ways_and_half_closes() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let server = tokio::spawn(upgrading_server(sock.clone()));
+        while !sock.exists() {
+            tokio::task::yield_now().await;
+        }
+        let client = Client::new(&format!("unix://{}", sock.display())).unwrap();
+        let Hijacked::Upgraded(mut io) = client.hijack("/attach", None).await.unwrap() else {
+            panic!("not upgraded");
+        };
+        io.write_all(b"hi\n").await.unwrap();
+        // Our end of stdin: the daemon sees EOF and answers.
+        io.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        io.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, [1, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+        server.await.unwrap();
     }
 }

@@ -36,9 +36,17 @@ fn main() -> ExitCode {
             // As a Go program killed by SIGPIPE (the docker CLI): quiet, status 141.
             ExitCode::from(141)
         }
-        Err(e) => {
-            eprintln!("{e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<cli::StatusError>() {
+            Some(s) => {
+                if let Some(m) = &s.message {
+                    eprintln!("berth: {m}");
+                }
+                ExitCode::from(u8::try_from(s.code & 0xff).unwrap_or(1))
+            }
+            None => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

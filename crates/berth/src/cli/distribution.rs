@@ -47,6 +47,21 @@ fn auth_headers(registry: &str) -> Vec<(&'static str, String)> {
 }
 
 pub async fn pull(client: &Client, args: PullArgs) -> anyhow::Result<()> {
+    let r = pull_stream(client, &args, false).await?;
+    super::out(&format!("{}\n", r))
+}
+
+/// `run`/`create`'s pull of a missing image: progress on stderr (bars when stderr is a
+/// terminal), nothing on stdout, which belongs to the container.
+pub async fn pull_to_stderr(client: &Client, args: PullArgs) -> anyhow::Result<()> {
+    pull_stream(client, &args, true).await.map(|_| ())
+}
+
+async fn pull_stream(
+    client: &Client,
+    args: &PullArgs,
+    stderr_only: bool,
+) -> anyhow::Result<Reference> {
     let r = Reference::parse_with_default_tag(&args.image)
         .with_context(|| format!("invalid reference format: {}", args.image))?;
     let tag = match (r.digest(), r.tag()) {
@@ -69,14 +84,14 @@ pub async fn pull(client: &Client, args: PullArgs) -> anyhow::Result<()> {
             &auth_headers(r.domain()),
         )
         .await?;
-    if args.quiet {
+    if args.quiet || (stderr_only && !progress.enabled()) {
         // The stream still has to be read to its end (an error comes last).
         let mut silent = Progress::new(false);
         silent.drain_stream(resp).await?;
     } else {
         progress.show_stream(resp).await?;
     }
-    super::out(&format!("{}\n", r))
+    Ok(r)
 }
 
 pub async fn push(client: &Client, args: PushArgs) -> anyhow::Result<()> {

@@ -8,28 +8,49 @@ use crate::client::{path_escape, ApiError, Client, Query};
 use crate::format::{self, json, units, Fields, ListFormat, Mode, Template};
 
 #[derive(Debug, Args)]
-#[command(about = "Display detailed information on one or more images")]
+#[command(about = "Return low-level information on containers and images")]
 pub struct InspectArgs {
     /// Format output using a custom template: 'json' or a Go-template like '{{.Id}}'
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Only inspect objects of the given type (berth has images)
-    #[arg(long = "type", value_name = "TYPE", hide = true)]
+    /// Display total file sizes (containers)
+    #[arg(short, long)]
+    pub size: bool,
+    /// Only inspect objects of the given type (container or image)
+    #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
-    #[arg(required = true, value_name = "IMAGE")]
-    pub images: Vec<String>,
+    #[arg(required = true, value_name = "NAME|ID")]
+    pub objects: Vec<String>,
 }
 
-/// Prints the daemon's JSON for each image: an array indented as docker indents it, or
-/// one template rendering per image. Errors are reported after the output, and the
+/// What `inspect` looks for: `inspect` (containers, then images), `container inspect`,
+/// `image inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Any,
+    Container,
+    Image,
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiError>()
+        .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND)
+}
+
+/// Prints the daemon's JSON for each object: an array indented as docker indents it,
+/// or one template rendering per object. Errors are reported after the output, and the
 /// exit status is 1, as docker does.
-/// `generic` is the top-level `inspect`, which words a missing object as docker's does.
-pub async fn inspect(client: &Client, args: InspectArgs, generic: bool) -> anyhow::Result<()> {
-    if let Some(kind) = args.kind.as_deref() {
-        if kind != "image" {
-            anyhow::bail!("\"{kind}\" is not a valid value for --type: berth inspects images");
+pub async fn inspect(client: &Client, args: InspectArgs, scope: Scope) -> anyhow::Result<()> {
+    let scope = match (scope, args.kind.as_deref()) {
+        (s, None | Some("")) => s,
+        (Scope::Any, Some("container")) => Scope::Container,
+        (Scope::Any, Some("image")) => Scope::Image,
+        (_, Some(kind)) => {
+            anyhow::bail!(
+                "\"{kind}\" is not a valid value for --type: berth inspects containers and images"
+            )
         }
-    }
+    };
     let template = match args.format.as_deref() {
         None | Some("") | Some("json") => None,
         Some(f) => Some(Template::parse(f)?),
@@ -37,10 +58,30 @@ pub async fn inspect(client: &Client, args: InspectArgs, generic: bool) -> anyho
     let mut raws: Vec<String> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut rendered = String::new();
-    for name in &args.images {
-        let path = format!("/images/{}/json", path_escape(name));
-        match client.get_bytes(&path).await {
-            Ok(bytes) => {
+    for name in &args.objects {
+        let container_path = Query::new(format!("/containers/{}/json", path_escape(name)))
+            .flag("size", args.size)
+            .build();
+        let image_path = format!("/images/{}/json", path_escape(name));
+        let found = match scope {
+            Scope::Container => client
+                .get_bytes(&container_path)
+                .await
+                .map(|b| (b, container_path.clone())),
+            Scope::Image => client
+                .get_bytes(&image_path)
+                .await
+                .map(|b| (b, image_path.clone())),
+            Scope::Any => match client.get_bytes(&container_path).await {
+                Err(e) if is_not_found(&e) => client
+                    .get_bytes(&image_path)
+                    .await
+                    .map(|b| (b, image_path.clone())),
+                other => other.map(|b| (b, container_path.clone())),
+            },
+        };
+        match found {
+            Ok((bytes, path)) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let value: Value = serde_json::from_str(&text).map_err(|e| {
                     anyhow::anyhow!("the daemon's answer to GET {path} is not JSON: {e}")
@@ -57,10 +98,7 @@ pub async fn inspect(client: &Client, args: InspectArgs, generic: bool) -> anyho
                 }
             }
             Err(e) => {
-                let not_found = e
-                    .downcast_ref::<ApiError>()
-                    .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND);
-                if generic && not_found {
+                if scope == Scope::Any && is_not_found(&e) {
                     errors.push(format!("Error: No such object: {name}"));
                 } else {
                     errors.push(e.to_string());

@@ -122,7 +122,7 @@ const DANGLING_WARNING: &str =
 const ALL_WARNING: &str = "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?";
 
 /// docker's `prompt.Confirm`: `[y/N]`, yes only for `y` or `Y`.
-fn confirm(message: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(message: &str) -> anyhow::Result<bool> {
     print!("{message} [y/N] ");
     std::io::stdout().flush()?;
     let mut line = String::new();

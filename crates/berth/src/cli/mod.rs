@@ -1,11 +1,15 @@
 //! The command line: `berth daemon` and the client verbs, spelled like docker's.
 
+pub mod containers;
 pub mod distribution;
 pub mod inspect;
 pub mod list;
 pub mod login;
 pub mod manage;
+pub mod opts;
 pub mod progress;
+pub mod run;
+pub mod stdio;
 pub mod system;
 pub mod transfer;
 pub mod volume;
@@ -28,6 +32,47 @@ impl std::fmt::Display for StdoutClosed {
 }
 
 impl std::error::Error for StdoutClosed {}
+
+/// The command ends with this exit status: a container's exit code (`run`, `start -a`,
+/// `exec`), or docker's 125/126 for a `run` that failed before or at the start. With a
+/// message, it is printed to stderr first.
+#[derive(Debug)]
+pub struct StatusError {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+impl StatusError {
+    /// An exit status with nothing to print (the container's own exit code).
+    pub fn silent(code: i32) -> StatusError {
+        StatusError {
+            code,
+            message: None,
+        }
+    }
+
+    /// An error printed as usual, with a given exit status.
+    pub fn with_message(code: i32, e: anyhow::Error) -> anyhow::Error {
+        if e.is::<StatusError>() {
+            return e;
+        }
+        anyhow::Error::new(StatusError {
+            code,
+            message: Some(format!("{e:#}")),
+        })
+    }
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for StatusError {}
 
 /// Maps a write error on stdout: a closed pipe becomes [`StdoutClosed`].
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
@@ -85,6 +130,49 @@ pub struct Cli {
 pub enum Verb {
     /// Run the berth daemon
     Daemon(DaemonArgs),
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Execute a command in a running container
+    Exec(run::ExecArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Remove one or more containers
+    Rm(containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::NamesArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Display the running processes of a container
+    Top(containers::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(containers::StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::NamesArgs),
+    /// Update configuration of one or more containers
+    Update(containers::UpdateArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(containers::CpArgs),
+    /// Get real time events from the server
+    Events(containers::EventsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerVerb),
     /// Run berth's OCI registry
     #[command(subcommand)]
     Registry(crate::registry::RegistryVerb),
@@ -96,7 +184,7 @@ pub enum Verb {
     Save(transfer::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(transfer::ImportArgs),
-    /// Return low-level information on images
+    /// Return low-level information on containers and images
     Inspect(inspect::InspectArgs),
     /// Show the history of an image
     History(inspect::HistoryArgs),
@@ -125,6 +213,54 @@ pub enum Verb {
     Version(system::VersionArgs),
     /// Display system-wide information
     Info(system::InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerVerb {
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(containers::CpArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Execute a command in a running container
+    Exec(run::ExecArgs),
+    /// Display detailed information on one or more containers
+    Inspect(inspect::InspectArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// List containers
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(containers::PsArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::NamesArgs),
+    /// Remove all stopped containers
+    Prune(containers::PruneArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(containers::RmArgs),
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(containers::StatsArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Display the running processes of a container
+    Top(containers::TopArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::NamesArgs),
+    /// Update configuration of one or more containers
+    Update(containers::UpdateArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::NamesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,8 +336,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
         Verb::Import(a) | Verb::Image(ImageVerb::Import(a)) => transfer::import(c, a).await,
-        Verb::Inspect(a) => inspect::inspect(c, a, true).await,
-        Verb::Image(ImageVerb::Inspect(a)) => inspect::inspect(c, a, false).await,
+        Verb::Inspect(a) => inspect::inspect(c, a, inspect::Scope::Any).await,
+        Verb::Image(ImageVerb::Inspect(a)) => inspect::inspect(c, a, inspect::Scope::Image).await,
+        Verb::Container(ContainerVerb::Inspect(a)) => {
+            inspect::inspect(c, a, inspect::Scope::Container).await
+        }
+        Verb::Run(a) | Verb::Container(ContainerVerb::Run(a)) => run::run(c, a).await,
+        Verb::Create(a) | Verb::Container(ContainerVerb::Create(a)) => run::create(c, a).await,
+        Verb::Start(a) | Verb::Container(ContainerVerb::Start(a)) => run::start(c, a).await,
+        Verb::Attach(a) | Verb::Container(ContainerVerb::Attach(a)) => run::attach(c, a).await,
+        Verb::Exec(a) | Verb::Container(ContainerVerb::Exec(a)) => run::exec(c, a).await,
+        Verb::Ps(a) | Verb::Container(ContainerVerb::Ls(a)) => containers::ps(c, a).await,
+        Verb::Stop(a) | Verb::Container(ContainerVerb::Stop(a)) => {
+            containers::stop(c, a, false).await
+        }
+        Verb::Restart(a) | Verb::Container(ContainerVerb::Restart(a)) => {
+            containers::stop(c, a, true).await
+        }
+        Verb::Kill(a) | Verb::Container(ContainerVerb::Kill(a)) => containers::kill(c, a).await,
+        Verb::Rm(a) | Verb::Container(ContainerVerb::Rm(a)) => containers::rm(c, a).await,
+        Verb::Wait(a) | Verb::Container(ContainerVerb::Wait(a)) => containers::wait(c, a).await,
+        Verb::Rename(a) | Verb::Container(ContainerVerb::Rename(a)) => {
+            containers::rename(c, a).await
+        }
+        Verb::Logs(a) | Verb::Container(ContainerVerb::Logs(a)) => containers::logs(c, a).await,
+        Verb::Top(a) | Verb::Container(ContainerVerb::Top(a)) => containers::top(c, a).await,
+        Verb::Stats(a) | Verb::Container(ContainerVerb::Stats(a)) => containers::stats(c, a).await,
+        Verb::Pause(a) | Verb::Container(ContainerVerb::Pause(a)) => {
+            containers::pause(c, a, "/pause").await
+        }
+        Verb::Unpause(a) | Verb::Container(ContainerVerb::Unpause(a)) => {
+            containers::pause(c, a, "/unpause").await
+        }
+        Verb::Update(a) | Verb::Container(ContainerVerb::Update(a)) => {
+            containers::update(c, a).await
+        }
+        Verb::Cp(a) | Verb::Container(ContainerVerb::Cp(a)) => containers::cp(c, a).await,
+        Verb::Container(ContainerVerb::Prune(a)) => containers::prune(c, a).await,
+        Verb::Events(a) => containers::events(c, a).await,
         Verb::History(a) | Verb::Image(ImageVerb::History(a)) => inspect::history(c, a).await,
         Verb::Tag(a) | Verb::Image(ImageVerb::Tag(a)) => manage::tag(c, a).await,
         Verb::Rmi(a) | Verb::Image(ImageVerb::Rm(a)) => manage::rmi(c, a).await,

@@ -895,9 +895,15 @@ impl Eval<'_> {
                 let mut v = args[0].clone();
                 for key in &args[1..] {
                     v = match (v.json(), key.json()) {
-                        (Value::Object(o), Value::String(k)) => {
-                            o.get(k).cloned().map(Val::J).unwrap_or(Val::Missing)
-                        }
+                        (Value::Object(o), Value::String(k)) => match o.get(k) {
+                            Some(x) => Val::J(x.clone()),
+                            // docker indexes typed maps: a missing key of a string map
+                            // (labels, log options) is Go's zero value, "".
+                            None if o.values().all(Value::is_string) => {
+                                Val::J(Value::String(String::new()))
+                            }
+                            None => Val::Missing,
+                        },
                         (Value::Array(a), Value::Number(n)) => {
                             let i = n.as_u64().unwrap_or(u64::MAX) as usize;
                             match a.get(i) {
@@ -1128,10 +1134,8 @@ mod tests {
             .unwrap()
             .render(&v, Mode::Lenient)
             .is_err());
-        assert_eq!(
-            render(r#"{{index .Config.Labels "nope"}}"#, &v),
-            "<no value>"
-        );
+        // docker indexes typed maps: a missing label is "" (checked against docker 28).
+        assert_eq!(render(r#"{{index .Config.Labels "nope"}}"#, &v), "");
     }
 
     #[test]
@@ -1157,6 +1161,7 @@ mod tests {
         assert_eq!(render("{{title (lower .S)}}", &v), "Hello World");
         assert_eq!(render(r#"{{index .L "k"}}"#, &v), "v");
         assert_eq!(render(r#"{{index .Tags 1}}"#, &v), "b:2");
+        assert_eq!(render(r#"{{index .L "missing"}}"#, &v), "");
         assert_eq!(render("{{len .Tags}}", &v), "2");
         assert_eq!(render("{{truncate .S 5}}", &v), "Hello");
         assert_eq!(render(r#"{{split .S " "}}"#, &v), "[Hello world]");
