@@ -518,7 +518,6 @@ fn berth_create_builds_the_body_docker_builds() {
 // ---- These need the attach endpoint (POST /containers/{id}/attach, hijacked). ----
 
 #[test]
-#[ignore = "needs POST /containers/{id}/attach (attach branch); run with --ignored once merged"]
 fn berth_run_foreground_exit_code_and_rm() {
     let env = Env::start();
     let d = &env.d;
@@ -553,7 +552,6 @@ fn berth_run_foreground_exit_code_and_rm() {
 }
 
 #[test]
-#[ignore = "needs POST /containers/{id}/attach with stdin (attach branch); run with --ignored once merged"]
 fn berth_run_interactive_copies_stdin() {
     let env = Env::start();
     let d = &env.d;
