@@ -306,6 +306,8 @@ fn docker_cli_stats_and_top_show_the_container() {
     ok(d.docker(&[
         "run",
         "-d",
+        // The fixture image has a health check; its probes (execs) would show in top.
+        "--no-healthcheck",
         "--name",
         "cg-stats",
         "--memory",
@@ -409,6 +411,8 @@ fn docker_cli_updates_pauses_and_oom_kills() {
     ok(d.docker(&[
         "run",
         "-d",
+        // The fixture image has a health check; its probes (execs) would show in top.
+        "--no-healthcheck",
         "--name",
         "upd",
         "--memory",

@@ -185,3 +185,48 @@ fn docker_cli_security_defaults_and_their_loosenings_seen_from_inside() {
         "{privileged}"
     );
 }
+
+#[test]
+fn docker_cli_hostname_shm_size_and_sysctls_take_effect() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web1",
+        "--shm-size",
+        "16m",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "fixture/app:1",
+        "hostname; df -k /dev/shm | tail -1; cat /proc/sys/net/ipv4/ip_forward",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("web1"), "{out}");
+    assert!(lines.get(1).is_some_and(|l| l.contains("16384")), "{out}");
+    assert_eq!(lines.get(2).copied(), Some("1"), "{out}");
+    // What berth cannot honour is refused, not ignored.
+    let err = fails(d.docker(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "fixture/app:1",
+        "true",
+    ]));
+    assert!(err.contains("not supported yet"), "{err}");
+    let err = fails(d.docker(&[
+        "run",
+        "--rm",
+        "--domainname",
+        "x.org",
+        "fixture/app:1",
+        "true",
+    ]));
+    assert!(err.contains("not supported yet"), "{err}");
+}

@@ -85,6 +85,8 @@ struct HostConfigBody {
     mounts: Option<Vec<serde_json::Value>>,
     tmpfs: Option<BTreeMap<String, String>>,
     volume_driver: String,
+    shm_size: i64,
+    sysctls: Option<BTreeMap<String, String>>,
     devices: Option<Vec<serde_json::Value>>,
     volumes_from: Option<Vec<String>>,
     /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
@@ -121,6 +123,8 @@ struct CreateBody {
     env: Option<Vec<String>>,
     working_dir: String,
     user: String,
+    hostname: String,
+    domainname: String,
     labels: Option<BTreeMap<String, String>>,
     tty: bool,
     open_stdin: bool,
@@ -138,6 +142,9 @@ struct CreateBody {
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
+    if !body.domainname.is_empty() {
+        return Err(not_supported("a domain name (--domainname)"));
+    }
     let hc = body.host_config.unwrap_or_default();
     if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
         return Err(not_supported("publishing ports (-p, -P)"));
@@ -173,6 +180,9 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         cap_drop: hc.cap_drop.unwrap_or_default(),
         security_opt: hc.security_opt.unwrap_or_default(),
         network,
+        hostname: body.hostname.clone(),
+        shm_size: (hc.shm_size > 0).then_some(hc.shm_size as u64),
+        sysctls: hc.sysctls.clone().unwrap_or_default(),
         tty: body.tty,
         ..ContainerOptions::default()
     };
@@ -261,6 +271,14 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
         return ApiError::bad_request("no image specified").into_response();
     }
     let image = body.image.clone();
+    // berth runs linux/amd64 images only (as it pulls them); another platform is refused,
+    // not ignored.
+    if let Some(p) = params.non_empty("platform") {
+        if !matches!(p, "linux/amd64" | "linux/x86_64" | "amd64") {
+            return not_supported(&format!("platform {p:?} (berth runs linux/amd64)"))
+                .into_response();
+        }
+    }
     let opts = match create_options(body, params.non_empty("name").map(str::to_string)) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
@@ -966,6 +984,9 @@ pub(crate) async fn logs(
     params: Params,
 ) -> Response {
     let parsed = (|| -> Result<(LogQuery, bool), ApiError> {
+        if params.bool("details")? {
+            return Err(not_supported("log details (--details)"));
+        }
         let tail = match params.non_empty("tail") {
             None | Some("all") => None,
             Some(t) => match t.parse::<i64>() {
