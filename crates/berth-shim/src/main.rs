@@ -166,16 +166,18 @@ struct Shim {
 /// (they wait, the container never does).
 const INPUT_BUFFER_MAX: usize = 64 * 1024;
 
-/// Writes `bytes` to `dir/name` atomically: a temp file, fsync, rename, fsync the dir.
+/// Replaces `dir/name` atomically (temp file + rename): readers see the old or the new
+/// content, never a mix. Not fsync'd: these records (state, exit status) describe a
+/// process that a power loss ends anyway, and a sync here would sit on the critical path
+/// of every start and exit (`run --rm`); a daemon or shim crash loses nothing (the page
+/// cache survives it).
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
     }
-    fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
+    fs::rename(&tmp, dir.join(name))
 }
 
 /// Duplicates `fd` to a number ≥ 10 (close-on-exec), so `dup2` onto 3, 4 and 5 in the
