@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds berth and shows what it does today: a daemon on its own state root, images in
-# from archives written by Docker and skopeo, out again in both formats, inspected and
-# cleaned up, through berth's CLI and (when installed) the real docker CLI.
+# from archives written by Docker and skopeo, out again in both formats, inspected;
+# containers run with safe defaults (foreground, detached with a restart policy and a
+# health check, exec, logs, stats, a named volume), then everything is cleaned up,
+# through berth's CLI and (when installed) the real docker CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release -p berth
+cargo build --release -p berth -p berth-shim
 BERTH=$PWD/target/release/berth
 STATE=${BERTH_DEMO_DIR:-$PWD/demo-state}
 FIXTURES=${BERTH_FIXTURES:-$PWD/tests/fixtures}
@@ -22,7 +24,7 @@ step "$BERTH" version
 # A rootfs from Debian's static busybox, imported as an image.
 mkdir -p "$STATE/rootfs/bin"
 cp /bin/busybox "$STATE/rootfs/bin/"
-for a in sh ls cat echo true; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
+for a in sh ls cat echo true sleep grep hostname; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
 tar -C "$STATE/rootfs" -czf "$STATE/rootfs.tar.gz" .
 step "$BERTH" import -c 'CMD ["/bin/sh"]' -c 'ENV APP=demo' "$STATE/rootfs.tar.gz" demo/busybox:1
 if [ -d "$FIXTURES" ]; then
@@ -43,6 +45,23 @@ if command -v docker >/dev/null; then
     step docker images
     step docker system df
 fi
+# Containers: confined by default (seccomp, no-new-privileges, Podman's capabilities).
+step "$BERTH" run --rm demo/busybox:1 sh -c 'echo hello from a container; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status'
+step "$BERTH" run -d --name ticker --restart on-failure:3 --health-cmd true --health-interval 1s \
+    demo/busybox:1 sh -c 'while true; do echo tick; sleep 1; done'
+sleep 2.5
+step "$BERTH" ps
+step "$BERTH" exec ticker hostname
+step "$BERTH" logs --tail 2 ticker
+step "$BERTH" stats --no-stream ticker
+step "$BERTH" inspect --format '{{.State.Health.Status}} restart={{.HostConfig.RestartPolicy.Name}}' ticker
+step "$BERTH" stop -t 1 ticker
+step "$BERTH" rm ticker
+# A named volume outlives the containers that use it.
+step "$BERTH" volume create demo-data
+step "$BERTH" run --rm -v demo-data:/data demo/busybox:1 sh -c 'echo kept > /data/f'
+step "$BERTH" run --rm -v demo-data:/data:ro demo/busybox:1 cat /data/f
+step "$BERTH" volume rm demo-data
 step "$BERTH" rmi demo/busybox:stable
 step "$BERTH" image prune -a -f
 step "$BERTH" system df

@@ -558,3 +558,77 @@ fn chrono_now_secs() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[test]
+fn the_daemon_wide_log_default_applies_to_containers_that_set_none() {
+    if !docker_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "log_max_size = \"1m\"\nlog_max_file = 2\n").expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("path")]);
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    // A flood of output: at most 2 files of 1 MiB (plus the record being written).
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flood",
+        "--no-healthcheck",
+        "fixture/app:1",
+        "i=0; while [ $i -lt 60000 ]; do echo line $i of a flood of output; i=$((i+1)); done",
+    ]));
+    assert_eq!(ok(d.docker(&["wait", "flood"])).trim(), "0");
+    assert_eq!(
+        inspect(&d, "flood", "{{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .HostConfig.LogConfig.Config \"max-file\"}}"),
+        "1048576 2"
+    );
+    let log = std::path::PathBuf::from(inspect(&d, "flood", "{{.LogPath}}"));
+    let dir_of_log = log.parent().expect("log dir");
+    let total: u64 = std::fs::read_dir(dir_of_log)
+        .expect("container dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        total <= 2 * 1024 * 1024 + 64 * 1024,
+        "logs use {total} bytes"
+    );
+    // The newest lines are kept.
+    let tail = ok(d.docker(&["logs", "--tail", "1", "flood"]));
+    assert_eq!(tail.trim(), "line 59999 of a flood of output");
+    // A container's own --log-opt wins over the default.
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "own",
+        "--log-opt",
+        "max-size=5m",
+        "fixture/app:1",
+    ]));
+    assert_eq!(
+        inspect(
+            &d,
+            "own",
+            "{{index .HostConfig.LogConfig.Config \"max-size\"}}"
+        ),
+        "5242880"
+    );
+    // A bad default stops the daemon from starting, naming the key.
+    std::fs::write(&cfg, "log_max_size = \"lots\"\n").expect("config");
+    let out = std::process::Command::new(berth_bin())
+        .args(["daemon", "--config", cfg.to_str().expect("path"), "--root"])
+        .arg(dir.path().join("r2"))
+        .arg("--host")
+        .arg(format!("unix://{}", dir.path().join("s2.sock").display()))
+        .output()
+        .expect("run daemon");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("log_max_size"),
+        "{out:?}"
+    );
+}
