@@ -82,8 +82,8 @@ printf '%-28s %6d %12d %11d kB\n' "berth-shim" "$count" "$total" "$per"
 
 if [[ " $PEERS " == *" podman "* ]] && command -v podman >/dev/null; then
     P() { podman --root "$WORK/podman" --runroot "$WORK/podman-run" "$@"; }
-    P import "$WORK/rootfs.tar.gz" localhost/bench/sleep:1 >/dev/null
-    for i in $(seq "$N"); do P run -d --network none localhost/bench/sleep:1 sleep 100000 >/dev/null; done
+    P import "$WORK/rootfs.tar.gz" localhost/bench/sleep:1 >/dev/null 2>&1
+    for i in $(seq "$N"); do P run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/bench/sleep:1 sleep 100000 >/dev/null; done
     sleep 2
     read -r pc pt < <(pss_sum conmon "$WORK/podman-run")
     if [[ $pc -gt 0 ]]; then
