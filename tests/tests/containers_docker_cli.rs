@@ -69,6 +69,11 @@ fn docker_cli_runs_waits_logs_lists_and_removes_containers() {
     for (flags, what) in [
         (&["-p", "8080:80"][..], "publishing ports"),
         (&["--device", "/dev/null"][..], "--device"),
+        (&["--dns", "127.0.0.1"][..], "--dns"),
+        (&["--add-host", "db:127.0.0.1"][..], "--add-host"),
+        (&["--pid", "host"][..], "--pid=host"),
+        (&["--ipc", "host"][..], "--ipc=host"),
+        (&["--oom-score-adj", "5"][..], "--oom-score-adj"),
     ] {
         let mut args = vec!["run", "-d"];
         args.extend_from_slice(flags);

@@ -89,6 +89,20 @@ struct HostConfigBody {
     sysctls: Option<BTreeMap<String, String>>,
     devices: Option<Vec<serde_json::Value>>,
     volumes_from: Option<Vec<String>>,
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    links: Option<Vec<String>>,
+    pid_mode: Option<String>,
+    ipc_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
+    userns_mode: Option<String>,
+    cgroupns_mode: Option<String>,
+    group_add: Option<Vec<String>>,
+    oom_score_adj: Option<i64>,
+    runtime: Option<String>,
     /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
     console_size: Option<[u64; 2]>,
 }
@@ -152,6 +166,39 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
     }
+    let given = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|m| !m.is_empty());
+    for (field, what) in [
+        (&hc.dns, "--dns (names come with bridge networks)"),
+        (&hc.dns_search, "--dns-search"),
+        (&hc.dns_options, "--dns-option"),
+        (&hc.extra_hosts, "--add-host"),
+        (&hc.links, "--link"),
+    ] {
+        if given(field) {
+            return Err(not_supported(what));
+        }
+    }
+    for (value, what) in [
+        (&hc.pid_mode, "--pid"),
+        (&hc.ipc_mode, "--ipc"),
+        (&hc.uts_mode, "--uts"),
+        (&hc.userns_mode, "--userns"),
+        (&hc.cgroupns_mode, "--cgroupns"),
+    ] {
+        // Empty or "private" is what berth does: a namespace of the container's own.
+        let value = value.as_deref().unwrap_or("");
+        if !value.is_empty() && value != "private" {
+            return Err(not_supported(&format!("{what}={value}")));
+        }
+    }
+    if hc.oom_score_adj.is_some_and(|o| o != 0) {
+        return Err(not_supported("--oom-score-adj"));
+    }
+    if let Some(rt) = hc.runtime.as_deref().filter(|r| !r.is_empty()) {
+        if rt != "runc" && rt != "berth" {
+            return Err(not_supported(&format!("runtime {rt:?}")));
+        }
+    }
     if hc.volumes_from.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--volumes-from"));
     }
@@ -181,6 +228,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         security_opt: hc.security_opt.unwrap_or_default(),
         network,
         hostname: body.hostname.clone(),
+        group_add: hc.group_add.clone().unwrap_or_default(),
         shm_size: (hc.shm_size > 0).then_some(hc.shm_size as u64),
         sysctls: hc.sysctls.clone().unwrap_or_default(),
         tty: body.tty,
