@@ -632,3 +632,18 @@ fn the_daemon_wide_log_default_applies_to_containers_that_set_none() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_container_directory_without_a_record_is_swept_at_start() {
+    if !docker_available() {
+        return;
+    }
+    let mut d = daemon_with_app();
+    ok(d.docker(&["create", "--name", "keep", "fixture/app:1"]));
+    // What a crash in the middle of a create leaves: a directory, no container.json.
+    let stray = d.root.join("containers").join("f".repeat(64));
+    std::fs::create_dir_all(stray.join("upper")).expect("stray dir");
+    d.restart_after_sigkill();
+    assert!(!stray.exists(), "the incomplete directory is still there");
+    assert_eq!(inspect(&d, "keep", "{{.State.Status}}"), "created");
+}

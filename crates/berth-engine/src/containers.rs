@@ -469,6 +469,34 @@ impl Engine {
 
     /// Finds the shims of running containers again (on open): logs what runs, what
     /// exited while the daemon was away, and what died without a record.
+    /// Removes container directories without a record: creates that a crash
+    /// interrupted, or `--rm` containers whose record never reached the disk. Runs when
+    /// the engine opens, before anything can create a container.
+    pub(crate) fn sweep_incomplete_containers(&self) {
+        let dir = self.containers_dir();
+        let Ok(rd) = fs::read_dir(&dir) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            if !path.is_dir() || path.join(RECORD_FILE).exists() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().to_string();
+            // Never a directory whose shim answers (defensive: a record is written
+            // before any shim starts).
+            if connect_shim(&path).is_ok() {
+                warn!(path = %path.display(), "container directory without a record has a live shim; left alone");
+                continue;
+            }
+            let _ = berth_runtime::rootfs::unmount(&path);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => info!(container.id = %name, "incomplete container directory removed"),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "incomplete container directory not removed")
+                }
+            }
+        }
+    }
+
     pub(crate) fn rediscover_containers(&self) {
         let Ok(all) = self.list_containers() else {
             return;
@@ -656,7 +684,14 @@ impl Engine {
             fs::create_dir_all(&bundle).map_err(|e| io_err(&bundle, "create", e))?;
             let cfg = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::internal(format!("container {id}: spec: {e}")))?;
-            write_atomic(&bundle, "config.json", &cfg)?;
+            // A --rm container is thrown away after a crash (the startup sweep removes a
+            // directory whose record did not reach the disk): no need to wait for it.
+            let write = if settings.auto_remove {
+                write_replace
+            } else {
+                write_atomic
+            };
+            write(&bundle, "config.json", &cfg)?;
             let process = spec.process().as_ref();
             rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
             let mut run = settings.clone();
@@ -704,7 +739,7 @@ impl Engine {
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
             // Last: the record makes the container exist.
-            write_atomic(&dir, RECORD_FILE, &bytes)
+            write(&dir, RECORD_FILE, &bytes)
         })();
         if let Err(e) = result {
             cleanup(&dir);

@@ -101,6 +101,7 @@ impl Engine {
                 execs: exec::ExecTable::default(),
             }),
         };
+        engine.sweep_incomplete_containers();
         engine.rediscover_containers();
         engine.resume_containers();
         Ok(engine)
