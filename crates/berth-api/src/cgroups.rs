@@ -18,6 +18,7 @@ use berth_engine::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::containers::docker_name;
 use crate::error::ApiError;
 use crate::images::blocking;
 use crate::params::Params;
@@ -291,14 +292,6 @@ pub(crate) fn patch_inspect(doc: &mut Value, rec: &ContainerRecord, paused: bool
 
 // ---------------------------------------------------------------------------------
 // Stats
-
-fn docker_name(rec: &ContainerRecord) -> String {
-    if rec.name.is_empty() {
-        format!("/{}", &rec.id[..12])
-    } else {
-        format!("/{}", rec.name)
-    }
-}
 
 fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)

@@ -714,7 +714,8 @@ fn command_line(args: &[String]) -> String {
         .join(" ")
 }
 
-fn docker_name(rec: &ContainerRecord) -> String {
+/// Docker's container name: `/name` (or `/` and the short ID for a nameless record).
+pub(crate) fn docker_name(rec: &ContainerRecord) -> String {
     if rec.name.is_empty() {
         format!("/{}", &rec.id[..12])
     } else {

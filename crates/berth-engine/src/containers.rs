@@ -835,8 +835,13 @@ impl Engine {
                 s.health = None;
             })?;
             self.monitor(&rec.id);
-            if let Ok(ContainerState::Running { started_at, .. }) = self.container_state(&rec.id) {
-                self.start_health_checks(&rec.id, &started_at);
+            // Only a container with a health check needs its run's start time.
+            if rec.run.healthcheck.is_some() {
+                if let Ok(ContainerState::Running { started_at, .. }) =
+                    self.container_state(&rec.id)
+                {
+                    self.start_health_checks(&rec.id, &started_at);
+                }
             }
             self.emit_container(&rec, "start", &[]);
             return Ok(());

@@ -61,6 +61,8 @@ struct Inner {
     /// Serialises writes of container records and status files.
     records: std::sync::Mutex<()>,
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
+    /// Signalled when a monitor has handled an exit (see `wait_monitor_done`).
+    monitor_done: std::sync::Condvar,
     execs: exec::ExecTable,
 }
 
@@ -98,6 +100,7 @@ impl Engine {
                 attachments: attach::Attachments::default(),
                 records: std::sync::Mutex::new(()),
                 lifecycle: Default::default(),
+                monitor_done: std::sync::Condvar::new(),
                 execs: exec::ExecTable::default(),
             }),
         };

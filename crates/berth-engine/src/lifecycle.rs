@@ -458,6 +458,7 @@ impl Engine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .monitored
                 .remove(id);
+            self.inner.monitor_done.notify_all();
         };
         let Ok(rec) = self.container(id) else {
             done();
@@ -718,20 +719,17 @@ impl Engine {
     /// Waits (briefly) until the monitor has handled the last exit, so a start right
     /// after a stop does not race with the exit's bookkeeping.
     pub(crate) fn wait_monitor_done(&self, id: &str) {
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            let busy = self
-                .inner
-                .lifecycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .monitored
-                .contains(id);
-            if !busy {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let tracking = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .inner
+            .monitor_done
+            .wait_timeout_while(tracking, Duration::from_secs(5), |t| {
+                t.monitored.contains(id)
+            });
     }
 
     /// `docker rename`.
@@ -804,7 +802,7 @@ impl Engine {
                     continue;
                 }
             }
-            let size = dir_size(&self.container_dir(&rec.id).join("upper"));
+            let size = crate::volumes::dir_size(&self.container_dir(&rec.id).join("upper"));
             match self.remove_container(&rec.id, false) {
                 Ok(()) => {
                     removed.push(rec.id.clone());
@@ -818,24 +816,6 @@ impl Engine {
         self.emit(crate::EventType::Container, "prune", "", attrs);
         Ok((removed, reclaimed))
     }
-}
-
-/// Bytes in the files under `dir` (not following symlinks).
-pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += md.len();
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]

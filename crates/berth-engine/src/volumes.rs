@@ -43,6 +43,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
+use crate::containers::{io_err, random_id};
 use crate::error::{EngineError, Result};
 use crate::filters::Filters;
 use crate::Engine;
@@ -241,25 +242,13 @@ fn no_such_volume(name: &str) -> EngineError {
     EngineError::not_found(format!("get {name}: no such volume"))
 }
 
-fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
-    EngineError::internal(format!("{}: {action}: {e}", path.display()))
-}
-
-fn random_hex() -> Result<String> {
-    let mut b = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .map_err(|e| EngineError::internal(format!("random volume name: /dev/urandom: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Bytes of the regular files below `dir` (hard links once), not following symlinks or
 /// crossing into other filesystems' mounts.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     fn walk(dir: &Path, seen: &mut HashSet<(u64, u64)>, total: &mut u64) {
         let Ok(rd) = fs::read_dir(dir) else { return };
         for e in rd.flatten() {
@@ -380,7 +369,7 @@ impl Engine {
     fn create_volume_locked(&self, opts: &VolumeCreate) -> Result<Volume> {
         let (name, anonymous) = match opts.name.as_deref().filter(|n| !n.is_empty()) {
             Some(n) => (n.to_string(), false),
-            None => (random_hex()?, true),
+            None => (random_id()?, true),
         };
         if !valid_volume_name(&name) {
             return Err(invalid_name(&name));
@@ -420,7 +409,7 @@ impl Engine {
             created: now_rfc3339(),
             anonymous,
         };
-        let tmp = root.join(format!(".tmp-{}", random_hex()?));
+        let tmp = root.join(format!(".tmp-{}", random_id()?));
         let result = (|| -> std::io::Result<()> {
             fs::create_dir(&tmp)?;
             fs::create_dir(tmp.join(DATA_DIR))?;
@@ -492,7 +481,7 @@ impl Engine {
     fn delete_volume_locked(&self, name: &str) -> Result<()> {
         let root = self.volumes_dir();
         let dir = root.join(name);
-        let trash = root.join(format!(".rm-{}", random_hex()?));
+        let trash = root.join(format!(".rm-{}", random_id()?));
         fs::rename(&dir, &trash).map_err(|e| io_err(&dir, "remove", e))?;
         let _ = fs::File::open(&root).and_then(|d| d.sync_all());
         if let Err(e) = fs::remove_dir_all(&trash) {
