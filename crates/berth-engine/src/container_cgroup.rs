@@ -401,21 +401,4 @@ mod tests {
             .message
             .contains("PID"));
     }
-
-    #[test]
-    fn restart_policies_follow_docker() {
-        let p = |n: &str, c: i64| RestartPolicy {
-            name: n.into(),
-            maximum_retry_count: c,
-        };
-        assert!(&p("always", 0).validate().is_ok());
-        assert!(&p("on-failure", 3).validate().is_ok());
-        assert!(&p("always", 3).validate().is_err());
-        assert!(&p("on-failure", -1).validate().is_err());
-        assert!(&p("sometimes", 0)
-            .validate()
-            .unwrap_err()
-            .message
-            .contains("sometimes"));
-    }
 }
