@@ -652,3 +652,357 @@ pub fn get_sysctl(key: &str) -> Result<String> {
         std::fs::read_to_string(&path).map_err(|e| nl_err(format!("sysctl {key}"), "read", e))?;
     Ok(s.trim_end_matches('\n').to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::in_fresh_netns;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    /// Runs a command (in the calling thread's namespace) and returns its stdout.
+    fn sh(args: &[&str]) -> String {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("spawn");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of the links in the calling thread's namespace.
+    fn link_names() -> Vec<String> {
+        sh(&["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// A namespace at a temporary path, removed on drop.
+    struct Ns {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+    impl Ns {
+        fn new() -> Ns {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("ns");
+            netns::create(&path).expect("create netns");
+            Ns { path, _dir: dir }
+        }
+    }
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = netns::remove(&self.path);
+        }
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().expect("net")
+    }
+
+    fn spec(host: &str, ns: &Ns, last: u8) -> VethSpec {
+        VethSpec {
+            host_name: host.to_string(),
+            bridge: "brt0".to_string(),
+            netns: ns.path.clone(),
+            ifname: "eth0".to_string(),
+            mac: [0x02, 0x42, 100, 72, 0, last],
+            address: net(&format!("100.72.0.{last}/24")),
+            gateway: Some("100.72.0.1".parse().expect("ip")),
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn ensure_bridge_is_idempotent() {
+        in_fresh_netns(|| {
+            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("create");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("again");
+            let addrs = sh(&["ip", "-4", "-o", "addr", "show", "dev", "brt0"]);
+            assert_eq!(addrs.lines().count(), 1, "{addrs}");
+            assert!(
+                addrs.contains("inet 100.72.0.1/24 brd 100.72.0.255"),
+                "{addrs}"
+            );
+            let link = sh(&["ip", "-d", "-o", "link", "show", "brt0"]);
+            assert!(link.contains(",UP"), "{link}");
+            assert!(link.contains("bridge"), "{link}");
+            assert_eq!(
+                get_sysctl("net/ipv4/conf/brt0/route_localnet").expect("sysctl"),
+                "1"
+            );
+
+            // Reconcile: an MTU change is applied; an operator's extra address stays; a
+            // bridge set down is set up again.
+            sh(&["ip", "addr", "add", "100.99.0.1/24", "dev", "brt0"]);
+            sh(&["ip", "link", "set", "brt0", "down"]);
+            ensure_bridge("brt0", net("100.72.0.1/24"), Some(1400)).expect("reconcile");
+            let link = sh(&["ip", "-o", "link", "show", "brt0"]);
+            assert!(link.contains("mtu 1400"), "{link}");
+            assert!(link.contains(",UP"), "{link}");
+            let addrs = sh(&["ip", "-4", "-o", "addr", "show", "dev", "brt0"]);
+            assert_eq!(addrs.lines().count(), 2, "{addrs}");
+            assert!(addrs.contains("100.99.0.1/24"), "{addrs}");
+
+            // A new bridge with an MTU.
+            ensure_bridge("brt1", net("100.72.1.1/24"), Some(1450)).expect("create");
+            assert!(sh(&["ip", "-o", "link", "show", "brt1"]).contains("mtu 1450"));
+            assert!(links_with_prefix("brt").expect("list") == ["brt0", "brt1"]);
+
+            delete_link("brt1").expect("delete");
+            delete_link("brt1").expect("delete is idempotent");
+            assert!(!link_exists("brt1").expect("exists"));
+            assert!(link_exists("brt0").expect("exists"));
+        })
+        .expect("fresh netns");
+    }
+
+    #[test]
+    fn ensure_bridge_refuses_other_links_and_bad_names() {
+        in_fresh_netns(|| {
+            sh(&[
+                "ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1",
+            ]);
+            let err = ensure_bridge("notbr0", net("100.72.0.1/24"), None).expect_err("veth");
+            assert_eq!(err.kind, ErrorKind::Conflict);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("bridge notbr0") && msg.contains("veth"),
+                "{msg}"
+            );
+            // Unchanged: no address was added.
+            assert!(!sh(&["ip", "-4", "addr", "show", "dev", "notbr0"]).contains("inet"));
+
+            for bad in ["", "a/b", "has space", "sixteen-chars-xx", "..", "a:b"] {
+                let err = ensure_bridge(bad, net("100.72.0.1/24"), None).expect_err(bad);
+                assert_eq!(err.kind, ErrorKind::InvalidArgument, "{bad}");
+            }
+            assert_eq!(link_names(), ["lo", "notbr1", "notbr0"]);
+        })
+        .expect("fresh netns");
+    }
+
+    /// Accepts `n` connections on `listener`, each sending a line; returns (peer, line).
+    fn serve(
+        listener: TcpListener,
+        n: usize,
+    ) -> std::thread::JoinHandle<Vec<(SocketAddr, String)>> {
+        std::thread::spawn(move || {
+            (0..n)
+                .map(|_| {
+                    let (mut s, peer) = listener.accept().expect("accept");
+                    s.set_read_timeout(Some(Duration::from_secs(10)))
+                        .expect("timeout");
+                    let mut buf = [0u8; 64];
+                    let k = s.read(&mut buf).expect("read");
+                    s.write_all(b"pong").expect("write");
+                    (peer, String::from_utf8_lossy(&buf[..k]).into_owned())
+                })
+                .collect()
+        })
+    }
+
+    fn ping(to: SocketAddr, msg: &str) -> String {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(msg.as_bytes()).expect("write");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("read");
+        reply
+    }
+
+    #[test]
+    fn veth_pairs_carry_traffic_between_namespaces_and_the_bridge() {
+        in_fresh_netns(|| {
+            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("bridge");
+            let (a, b) = (Ns::new(), Ns::new());
+            let t = Instant::now();
+            add_veth(&spec("bthtesta", &a, 2)).expect("veth a");
+            let add_a = t.elapsed();
+            let mut sb = spec("bthtestb", &b, 3);
+            sb.mtu = Some(1400);
+            add_veth(&sb).expect("veth b");
+
+            assert!(link_exists("bthtesta").expect("exists"));
+            assert_eq!(
+                links_with_prefix("btht").expect("list"),
+                ["bthtesta", "bthtestb"]
+            );
+            let host = sh(&["ip", "-o", "link", "show", "bthtesta"]);
+            assert!(
+                host.contains("master brt0") && host.contains(",UP"),
+                "{host}"
+            );
+            let port = sh(&["bridge", "-d", "link", "show", "dev", "bthtesta"]);
+            assert!(port.contains("hairpin on"), "{port}");
+            // No peer in the host namespace.
+            assert_eq!(link_names(), ["lo", "brt0", "bthtesta", "bthtestb"]);
+
+            // Inside A: eth0 with the MAC, the bridge's MTU, the address, up, and the
+            // default route via the gateway.
+            let (link, addr, route) = netns::run_in(&a.path, || {
+                (
+                    sh(&["ip", "-o", "link", "show", "eth0"]),
+                    sh(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+                    sh(&["ip", "-4", "route", "show", "default"]),
+                )
+            })
+            .expect("run_in a");
+            assert!(link.contains("02:42:64:48:00:02"), "{link}");
+            assert!(link.contains("mtu 1500") && link.contains(",UP"), "{link}");
+            assert!(addr.contains("inet 100.72.0.2/24"), "{addr}");
+            assert_eq!(route.trim(), "default via 100.72.0.1 dev eth0 proto static");
+            let link_b = netns::run_in(&b.path, || sh(&["ip", "-o", "link", "show", "eth0"]))
+                .expect("run_in b");
+            assert!(link_b.contains("mtu 1400"), "{link_b}");
+
+            // Real TCP: a listener in A; a client in B, then one in the bridge's namespace.
+            let listener = netns::run_in(&a.path, || TcpListener::bind("100.72.0.2:0"))
+                .expect("run_in")
+                .expect("bind in a");
+            let to = listener.local_addr().expect("addr");
+            let server = serve(listener, 2);
+            let reply = netns::run_in(&b.path, || ping(to, "from b")).expect("run_in b");
+            assert_eq!(reply, "pong");
+            assert_eq!(ping(to, "from host"), "pong");
+            let seen = server.join().expect("server");
+            assert_eq!(seen[0].0.ip().to_string(), "100.72.0.3");
+            assert_eq!(seen[0].1, "from b");
+            assert_eq!(seen[1].0.ip().to_string(), "100.72.0.1");
+            assert_eq!(seen[1].1, "from host");
+
+            let t = Instant::now();
+            remove_veth("bthtesta").expect("remove a");
+            let remove_a = t.elapsed();
+            println!(
+                "add_veth took {} ms, remove_veth {} ms",
+                add_a.as_micros() as f64 / 1000.0,
+                remove_a.as_micros() as f64 / 1000.0
+            );
+            assert!(!link_exists("bthtesta").expect("exists"));
+            let inside = netns::run_in(&a.path, link_names).expect("run_in a");
+            assert_eq!(inside, ["lo"], "the peer went with the host end");
+            remove_veth("bthtesta").expect("remove is idempotent");
+
+            // Re-adding into the same namespace works (container restart).
+            add_veth(&spec("bthtesta", &a, 2)).expect("veth a again");
+            remove_veth("bthtesta").expect("remove a");
+            remove_veth("bthtestb").expect("remove b");
+            assert_eq!(link_names(), ["lo", "brt0"]);
+        })
+        .expect("fresh netns");
+    }
+
+    #[test]
+    fn add_veth_failures_leave_nothing() {
+        in_fresh_netns(|| {
+            let ns = Ns::new();
+            // No bridge.
+            let err = add_veth(&spec("bthtesta", &ns, 2)).expect_err("no bridge");
+            assert_eq!(err.kind, ErrorKind::NotFound);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("veth bthtesta") && msg.contains("bridge brt0"),
+                "{msg}"
+            );
+            assert_eq!(link_names(), ["lo"]);
+
+            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("bridge");
+            // No namespace.
+            let mut s = spec("bthtesta", &ns, 2);
+            s.netns = Path::new("/nonexistent/ns").to_path_buf();
+            let err = add_veth(&s).expect_err("no netns");
+            assert_eq!(err.kind, ErrorKind::NotFound);
+            assert!(err.to_string().contains("/nonexistent/ns"), "{err}");
+
+            // A failure after the pair exists (the gateway is not on the link): the host
+            // end and the peer are deleted.
+            let mut s = spec("bthtesta", &ns, 2);
+            s.gateway = Some("100.99.0.1".parse().expect("ip"));
+            let err = add_veth(&s).expect_err("unreachable gateway");
+            let msg = err.to_string();
+            assert!(msg.contains("default route via 100.99.0.1"), "{msg}");
+            assert!(
+                msg.contains("veth bthtesta") && msg.contains("eth0"),
+                "{msg}"
+            );
+            assert_eq!(link_names(), ["lo", "brt0"]);
+            assert_eq!(netns::run_in(&ns.path, link_names).expect("run_in"), ["lo"]);
+
+            // The peer name is taken inside the namespace: nothing is created.
+            netns::run_in(&ns.path, || {
+                sh(&[
+                    "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0",
+                ])
+            })
+            .expect("run_in");
+            let err = add_veth(&spec("bthtesta", &ns, 2)).expect_err("eth0 taken");
+            assert!(err.to_string().contains("create (peer eth0"), "{err}");
+            assert_eq!(link_names(), ["lo", "brt0"]);
+            netns::run_in(&ns.path, || sh(&["ip", "link", "del", "eth0"])).expect("run_in");
+
+            // Bad input is refused before anything is done.
+            let mut s = spec("bthtesta", &ns, 2);
+            s.mac = [0x01, 0, 0, 0, 0, 1];
+            assert_eq!(
+                add_veth(&s).expect_err("multicast").kind,
+                ErrorKind::InvalidArgument
+            );
+            let mut s = spec("bthtesta", &ns, 2);
+            s.ifname = "eth0/x".to_string();
+            assert_eq!(
+                add_veth(&s).expect_err("bad name").kind,
+                ErrorKind::InvalidArgument
+            );
+
+            // A leftover host end of the same name (a crash) is replaced.
+            sh(&[
+                "ip", "link", "add", "bthtesta", "type", "veth", "peer", "name", "old0",
+            ]);
+            add_veth(&spec("bthtesta", &ns, 2)).expect("over a leftover");
+            assert_eq!(link_names(), ["lo", "brt0", "bthtesta"]);
+            remove_veth("bthtesta").expect("remove");
+        })
+        .expect("fresh netns");
+    }
+
+    #[test]
+    fn sysctls_are_per_namespace_and_keys_are_checked() {
+        let host = get_sysctl("net/ipv4/ip_forward").expect("host value");
+        in_fresh_netns(|| {
+            let before = get_sysctl("net/ipv4/ip_forward").expect("get");
+            let flipped = if before == "1" { "0" } else { "1" };
+            set_sysctl("net/ipv4/ip_forward", flipped).expect("set");
+            assert_eq!(get_sysctl("net/ipv4/ip_forward").expect("get"), flipped);
+        })
+        .expect("fresh netns");
+        assert_eq!(get_sysctl("net/ipv4/ip_forward").expect("host value"), host);
+        for bad in [
+            "",
+            "/net/ipv4/ip_forward",
+            "net/../../etc/passwd",
+            "net//x",
+            "net/./x",
+        ] {
+            let err = set_sysctl(bad, "1").expect_err(bad);
+            assert_eq!(err.kind, ErrorKind::InvalidArgument, "{bad}");
+            assert!(get_sysctl(bad).is_err());
+        }
+        let err = get_sysctl("net/ipv4/no_such_key").expect_err("missing");
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert!(
+            err.to_string().contains("sysctl net/ipv4/no_such_key"),
+            "{err}"
+        );
+    }
+}

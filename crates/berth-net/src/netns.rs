@@ -105,6 +105,8 @@ pub fn remove(path: &Path) -> Result<()> {
 /// says the namespace is a network one (a mount of another namespace type is not).
 pub fn is_netns(path: &Path) -> bool {
     // statfs first: it does not open the file, so a FIFO or device at `path` is harmless.
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     match rustix::fs::statfs(path) {
         Ok(st) if st.f_type as i64 == NSFS_MAGIC => {}
         _ => return false,
