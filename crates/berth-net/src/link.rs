@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use berth_types::ErrorKind;
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -63,7 +63,7 @@ fn check_ifname(what: &str, name: &str) -> Result<()> {
 
 /// The kind of error an errno from the kernel means.
 fn kind_of(e: &io::Error) -> ErrorKind {
-    match e.raw_os_error() {
+    match errno(e) {
         Some(libc::ENODEV) | Some(libc::ENOENT) => ErrorKind::NotFound,
         Some(libc::EEXIST) => ErrorKind::AlreadyExists,
         Some(libc::EBUSY) => ErrorKind::Conflict,
@@ -78,6 +78,73 @@ fn nl_err(object: impl Into<String>, op: &str, e: io::Error) -> Error {
     Error::new(kind_of(&e), object, format!("{op}: {e}"))
 }
 
+/// An error reply of the kernel with its extended-ack message ("Nexthop has invalid
+/// gateway"), which says more than the errno alone.
+#[derive(Debug)]
+struct KernelError {
+    errno: i32,
+    detail: String,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let os = io::Error::from_raw_os_error(self.errno);
+        write!(f, "{os} ({})", self.detail)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// The errno of an error from the kernel, with or without an extended-ack message.
+fn errno(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<KernelError>())
+            .map(|k| k.errno)
+    })
+}
+
+/// NLMSGERR_ATTR_MSG, from linux/netlink.h.
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// The extended-ack message in the payload of an error reply (after the errno: the
+/// request's header, whole request unless NLM_F_CAPPED, then attributes if
+/// NLM_F_ACK_TLVS).
+fn ext_ack_message(payload: &[u8], flags: u16) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+        return None;
+    }
+    let request_len = if flags & NLM_F_CAPPED != 0 {
+        16
+    } else {
+        u32::from_ne_bytes(payload[0..4].try_into().ok()?) as usize
+    };
+    let mut rest = payload.get((request_len + 3) & !3..)?;
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &rest[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or(text);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        rest = rest.get((len + 3) & !3..)?;
+    }
+    None
+}
+
+fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// A blocking rtnetlink socket, bound in the namespace of the thread that opened it.
 struct Netlink {
     socket: Socket,
@@ -89,6 +156,10 @@ impl Netlink {
     fn open() -> io::Result<Netlink> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
+        // Error replies carry the kernel's message, and not a copy of the request. Both
+        // are optional comforts (older kernels): failures to enable them are ignored.
+        let _ = socket.set_ext_ack(true);
+        let _ = socket.set_cap_ack(true);
         Ok(Netlink {
             socket,
             seq: 0,
@@ -112,11 +183,12 @@ impl Netlink {
         packet.finalize();
         let mut out = vec![0; packet.buffer_len()];
         packet.serialize(&mut out);
-        self.socket.send(&out, 0)?;
+        retry_eintr(|| self.socket.send(&out, 0))?;
 
         let mut replies = Vec::new();
         loop {
-            let n = self.socket.recv(&mut &mut self.buf[..], libc::MSG_TRUNC)?;
+            let (socket, buf) = (&self.socket, &mut self.buf);
+            let n = retry_eintr(|| socket.recv(&mut &mut buf[..], libc::MSG_TRUNC))?;
             if n > self.buf.len() {
                 return Err(io::Error::other(format!(
                     "netlink reply of {n} bytes exceeds the {} byte buffer",
@@ -140,7 +212,19 @@ impl Netlink {
                     NetlinkPayload::Done(_) => return Ok(replies),
                     NetlinkPayload::Error(e) => match e.code {
                         None => return Ok(replies),
-                        Some(_) => return Err(e.to_io()),
+                        Some(code) => {
+                            let detail = ext_ack_message(&e.header, reply.header.flags);
+                            return Err(match detail {
+                                Some(detail) => io::Error::new(
+                                    e.to_io().kind(),
+                                    KernelError {
+                                        errno: code.get().abs(),
+                                        detail,
+                                    },
+                                ),
+                                None => e.to_io(),
+                            });
+                        }
                     },
                     NetlinkPayload::InnerMessage(m) => replies.push(m),
                     _ => {}
@@ -162,7 +246,7 @@ impl Netlink {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -420,7 +504,7 @@ pub fn delete_link(name: &str) -> Result<()> {
     let mut nl = open_netlink(&obj)?;
     match nl.delete(name) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
         Err(e) => Err(nl_err(obj, "delete", e)),
     }
 }
@@ -526,11 +610,23 @@ pub fn add_veth(spec: &VethSpec) -> Result<()> {
         )
     })?;
 
-    // A leftover of a crash: its namespace may be gone, the name is ours.
-    match nl.delete(&spec.host_name) {
-        Ok(()) => tracing::info!(link = %spec.host_name, "deleted leftover veth"),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
-        Err(e) => return Err(nl_err(&obj, "delete leftover", e)),
+    // A leftover of a crash (its namespace may be gone): a veth of that name is ours to
+    // replace; any other kind of link is not berth's and is left alone.
+    let leftover = nl
+        .get_link(&spec.host_name)
+        .map_err(|e| nl_err(&obj, "look up", e))?;
+    if let Some(link) = leftover {
+        if link_kind(&link) != Some(&InfoKind::Veth) {
+            return Err(Error::conflict(
+                &obj,
+                "a link of this name exists and is not a veth",
+            ));
+        }
+        match nl.delete(&spec.host_name) {
+            Ok(()) => tracing::info!(link = %spec.host_name, "deleted leftover veth"),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => {}
+            Err(e) => return Err(nl_err(&obj, "delete leftover", e)),
+        }
     }
 
     let mut peer = LinkMessage::default();
@@ -964,6 +1060,13 @@ mod tests {
                 add_veth(&s).expect_err("bad name").kind,
                 ErrorKind::InvalidArgument
             );
+
+            // A link of the host end's name that is not a veth is not berth's.
+            let mut s = spec("brt0", &ns, 2);
+            s.bridge = "brt0".to_string();
+            let err = add_veth(&s).expect_err("name of the bridge");
+            assert_eq!(err.kind, ErrorKind::Conflict);
+            assert!(link_exists("brt0").expect("exists"));
 
             // A leftover host end of the same name (a crash) is replaced.
             sh(&[
