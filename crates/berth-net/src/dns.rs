@@ -110,7 +110,6 @@ pub trait Resolver: Send + Sync + 'static {
 pub struct DnsServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    udp: Option<Arc<UdpSocket>>,
     tcp: Option<Arc<TcpListener>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -149,14 +148,13 @@ impl DnsServer {
         let mut server = DnsServer {
             addr,
             shared: shared.clone(),
-            udp: Some(udp.clone()),
             tcp: Some(tcp.clone()),
             threads: Vec::new(),
         };
         let udp_shared = shared.clone();
         let udp_thread = thread::Builder::new()
             .name(format!("dns-udp-{addr}"))
-            .spawn(move || serve_udp(udp, udp_shared))
+            .spawn(move || serve_udp(&udp, &udp_shared))
             .map_err(|e| Error::io(&object, "spawn udp thread", e))?;
         server.threads.push(udp_thread);
         let tcp_thread = thread::Builder::new()
@@ -173,19 +171,22 @@ impl DnsServer {
         self.addr
     }
 
-    /// Stops the server now (what dropping it does).
-    pub fn stop(self) {}
-}
+    /// Stops the server now, as dropping it does; an error if one of its serving threads
+    /// had panicked.
+    pub fn stop(mut self) -> Result<()> {
+        self.shut_down()
+    }
 
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Shutting a socket down wakes a thread blocked reading it (recv_from returns 0
-        // bytes, accept fails); errors are of no consequence: the read timeouts and the
-        // stop flag end the threads anyway.
-        if let Some(udp) = self.udp.take() {
-            let _ = rustix::net::shutdown(&*udp, rustix::net::Shutdown::Both);
+    fn shut_down(&mut self) -> Result<()> {
+        if self.threads.is_empty() {
+            return Ok(());
         }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the threads blocked reading: an empty datagram for the UDP one (shutting
+        // a UDP socket down would make std's recv_from panic on the address-less wake
+        // up), a shutdown for the TCP listener (accept fails). Errors are of no
+        // consequence: the read timeout and the stop flag end the UDP thread anyway.
+        wake_udp(self.addr);
         if let Some(tcp) = self.tcp.take() {
             let _ = rustix::net::shutdown(&*tcp, rustix::net::Shutdown::Both);
         }
@@ -194,10 +195,40 @@ impl Drop for DnsServer {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
+        let mut panicked = false;
         for thread in self.threads.drain(..) {
-            let _ = thread.join();
+            panicked |= thread.join().is_err();
         }
         tracing::debug!(addr = %self.addr, "dns server stopped");
+        if panicked {
+            return Err(Error::internal(
+                server_object(self.addr),
+                "a serving thread had panicked",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shut_down() {
+            tracing::error!(error = %e, "dns server stopped");
+        }
+    }
+}
+
+/// Sends an empty datagram to `addr` (an address of this host) from a fresh socket.
+fn wake_udp(addr: SocketAddr) {
+    let target = match addr.ip() {
+        ip if ip.is_unspecified() && addr.is_ipv4() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
+        _ => addr,
+    };
+    if let Ok(socket) = UdpSocket::bind(unspecified_for(target)) {
+        let _ = socket.send_to(&[], target);
     }
 }
 
@@ -542,7 +573,7 @@ fn exchange_tcp(
 // UDP
 // ---------------------------------------------------------------------------------------
 
-fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
+fn serve_udp(socket: &Arc<UdpSocket>, shared: &Arc<Shared>) {
     let mut buf = vec![0u8; 65535];
     while !shared.stop.load(Ordering::SeqCst) {
         let (n, from) = match socket.recv_from(&mut buf) {
@@ -566,18 +597,18 @@ fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         let client = canonical(from.ip());
         match decide(&*shared.resolver, client, &buf[..n], Transport::Udp) {
             Decision::Drop => {}
-            Decision::Answer(bytes) => send_udp(&socket, &bytes, from),
+            Decision::Answer(bytes) => send_udp(socket, &bytes, from),
             Decision::Forward { query, packet } => {
-                let Some(slot) = ForwardSlot::take(&shared) else {
+                let Some(slot) = ForwardSlot::take(shared) else {
                     tracing::debug!(%client, "dns: too many forwards in flight");
                     if let Some(bytes) =
                         encode(&error_answer(&query, ResponseCode::ServFail), &query, true)
                     {
-                        send_udp(&socket, &bytes, from);
+                        send_udp(socket, &bytes, from);
                     }
                     continue;
                 };
-                let weak = Arc::downgrade(&socket);
+                let weak = Arc::downgrade(socket);
                 let servfail = encode(&error_answer(&query, ResponseCode::ServFail), &query, true);
                 let spawned = thread::Builder::new()
                     .name("dns-forward".into())
@@ -590,7 +621,7 @@ fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 if let Err(e) = spawned {
                     tracing::warn!(error = %e, "dns: cannot start a forward thread");
                     if let Some(bytes) = servfail {
-                        send_udp(&socket, &bytes, from);
+                        send_udp(socket, &bytes, from);
                     }
                 }
             }
@@ -945,7 +976,6 @@ mod tests {
         udp_queries: Arc<AtomicUsize>,
         tcp_queries: Arc<AtomicUsize>,
         stop: Arc<AtomicBool>,
-        udp: Arc<UdpSocket>,
         tcp: Arc<TcpListener>,
         threads: Vec<JoinHandle<()>>,
     }
@@ -1014,7 +1044,6 @@ mod tests {
                 udp_queries,
                 tcp_queries,
                 stop,
-                udp,
                 tcp,
                 threads: vec![udp_thread, tcp_thread],
             }
@@ -1028,7 +1057,7 @@ mod tests {
     impl Drop for Upstream {
         fn drop(&mut self) {
             self.stop.store(true, Ordering::SeqCst);
-            let _ = rustix::net::shutdown(&*self.udp, rustix::net::Shutdown::Both);
+            wake_udp(self.addr);
             let _ = rustix::net::shutdown(&*self.tcp, rustix::net::Shutdown::Both);
             for thread in self.threads.drain(..) {
                 let _ = thread.join();
@@ -1071,6 +1100,34 @@ mod tests {
         let answer = udp_ask(dns.local_addr(), &query("web.example.com", RecordType::A));
         assert_eq!(a_records(&answer), vec![OUTSIDE]);
         assert_eq!(upstream.queries(), 1);
+    }
+
+    #[test]
+    fn a_local_answer_too_big_for_udp_is_truncated_then_served_over_tcp() {
+        let many: Vec<Ipv4Addr> = (1..=60).map(|i| Ipv4Addr::new(100, 72, 1, i)).collect();
+        let resolver = FakeResolver {
+            clients: HashSet::from([IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+            names: HashMap::from([("replicas".to_string(), many.clone())]),
+            upstreams: vec![],
+        };
+        let dns = DnsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(resolver)).unwrap();
+        let q = query("replicas", RecordType::A);
+        let answer = udp_ask(dns.local_addr(), &q);
+        assert!(answer.metadata.truncation);
+        assert!(answer.answers.is_empty());
+        let mut stream = tcp_connect(dns.local_addr());
+        let answer = tcp_ask_on(&mut stream, &q);
+        assert!(!answer.metadata.truncation);
+        assert_eq!(a_records(&answer), many);
+        // With EDNS the client accepts larger UDP answers: all 60 fit in 1232 bytes.
+        let mut q = query("replicas", RecordType::A);
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        q.set_edns(edns);
+        let answer = udp_ask(dns.local_addr(), &q);
+        assert!(!answer.metadata.truncation);
+        assert_eq!(a_records(&answer), many);
+        assert!(answer.edns.is_some(), "EDNS is answered with EDNS");
     }
 
     #[test]
@@ -1311,7 +1368,7 @@ mod tests {
         let mut idle = tcp_connect(addr);
         udp_ask(addr, &query("web", RecordType::A));
         tcp_ask_on(&mut idle, &query("web", RecordType::A));
-        drop(dns);
+        dns.stop().expect("no serving thread panicked");
         UdpSocket::bind(addr).expect("udp port free again");
         TcpListener::bind(addr).expect("tcp port free again");
         // The open connection was closed.
