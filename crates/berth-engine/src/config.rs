@@ -44,6 +44,22 @@ pub struct DaemonConfig {
     pub log_max_size: String,
     /// Default json-file `max-file` of containers that set none (at least 1).
     pub log_max_file: u32,
+    /// The default bridge network's interface (`berth0`); `none`: no default network
+    /// (containers that name no network get none, as Docker's `--bridge=none`).
+    pub bridge: String,
+    /// The default bridge's address and prefix (`100.72.0.1/24`); unset: the first free
+    /// subnet of `address_pools`.
+    pub bip: Option<String>,
+    /// Where networks without an explicit subnet take theirs (`[[address_pools]]` with
+    /// `base = "100.72.0.0/13"` and `size = 24`, the default: outside the RFC 1918 ranges
+    /// corporate networks use).
+    pub address_pools: Vec<berth_net::ipam::Pool>,
+    /// Set `net.ipv4.ip_forward=1` when bridge networks exist (without it containers
+    /// cannot reach beyond the host).
+    pub ip_forward: bool,
+    /// Upstream DNS servers of the embedded DNS server for containers without `--dns`;
+    /// empty: the host's (`/etc/resolv.conf`).
+    pub dns: Vec<String>,
 }
 
 /// Where `--init` looks for an init binary when `init_path` is unset.
@@ -83,6 +99,11 @@ impl Default for DaemonConfig {
             init_path: None,
             log_max_size: "10m".into(),
             log_max_file: 3,
+            bridge: "berth0".into(),
+            bip: None,
+            address_pools: berth_net::ipam::default_pools(),
+            ip_forward: true,
+            dns: Vec::new(),
         }
     }
 }
@@ -98,6 +119,35 @@ impl DaemonConfig {
         }
         if self.log_max_file == 0 {
             return Err(EngineError::invalid("log_max_file must be at least 1"));
+        }
+        if self.bridge.is_empty() || self.bridge.len() > 15 || self.bridge.contains(['/', ' ']) {
+            return Err(EngineError::invalid(format!(
+                "bridge {:?}: not an interface name (1-15 bytes, no '/' or space), or none",
+                self.bridge
+            )));
+        }
+        if let Some(bip) = &self.bip {
+            if bip.parse::<ipnet::Ipv4Net>().is_err() {
+                return Err(EngineError::invalid(format!(
+                    "bip {bip:?}: not an IPv4 address with a prefix length (100.72.0.1/24)"
+                )));
+            }
+        }
+        if self.address_pools.is_empty() {
+            return Err(EngineError::invalid(
+                "address_pools must name at least one pool",
+            ));
+        }
+        for p in &self.address_pools {
+            p.validate()
+                .map_err(|e| EngineError::invalid(format!("address_pools: {e}")))?;
+        }
+        for d in &self.dns {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(EngineError::invalid(format!(
+                    "dns {d:?}: not an IP address"
+                )));
+            }
         }
         Ok(())
     }

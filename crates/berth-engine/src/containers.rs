@@ -118,6 +118,13 @@ pub struct ContainerRecord {
     /// How the create request spelled its mounts (echoed by inspect).
     #[serde(default)]
     pub mount_config: crate::volumes::MountConfig,
+    /// Networks, published ports, DNS and hosts settings.
+    #[serde(default)]
+    pub net: crate::networks::NetConfig,
+    /// The engine's /etc/hosts, /etc/resolv.conf and /etc/hostname binds (checked again
+    /// at every start, like `mounts`).
+    #[serde(default)]
+    pub etc_mounts: Vec<crate::volumes::MountPoint>,
 }
 
 /// Options of `create` beyond the runtime spec's.
@@ -148,6 +155,8 @@ pub struct CreateOptions {
     pub settings: RunSettings,
     /// Binds, volumes and tmpfs mounts (resolved by the engine into `runtime.mounts`).
     pub mounts: crate::volumes::MountOptions,
+    /// Networks, ports, DNS (resolved by the engine; `runtime.network` follows it).
+    pub net: crate::networks::NetRequest,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -380,6 +389,19 @@ impl Engine {
         write_atomic(&self.container_dir(&rec.id), RECORD_FILE, &bytes)
     }
 
+    /// Changes a container's record under the record lock.
+    pub(crate) fn update_record(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord> {
+        let _l = self.record_lock();
+        let mut rec = self.container(id)?;
+        f(&mut rec);
+        self.write_record(&rec)?;
+        Ok(rec)
+    }
+
     /// Finds a container by full ID, name (with or without its leading `/`) or unique
     /// ID prefix, in that order (as Docker).
     pub fn container(&self, name: &str) -> Result<ContainerRecord> {
@@ -497,11 +519,23 @@ impl Engine {
         }
     }
 
+    /// Finds the containers (and brings up the networks, taking back the running
+    /// containers' endpoints).
     pub(crate) fn rediscover_containers(&self) {
-        let Ok(all) = self.list_containers() else {
-            return;
+        let all = match self.list_containers() {
+            Ok(all) => all,
+            Err(e) => {
+                warn!(error = %e, "cannot list containers");
+                Vec::new()
+            }
         };
         let (mut running, mut exited, mut dead) = (0, 0, 0);
+        let live: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+            .map(|c| c.record.id.clone())
+            .collect();
+        self.open_networks(&live);
         for c in &all {
             match &c.state {
                 ContainerState::Running { .. } => running += 1,
@@ -572,6 +606,16 @@ impl Engine {
             }
         }
         let mut runtime_opts = opts.runtime.clone();
+        let mut net_req = opts.net.clone();
+        if net_req.mode.is_empty() && opts.runtime.network == NetworkMode::Host {
+            net_req.mode = "host".into();
+        }
+        let net = self.resolve_net_request(&net_req)?;
+        runtime_opts.network = if net.mode == "host" {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        };
         if settings.init {
             runtime_opts.init = Some(self.config().init_binary()?);
         }
@@ -582,6 +626,13 @@ impl Engine {
             lease.add_snapshot(*d);
         }
         let run_config = self.run_config(&img.id.to_string())?;
+        // -P publishes the image's exposed ports too.
+        let mut net = net;
+        for p in run_config.exposed_ports.iter().flat_map(|m| m.keys()) {
+            if crate::networks::parse_port_key(p).is_ok() && !net.exposed_ports.contains(p) {
+                net.exposed_ports.push(p.clone());
+            }
+        }
         let id = random_id()?;
         let _records = self.record_lock();
         let name = match &opts.name {
@@ -624,7 +675,7 @@ impl Engine {
             name,
             labels: opts.labels.clone(),
             args: Vec::new(),
-            network_host: opts.runtime.network == NetworkMode::Host,
+            network_host: net.mode == "host",
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
             tty: opts.runtime.tty,
@@ -642,6 +693,8 @@ impl Engine {
             resources: opts.runtime.resources.clone(),
             mounts: Vec::new(),
             mount_config: opts.mounts.echo.clone(),
+            net,
+            etc_mounts: Vec::new(),
         };
         // Held until the record is written: volumes this create uses cannot be removed
         // meanwhile (see volumes.rs).
@@ -672,6 +725,36 @@ impl Engine {
             rec.mount_config.volumes = config_volumes;
             let mut ropts = runtime_opts.clone();
             ropts.mounts.extend(prepared.specs);
+            if rec.net.bridged() {
+                ropts.netns_path = Some(self.netns_path(&id));
+            }
+            // /etc/hosts, resolv.conf, hostname: files of the container's directory
+            // (written at each start), unless the user mounts something there.
+            for (file, dest) in crate::networks::ETC_FILES {
+                if ropts.mounts.iter().any(|m| m.target() == dest) {
+                    continue;
+                }
+                let source = dir.join(file);
+                write_replace(&dir, file, b"")?;
+                let resolved = crate::volumes::prepare_target(&rootfs, dest, true)?;
+                ropts.mounts.push(MountSpec::Bind {
+                    source: source.clone(),
+                    target: resolved.clone(),
+                    read_only: false,
+                });
+                rec.etc_mounts.push(crate::volumes::MountPoint {
+                    kind: "bind".into(),
+                    name: String::new(),
+                    source: source.to_string_lossy().to_string(),
+                    destination: dest.to_string(),
+                    driver: String::new(),
+                    mode: String::new(),
+                    rw: true,
+                    propagation: "rprivate".into(),
+                    anonymous: false,
+                    resolved,
+                });
+            }
             if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
@@ -783,7 +866,11 @@ impl Engine {
         let dir = self.container_dir(&rec.id);
         let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
+        crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
         let (shim, driver) = shim_binaries()?;
+        // What a previous run left (an exit while the daemon was away), then this run's.
+        self.network_teardown(&rec.id);
+        self.network_setup(&rec)?;
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
         }
@@ -847,6 +934,7 @@ impl Engine {
             return Ok(());
         }
         let msg = reply.strip_prefix("error ").unwrap_or(reply);
+        self.network_teardown(&rec.id);
         Err(EngineError::internal(format!(
             "container {}: start failed: {}",
             rec.id,
@@ -998,6 +1086,7 @@ impl Engine {
             ContainerState::Created | ContainerState::Exited(_) => {}
         }
         self.inner.attachments.cancel(&rec.id);
+        self.network_teardown(&rec.id);
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.

@@ -18,6 +18,7 @@ pub mod health;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
+pub mod networks;
 pub mod policy;
 pub mod volumes;
 
@@ -39,6 +40,10 @@ pub use lifecycle::{
     WaitCondition,
 };
 pub use logs::{LogQuery, LogRecord};
+pub use networks::{
+    ContainerNet, Endpoint, NetAttachment, NetConfig, NetRequest, NetworkCreate, NetworkInfo,
+    NetworkRecord, PortBinding, PublishedPort,
+};
 pub use policy::{Operation, Policy, PolicyConfig};
 pub use volumes::*;
 
@@ -64,6 +69,8 @@ struct Inner {
     /// Signalled when a monitor has handled an exit (see `wait_monitor_done`).
     monitor_done: std::sync::Condvar,
     execs: exec::ExecTable,
+    /// Networks and running containers' endpoints (see `networks.rs`).
+    net: std::sync::Mutex<networks::NetState>,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -102,6 +109,7 @@ impl Engine {
                 lifecycle: Default::default(),
                 monitor_done: std::sync::Condvar::new(),
                 execs: exec::ExecTable::default(),
+                net: Default::default(),
             }),
         };
         engine.sweep_incomplete_containers();

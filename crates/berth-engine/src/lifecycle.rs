@@ -472,6 +472,7 @@ impl Engine {
             self.emit_container(&rec, "oom", &[]);
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
+        self.network_teardown(&rec.id);
         // Done with this run: a stop or remove waiting for the monitor goes on now, so
         // its own events come after `die` (before any restart starts a new monitor).
         done();
@@ -760,6 +761,7 @@ impl Engine {
         let old = std::mem::replace(&mut rec.name, new_name.to_string());
         self.write_record(&rec)?;
         drop(_g);
+        self.network_rename(&rec.id, &old, new_name);
         self.emit_container(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }

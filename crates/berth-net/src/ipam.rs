@@ -46,7 +46,10 @@ impl Pool {
         if self.base.trunc() != self.base {
             return Err(Error::invalid(
                 format!("address pool {}", self.base),
-                format!("the base is not a network address (did you mean {}?)", self.base.trunc()),
+                format!(
+                    "the base is not a network address (did you mean {}?)",
+                    self.base.trunc()
+                ),
             ));
         }
         Ok(())
@@ -173,7 +176,9 @@ impl Allocator {
                 format!("not inside the subnet {subnet}"),
             ));
         }
-        if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast()
+        if !subnet.contains(&gateway)
+            || gateway == subnet.network()
+            || gateway == subnet.broadcast()
         {
             return Err(Error::invalid(
                 format!("gateway {gateway}"),
@@ -291,7 +296,11 @@ mod tests {
     #[test]
     fn subnets_skip_taken_ones_and_host_routes() {
         let p = default_pools();
-        let taken = [net("100.72.0.0/24"), net("100.72.1.128/25"), net("100.72.2.0/23")];
+        let taken = [
+            net("100.72.0.0/24"),
+            net("100.72.1.128/25"),
+            net("100.72.2.0/23"),
+        ];
         assert_eq!(choose_subnet(&p, &taken).unwrap(), net("100.72.4.0/24"));
         // A host route covering the whole pool exhausts it.
         let err = choose_subnet(&p, &[net("100.64.0.0/10")]).unwrap_err();
@@ -321,12 +330,17 @@ mod tests {
             base: net("100.72.0.5/16"),
             size: 24,
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("100.72.0.0/16"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("100.72.0.0/16"));
     }
 
     #[test]
     fn proc_net_route_is_parsed() {
-        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let text =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
 eth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
 eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
 docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
@@ -340,20 +354,24 @@ docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
 
     #[test]
     fn allocation_is_sequential_and_never_hands_out_an_address_twice() {
-        let mut a = Allocator::new(net("100.72.0.0/29"), None, "100.72.0.1".parse().unwrap())
-            .unwrap();
+        let mut a =
+            Allocator::new(net("100.72.0.0/29"), None, "100.72.0.1".parse().unwrap()).unwrap();
         let got: Vec<Ipv4Addr> = (0..5).map(|_| a.allocate().unwrap()).collect();
         let want: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(100, 72, 0, i)).collect();
         assert_eq!(got, want);
-        assert!(a.allocate().unwrap_err().to_string().contains("no available"));
+        assert!(a
+            .allocate()
+            .unwrap_err()
+            .to_string()
+            .contains("no available"));
         // A released address comes back only after the cursor wraps around.
         a.release(Ipv4Addr::new(100, 72, 0, 3));
         a.release(Ipv4Addr::new(100, 72, 0, 5));
         assert_eq!(a.allocate().unwrap(), Ipv4Addr::new(100, 72, 0, 3));
         assert_eq!(a.allocate().unwrap(), Ipv4Addr::new(100, 72, 0, 5));
         // Restored after a restart: the used set and the cursor.
-        let mut b = Allocator::new(net("100.72.0.0/24"), None, "100.72.0.1".parse().unwrap())
-            .unwrap();
+        let mut b =
+            Allocator::new(net("100.72.0.0/24"), None, "100.72.0.1".parse().unwrap()).unwrap();
         b.reserve("100.72.0.2".parse().unwrap()).unwrap();
         b.reserve("100.72.0.9".parse().unwrap()).unwrap();
         b.set_cursor(Some("100.72.0.9".parse().unwrap()));

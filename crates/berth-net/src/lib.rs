@@ -12,6 +12,8 @@
 //! This crate knows nothing of containers or of the engine's records: the engine tells
 //! it what to build; everything here is blocking (no async runtime).
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod dns;
 pub mod ipam;
 pub mod link;

@@ -82,10 +82,11 @@ pub const DEFAULT_NET_SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv4.ping_group_range", "0 2147483647"),
 ];
 
-/// Network namespace of the container. Bridge networks come later.
+/// Network namespace of the container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum NetworkMode {
-    /// A private network namespace with only loopback.
+    /// A private network namespace: a new one with only loopback, or the one the engine
+    /// prepared at [`ContainerOptions::netns_path`] (bridge networks).
     #[default]
     None,
     /// The host's network namespace.
@@ -140,6 +141,9 @@ pub struct ContainerOptions {
     pub engine_paths: Vec<PathBuf>,
     pub resources: Resources,
     pub network: NetworkMode,
+    /// With a private network: join the namespace bind-mounted at this path (prepared by
+    /// the engine before each start) instead of creating a new one.
+    pub netns_path: Option<PathBuf>,
     /// `--init`: host path of an init binary (tini / docker-init), mounted read-only at
     /// [`INIT_PATH`] and run as PID 1 in front of the command.
     pub init: Option<PathBuf>,
@@ -489,7 +493,10 @@ fn check_hostname(h: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn namespaces(network: NetworkMode) -> Result<Vec<LinuxNamespace>, SpecError> {
+fn namespaces(
+    network: NetworkMode,
+    netns_path: Option<&Path>,
+) -> Result<Vec<LinuxNamespace>, SpecError> {
     let mut types = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
@@ -503,10 +510,11 @@ fn namespaces(network: NetworkMode) -> Result<Vec<LinuxNamespace>, SpecError> {
     types
         .into_iter()
         .map(|t| {
-            LinuxNamespaceBuilder::default()
-                .typ(t)
-                .build()
-                .map_err(build_err("namespaces"))
+            let mut b = LinuxNamespaceBuilder::default().typ(t);
+            if let (LinuxNamespaceType::Network, Some(p)) = (t, netns_path) {
+                b = b.path(p.to_path_buf());
+            }
+            b.build().map_err(build_err("namespaces"))
         })
         .collect()
 }
@@ -694,7 +702,7 @@ pub fn generate_for_host(
         )
     };
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(opts.network)?)
+        .namespaces(namespaces(opts.network, opts.netns_path.as_deref())?)
         .resources(resources)
         .devices(devices)
         .masked_paths(masked)
@@ -1372,6 +1380,28 @@ mod tests {
             e.to_string().contains("berth's own socket or state root"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_prepared_netns_is_joined_by_path() {
+        let o = ContainerOptions {
+            netns_path: Some(PathBuf::from("/var/lib/berth/netns/c0ffee")),
+            ..opts()
+        };
+        let j = gen(&image(), &o).unwrap();
+        let net: Vec<&serde_json::Value> = j["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "network")
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0]["path"], "/var/lib/berth/netns/c0ffee");
+        assert!(j["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["type"] == "network" || n.get("path").is_none()));
     }
 
     #[test]

@@ -1,0 +1,1981 @@
+//! Networks: Docker's bridge networks, the default one included, over `berth-net`.
+//!
+//! - A network is a record (`STATE/networks/<id>.json`, durable) and, in the kernel, a
+//!   bridge carrying the gateway address, plus the network's part of berth's nftables
+//!   table and an embedded DNS server listening on the gateway address.
+//! - A container on bridge networks gets a network namespace of its own, prepared by the
+//!   engine before each start at `STATE/netns/<id>` (the runtime spec joins it by path)
+//!   and torn down after each exit; one veth pair per network. What was set up is
+//!   recorded in `containers/<id>/network.json` *before* the kernel objects are made, so
+//!   a crash mid-setup is repaired: the next start (or the daemon's) tears down exactly
+//!   what the file names, and an interface or namespace no file names is swept.
+//! - Addresses are allocated sequentially from the network's subnet (see
+//!   `berth_net::ipam`): in use are the addresses of running containers' endpoints, read
+//!   back from their `network.json` at daemon start, so no address is handed out twice
+//!   across restarts; the cursor is kept in `networks/<id>.cursor`.
+//! - Published ports are DNAT rules in the kernel (no proxy process). berth's nftables
+//!   table is regenerated from this module's state and applied atomically whenever a
+//!   network or a published port changes, and at daemon start (reconcile).
+//! - `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` of a container are files of its
+//!   directory, bind-mounted, rewritten at each start (Docker's way).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard, PoisonError};
+
+use berth_net::{dns, ipam, link, netns, nft};
+use berth_types::ErrorKind;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::containers::{io_err, random_id, write_atomic, write_replace, ContainerRecord};
+use crate::error::{EngineError, Result};
+use crate::events::EventType;
+use crate::{Engine, WeakEngine};
+
+/// Version of `networks/<id>.json`.
+pub const NETWORK_RECORD_VERSION: u32 = 1;
+/// Version of `containers/<id>/network.json`.
+pub const CONTAINER_NET_VERSION: u32 = 1;
+pub(crate) const NET_STATE_FILE: &str = "network.json";
+/// The default network's name, as Docker calls it.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// Prefix of the host ends of berth's veth pairs.
+const VETH_PREFIX: &str = "bth";
+/// The files of a container's /etc that the engine writes.
+pub(crate) const ETC_FILES: [(&str, &str); 3] = [
+    ("hosts", "/etc/hosts"),
+    ("resolv.conf", "/etc/resolv.conf"),
+    ("hostname", "/etc/hostname"),
+];
+
+/// Driver options berth honours (Docker's names).
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
+/// A network (`networks/<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkRecord {
+    pub version: u32,
+    /// 64 hex digits.
+    pub id: String,
+    pub name: String,
+    /// `bridge`.
+    pub driver: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The bridge interface.
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// Where dynamic addresses come from (`--ip-range`), else the whole subnet.
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    /// The subnet was given by the user (static addresses are allowed only then, as in
+    /// Docker).
+    #[serde(default)]
+    pub user_subnet: bool,
+    /// No route to or from the outside (`--internal`).
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    /// Containers of the network may talk to each other.
+    #[serde(default = "yes")]
+    pub icc: bool,
+    /// Outgoing traffic is masqueraded.
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The driver options as given.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The default network (`bridge`): no name resolution between its containers
+    /// (Docker's rule), and it cannot be removed.
+    #[serde(default)]
+    pub default_bridge: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `docker network create`'s request.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// `bridge` (the default); other drivers are refused.
+    pub driver: Option<String>,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// How a container joins a network (Docker's EndpointSettings as given).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetAttachment {
+    pub network_id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`.
+    #[serde(default)]
+    pub ipv4_address: Option<Ipv4Addr>,
+}
+
+/// A host port binding as Docker's PortBindings spell it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    /// Empty: every address of the host.
+    #[serde(default)]
+    pub host_ip: String,
+    /// Empty or `0`: any free port; `8000-8010`: the first free one of the range.
+    #[serde(default)]
+    pub host_port: String,
+}
+
+/// A container's network configuration (in its record).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Docker's NetworkMode as the container has it: `bridge`, `host`, `none` or a
+    /// network's name.
+    #[serde(default)]
+    pub mode: String,
+    /// The networks it is connected to, the first one the primary (default route, ports).
+    #[serde(default)]
+    pub networks: Vec<NetAttachment>,
+    /// `"80/tcp"` → bindings.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: publish every exposed port on a free host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `"80/tcp"`: the image's ExposedPorts and `--expose`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host name:ip`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub domainname: String,
+}
+
+impl NetConfig {
+    /// Whether the container has a network namespace the engine prepares.
+    pub fn bridged(&self) -> bool {
+        !matches!(self.mode.as_str(), "host" | "none" | "")
+    }
+}
+
+/// What the network part of a create asks for, by name (resolved at create).
+#[derive(Debug, Clone, Default)]
+pub struct NetRequest {
+    /// NetworkMode: empty/`default`/`bridge`, `host`, `none`, or a network name or id.
+    pub mode: String,
+    /// EndpointsConfig: network name or id → aliases, `--ip`.
+    pub endpoints: BTreeMap<String, (Vec<String>, Option<Ipv4Addr>)>,
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    pub publish_all: bool,
+    pub exposed_ports: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub domainname: String,
+}
+
+/// One network interface of a running container (`network.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub endpoint_id: String,
+    /// Inside the container: `eth0`, `eth1`, ...
+    pub ifname: String,
+    /// The veth's host end.
+    pub host_ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The names other containers resolve it by on this network.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+}
+
+/// A published port of a running container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PublishedPort {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub container_port: u16,
+    /// `0.0.0.0`: every address of the host.
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+}
+
+/// The network state of a running container (`containers/<id>/network.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerNet {
+    pub version: u32,
+    pub netns: PathBuf,
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A network as the API shows it: its record and the containers on it.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    pub record: NetworkRecord,
+    /// Container id → (container name, endpoint).
+    pub containers: BTreeMap<String, (String, Endpoint)>,
+}
+
+/// A port to publish: protocol, container port, host address, host port range.
+type WantedPort = (String, u16, Ipv4Addr, Option<(u16, u16)>);
+
+/// In-memory networking state (behind the engine's `net` mutex).
+#[derive(Default)]
+pub(crate) struct NetState {
+    networks: BTreeMap<String, NetRuntime>,
+    /// Running containers' network state, by container id.
+    live: BTreeMap<String, LiveNet>,
+}
+
+struct NetRuntime {
+    rec: NetworkRecord,
+    alloc: ipam::Allocator,
+    dns: Option<dns::DnsServer>,
+}
+
+struct LiveNet {
+    name: String,
+    net: ContainerNet,
+    /// Where its DNS queries for other names go.
+    upstreams: Vec<SocketAddr>,
+}
+
+/// IDs of the two networks that have no record: Docker lists `host` and `none` too.
+fn predefined_id(name: &str) -> String {
+    use std::fmt::Write;
+    // Stable, and distinct from random IDs in practice: the name's bytes, hex, padded.
+    let mut s = String::from("b0");
+    for b in format!("berth-predefined-network-{name}").bytes() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s.truncate(64);
+    while s.len() < 64 {
+        s.push('0');
+    }
+    s
+}
+
+fn net_err(e: berth_net::Error) -> EngineError {
+    EngineError::new(e.kind, e.to_string())
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Docker's network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn valid_network_name(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
+}
+
+/// A host interface name for the veth of a container on a network: `bth` and 12 hex
+/// digits of a hash of both IDs (15 bytes, the kernel's limit).
+fn veth_name(container_id: &str, network_id: &str) -> String {
+    // FNV-1a, 64 bit: stable across versions (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes().chain([b'/']).chain(network_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{VETH_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Parses `80`, `80/tcp`, `53/udp` (Docker's port keys).
+pub fn parse_port_key(key: &str) -> Result<(u16, String)> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp") {
+        return Err(EngineError::invalid(format!(
+            "port {key}: protocol {proto} is not supported (tcp or udp)"
+        )));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok((p, proto)),
+        _ => Err(EngineError::invalid(format!(
+            "port {key}: not a port number (1-65535)"
+        ))),
+    }
+}
+
+/// The host's ephemeral port range (`net.ipv4.ip_local_port_range`), where `-P` takes
+/// its ports, as Docker does.
+fn ephemeral_range() -> (u16, u16) {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(a, b)| a <= b && *a > 0)
+        .unwrap_or((32768, 60999))
+}
+
+/// Whether a host process holds `ip:port` (tried by binding, then closing at once: berth
+/// itself never listens on a published port).
+fn host_port_free(proto: &str, ip: Ipv4Addr, port: u16) -> std::io::Result<bool> {
+    let addr = SocketAddr::from((ip, port));
+    let r = if proto == "udp" {
+        std::net::UdpSocket::bind(addr).map(drop)
+    } else {
+        std::net::TcpListener::bind(addr).map(drop)
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Engine {
+    fn networks_dir(&self) -> PathBuf {
+        self.store().root().join("networks")
+    }
+
+    pub(crate) fn netns_path(&self, container_id: &str) -> PathBuf {
+        self.store().root().join("netns").join(container_id)
+    }
+
+    fn net_state(&self) -> MutexGuard<'_, NetState> {
+        self.inner
+            .net
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_network_records(&self) -> Vec<NetworkRecord> {
+        let dir = self.networks_dir();
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
+            }) {
+                Ok(r) if r.version <= NETWORK_RECORD_VERSION => out.push(r),
+                Ok(r) => {
+                    warn!(path = %p.display(), version = r.version, "network record of a newer berth: skipped")
+                }
+                Err(e) => {
+                    warn!(path = %p.display(), error = %e, "unreadable network record: skipped")
+                }
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        out
+    }
+
+    fn write_network_record(&self, rec: &NetworkRecord) -> Result<()> {
+        let dir = self.networks_dir();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| EngineError::internal(format!("network {}: record: {e}", rec.name)))?;
+        write_atomic(&dir, &format!("{}.json", rec.id), &bytes)
+    }
+
+    fn save_cursor(&self, id: &str, cursor: Option<Ipv4Addr>) {
+        if let Some(c) = cursor {
+            let _ = write_replace(
+                &self.networks_dir(),
+                &format!("{id}.cursor"),
+                c.to_string().as_bytes(),
+            );
+        }
+    }
+
+    fn load_cursor(&self, id: &str) -> Option<Ipv4Addr> {
+        fs::read_to_string(self.networks_dir().join(format!("{id}.cursor")))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// The host's routes and berth's own subnets: what a new subnet must not overlap.
+    fn taken_subnets(&self, st: &NetState) -> Vec<Ipv4Net> {
+        let mut taken: Vec<Ipv4Net> = st.networks.values().map(|n| n.rec.subnet).collect();
+        match ipam::host_routes() {
+            Ok(r) => taken.extend(r),
+            Err(e) => warn!(error = %e, "cannot read the host's routes"),
+        }
+        taken
+    }
+
+    /// Brings a network to life in the kernel: its bridge (created if missing, e.g.
+    /// after a host reboot) and its DNS server.
+    fn activate_network(&self, rec: &NetworkRecord) -> Result<NetRuntime> {
+        let gw = Ipv4Net::new(rec.gateway, rec.subnet.prefix_len())
+            .map_err(|e| EngineError::internal(format!("network {}: {e}", rec.name)))?;
+        link::ensure_bridge(&rec.bridge, gw, rec.mtu).map_err(net_err)?;
+        let mut alloc =
+            ipam::Allocator::new(rec.subnet, rec.ip_range, rec.gateway).map_err(net_err)?;
+        alloc.set_cursor(self.load_cursor(&rec.id));
+        let resolver: Arc<dyn dns::Resolver> = Arc::new(NetResolver {
+            engine: self.downgrade(),
+            network_id: rec.id.clone(),
+        });
+        let dns = match dns::DnsServer::start(SocketAddr::from((rec.gateway, 53)), resolver) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(network = %rec.name, error = %e, "embedded DNS server not started: containers of this network cannot resolve names");
+                None
+            }
+        };
+        Ok(NetRuntime {
+            rec: rec.clone(),
+            alloc,
+            dns,
+        })
+    }
+
+    /// At open: loads the networks (creating the default one), brings their bridges up,
+    /// takes back the running containers' addresses and ports, tears down what stopped
+    /// containers left (their exit while the daemon was away, a crash mid-setup), sweeps
+    /// interfaces and namespaces nothing names, and applies berth's nftables table.
+    pub(crate) fn open_networks(&self, running: &BTreeSet<String>) {
+        let mut st = self.net_state();
+        let mut records = self.read_network_records();
+        let want_default = self.config().bridge != "none";
+        if want_default && !records.iter().any(|r| r.default_bridge) {
+            match self.new_default_network(&st) {
+                Ok(r) => records.insert(0, r),
+                Err(e) => warn!(error = %e, "default bridge network not created"),
+            }
+        }
+        if self.config().ip_forward && !records.is_empty() {
+            match nft::enable_ip_forward() {
+                Ok(true) => info!("net.ipv4.ip_forward set to 1 (containers on bridge networks reach the outside through the host)"),
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "cannot enable IPv4 forwarding"),
+            }
+        }
+        for rec in records {
+            if rec.default_bridge && !want_default {
+                continue;
+            }
+            match self.activate_network(&rec) {
+                Ok(rt) => {
+                    st.networks.insert(rec.id.clone(), rt);
+                }
+                Err(e) => warn!(network = %rec.name, error = %e, "network not brought up"),
+            }
+        }
+        // Running containers keep their endpoints; the others' are torn down.
+        let mut claimed: BTreeSet<String> = BTreeSet::new();
+        for rec in self.container_records().unwrap_or_default() {
+            let Some(net) = self.read_container_net(&rec.id) else {
+                continue;
+            };
+            if running.contains(&rec.id) {
+                for ep in &net.endpoints {
+                    claimed.insert(ep.host_ifname.clone());
+                    if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                        if let Err(e) = n.alloc.reserve(ep.ip) {
+                            warn!(container.id = %rec.id, error = %e, "address of a running container");
+                        }
+                    }
+                }
+                let upstreams = self.upstreams_for(&rec);
+                st.live.insert(
+                    rec.id.clone(),
+                    LiveNet {
+                        name: rec.name.clone(),
+                        net,
+                        upstreams,
+                    },
+                );
+            } else {
+                info!(container.id = %rec.id, "tearing down the network of a container that is not running");
+                teardown_kernel(&net);
+                let _ = fs::remove_file(self.container_dir(&rec.id).join(NET_STATE_FILE));
+            }
+        }
+        // Namespaces and interfaces nothing names (a crash before network.json was
+        // written cannot leave any: it is written first; these come from removed state).
+        if let Ok(rd) = fs::read_dir(self.store().root().join("netns")) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().to_string();
+                if !running.contains(&id) || !st.live.contains_key(&id) {
+                    if let Err(e) = netns::remove(&e.path()) {
+                        warn!(path = %e.to_string(), "stale network namespace not removed");
+                    }
+                }
+            }
+        }
+        match link::links_with_prefix(VETH_PREFIX) {
+            Ok(links) => {
+                for l in links.into_iter().filter(|l| !claimed.contains(l)) {
+                    info!(interface = %l, "removing a veth no container claims");
+                    let _ = link::remove_veth(&l);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list interfaces"),
+        }
+        if let Err(e) = self.apply_rules(&st) {
+            warn!(error = %e, "berth's nftables rules not applied");
+        }
+    }
+
+    fn new_default_network(&self, st: &NetState) -> Result<NetworkRecord> {
+        let cfg = self.config();
+        let (subnet, gateway) = match &cfg.bip {
+            Some(bip) => {
+                let n: Ipv4Net = bip.parse().map_err(|_| {
+                    EngineError::invalid(format!(
+                        "bip {bip:?}: not an address with a prefix length (100.72.0.1/24)"
+                    ))
+                })?;
+                (n.trunc(), n.addr())
+            }
+            None => {
+                let s = ipam::choose_subnet(&cfg.address_pools, &self.taken_subnets(st))
+                    .map_err(net_err)?;
+                (s, ipam::default_gateway(&s).map_err(net_err)?)
+            }
+        };
+        let rec = NetworkRecord {
+            version: NETWORK_RECORD_VERSION,
+            id: random_id()?,
+            name: DEFAULT_NETWORK.into(),
+            driver: "bridge".into(),
+            created: now_rfc3339(),
+            bridge: cfg.bridge.clone(),
+            subnet,
+            gateway,
+            ip_range: None,
+            user_subnet: cfg.bip.is_some(),
+            internal: false,
+            attachable: false,
+            icc: true,
+            masquerade: true,
+            mtu: None,
+            labels: BTreeMap::new(),
+            options: BTreeMap::from([
+                (OPT_BRIDGE_NAME.to_string(), cfg.bridge.clone()),
+                (OPT_ICC.to_string(), "true".to_string()),
+                (OPT_MASQUERADE.to_string(), "true".to_string()),
+            ]),
+            default_bridge: true,
+        };
+        self.write_network_record(&rec)?;
+        info!(network.id = %rec.id, subnet = %subnet, bridge = %rec.bridge, "default bridge network created");
+        Ok(rec)
+    }
+
+    /// Regenerates berth's nftables table from the state and applies it.
+    fn apply_rules(&self, st: &NetState) -> Result<()> {
+        let mut rules = nft::Ruleset::default();
+        for n in st.networks.values() {
+            rules.bridges.push(nft::BridgeRules {
+                bridge: n.rec.bridge.clone(),
+                subnet: n.rec.subnet,
+                masquerade: n.rec.masquerade && !n.rec.internal,
+                internal: n.rec.internal,
+                icc: n.rec.icc,
+            });
+        }
+        for live in st.live.values() {
+            let Some(ep) = live.net.endpoints.first() else {
+                continue;
+            };
+            let Some(n) = st.networks.get(&ep.network_id) else {
+                continue;
+            };
+            for p in &live.net.ports {
+                rules.ports.push(nft::PortRule {
+                    proto: if p.proto == "udp" {
+                        nft::Proto::Udp
+                    } else {
+                        nft::Proto::Tcp
+                    },
+                    host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+                    host_port: p.host_port,
+                    container_ip: ep.ip,
+                    container_port: p.container_port,
+                    bridge: n.rec.bridge.clone(),
+                });
+            }
+        }
+        nft::apply(&rules).map_err(net_err)
+    }
+
+    /// Looks a network up by exact ID, exact name, or unique ID prefix (Docker's order).
+    fn find_network<'a>(st: &'a NetState, key: &str) -> Option<&'a NetworkRecord> {
+        if let Some(n) = st.networks.get(key) {
+            return Some(&n.rec);
+        }
+        if let Some(n) = st.networks.values().find(|n| n.rec.name == key) {
+            return Some(&n.rec);
+        }
+        let mut by_prefix = st.networks.values().filter(|n| n.rec.id.starts_with(key));
+        match (by_prefix.next(), by_prefix.next()) {
+            (Some(n), None) if !key.is_empty() => Some(&n.rec),
+            _ => None,
+        }
+    }
+
+    fn network_not_found(key: &str) -> EngineError {
+        EngineError::not_found(format!("network {key} not found"))
+    }
+
+    /// The predefined `host` and `none` networks, as records for listing.
+    fn predefined(name: &str) -> NetworkRecord {
+        NetworkRecord {
+            version: NETWORK_RECORD_VERSION,
+            id: predefined_id(name),
+            name: name.into(),
+            driver: name.replace("none", "null"),
+            created: String::new(),
+            bridge: String::new(),
+            subnet: Ipv4Net::default(),
+            gateway: Ipv4Addr::UNSPECIFIED,
+            ip_range: None,
+            user_subnet: false,
+            internal: false,
+            attachable: false,
+            icc: true,
+            masquerade: false,
+            mtu: None,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            default_bridge: false,
+        }
+    }
+
+    fn info_of(st: &NetState, rec: &NetworkRecord) -> NetworkInfo {
+        let mut containers = BTreeMap::new();
+        for (cid, live) in &st.live {
+            for ep in live.net.endpoints.iter().filter(|e| e.network_id == rec.id) {
+                containers.insert(cid.clone(), (live.name.clone(), ep.clone()));
+            }
+        }
+        NetworkInfo {
+            record: rec.clone(),
+            containers,
+        }
+    }
+
+    /// `docker network ls`: the bridge networks, then `host` and `none`.
+    pub fn list_networks(&self) -> Vec<NetworkInfo> {
+        let st = self.net_state();
+        let mut out: Vec<NetworkInfo> = st
+            .networks
+            .values()
+            .map(|n| Self::info_of(&st, &n.rec))
+            .collect();
+        for p in ["host", "none"] {
+            out.push(NetworkInfo {
+                record: Self::predefined(p),
+                containers: BTreeMap::new(),
+            });
+        }
+        out
+    }
+
+    /// `docker network inspect`.
+    pub fn network(&self, key: &str) -> Result<NetworkInfo> {
+        let st = self.net_state();
+        if let Some(rec) = Self::find_network(&st, key) {
+            return Ok(Self::info_of(&st, rec));
+        }
+        for p in ["host", "none"] {
+            let rec = Self::predefined(p);
+            if key == p || (key.len() >= 3 && rec.id.starts_with(key)) {
+                return Ok(NetworkInfo {
+                    record: rec,
+                    containers: BTreeMap::new(),
+                });
+            }
+        }
+        Err(Self::network_not_found(key))
+    }
+
+    /// `docker network create`.
+    pub fn create_network(&self, req: &NetworkCreate) -> Result<NetworkRecord> {
+        let name = req.name.as_str();
+        if !valid_network_name(name) {
+            return Err(EngineError::invalid(format!(
+                "network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if matches!(name, "host" | "none" | DEFAULT_NETWORK | "default") {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!("{name} is a pre-defined network and cannot be created"),
+            ));
+        }
+        match req.driver.as_deref() {
+            None | Some("") | Some("bridge") => {}
+            Some(d) => {
+                return Err(EngineError::invalid(format!(
+                    "network {name}: driver {d} is not supported by berth (bridge only)"
+                )))
+            }
+        }
+        if req.enable_ipv6 {
+            return Err(EngineError::invalid(format!(
+                "network {name}: IPv6 is not supported yet by berth"
+            )));
+        }
+        let mut icc = true;
+        let mut masquerade = true;
+        let mut mtu = None;
+        let mut bridge_name = None;
+        for (k, v) in &req.options {
+            let bool_opt = |v: &str| -> Result<bool> {
+                v.parse::<bool>().map_err(|_| {
+                    EngineError::invalid(format!(
+                        "network {name}: option {k}={v}: not true or false"
+                    ))
+                })
+            };
+            match k.as_str() {
+                OPT_ICC => icc = bool_opt(v)?,
+                OPT_MASQUERADE => masquerade = bool_opt(v)?,
+                OPT_MTU => {
+                    mtu = Some(v.parse::<u32>().ok().filter(|m| (68..=65535).contains(m)).ok_or_else(
+                        || EngineError::invalid(format!("network {name}: option {k}={v}: not an MTU (68-65535)")),
+                    )?)
+                }
+                OPT_BRIDGE_NAME => {
+                    if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', '\0']) {
+                        return Err(EngineError::invalid(format!(
+                            "network {name}: option {k}={v}: not an interface name (1-15 bytes, no '/' or space)"
+                        )));
+                    }
+                    bridge_name = Some(v.clone())
+                }
+                _ => {
+                    return Err(EngineError::invalid(format!(
+                        "network {name}: driver option {k} is not supported by berth (supported: {OPT_BRIDGE_NAME}, {OPT_ICC}, {OPT_MASQUERADE}, {OPT_MTU})"
+                    )))
+                }
+            }
+        }
+        let mut st = self.net_state();
+        if st.networks.values().any(|n| n.rec.name == name) {
+            return Err(EngineError::conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
+        let id = random_id()?;
+        let bridge = bridge_name.unwrap_or_else(|| format!("berth-{}", &id[..9]));
+        if st.networks.values().any(|n| n.rec.bridge == bridge) {
+            return Err(EngineError::conflict(format!(
+                "network {name}: bridge {bridge} is used by another network"
+            )));
+        }
+        let subnet = match req.subnet {
+            Some(s) => {
+                if s.trunc() != s {
+                    return Err(EngineError::invalid(format!(
+                        "network {name}: subnet {s} is not a network address (did you mean {}?)",
+                        s.trunc()
+                    )));
+                }
+                if let Some(other) = st
+                    .networks
+                    .values()
+                    .find(|n| ipam::overlaps(&n.rec.subnet, &s))
+                {
+                    return Err(EngineError::new(
+                        ErrorKind::Forbidden,
+                        format!(
+                            "Pool overlaps with other one on this address space: subnet {s} overlaps network {} ({})",
+                            other.rec.name, other.rec.subnet
+                        ),
+                    ));
+                }
+                s
+            }
+            None => ipam::choose_subnet(&self.config().address_pools, &self.taken_subnets(&st))
+                .map_err(net_err)?,
+        };
+        let gateway = match req.gateway {
+            Some(g) => g,
+            None => ipam::default_gateway(&subnet).map_err(net_err)?,
+        };
+        // Validates the gateway and range against the subnet.
+        ipam::Allocator::new(subnet, req.ip_range, gateway)
+            .map_err(|e| EngineError::invalid(format!("network {name}: {e}")))?;
+        let mut options = req.options.clone();
+        options.retain(|_, v| !v.is_empty());
+        let rec = NetworkRecord {
+            version: NETWORK_RECORD_VERSION,
+            id: id.clone(),
+            name: name.to_string(),
+            driver: "bridge".into(),
+            created: now_rfc3339(),
+            bridge,
+            subnet,
+            gateway,
+            ip_range: req.ip_range,
+            user_subnet: req.subnet.is_some(),
+            internal: req.internal,
+            attachable: req.attachable,
+            icc,
+            masquerade,
+            mtu,
+            labels: req.labels.clone(),
+            options,
+            default_bridge: false,
+        };
+        if self.config().ip_forward {
+            if let Ok(true) = nft::enable_ip_forward() {
+                info!("net.ipv4.ip_forward set to 1 (containers on bridge networks reach the outside through the host)");
+            }
+        }
+        // The record last: a crash before it leaves a bridge the next create of the
+        // same ID cannot meet (IDs are random) and `network prune` cannot see; the
+        // bridge is removed here on failure.
+        let rt = self.activate_network(&rec)?;
+        st.networks.insert(id.clone(), rt);
+        let done = self
+            .write_network_record(&rec)
+            .and_then(|_| self.apply_rules(&st));
+        if let Err(e) = done {
+            if let Some(rt) = st.networks.remove(&id) {
+                drop(rt.dns);
+            }
+            let _ = link::delete_link(&rec.bridge);
+            let _ = fs::remove_file(self.networks_dir().join(format!("{id}.json")));
+            let _ = self.apply_rules(&st);
+            return Err(e);
+        }
+        drop(st);
+        info!(network.id = %id, name, subnet = %rec.subnet, "network created");
+        self.emit_network(&rec, "create", None);
+        Ok(rec)
+    }
+
+    fn emit_network(&self, rec: &NetworkRecord, action: &str, container: Option<&str>) {
+        let mut attrs = BTreeMap::from([
+            ("name".to_string(), rec.name.clone()),
+            ("type".to_string(), rec.driver.clone()),
+        ]);
+        if let Some(c) = container {
+            attrs.insert("container".into(), c.to_string());
+        }
+        self.emit(EventType::Network, action, rec.id.clone(), attrs);
+    }
+
+    /// `docker network rm`: refused while a container (running or not) is connected.
+    pub fn remove_network(&self, key: &str) -> Result<()> {
+        let mut st = self.net_state();
+        let rec = match Self::find_network(&st, key) {
+            Some(r) => r.clone(),
+            None if matches!(key, "host" | "none") => {
+                return Err(EngineError::new(
+                    ErrorKind::Forbidden,
+                    format!("{key} is a pre-defined network and cannot be removed"),
+                ))
+            }
+            None => return Err(Self::network_not_found(key)),
+        };
+        if rec.default_bridge {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "{} is a pre-defined network and cannot be removed",
+                    rec.name
+                ),
+            ));
+        }
+        let users: Vec<String> = self
+            .container_records()?
+            .into_iter()
+            .filter(|c| c.net.networks.iter().any(|a| a.network_id == rec.id))
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "error while removing network: network {} id {} has active endpoints (containers {})",
+                    rec.name,
+                    rec.id,
+                    users.join(", ")
+                ),
+            ));
+        }
+        // The record first: once it is gone the network is gone; a crash after leaves a
+        // bridge the next daemon start does not bring up (and the rules no longer name).
+        let path = self.networks_dir().join(format!("{}.json", rec.id));
+        fs::remove_file(&path).map_err(|e| io_err(&path, "remove", e))?;
+        let _ = fs::remove_file(self.networks_dir().join(format!("{}.cursor", rec.id)));
+        if let Some(rt) = st.networks.remove(&rec.id) {
+            drop(rt.dns);
+        }
+        if let Err(e) = self.apply_rules(&st) {
+            warn!(network = %rec.name, error = %e, "rules not updated after removing the network");
+        }
+        if let Err(e) = link::delete_link(&rec.bridge) {
+            warn!(network = %rec.name, error = %e, "bridge not removed");
+        }
+        drop(st);
+        info!(network.id = %rec.id, name = %rec.name, "network removed");
+        self.emit_network(&rec, "destroy", None);
+        Ok(())
+    }
+
+    /// `docker network prune`: removes user-defined networks no container uses (that
+    /// match `filters`: `label`, `until`). Returns their names.
+    pub fn prune_networks(&self, filters: &crate::Filters) -> Result<Vec<String>> {
+        filters.check(&["until", "label", "label!"])?;
+        let until = match filters.get("until") {
+            [] => None,
+            [u] => Some(crate::images::parse_until(u)?),
+            _ => return Err(EngineError::invalid("more than one until filter")),
+        };
+        let used: BTreeSet<String> = self
+            .container_records()?
+            .iter()
+            .flat_map(|c| c.net.networks.iter().map(|a| a.network_id.clone()))
+            .collect();
+        let candidates: Vec<NetworkRecord> = {
+            let st = self.net_state();
+            st.networks
+                .values()
+                .map(|n| n.rec.clone())
+                .filter(|r| !r.default_bridge && !used.contains(&r.id))
+                .collect()
+        };
+        let mut removed = Vec::new();
+        for rec in candidates {
+            if !filters.labels_match("label", &rec.labels)
+                || filters.get("label!").iter().any(|f| {
+                    let mut one = crate::Filters::default();
+                    one.insert("label", f);
+                    one.labels_match("label", &rec.labels)
+                })
+            {
+                continue;
+            }
+            if let Some(u) = until {
+                let created = chrono::DateTime::parse_from_rfc3339(&rec.created)
+                    .map(|t| t.timestamp())
+                    .unwrap_or(0);
+                if created >= u {
+                    continue;
+                }
+            }
+            match self.remove_network(&rec.id) {
+                Ok(()) => removed.push(rec.name),
+                Err(e) if e.kind == ErrorKind::Forbidden => {} // a container joined meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Resolves a create's network request into the container's configuration.
+    pub(crate) fn resolve_net_request(&self, req: &NetRequest) -> Result<NetConfig> {
+        let st = self.net_state();
+        let mode = match req.mode.as_str() {
+            "" | "default" | DEFAULT_NETWORK => {
+                if self.config().bridge == "none" {
+                    "none".to_string()
+                } else {
+                    DEFAULT_NETWORK.to_string()
+                }
+            }
+            m => m.to_string(),
+        };
+        let mut cfg = NetConfig {
+            mode: mode.clone(),
+            networks: Vec::new(),
+            port_bindings: req.port_bindings.clone(),
+            publish_all: req.publish_all,
+            exposed_ports: req.exposed_ports.clone(),
+            dns: req.dns.clone(),
+            dns_search: req.dns_search.clone(),
+            dns_options: req.dns_options.clone(),
+            extra_hosts: req.extra_hosts.clone(),
+            domainname: req.domainname.clone(),
+        };
+        for d in &cfg.dns {
+            d.parse::<IpAddr>()
+                .map_err(|_| EngineError::invalid(format!("--dns {d}: not an IP address")))?;
+        }
+        for h in &cfg.extra_hosts {
+            parse_extra_host(h)?;
+        }
+        for k in cfg.port_bindings.keys().chain(cfg.exposed_ports.iter()) {
+            parse_port_key(k)?;
+        }
+        for (k, bindings) in &cfg.port_bindings {
+            for b in bindings {
+                if !b.host_ip.is_empty() {
+                    let ip: IpAddr = b.host_ip.parse().map_err(|_| {
+                        EngineError::invalid(format!(
+                            "port {k}: host IP {} is not an IP address",
+                            b.host_ip
+                        ))
+                    })?;
+                    if ip.is_ipv6() && !ip.is_unspecified() {
+                        return Err(EngineError::invalid(format!(
+                            "port {k}: host IP {ip}: IPv6 is not supported yet by berth"
+                        )));
+                    }
+                }
+                parse_host_ports(&b.host_port).map_err(|m| {
+                    EngineError::invalid(format!("port {k}: host port {:?}: {m}", b.host_port))
+                })?;
+            }
+        }
+        if mode.starts_with("container:") {
+            return Err(EngineError::invalid(format!(
+                "network mode {mode} is not supported yet by berth"
+            )));
+        }
+        if matches!(mode.as_str(), "host" | "none") {
+            if let Some(n) = req.endpoints.keys().find(|n| n.as_str() != mode) {
+                return Err(EngineError::invalid(format!(
+                    "container cannot be connected to network {n} with network mode {mode}"
+                )));
+            }
+            if mode == "host" && !cfg.exposed_ports.is_empty() {
+                // Docker discards published ports with the host's network (its CLI warns).
+                cfg.port_bindings.clear();
+                cfg.publish_all = false;
+            }
+            return Ok(cfg);
+        }
+        let primary = Self::find_network(&st, &mode)
+            .ok_or_else(|| Self::network_not_found(&mode))?
+            .clone();
+        let mut keys: Vec<&String> = req.endpoints.keys().collect();
+        // The primary network first, then the others by name.
+        keys.sort_by_key(|k| {
+            Self::find_network(&st, k).map(|r| r.id.clone()) != Some(primary.id.clone())
+        });
+        let mut seen = BTreeSet::new();
+        let primary_settings = req
+            .endpoints
+            .iter()
+            .find(|(k, _)| Self::find_network(&st, k).is_some_and(|r| r.id == primary.id))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut add =
+            |rec: &NetworkRecord, (aliases, ip): (Vec<String>, Option<Ipv4Addr>)| -> Result<()> {
+                if !seen.insert(rec.id.clone()) {
+                    return Ok(());
+                }
+                check_attachment(rec, &aliases, ip)?;
+                cfg.networks.push(NetAttachment {
+                    network_id: rec.id.clone(),
+                    aliases,
+                    ipv4_address: ip,
+                });
+                Ok(())
+            };
+        add(&primary, primary_settings)?;
+        for k in keys {
+            let rec = Self::find_network(&st, k).ok_or_else(|| Self::network_not_found(k))?;
+            add(rec, req.endpoints[k].clone())?;
+        }
+        Ok(cfg)
+    }
+
+    fn read_container_net(&self, id: &str) -> Option<ContainerNet> {
+        let p = self.container_dir(id).join(NET_STATE_FILE);
+        let bytes = fs::read(&p).ok()?;
+        match serde_json::from_slice::<ContainerNet>(&bytes) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(path = %p.display(), error = %e, "unreadable network state");
+                None
+            }
+        }
+    }
+
+    /// The network state of a running container (inspect, ps).
+    pub fn container_net(&self, id: &str) -> Option<ContainerNet> {
+        self.net_state().live.get(id).map(|l| l.net.clone())
+    }
+
+    /// A network's name by ID (inspect shows networks by name).
+    pub fn network_name(&self, id: &str) -> Option<String> {
+        self.net_state()
+            .networks
+            .get(id)
+            .map(|n| n.rec.name.clone())
+    }
+
+    /// Upstream resolvers of a container's DNS queries: its `--dns`, else the daemon's
+    /// `dns`, else the host's.
+    fn upstreams_for(&self, rec: &ContainerRecord) -> Vec<SocketAddr> {
+        let mut list: Vec<String> = rec.net.dns.clone();
+        if list.is_empty() {
+            list = self.config().dns.clone();
+        }
+        let mut out: Vec<SocketAddr> = list
+            .iter()
+            .filter_map(|s| s.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
+        if out.is_empty() {
+            if let Ok(h) = dns::read_resolv_conf(Path::new("/etc/resolv.conf")) {
+                out = h
+                    .nameservers
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, 53))
+                    .collect();
+            }
+        }
+        out
+    }
+
+    /// Before each start: writes the container's /etc files and, on bridge networks,
+    /// makes its namespace, its interfaces and its published ports. On failure, what was
+    /// made is undone.
+    pub(crate) fn network_setup(&self, rec: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        if !rec.net.bridged() {
+            return self.write_etc_files(rec, None);
+        }
+        let netns_path = self.netns_path(&rec.id);
+        let mut st = self.net_state();
+        // Endpoints: addresses now, under the lock.
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let release = |st: &mut NetState, eps: &[Endpoint]| {
+            for ep in eps {
+                if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                    n.alloc.release(ep.ip);
+                }
+            }
+        };
+        for (i, a) in rec.net.networks.iter().enumerate() {
+            let r = self.new_endpoint(&mut st, rec, a, &format!("eth{i}"));
+            match r {
+                Ok(ep) => endpoints.push(ep),
+                Err(e) => {
+                    release(&mut st, &endpoints);
+                    return Err(e);
+                }
+            }
+        }
+        let ports = match self.allocate_ports(&st, rec) {
+            Ok(p) => p,
+            Err(e) => {
+                release(&mut st, &endpoints);
+                return Err(e);
+            }
+        };
+        let net = ContainerNet {
+            version: CONTAINER_NET_VERSION,
+            netns: netns_path.clone(),
+            endpoints,
+            ports,
+        };
+        // Recorded before any kernel object exists: a crash from here on is repaired.
+        let written = serde_json::to_vec_pretty(&net)
+            .map_err(|e| EngineError::internal(format!("container {}: network state: {e}", rec.id)))
+            .and_then(|b| write_atomic(&dir, NET_STATE_FILE, &b));
+        if let Err(e) = written {
+            release(&mut st, &net.endpoints);
+            return Err(e);
+        }
+        for n in net
+            .endpoints
+            .iter()
+            .filter_map(|e| st.networks.get(&e.network_id))
+        {
+            self.save_cursor(&n.rec.id, n.alloc.cursor());
+        }
+        let made = (|| -> Result<()> {
+            netns::create(&netns_path).map_err(net_err)?;
+            for ep in &net.endpoints {
+                self.plug(&st, &net, ep, ep.ifname == "eth0")?;
+            }
+            Ok(())
+        })();
+        let upstreams = self.upstreams_for(rec);
+        st.live.insert(
+            rec.id.clone(),
+            LiveNet {
+                name: rec.name.clone(),
+                net: net.clone(),
+                upstreams,
+            },
+        );
+        let made = made
+            .and_then(|_| {
+                if net.ports.is_empty() {
+                    Ok(())
+                } else {
+                    self.apply_rules(&st)
+                }
+            })
+            .and_then(|_| self.write_etc_files(rec, Some((&st, &net))));
+        drop(st);
+        if let Err(e) = made {
+            self.network_teardown(&rec.id);
+            return Err(e);
+        }
+        for ep in &net.endpoints {
+            if let Some(n) = self
+                .net_state()
+                .networks
+                .get(&ep.network_id)
+                .map(|n| n.rec.clone())
+            {
+                self.emit_network(&n, "connect", Some(&rec.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates an endpoint of `rec` on the attachment's network (callers hold the lock).
+    fn new_endpoint(
+        &self,
+        st: &mut NetState,
+        rec: &ContainerRecord,
+        a: &NetAttachment,
+        ifname: &str,
+    ) -> Result<Endpoint> {
+        let n = st.networks.get_mut(&a.network_id).ok_or_else(|| {
+            EngineError::not_found(format!(
+                "container {}: network {} not found (removed, or not brought up: see the daemon log)",
+                rec.name, a.network_id
+            ))
+        })?;
+        let ip = match a.ipv4_address {
+            Some(ip) => {
+                n.alloc.reserve(ip).map_err(|e| {
+                    EngineError::new(
+                        e.kind,
+                        format!("container {}: network {}: {e}", rec.name, n.rec.name),
+                    )
+                })?;
+                ip
+            }
+            None => n.alloc.allocate().map_err(|e| {
+                EngineError::new(
+                    e.kind,
+                    format!("container {}: network {}: {e}", rec.name, n.rec.name),
+                )
+            })?,
+        };
+        let mut dns_names = Vec::new();
+        if !n.rec.default_bridge {
+            dns_names.push(rec.name.clone());
+            dns_names.extend(a.aliases.iter().cloned());
+            dns_names.push(rec.id[..12].to_string());
+        }
+        Ok(Endpoint {
+            network_id: n.rec.id.clone(),
+            endpoint_id: random_id()?,
+            ifname: ifname.to_string(),
+            host_ifname: veth_name(&rec.id, &n.rec.id),
+            ip,
+            prefix_len: n.rec.subnet.prefix_len(),
+            gateway: n.rec.gateway,
+            mac: ipam::format_mac(&ipam::mac_for(ip)),
+            aliases: a.aliases.clone(),
+            dns_names,
+        })
+    }
+
+    /// Makes an endpoint's veth pair; `primary` gets the default route.
+    fn plug(&self, st: &NetState, net: &ContainerNet, ep: &Endpoint, primary: bool) -> Result<()> {
+        let n = st.networks.get(&ep.network_id).ok_or_else(|| {
+            EngineError::not_found(format!("network {} not found", ep.network_id))
+        })?;
+        let address = Ipv4Net::new(ep.ip, ep.prefix_len)
+            .map_err(|e| EngineError::internal(format!("endpoint {}: {e}", ep.ip)))?;
+        link::add_veth(&link::VethSpec {
+            host_name: ep.host_ifname.clone(),
+            bridge: n.rec.bridge.clone(),
+            netns: net.netns.clone(),
+            ifname: ep.ifname.clone(),
+            mac: ipam::mac_for(ep.ip),
+            address,
+            gateway: (primary && !n.rec.internal).then_some(ep.gateway),
+            mtu: n.rec.mtu,
+        })
+        .map_err(net_err)
+    }
+
+    /// Host ports for the container's bindings (and `-P`), free of berth's other
+    /// published ports and of host processes.
+    fn allocate_ports(&self, st: &NetState, rec: &ContainerRecord) -> Result<Vec<PublishedPort>> {
+        let mut wanted: Vec<WantedPort> = Vec::new();
+        for (key, bindings) in &rec.net.port_bindings {
+            let (cport, proto) = parse_port_key(key)?;
+            let list: Vec<PortBinding> = if bindings.is_empty() {
+                vec![PortBinding::default()]
+            } else {
+                bindings.clone()
+            };
+            for b in list {
+                let ip = match b.host_ip.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(ip)) => ip,
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                let range = parse_host_ports(&b.host_port).map_err(EngineError::invalid)?;
+                wanted.push((proto.clone(), cport, ip, range));
+            }
+        }
+        if rec.net.publish_all {
+            for key in &rec.net.exposed_ports {
+                let (cport, proto) = parse_port_key(key)?;
+                let key_norm = format!("{cport}/{proto}");
+                if rec.net.port_bindings.keys().any(|k| {
+                    parse_port_key(k)
+                        .map(|(p, pr)| format!("{p}/{pr}"))
+                        .ok()
+                        .as_deref()
+                        == Some(key_norm.as_str())
+                }) {
+                    continue;
+                }
+                wanted.push((proto, cport, Ipv4Addr::UNSPECIFIED, None));
+            }
+        }
+        let mut taken: Vec<PublishedPort> = st
+            .live
+            .values()
+            .flat_map(|l| l.net.ports.iter().cloned())
+            .collect();
+        let clash = |taken: &[PublishedPort], proto: &str, ip: Ipv4Addr, port: u16| {
+            taken.iter().any(|t| {
+                t.proto == proto
+                    && t.host_port == port
+                    && (t.host_ip == ip || t.host_ip.is_unspecified() || ip.is_unspecified())
+            })
+        };
+        let mut out = Vec::new();
+        for (proto, cport, ip, range) in wanted {
+            let port = match range {
+                Some((lo, hi)) if lo == hi => {
+                    if clash(&taken, &proto, ip, lo) {
+                        return Err(EngineError::conflict(format!(
+                            "Bind for {ip}:{lo} failed: port is already allocated"
+                        )));
+                    }
+                    match host_port_free(&proto, ip, lo) {
+                        Ok(true) => lo,
+                        Ok(false) => {
+                            return Err(EngineError::conflict(format!(
+                                "Bind for {ip}:{lo}/{proto} failed: a process of the host listens on it"
+                            )))
+                        }
+                        Err(e) => {
+                            return Err(EngineError::invalid(format!(
+                                "Bind for {ip}:{lo}/{proto} failed: {e}"
+                            )))
+                        }
+                    }
+                }
+                r => {
+                    let (lo, hi) = r.unwrap_or_else(ephemeral_range);
+                    let span = u32::from(hi - lo) + 1;
+                    let start = u32::from(std::process::id() as u16 ^ (cport.rotate_left(7)));
+                    let mut found = None;
+                    for i in 0..span {
+                        let p = lo + ((start + i) % span) as u16;
+                        if clash(&taken, &proto, ip, p) {
+                            continue;
+                        }
+                        match host_port_free(&proto, ip, p) {
+                            Ok(true) => {
+                                found = Some(p);
+                                break;
+                            }
+                            Ok(false) => continue,
+                            Err(e) => {
+                                return Err(EngineError::invalid(format!(
+                                    "Bind for {ip}:{p}/{proto} failed: {e}"
+                                )))
+                            }
+                        }
+                    }
+                    found.ok_or_else(|| {
+                        EngineError::conflict(format!(
+                            "no free host port for {cport}/{proto} in {lo}-{hi}"
+                        ))
+                    })?
+                }
+            };
+            let p = PublishedPort {
+                proto,
+                container_port: cport,
+                host_ip: ip,
+                host_port: port,
+            };
+            taken.push(p.clone());
+            out.push(p);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// After each exit (and before each start, and at remove): removes the container's
+    /// interfaces and namespace, releases its addresses and ports. Idempotent.
+    pub(crate) fn network_teardown(&self, id: &str) {
+        let path = self.container_dir(id).join(NET_STATE_FILE);
+        let mut st = self.net_state();
+        let live = st.live.remove(id).map(|l| l.net);
+        let net = live.or_else(|| self.read_container_net(id));
+        let Some(net) = net else {
+            drop(st);
+            // Nothing recorded; a namespace could still exist (a crash between
+            // creating the file and... no: the file comes first). Nothing to do.
+            return;
+        };
+        for ep in &net.endpoints {
+            if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                n.alloc.release(ep.ip);
+            }
+        }
+        teardown_kernel(&net);
+        if !net.ports.is_empty() {
+            if let Err(e) = self.apply_rules(&st) {
+                warn!(container.id = %id, error = %e, "rules not updated after the container's exit");
+            }
+        }
+        let nets: Vec<NetworkRecord> = net
+            .endpoints
+            .iter()
+            .filter_map(|e| st.networks.get(&e.network_id).map(|n| n.rec.clone()))
+            .collect();
+        drop(st);
+        let _ = fs::remove_file(&path);
+        for n in nets {
+            self.emit_network(&n, "disconnect", Some(id));
+        }
+    }
+
+    /// `docker network connect`: records the network in the container's configuration
+    /// and, when it runs, plugs it in at once.
+    pub fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: Vec<String>,
+        ipv4_address: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let rec = self.container(container)?;
+        let nrec = {
+            let st = self.net_state();
+            Self::find_network(&st, network)
+                .cloned()
+                .ok_or_else(|| Self::network_not_found(network))?
+        };
+        if !rec.net.bridged() {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "container {} uses network mode {}: it cannot be connected to other networks",
+                    rec.name,
+                    if rec.network_host {
+                        "host"
+                    } else {
+                        rec.net.mode.as_str()
+                    }
+                ),
+            ));
+        }
+        if rec.net.networks.iter().any(|a| a.network_id == nrec.id) {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "endpoint with name {} already exists in network {}",
+                    rec.name, nrec.name
+                ),
+            ));
+        }
+        check_attachment(&nrec, &aliases, ipv4_address)?;
+        let att = NetAttachment {
+            network_id: nrec.id.clone(),
+            aliases,
+            ipv4_address,
+        };
+        let running = self.container_net(&rec.id).is_some();
+        if running {
+            let mut st = self.net_state();
+            let Some(mut live) = st.live.remove(&rec.id) else {
+                return Err(EngineError::conflict(format!(
+                    "container {} stopped meanwhile",
+                    rec.name
+                )));
+            };
+            let idx = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !live.net.endpoints.iter().any(|e| &e.ifname == n))
+                .unwrap_or_else(|| "eth9".into());
+            let r = self.new_endpoint(&mut st, &rec, &att, &idx).and_then(|ep| {
+                live.net.endpoints.push(ep.clone());
+                let saved = serde_json::to_vec_pretty(&live.net)
+                    .map_err(|e| EngineError::internal(e.to_string()))
+                    .and_then(|b| write_atomic(&self.container_dir(&rec.id), NET_STATE_FILE, &b));
+                match saved.and_then(|_| self.plug(&st, &live.net, &ep, false)) {
+                    Ok(()) => Ok(ep),
+                    Err(e) => {
+                        live.net
+                            .endpoints
+                            .retain(|x| x.endpoint_id != ep.endpoint_id);
+                        if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                            n.alloc.release(ep.ip);
+                        }
+                        let _ = link::remove_veth(&ep.host_ifname);
+                        Err(e)
+                    }
+                }
+            });
+            if let Some(n) = st.networks.get(&nrec.id) {
+                self.save_cursor(&n.rec.id, n.alloc.cursor());
+            }
+            st.live.insert(rec.id.clone(), live);
+            r?;
+        }
+        self.update_record(&rec.id, |r| r.net.networks.push(att.clone()))?;
+        self.emit_network(&nrec, "connect", Some(&rec.id));
+        Ok(())
+    }
+
+    /// `docker network disconnect`.
+    pub fn disconnect_network(&self, network: &str, container: &str, _force: bool) -> Result<()> {
+        let rec = self.container(container)?;
+        let nrec = {
+            let st = self.net_state();
+            Self::find_network(&st, network)
+                .cloned()
+                .ok_or_else(|| Self::network_not_found(network))?
+        };
+        if !rec.net.networks.iter().any(|a| a.network_id == nrec.id) {
+            return Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "container {} is not connected to network {}",
+                    rec.name, nrec.name
+                ),
+            ));
+        }
+        {
+            let mut st = self.net_state();
+            if let Some(mut live) = st.live.remove(&rec.id) {
+                let (gone, keep): (Vec<Endpoint>, Vec<Endpoint>) = live
+                    .net
+                    .endpoints
+                    .drain(..)
+                    .partition(|e| e.network_id == nrec.id);
+                live.net.endpoints = keep;
+                for ep in &gone {
+                    if let Err(e) = link::remove_veth(&ep.host_ifname) {
+                        warn!(container.id = %rec.id, error = %e, "veth not removed");
+                    }
+                    if let Some(n) = st.networks.get_mut(&ep.network_id) {
+                        n.alloc.release(ep.ip);
+                    }
+                }
+                let had_ports = !live.net.ports.is_empty()
+                    && live.net.endpoints.first().map(|e| &e.network_id) != Some(&nrec.id)
+                    && gone.iter().any(|e| e.ifname == "eth0");
+                if let Ok(b) = serde_json::to_vec_pretty(&live.net) {
+                    let _ = write_atomic(&self.container_dir(&rec.id), NET_STATE_FILE, &b);
+                }
+                st.live.insert(rec.id.clone(), live);
+                if had_ports {
+                    let _ = self.apply_rules(&st);
+                }
+            }
+        }
+        self.update_record(&rec.id, |r| {
+            r.net.networks.retain(|a| a.network_id != nrec.id)
+        })?;
+        self.emit_network(&nrec, "disconnect", Some(&rec.id));
+        Ok(())
+    }
+
+    /// Keeps the DNS names of a renamed running container current.
+    pub(crate) fn network_rename(&self, id: &str, old: &str, new: &str) {
+        let mut st = self.net_state();
+        let default_ids: BTreeSet<String> = st
+            .networks
+            .values()
+            .filter(|n| n.rec.default_bridge)
+            .map(|n| n.rec.id.clone())
+            .collect();
+        if let Some(live) = st.live.get_mut(id) {
+            live.name = new.to_string();
+            for ep in &mut live.net.endpoints {
+                if default_ids.contains(&ep.network_id) {
+                    continue;
+                }
+                for n in &mut ep.dns_names {
+                    if n == old {
+                        *n = new.to_string();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `hosts`, `resolv.conf` and `hostname` in the container's directory.
+    fn write_etc_files(
+        &self,
+        rec: &ContainerRecord,
+        net: Option<(&NetState, &ContainerNet)>,
+    ) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        let hostname = rec.run.hostname.clone();
+        let host_conf = dns::read_resolv_conf(Path::new("/etc/resolv.conf")).ok();
+        // hosts
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        let primary = net.and_then(|(_, n)| n.endpoints.first());
+        for h in &rec.net.extra_hosts {
+            let (name, ip) = parse_extra_host(h)?;
+            let ip = if ip == "host-gateway" {
+                match primary {
+                    Some(ep) => ep.gateway.to_string(),
+                    None => "127.0.0.1".to_string(),
+                }
+            } else {
+                ip
+            };
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        if rec.network_host {
+            if let Ok(h) = fs::read_to_string("/etc/hosts") {
+                hosts = h;
+            }
+        } else if let Some(ep) = primary {
+            let mut names = hostname.clone();
+            if !rec.net.domainname.is_empty() {
+                names = format!("{hostname}.{} {hostname}", rec.net.domainname);
+            }
+            hosts.push_str(&format!("{}\t{names}\n", ep.ip));
+        } else {
+            hosts.push_str(&format!("127.0.0.1\t{hostname}\n"));
+        }
+        // resolv.conf
+        let mut resolv = String::from("# Generated by berth.\n");
+        let search = if rec.net.dns_search.is_empty() {
+            host_conf
+                .as_ref()
+                .map(|h| h.search.clone())
+                .unwrap_or_default()
+        } else {
+            rec.net.dns_search.clone()
+        };
+        let options = if rec.net.dns_options.is_empty() {
+            host_conf
+                .as_ref()
+                .map(|h| h.options.clone())
+                .unwrap_or_default()
+        } else {
+            rec.net.dns_options.clone()
+        };
+        let embedded = primary.and_then(|ep| {
+            net.and_then(|(st, _)| st.networks.get(&ep.network_id))
+                .filter(|n| n.dns.is_some())
+                .map(|_| ep.gateway)
+        });
+        match embedded {
+            Some(gw) => {
+                resolv.push_str(&format!(
+                    "# The network's embedded DNS server (containers by name; other names go to {}).\nnameserver {gw}\n",
+                    if rec.net.dns.is_empty() { "the daemon's resolvers" } else { "--dns" }
+                ));
+            }
+            None => {
+                let servers: Vec<String> = if rec.net.dns.is_empty() {
+                    host_conf
+                        .as_ref()
+                        .map(|h| h.nameservers.iter().map(|i| i.to_string()).collect())
+                        .unwrap_or_default()
+                } else {
+                    rec.net.dns.clone()
+                };
+                for s in servers {
+                    resolv.push_str(&format!("nameserver {s}\n"));
+                }
+            }
+        }
+        if !search.is_empty() {
+            resolv.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !options.is_empty() {
+            resolv.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        for (file, content) in [
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+            ("hostname", format!("{hostname}\n")),
+        ] {
+            write_replace(&dir, file, content.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes a container's veths and namespace (errors logged: teardown goes on).
+fn teardown_kernel(net: &ContainerNet) {
+    for ep in &net.endpoints {
+        if let Err(e) = link::remove_veth(&ep.host_ifname) {
+            warn!(interface = %ep.host_ifname, error = %e, "veth not removed");
+        }
+    }
+    if let Err(e) = netns::remove(&net.netns) {
+        warn!(path = %net.netns.display(), error = %e, "network namespace not removed");
+    }
+}
+
+/// Docker's rules for aliases and static addresses on a network.
+fn check_attachment(rec: &NetworkRecord, aliases: &[String], ip: Option<Ipv4Addr>) -> Result<()> {
+    if rec.default_bridge && !aliases.is_empty() {
+        return Err(EngineError::invalid(
+            "network-scoped aliases are supported only for containers in user defined networks",
+        ));
+    }
+    for a in aliases {
+        if a.is_empty() || a.len() > 253 || a.contains(char::is_whitespace) {
+            return Err(EngineError::invalid(format!(
+                "network alias {a:?}: not a DNS name"
+            )));
+        }
+    }
+    if let Some(ip) = ip {
+        if !rec.user_subnet || rec.default_bridge {
+            return Err(EngineError::invalid(format!(
+                "--ip {ip}: user specified IP address is supported only when connecting to networks with user configured subnets"
+            )));
+        }
+        if !rec.subnet.contains(&ip) {
+            return Err(EngineError::invalid(format!(
+                "--ip {ip}: not in the subnet {} of network {}",
+                rec.subnet, rec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--add-host name:ip` (or `name=ip`; `host-gateway` names the network's gateway).
+pub fn parse_extra_host(h: &str) -> Result<(String, String)> {
+    let (name, ip) = h
+        .split_once('=')
+        .or_else(|| h.split_once(':'))
+        .ok_or_else(|| EngineError::invalid(format!("--add-host {h}: expected NAME:IP")))?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(EngineError::invalid(format!(
+            "--add-host {h}: bad host name"
+        )));
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if ip != "host-gateway" && ip.parse::<IpAddr>().is_err() {
+        return Err(EngineError::invalid(format!(
+            "--add-host {h}: {ip} is not an IP address (or host-gateway)"
+        )));
+    }
+    Ok((name.to_string(), ip.to_string()))
+}
+
+/// A HostPort: empty or `0` (any), `8080`, or `8000-8010`.
+fn parse_host_ports(s: &str) -> std::result::Result<Option<(u16, u16)>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "0" {
+        return Ok(None);
+    }
+    let p = |x: &str| {
+        x.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{x} is not a port number (1-65535)"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (p(a)?, p(b)?);
+            if a > b {
+                return Err(format!("range {a}-{b} is empty"));
+            }
+            Ok(Some((a, b)))
+        }
+        None => {
+            let x = p(s)?;
+            Ok(Some((x, x)))
+        }
+    }
+}
+
+/// The embedded DNS server's view of the engine, for one network.
+struct NetResolver {
+    engine: WeakEngine,
+    network_id: String,
+}
+
+impl NetResolver {
+    fn with_state<T>(&self, f: impl FnOnce(&NetState, &str) -> Option<T>) -> Option<T> {
+        let engine = Engine::upgrade(&self.engine)?;
+        let st = engine.net_state();
+        // The client: a container with an endpoint on this network.
+        f(&st, &self.network_id)
+    }
+}
+
+fn client_of<'a>(st: &'a NetState, network_id: &str, client: IpAddr) -> Option<&'a LiveNet> {
+    let IpAddr::V4(ip) = client else {
+        return None;
+    };
+    st.live.values().find(|l| {
+        l.net
+            .endpoints
+            .iter()
+            .any(|e| e.network_id == network_id && e.ip == ip)
+    })
+}
+
+impl dns::Resolver for NetResolver {
+    fn is_client(&self, client: IpAddr) -> bool {
+        self.with_state(|st, nid| client_of(st, nid, client).map(|_| ()))
+            .is_some()
+    }
+
+    fn lookup(&self, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+        self.with_state(|st, nid| {
+            let me = client_of(st, nid, client)?;
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let mut out = Vec::new();
+            for mine in &me.net.endpoints {
+                for other in st.live.values() {
+                    for ep in other
+                        .net
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.network_id == mine.network_id)
+                    {
+                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(&name))
+                            && !out.contains(&ep.ip)
+                        {
+                            out.push(ep.ip);
+                        }
+                    }
+                }
+            }
+            (!out.is_empty()).then_some(out)
+        })
+    }
+
+    fn reverse(&self, client: IpAddr, ip: Ipv4Addr) -> Option<String> {
+        self.with_state(|st, nid| {
+            let me = client_of(st, nid, client)?;
+            for mine in &me.net.endpoints {
+                for other in st.live.values() {
+                    if let Some(ep) = other
+                        .net
+                        .endpoints
+                        .iter()
+                        .find(|e| e.network_id == mine.network_id && e.ip == ip)
+                    {
+                        return ep.dns_names.first().cloned();
+                    }
+                }
+            }
+            None
+        })
+    }
+
+    fn upstreams(&self, client: IpAddr) -> Vec<SocketAddr> {
+        self.with_state(|st, nid| client_of(st, nid, client).map(|l| l.upstreams.clone()))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_the_kernel_limit_and_are_stable() {
+        let a = veth_name(&"a".repeat(64), &"b".repeat(64));
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("bth"));
+        assert_eq!(a, veth_name(&"a".repeat(64), &"b".repeat(64)));
+        assert_ne!(a, veth_name(&"a".repeat(64), &"c".repeat(64)));
+    }
+
+    #[test]
+    fn port_keys_and_host_ports_parse() {
+        assert_eq!(parse_port_key("80").unwrap(), (80, "tcp".into()));
+        assert_eq!(parse_port_key("53/UDP").unwrap(), (53, "udp".into()));
+        assert!(parse_port_key("80/sctp").is_err());
+        assert!(parse_port_key("0/tcp").is_err());
+        assert!(parse_port_key("x/tcp").is_err());
+        assert_eq!(parse_host_ports("").unwrap(), None);
+        assert_eq!(parse_host_ports("0").unwrap(), None);
+        assert_eq!(parse_host_ports("8080").unwrap(), Some((8080, 8080)));
+        assert_eq!(parse_host_ports("8000-8010").unwrap(), Some((8000, 8010)));
+        assert!(parse_host_ports("9-8").is_err());
+        assert!(parse_host_ports("70000").is_err());
+    }
+
+    #[test]
+    fn extra_hosts_parse() {
+        assert_eq!(
+            parse_extra_host("db:10.1.2.3").unwrap(),
+            ("db".into(), "10.1.2.3".into())
+        );
+        assert_eq!(
+            parse_extra_host("db=::1").unwrap(),
+            ("db".into(), "::1".into())
+        );
+        assert_eq!(
+            parse_extra_host("gw:host-gateway").unwrap().1,
+            "host-gateway"
+        );
+        assert!(parse_extra_host("db").is_err());
+        assert!(parse_extra_host("db:nope").is_err());
+    }
+
+    #[test]
+    fn predefined_ids_are_stable_hex() {
+        let h = predefined_id("host");
+        assert_eq!(h.len(), 64);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(h, predefined_id("none"));
+    }
+}
