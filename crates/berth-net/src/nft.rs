@@ -513,55 +513,49 @@ mod tests {
         });
     }
 
+    fn refused(r: &Ruleset) -> String {
+        validate(r)
+            .expect_err("the model should be refused")
+            .to_string()
+    }
+
     #[test]
     fn invalid_models_are_refused() {
         let mut r = example();
         r.bridges[0].bridge = "bad\"name".into();
-        assert!(validate(&r)
-            .unwrap_err()
-            .to_string()
-            .contains("interface name"));
+        assert!(refused(&r).contains("interface name"));
 
         let mut r = example();
         r.bridges[1].bridge = "berth0".into();
-        assert!(validate(&r)
-            .unwrap_err()
-            .to_string()
-            .contains("appears twice"));
+        assert!(refused(&r).contains("appears twice"));
 
         let mut r = example();
         r.bridges[1].subnet = "100.72.0.0/16".parse().expect("subnet");
-        assert!(validate(&r).unwrap_err().to_string().contains("overlaps"));
+        assert!(refused(&r).contains("overlaps"));
 
         let mut r = example();
         r.ports[0].bridge = "nosuch".into();
-        assert!(validate(&r)
-            .unwrap_err()
-            .to_string()
-            .contains("not in the model"));
+        assert!(refused(&r).contains("not in the model"));
 
         let mut r = example();
         r.ports[0].bridge = "berth-0a1b2c3d4".into();
         r.ports[0].container_ip = "100.72.1.2".parse().expect("ip");
-        assert!(validate(&r).unwrap_err().to_string().contains("internal"));
+        assert!(refused(&r).contains("internal"));
 
         let mut r = example();
         r.ports[0].container_ip = "100.72.9.2".parse().expect("ip");
-        assert!(validate(&r)
-            .unwrap_err()
-            .to_string()
-            .contains("not in subnet"));
+        assert!(refused(&r).contains("not in subnet"));
 
         let mut r = example();
         r.ports[0].host_port = 0;
-        assert!(validate(&r).unwrap_err().to_string().contains("port 0"));
+        assert!(refused(&r).contains("port 0"));
 
         // 127.0.0.1:5353/udp and 0.0.0.0:5353/udp overlap; the same port in tcp does not
         let mut r = example();
         let mut p = r.ports[1].clone();
         p.host_ip = None;
         r.ports.push(p.clone());
-        let e = validate(&r).unwrap_err();
+        let e = validate(&r).expect_err("overlapping ports");
         assert_eq!(e.kind, berth_types::ErrorKind::Conflict);
         assert!(
             e.to_string()

@@ -378,6 +378,52 @@ fn port_published_on_loopback_reaches_the_container_from_the_host() {
 }
 
 #[test]
+fn port_published_on_loopback_is_not_reachable_from_a_neighbour() {
+    with_lab(|lab| {
+        lab.bridge("br0", "100.72.0.1/24");
+        let c1 = lab.container("br0", "100.72.0.2/24", "100.72.0.1");
+        let ext = lab.external();
+        let _srv = lab.ns(c1).serve_tcp(80, "c1");
+        nft::apply(&Ruleset {
+            bridges: vec![bridge("br0", "100.72.0.0/24")],
+            ports: vec![port(
+                Proto::Tcp,
+                Some("127.0.0.1"),
+                8080,
+                "100.72.0.2",
+                80,
+                "br0",
+            )],
+        })
+        .expect("apply");
+        // a neighbour that routes 127.0.0.1 to this host (as in CVE-2020-8558)
+        let e = &lab.ns(ext).name;
+        ip(&format!("-n {e} addr flush dev lo"));
+        ip(&format!(
+            "-n {e} route add 127.0.0.1/32 via 10.99.0.1 dev eth0"
+        ));
+        lab.ns(ext)
+            .run(|| sysctl("net/ipv4/conf/eth0/route_localnet", "1"));
+        // count such packets arriving here, before any translation
+        nft_script("table ip probe {\n\tchain pre {\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tip daddr 127.0.0.1 tcp dport 8080 counter\n\t}\n}\n");
+
+        assert_blocked(
+            "neighbour -> 127.0.0.1:8080",
+            lab.ns(ext).run(|| tcp_get("127.0.0.1:8080")),
+        );
+        let probe = run("nft", &["list", "table", "ip", "probe"]);
+        assert!(
+            !probe.contains("packets 0 "),
+            "the packets did reach the host: {probe}"
+        );
+        assert_eq!(
+            tcp_get("127.0.0.1:8080").expect("from the host itself"),
+            "c1 100.72.0.1"
+        );
+    });
+}
+
+#[test]
 fn port_published_on_all_addresses_reaches_the_container_from_outside() {
     with_lab(|lab| {
         lab.bridge("br0", "100.72.0.1/24");
@@ -525,9 +571,21 @@ fn bridges_are_isolated_and_only_published_ports_are_reachable_from_outside() {
                 .expect("a1 -> outside"),
             "ext 10.99.0.1"
         );
-        // traffic not involving berth's bridges is left alone
+        // traffic not involving berth's bridges is left alone, and only traffic to the
+        // host's own addresses is translated: port 8080 of another host stays that host's
+        let _e8080 = lab.ns(ext).serve_tcp(8080, "ext");
         assert_eq!(
             tcp_get("10.99.0.2:90").expect("host -> outside"),
+            "ext 10.99.0.1"
+        );
+        assert_eq!(
+            tcp_get("10.99.0.2:8080").expect("host -> outside:8080"),
+            "ext 10.99.0.1"
+        );
+        assert_eq!(
+            lab.ns(a1)
+                .run(|| tcp_get("10.99.0.2:8080"))
+                .expect("a1 -> outside:8080"),
             "ext 10.99.0.1"
         );
     });
