@@ -19,7 +19,10 @@
 //!   127.0.0.1 included (the engine sets `route_localnet` on the bridge so that the
 //!   rerouted packet may keep its loopback source until it is masqueraded). Prerouting
 //!   never translates packets addressed to 127.0.0.0/8: a neighbour on the link could
-//!   otherwise reach ports published on loopback only.
+//!   otherwise reach ports published on loopback only (CVE-2020-8558), nor DNS queries
+//!   from a bridge to its gateway (the embedded DNS server), even when port 53 is
+//!   published. Published ports are reachable from every bridge through the host's
+//!   addresses, as with Docker's userland proxy (which berth does not have).
 //! - `postrouting`: masquerade of loopback sources leaving through a bridge (host to
 //!   127.0.0.1:published), of translated traffic from a bridge's subnet going back out
 //!   of that bridge (hairpin: a container reaching a published port of its own network,
@@ -292,11 +295,23 @@ pub fn render(r: &Ruleset) -> String {
     s.push_str(&format!("table {TABLE} {{\n"));
     s.push_str("\tcomment \"managed by berth: changes are overwritten\"\n");
     chain(&mut s, "published", None, &published);
+    let mut prerouting = Vec::new();
+    for b in &r.bridges {
+        // the embedded DNS server listens on the gateway: the address of the host that
+        // is in the bridge's subnet; a port 53 published on all addresses must not
+        // capture the containers' queries
+        prerouting.push(format!(
+            "iifname \"{br}\" ip daddr {net} meta l4proto {{ tcp, udp }} th dport 53 return comment \"{br}: the embedded DNS server on the gateway\"",
+            br = b.bridge,
+            net = b.subnet.trunc(),
+        ));
+    }
+    prerouting.push("ip daddr != 127.0.0.0/8 fib daddr type local jump published comment \"to the host from outside (never to loopback)\"".to_string());
     chain(
         &mut s,
         "prerouting",
         Some("type nat hook prerouting priority dstnat; policy accept;"),
-        &["ip daddr != 127.0.0.0/8 fib daddr type local jump published comment \"to the host from outside (never to loopback)\"".to_string()],
+        &prerouting,
     );
     chain(
         &mut s,
@@ -477,6 +492,7 @@ mod tests {
             "tcp dport 8080 dnat to 100.72.0.2:80 comment \"0.0.0.0:8080/tcp -> 100.72.0.2:80 on berth0\"",
             "ip daddr 127.0.0.1 udp dport 5353 dnat to 100.72.0.3:53 comment \"127.0.0.1:5353/udp -> 100.72.0.3:53 on berth0\"",
             "type nat hook prerouting priority dstnat; policy accept;",
+            "iifname \"berth0\" ip daddr 100.72.0.0/24 meta l4proto { tcp, udp } th dport 53 return comment \"berth0: the embedded DNS server on the gateway\"",
             "ip daddr != 127.0.0.0/8 fib daddr type local jump published comment \"to the host from outside (never to loopback)\"",
             "fib daddr type local jump published comment \"from the host to itself, loopback included\"",
             "oifname \"berth0\" ip saddr 127.0.0.0/8 masquerade comment \"host to a port published on loopback, berth0\"",
@@ -517,6 +533,17 @@ mod tests {
         validate(r)
             .expect_err("the model should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn nft_errors_carry_nft_stderr() {
+        let e = in_fresh_netns(|| {
+            run_nft(&["-c", "-f", "-"], "table ip berth { chain c { bogus } }\n")
+        })
+        .expect_err("nft rejects the script");
+        let text = e.to_string();
+        assert!(text.contains("nft -c -f - failed"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
     }
 
     #[test]

@@ -101,53 +101,58 @@ impl Ns {
     /// A TCP server on 0.0.0.0:`port` in this namespace; each connection is answered
     /// with "`tag` <address of the peer as seen by the server>".
     fn serve_tcp(&self, port: u16, tag: &str) -> Server {
-        self.serve(port, tag, false)
+        serve(Some(&self.name), Ipv4Addr::UNSPECIFIED, port, tag, false)
     }
 
     /// Same over UDP: each datagram is answered the same way.
     fn serve_udp(&self, port: u16, tag: &str) -> Server {
-        self.serve(port, tag, true)
+        serve(Some(&self.name), Ipv4Addr::UNSPECIFIED, port, tag, true)
     }
+}
 
-    fn serve(&self, port: u16, tag: &str, udp: bool) -> Server {
-        let (name, tag) = (self.name.clone(), tag.to_string());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
+/// A server on `ip`:`port` (TCP or UDP) in namespace `ns`, or in the calling thread's
+/// namespace when `ns` is None; each connection or datagram is answered with
+/// "`tag` <address of the peer as seen by the server>".
+fn serve(ns: Option<&str>, ip: Ipv4Addr, port: u16, tag: &str, udp: bool) -> Server {
+    let (name, tag) = (ns.map(str::to_string), tag.to_string());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || {
+        if let Some(name) = name {
             enter(&name);
-            let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
-            if udp {
-                let sock = UdpSocket::bind(addr).expect("bind udp");
-                sock.set_read_timeout(Some(Duration::from_millis(50)))
-                    .expect("timeout");
-                ready_tx.send(()).expect("ready");
-                let mut buf = [0u8; 64];
-                while !stop2.load(Ordering::Relaxed) {
-                    if let Ok((_, peer)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(format!("{tag} {}", peer.ip()).as_bytes(), peer);
-                    }
-                }
-            } else {
-                let listener = TcpListener::bind(addr).expect("bind tcp");
-                listener.set_nonblocking(true).expect("nonblocking");
-                ready_tx.send(()).expect("ready");
-                while !stop2.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut conn, peer)) => {
-                            let _ = conn.set_nonblocking(false);
-                            let _ = conn.write_all(format!("{tag} {}", peer.ip()).as_bytes());
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                    }
+        }
+        let addr = SocketAddrV4::new(ip, port);
+        if udp {
+            let sock = UdpSocket::bind(addr).expect("bind udp");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            ready_tx.send(()).expect("ready");
+            let mut buf = [0u8; 64];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(format!("{tag} {}", peer.ip()).as_bytes(), peer);
                 }
             }
-        });
-        ready_rx.recv().expect("server did not start");
-        Server {
-            stop,
-            thread: Some(thread),
+        } else {
+            let listener = TcpListener::bind(addr).expect("bind tcp");
+            listener.set_nonblocking(true).expect("nonblocking");
+            ready_tx.send(()).expect("ready");
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, peer)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.write_all(format!("{tag} {}", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
         }
+    });
+    ready_rx.recv().expect("server did not start");
+    Server {
+        stop,
+        thread: Some(thread),
     }
 }
 
@@ -571,6 +576,14 @@ fn bridges_are_isolated_and_only_published_ports_are_reachable_from_outside() {
                 .expect("a1 -> outside"),
             "ext 10.99.0.1"
         );
+        // a published port is reachable from the other bridge through the host's
+        // addresses (as with Docker's userland proxy), only directly it is not
+        assert_eq!(
+            lab.ns(b1)
+                .run(|| tcp_get("10.99.0.1:8080"))
+                .expect("b1 -> a1's published port"),
+            "a1 100.72.0.1"
+        );
         // traffic not involving berth's bridges is left alone, and only traffic to the
         // host's own addresses is translated: port 8080 of another host stays that host's
         let _e8080 = lab.ns(ext).serve_tcp(8080, "ext");
@@ -696,5 +709,55 @@ fn apply_replaces_the_table_and_leaves_other_tables_alone() {
         assert_eq!(list_other(), other_before);
         nft::remove().expect("remove when absent");
         assert_blocked("8080 after remove", tcp_get("127.0.0.1:8080"));
+    });
+}
+
+#[test]
+fn a_published_port_53_does_not_capture_the_embedded_dns() {
+    with_lab(|lab| {
+        lab.bridge("br0", "100.72.0.1/24");
+        let c1 = lab.container("br0", "100.72.0.2/24", "100.72.0.1");
+        let c2 = lab.container("br0", "100.72.0.3/24", "100.72.0.1");
+        let ext = lab.external();
+        let _c1u = lab.ns(c1).serve_udp(53, "c1");
+        let _c1t = lab.ns(c1).serve_tcp(53, "c1");
+        // the embedded DNS server: on the gateway address, in the host namespace
+        let gw = Ipv4Addr::new(100, 72, 0, 1);
+        let _dnsu = serve(None, gw, 53, "dns", true);
+        let _dnst = serve(None, gw, 53, "dns", false);
+        nft::apply(&Ruleset {
+            bridges: vec![bridge("br0", "100.72.0.0/24")],
+            ports: vec![
+                port(Proto::Udp, None, 53, "100.72.0.2", 53, "br0"),
+                port(Proto::Tcp, None, 53, "100.72.0.2", 53, "br0"),
+            ],
+        })
+        .expect("apply");
+
+        assert_eq!(
+            lab.ns(c2)
+                .run(|| udp_get("100.72.0.1:53"))
+                .expect("udp query to the gateway"),
+            "dns 100.72.0.3"
+        );
+        assert_eq!(
+            lab.ns(c2)
+                .run(|| tcp_get("100.72.0.1:53"))
+                .expect("tcp query to the gateway"),
+            "dns 100.72.0.3"
+        );
+        // while port 53 is published everywhere else
+        assert_eq!(
+            lab.ns(ext)
+                .run(|| udp_get("10.99.0.1:53"))
+                .expect("udp from outside"),
+            "c1 10.99.0.2"
+        );
+        assert_eq!(
+            lab.ns(c2)
+                .run(|| tcp_get("10.99.0.1:53"))
+                .expect("hairpin tcp"),
+            "c1 100.72.0.1"
+        );
     });
 }
