@@ -55,8 +55,14 @@ use crate::{Error, Result};
 /// The family and name of berth's table.
 pub const TABLE: &str = "ip berth";
 
-/// The nft binary, looked up in PATH (it lives in /usr/sbin).
-const NFT: &str = "nft";
+/// The nft binary: where Debian's `nftables` package puts it, else looked up in PATH
+/// (a daemon's PATH does not always include the sbin directories).
+fn nft_binary() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nft")
+}
 
 /// Everything berth's table must express: all bridge networks and all published ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,7 +375,8 @@ pub fn remove() -> Result<()> {
 
 fn run_nft(args: &[&str], script: &str) -> Result<()> {
     let object = format!("nftables table {TABLE}");
-    let mut child = Command::new(NFT)
+    let nft = nft_binary();
+    let mut child = Command::new(nft)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -378,7 +385,7 @@ fn run_nft(args: &[&str], script: &str) -> Result<()> {
         .map_err(|e| {
             Error::unavailable(
                 &object,
-                format!("cannot run {NFT} (is the nftables package installed?): {e}"),
+                format!("cannot run {nft} (is the nftables package installed?): {e}"),
             )
         })?;
     let written = match child.stdin.take() {
