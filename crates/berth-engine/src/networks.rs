@@ -1073,11 +1073,10 @@ impl Engine {
                     "container cannot be connected to network {n} with network mode {mode}"
                 )));
             }
-            if mode == "host" && !cfg.exposed_ports.is_empty() {
-                // Docker discards published ports with the host's network (its CLI warns).
-                cfg.port_bindings.clear();
-                cfg.publish_all = false;
-            }
+            // Docker discards published ports without a network namespace of the
+            // container's own on a bridge (its CLI warns for host).
+            cfg.port_bindings.clear();
+            cfg.publish_all = false;
             return Ok(cfg);
         }
         let primary = Self::find_network(&st, &mode)
@@ -1108,6 +1107,12 @@ impl Engine {
                 });
                 Ok(())
             };
+        if primary.internal && (!cfg.port_bindings.is_empty() || cfg.publish_all) {
+            return Err(EngineError::invalid(format!(
+                "network {} is internal: ports cannot be published from it",
+                primary.name
+            )));
+        }
         add(&primary, primary_settings)?;
         for k in keys {
             let rec = Self::find_network(&st, k).ok_or_else(|| Self::network_not_found(k))?;
