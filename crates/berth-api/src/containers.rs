@@ -14,13 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
-    EngineError, EventType, HealthAction, HealthState, LogQuery, NetworkMode, RestartPolicy,
-    RunSettings, WaitCondition,
+    EngineError, EventType, HealthAction, HealthState, LogQuery, NetRequest, NetworkMode,
+    PortBinding, RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cgroups::{patch_inspect, ResourcesBody};
+use crate::container_net;
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
@@ -76,8 +77,8 @@ struct HostConfigBody {
     #[serde(flatten)]
     resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
-    // Accepted only when empty/off: refusing beats silently ignoring them.
-    port_bindings: Option<BTreeMap<String, serde_json::Value>>,
+    /// `{"80/tcp": [{"HostIp","HostPort"}]}` (`-p`).
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingBody>>>>,
     publish_all_ports: bool,
     restart_policy: Option<RestartPolicyBody>,
     auto_remove: bool,
@@ -105,6 +106,19 @@ struct HostConfigBody {
     runtime: Option<String>,
     /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
     console_size: Option<[u64; 2]>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortBindingBody {
+    host_ip: String,
+    host_port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfigBody {
+    endpoints_config: Option<BTreeMap<String, Option<crate::networks::EndpointBody>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,33 +164,76 @@ struct CreateBody {
     stop_timeout: Option<i64>,
     healthcheck: Option<berth_image::model::HealthConfig>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     host_config: Option<HostConfigBody>,
+    networking_config: Option<NetworkingConfigBody>,
+}
+
+/// The network part of a create body (`CreateOptions.net`): NetworkMode, ports, DNS,
+/// extra hosts, the domain name and the endpoints of NetworkingConfig. The engine
+/// checks the values (ports, addresses, names); links are refused here.
+fn net_request(
+    hc: &mut HostConfigBody,
+    exposed: Option<BTreeMap<String, serde_json::Value>>,
+    domainname: String,
+    networking: Option<NetworkingConfigBody>,
+) -> Result<NetRequest, ApiError> {
+    if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(not_supported("--link"));
+    }
+    let mut endpoints = BTreeMap::new();
+    for (name, ep) in networking
+        .and_then(|n| n.endpoints_config)
+        .unwrap_or_default()
+    {
+        let settings = ep.unwrap_or_default().settings().map_err(|e| {
+            ApiError::new(e.status, format!("network {name}: {}", e.message))
+        })?;
+        endpoints.insert(name, settings);
+    }
+    let port_bindings = hc
+        .port_bindings
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let list = v
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| PortBinding {
+                    host_ip: b.host_ip,
+                    host_port: b.host_port,
+                })
+                .collect();
+            (k, list)
+        })
+        .collect();
+    Ok(NetRequest {
+        mode: hc.network_mode.clone().unwrap_or_default(),
+        endpoints,
+        port_bindings,
+        publish_all: hc.publish_all_ports,
+        exposed_ports: exposed.unwrap_or_default().into_keys().collect(),
+        dns: hc.dns.take().unwrap_or_default(),
+        dns_search: hc.dns_search.take().unwrap_or_default(),
+        dns_options: hc.dns_options.take().unwrap_or_default(),
+        extra_hosts: hc.extra_hosts.take().unwrap_or_default(),
+        domainname,
+    })
 }
 
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
-    if !body.domainname.is_empty() {
-        return Err(not_supported("a domain name (--domainname)"));
-    }
-    let hc = body.host_config.unwrap_or_default();
-    if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
-        return Err(not_supported("publishing ports (-p, -P)"));
-    }
+    let mut hc = body.host_config.unwrap_or_default();
+    let net = net_request(
+        &mut hc,
+        body.exposed_ports,
+        body.domainname,
+        body.networking_config,
+    )?;
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
-    }
-    let given = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|m| !m.is_empty());
-    for (field, what) in [
-        (&hc.dns, "--dns (names come with bridge networks)"),
-        (&hc.dns_search, "--dns-search"),
-        (&hc.dns_options, "--dns-option"),
-        (&hc.extra_hosts, "--add-host"),
-        (&hc.links, "--link"),
-    ] {
-        if given(field) {
-            return Err(not_supported(what));
-        }
     }
     for (value, what) in [
         (&hc.pid_mode, "--pid"),
@@ -202,10 +259,12 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     if hc.volumes_from.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--volumes-from"));
     }
-    let network = match hc.network_mode.as_deref() {
-        None | Some("") | Some("default") | Some("none") | Some("bridge") => NetworkMode::None,
-        Some("host") => NetworkMode::Host,
-        Some(other) => return Err(not_supported(&format!("network mode {other:?}"))),
+    // The engine resolves the mode (a network name, `bridge`, `host`, `none`) and sets
+    // the runtime's network from it; `host` is said here too so both agree.
+    let network = if net.mode == "host" {
+        NetworkMode::Host
+    } else {
+        NetworkMode::None
     };
     let mut runtime = ContainerOptions {
         args_override: body.cmd.map(StrSlice::into_vec).filter(|v| !v.is_empty()),
@@ -282,6 +341,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         labels,
         settings,
         mounts,
+        net,
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -747,6 +807,7 @@ fn summary_json(c: &ContainerSummary) -> Value {
 /// Docker's `docker ps` filters berth answers.
 const LIST_FILTERS: &[&str] = &[
     "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since",
+    "network", "publish", "expose",
 ];
 
 /// Whether a container passes the list filters (values of one filter are ORed, filters
@@ -823,17 +884,41 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| *l > 0)
         .map(|l| l as usize);
-    match blocking(move || engine.list_containers()).await {
-        Ok(rows) => {
-            let out: Vec<Value> = rows
-                .iter()
-                .filter(|c| {
-                    all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
-                })
-                .filter(|c| list_match(c, &filters, &rows))
-                .take(limit.unwrap_or(usize::MAX))
-                .map(summary_json)
-                .collect();
+    let listed = blocking(move || {
+        let rows = engine.list_containers()?;
+        let live: BTreeMap<String, berth_engine::ContainerNet> = rows
+            .iter()
+            .filter_map(|c| {
+                engine
+                    .container_net(&c.record.id)
+                    .map(|n| (c.record.id.clone(), n))
+            })
+            .collect();
+        Ok((rows, live, container_net::net_names(&engine)))
+    })
+    .await;
+    match listed {
+        Ok((rows, live, names)) => {
+            let mut out: Vec<Value> = Vec::new();
+            for c in rows.iter().filter(|c| {
+                all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
+            }) {
+                let l = live.get(&c.record.id);
+                match container_net::filter_match(&filters, &c.record, l, &names) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return e.into_response(),
+                }
+                if !list_match(c, &filters, &rows) {
+                    continue;
+                }
+                if out.len() >= limit.unwrap_or(usize::MAX) {
+                    break;
+                }
+                let mut doc = summary_json(c);
+                container_net::patch_summary(&mut doc, &c.record, l, &names);
+                out.push(doc);
+            }
             Json(out).into_response()
         }
         Err(e) => e.into_response(),
@@ -981,12 +1066,17 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
         let c = engine.container_summary(&id)?;
         let log = engine.container_log_path(&c.record);
         let execs = engine.container_exec_ids(&c.record.id);
-        Ok((c, log, execs))
+        let live = engine.container_net(&c.record.id);
+        let names = container_net::net_names(&engine);
+        Ok((c, log, execs, live, names))
     })
     .await;
     match result {
-        Ok((c, log, execs)) => {
+        Ok((c, log, execs, live, names)) => {
             let mut doc = inspect_json(&c, &log);
+            if let Some(dir) = log.parent() {
+                container_net::patch_inspect(&mut doc, &c.record, live.as_ref(), &names, dir);
+            }
             // Docker: the running execs' IDs, null when there are none.
             doc["ExecIDs"] = if execs.is_empty() {
                 Value::Null
