@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::container_net;
+use berth_engine::networks::DEFAULT_NETWORK;
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
@@ -189,6 +190,15 @@ fn net_request(
         let settings = ep.unwrap_or_default().settings().map_err(|e| {
             ApiError::new(e.status, format!("network {name}: {}", e.message))
         })?;
+        // The docker CLI names the default network `default` (as NetworkMode does);
+        // with nothing in it the entry says nothing more than the mode.
+        if name == "default" {
+            if settings.0.is_empty() && settings.1.is_none() {
+                continue;
+            }
+            endpoints.insert(DEFAULT_NETWORK.to_string(), settings);
+            continue;
+        }
         endpoints.insert(name, settings);
     }
     let port_bindings = hc
@@ -393,7 +403,9 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
     };
     let result = blocking(move || {
         engine.create_container(&image, &opts).map_err(|e| {
-            if e.kind == berth_types::ErrorKind::NotFound {
+            // A network not found stays as the engine says it.
+            if e.kind == berth_types::ErrorKind::NotFound && e.message.starts_with("No such image")
+            {
                 EngineError::not_found(format!("No such image: {image}"))
             } else {
                 e

@@ -430,6 +430,22 @@ pub fn publish(s: &str) -> anyhow::Result<Vec<(String, Value)>> {
         .collect())
 }
 
+/// `--add-host host:ip` (or `host=ip`), as the docker CLI checks it: sent as `host:ip`.
+pub fn add_host(s: &str) -> anyhow::Result<String> {
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(|| anyhow::anyhow!("bad format for add-host: {s:?}"))?;
+    if host.is_empty() {
+        bail!("bad format for add-host: {s:?}");
+    }
+    let bare = ip.trim_start_matches('[').trim_end_matches(']');
+    if bare != "host-gateway" && bare.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid IP address in add-host: {ip:?}");
+    }
+    Ok(format!("{host}:{bare}"))
+}
+
 /// `--expose 80[-81][/proto]`.
 pub fn expose(s: &str) -> anyhow::Result<Vec<String>> {
     let (p, proto) = s.rsplit_once('/').unwrap_or((s, "tcp"));
