@@ -1,32 +1,613 @@
-//! STUB (local only)
+//! berth's nftables table (`table ip berth`): address translation for published ports
+//! and outbound traffic, and the isolation of berth's bridges.
+//!
+//! The engine keeps the whole model ([`Ruleset`]: every bridge network and every
+//! published port) and hands it here on every change and at daemon start. [`render`]
+//! turns it into one nft script that creates an empty `ip berth` table (so that the
+//! delete cannot fail), deletes it and writes the full table again; [`apply`] feeds that
+//! script to `nft -f -`, which runs it as ONE transaction. The switch from the old rules to
+//! the new ones is therefore atomic (no packet ever sees a half-built table) and
+//! idempotent (applying the same model twice gives the same table), and nothing outside
+//! berth's own table is ever read or changed. Plain nft syntax is rendered (not JSON) so
+//! that the output is easy to read in review, in `nft list table ip berth` and in tests.
+//!
+//! What the rules do (IPv4 only):
+//!
+//! - `published` (jumped to from the nat `prerouting` and `output` hooks for packets to
+//!   an address of the host, `fib daddr type local`): DNAT of each published port to its
+//!   container. From the output hook this covers connections from the host itself,
+//!   127.0.0.1 included (the engine sets `route_localnet` on the bridge so that the
+//!   rerouted packet may keep its loopback source until it is masqueraded). Prerouting
+//!   never translates packets addressed to 127.0.0.0/8: a neighbour on the link could
+//!   otherwise reach ports published on loopback only (CVE-2020-8558), nor DNS queries
+//!   from a bridge to its gateway (the embedded DNS server), even when port 53 is
+//!   published. Published ports are reachable from every bridge through the host's
+//!   addresses, as with Docker's userland proxy (which berth does not have).
+//! - `postrouting`: masquerade of loopback sources leaving through a bridge (host to
+//!   127.0.0.1:published), of translated traffic from a bridge's subnet going back out
+//!   of that bridge (hairpin: a container reaching a published port of its own network,
+//!   itself included, gets replies back through the host), and of a bridge's subnet
+//!   leaving through any other interface (outbound NAT, unless `masquerade` is false).
+//! - `forward` (filter): replies (`ct state established,related`) pass; an internal
+//!   bridge forwards nothing to or from another interface; traffic between containers of
+//!   one bridge (seen here only when br_netfilter is active) passes when `icc` is set and
+//!   is dropped otherwise (published ports excepted); traffic entering a bridge from
+//!   anywhere else passes only when it was translated by a published port (`ct status
+//!   dnat`), so unpublished container ports cannot be reached from other hosts and two
+//!   berth bridges cannot talk to each other directly. Base chains have policy accept:
+//!   traffic that involves no berth bridge is left alone.
+//!
+//! The rules hold both with and without br_netfilter. Without it, intra-bridge traffic
+//! never reaches the IP hooks, so `icc = false` needs br_netfilter to be enforced. With
+//! it, a container reaching its OWN published port is DNATed back to the bridge port it
+//! came from; the bridge only sends a frame back out of its ingress port when that port
+//! is in hairpin mode, so container veths must have `hairpin on` (link's job).
+
+use std::collections::HashSet;
+use std::io::Write;
 use std::net::Ipv4Addr;
-#[derive(Default)]
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The family and name of berth's table.
+pub const TABLE: &str = "ip berth";
+
+/// The nft binary: where Debian's `nftables` package puts it, else looked up in PATH
+/// (a daemon's PATH does not always include the sbin directories).
+fn nft_binary() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nft")
+}
+
+/// Everything berth's table must express: all bridge networks and all published ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ruleset {
     pub bridges: Vec<BridgeRules>,
     pub ports: Vec<PortRule>,
 }
+
+/// One bridge network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgeRules {
+    /// The bridge interface, e.g. `berth0`.
     pub bridge: String,
+    /// The network's subnet (the gateway address is on the bridge).
     pub subnet: ipnet::Ipv4Net,
+    /// Masquerade traffic from the subnet leaving through another interface (false for
+    /// `--internal` networks, which do not leave anyway).
     pub masquerade: bool,
+    /// No traffic to or from any other interface at all.
     pub internal: bool,
+    /// Containers on this bridge may talk to each other (Docker's
+    /// `com.docker.network.bridge.enable_icc`, default true).
     pub icc: bool,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
 }
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One published port: `host_ip:host_port/proto` -> `container_ip:container_port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRule {
     pub proto: Proto,
+    /// The host address the port is published on; `None` means every address of the
+    /// host; `Some(127.0.0.1)` publishes on loopback only.
     pub host_ip: Option<Ipv4Addr>,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
     pub container_port: u16,
+    /// The bridge the container address is on (must be one of the model's bridges).
     pub bridge: String,
 }
-pub fn apply(_r: &Ruleset) -> crate::Result<()> {
-    Err(crate::Error::internal("x", "stub"))
+
+/// Checks that `r` can be rendered safely and means something: bridge names are plain
+/// interface names (they are written into the script), unique, with disjoint subnets;
+/// each port names a known, non-internal bridge, a container address in its subnet,
+/// non-zero ports, and does not overlap another port of the same protocol.
+pub fn validate(r: &Ruleset) -> Result<()> {
+    let mut names = HashSet::new();
+    for (i, b) in r.bridges.iter().enumerate() {
+        let object = format!("bridge {:?}", b.bridge);
+        if !valid_ifname(&b.bridge) {
+            return Err(Error::invalid(
+                object,
+                "an interface name must be 1 to 15 characters among a-z, A-Z, 0-9, '-', '_' and '.'",
+            ));
+        }
+        if !names.insert(b.bridge.as_str()) {
+            return Err(Error::invalid(
+                object,
+                "the bridge appears twice in the model",
+            ));
+        }
+        if let Some(other) = r.bridges[..i].iter().find(|o| {
+            o.subnet.contains(&b.subnet.network()) || b.subnet.contains(&o.subnet.network())
+        }) {
+            return Err(Error::invalid(
+                object,
+                format!(
+                    "subnet {} overlaps subnet {} of bridge {:?}",
+                    b.subnet, other.subnet, other.bridge
+                ),
+            ));
+        }
+    }
+    for (i, p) in r.ports.iter().enumerate() {
+        let object = format!("published port {}", describe_port(p));
+        let Some(b) = r.bridges.iter().find(|b| b.bridge == p.bridge) else {
+            return Err(Error::invalid(
+                object,
+                format!("bridge {:?} is not in the model", p.bridge),
+            ));
+        };
+        if b.internal {
+            return Err(Error::invalid(
+                object,
+                format!(
+                    "bridge {:?} is internal: no port can be published on it",
+                    p.bridge
+                ),
+            ));
+        }
+        if !b.subnet.contains(&p.container_ip) {
+            return Err(Error::invalid(
+                object,
+                format!(
+                    "container address {} is not in subnet {} of bridge {:?}",
+                    p.container_ip, b.subnet, b.bridge
+                ),
+            ));
+        }
+        if p.host_port == 0 || p.container_port == 0 {
+            return Err(Error::invalid(object, "port 0 cannot be published"));
+        }
+        if let Some(other) = r.ports[..i].iter().find(|o| {
+            o.proto == p.proto
+                && o.host_port == p.host_port
+                && (o.host_ip.is_none() || p.host_ip.is_none() || o.host_ip == p.host_ip)
+        }) {
+            return Err(Error::conflict(
+                object,
+                format!("already published by {}", describe_port(other)),
+            ));
+        }
+    }
+    Ok(())
 }
-pub fn enable_ip_forward() -> crate::Result<bool> {
-    Err(crate::Error::internal("x", "stub"))
+
+/// Linux interface names are at most 15 bytes; berth keeps to characters that need no
+/// quoting anywhere (nft, ip, sysctl paths).
+fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && name != "."
+        && name != ".."
+}
+
+fn describe_port(p: &PortRule) -> String {
+    let host = p
+        .host_ip
+        .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
+    format!(
+        "{host}:{}/{} -> {}:{} on {}",
+        p.host_port, p.proto, p.container_ip, p.container_port, p.bridge
+    )
+}
+
+/// The nft script that replaces berth's table with the rules for `r`, in one
+/// transaction. Deterministic: same model, same text (rules follow the model's order).
+/// The model must have passed [`validate`] (as [`apply`] ensures): names are written
+/// into the script as they are.
+pub fn render(r: &Ruleset) -> String {
+    let mut published = Vec::new();
+    for p in &r.ports {
+        let daddr = p
+            .host_ip
+            .map(|ip| format!("ip daddr {ip} "))
+            .unwrap_or_default();
+        published.push(format!(
+            "{daddr}{proto} dport {} dnat to {}:{} comment \"{}\"",
+            p.host_port,
+            p.container_ip,
+            p.container_port,
+            describe_port(p),
+            proto = p.proto,
+        ));
+    }
+
+    let mut postrouting = Vec::new();
+    for b in &r.bridges {
+        let (br, net) = (&b.bridge, b.subnet.trunc());
+        if b.internal {
+            // nothing is published on it and nothing leaves it
+            continue;
+        }
+        postrouting.push(format!(
+            "oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade comment \"host to a port published on loopback, {br}\""
+        ));
+        postrouting.push(format!(
+            "oifname \"{br}\" ip saddr {net} ct status dnat masquerade comment \"hairpin: {br} to a published port on {br}\""
+        ));
+        if b.masquerade {
+            postrouting.push(format!(
+                "oifname != \"{br}\" ip saddr {net} masquerade comment \"outbound from {br}\""
+            ));
+        }
+    }
+
+    let mut forward = vec![
+        "ct state established,related accept comment \"replies and related traffic\"".to_string(),
+    ];
+    for b in &r.bridges {
+        let br = &b.bridge;
+        if b.internal {
+            forward.push(format!(
+                "iifname \"{br}\" oifname != \"{br}\" drop comment \"{br} is internal\""
+            ));
+            forward.push(format!(
+                "oifname \"{br}\" iifname != \"{br}\" drop comment \"{br} is internal\""
+            ));
+        }
+        if b.icc {
+            forward.push(format!(
+                "iifname \"{br}\" oifname \"{br}\" accept comment \"{br}: containers may talk to each other\""
+            ));
+        } else {
+            forward.push(format!(
+                "iifname \"{br}\" oifname \"{br}\" ct status dnat accept comment \"{br}: published ports\""
+            ));
+            forward.push(format!(
+                "iifname \"{br}\" oifname \"{br}\" drop comment \"{br}: inter-container traffic disabled\""
+            ));
+        }
+        forward.push(format!(
+            "oifname \"{br}\" ct status dnat accept comment \"published ports on {br}\""
+        ));
+        forward.push(format!(
+            "oifname \"{br}\" drop comment \"{br} accepts only published ports and replies\""
+        ));
+    }
+
+    let mut s = String::new();
+    s.push_str("# berth's own table, regenerated in full; nothing else is touched\n");
+    s.push_str(&format!("table {TABLE} {{}}\n"));
+    s.push_str(&format!("delete table {TABLE}\n"));
+    s.push_str(&format!("table {TABLE} {{\n"));
+    s.push_str("\tcomment \"managed by berth: changes are overwritten\"\n");
+    chain(&mut s, "published", None, &published);
+    let mut prerouting = Vec::new();
+    for b in &r.bridges {
+        // the embedded DNS server listens on the gateway: the address of the host that
+        // is in the bridge's subnet; a port 53 published on all addresses must not
+        // capture the containers' queries
+        prerouting.push(format!(
+            "iifname \"{br}\" ip daddr {net} meta l4proto {{ tcp, udp }} th dport 53 return comment \"{br}: the embedded DNS server on the gateway\"",
+            br = b.bridge,
+            net = b.subnet.trunc(),
+        ));
+    }
+    prerouting.push("ip daddr != 127.0.0.0/8 fib daddr type local jump published comment \"to the host from outside (never to loopback)\"".to_string());
+    chain(
+        &mut s,
+        "prerouting",
+        Some("type nat hook prerouting priority dstnat; policy accept;"),
+        &prerouting,
+    );
+    chain(
+        &mut s,
+        "output",
+        Some("type nat hook output priority -100; policy accept;"),
+        &["fib daddr type local jump published comment \"from the host to itself, loopback included\"".to_string()],
+    );
+    chain(
+        &mut s,
+        "postrouting",
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+        &postrouting,
+    );
+    chain(
+        &mut s,
+        "forward",
+        Some("type filter hook forward priority filter; policy accept;"),
+        &forward,
+    );
+    s.push_str("}\n");
+    s
+}
+
+fn chain(s: &mut String, name: &str, base: Option<&str>, rules: &[String]) {
+    s.push_str(&format!("\tchain {name} {{\n"));
+    if let Some(base) = base {
+        s.push_str(&format!("\t\t{base}\n"));
+    }
+    for rule in rules {
+        s.push_str(&format!("\t\t{rule}\n"));
+    }
+    s.push_str("\t}\n");
+}
+
+/// Replaces berth's table with the rules for `r`, atomically (one `nft -f -`
+/// transaction). An invalid model changes nothing.
+pub fn apply(r: &Ruleset) -> Result<()> {
+    validate(r)?;
+    run_nft(&["-f", "-"], &render(r))
+}
+
+/// Checks `r` with `nft -c` (parse and kernel validation, nothing is committed).
+pub fn check(r: &Ruleset) -> Result<()> {
+    validate(r)?;
+    run_nft(&["-c", "-f", "-"], &render(r))
+}
+
+/// Deletes berth's table if it exists (in one transaction; fine if it does not).
+pub fn remove() -> Result<()> {
+    run_nft(
+        &["-f", "-"],
+        &format!("table {TABLE} {{}}\ndelete table {TABLE}\n"),
+    )
+}
+
+fn run_nft(args: &[&str], script: &str) -> Result<()> {
+    let object = format!("nftables table {TABLE}");
+    let nft = nft_binary();
+    let mut child = Command::new(nft)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::unavailable(
+                &object,
+                format!("cannot run {nft} (is the nftables package installed?): {e}"),
+            )
+        })?;
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(script.as_bytes()),
+        None => Ok(()),
+    };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(&object, "waiting for nft", e))?;
+    if !out.status.success() {
+        return Err(Error::internal(
+            object,
+            format!(
+                "nft {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    written.map_err(|e| Error::io(object, "writing the script to nft", e))
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Turns IPv4 forwarding on (in the calling thread's network namespace) if it is off;
+/// returns whether it changed, so that the engine can log it.
+pub fn enable_ip_forward() -> Result<bool> {
+    let cur = std::fs::read_to_string(IP_FORWARD).map_err(|e| Error::io(IP_FORWARD, "read", e))?;
+    if cur.trim() != "0" {
+        return Ok(false);
+    }
+    std::fs::write(IP_FORWARD, "1").map_err(|e| Error::io(IP_FORWARD, "write", e))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Ruleset {
+        Ruleset {
+            bridges: vec![
+                BridgeRules {
+                    bridge: "berth0".into(),
+                    subnet: "100.72.0.0/24".parse().expect("subnet"),
+                    masquerade: true,
+                    internal: false,
+                    icc: true,
+                },
+                BridgeRules {
+                    bridge: "berth-0a1b2c3d4".into(),
+                    subnet: "100.72.1.0/24".parse().expect("subnet"),
+                    masquerade: false,
+                    internal: true,
+                    icc: false,
+                },
+            ],
+            ports: vec![
+                PortRule {
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    host_port: 8080,
+                    container_ip: "100.72.0.2".parse().expect("ip"),
+                    container_port: 80,
+                    bridge: "berth0".into(),
+                },
+                PortRule {
+                    proto: Proto::Udp,
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_port: 5353,
+                    container_ip: "100.72.0.3".parse().expect("ip"),
+                    container_port: 53,
+                    bridge: "berth0".into(),
+                },
+            ],
+        }
+    }
+
+    /// Runs `f` on a new thread moved into a fresh network namespace.
+    fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: only the network namespace is unshared, on a thread of our own
+                // that shares no file descriptor table trick with others.
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                    .expect("unshare(CLONE_NEWNET) (tests run as root)");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
+    #[test]
+    fn render_example() {
+        let text = render(&example());
+        println!("{text}");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        // the transaction replaces the table, nothing else
+        assert_eq!(
+            lines[1..4],
+            [
+                "table ip berth {}",
+                "delete table ip berth",
+                "table ip berth {"
+            ]
+        );
+        assert!(!text.contains("flush ruleset"));
+        for want in [
+            "tcp dport 8080 dnat to 100.72.0.2:80 comment \"0.0.0.0:8080/tcp -> 100.72.0.2:80 on berth0\"",
+            "ip daddr 127.0.0.1 udp dport 5353 dnat to 100.72.0.3:53 comment \"127.0.0.1:5353/udp -> 100.72.0.3:53 on berth0\"",
+            "type nat hook prerouting priority dstnat; policy accept;",
+            "iifname \"berth0\" ip daddr 100.72.0.0/24 meta l4proto { tcp, udp } th dport 53 return comment \"berth0: the embedded DNS server on the gateway\"",
+            "ip daddr != 127.0.0.0/8 fib daddr type local jump published comment \"to the host from outside (never to loopback)\"",
+            "fib daddr type local jump published comment \"from the host to itself, loopback included\"",
+            "oifname \"berth0\" ip saddr 127.0.0.0/8 masquerade comment \"host to a port published on loopback, berth0\"",
+            "oifname \"berth0\" ip saddr 100.72.0.0/24 ct status dnat masquerade comment \"hairpin: berth0 to a published port on berth0\"",
+            "oifname != \"berth0\" ip saddr 100.72.0.0/24 masquerade comment \"outbound from berth0\"",
+            "type filter hook forward priority filter; policy accept;",
+            "iifname \"berth0\" oifname \"berth0\" accept comment \"berth0: containers may talk to each other\"",
+            "oifname \"berth0\" ct status dnat accept comment \"published ports on berth0\"",
+            "oifname \"berth0\" drop comment \"berth0 accepts only published ports and replies\"",
+            "iifname \"berth-0a1b2c3d4\" oifname != \"berth-0a1b2c3d4\" drop comment \"berth-0a1b2c3d4 is internal\"",
+            "oifname \"berth-0a1b2c3d4\" iifname != \"berth-0a1b2c3d4\" drop comment \"berth-0a1b2c3d4 is internal\"",
+            "iifname \"berth-0a1b2c3d4\" oifname \"berth-0a1b2c3d4\" drop comment \"berth-0a1b2c3d4: inter-container traffic disabled\"",
+        ] {
+            assert!(lines.contains(&want), "missing line {want:?}");
+        }
+        // the internal bridge is not masqueraded outbound
+        assert!(!text.contains("outbound from berth-0a1b2c3d4"));
+        // model order is kept, and output is deterministic
+        let a = text.find("dport 8080").expect("8080");
+        let b = text.find("dport 5353").expect("5353");
+        assert!(a < b);
+        assert_eq!(text, render(&example()));
+    }
+
+    #[test]
+    fn nft_accepts_the_rendered_scripts() {
+        in_fresh_netns(|| {
+            check(&example()).expect("example model");
+            check(&Ruleset::default()).expect("empty model");
+            // and the empty model really gives a table with the hooks and no rules
+            apply(&Ruleset::default()).expect("apply empty model");
+            remove().expect("remove");
+            remove().expect("remove twice");
+        });
+    }
+
+    fn refused(r: &Ruleset) -> String {
+        validate(r)
+            .expect_err("the model should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn nft_errors_carry_nft_stderr() {
+        let e = in_fresh_netns(|| {
+            run_nft(&["-c", "-f", "-"], "table ip berth { chain c { bogus } }\n")
+        })
+        .expect_err("nft rejects the script");
+        let text = e.to_string();
+        assert!(text.contains("nft -c -f - failed"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+    }
+
+    #[test]
+    fn invalid_models_are_refused() {
+        let mut r = example();
+        r.bridges[0].bridge = "bad\"name".into();
+        assert!(refused(&r).contains("interface name"));
+
+        let mut r = example();
+        r.bridges[1].bridge = "berth0".into();
+        assert!(refused(&r).contains("appears twice"));
+
+        let mut r = example();
+        r.bridges[1].subnet = "100.72.0.0/16".parse().expect("subnet");
+        assert!(refused(&r).contains("overlaps"));
+
+        let mut r = example();
+        r.ports[0].bridge = "nosuch".into();
+        assert!(refused(&r).contains("not in the model"));
+
+        let mut r = example();
+        r.ports[0].bridge = "berth-0a1b2c3d4".into();
+        r.ports[0].container_ip = "100.72.1.2".parse().expect("ip");
+        assert!(refused(&r).contains("internal"));
+
+        let mut r = example();
+        r.ports[0].container_ip = "100.72.9.2".parse().expect("ip");
+        assert!(refused(&r).contains("not in subnet"));
+
+        let mut r = example();
+        r.ports[0].host_port = 0;
+        assert!(refused(&r).contains("port 0"));
+
+        // 127.0.0.1:5353/udp and 0.0.0.0:5353/udp overlap; the same port in tcp does not
+        let mut r = example();
+        let mut p = r.ports[1].clone();
+        p.host_ip = None;
+        r.ports.push(p.clone());
+        let e = validate(&r).expect_err("overlapping ports");
+        assert_eq!(e.kind, berth_types::ErrorKind::Conflict);
+        assert!(
+            e.to_string()
+                .contains("already published by 127.0.0.1:5353/udp"),
+            "{e}"
+        );
+        r.ports.pop();
+        p.proto = Proto::Tcp;
+        r.ports.push(p);
+        validate(&r).expect("tcp and udp do not clash");
+    }
+
+    #[test]
+    fn model_is_serde_roundtrippable() {
+        let r = example();
+        let json = serde_json::to_string(&r).expect("serialise");
+        assert!(json.contains("\"proto\":\"udp\""));
+        let back: Ruleset = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back, r);
+    }
 }
