@@ -209,9 +209,9 @@ pub(crate) fn patch_inspect(
     ns.insert("SecondaryIPv6Addresses".into(), Value::Null);
     // The legacy top-level fields describe the default network's endpoint (Docker's).
     let default_ep = live.and_then(|l| {
-        l.endpoints.iter().find(|e| {
-            names.get(&e.network_id).map(String::as_str) == Some(DEFAULT_NETWORK)
-        })
+        l.endpoints
+            .iter()
+            .find(|e| names.get(&e.network_id).map(String::as_str) == Some(DEFAULT_NETWORK))
     });
     let s = |f: &dyn Fn(&Endpoint) -> String| default_ep.map(f).unwrap_or_default();
     ns.insert("EndpointID".into(), json!(s(&|e| e.endpoint_id.clone())));
@@ -327,9 +327,9 @@ pub(crate) fn filter_match(
                 .any(|p| in_range(&publish, p.host_port, &p.proto))
         });
     let expose_ok = expose.is_empty()
-        || exposed_keys(rec).iter().any(|k| {
-            parse_port_key(k).is_ok_and(|(p, proto)| in_range(&expose, p, &proto))
-        });
+        || exposed_keys(rec)
+            .iter()
+            .any(|k| parse_port_key(k).is_ok_and(|(p, proto)| in_range(&expose, p, &proto)));
     Ok(net_ok && publish_ok && expose_ok)
 }
 
@@ -341,7 +341,10 @@ mod tests {
     fn port_filters_parse() {
         assert_eq!(port_filter("80"), Some((80, 80, None)));
         assert_eq!(port_filter("80/UDP"), Some((80, 80, Some("udp".into()))));
-        assert_eq!(port_filter("8000-8010/tcp"), Some((8000, 8010, Some("tcp".into()))));
+        assert_eq!(
+            port_filter("8000-8010/tcp"),
+            Some((8000, 8010, Some("tcp".into())))
+        );
         assert_eq!(port_filter("x"), None);
     }
 }

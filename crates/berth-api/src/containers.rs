@@ -22,12 +22,12 @@ use serde_json::{json, Value};
 
 use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::container_net;
-use berth_engine::networks::DEFAULT_NETWORK;
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
 use crate::mounts::{config_volumes_json, mount_options, mounts_json};
 use crate::params::Params;
+use berth_engine::networks::DEFAULT_NETWORK;
 
 /// Go's zero time, which Docker reports for times that never happened.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -187,9 +187,10 @@ fn net_request(
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default()
     {
-        let settings = ep.unwrap_or_default().settings().map_err(|e| {
-            ApiError::new(e.status, format!("network {name}: {}", e.message))
-        })?;
+        let settings = ep
+            .unwrap_or_default()
+            .settings()
+            .map_err(|e| ApiError::new(e.status, format!("network {name}: {}", e.message)))?;
         // The docker CLI names the default network `default` (as NetworkMode does);
         // with nothing in it the entry says nothing more than the mode.
         if name == "default" {
@@ -818,8 +819,8 @@ fn summary_json(c: &ContainerSummary) -> Value {
 
 /// Docker's `docker ps` filters berth answers.
 const LIST_FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since",
-    "network", "publish", "expose",
+    "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since", "network",
+    "publish", "expose",
 ];
 
 /// Whether a container passes the list filters (values of one filter are ORed, filters

@@ -221,17 +221,21 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
     if b.config_only {
         return Err(not_supported("a config-only network (--config-only)"));
     }
-    if b
-        .config_from
+    if b.config_from
         .as_ref()
         .and_then(|c| c.get("Network"))
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty())
     {
-        return Err(not_supported("a network configured from another (--config-from)"));
+        return Err(not_supported(
+            "a network configured from another (--config-from)",
+        ));
     }
     if !b.scope.is_empty() && b.scope != "local" {
-        return Err(not_supported(&format!("network scope {:?} (local only)", b.scope)));
+        return Err(not_supported(&format!(
+            "network scope {:?} (local only)",
+            b.scope
+        )));
     }
     if b.enable_ipv4 == Some(false) {
         return Err(not_supported("a network without IPv4 (--ipv4=false)"));
@@ -264,7 +268,10 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
         ..NetworkCreate::default()
     };
     if let Some(c) = configs.into_iter().next() {
-        if c.auxiliary_addresses.as_ref().is_some_and(|a| !a.is_empty()) {
+        if c.auxiliary_addresses
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+        {
             return Err(not_supported("auxiliary addresses (--aux-address)"));
         }
         req.subnet = parse_net("subnet", &c.subnet)?;
@@ -274,7 +281,10 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
                 return Err(not_supported(&format!("IPv6 gateway {}", c.gateway)));
             }
             req.gateway = Some(c.gateway.parse::<Ipv4Addr>().map_err(|_| {
-                ApiError::bad_request(format!("invalid gateway {}: not an IPv4 address", c.gateway))
+                ApiError::bad_request(format!(
+                    "invalid gateway {}: not an IPv4 address",
+                    c.gateway
+                ))
             })?);
         }
         if req.subnet.is_none() && (req.gateway.is_some() || req.ip_range.is_some()) {
@@ -463,14 +473,20 @@ mod tests {
             r#"{"Name":"n","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"100.80.0.0/24","Gateway":"100.80.0.254","IPRange":"100.80.0.128/25"}]},"Internal":true,"Labels":{"a":"b"},"Options":{}}"#,
         ))
         .expect("ok");
-        assert_eq!(r.subnet.map(|s| s.to_string()).as_deref(), Some("100.80.0.0/24"));
+        assert_eq!(
+            r.subnet.map(|s| s.to_string()).as_deref(),
+            Some("100.80.0.0/24")
+        );
         assert_eq!(r.gateway, Some(Ipv4Addr::new(100, 80, 0, 254)));
         assert!(r.internal && r.ip_range.is_some());
         for (b, word) in [
             (r#"{"Name":"n","Ingress":true}"#, "ingress"),
             (r#"{"Name":"n","Scope":"swarm"}"#, "scope"),
             (r#"{"Name":"n","ConfigOnly":true}"#, "config-only"),
-            (r#"{"Name":"n","ConfigFrom":{"Network":"x"}}"#, "config-from"),
+            (
+                r#"{"Name":"n","ConfigFrom":{"Network":"x"}}"#,
+                "config-from",
+            ),
             (
                 r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"10.0.0.0/24"},{"Subnet":"10.0.1.0/24"}]}}"#,
                 "more than one",
@@ -488,10 +504,16 @@ mod tests {
             let e = create_request(body(b)).expect_err(b);
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{b}");
             assert!(e.message.contains(word), "{b}: {}", e.message);
-            assert!(e.message.contains("not supported yet by berth"), "{}", e.message);
+            assert!(
+                e.message.contains("not supported yet by berth"),
+                "{}",
+                e.message
+            );
         }
-        let e = create_request(body(r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"nope"}]}}"#))
-            .expect_err("bad subnet");
+        let e = create_request(body(
+            r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"nope"}]}}"#,
+        ))
+        .expect_err("bad subnet");
         assert!(e.message.contains("invalid subnet nope"), "{}", e.message);
     }
 

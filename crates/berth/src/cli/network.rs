@@ -272,8 +272,10 @@ fn network_format(format: &str, quiet: bool) -> String {
         "" | "table" if quiet => "{{.ID}}".into(),
         "" | "table" => DEFAULT_TABLE.into(),
         "raw" if quiet => "network_id: {{.ID}}".into(),
-        "raw" => "network_id: {{.ID}}\\nname: {{.Name}}\\ndriver: {{.Driver}}\\nscope: {{.Scope}}\\n"
-            .into(),
+        "raw" => {
+            "network_id: {{.ID}}\\nname: {{.Name}}\\ndriver: {{.Driver}}\\nscope: {{.Scope}}\\n"
+                .into()
+        }
         f => f.into(),
     }
 }
@@ -310,7 +312,12 @@ fn network_row(v: &Value, trunc: bool) -> Value {
         })
         .unwrap_or_default();
     let id = str_at(v, "Id");
-    let b = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false).to_string();
+    let b = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .to_string()
+    };
     format::row(&[
         ("CreatedAt", go_time(str_at(v, "Created"))),
         ("Driver", str_at(v, "Driver").into()),
@@ -334,8 +341,7 @@ fn network_row(v: &Value, trunc: bool) -> Value {
 async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
     let format = network_format(args.format.as_deref().unwrap_or(""), args.quiet);
     let fmt = ListFormat::parse(&format, DEFAULT_TABLE, NETWORK_FIELDS)?;
-    let q =
-        Query::new("/networks").opt("filters", format::filters_json(&args.filters)?.as_deref());
+    let q = Query::new("/networks").opt("filters", format::filters_json(&args.filters)?.as_deref());
     let mut nets: Vec<Value> = client.get_json(&q.build()).await?;
     nets.sort_by(|x, y| {
         let (a, b) = (str_at(x, "Name"), str_at(y, "Name"));
@@ -347,7 +353,10 @@ async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
             std::cmp::Ordering::Equal
         }
     });
-    let rows: Vec<Value> = nets.iter().map(|n| network_row(n, !args.no_trunc)).collect();
+    let rows: Vec<Value> = nets
+        .iter()
+        .map(|n| network_row(n, !args.no_trunc))
+        .collect();
     super::out(&fmt.render(&rows, NETWORK_FIELDS)?)
 }
 
@@ -514,11 +523,16 @@ fn port_lines(inspect: &Value, container: &str, port: Option<&str>) -> anyhow::R
     match port {
         Some(p) => {
             let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-            let key = format!("{num}/{proto}");
-            match ports.get(&key).filter(|v| !v.is_null()) {
-                Some(v) => out.extend(bindings(v)),
-                None => bail!("Error: No public port '{key}' published for {container}"),
+            let proto = if proto.is_empty() { "tcp" } else { proto };
+            if let Err(e) = num.parse::<u16>() {
+                bail!("Error: invalid port ({num}): {e}");
             }
+            let key = format!("{num}/{proto}");
+            let found = ports.get(&key).map(bindings).unwrap_or_default();
+            if found.is_empty() {
+                bail!("Error: No public port '{p}' published for {container}");
+            }
+            out.extend(found);
         }
         None => {
             for (from, v) in &ports {
@@ -543,7 +557,10 @@ fn port_lines(inspect: &Value, container: &str, port: Option<&str>) -> anyhow::R
 /// `port CONTAINER [PRIVATE_PORT[/PROTO]]`.
 pub async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
     let v: Value = client
-        .get_json(&format!("/containers/{}/json", path_escape(&args.container)))
+        .get_json(&format!(
+            "/containers/{}/json",
+            path_escape(&args.container)
+        ))
         .await?;
     let lines = port_lines(&v, &args.container, args.port.as_deref())?;
     if !lines.is_empty() {
@@ -567,7 +584,10 @@ mod tests {
         assert_eq!(r["Labels"], "a=1");
         assert_eq!(r["IPv4"], "true");
         assert_eq!(r["IPv6"], "false");
-        assert!(r["CreatedAt"].as_str().unwrap_or("").contains(":05.12 "), "{r}");
+        assert!(
+            r["CreatedAt"].as_str().unwrap_or("").contains(":05.12 "),
+            "{r}"
+        );
         assert_eq!(network_row(&v, false)["ID"], "0123456789abcdef0123");
         assert_eq!(network_format("", true), "{{.ID}}");
         assert_eq!(network_format("table", false), DEFAULT_TABLE);
@@ -582,9 +602,20 @@ mod tests {
     #[test]
     fn create_and_connect_bodies() {
         let t = T::try_parse_from([
-            "t", "create", "--subnet", "100.80.0.0/24", "--gateway", "100.80.0.254",
-            "--ip-range", "100.80.0.128/25", "--internal", "--label", "a=b", "-o",
-            "com.docker.network.driver.mtu=1400", "n1",
+            "t",
+            "create",
+            "--subnet",
+            "100.80.0.0/24",
+            "--gateway",
+            "100.80.0.254",
+            "--ip-range",
+            "100.80.0.128/25",
+            "--internal",
+            "--label",
+            "a=b",
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "n1",
         ])
         .unwrap();
         let NetworkVerb::Create(a) = t.v else {
@@ -604,7 +635,14 @@ mod tests {
         };
         assert!(create_body(&a).is_err());
         let t = T::try_parse_from([
-            "t", "connect", "--alias", "db", "--ip", "100.80.0.9", "n1", "c1",
+            "t",
+            "connect",
+            "--alias",
+            "db",
+            "--ip",
+            "100.80.0.9",
+            "n1",
+            "c1",
         ])
         .unwrap();
         let NetworkVerb::Connect(a) = t.v else {
@@ -627,7 +665,9 @@ mod tests {
             ["53/udp -> 127.0.0.1:5353", "80/tcp -> 0.0.0.0:8080"]
         );
         assert_eq!(port_lines(&v, "c", Some("80")).unwrap(), ["0.0.0.0:8080"]);
-        let e = port_lines(&v, "c", Some("443/tcp")).unwrap_err().to_string();
+        let e = port_lines(&v, "c", Some("443/tcp"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "Error: No public port '443/tcp' published for c");
     }
 }

@@ -106,7 +106,11 @@ pub struct ContainerOpts {
     #[arg(long = "network", visible_alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
     /// Add network-scoped alias for the container
-    #[arg(long = "network-alias", visible_alias = "net-alias", value_name = "ALIAS")]
+    #[arg(
+        long = "network-alias",
+        visible_alias = "net-alias",
+        value_name = "ALIAS"
+    )]
     pub network_alias: Vec<String>,
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
@@ -725,8 +729,8 @@ pub fn create_body(
 fn endpoints_config(o: &ContainerOpts) -> anyhow::Result<Map<String, Value>> {
     let mut out = Map::new();
     let net = o.network.as_deref().unwrap_or("default");
-    let user_net = !matches!(net, "default" | "bridge" | "host" | "none")
-        && !net.starts_with("container:");
+    let user_net =
+        !matches!(net, "default" | "bridge" | "host" | "none") && !net.starts_with("container:");
     if !o.network_alias.is_empty() && !user_net {
         bail!("network-scoped aliases are only supported for user-defined networks");
     }
