@@ -1241,6 +1241,82 @@ mod tests {
     }
 
     #[test]
+    fn network_fields_map_into_the_net_request() {
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","Domainname":"example.test","ExposedPorts":{"443/tcp":{}},
+                "HostConfig":{"NetworkMode":"front","PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":""}],"53/udp":null},
+                "PublishAllPorts":true,"Dns":["9.9.9.9"],"DnsSearch":["a.test"],"DnsOptions":["ndots:2"],
+                "ExtraHosts":["db:10.0.0.1"],"Links":null},
+                "NetworkingConfig":{"EndpointsConfig":{"front":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"100.90.0.9"},"MacAddress":""}}}}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("ok");
+        let n = &o.net;
+        assert_eq!(n.mode, "front");
+        assert_eq!(o.runtime.network, NetworkMode::None);
+        assert_eq!(
+            n.port_bindings["80/tcp"],
+            [PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: String::new()
+            }]
+        );
+        assert!(n.port_bindings["53/udp"].is_empty());
+        assert!(n.publish_all);
+        assert_eq!(n.exposed_ports, ["443/tcp"]);
+        assert_eq!(n.dns, ["9.9.9.9"]);
+        assert_eq!(n.dns_search, ["a.test"]);
+        assert_eq!(n.dns_options, ["ndots:2"]);
+        assert_eq!(n.extra_hosts, ["db:10.0.0.1"]);
+        assert_eq!(n.domainname, "example.test");
+        let (aliases, ip) = &n.endpoints["front"];
+        assert_eq!(aliases, &["web".to_string()]);
+        assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("100.90.0.9"));
+
+        // The docker CLI's empty `default` endpoint says nothing; a filled one is the
+        // default network's.
+        let o = create_options(
+            serde_json::from_str(
+                r#"{"Image":"a","HostConfig":{"NetworkMode":"default"},"NetworkingConfig":{"EndpointsConfig":{"default":{}}}}"#,
+            )
+            .expect("ok"),
+            None,
+        )
+        .expect("ok");
+        assert!(o.net.endpoints.is_empty());
+        let o = create_options(
+            serde_json::from_str(
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"default":{"IPAMConfig":{"IPv4Address":"100.72.0.9"}}}}}"#,
+            )
+            .expect("ok"),
+            None,
+        )
+        .expect("ok");
+        assert!(o.net.endpoints.contains_key("bridge"));
+
+        for (b, word) in [
+            (r#"{"Image":"a","HostConfig":{"Links":["x:y"]}}"#, "--link"),
+            (
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"]}}}}"#,
+                "links",
+            ),
+            (
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"02:42:00:00:00:01"}}}}"#,
+                "MAC address",
+            ),
+        ] {
+            let Err(e) = create_options(serde_json::from_str(b).expect("body"), None) else {
+                panic!("accepted: {b}")
+            };
+            assert!(
+                e.message.contains(word) && e.message.contains("not supported yet"),
+                "{b}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn create_body_maps() {
         let body: CreateBody = serde_json::from_str(
             r#"{"Image":"a","Cmd":["exit 3"],"Entrypoint":null,"Env":["A=1"],

@@ -1405,6 +1405,72 @@ mod tests {
     }
 
     #[test]
+    fn network_flags_as_docker_builds_them() {
+        let a = run_args(&[
+            "--network",
+            "front",
+            "--network-alias",
+            "web",
+            "--ip",
+            "100.90.0.9",
+            "--dns",
+            "9.9.9.9",
+            "--dns-search",
+            "a.test",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db=10.0.0.1",
+            "--domainname",
+            "example.test",
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "8000-8001:90-91/udp",
+            "-P",
+            "--expose",
+            "443",
+            "img",
+        ]);
+        let b = create_body(&a.opts, "img", &[], true).unwrap();
+        let h = &b["HostConfig"];
+        assert_eq!(h["NetworkMode"], "front");
+        assert_eq!(h["Dns"], json!(["9.9.9.9"]));
+        assert_eq!(h["DnsSearch"], json!(["a.test"]));
+        assert_eq!(h["DnsOptions"], json!(["ndots:2"]));
+        assert_eq!(h["ExtraHosts"], json!(["db=10.0.0.1"]));
+        assert_eq!(h["PublishAllPorts"], true);
+        assert_eq!(
+            h["PortBindings"],
+            json!({"80/tcp":[{"HostIp":"127.0.0.1","HostPort":""}],
+                   "90/udp":[{"HostIp":"","HostPort":"8000"}],
+                   "91/udp":[{"HostIp":"","HostPort":"8001"}]})
+        );
+        assert_eq!(
+            b["ExposedPorts"],
+            json!({"80/tcp":{},"90/udp":{},"91/udp":{},"443/tcp":{}})
+        );
+        assert_eq!(b["Domainname"], "example.test");
+        assert_eq!(
+            b["NetworkingConfig"],
+            json!({"EndpointsConfig":{"front":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"100.90.0.9"}}}})
+        );
+        // No --network: no endpoint; aliases need a user-defined network; bad values.
+        let b = create_body(&run_args(&["img"]).opts, "img", &[], true).unwrap();
+        assert_eq!(b["NetworkingConfig"], json!({"EndpointsConfig":{}}));
+        assert_eq!(b["HostConfig"]["NetworkMode"], "default");
+        assert_eq!(b["HostConfig"]["ExtraHosts"], Value::Null);
+        let a = run_args(&["--network-alias", "x", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["--network", "front", "--ip", "nope", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["--add-host", "db:nope", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["-p", "1:2:3:4", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+    }
+
+    #[test]
     fn body_as_docker_builds_it() {
         let a = run_args(&[
             "--rm",
