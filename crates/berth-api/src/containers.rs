@@ -112,7 +112,9 @@ struct HostConfigBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct PortBindingBody {
+    #[serde(deserialize_with = "crate::networks::nullable")]
     host_ip: String,
+    #[serde(deserialize_with = "crate::networks::nullable")]
     host_port: String,
 }
 

@@ -25,6 +25,16 @@ use crate::params::Params;
 /// Go's zero time, for the predefined networks (which have no creation time).
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// A field that clients may send as `null` (the Docker SDK for Python does): its
+/// default then.
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn not_supported(what: &str) -> ApiError {
     ApiError::bad_request(format!("{what} is not supported yet by berth"))
 }
@@ -158,9 +168,12 @@ pub(crate) async fn inspect(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfigBody {
+    #[serde(deserialize_with = "nullable")]
     subnet: String,
     #[serde(rename = "IPRange")]
+    #[serde(deserialize_with = "nullable")]
     ip_range: String,
+    #[serde(deserialize_with = "nullable")]
     gateway: String,
     auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
@@ -168,6 +181,7 @@ struct IpamConfigBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamBody {
+    #[serde(deserialize_with = "nullable")]
     driver: String,
     config: Option<Vec<IpamConfigBody>>,
     options: Option<BTreeMap<String, String>>,
@@ -176,14 +190,21 @@ struct IpamBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateBody {
+    #[serde(deserialize_with = "nullable")]
     name: String,
     #[allow(dead_code)] // Docker ≥ 1.44 always checks for duplicates; so does berth.
     check_duplicate: Option<bool>,
+    #[serde(deserialize_with = "nullable")]
     driver: String,
+    #[serde(deserialize_with = "nullable")]
     scope: String,
+    #[serde(deserialize_with = "nullable")]
     internal: bool,
+    #[serde(deserialize_with = "nullable")]
     attachable: bool,
+    #[serde(deserialize_with = "nullable")]
     ingress: bool,
+    #[serde(deserialize_with = "nullable")]
     config_only: bool,
     config_from: Option<Value>,
     #[serde(rename = "IPAM")]
@@ -332,8 +353,10 @@ pub(crate) async fn remove(
 #[serde(rename_all = "PascalCase", default)]
 struct IpamEndpointBody {
     #[serde(rename = "IPv4Address")]
+    #[serde(deserialize_with = "nullable")]
     ipv4_address: String,
     #[serde(rename = "IPv6Address")]
+    #[serde(deserialize_with = "nullable")]
     ipv6_address: String,
     #[serde(rename = "LinkLocalIPs")]
     link_local_ips: Option<Vec<String>>,
@@ -347,6 +370,7 @@ pub(crate) struct EndpointBody {
     ipam_config: Option<IpamEndpointBody>,
     links: Option<Vec<String>>,
     aliases: Option<Vec<String>>,
+    #[serde(deserialize_with = "nullable")]
     mac_address: String,
     driver_opts: Option<BTreeMap<String, String>>,
 }
@@ -388,6 +412,7 @@ impl EndpointBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ConnectBody {
+    #[serde(deserialize_with = "nullable")]
     container: String,
     endpoint_config: Option<EndpointBody>,
 }
@@ -423,7 +448,9 @@ pub(crate) async fn connect(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct DisconnectBody {
+    #[serde(deserialize_with = "nullable")]
     container: String,
+    #[serde(deserialize_with = "nullable")]
     force: bool,
 }
 
@@ -515,6 +542,16 @@ mod tests {
         ))
         .expect_err("bad subnet");
         assert!(e.message.contains("invalid subnet nope"), "{}", e.message);
+    }
+
+    #[test]
+    fn null_fields_are_their_defaults() {
+        // As the Docker SDK for Python sends them.
+        let r = create_request(body(
+            r#"{"Name":"n","Driver":"bridge","Scope":null,"Internal":null,"Ingress":null,"IPAM":{"Driver":"default","Config":[{"Subnet":"100.80.0.0/24","IPRange":null,"Gateway":null}],"Options":null},"Options":null,"Labels":null,"EnableIPv6":null}"#,
+        ))
+        .expect("ok");
+        assert!(r.subnet.is_some() && r.gateway.is_none() && !r.internal);
     }
 
     #[test]
