@@ -619,6 +619,48 @@ fn containers_connect_disconnect_and_get_their_etc_files() {
     ]));
     assert_eq!(nets, "app:[x3]: bridge:[]: \n");
 
+    // berth run takes the same network flags.
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "c4",
+        "--network",
+        "app",
+        "--network-alias",
+        "c4alias",
+        "--ip",
+        "100.90.8.60",
+        "-p",
+        "127.0.0.1::80",
+        "--add-host",
+        "h:100.90.8.7",
+        "fixture/app:1",
+        "sleep 300",
+    ]));
+    let c4 = ok(d.docker(&[
+        "inspect",
+        "c4",
+        "--format",
+        "{{.NetworkSettings.Networks.app.IPAddress}} {{.NetworkSettings.Networks.app.Aliases}} {{.HostConfig.ExtraHosts}}",
+    ]));
+    assert_eq!(c4, "100.90.8.60 [c4alias] [h:100.90.8.7]\n");
+    assert!(ok(d.berth(&["port", "c4", "80"])).starts_with("127.0.0.1:"));
+    // Both CLIs show the network's members alike.
+    assert_eq!(
+        ok(d.berth(&["network", "inspect", "app"])),
+        ok(d.docker(&["network", "inspect", "app"]))
+    );
+    let members = ok(d.docker(&[
+        "network",
+        "inspect",
+        "app",
+        "--format",
+        "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+    ]));
+    assert!(members.contains("c1=100.90.8.50/24"), "{members}");
+    assert!(members.contains("c4=100.90.8.60/24"), "{members}");
+
     // /etc/hosts, resolv.conf and hostname: files of the container's directory,
     // shown by inspect and written from --add-host, --dns-search, --hostname.
     let out = ok(d.docker(&[
