@@ -604,6 +604,16 @@ fn containers_connect_disconnect_and_get_their_etc_files() {
         "none",
         "fixture/app:1",
     ]));
+    let none_id = ok(d.docker(&["network", "inspect", "none", "--format", "{{.Id}}"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "c2",
+            "--format",
+            "{{.HostConfig.NetworkMode}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.NetworkID}}{{end}}",
+        ])),
+        format!("none none={none_id}")
+    );
     let err = fails(d.berth(&["network", "connect", "app", "c2"]));
     assert!(
         err.contains("cannot be connected to other networks"),

@@ -95,9 +95,21 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     })
 }
 
-/// `NetworkSettings.Networks`: by network name.
+/// `NetworkSettings.Networks`: by network name. A container on `host` or `none` has one
+/// entry named after the mode, without addresses (as Docker shows it).
 fn networks_json(rec: &ContainerRecord, live: Option<&ContainerNet>, names: &NetNames) -> Value {
     let mut out = Map::new();
+    let mode = network_mode(rec);
+    if matches!(mode.as_str(), "host" | "none") {
+        if let Some((id, _)) = names.iter().find(|(_, n)| **n == mode) {
+            let att = NetAttachment {
+                network_id: id.clone(),
+                ..NetAttachment::default()
+            };
+            out.insert(mode, endpoint_json(&att, None));
+        }
+        return Value::Object(out);
+    }
     for att in &rec.net.networks {
         let ep = live.and_then(|l| l.endpoints.iter().find(|e| e.network_id == att.network_id));
         let name = names
