@@ -46,10 +46,21 @@ pub fn have(program: &str) -> bool {
 }
 
 /// A running daemon; killed and its state removed on drop.
+///
+/// Each daemon runs in a network namespace of its own (`ip netns` name in `netns`), so
+/// its bridges, nftables table and published ports never meet the host's or another
+/// test's; traffic to its containers goes through [`Daemon::in_netns`] or
+/// [`Daemon::netns_cmd`]. [`Daemon::start_host_net`] runs one in the host's namespace
+/// with no default bridge network (for tests that reach a registry on the host's
+/// loopback).
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub sock: PathBuf,
+    /// The daemon's network namespace (`ip netns` name), if it has its own.
+    pub netns: Option<String>,
+    /// Flags given at start, given again on a restart.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -59,43 +70,106 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Self::launch(extra, true)
+    }
+
+    /// A daemon in the host's network namespace, started with `--bridge none`.
+    pub fn start_host_net(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--bridge", "none"];
+        args.extend_from_slice(extra);
+        Self::launch(&args, false)
+    }
+
+    fn launch(extra: &[&str], own_netns: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
             .tempdir()
             .expect("tempdir");
         let root = dir.path().join("root");
         let sock = dir.path().join("berth.sock");
+        let netns = own_netns.then(new_netns);
         let mut d = Daemon {
             dir,
             root,
             sock,
+            netns,
+            args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        d.spawn(extra);
+        d.spawn();
         d
+    }
+
+    /// Runs `f` on a thread inside the daemon's network namespace (the host's when it
+    /// has none): to reach published ports on its 127.0.0.1, or its containers.
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(ns) = &self.netns {
+                    enter_netns(ns).expect("enter the daemon's network namespace");
+                }
+                f()
+            })
+            .join()
+            .expect("thread in the daemon's network namespace")
+        })
+    }
+
+    /// A command that runs in the daemon's network namespace (`ip netns exec`).
+    pub fn netns_cmd(&self, args: &[&str]) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            }
+        }
     }
 
     pub fn host(&self) -> String {
         format!("unix://{}", self.sock.display())
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new(berth_bin())
-            .args(["daemon", "--root"])
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["daemon", "--root"])
             .arg(&self.root)
             .arg("--host")
             .arg(self.host())
-            .args(extra)
+            .args(&self.args)
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start berth daemon");
-        self.child = Some(child);
+            .stderr(log);
+        if let Some(ns) = &self.netns {
+            let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = f.as_raw_fd();
+            // SAFETY: setns(2) on an fd the parent opened (inherited by the child, closed
+            // after spawn) is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().expect("start berth daemon");
+            drop(f);
+            self.child = Some(child);
+        } else {
+            self.child = Some(cmd.spawn().expect("start berth daemon"));
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
@@ -124,10 +198,17 @@ impl Daemon {
         }
     }
 
+    /// Starts the daemon again (after [`Daemon::kill`]) with the same flags, root,
+    /// socket and network namespace.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        self.spawn();
+    }
+
     /// Stops (SIGKILL) and starts the daemon again on the same root and socket.
     pub fn restart_after_sigkill(&mut self) {
         self.kill(libc::SIGKILL);
-        self.spawn(&[]);
+        self.spawn();
     }
 
     /// Runs `berth --host … ARGS`.
@@ -189,7 +270,39 @@ impl Drop for Daemon {
         for m in points {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
     }
+}
+
+/// A new `ip netns` namespace with loopback up, named after this process and a counter.
+fn new_netns() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("berth-t{}-{n}", std::process::id());
+    let ok = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&["netns", "add", &name]);
+    ok(&["-n", &name, "link", "set", "lo", "up"]);
+    name
+}
+
+/// Moves the calling thread into an `ip netns` namespace.
+pub fn enter_netns(name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{name}"))?;
+    // SAFETY: setns(2) with a valid namespace fd changes only this thread's namespace.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// stdout of a command that must succeed.

@@ -133,7 +133,7 @@ fn push_then_pull_into_a_new_daemon_gives_the_same_image() {
     let host = reg.host();
     let name = format!("{host}/fixture/app:1");
     let allow = format!("{host}/fixture/*");
-    let d1 = Daemon::start_with(&[
+    let d1 = Daemon::start_host_net(&[
         "--allow-registry",
         &allow,
         "--allow-registry",
@@ -152,7 +152,7 @@ fn push_then_pull_into_a_new_daemon_gives_the_same_image() {
     let repo_digest = format!("{host}/fixture/app@{digest}");
     assert!(inspect(&d1, &name).1.contains(&repo_digest));
 
-    let d2 = Daemon::start_with(&["--allow-registry", &allow]);
+    let d2 = Daemon::start_host_net(&["--allow-registry", &allow]);
     login(&d2, &host, pw);
     let pulled = ok(berth(&d2, &["pull", &name], None));
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
@@ -184,7 +184,7 @@ fn pull_of_a_digest_the_repository_lacks_fails() {
     let (reg, pw) = berth_registry();
     let host = reg.host();
     let name = format!("{host}/fixture/app:1");
-    let d = Daemon::start_with(&[
+    let d = Daemon::start_host_net(&[
         "--allow-registry",
         &host,
         "--allow-registry",
@@ -210,7 +210,7 @@ fn docker_cli_logs_in_pushes_and_pulls_through_berth() {
     let host = reg.host();
     let name = format!("{host}/fixture/app:docker");
     let allow = format!("{host}/fixture/*");
-    let d1 = Daemon::start_with(&[
+    let d1 = Daemon::start_host_net(&[
         "--allow-registry",
         &allow,
         "--allow-registry",
@@ -238,7 +238,7 @@ fn docker_cli_logs_in_pushes_and_pulls_through_berth() {
     let digest = digest_line(&pushed, "docker");
     assert_eq!(skopeo_digest(&name, pw), digest);
 
-    let d2 = Daemon::start_with(&["--allow-registry", &allow]);
+    let d2 = Daemon::start_host_net(&["--allow-registry", &allow]);
     if let Some(pw) = pw {
         ok(docker(
             &d2,
@@ -345,7 +345,7 @@ fn distribution_registry_round_trip_and_resume_after_a_failed_layer() {
     let dist = Distribution::start();
     let host = dist.host();
     let name = format!("{host}/fixture/app:1");
-    let d1 = Daemon::start_with(&[
+    let d1 = Daemon::start_host_net(&[
         "--allow-registry",
         &host,
         "--allow-registry",
@@ -377,7 +377,7 @@ fn distribution_registry_round_trip_and_resume_after_a_failed_layer() {
     // Break the pull: the registry loses the middle layer.
     let status = http_delete(dist.port, &format!("/v2/fixture/app/blobs/{}", layers[1]));
     assert!(status.contains("202"), "{status}");
-    let d2 = Daemon::start_with(&["--allow-registry", &host]);
+    let d2 = Daemon::start_host_net(&["--allow-registry", &host]);
     let err = fails(berth(&d2, &["pull", &name], None));
     assert!(
         err.contains(&layers[1]),
@@ -411,7 +411,7 @@ fn distribution_registry_round_trip_and_resume_after_a_failed_layer() {
 #[test]
 fn policy_refuses_pulls_and_loads_naming_the_rule() {
     // No allow list: pulls are refused, loads are allowed.
-    let d = Daemon::start();
+    let d = Daemon::start_host_net(&[]);
     let err = fails(berth(&d, &["pull", "busybox"], None));
     assert!(
         err.contains(
@@ -426,7 +426,7 @@ fn policy_refuses_pulls_and_loads_naming_the_rule() {
     let (reg, _) = berth_registry();
     let host = reg.host();
     let allow = format!("{host}/team/*");
-    let d = Daemon::start_with(&["--allow-registry", &allow]);
+    let d = Daemon::start_host_net(&["--allow-registry", &allow]);
     let err = fails(berth(&d, &["pull", &format!("{host}/fixture/app:1")], None));
     assert!(
         err.contains(&format!(
@@ -463,14 +463,14 @@ fn policy_can_require_digests() {
         "[policy]\nallow = [\"127.0.0.1:1/team/*\"]\nrequire_digest = true\n",
     )
     .expect("write config");
-    let d = Daemon::start_with(&["--config", &cfg.display().to_string()]);
+    let d = Daemon::start_host_net(&["--config", &cfg.display().to_string()]);
     let err = fails(berth(&d, &["pull", "127.0.0.1:1/team/app:1"], None));
     assert!(err.contains("require_digest"), "{err}");
 }
 
 #[test]
 fn logout_forgets_the_credentials() {
-    let d = Daemon::start();
+    let d = Daemon::start_host_net(&[]);
     let cfg_dir = d.dir.path().join("berth-config");
     std::fs::create_dir_all(&cfg_dir).expect("mkdir");
     std::fs::write(
@@ -499,7 +499,7 @@ fn image_copy_promotes_between_registries_with_equal_digests() {
     let (dev, pw) = berth_registry();
     let prod = Distribution::start();
     let src = format!("{}/fixture/app:1", dev.host());
-    let d = Daemon::start_with(&[
+    let d = Daemon::start_host_net(&[
         "--allow-registry",
         &dev.host(),
         "--allow-registry",
@@ -529,7 +529,7 @@ fn image_copy_promotes_between_registries_with_equal_digests() {
     );
 
     // And the promoted image pulls from prod as the same image.
-    let d2 = Daemon::start_with(&["--allow-registry", &prod.host()]);
+    let d2 = Daemon::start_host_net(&["--allow-registry", &prod.host()]);
     ok(berth(&d2, &["pull", &format!("{dst_repo}:1")], None));
     assert_eq!(inspect(&d2, &format!("{dst_repo}:1")).0, FIXTURE_ID);
 }
@@ -558,7 +558,7 @@ fn pull_chooses_the_platform_from_an_index_and_keeps_it() {
     }
     let dist = Distribution::start();
     let host = dist.host();
-    let d1 = Daemon::start_with(&[
+    let d1 = Daemon::start_host_net(&[
         "--allow-registry",
         &host,
         "--allow-registry",
@@ -599,7 +599,7 @@ fn pull_chooses_the_platform_from_an_index_and_keeps_it() {
     assert!(status.contains("201"), "{status}");
     let index_digest = skopeo_digest(&format!("{host}/fixture/app:multi"), None);
 
-    let d2 = Daemon::start_with(&["--allow-registry", &host]);
+    let d2 = Daemon::start_host_net(&["--allow-registry", &host]);
     let multi = format!("{host}/fixture/app:multi");
     let err = fails(berth(
         &d2,
@@ -625,7 +625,7 @@ fn pull_goes_through_a_mirror_and_names_every_endpoint_when_all_fail() {
     let (mirror, pw) = berth_registry();
     let mhost = mirror.host();
     // Put the image in the mirror under the origin's repository path.
-    let d1 = Daemon::start_with(&[
+    let d1 = Daemon::start_host_net(&[
         "--allow-registry",
         &format!("{mhost}/*"),
         "--allow-registry",
@@ -652,7 +652,7 @@ fn pull_goes_through_a_mirror_and_names_every_endpoint_when_all_fail() {
         ),
     )
     .expect("write config");
-    let d2 = Daemon::start_with(&["--config", &cfg.display().to_string()]);
+    let d2 = Daemon::start_host_net(&["--config", &cfg.display().to_string()]);
     let name = format!("{origin}/fixture/app:1");
     let pulled = ok(berth(&d2, &["pull", &name], None));
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
@@ -672,7 +672,7 @@ fn pull_goes_through_a_mirror_and_names_every_endpoint_when_all_fail() {
     let (origin2, pw2) = berth_registry();
     let o2 = origin2.host();
     let empty_mirror = RegistryServer::start(&[]);
-    let d3 = Daemon::start_with(&[
+    let d3 = Daemon::start_host_net(&[
         "--allow-registry",
         &format!("{o2}/*"),
         "--allow-registry",
@@ -692,7 +692,7 @@ fn pull_goes_through_a_mirror_and_names_every_endpoint_when_all_fail() {
         ),
     )
     .expect("write config");
-    let d4 = Daemon::start_with(&["--config", &cfg2.display().to_string()]);
+    let d4 = Daemon::start_host_net(&["--config", &cfg2.display().to_string()]);
     login(&d4, &o2, pw2);
     let out = ok(berth(&d4, &["pull", &at_origin], None));
     assert!(out.contains(&format!("Digest: {digest2}")), "{out}");
@@ -731,7 +731,7 @@ fn image_copy_between_archives_and_a_registry_matches_skopeo() {
     }
     let (reg, pw) = berth_registry();
     let host = reg.host();
-    let d = Daemon::start();
+    let d = Daemon::start_host_net(&[]);
     login(&d, &host, pw);
     let out_dir = tempfile::tempdir().expect("tempdir");
 
@@ -815,7 +815,7 @@ fn image_copy_between_archives_and_a_registry_matches_skopeo() {
 fn image_copy_refuses_an_archive_whose_layer_is_not_its_diff_id() {
     let (reg, pw) = berth_registry();
     let host = reg.host();
-    let d = Daemon::start();
+    let d = Daemon::start_host_net(&[]);
     login(&d, &host, pw);
     // The fixture with one byte of its biggest layer changed.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -55,6 +55,10 @@ pub struct DaemonArgs {
     /// pulls are refused
     #[arg(long = "allow-registry", value_name = "PATTERN")]
     pub allow_registry: Vec<String>,
+    /// The default bridge network's interface [default: berth0]; `none`: no default
+    /// network (containers that name no network get none)
+    #[arg(short = 'b', long, value_name = "NAME")]
+    pub bridge: Option<String>,
 }
 
 pub(crate) fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
@@ -91,6 +95,10 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     }
     if let Some(group) = &args.group {
         config.socket_group = Some(group.clone());
+    }
+    if let Some(bridge) = &args.bridge {
+        config.bridge = bridge.clone();
+        config.validate()?;
     }
     config
         .policy
@@ -268,6 +276,7 @@ mod tests {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             allow_registry: vec!["127.0.0.1:5000".into()],
+            bridge: None,
         };
         let c = load_config(&args).unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/berth"));
@@ -289,6 +298,7 @@ mod tests {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             allow_registry: Vec::new(),
+            bridge: None,
         };
         assert!(load_config(&args).is_err());
     }

@@ -1,0 +1,581 @@
+//! Bridge networking seen from the outside, with real traffic: containers started by the
+//! docker CLI get an address on the default bridge, reach the host and are reached from
+//! it, keep their connectivity when the daemon is killed, and leave no interface,
+//! namespace or address behind.
+//!
+//! Each daemon runs in a network namespace of its own (see the harness); every packet
+//! stays inside it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+fn daemon() -> Option<Daemon> {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return None;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    Some(d)
+}
+
+/// Runs a shell command in a container (the image's busybox applets are not all linked
+/// into PATH; its shell runs them).
+fn sh(d: &Daemon, name: &str, script: &str) -> String {
+    ok(d.docker(&["exec", name, "sh", "-c", script]))
+}
+
+/// The container's IPv4 address on `eth0`, read from inside it.
+fn eth0_address(d: &Daemon, name: &str) -> Ipv4Addr {
+    let out = sh(d, name, "ip -4 -o addr show eth0");
+    let cidr = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no inet address in {out:?}"));
+    cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// An HTTP GET from the daemon's network namespace; the response body.
+fn http_get(d: &Daemon, ip: Ipv4Addr, port: u16, path: &str) -> std::io::Result<String> {
+    let path = path.to_string();
+    d.in_netns(move || {
+        let mut s = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+}
+
+/// Retries `f` for a few seconds (a server in a container starts asynchronously).
+fn eventually<T>(mut f: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("gave up: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// berth's veths in the daemon's namespace.
+fn berth_veths(d: &Daemon) -> Vec<String> {
+    let out = d.netns_cmd(&["ip", "-o", "link", "show"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with("bth"))
+        .collect()
+}
+
+fn netns_files(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.root.join("netns"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn default_bridge_gives_an_address_carries_traffic_and_leaves_nothing_behind() {
+    let Some(d) = daemon() else { return };
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "fixture/app:1",
+        "exec httpd -f -p 8080 -h /etc",
+    ]));
+    let ip = eth0_address(&d, "web");
+    let subnet_base = u32::from(Ipv4Addr::new(100, 72, 0, 0));
+    assert_eq!(
+        u32::from(ip) & 0xffff_ff00,
+        subnet_base,
+        "{ip} is not in the default pool's first /24"
+    );
+    // The default route goes through the bridge's gateway; resolv.conf names the
+    // embedded DNS server there.
+    let route = sh(&d, "web", "ip route");
+    assert!(route.contains("default via 100.72.0.1 dev eth0"), "{route}");
+    let resolv = sh(&d, "web", "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 100.72.0.1"), "{resolv}");
+    let hosts = sh(&d, "web", "cat /etc/hosts");
+    let hostname = sh(&d, "web", "hostname");
+    assert!(
+        hosts.contains(&format!("{ip}\t{}", hostname.trim())),
+        "{hosts}"
+    );
+
+    // The host reaches the container's server at its address.
+    let page = eventually(|| http_get(&d, ip, 8080, "/hostname"));
+    assert!(
+        page.lines().next().unwrap_or("").contains(" 200 "),
+        "{page}"
+    );
+    assert!(page.trim_end().ends_with(hostname.trim()), "{page}");
+
+    // The container reaches the host through the gateway, from its own address.
+    let (port, from) = d.in_netns(|| {
+        let l = TcpListener::bind("100.72.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut s, peer) = l.accept().unwrap();
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).unwrap();
+            (peer.ip(), buf)
+        });
+        (port, t)
+    });
+    ok(d.docker(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        &format!("echo ping | nc 100.72.0.1 {port}"),
+    ]));
+    let (peer, msg) = from.join().unwrap();
+    assert_eq!(peer, std::net::IpAddr::V4(ip));
+    assert_eq!(msg.trim(), "ping");
+
+    // A second container gets another address.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "two",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    let ip2 = eth0_address(&d, "two");
+    assert_ne!(ip, ip2);
+    assert_eq!(berth_veths(&d).len(), 2, "{:?}", berth_veths(&d));
+    assert_eq!(netns_files(&d).len(), 2);
+
+    // Removal leaves no interface and no namespace; a stopped container holds none.
+    ok(d.docker(&["rm", "-f", "web"]));
+    ok(d.docker(&["stop", "-t", "0", "two"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
+    // Started again, it gets an address no one had before (sequential allocation).
+    ok(d.docker(&["start", "two"]));
+    let ip3 = eth0_address(&d, "two");
+    assert!(ip3 != ip && ip3 != ip2, "{ip3} handed out again");
+    ok(d.docker(&["rm", "-f", "two"]));
+    assert!(berth_veths(&d).is_empty());
+}
+
+#[test]
+fn running_containers_keep_their_network_across_a_daemon_kill() {
+    let Some(mut d) = daemon() else { return };
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "fixture/app:1",
+        "exec httpd -f -p 8080 -h /etc",
+    ]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "brief",
+        "fixture/app:1",
+        "exec sleep 2",
+    ]));
+    let ip = eth0_address(&d, "web");
+    let brief_ip = eth0_address(&d, "brief");
+    eventually(|| http_get(&d, ip, 8080, "/hostname"));
+
+    d.kill(libc::SIGKILL);
+    // While no daemon runs, the container still answers; `brief` exits.
+    let page = http_get(&d, ip, 8080, "/hostname").expect("served while the daemon is down");
+    assert!(
+        page.lines().next().unwrap_or("").contains(" 200 "),
+        "{page}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    d.start_again();
+
+    // The running container kept its address and its server; the exited one's
+    // interface and namespace are gone (torn down at daemon start).
+    assert_eq!(eth0_address(&d, "web"), ip);
+    let page = http_get(&d, ip, 8080, "/hostname").expect("served after the restart");
+    assert!(
+        page.lines().next().unwrap_or("").contains(" 200 "),
+        "{page}"
+    );
+    assert_eq!(berth_veths(&d).len(), 1, "{:?}", berth_veths(&d));
+    assert_eq!(netns_files(&d).len(), 1, "{:?}", netns_files(&d));
+
+    // The running container's address is not handed out again; nor, yet, the one the
+    // exited container had (sequential allocation).
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "new",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    let new_ip = eth0_address(&d, "new");
+    assert!(
+        new_ip != ip && new_ip != brief_ip,
+        "{new_ip} handed out twice"
+    );
+
+    // berth's table is in place after the restart (reconciled).
+    let table = d
+        .netns_cmd(&["nft", "list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+
+    ok(d.docker(&["rm", "-f", "web", "new", "brief"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    assert!(netns_files(&d).is_empty());
+}
+
+/// Whether the container resolves `name` (busybox nslookup), and to which addresses.
+fn lookup(d: &Daemon, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    let out = d.docker(&["exec", container, "sh", "-c", &format!("nslookup {name}")]);
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Answers follow the "Name:" line; the server's own address comes before it.
+    let answers: Vec<Ipv4Addr> = text
+        .split("Name:")
+        .skip(1)
+        .flat_map(|part| {
+            part.lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .filter_map(|a| a.trim().split(' ').next()?.parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!answers.is_empty()).then_some(answers)
+}
+
+/// `wget` from inside a container; the body, or None when it fails (3 s timeout).
+fn wget(d: &Daemon, container: &str, url: &str) -> Option<String> {
+    let out = d.docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!("wget -q -T 3 -O - {url}"),
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn httpd(d: &Daemon, args: &[&str]) -> String {
+    let mut a = vec!["run", "-d"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["fixture/app:1", "exec httpd -f -p 80 -h /etc"]);
+    ok(d.docker(&a)).trim().to_string()
+}
+
+fn bridges(d: &Daemon) -> Vec<String> {
+    let out = d
+        .netns_cmd(&["ip", "-o", "link", "show", "type", "bridge"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect()
+}
+
+fn nft_table(d: &Daemon) -> String {
+    let out = d
+        .netns_cmd(&["nft", "list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn user_networks_resolve_names_and_aliases_and_are_isolated() {
+    let Some(d) = daemon() else { return };
+    ok(d.docker(&["network", "create", "front"]));
+    ok(d.docker(&["network", "create", "back"]));
+    httpd(
+        &d,
+        &[
+            "--name",
+            "api",
+            "--network",
+            "back",
+            "--network-alias",
+            "db",
+        ],
+    );
+    httpd(&d, &["--name", "web", "--network", "front"]);
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "gw",
+        "--network",
+        "front",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    ok(d.docker(&["network", "connect", "back", "gw"]));
+    let api_ip = eth0_address(&d, "api");
+    let web_ip = eth0_address(&d, "web");
+
+    // A container on both networks resolves names and aliases of both, and reaches them.
+    assert_eq!(lookup(&d, "gw", "api"), Some(vec![api_ip]));
+    assert_eq!(lookup(&d, "gw", "DB"), Some(vec![api_ip]));
+    assert_eq!(lookup(&d, "gw", "web"), Some(vec![web_ip]));
+    let api_host = sh(&d, "api", "hostname");
+    let page = wget(&d, "gw", "http://db/hostname").expect("gw reaches db by its alias");
+    assert_eq!(page.trim(), api_host.trim());
+    assert!(wget(&d, "gw", "http://web/hostname").is_some());
+
+    // A container on one network neither resolves nor reaches the other's.
+    assert_eq!(lookup(&d, "web", "api"), None);
+    assert!(
+        wget(&d, "web", &format!("http://{api_ip}/hostname")).is_none(),
+        "front reached back"
+    );
+    assert!(
+        wget(&d, "api", &format!("http://{web_ip}/hostname")).is_none(),
+        "back reached front"
+    );
+
+    // Disconnected, gw no longer resolves back's names; connected again, it does.
+    ok(d.docker(&["network", "disconnect", "back", "gw"]));
+    assert_eq!(lookup(&d, "gw", "api"), None);
+    assert!(wget(&d, "gw", &format!("http://{api_ip}/hostname")).is_none());
+
+    // Teardown: no container, then no network, leaves a bridge, a veth or a rule.
+    ok(d.docker(&["rm", "-f", "api", "web", "gw"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    let before = bridges(&d);
+    assert_eq!(before.len(), 3, "{before:?}");
+    ok(d.docker(&["network", "rm", "front", "back"]));
+    assert_eq!(bridges(&d), ["berth0"]);
+    let table = nft_table(&d);
+    assert!(!table.contains("berth-"), "{table}");
+}
+
+#[test]
+fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
+    let Some(d) = daemon() else { return };
+    httpd(&d, &["--name", "web", "-p", "127.0.0.1:8080:80"]);
+    let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname"));
+    assert!(
+        page.lines().next().unwrap_or("").contains(" 200 "),
+        "{page}"
+    );
+
+    // No process listens on the published port: the kernel translates.
+    let ss = d.netns_cmd(&["ss", "-Hltnup"]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+    assert!(!ss.contains(":8080"), "something listens on 8080:\n{ss}");
+    assert_eq!(
+        ok(d.docker(&["port", "web"])).trim(),
+        "80/tcp -> 127.0.0.1:8080"
+    );
+    let ps = ok(d.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"]));
+    assert!(ps.contains("web 127.0.0.1:8080->80/tcp"), "{ps}");
+
+    // The port is taken.
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1:8080:80",
+        "fixture/app:1",
+        "exec sleep 5",
+    ]));
+    assert!(err.contains("already allocated"), "{err}");
+
+    // -P publishes exposed ports on free host ports, every host address (loopback too).
+    httpd(&d, &["--name", "any", "-P", "--expose", "80"]);
+    let mapping = ok(d.docker(&["port", "any", "80/tcp"]));
+    let port: u16 = mapping
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{mapping}"));
+    assert!(mapping.starts_with("0.0.0.0:"), "{mapping}");
+    let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, port, "/hostname"));
+    assert!(page.contains(" 200 "), "{page}");
+
+    // UDP: a datagram to the published port reaches the container's socket.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "127.0.0.1:5353:53/udp",
+        "fixture/app:1",
+        "exec nc -u -l -p 53",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        d.in_netns(|| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.send_to(b"over-udp\n", "127.0.0.1:5353").unwrap();
+        });
+        let logs = ok(d.docker(&["logs", "udp"]));
+        if logs.contains("over-udp") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no datagram arrived: {logs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Removed, the port is closed again and the rules are gone.
+    ok(d.docker(&["rm", "-f", "web", "any", "udp"]));
+    assert!(http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/").is_err());
+    let table = nft_table(&d);
+    assert!(!table.contains("dnat"), "{table}");
+}
+
+/// A DNS server answering every A query with `answer` (test upstream).
+fn fake_upstream(d: &Daemon, answer: Ipv4Addr) {
+    let sock = d.in_netns(|| std::net::UdpSocket::bind("127.0.0.1:53").unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80; // QR
+            r[3] = 0x80; // RA, NOERROR
+            r[6] = 0;
+            r[7] = 1; // ANCOUNT
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&answer.octets());
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+}
+
+#[test]
+fn dns_forwards_other_names_and_etc_files_follow_the_flags() {
+    let Some(d) = daemon() else { return };
+    fake_upstream(&d, Ipv4Addr::new(192, 0, 2, 7));
+    ok(d.docker(&["network", "create", "apps"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "apps",
+        "--dns",
+        "127.0.0.1",
+        "--hostname",
+        "one",
+        "--add-host",
+        "db.internal:10.9.8.7",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    httpd(&d, &["--name", "c2", "--network", "apps"]);
+    // Names of the network locally, the rest from the container's --dns servers.
+    assert_eq!(lookup(&d, "c1", "c2"), Some(vec![eth0_address(&d, "c2")]));
+    assert_eq!(
+        lookup(&d, "c1", "example.test"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    assert_eq!(sh(&d, "c1", "hostname").trim(), "one");
+    let hosts = sh(&d, "c1", "cat /etc/hosts");
+    assert!(hosts.contains("10.9.8.7\tdb.internal"), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{}\tone", eth0_address(&d, "c1"))),
+        "{hosts}"
+    );
+    // The default bridge's DNS forwards too, but does not resolve container names
+    // (Docker's rule for the default network).
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "b1",
+        "--dns",
+        "127.0.0.1",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    httpd(&d, &["--name", "b2"]);
+    assert_eq!(
+        lookup(&d, "b1", "example.test"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    // b2 is not a name on the default network: the query goes upstream, which answers
+    // everything with the test address.
+    assert_eq!(
+        lookup(&d, "b1", "b2"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    ok(d.docker(&["rm", "-f", "c1", "c2", "b1", "b2"]));
+}
+
+#[test]
+fn leftovers_of_a_crash_are_swept_at_daemon_start() {
+    let Some(mut d) = daemon() else { return };
+    d.kill(libc::SIGKILL);
+    // A veth berth would have made and a namespace file nothing names.
+    let st = d
+        .netns_cmd(&[
+            "ip",
+            "link",
+            "add",
+            "bth00000000dead",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "xdead",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::create_dir_all(d.root.join("netns")).unwrap();
+    std::fs::write(d.root.join("netns").join("0".repeat(64)), b"").unwrap();
+    d.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !berth_veths(&d).is_empty() || !netns_files(&d).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?} {:?}",
+            berth_veths(&d),
+            netns_files(&d)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The daemon serves, and networking works.
+    httpd(&d, &["--name", "web"]);
+    let ip = eth0_address(&d, "web");
+    eventually(|| http_get(&d, ip, 80, "/hostname"));
+}
