@@ -274,18 +274,18 @@ fn lookup(d: &Daemon, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
     (!answers.is_empty()).then_some(answers)
 }
 
-/// `wget` from inside a container; the body, or None when it fails (3 s timeout).
-fn wget(d: &Daemon, container: &str, url: &str) -> Option<String> {
+/// An HTTP GET of `path` on port 80 of `ip` from inside a container (busybox nc, 3 s
+/// timeout); the response, or None when nothing answers.
+fn http_from(d: &Daemon, container: &str, ip: Ipv4Addr, path: &str) -> Option<String> {
     let out = d.docker(&[
         "exec",
         container,
         "sh",
         "-c",
-        &format!("wget -q -T 3 -O - {url}"),
+        &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
     ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && text.contains(" 200 ")).then_some(text)
 }
 
 fn httpd(d: &Daemon, args: &[&str]) -> String {
@@ -351,25 +351,25 @@ fn user_networks_resolve_names_and_aliases_and_are_isolated() {
     assert_eq!(lookup(&d, "gw", "DB"), Some(vec![api_ip]));
     assert_eq!(lookup(&d, "gw", "web"), Some(vec![web_ip]));
     let api_host = sh(&d, "api", "hostname");
-    let page = wget(&d, "gw", "http://db/hostname").expect("gw reaches db by its alias");
-    assert_eq!(page.trim(), api_host.trim());
-    assert!(wget(&d, "gw", "http://web/hostname").is_some());
+    let page = http_from(&d, "gw", api_ip, "/hostname").expect("gw reaches api");
+    assert!(page.trim_end().ends_with(api_host.trim()), "{page}");
+    assert!(http_from(&d, "gw", web_ip, "/hostname").is_some());
 
     // A container on one network neither resolves nor reaches the other's.
     assert_eq!(lookup(&d, "web", "api"), None);
     assert!(
-        wget(&d, "web", &format!("http://{api_ip}/hostname")).is_none(),
+        http_from(&d, "web", api_ip, "/hostname").is_none(),
         "front reached back"
     );
     assert!(
-        wget(&d, "api", &format!("http://{web_ip}/hostname")).is_none(),
+        http_from(&d, "api", web_ip, "/hostname").is_none(),
         "back reached front"
     );
 
     // Disconnected, gw no longer resolves back's names; connected again, it does.
     ok(d.docker(&["network", "disconnect", "back", "gw"]));
     assert_eq!(lookup(&d, "gw", "api"), None);
-    assert!(wget(&d, "gw", &format!("http://{api_ip}/hostname")).is_none());
+    assert!(http_from(&d, "gw", api_ip, "/hostname").is_none());
 
     // Teardown: no container, then no network, leaves a bridge, a veth or a rule.
     ok(d.docker(&["rm", "-f", "api", "web", "gw"]));
@@ -401,7 +401,8 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
         "80/tcp -> 127.0.0.1:8080"
     );
     let ps = ok(d.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"]));
-    assert!(ps.contains("web 127.0.0.1:8080->80/tcp"), "{ps}");
+    let row = ps.lines().find(|l| l.starts_with("web ")).expect(&ps);
+    assert!(row.contains("127.0.0.1:8080->80/tcp"), "{ps}");
 
     // The port is taken.
     let err = fails(d.docker(&[
@@ -427,7 +428,10 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
     let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, port, "/hostname"));
     assert!(page.contains(" 200 "), "{page}");
 
-    // UDP: a datagram to the published port reaches the container's socket.
+    // UDP: a datagram to the published port reaches the container's socket, and the
+    // echo comes back.
+    let echo = udp_echo_binary();
+    let bind = format!("{}:/udp_echo:ro", echo.display());
     ok(d.docker(&[
         "run",
         "-d",
@@ -435,28 +439,36 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
         "udp",
         "-p",
         "127.0.0.1:5353:53/udp",
+        "-v",
+        &bind,
         "fixture/app:1",
-        "exec nc -u -l -p 53",
+        "exec /udp_echo 53",
     ]));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        d.in_netns(|| {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.send_to(b"over-udp\n", "127.0.0.1:5353").unwrap();
-        });
-        let logs = ok(d.docker(&["logs", "udp"]));
-        if logs.contains("over-udp") {
-            break;
+    let reply = d.in_netns(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 64];
+        loop {
+            s.send_to(b"over-udp", "127.0.0.1:5353").unwrap();
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                return (buf[..n].to_vec(), from);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no UDP echo through 127.0.0.1:5353"
+            );
         }
-        assert!(Instant::now() < deadline, "no datagram arrived: {logs:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
+    assert_eq!(reply.0, b"over-udp");
+    assert_eq!(reply.1, "127.0.0.1:5353".parse().unwrap());
 
     // Removed, the port is closed again and the rules are gone.
     ok(d.docker(&["rm", "-f", "web", "any", "udp"]));
     assert!(http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/").is_err());
     let table = nft_table(&d);
-    assert!(!table.contains("dnat"), "{table}");
+    assert!(!table.contains("dnat to"), "{table}");
 }
 
 /// A DNS server answering every A query with `answer` (test upstream).
@@ -471,10 +483,18 @@ fn fake_upstream(d: &Daemon, answer: Ipv4Addr) {
             let mut r = buf[..n].to_vec();
             r[2] |= 0x80; // QR
             r[3] = 0x80; // RA, NOERROR
-            r[6] = 0;
-            r[7] = 1; // ANCOUNT
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-            r.extend_from_slice(&answer.octets());
+                         // The question's type follows its name (labels up to a zero byte).
+            let mut i = 12;
+            while i < n && buf[i] != 0 {
+                i += 1 + buf[i] as usize;
+            }
+            let qtype_a = buf.get(i + 1..i + 3) == Some(&[0, 1]);
+            if qtype_a {
+                r[6] = 0;
+                r[7] = 1; // ANCOUNT
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                r.extend_from_slice(&answer.octets());
+            }
             let _ = sock.send_to(&r, peer);
         }
     });
