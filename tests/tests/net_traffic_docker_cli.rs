@@ -248,7 +248,24 @@ fn running_containers_keep_their_network_across_a_daemon_kill() {
         String::from_utf8_lossy(&table.stderr)
     );
 
-    ok(d.docker(&["rm", "-f", "web", "new", "brief"]));
+    // A published port keeps working while the daemon is down (the rules are the
+    // kernel's), and rules lost meanwhile (a flush, a reboot of the firewall) come back
+    // when the daemon starts.
+    httpd(&d, &["--name", "pub", "-p", "127.0.0.1:8080:80"]);
+    eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname"));
+    d.kill(libc::SIGKILL);
+    http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname").expect("published while down");
+    let st = d
+        .netns_cmd(&["nft", "delete", "table", "ip", "berth"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname").is_err());
+    d.start_again();
+    let page = http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname").expect("reconciled");
+    assert!(page.contains(" 200 "), "{page}");
+
+    ok(d.docker(&["rm", "-f", "web", "new", "brief", "pub"]));
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
     assert!(netns_files(&d).is_empty());
 }
@@ -598,4 +615,37 @@ fn leftovers_of_a_crash_are_swept_at_daemon_start() {
     httpd(&d, &["--name", "web"]);
     let ip = eth0_address(&d, "web");
     eventually(|| http_get(&d, ip, 80, "/hostname"));
+}
+
+#[test]
+fn address_pools_come_from_the_daemon_config() {
+    if !have("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[[address_pools]]\nbase = \"198.18.0.0/16\"\nsize = 26\n",
+    )
+    .unwrap();
+    let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    let subnets = |name: &str| {
+        ok(d.docker(&[
+            "network",
+            "inspect",
+            name,
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        ]))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(subnets("bridge"), "198.18.0.0/26 198.18.0.1");
+    ok(d.docker(&["network", "create", "one"]));
+    assert_eq!(subnets("one"), "198.18.0.64/26 198.18.0.65");
+    // A subnet given explicitly may lie anywhere; one overlapping another network's is
+    // refused.
+    let err = fails(d.docker(&["network", "create", "--subnet", "198.18.0.64/27", "two"]));
+    assert!(err.contains("overlaps"), "{err}");
 }

@@ -103,11 +103,8 @@ async fn docker_cli_works_against_berth() {
         o.stdout
     );
     assert!(o.stdout.contains("Default Runtime: berth"), "{}", o.stdout);
-    assert!(
-        o.stderr.contains("--network none"),
-        "the network warning: {}",
-        o.stderr
-    );
+    // The default network is a bridge now: no warning about networking.
+    assert!(!o.stderr.contains("--network none"), "{}", o.stderr);
 
     let out = cli
         .ok(&["load", "-i", &fixture().display().to_string()])

@@ -1162,6 +1162,8 @@ mod tests {
 
     fn engine(dir: &Path) -> Engine {
         Engine::open(crate::DaemonConfig {
+            // Containers of these tests need no network: leave the host's alone.
+            bridge: "none".into(),
             root: dir.join("root"),
             ..crate::DaemonConfig::default()
         })

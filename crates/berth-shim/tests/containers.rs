@@ -34,6 +34,8 @@ fn setup() -> bool {
 
 fn engine(root: &Path) -> Engine {
     Engine::open(DaemonConfig {
+        // Containers of these tests need no network: leave the host's alone.
+        bridge: "none".into(),
         root: root.to_path_buf(),
         min_free_bytes: 0,
         ..Default::default()

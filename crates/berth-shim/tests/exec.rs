@@ -32,6 +32,8 @@ fn setup() -> bool {
 /// An engine with a running `sleep 1000` container; returns its ID.
 fn running(root: &Path) -> (Engine, String) {
     let e = Engine::open(DaemonConfig {
+        // Containers of these tests need no network: leave the host's alone.
+        bridge: "none".into(),
         root: root.to_path_buf(),
         min_free_bytes: 0,
         ..Default::default()

@@ -35,6 +35,8 @@ pub struct Api {
 pub fn api() -> Api {
     let root = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(DaemonConfig {
+        // Containers of these tests need no network: leave the host's alone.
+        bridge: "none".into(),
         root: root.path().join("root"),
         min_free_bytes: 0,
         ..Default::default()
