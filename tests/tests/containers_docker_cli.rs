@@ -233,3 +233,32 @@ fn docker_cli_hostname_shm_size_and_sysctls_take_effect() {
     ]));
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+#[test]
+fn a_run_rm_whose_start_fails_exits_127_and_leaves_nothing() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    // The docker CLI waits for a --rm container's removal before it reports a failed
+    // start: the daemon must remove it (it used to hang here).
+    let out = d.docker(&["run", "--rm", "--entrypoint", "/nope", "fixture/app:1"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nope"), "{err}");
+    assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "");
+    // Without --rm the container stays, created, and the CLI exits just the same.
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "kept",
+        "--entrypoint",
+        "/nope",
+        "fixture/app:1",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let state = ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "kept"]));
+    assert_eq!(state.trim(), "created");
+}

@@ -294,12 +294,22 @@ fn lookup(d: &Daemon, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
 /// An HTTP GET of `path` on port 80 of `ip` from inside a container (busybox nc, 3 s
 /// timeout); the response, or None when nothing answers.
 fn http_from(d: &Daemon, container: &str, ip: Ipv4Addr, path: &str) -> Option<String> {
+    http_from_port(d, container, ip, 80, path)
+}
+
+fn http_from_port(
+    d: &Daemon,
+    container: &str,
+    ip: Ipv4Addr,
+    port: u16,
+    path: &str,
+) -> Option<String> {
     let out = d.docker(&[
         "exec",
         container,
         "sh",
         "-c",
-        &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+        &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}"),
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     (out.status.success() && text.contains(" 200 ")).then_some(text)
@@ -444,6 +454,13 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
     assert!(mapping.starts_with("0.0.0.0:"), "{mapping}");
     let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, port, "/hostname"));
     assert!(page.contains(" 200 "), "{page}");
+    // Hairpin: a container reaches its own published port through the host's address
+    // on its bridge (the gateway), and so does a neighbour; a port published on
+    // loopback only is not reachable from containers.
+    let gw = Ipv4Addr::new(100, 72, 0, 1);
+    assert!(http_from_port(&d, "any", gw, port, "/hostname").is_some());
+    assert!(http_from_port(&d, "web", gw, port, "/hostname").is_some());
+    assert!(http_from_port(&d, "any", gw, 8080, "/hostname").is_none());
 
     // UDP: a datagram to the published port reaches the container's socket, and the
     // echo comes back.

@@ -947,8 +947,17 @@ impl Engine {
         }
         let msg = reply.strip_prefix("error ").unwrap_or(reply);
         self.network_teardown(&rec.id);
+        // The docker CLI derives `docker run`'s exit status from these words (127: the
+        // command does not exist, 126: it cannot be run), as Docker's daemon says them.
+        let hint = if msg.contains("not found in $PATH") || msg.contains("No such file") {
+            ": executable file not found in $PATH"
+        } else if msg.contains("Permission denied") {
+            ": permission denied"
+        } else {
+            ""
+        };
         Err(EngineError::internal(format!(
-            "container {}: start failed: {}",
+            "container {}: start failed: {}{hint}",
             rec.id,
             if msg.is_empty() {
                 "the shim exited without a reply (see shim.log)"
