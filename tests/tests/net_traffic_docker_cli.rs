@@ -126,6 +126,10 @@ fn default_bridge_gives_an_address_carries_traffic_and_leaves_nothing_behind() {
         "{page}"
     );
     assert!(page.trim_end().ends_with(hostname.trim()), "{page}");
+    // docker stats counts the container's traffic (NET I/O: received / sent).
+    let netio = ok(d.docker(&["stats", "--no-stream", "--format", "{{.NetIO}}", "web"]));
+    let (rx, tx) = netio.trim().split_once(" / ").expect(&netio);
+    assert!(rx != "0B" && tx != "0B", "{netio}");
 
     // The container reaches the host through the gateway, from its own address.
     let (port, from) = d.in_netns(|| {

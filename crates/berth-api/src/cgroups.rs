@@ -383,7 +383,7 @@ pub(crate) fn stats_json(
     if let Some(f) = cg.memory.failcnt {
         memory["failcnt"] = json!(f);
     }
-    json!({
+    let mut doc = json!({
         "name": docker_name(rec),
         "id": rec.id,
         "read": rfc3339(&sample.read),
@@ -395,7 +395,31 @@ pub(crate) fn stats_json(
         "cpu_stats": cpu_json(Some((cg, sample))),
         "precpu_stats": cpu_json(pre_cg),
         "memory_stats": memory,
-    })
+    });
+    // Docker's `networks`: per interface, omitted without any (the CLI's NET I/O).
+    if !sample.networks.is_empty() {
+        let nets: serde_json::Map<String, Value> = sample
+            .networks
+            .iter()
+            .map(|(ifname, n)| {
+                (
+                    ifname.clone(),
+                    json!({
+                        "rx_bytes": n.rx_bytes,
+                        "rx_packets": n.rx_packets,
+                        "rx_errors": n.rx_errors,
+                        "rx_dropped": n.rx_dropped,
+                        "tx_bytes": n.tx_bytes,
+                        "tx_packets": n.tx_packets,
+                        "tx_errors": n.tx_errors,
+                        "tx_dropped": n.tx_dropped,
+                    }),
+                )
+            })
+            .collect();
+        doc["networks"] = Value::Object(nets);
+    }
+    doc
 }
 
 fn json_line(v: &Value) -> Bytes {
@@ -659,6 +683,15 @@ mod stats_tests {
             system_cpu_ns: total_ns * 10,
             online_cpus: 2,
             machine_memory: 1 << 30,
+            networks: [(
+                "eth0".to_string(),
+                berth_engine::LinkStats {
+                    rx_bytes: 1500,
+                    tx_bytes: 600,
+                    ..Default::default()
+                },
+            )]
+            .into(),
         }
     }
 
@@ -669,6 +702,8 @@ mod stats_tests {
         let cur = sample(3000, None);
         let v = stats_json(&rec, &cur, Some(&pre));
         assert_eq!(v["name"], "/web");
+        assert_eq!(v["networks"]["eth0"]["rx_bytes"], 1500);
+        assert_eq!(v["networks"]["eth0"]["tx_bytes"], 600);
         assert_eq!(v["cpu_stats"]["cpu_usage"]["total_usage"], 3000);
         assert_eq!(
             v["cpu_stats"]["cpu_usage"]["percpu_usage"],

@@ -29,6 +29,10 @@ pub struct StatsSample {
     pub online_cpus: u32,
     /// The host's memory: Docker reports it as the limit of an unlimited container.
     pub machine_memory: u64,
+    /// Per interface inside the container (`eth0`...): its traffic counters, seen from
+    /// the container (the veth's host end counts the other way round). Empty without a
+    /// bridge network.
+    pub networks: std::collections::BTreeMap<String, berth_net::link::LinkStats>,
 }
 
 /// The rows of `docker top`.
@@ -175,6 +179,7 @@ impl Engine {
             system_cpu_ns: cgroups::system_cpu_usage_ns(&proc_stat, ticks).unwrap_or(0),
             online_cpus: cgroups::online_cpus(),
             machine_memory: cgroups::machine_memory(),
+            networks: self.network_counters(&rec.id),
         })
     }
 

@@ -24,6 +24,7 @@ pub mod volumes;
 
 pub use archive::PathStat;
 pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
+pub use berth_net::link::LinkStats;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;

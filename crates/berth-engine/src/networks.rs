@@ -1139,6 +1139,33 @@ impl Engine {
         self.net_state().live.get(id).map(|l| l.net.clone())
     }
 
+    /// Traffic counters of a running container's interfaces, as the container sees them
+    /// (for `docker stats`): the host end's, with receive and transmit swapped.
+    pub(crate) fn network_counters(&self, id: &str) -> BTreeMap<String, link::LinkStats> {
+        let Some(net) = self.container_net(id) else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for ep in &net.endpoints {
+            if let Ok(Some(h)) = link::link_stats(&ep.host_ifname) {
+                out.insert(
+                    ep.ifname.clone(),
+                    link::LinkStats {
+                        rx_bytes: h.tx_bytes,
+                        rx_packets: h.tx_packets,
+                        rx_errors: h.tx_errors,
+                        rx_dropped: h.tx_dropped,
+                        tx_bytes: h.rx_bytes,
+                        tx_packets: h.rx_packets,
+                        tx_errors: h.rx_errors,
+                        tx_dropped: h.rx_dropped,
+                    },
+                );
+            }
+        }
+        out
+    }
+
     /// A network's name by ID (inspect shows networks by name).
     pub fn network_name(&self, id: &str) -> Option<String> {
         self.net_state()

@@ -519,6 +519,45 @@ pub fn link_exists(name: &str) -> Result<bool> {
         .map_err(|e| nl_err(obj, "look up", e))
 }
 
+/// Traffic counters of a link, as the kernel keeps them (`IFLA_STATS64`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The counters of link `name` (None when it does not exist).
+pub fn link_stats(name: &str) -> Result<Option<LinkStats>> {
+    check_ifname("link", name)?;
+    let obj = format!("link {name}");
+    let mut nl = open_netlink(&obj)?;
+    let link = nl.get_link(name).map_err(|e| nl_err(obj, "look up", e))?;
+    Ok(link.map(|l| {
+        l.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Stats64(s) => Some(LinkStats {
+                    rx_bytes: s.rx_bytes,
+                    rx_packets: s.rx_packets,
+                    rx_errors: s.rx_errors,
+                    rx_dropped: s.rx_dropped,
+                    tx_bytes: s.tx_bytes,
+                    tx_packets: s.tx_packets,
+                    tx_errors: s.tx_errors,
+                    tx_dropped: s.tx_dropped,
+                }),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }))
+}
+
 /// Names of the links whose name starts with `prefix` (to sweep leftovers of a crash).
 pub fn links_with_prefix(prefix: &str) -> Result<Vec<String>> {
     let obj = format!("links {prefix}*");
@@ -976,6 +1015,11 @@ mod tests {
             assert_eq!(seen[0].1, "from b");
             assert_eq!(seen[1].0.ip().to_string(), "100.72.0.1");
             assert_eq!(seen[1].1, "from host");
+            // The host end counts what the container sent (its rx) and received.
+            let st = link_stats("bthtesta").expect("stats").expect("exists");
+            assert!(st.rx_packets >= 4 && st.tx_packets >= 4, "{st:?}");
+            assert!(st.rx_bytes > 0 && st.tx_bytes > 0, "{st:?}");
+            assert_eq!(link_stats("bthnosuch").expect("stats"), None);
 
             let t = Instant::now();
             remove_veth("bthtesta").expect("remove a");
