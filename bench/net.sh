@@ -18,8 +18,8 @@
 # Published ports need berth's API to accept -p; a berth that refuses them ("not supported
 # yet") still gets the other cases measured and the published ones reported as skipped.
 #
-# It runs its own daemon (state under BENCH_DIR, default bridge BRIDGE) in the HOST network
-# namespace. Every packet goes to 127.0.0.1, to the host's own address or to the
+# It runs its own daemon (state under BENCH_DIR, default bridge BRIDGE) in the host's network
+# namespace, or in one of its own when another berth daemon is there (NETNS below). Every packet goes to 127.0.0.1, to the host's own address or to the
 # container's address on the bench's bridge. On exit it removes the containers, stops the
 # daemon, unmounts, deletes the bridge and berth's nftables table it created, and restores
 # net.ipv4.ip_forward.
@@ -31,6 +31,7 @@
 #   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
 #   NETBENCH_BIN=target/release/berth-netbench   (idem)
 #   BRIDGE=berthbench0         the bench daemon's default bridge
+#   NETNS=auto                 host, own (a fresh network namespace) or auto (see below)
 # Exit status: 0 (whether the target is met is printed), 1 on an error.
 set -euo pipefail
 
@@ -81,7 +82,8 @@ mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 WORK=$BENCH_DIR/net
 SOCK=$WORK/berth.sock
-OWNED=$BENCH_DIR/net-owned   # present while the bench owns $BRIDGE and table ip berth
+# Present while the bench owns $BRIDGE and table ip berth in its namespace.
+OWNED=$BENCH_DIR/net-owned-${BERTH_NETBENCH_NS:-host}
 
 unmount_work() {
     local m
@@ -95,6 +97,32 @@ drop_owned_net() {
     nft delete table ip berth 2>/dev/null || true
     rm -f "$OWNED"
 }
+
+# NETNS=auto (default): the host's network namespace, unless another berth daemon already
+# owns berth's nftables table there; then (and with NETNS=own) a namespace of the bench's
+# own, with loopback and an interface (a veth pair with both ends there) carrying 198.18.0.1/24 (RFC 2544's benchmark
+# range) as "the host's address". The kernel datapath is the same; only the daemon's
+# table and bridge no longer meet the other daemon's.
+NETNS=${NETNS:-auto}
+case $NETNS in host | own | auto) ;; *) die "NETNS=$NETNS: host, own or auto" ;; esac
+if [[ -z ${BERTH_NETBENCH_NS:-} ]]; then
+    if [[ $NETNS == own ]] || { [[ $NETNS == auto ]] && [[ ! -e $BENCH_DIR/net-owned-host ]] &&
+        nft list table ip berth >/dev/null 2>&1; }; then
+        ns=berth-netbench
+        [[ $NETNS == auto ]] && log "another berth daemon owns table ip berth in this namespace: running in network namespace $ns"
+        ip netns del "$ns" 2>/dev/null || true
+        ip netns add "$ns"
+        trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link add bench0 type veth peer name bench1
+        ip -n "$ns" addr add 198.18.0.1/24 dev bench0
+        ip -n "$ns" link set bench1 up
+        ip -n "$ns" link set bench0 up
+        rc=0
+        nsenter --net="/run/netns/$ns" -- env BERTH_NETBENCH_NS="$ns" bash "$0" "$@" || rc=$?
+        exit "$rc"
+    fi
+fi
 
 if [[ -e $OWNED ]]; then
     log "cleaning up after an earlier run"
@@ -214,7 +242,11 @@ import json, sys
 c = json.load(sys.stdin)[0]
 ns = c["NetworkSettings"]
 ips = [ns.get("IPAddress")] + [n.get("IPAddress") for n in (ns.get("Networks") or {}).values()]
-print(next(ip for ip in ips if ip))')
+print(next((ip for ip in ips if ip), ""))')
+    # A berth whose inspect shows no networks yet: the address eth0 has inside.
+    if [[ -z $CIP ]]; then
+        CIP=$(berth exec netbench-bridge sh -c 'ip -4 -o addr show eth0' | awk '{for (i = 1; i < NF; i++) if ($i == "inet") {sub("/.*", "", $(i + 1)); print $(i + 1); exit}}')
+    fi
     [[ $CIP =~ ^[0-9.]+$ ]] || die "no IPv4 address for the bridged container: $CIP"
     log "bridged container at $CIP; host address ${HOST_ADDR:-none}"
     if want bridge; then
