@@ -6,8 +6,11 @@
 # no resource limits), and the spec berth generates for the same container (moby's
 # seccomp profile, Podman's capabilities, pids limit, masked paths) — the second is the
 # same work berth asks of libcontainer, so it is the like-for-like comparison.
+# berth runs with `--network none` (runc's spec has a network namespace with loopback
+# only: like for like) and, as `berth-bridge`, on the default bridge network (a veth
+# pair made before the start and removed after the exit).
 # For reference it also times the docker CLI against the same berth daemon
-# (`docker run --rm`), which adds the docker CLI's own start-up.
+# (`docker run --rm`, default bridge), which adds the docker CLI's own start-up.
 #
 # Environment:
 #   RUNS=30              timed runs per tool (hyperfine), after WARMUP runs
@@ -72,14 +75,19 @@ c["process"]["terminal"] = False
 json.dump(c, open(p, "w"), indent=2)
 EOF
 
-# berth: a daemon on its own root, the same rootfs imported as an image.
+# berth: a daemon on its own root, the same rootfs imported as an image. Its default
+# bridge gets a name of its own so a berth daemon already running here is not disturbed.
 SOCK=$WORK/berth.sock
-"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" >"$WORK/daemon.log" 2>&1 &
+"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" --bridge berth-bench0 >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 cleanup() {
     kill "$DAEMON" 2>/dev/null || true
     wait "$DAEMON" 2>/dev/null || true
     for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || true; done
+    # The bench daemon's bridge and berth's nftables table (do not run this bench on a
+    # host where a berth daemon serves: there is one berth table per network namespace).
+    ip link del berth-bench0 2>/dev/null || true
+    nft delete table ip berth 2>/dev/null || true
 }
 trap cleanup EXIT
 for _ in $(seq 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
@@ -88,7 +96,7 @@ for _ in $(seq 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
 
 # runc (2): berth's own spec for this container, pointed at the bundle's rootfs and a
 # cgroup of its own.
-SPEC_ID=$("$BERTH_BIN" -H "unix://$SOCK" create "$IMAGE" /bin/true)
+SPEC_ID=$("$BERTH_BIN" -H "unix://$SOCK" create --network none "$IMAGE" /bin/true)
 BERTH_BUNDLE=$WORK/bundle-berth-spec
 mkdir -p "$BERTH_BUNDLE"
 cp -a "$ROOTFS" "$BERTH_BUNDLE/rootfs"
@@ -116,8 +124,12 @@ if want runc; then
     names+=("runc")
 fi
 if want berth; then
-    cmds+=("$BERTH_BIN -H unix://$SOCK run --rm $IMAGE /bin/true")
+    # Like for like with runc: a private network namespace with loopback only.
+    cmds+=("$BERTH_BIN -H unix://$SOCK run --rm --network none $IMAGE /bin/true")
     names+=("berth")
+    # The default: a veth on the default bridge, set up before and removed after.
+    cmds+=("$BERTH_BIN -H unix://$SOCK run --rm $IMAGE /bin/true")
+    names+=("berth-bridge")
 fi
 if want docker && command -v docker >/dev/null; then
     cmds+=("docker -H unix://$SOCK run --rm $IMAGE /bin/true")

@@ -5,7 +5,9 @@ need=()
 # libseccomp-dev and pkg-config: libcontainer (berth-driver) links libseccomp.
 # tini: its static build is the init `--init` runs (Docker ships the same as docker-init).
 # procps: `docker top` runs ps on the host, as Docker does.
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config tini procps; do
+# nftables: berth's NAT and filter rules are applied with nft; iproute2: the tests look at
+# interfaces with ip and ss; gcc and libc6-dev: the tests build a static UDP echo server.
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config tini procps nftables iproute2 gcc libc6-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -481,3 +481,28 @@ impl Drop for RegistryServer {
         let _ = self.child.wait();
     }
 }
+
+/// A static UDP echo server (`tests/tools/udp_echo.c`, built once with `cc -static`):
+/// busybox's nc has no UDP, and a static binary runs in any image (bind-mount it).
+pub fn udp_echo_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/udp_echo.c");
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("test-tools");
+            std::fs::create_dir_all(&dir).expect("test-tools dir");
+            let out = dir.join(format!("udp_echo-{}", std::process::id()));
+            let st = Command::new("cc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .status()
+                .expect("run cc (gcc and libc6-dev are needed for the UDP tests)");
+            assert!(st.success(), "cc -static {} failed", src.display());
+            out
+        })
+        .clone()
+}

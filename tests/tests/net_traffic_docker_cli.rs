@@ -252,3 +252,350 @@ fn running_containers_keep_their_network_across_a_daemon_kill() {
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
     assert!(netns_files(&d).is_empty());
 }
+
+/// Whether the container resolves `name` (busybox nslookup), and to which addresses.
+fn lookup(d: &Daemon, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    let out = d.docker(&["exec", container, "sh", "-c", &format!("nslookup {name}")]);
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Answers follow the "Name:" line; the server's own address comes before it.
+    let answers: Vec<Ipv4Addr> = text
+        .split("Name:")
+        .skip(1)
+        .flat_map(|part| {
+            part.lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .filter_map(|a| a.trim().split(' ').next()?.parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!answers.is_empty()).then_some(answers)
+}
+
+/// An HTTP GET of `path` on port 80 of `ip` from inside a container (busybox nc, 3 s
+/// timeout); the response, or None when nothing answers.
+fn http_from(d: &Daemon, container: &str, ip: Ipv4Addr, path: &str) -> Option<String> {
+    let out = d.docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && text.contains(" 200 ")).then_some(text)
+}
+
+fn httpd(d: &Daemon, args: &[&str]) -> String {
+    let mut a = vec!["run", "-d"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["fixture/app:1", "exec httpd -f -p 80 -h /etc"]);
+    ok(d.docker(&a)).trim().to_string()
+}
+
+fn bridges(d: &Daemon) -> Vec<String> {
+    let out = d
+        .netns_cmd(&["ip", "-o", "link", "show", "type", "bridge"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect()
+}
+
+fn nft_table(d: &Daemon) -> String {
+    let out = d
+        .netns_cmd(&["nft", "list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn user_networks_resolve_names_and_aliases_and_are_isolated() {
+    let Some(d) = daemon() else { return };
+    ok(d.docker(&["network", "create", "front"]));
+    ok(d.docker(&["network", "create", "back"]));
+    httpd(
+        &d,
+        &[
+            "--name",
+            "api",
+            "--network",
+            "back",
+            "--network-alias",
+            "db",
+        ],
+    );
+    httpd(&d, &["--name", "web", "--network", "front"]);
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "gw",
+        "--network",
+        "front",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    ok(d.docker(&["network", "connect", "back", "gw"]));
+    let api_ip = eth0_address(&d, "api");
+    let web_ip = eth0_address(&d, "web");
+
+    // A container on both networks resolves names and aliases of both, and reaches them.
+    assert_eq!(lookup(&d, "gw", "api"), Some(vec![api_ip]));
+    assert_eq!(lookup(&d, "gw", "DB"), Some(vec![api_ip]));
+    assert_eq!(lookup(&d, "gw", "web"), Some(vec![web_ip]));
+    let api_host = sh(&d, "api", "hostname");
+    let page = http_from(&d, "gw", api_ip, "/hostname").expect("gw reaches api");
+    assert!(page.trim_end().ends_with(api_host.trim()), "{page}");
+    assert!(http_from(&d, "gw", web_ip, "/hostname").is_some());
+
+    // A container on one network neither resolves nor reaches the other's.
+    assert_eq!(lookup(&d, "web", "api"), None);
+    assert!(
+        http_from(&d, "web", api_ip, "/hostname").is_none(),
+        "front reached back"
+    );
+    assert!(
+        http_from(&d, "api", web_ip, "/hostname").is_none(),
+        "back reached front"
+    );
+
+    // Disconnected, gw no longer resolves back's names; connected again, it does.
+    ok(d.docker(&["network", "disconnect", "back", "gw"]));
+    assert_eq!(lookup(&d, "gw", "api"), None);
+    assert!(http_from(&d, "gw", api_ip, "/hostname").is_none());
+
+    // Teardown: no container, then no network, leaves a bridge, a veth or a rule.
+    ok(d.docker(&["rm", "-f", "api", "web", "gw"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    let before = bridges(&d);
+    assert_eq!(before.len(), 3, "{before:?}");
+    ok(d.docker(&["network", "rm", "front", "back"]));
+    assert_eq!(bridges(&d), ["berth0"]);
+    let table = nft_table(&d);
+    assert!(!table.contains("berth-"), "{table}");
+}
+
+#[test]
+fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
+    let Some(d) = daemon() else { return };
+    httpd(&d, &["--name", "web", "-p", "127.0.0.1:8080:80"]);
+    let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname"));
+    assert!(
+        page.lines().next().unwrap_or("").contains(" 200 "),
+        "{page}"
+    );
+
+    // No process listens on the published port: the kernel translates.
+    let ss = d.netns_cmd(&["ss", "-Hltnup"]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+    assert!(!ss.contains(":8080"), "something listens on 8080:\n{ss}");
+    assert_eq!(
+        ok(d.docker(&["port", "web"])).trim(),
+        "80/tcp -> 127.0.0.1:8080"
+    );
+    let ps = ok(d.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"]));
+    let row = ps.lines().find(|l| l.starts_with("web ")).expect(&ps);
+    assert!(row.contains("127.0.0.1:8080->80/tcp"), "{ps}");
+
+    // The port is taken.
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1:8080:80",
+        "fixture/app:1",
+        "exec sleep 5",
+    ]));
+    assert!(err.contains("already allocated"), "{err}");
+
+    // -P publishes exposed ports on free host ports, every host address (loopback too).
+    httpd(&d, &["--name", "any", "-P", "--expose", "80"]);
+    let mapping = ok(d.docker(&["port", "any", "80/tcp"]));
+    let port: u16 = mapping
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{mapping}"));
+    assert!(mapping.starts_with("0.0.0.0:"), "{mapping}");
+    let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, port, "/hostname"));
+    assert!(page.contains(" 200 "), "{page}");
+
+    // UDP: a datagram to the published port reaches the container's socket, and the
+    // echo comes back.
+    let echo = udp_echo_binary();
+    let bind = format!("{}:/udp_echo:ro", echo.display());
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "127.0.0.1:5353:53/udp",
+        "-v",
+        &bind,
+        "fixture/app:1",
+        "exec /udp_echo 53",
+    ]));
+    let reply = d.in_netns(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 64];
+        loop {
+            s.send_to(b"over-udp", "127.0.0.1:5353").unwrap();
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                return (buf[..n].to_vec(), from);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no UDP echo through 127.0.0.1:5353"
+            );
+        }
+    });
+    assert_eq!(reply.0, b"over-udp");
+    assert_eq!(reply.1, "127.0.0.1:5353".parse().unwrap());
+
+    // Removed, the port is closed again and the rules are gone.
+    ok(d.docker(&["rm", "-f", "web", "any", "udp"]));
+    assert!(http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/").is_err());
+    let table = nft_table(&d);
+    assert!(!table.contains("dnat to"), "{table}");
+}
+
+/// A DNS server answering every A query with `answer` (test upstream).
+fn fake_upstream(d: &Daemon, answer: Ipv4Addr) {
+    let sock = d.in_netns(|| std::net::UdpSocket::bind("127.0.0.1:53").unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80; // QR
+            r[3] = 0x80; // RA, NOERROR
+                         // The question's type follows its name (labels up to a zero byte).
+            let mut i = 12;
+            while i < n && buf[i] != 0 {
+                i += 1 + buf[i] as usize;
+            }
+            let qtype_a = buf.get(i + 1..i + 3) == Some(&[0, 1]);
+            if qtype_a {
+                r[6] = 0;
+                r[7] = 1; // ANCOUNT
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                r.extend_from_slice(&answer.octets());
+            }
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+}
+
+#[test]
+fn dns_forwards_other_names_and_etc_files_follow_the_flags() {
+    let Some(d) = daemon() else { return };
+    fake_upstream(&d, Ipv4Addr::new(192, 0, 2, 7));
+    ok(d.docker(&["network", "create", "apps"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "apps",
+        "--dns",
+        "127.0.0.1",
+        "--hostname",
+        "one",
+        "--add-host",
+        "db.internal:10.9.8.7",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    httpd(&d, &["--name", "c2", "--network", "apps"]);
+    // Names of the network locally, the rest from the container's --dns servers.
+    assert_eq!(lookup(&d, "c1", "c2"), Some(vec![eth0_address(&d, "c2")]));
+    assert_eq!(
+        lookup(&d, "c1", "example.test"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    assert_eq!(sh(&d, "c1", "hostname").trim(), "one");
+    let hosts = sh(&d, "c1", "cat /etc/hosts");
+    assert!(hosts.contains("10.9.8.7\tdb.internal"), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{}\tone", eth0_address(&d, "c1"))),
+        "{hosts}"
+    );
+    // The default bridge's DNS forwards too, but does not resolve container names
+    // (Docker's rule for the default network).
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "b1",
+        "--dns",
+        "127.0.0.1",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    httpd(&d, &["--name", "b2"]);
+    assert_eq!(
+        lookup(&d, "b1", "example.test"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    // b2 is not a name on the default network: the query goes upstream, which answers
+    // everything with the test address.
+    assert_eq!(
+        lookup(&d, "b1", "b2"),
+        Some(vec![Ipv4Addr::new(192, 0, 2, 7)])
+    );
+    ok(d.docker(&["rm", "-f", "c1", "c2", "b1", "b2"]));
+}
+
+#[test]
+fn leftovers_of_a_crash_are_swept_at_daemon_start() {
+    let Some(mut d) = daemon() else { return };
+    d.kill(libc::SIGKILL);
+    // A veth berth would have made and a namespace file nothing names.
+    let st = d
+        .netns_cmd(&[
+            "ip",
+            "link",
+            "add",
+            "bth00000000dead",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "xdead",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::create_dir_all(d.root.join("netns")).unwrap();
+    std::fs::write(d.root.join("netns").join("0".repeat(64)), b"").unwrap();
+    d.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !berth_veths(&d).is_empty() || !netns_files(&d).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?} {:?}",
+            berth_veths(&d),
+            netns_files(&d)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The daemon serves, and networking works.
+    httpd(&d, &["--name", "web"]);
+    let ip = eth0_address(&d, "web");
+    eventually(|| http_get(&d, ip, 80, "/hostname"));
+}

@@ -71,3 +71,18 @@ fn docker_sdk_for_python_runs_and_attaches_to_containers() {
     let stdout = ok(out);
     assert_eq!(stdout.trim(), "ok", "{}", d.log());
 }
+
+#[test]
+fn docker_sdk_for_python_manages_networks_and_published_ports() {
+    require_sdk();
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/networks.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.host())
+        .arg(fixtures())
+        .output()
+        .expect("python3");
+    let stdout = ok(out);
+    assert_eq!(stdout.trim(), "ok", "{}", d.log());
+}

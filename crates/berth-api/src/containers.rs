@@ -14,18 +14,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
-    EngineError, EventType, HealthAction, HealthState, LogQuery, NetworkMode, RestartPolicy,
-    RunSettings, WaitCondition,
+    EngineError, EventType, HealthAction, HealthState, LogQuery, NetRequest, NetworkMode,
+    PortBinding, RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cgroups::{patch_inspect, ResourcesBody};
+use crate::container_net;
 use crate::error::ApiError;
 use crate::hijack::{frame, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
 use crate::mounts::{config_volumes_json, mount_options, mounts_json};
 use crate::params::Params;
+use berth_engine::networks::DEFAULT_NETWORK;
 
 /// Go's zero time, which Docker reports for times that never happened.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -76,8 +78,8 @@ struct HostConfigBody {
     #[serde(flatten)]
     resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
-    // Accepted only when empty/off: refusing beats silently ignoring them.
-    port_bindings: Option<BTreeMap<String, serde_json::Value>>,
+    /// `{"80/tcp": [{"HostIp","HostPort"}]}` (`-p`).
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingBody>>>>,
     publish_all_ports: bool,
     restart_policy: Option<RestartPolicyBody>,
     auto_remove: bool,
@@ -105,6 +107,21 @@ struct HostConfigBody {
     runtime: Option<String>,
     /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
     console_size: Option<[u64; 2]>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortBindingBody {
+    #[serde(deserialize_with = "crate::networks::nullable")]
+    host_ip: String,
+    #[serde(deserialize_with = "crate::networks::nullable")]
+    host_port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfigBody {
+    endpoints_config: Option<BTreeMap<String, Option<crate::networks::EndpointBody>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,33 +167,86 @@ struct CreateBody {
     stop_timeout: Option<i64>,
     healthcheck: Option<berth_image::model::HealthConfig>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     host_config: Option<HostConfigBody>,
+    networking_config: Option<NetworkingConfigBody>,
+}
+
+/// The network part of a create body (`CreateOptions.net`): NetworkMode, ports, DNS,
+/// extra hosts, the domain name and the endpoints of NetworkingConfig. The engine
+/// checks the values (ports, addresses, names); links are refused here.
+fn net_request(
+    hc: &mut HostConfigBody,
+    exposed: Option<BTreeMap<String, serde_json::Value>>,
+    domainname: String,
+    networking: Option<NetworkingConfigBody>,
+) -> Result<NetRequest, ApiError> {
+    if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(not_supported("--link"));
+    }
+    let mut endpoints = BTreeMap::new();
+    for (name, ep) in networking
+        .and_then(|n| n.endpoints_config)
+        .unwrap_or_default()
+    {
+        let settings = ep
+            .unwrap_or_default()
+            .settings()
+            .map_err(|e| ApiError::new(e.status, format!("network {name}: {}", e.message)))?;
+        // The docker CLI names the default network `default` (as NetworkMode does);
+        // with nothing in it the entry says nothing more than the mode.
+        if name == "default" {
+            if settings.0.is_empty() && settings.1.is_none() {
+                continue;
+            }
+            endpoints.insert(DEFAULT_NETWORK.to_string(), settings);
+            continue;
+        }
+        endpoints.insert(name, settings);
+    }
+    let port_bindings = hc
+        .port_bindings
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let list = v
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| PortBinding {
+                    host_ip: b.host_ip,
+                    host_port: b.host_port,
+                })
+                .collect();
+            (k, list)
+        })
+        .collect();
+    Ok(NetRequest {
+        mode: hc.network_mode.clone().unwrap_or_default(),
+        endpoints,
+        port_bindings,
+        publish_all: hc.publish_all_ports,
+        exposed_ports: exposed.unwrap_or_default().into_keys().collect(),
+        dns: hc.dns.take().unwrap_or_default(),
+        dns_search: hc.dns_search.take().unwrap_or_default(),
+        dns_options: hc.dns_options.take().unwrap_or_default(),
+        extra_hosts: hc.extra_hosts.take().unwrap_or_default(),
+        domainname,
+    })
 }
 
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
-    if !body.domainname.is_empty() {
-        return Err(not_supported("a domain name (--domainname)"));
-    }
-    let hc = body.host_config.unwrap_or_default();
-    if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || hc.publish_all_ports {
-        return Err(not_supported("publishing ports (-p, -P)"));
-    }
+    let mut hc = body.host_config.unwrap_or_default();
+    let net = net_request(
+        &mut hc,
+        body.exposed_ports,
+        body.domainname,
+        body.networking_config,
+    )?;
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
-    }
-    let given = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|m| !m.is_empty());
-    for (field, what) in [
-        (&hc.dns, "--dns (names come with bridge networks)"),
-        (&hc.dns_search, "--dns-search"),
-        (&hc.dns_options, "--dns-option"),
-        (&hc.extra_hosts, "--add-host"),
-        (&hc.links, "--link"),
-    ] {
-        if given(field) {
-            return Err(not_supported(what));
-        }
     }
     for (value, what) in [
         (&hc.pid_mode, "--pid"),
@@ -202,10 +272,12 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     if hc.volumes_from.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--volumes-from"));
     }
-    let network = match hc.network_mode.as_deref() {
-        None | Some("") | Some("default") | Some("none") | Some("bridge") => NetworkMode::None,
-        Some("host") => NetworkMode::Host,
-        Some(other) => return Err(not_supported(&format!("network mode {other:?}"))),
+    // The engine resolves the mode (a network name, `bridge`, `host`, `none`) and sets
+    // the runtime's network from it; `host` is said here too so both agree.
+    let network = if net.mode == "host" {
+        NetworkMode::Host
+    } else {
+        NetworkMode::None
     };
     let mut runtime = ContainerOptions {
         args_override: body.cmd.map(StrSlice::into_vec).filter(|v| !v.is_empty()),
@@ -282,6 +354,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         labels,
         settings,
         mounts,
+        net,
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -333,7 +406,9 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
     };
     let result = blocking(move || {
         engine.create_container(&image, &opts).map_err(|e| {
-            if e.kind == berth_types::ErrorKind::NotFound {
+            // A network not found stays as the engine says it.
+            if e.kind == berth_types::ErrorKind::NotFound && e.message.starts_with("No such image")
+            {
                 EngineError::not_found(format!("No such image: {image}"))
             } else {
                 e
@@ -746,7 +821,8 @@ fn summary_json(c: &ContainerSummary) -> Value {
 
 /// Docker's `docker ps` filters berth answers.
 const LIST_FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since",
+    "id", "name", "label", "status", "exited", "health", "ancestor", "before", "since", "network",
+    "publish", "expose",
 ];
 
 /// Whether a container passes the list filters (values of one filter are ORed, filters
@@ -823,17 +899,41 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| *l > 0)
         .map(|l| l as usize);
-    match blocking(move || engine.list_containers()).await {
-        Ok(rows) => {
-            let out: Vec<Value> = rows
-                .iter()
-                .filter(|c| {
-                    all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
-                })
-                .filter(|c| list_match(c, &filters, &rows))
-                .take(limit.unwrap_or(usize::MAX))
-                .map(summary_json)
-                .collect();
+    let listed = blocking(move || {
+        let rows = engine.list_containers()?;
+        let live: BTreeMap<String, berth_engine::ContainerNet> = rows
+            .iter()
+            .filter_map(|c| {
+                engine
+                    .container_net(&c.record.id)
+                    .map(|n| (c.record.id.clone(), n))
+            })
+            .collect();
+        Ok((rows, live, container_net::net_names(&engine)))
+    })
+    .await;
+    match listed {
+        Ok((rows, live, names)) => {
+            let mut out: Vec<Value> = Vec::new();
+            for c in rows.iter().filter(|c| {
+                all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
+            }) {
+                let l = live.get(&c.record.id);
+                match container_net::filter_match(&filters, &c.record, l, &names) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return e.into_response(),
+                }
+                if !list_match(c, &filters, &rows) {
+                    continue;
+                }
+                if out.len() >= limit.unwrap_or(usize::MAX) {
+                    break;
+                }
+                let mut doc = summary_json(c);
+                container_net::patch_summary(&mut doc, &c.record, l, &names);
+                out.push(doc);
+            }
             Json(out).into_response()
         }
         Err(e) => e.into_response(),
@@ -981,12 +1081,17 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
         let c = engine.container_summary(&id)?;
         let log = engine.container_log_path(&c.record);
         let execs = engine.container_exec_ids(&c.record.id);
-        Ok((c, log, execs))
+        let live = engine.container_net(&c.record.id);
+        let names = container_net::net_names(&engine);
+        Ok((c, log, execs, live, names))
     })
     .await;
     match result {
-        Ok((c, log, execs)) => {
+        Ok((c, log, execs, live, names)) => {
             let mut doc = inspect_json(&c, &log);
+            if let Some(dir) = log.parent() {
+                container_net::patch_inspect(&mut doc, &c.record, live.as_ref(), &names, dir);
+            }
             // Docker: the running execs' IDs, null when there are none.
             doc["ExecIDs"] = if execs.is_empty() {
                 Value::Null
@@ -1135,6 +1240,82 @@ mod tests {
         let o = create_options(body, None).expect("ok");
         assert!(o.runtime.tty && o.open_stdin && o.stdin_once);
         assert!(o.attach_stdin && o.attach_stdout && !o.attach_stderr);
+    }
+
+    #[test]
+    fn network_fields_map_into_the_net_request() {
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","Domainname":"example.test","ExposedPorts":{"443/tcp":{}},
+                "HostConfig":{"NetworkMode":"front","PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":""}],"53/udp":null},
+                "PublishAllPorts":true,"Dns":["9.9.9.9"],"DnsSearch":["a.test"],"DnsOptions":["ndots:2"],
+                "ExtraHosts":["db:10.0.0.1"],"Links":null},
+                "NetworkingConfig":{"EndpointsConfig":{"front":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"100.90.0.9"},"MacAddress":""}}}}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("ok");
+        let n = &o.net;
+        assert_eq!(n.mode, "front");
+        assert_eq!(o.runtime.network, NetworkMode::None);
+        assert_eq!(
+            n.port_bindings["80/tcp"],
+            [PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: String::new()
+            }]
+        );
+        assert!(n.port_bindings["53/udp"].is_empty());
+        assert!(n.publish_all);
+        assert_eq!(n.exposed_ports, ["443/tcp"]);
+        assert_eq!(n.dns, ["9.9.9.9"]);
+        assert_eq!(n.dns_search, ["a.test"]);
+        assert_eq!(n.dns_options, ["ndots:2"]);
+        assert_eq!(n.extra_hosts, ["db:10.0.0.1"]);
+        assert_eq!(n.domainname, "example.test");
+        let (aliases, ip) = &n.endpoints["front"];
+        assert_eq!(aliases, &["web".to_string()]);
+        assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("100.90.0.9"));
+
+        // The docker CLI's empty `default` endpoint says nothing; a filled one is the
+        // default network's.
+        let o = create_options(
+            serde_json::from_str(
+                r#"{"Image":"a","HostConfig":{"NetworkMode":"default"},"NetworkingConfig":{"EndpointsConfig":{"default":{}}}}"#,
+            )
+            .expect("ok"),
+            None,
+        )
+        .expect("ok");
+        assert!(o.net.endpoints.is_empty());
+        let o = create_options(
+            serde_json::from_str(
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"default":{"IPAMConfig":{"IPv4Address":"100.72.0.9"}}}}}"#,
+            )
+            .expect("ok"),
+            None,
+        )
+        .expect("ok");
+        assert!(o.net.endpoints.contains_key("bridge"));
+
+        for (b, word) in [
+            (r#"{"Image":"a","HostConfig":{"Links":["x:y"]}}"#, "--link"),
+            (
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"]}}}}"#,
+                "links",
+            ),
+            (
+                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"02:42:00:00:00:01"}}}}"#,
+                "MAC address",
+            ),
+        ] {
+            let Err(e) = create_options(serde_json::from_str(b).expect("body"), None) else {
+                panic!("accepted: {b}")
+            };
+            assert!(
+                e.message.contains(word) && e.message.contains("not supported yet"),
+                "{b}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

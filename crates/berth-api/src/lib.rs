@@ -23,6 +23,7 @@ use berth_engine::Engine;
 mod archive;
 mod attach;
 mod cgroups;
+mod container_net;
 mod containers;
 mod distribution;
 mod error;
@@ -32,6 +33,7 @@ mod hijack;
 mod images;
 mod middleware;
 mod mounts;
+mod networks;
 mod params;
 mod stream;
 mod system;
@@ -100,6 +102,15 @@ pub fn router(engine: Engine) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))

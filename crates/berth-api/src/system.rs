@@ -27,10 +27,6 @@ const BUILD_TIME: &str = match option_env!("BERTH_BUILD_TIME") {
 };
 const RUSTC_VERSION: &str = env!("BERTH_RUSTC_VERSION");
 
-/// Said in `docker info` until containers get bridge networking.
-pub const NETWORK_WARNING: &str =
-    "WARNING: berth: containers default to --network none; bridge networking is not implemented yet";
-
 /// `GET|HEAD /_ping`.
 pub(crate) async fn ping() -> Response {
     (
@@ -268,7 +264,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         "DriverStatus": [["Backing Filesystem", backing]],
         "Plugins": {
             "Volume": ["local"],
-            "Network": ["none", "host"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": null,
             "Log": ["json-file"],
         },
@@ -333,7 +329,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         "InitCommit": { "ID": "", "Expected": "" },
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
         "CDISpecDirs": [],
-        "Warnings": [NETWORK_WARNING],
+        "Warnings": null,
     });
     Ok(Json(v))
 }

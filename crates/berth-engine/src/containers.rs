@@ -842,7 +842,19 @@ impl Engine {
     /// `attach.rs`).
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn start_container(&self, name: &str) -> Result<()> {
-        self.start_inner(name, true)
+        let r = self.start_inner(name, true);
+        if r.is_err() {
+            // As Docker: a `--rm` container whose start failed is removed (the docker
+            // CLI waits for that removal before it reports the error).
+            if let Ok(rec) = self.container(name) {
+                if rec.run.auto_remove {
+                    if let Err(e) = self.remove_container_and_volumes(&rec.id, true, true) {
+                        warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
+                    }
+                }
+            }
+        }
+        r
     }
 
     /// Starts a container; `manual` for a user's start (clears a user's stop and the

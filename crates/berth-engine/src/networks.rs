@@ -276,11 +276,12 @@ struct LiveNet {
 }
 
 /// IDs of the two networks that have no record: Docker lists `host` and `none` too.
+/// Stable: the hex of `<name>-berth-predefined-network`, padded with zeros to 64 digits
+/// (the name comes first, so their short IDs differ).
 fn predefined_id(name: &str) -> String {
     use std::fmt::Write;
-    // Stable, and distinct from random IDs in practice: the name's bytes, hex, padded.
-    let mut s = String::from("b0");
-    for b in format!("berth-predefined-network-{name}").bytes() {
+    let mut s = String::new();
+    for b in format!("{name}-berth-predefined-network").bytes() {
         let _ = write!(s, "{b:02x}");
     }
     s.truncate(64);
@@ -1073,11 +1074,10 @@ impl Engine {
                     "container cannot be connected to network {n} with network mode {mode}"
                 )));
             }
-            if mode == "host" && !cfg.exposed_ports.is_empty() {
-                // Docker discards published ports with the host's network (its CLI warns).
-                cfg.port_bindings.clear();
-                cfg.publish_all = false;
-            }
+            // Docker discards published ports without a network namespace of the
+            // container's own on a bridge (its CLI warns for host).
+            cfg.port_bindings.clear();
+            cfg.publish_all = false;
             return Ok(cfg);
         }
         let primary = Self::find_network(&st, &mode)
@@ -1108,6 +1108,12 @@ impl Engine {
                 });
                 Ok(())
             };
+        if primary.internal && (!cfg.port_bindings.is_empty() || cfg.publish_all) {
+            return Err(EngineError::invalid(format!(
+                "network {} is internal: ports cannot be published from it",
+                primary.name
+            )));
+        }
         add(&primary, primary_settings)?;
         for k in keys {
             let rec = Self::find_network(&st, k).ok_or_else(|| Self::network_not_found(k))?;
@@ -1976,6 +1982,6 @@ mod tests {
         let h = predefined_id("host");
         assert_eq!(h.len(), 64);
         assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(h, predefined_id("none"));
+        assert_ne!(h[..12], predefined_id("none")[..12]);
     }
 }

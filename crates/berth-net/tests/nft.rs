@@ -293,9 +293,12 @@ fn with_lab(scenario: impl Fn(&mut Lab) + Sync) {
                     eprintln!("br_netfilter is not loaded: skipping the br_netfilter run");
                     return;
                 }
+                // A new namespace inherits the host's IPv4 forwarding setting: start
+                // from off, whatever the host has.
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").expect("ip_forward off");
                 assert!(
                     nft::enable_ip_forward().expect("ip_forward"),
-                    "fresh netns starts with forwarding off"
+                    "forwarding was off: enabling it is a change"
                 );
                 assert!(
                     !nft::enable_ip_forward().expect("ip_forward"),

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod list;
 pub mod login;
 pub mod manage;
+pub mod network;
 pub mod opts;
 pub mod progress;
 pub mod run;
@@ -209,6 +210,11 @@ pub enum Verb {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeVerb),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkVerb),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Show the berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -236,6 +242,8 @@ pub enum ContainerVerb {
     Ls(containers::PsArgs),
     /// Pause all processes within one or more containers
     Pause(containers::NamesArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Remove all stopped containers
     Prune(containers::PruneArgs),
     /// Rename a container
@@ -382,6 +390,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Info(a) | Verb::System(SystemVerb::Info(a)) => system::info(c, a).await,
         Verb::Version(a) => system::version(c, a).await,
         Verb::Volume(v) => volume::run(c, v).await,
+        Verb::Network(v) => network::run(c, v).await,
+        Verb::Port(a) | Verb::Container(ContainerVerb::Port(a)) => network::port(c, a).await,
     }
 }
 

@@ -430,6 +430,23 @@ pub fn publish(s: &str) -> anyhow::Result<Vec<(String, Value)>> {
         .collect())
 }
 
+/// `--add-host host:ip` (or `host=ip`), checked as the docker CLI checks it and sent as
+/// given.
+pub fn add_host(s: &str) -> anyhow::Result<String> {
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(|| anyhow::anyhow!("bad format for add-host: {s:?}"))?;
+    if host.is_empty() {
+        bail!("bad format for add-host: {s:?}");
+    }
+    let bare = ip.trim_start_matches('[').trim_end_matches(']');
+    if bare != "host-gateway" && bare.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid IP address in add-host: {ip:?}");
+    }
+    Ok(s.to_string())
+}
+
 /// `--expose 80[-81][/proto]`.
 pub fn expose(s: &str) -> anyhow::Result<Vec<String>> {
     let (p, proto) = s.rsplit_once('/').unwrap_or((s, "tcp"));
@@ -564,6 +581,25 @@ mod tests {
         let p = publish("[::1]:8080:80").unwrap();
         assert_eq!(p[0].1["HostIp"], "::1");
         assert!(publish("x:80:80:80").is_err());
+        let p = publish("127.0.0.1::80").unwrap();
+        assert_eq!(p[0].1, json!({"HostIp":"127.0.0.1","HostPort":""}));
+        let p = publish("8000-8010:80").unwrap();
+        assert_eq!(
+            p,
+            [(
+                "80/tcp".to_string(),
+                json!({"HostIp":"","HostPort":"8000-8010"})
+            )]
+        );
+        assert!(publish("8000-8001:80-82").is_err());
+        assert!(publish("80/sctpx").is_err());
+        assert!(publish("81-80").is_err());
+        assert!(publish("").is_err());
+        assert_eq!(add_host("db:10.0.0.1").unwrap(), "db:10.0.0.1");
+        assert_eq!(add_host("db=::1").unwrap(), "db=::1");
+        assert_eq!(add_host("gw:host-gateway").unwrap(), "gw:host-gateway");
+        assert!(add_host("db").is_err());
+        assert!(add_host(":1.2.3.4").is_err());
         assert_eq!(expose("80-81").unwrap(), ["80/tcp", "81/tcp"]);
     }
 

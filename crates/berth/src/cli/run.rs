@@ -102,9 +102,31 @@ pub struct ContainerOpts {
     /// (berth only; sent as the label berth.health-on-failure)
     #[arg(long, value_name = "ACTION")]
     pub health_on_failure: Option<String>,
-    /// Connect a container to a network (berth: none or host)
+    /// Connect a container to a network
     #[arg(long = "network", visible_alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(
+        long = "network-alias",
+        visible_alias = "net-alias",
+        value_name = "ALIAS"
+    )]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -464,10 +486,10 @@ pub fn create_body(
     if o.rm && restart["Name"] != "no" {
         bail!("Conflicting options: --restart and --rm");
     }
-    if let Some(n) = &o.network {
-        if !matches!(n.as_str(), "none" | "host" | "default" | "bridge") {
-            bail!("network {n:?} is not supported yet by berth (none and host are)");
-        }
+    let endpoints = endpoints_config(o)?;
+    let mut extra_hosts = Vec::new();
+    for h in &o.add_host {
+        extra_hosts.push(opts::add_host(h)?);
     }
 
     let mut volumes = Map::new();
@@ -581,6 +603,17 @@ pub fn create_body(
         json!(o.network.clone().unwrap_or_else(|| "default".into())),
     );
     host.insert("PortBindings".into(), Value::Object(bindings));
+    host.insert("Dns".into(), json!(o.dns));
+    host.insert("DnsOptions".into(), json!(o.dns_option));
+    host.insert("DnsSearch".into(), json!(o.dns_search));
+    host.insert(
+        "ExtraHosts".into(),
+        if extra_hosts.is_empty() {
+            Value::Null
+        } else {
+            json!(extra_hosts)
+        },
+    );
     host.insert("RestartPolicy".into(), restart);
     host.insert("AutoRemove".into(), json!(o.rm));
     host.insert(
@@ -684,8 +717,39 @@ pub fn create_body(
         c.insert("StopTimeout".into(), json!(t));
     }
     c.insert("HostConfig".into(), Value::Object(host));
-    c.insert("NetworkingConfig".into(), json!({ "EndpointsConfig": {} }));
+    c.insert(
+        "NetworkingConfig".into(),
+        json!({ "EndpointsConfig": endpoints }),
+    );
     Ok(Value::Object(c))
+}
+
+/// `NetworkingConfig.EndpointsConfig` from `--network`, `--network-alias` and `--ip`, as
+/// the docker CLI builds it: the aliases and the address go to the one network named.
+fn endpoints_config(o: &ContainerOpts) -> anyhow::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    let net = o.network.as_deref().unwrap_or("default");
+    let user_net =
+        !matches!(net, "default" | "bridge" | "host" | "none") && !net.starts_with("container:");
+    if !o.network_alias.is_empty() && !user_net {
+        bail!("network-scoped aliases are only supported for user-defined networks");
+    }
+    if let Some(ip) = &o.ip {
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            bail!("invalid argument {ip:?} for \"--ip\" flag: not an IPv4 address");
+        }
+    }
+    if o.network.is_some() || !o.network_alias.is_empty() || o.ip.is_some() {
+        let mut ep = Map::new();
+        if let Some(ip) = &o.ip {
+            ep.insert("IPAMConfig".into(), json!({ "IPv4Address": ip }));
+        }
+        if !o.network_alias.is_empty() {
+            ep.insert("Aliases".into(), json!(o.network_alias));
+        }
+        out.insert(net.to_string(), Value::Object(ep));
+    }
+    Ok(out)
 }
 
 /// `name:tag` as docker prints it in "Unable to find image" (`:latest` added).
@@ -1338,6 +1402,72 @@ mod tests {
         let a = run_args(&["-h", "box", "--rm", "-it", "img"]);
         assert_eq!(a.opts.hostname.as_deref(), Some("box"));
         assert!(a.opts.rm && a.opts.interactive && a.opts.tty);
+    }
+
+    #[test]
+    fn network_flags_as_docker_builds_them() {
+        let a = run_args(&[
+            "--network",
+            "front",
+            "--network-alias",
+            "web",
+            "--ip",
+            "100.90.0.9",
+            "--dns",
+            "9.9.9.9",
+            "--dns-search",
+            "a.test",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db=10.0.0.1",
+            "--domainname",
+            "example.test",
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "8000-8001:90-91/udp",
+            "-P",
+            "--expose",
+            "443",
+            "img",
+        ]);
+        let b = create_body(&a.opts, "img", &[], true).unwrap();
+        let h = &b["HostConfig"];
+        assert_eq!(h["NetworkMode"], "front");
+        assert_eq!(h["Dns"], json!(["9.9.9.9"]));
+        assert_eq!(h["DnsSearch"], json!(["a.test"]));
+        assert_eq!(h["DnsOptions"], json!(["ndots:2"]));
+        assert_eq!(h["ExtraHosts"], json!(["db=10.0.0.1"]));
+        assert_eq!(h["PublishAllPorts"], true);
+        assert_eq!(
+            h["PortBindings"],
+            json!({"80/tcp":[{"HostIp":"127.0.0.1","HostPort":""}],
+                   "90/udp":[{"HostIp":"","HostPort":"8000"}],
+                   "91/udp":[{"HostIp":"","HostPort":"8001"}]})
+        );
+        assert_eq!(
+            b["ExposedPorts"],
+            json!({"80/tcp":{},"90/udp":{},"91/udp":{},"443/tcp":{}})
+        );
+        assert_eq!(b["Domainname"], "example.test");
+        assert_eq!(
+            b["NetworkingConfig"],
+            json!({"EndpointsConfig":{"front":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"100.90.0.9"}}}})
+        );
+        // No --network: no endpoint; aliases need a user-defined network; bad values.
+        let b = create_body(&run_args(&["img"]).opts, "img", &[], true).unwrap();
+        assert_eq!(b["NetworkingConfig"], json!({"EndpointsConfig":{}}));
+        assert_eq!(b["HostConfig"]["NetworkMode"], "default");
+        assert_eq!(b["HostConfig"]["ExtraHosts"], Value::Null);
+        let a = run_args(&["--network-alias", "x", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["--network", "front", "--ip", "nope", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["--add-host", "db:nope", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
+        let a = run_args(&["-p", "1:2:3:4", "img"]);
+        assert!(create_body(&a.opts, "img", &[], true).is_err());
     }
 
     #[test]

@@ -361,7 +361,7 @@ const ANONYMOUS_WARNING: &str = "WARNING! This will remove anonymous local volum
 const ALL_WARNING: &str = "WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?";
 
 /// docker's `prompt.Confirm`: `[y/N]`, yes only for `y` or `Y`.
-fn confirm(message: &str) -> anyhow::Result<bool> {
+pub fn confirm(message: &str) -> anyhow::Result<bool> {
     use std::io::BufRead as _;
     print!("{message} [y/N] ");
     std::io::stdout().flush()?;

@@ -1,0 +1,86 @@
+"""The Docker SDK for Python against a berth daemon: networks and published ports.
+
+Usage: python3 networks.py unix:///path/berth.sock FIXTURE_DIR
+Exits non-zero with a message on the first expectation that does not hold.
+"""
+import sys
+
+import docker
+from docker.types import IPAMConfig, IPAMPool
+
+
+def expect(cond, what):
+    if not cond:
+        sys.exit(f"FAIL: {what}")
+
+
+def main():
+    host, fixtures = sys.argv[1], sys.argv[2]
+    c = docker.DockerClient(base_url=host)
+    with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
+        c.images.load(f.read())
+
+    names = sorted(n.name for n in c.networks.list())
+    expect(names == ["bridge", "host", "none"], f"predefined networks {names}")
+    net = c.networks.create(
+        "sdknet",
+        driver="bridge",
+        ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="100.90.30.0/24")]),
+        labels={"team": "sdk"},
+    )
+    expect(len(net.id) == 64, f"network id {net.id}")
+    got = c.networks.get("sdknet")
+    expect(got.attrs["IPAM"]["Config"][0]["Subnet"] == "100.90.30.0/24", f"ipam {got.attrs['IPAM']}")
+    expect(got.attrs["Labels"] == {"team": "sdk"}, f"labels {got.attrs['Labels']}")
+    listed = [n.name for n in c.networks.list(filters={"label": "team=sdk"})]
+    expect(listed == ["sdknet"], f"filtered list {listed}")
+    try:
+        c.networks.create("sdknet")
+        sys.exit("FAIL: a duplicate network name was accepted")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 409, f"duplicate: {e.status_code} {e}")
+
+    ctr = c.containers.run(
+        "fixture/app:1",
+        ["sleep 300"],
+        detach=True,
+        name="sdk-web",
+        network="sdknet",
+        ports={"80/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        ctr.reload()
+        ep = ctr.attrs["NetworkSettings"]["Networks"]["sdknet"]
+        expect(ep["IPAddress"].startswith("100.90.30."), f"endpoint {ep}")
+        expect(ep["NetworkID"] == net.id, f"network id of the endpoint {ep}")
+        bound = ctr.ports.get("80/tcp")
+        expect(
+            bound and bound[0]["HostIp"] == "127.0.0.1" and int(bound[0]["HostPort"]) > 0,
+            f"ports {ctr.ports}",
+        )
+        net.reload()
+        expect([x.id for x in net.containers] == [ctr.id], f"network containers {net.attrs['Containers']}")
+
+        other = c.containers.create("fixture/app:1", name="sdk-other")
+        net.connect(other, aliases=["buddy"])
+        other.reload()
+        aliases = other.attrs["NetworkSettings"]["Networks"]["sdknet"]["Aliases"]
+        expect(aliases == ["buddy"], f"aliases {aliases}")
+        net.disconnect(other)
+        other.reload()
+        expect("sdknet" not in other.attrs["NetworkSettings"]["Networks"], "disconnected")
+        other.remove()
+
+        try:
+            net.remove()
+            sys.exit("FAIL: a network in use was removed")
+        except docker.errors.APIError as e:
+            expect(e.status_code == 403, f"remove in use: {e.status_code} {e}")
+    finally:
+        ctr.remove(force=True)
+    report = c.networks.prune()
+    expect(report.get("NetworksDeleted") == ["sdknet"], f"prune {report}")
+    print("ok")
+
+
+main()
