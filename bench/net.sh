@@ -12,8 +12,10 @@
 #   pub-addr  same container, -p HP:P (all addresses)  -> host's own address:HP (DNAT)
 # Metrics: iperf3 single stream and STREAMS streams (Gbit/s, received), and connections/s
 # (connect, 1-byte request, 1-byte reply, close; CONN_THREADS client threads).
-# The cases run alternately for ROUNDS rounds; the table shows medians and the ratio of
-# each case to hostnet. Target (issue 5): pub-lo throughput >= 90% of hostnet.
+# The cases run in turn, in a rotating order, for ROUNDS rounds; the table shows medians
+# and each case's ratio to hostnet (the median of the per-round ratios: the load of a
+# shared machine drifts between rounds). Target (issue 5): pub-lo throughput >= 90% of
+# hostnet.
 #
 # Published ports need berth's API to accept -p; a berth that refuses them ("not supported
 # yet") still gets the other cases measured and the published ones reported as skipped.
@@ -282,8 +284,10 @@ ORDER=()
 for c in hostproc hostnet bridge pub-lo pub-addr; do
     want "$c" && [[ -n ${TARGET_HOST[$c]:-} ]] && ORDER+=("$c")
 done
+# Each round starts one case later than the previous one (no case always runs first).
 for round in $(seq "$ROUNDS"); do
-    for c in "${ORDER[@]}"; do
+    for i in "${!ORDER[@]}"; do
+        c=${ORDER[$(((i + round - 1) % ${#ORDER[@]}))]}
         h=${TARGET_HOST[$c]} pt=${TARGET_TPUT[$c]} pc=${TARGET_CONN[$c]}
         t1=$(iperf "$h" "$pt" 1)
         tn=$(iperf "$h" "$pt" "$STREAMS")
@@ -305,29 +309,31 @@ import statistics, sys
 from collections import defaultdict
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines() if l]
 streams = sys.argv[2]
-vals = defaultdict(lambda: defaultdict(list))
+keys = ("t1", "tn", "conn")
+by_round = defaultdict(dict)  # round -> case -> {metric: value}
 order = []
-for _, case, t1, tn, conn in rows:
+for rnd, case, *v in rows:
     if case not in order:
         order.append(case)
-    for k, v in (("t1", t1), ("tn", tn), ("conn", conn)):
-        vals[case][k].append(float(v))
-med = {c: {k: statistics.median(v) for k, v in m.items()} for c, m in vals.items()}
-base = med["hostnet"]
+    by_round[rnd][case] = dict(zip(keys, map(float, v)))
+med = {c: {k: statistics.median(r[c][k] for r in by_round.values() if c in r) for k in keys} for c in order}
+# Paired ratios: each round's case against that round's hostnet, then the median. The
+# machine's load drifts between rounds; within a round the cases run back to back.
+pair = {c: {k: statistics.median(r[c][k] / r["hostnet"][k] for r in by_round.values() if c in r and "hostnet" in r)
+            for k in keys} for c in order}
 what = {"hostproc": "host process -> 127.0.0.1", "hostnet": "--network host -> 127.0.0.1",
         "bridge": "bridge -> container IP", "pub-lo": "-p 127.0.0.1:H:C -> 127.0.0.1",
         "pub-addr": "-p H:C -> host address"}
 print()
-print("medians; ratio = case / hostnet")
+print("medians over %d rounds; ratio = median of the per-round ratios case / hostnet" % len(by_round))
 print("%-9s %-30s %9s %6s %9s %6s %10s %6s" % ("case", "path", "1 stream", "ratio", "%s strm" % streams, "ratio", "conn/s", "ratio"))
 for c in order:
-    m = med[c]
+    m, q = med[c], pair[c]
     print("%-9s %-30s %9.2f %6.2f %9.2f %6.2f %10.0f %6.2f" % (
-        c, what[c], m["t1"], m["t1"] / base["t1"], m["tn"], m["tn"] / base["tn"],
-        m["conn"], m["conn"] / base["conn"]))
-print("(throughput in Gbit/s)")
-if "pub-lo" in med:
-    r1, rn = med["pub-lo"]["t1"] / base["t1"], med["pub-lo"]["tn"] / base["tn"]
+        c, what[c], m["t1"], q["t1"], m["tn"], q["tn"], m["conn"], q["conn"]))
+print("(throughput in Gbit/s received, iperf3)")
+if "pub-lo" in pair:
+    r1, rn = pair["pub-lo"]["t1"], pair["pub-lo"]["tn"]
     ok = r1 >= 0.9 and rn >= 0.9
     print("target: published port (127.0.0.1) throughput >= 90%% of host network: %s (1 stream %.0f%%, %s streams %.0f%%)"
           % ("MET" if ok else "MISSED", r1 * 100, streams, rn * 100))
