@@ -244,6 +244,29 @@ def oci_layout(layer_blobs, diff_ids, nested=False, ref="fuzz/app:2"):
     return tar_bytes(members), blobs
 
 
+# ---------------------------------------------------------------- DNS queries (dns_query)
+def dns_name(name):
+    out = b""
+    for label in name.strip(".").split("."):
+        if label:
+            out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def dns_query(name, qtype=1, qclass=1, qid=0x1234, flags=0x0100, questions=None, edns=None,
+              extra_answers=b"", ancount=0):
+    """A DNS message (RFC 1035 4.1): header, questions, answers as given, an OPT record
+    with payload size `edns` if set."""
+    qs = questions if questions is not None else [(name, qtype, qclass)]
+    body = b"".join(dns_name(n) + t.to_bytes(2, "big") + c.to_bytes(2, "big") for n, t, c in qs)
+    arcount = 1 if edns is not None else 0
+    head = b"".join(x.to_bytes(2, "big") for x in (qid, flags, len(qs), ancount, 0, arcount))
+    opt = b""
+    if edns is not None:
+        opt = b"\0" + (41).to_bytes(2, "big") + edns.to_bytes(2, "big") + b"\0\0\0\0" + b"\0\0"
+    return head + body + extra_answers + opt
+
+
 def main():
     # unpack_layer
     ls = layers()
@@ -338,6 +361,40 @@ def main():
         "ENV A=1\nENV A=2\nCMD echo $A", "RUN rm -rf /",
     ]):
         put("changes", "change%02d" % i, c)
+
+    # dns_query: first byte = mode (bit 0 TCP, bit 1 stranger, bit 2 TCP stream of frames)
+    A, PTR, AAAA, ANY, MX = 1, 12, 28, 255, 15
+    queries = {
+        "web_a": dns_query("web.", A),
+        "web_upper_nodot": dns_query("WEB", A),
+        "web_aaaa": dns_query("web.", AAAA),
+        "web_any": dns_query("web.", ANY),
+        "web_mx_chaos": dns_query("web.", MX, qclass=3),
+        "empty_a": dns_query("empty.", A),
+        "replicas_a": dns_query("replicas.", A),
+        "replicas_edns_4096": dns_query("replicas.", A, edns=4096),
+        "replicas_edns_600": dns_query("replicas.", A, edns=600),
+        "ptr_known": dns_query("3.0.72.100.in-addr.arpa.", PTR),
+        "ptr_unknown": dns_query("9.9.72.100.in-addr.arpa.", PTR),
+        "ptr_net": dns_query("72.100.in-addr.arpa.", PTR),
+        "outside_a": dns_query("example.com.", A),
+        "search_domain": dns_query("web.example.com.", A),
+        "root": dns_query(".", A),
+        "two_questions": dns_query("", questions=[("web", A, 1), ("empty", A, 1)]),
+        "no_question": dns_query("", questions=[]),
+        "notify": dns_query("web.", 6, flags=0x2000),
+        "response": dns_query("web.", A, flags=0x8100),
+        "compressed_pointer": bytes.fromhex("12340100000200000000000003776562000001000" "1c00c00010001"),
+    }
+    for name, q in queries.items():
+        put("dns_query", name + "_udp", b"\x00" + q)
+        put("dns_query", name + "_tcp", b"\x01" + q)
+    put("dns_query", "stranger_web_udp", b"\x02" + queries["web_a"])
+    stream = b"".join(len(q).to_bytes(2, "big") + q for q in
+                      (queries["web_a"], queries["replicas_a"], queries["ptr_known"]))
+    put("dns_query", "tcp_stream_three", b"\x04" + stream)
+    put("dns_query", "tcp_stream_cut", b"\x04" + stream[:-5])
+    put("dns_query", "tcp_stream_empty_frame", b"\x04\x00\x00" + stream)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET [SECONDS] [libFuzzer args...]
 #
-# TARGET: load_archive | unpack_layer | cp_extract | image_json | reference | changes | registry_challenge
+# TARGET: load_archive | unpack_layer | cp_extract | image_json | reference | changes | registry_challenge | dns_query
 # SECONDS: -max_total_time (default 60)
 # Environment:
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer (default none: berth has no unsafe code; use

@@ -400,7 +400,9 @@ fn error_answer(query: &Message, code: ResponseCode) -> Message {
 }
 
 /// Encodes an answer of ours; over UDP, a message larger than the client accepts is sent
-/// truncated (TC, no records) so that the client retries over TCP.
+/// truncated (TC, no records) so that the client retries over TCP. When even the echoed
+/// questions do not fit (an error answer to a query of many long questions), the
+/// truncated answer has no question either: never more than the client accepts.
 fn encode(answer: &Message, query: &Message, udp: bool) -> Option<Vec<u8>> {
     let bytes = match answer.to_vec() {
         Ok(bytes) => bytes,
@@ -414,7 +416,13 @@ fn encode(answer: &Message, query: &Message, udp: bool) -> Option<Vec<u8>> {
         None => 512,
     };
     if udp && bytes.len() > limit {
-        return answer.truncate().to_vec().ok();
+        let mut truncated = answer.truncate();
+        let bytes = truncated.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        truncated.queries.clear();
+        return truncated.to_vec().ok();
     }
     Some(bytes)
 }
@@ -739,9 +747,27 @@ fn write_frame(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> {
     stream.write_all(&frame)
 }
 
+/// A byte stream whose reads can be given a timeout: a TCP connection, or bytes in
+/// memory (for [`fuzz_tcp_stream`], where the timeout is of no consequence).
+trait TimedRead: Read {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+impl TimedRead for TcpStream {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout))
+    }
+}
+
+impl TimedRead for &[u8] {
+    fn set_timeout(&mut self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads one DNS-over-TCP message, whole by `deadline`. `None`: the peer closed the
 /// connection between messages.
-fn read_frame(stream: &mut TcpStream, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+fn read_frame(stream: &mut impl TimedRead, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 2];
     if !read_exact_by(stream, &mut len, deadline, true)? {
         return Ok(None);
@@ -754,7 +780,7 @@ fn read_frame(stream: &mut TcpStream, deadline: Instant) -> io::Result<Option<Ve
 /// Fills `buf` by `deadline`. Returns false if the peer closed before the first byte and
 /// `eof_ok`; a close in the middle is an error.
 fn read_exact_by(
-    stream: &mut TcpStream,
+    stream: &mut impl TimedRead,
     buf: &mut [u8],
     deadline: Instant,
     eof_ok: bool,
@@ -765,7 +791,7 @@ fn read_exact_by(
         if remaining.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
         }
-        stream.set_read_timeout(Some(remaining))?;
+        stream.set_timeout(remaining)?;
         match stream.read(&mut buf[filled..]) {
             Ok(0) if filled == 0 && eof_ok => return Ok(false),
             Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
@@ -775,6 +801,86 @@ fn read_exact_by(
         }
     }
     Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------
+// Fuzzing entry points
+// ---------------------------------------------------------------------------------------
+
+/// The fixed in-memory [`Resolver`] of [`fuzz_one`] and [`fuzz_tcp_stream`]: its only
+/// client is [`FUZZ_CLIENT`]; it knows `web` (two addresses), `empty` (no address),
+/// `replicas` (60 addresses: too many for 512 bytes, so UDP answers get truncated) and
+/// names `web` for PTR queries of 100.72.0.2 and 100.72.0.3; it has no upstream.
+struct FuzzResolver;
+
+/// The one client [`fuzz_one`] plays (100.72.0.10); any other address is a stranger.
+#[doc(hidden)]
+pub const FUZZ_CLIENT: Ipv4Addr = Ipv4Addr::new(100, 72, 0, 10);
+
+impl Resolver for FuzzResolver {
+    fn is_client(&self, client: IpAddr) -> bool {
+        client == IpAddr::V4(FUZZ_CLIENT)
+    }
+    fn lookup(&self, _client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+        fuzz_addresses(name)
+    }
+    fn reverse(&self, _client: IpAddr, ip: Ipv4Addr) -> Option<String> {
+        matches!(ip.octets(), [100, 72, 0, 2 | 3]).then(|| "web".to_string())
+    }
+    fn upstreams(&self, _client: IpAddr) -> Vec<SocketAddr> {
+        Vec::new()
+    }
+}
+
+/// The addresses [`fuzz_one`]'s resolver has for `name` (lowercase, no trailing dot).
+#[doc(hidden)]
+pub fn fuzz_addresses(name: &str) -> Option<Vec<Ipv4Addr>> {
+    match name {
+        "web" => Some(vec![
+            Ipv4Addr::new(100, 72, 0, 2),
+            Ipv4Addr::new(100, 72, 0, 3),
+        ]),
+        "empty" => Some(Vec::new()),
+        "replicas" => Some((1..=60).map(|i| Ipv4Addr::new(100, 72, 1, i)).collect()),
+        _ => None,
+    }
+}
+
+/// For the cargo-fuzz target `dns_query` only (not an API): what the server does with
+/// `packet` received from [`FUZZ_CLIENT`] (or, with `stranger`, from another address)
+/// over UDP (`udp`) or TCP, with the fixed resolver of [`fuzz_addresses`]: the encoded
+/// answer, or `None` when the packet is dropped or would be forwarded (nothing is
+/// forwarded and no socket is opened).
+#[doc(hidden)]
+pub fn fuzz_one(packet: &[u8], udp: bool, stranger: bool) -> Option<Vec<u8>> {
+    let client = if stranger {
+        IpAddr::V4(Ipv4Addr::new(100, 72, 0, 11))
+    } else {
+        IpAddr::V4(FUZZ_CLIENT)
+    };
+    let transport = if udp { Transport::Udp } else { Transport::Tcp };
+    match decide(&FuzzResolver, client, packet, transport) {
+        Decision::Answer(bytes) => Some(bytes),
+        Decision::Drop | Decision::Forward { .. } => None,
+    }
+}
+
+/// For the cargo-fuzz target `dns_query` only (not an API): `bytes` as what a client
+/// sends on one TCP connection, read with the server's frame reader. Returns the
+/// messages read before the connection would be closed (peer gone, cut frame, empty
+/// frame) and, for each, [`fuzz_one`]'s answer over TCP.
+#[doc(hidden)]
+pub fn fuzz_tcp_stream(mut bytes: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut exchanges = Vec::new();
+    let deadline = Instant::now() + TCP_IDLE_TIMEOUT;
+    while let Ok(Some(message)) = read_frame(&mut bytes, deadline) {
+        if message.is_empty() {
+            break;
+        }
+        let answer = fuzz_one(&message, false, false);
+        exchanges.push((message, answer));
+    }
+    exchanges
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1334,6 +1440,68 @@ mod tests {
         }
         // The intact seeds at least were answered.
         assert!(answered >= seeds.len());
+    }
+
+    /// Found by the `dns_query` fuzz target (fuzz/regressions/dns_query/
+    /// udp-answer-over-512): FORMERR to a UDP query of several long questions echoed them
+    /// all, in an answer over the client's 512 bytes even once truncated.
+    #[test]
+    fn an_error_answer_over_udp_fits_512_bytes_even_with_long_questions() {
+        // Three names of 193 bytes without a common suffix (nothing to compress).
+        let long = |c: char| {
+            let label = c.to_string().repeat(63);
+            format!("{label}.{label}.{label}.")
+        };
+        let mut q = query(&long('a'), RecordType::A);
+        for c in ['b', 'c'] {
+            q.add_query(hickory_proto::op::Query::query(
+                Name::from_ascii(long(c)).unwrap(),
+                RecordType::AAAA,
+            ));
+        }
+        let packet = q.to_vec().unwrap();
+        assert!(packet.len() > 512);
+        let Some(bytes) = fuzz_one(&packet, true, false) else {
+            panic!("no answer");
+        };
+        assert!(bytes.len() <= 512, "{} bytes", bytes.len());
+        let answer = Message::from_vec(&bytes).unwrap();
+        assert_eq!(answer.metadata.id, q.metadata.id);
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(answer.metadata.truncation);
+        // Over TCP the whole answer, questions echoed.
+        let answer = Message::from_vec(&fuzz_one(&packet, false, false).unwrap()).unwrap();
+        assert_eq!(answer.queries, q.queries);
+        assert!(!answer.metadata.truncation);
+        // A stranger's REFUSED too.
+        let bytes = fuzz_one(&packet, true, true).unwrap();
+        assert!(bytes.len() <= 512, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn the_fuzz_entry_points_answer_like_the_server() {
+        let q = query("replicas", RecordType::A);
+        let packet = q.to_vec().unwrap();
+        let udp = Message::from_vec(&fuzz_one(&packet, true, false).unwrap()).unwrap();
+        assert!(udp.metadata.truncation);
+        let tcp = Message::from_vec(&fuzz_one(&packet, false, false).unwrap()).unwrap();
+        assert_eq!(a_records(&tcp).len(), 60);
+        assert!(fuzz_one(
+            &query("example.com", RecordType::A).to_vec().unwrap(),
+            true,
+            false
+        )
+        .is_none());
+        // Two frames, then one cut short: two exchanges.
+        let mut stream = Vec::new();
+        for _ in 0..3 {
+            stream.extend_from_slice(&u16::try_from(packet.len()).unwrap().to_be_bytes());
+            stream.extend_from_slice(&packet);
+        }
+        stream.pop();
+        let exchanges = fuzz_tcp_stream(&stream);
+        assert_eq!(exchanges.len(), 2);
+        assert!(exchanges.iter().all(|(m, a)| m == &packet && a.is_some()));
     }
 
     #[test]
