@@ -101,9 +101,18 @@ BERTH_BUNDLE=$WORK/bundle-berth-spec
 mkdir -p "$BERTH_BUNDLE"
 cp -a "$ROOTFS" "$BERTH_BUNDLE/rootfs"
 python3 - "$WORK/root/containers/$SPEC_ID/bundle/config.json" "$BERTH_BUNDLE/config.json" <<'EOF'
-import json, sys
+import json, os, shutil, sys
 c = json.load(open(sys.argv[1]))
 c["root"] = {"path": "rootfs", "readonly": False}
+# berth binds the container's /etc/hosts, resolv.conf and hostname from its directory:
+# runc gets copies of the same files (the container is removed below).
+cdir = os.path.dirname(os.path.dirname(sys.argv[1]))
+for m in c.get("mounts", []):
+    src = m.get("source", "")
+    if src.startswith(cdir + "/"):
+        dst = os.path.join(os.path.dirname(sys.argv[2]), "etc-" + os.path.basename(src))
+        shutil.copy(src, dst)
+        m["source"] = dst
 c["linux"]["cgroupsPath"] = "/berth-bench/runc"
 c["process"]["terminal"] = False
 json.dump(c, open(sys.argv[2], "w"), indent=2)

@@ -916,6 +916,55 @@ impl Shim {
             .is_some_and(|n| n > 0)
     }
 
+    /// Removes the container's cgroup (every v1 hierarchy, or the v2 directory) and
+    /// libcontainer's state directory, as `berth-driver delete` does for a stopped
+    /// container (berth sets no hooks). False when a cgroup directory cannot be removed
+    /// (still busy, or not empty): the state is then left for the driver.
+    fn release_runtime_state(&self) -> bool {
+        let Some(cg) = self.cfg.cgroup_path.as_deref() else {
+            return false;
+        };
+        let rel = cg.strip_prefix("/").unwrap_or(cg);
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return false;
+        }
+        let base = Path::new("/sys/fs/cgroup");
+        let mut dirs = vec![base.join(rel)];
+        if let Ok(rd) = fs::read_dir(base) {
+            for e in rd.flatten() {
+                dirs.push(e.path().join(rel));
+            }
+        }
+        for d in dirs {
+            let mut attempt = 0;
+            loop {
+                match fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    // The container's last processes are being reaped.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 5 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => return false,
+                }
+            }
+        }
+        let state = self.dir.join(RUNTIME_DIR).join(&self.cfg.id);
+        match fs::remove_dir_all(&state) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                eprintln!("berth-shim: remove {}: {e}", state.display());
+                false
+            }
+        }
+    }
+
     fn finish(self, status: Option<rustix::process::WaitStatus>) {
         let (exit_code, signal) = match status {
             Some(st) => {
@@ -930,7 +979,13 @@ impl Shim {
             None => (255, None),
         };
         let oom_killed = self.oom_killed();
-        Self::delete_container(&self.cfg, &self.dir);
+        // A stopped container's runtime state is its cgroup directories and
+        // libcontainer's state directory: removed here without starting a process (the
+        // exit is reported that much sooner); the driver does it when something is left
+        // (processes still exiting: libcontainer retries).
+        if !self.release_runtime_state() {
+            Self::delete_container(&self.cfg, &self.dir);
+        }
         let rec = ExitRecord {
             version: SHIM_PROTOCOL_VERSION,
             exit_code,

@@ -111,6 +111,23 @@ fn a_container_runs_logs_and_exits_with_its_code() {
         .unwrap();
     e.start_container(&id3).unwrap();
     assert_eq!(e.wait_container(&id3).unwrap(), 3);
+    // Once it exited, nothing of it is left in the runtime: no cgroup directory in any
+    // hierarchy, no libcontainer state (the shim releases them).
+    let cg_left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join("berth").join(&id3))
+        .chain([std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/berth/{id3}"
+        ))])
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(cg_left.is_empty(), "{cg_left:?}");
+    assert!(!t
+        .path()
+        .join(format!("root/containers/{id3}/runtime/{id3}"))
+        .exists());
     let logs = e.container_logs(&id3).unwrap();
     let mut got: Vec<(String, String)> = logs.into_iter().map(|r| (r.stream, r.log)).collect();
     got.sort();
