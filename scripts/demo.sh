@@ -2,7 +2,8 @@
 # Builds berth and shows what it does today: a daemon on its own state root, images in
 # from archives written by Docker and skopeo, out again in both formats, inspected;
 # containers run with safe defaults (foreground, detached with a restart policy and a
-# health check, exec, logs, stats, a named volume), then everything is cleaned up,
+# health check, exec, logs, stats, a user-defined network with name resolution and a
+# published port, a named volume), then everything is cleaned up,
 # through berth's CLI and (when installed) the real docker CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,10 @@ FIXTURES=${BERTH_FIXTURES:-$PWD/tests/fixtures}
 rm -rf "$STATE"; mkdir -p "$STATE"
 SOCK=$STATE/berth.sock
 export BERTH_HOST=unix://$SOCK
-"$BERTH" daemon --root "$STATE/root" --host "$BERTH_HOST" >"$STATE/daemon.log" 2>&1 &
+# Its default bridge gets a name of its own (a berth daemon serving this host keeps berth0).
+"$BERTH" daemon --root "$STATE/root" --host "$BERTH_HOST" --bridge berth-demo0 >"$STATE/daemon.log" 2>&1 &
 DAEMON=$!
-trap 'kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true' EXIT
+trap 'kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true; ip link del berth-demo0 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
@@ -24,7 +26,7 @@ step "$BERTH" version
 # A rootfs from Debian's static busybox, imported as an image.
 mkdir -p "$STATE/rootfs/bin"
 cp /bin/busybox "$STATE/rootfs/bin/"
-for a in sh ls cat echo true sleep grep hostname; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
+for a in sh ls cat echo true sleep grep hostname httpd nslookup; do ln -sf busybox "$STATE/rootfs/bin/$a"; done
 tar -C "$STATE/rootfs" -czf "$STATE/rootfs.tar.gz" .
 step "$BERTH" import -c 'CMD ["/bin/sh"]' -c 'ENV APP=demo' "$STATE/rootfs.tar.gz" demo/busybox:1
 if [ -d "$FIXTURES" ]; then
@@ -57,6 +59,17 @@ step "$BERTH" stats --no-stream ticker
 step "$BERTH" inspect --format '{{.State.Health.Status}} restart={{.HostConfig.RestartPolicy.Name}}' ticker
 step "$BERTH" stop -t 1 ticker
 step "$BERTH" rm ticker
+# Networks: containers find each other by name through the network's DNS server; a
+# published port is a kernel rule (no proxy process listens on it).
+step "$BERTH" network create demo-net
+step "$BERTH" run -d --name web --network demo-net -p 127.0.0.1::80 demo/busybox:1 httpd -f -p 80 -h /etc
+step "$BERTH" run --rm --network demo-net demo/busybox:1 nslookup web
+step "$BERTH" port web 80
+PORT=$("$BERTH" port web 80 | head -n1 | sed 's/.*://')
+step curl -s "http://127.0.0.1:$PORT/hostname"
+step "$BERTH" network ls
+step "$BERTH" rm -f web
+step "$BERTH" network rm demo-net
 # A named volume outlives the containers that use it.
 step "$BERTH" volume create demo-data
 step "$BERTH" run --rm -v demo-data:/data demo/busybox:1 sh -c 'echo kept > /data/f'
