@@ -670,3 +670,39 @@ fn address_pools_come_from_the_daemon_config() {
     let err = fails(d.docker(&["network", "create", "--subnet", "198.18.0.64/27", "two"]));
     assert!(err.contains("overlaps"), "{err}");
 }
+
+#[test]
+fn a_fresh_state_root_takes_back_the_existing_bridge_subnet() {
+    let Some(mut d) = daemon() else { return };
+    let subnet = || {
+        ok(d.docker(&[
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        ]))
+        .trim()
+        .to_string()
+    };
+    let before = subnet();
+    // The state root is wiped (a reinstall); the bridge stays in the kernel.
+    d.kill(libc::SIGKILL);
+    std::fs::remove_dir_all(&d.root).unwrap();
+    d.start_again();
+    let d = d;
+    let after = ok(d.docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+    ]));
+    assert_eq!(after.trim(), before);
+    let addrs = d
+        .netns_cmd(&["ip", "-4", "-o", "addr", "show", "dev", "berth0"])
+        .output()
+        .unwrap();
+    let addrs = String::from_utf8_lossy(&addrs.stdout).to_string();
+    assert_eq!(addrs.lines().count(), 1, "{addrs}");
+}

@@ -432,9 +432,12 @@ impl Engine {
     }
 
     /// The host's routes and berth's own subnets: what a new subnet must not overlap.
-    fn taken_subnets(&self, st: &NetState) -> Vec<Ipv4Net> {
+    /// Routes through `bridge` do not count: a bridge of that name that exists already
+    /// (a state root started afresh) has its subnet taken again rather than a second
+    /// one added.
+    fn taken_subnets(&self, st: &NetState, bridge: &str) -> Vec<Ipv4Net> {
         let mut taken: Vec<Ipv4Net> = st.networks.values().map(|n| n.rec.subnet).collect();
-        match ipam::host_routes() {
+        match ipam::host_routes_except(bridge) {
             Ok(r) => taken.extend(r),
             Err(e) => warn!(error = %e, "cannot read the host's routes"),
         }
@@ -568,8 +571,23 @@ impl Engine {
                 (n.trunc(), n.addr())
             }
             None => {
-                let s = ipam::choose_subnet(&cfg.address_pools, &self.taken_subnets(st))
-                    .map_err(net_err)?;
+                // A bridge of that name left by an earlier state root keeps its subnet.
+                let existing = ipam::routes_via(&cfg.bridge)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|n| {
+                        !st.networks
+                            .values()
+                            .any(|o| ipam::overlaps(&o.rec.subnet, n))
+                    });
+                let s = match existing {
+                    Some(s) => s,
+                    None => ipam::choose_subnet(
+                        &cfg.address_pools,
+                        &self.taken_subnets(st, &cfg.bridge),
+                    )
+                    .map_err(net_err)?,
+                };
                 (s, ipam::default_gateway(&s).map_err(net_err)?)
             }
         };
@@ -828,7 +846,7 @@ impl Engine {
                 }
                 s
             }
-            None => ipam::choose_subnet(&self.config().address_pools, &self.taken_subnets(&st))
+            None => ipam::choose_subnet(&self.config().address_pools, &self.taken_subnets(&st, ""))
                 .map_err(net_err)?,
         };
         let gateway = match req.gateway {

@@ -99,12 +99,33 @@ pub fn choose_subnet(pools: &[Pool], taken: &[Ipv4Net]) -> Result<Ipv4Net> {
 /// The host's IPv4 routes of the main table (their destinations), which include the
 /// subnets of its addresses; `/proc/net/route`. The default route (0.0.0.0/0) is left out.
 pub fn host_routes() -> Result<Vec<Ipv4Net>> {
-    let text = std::fs::read_to_string("/proc/net/route")
-        .map_err(|e| Error::io("/proc/net/route", "read", e))?;
-    Ok(parse_proc_route(&text))
+    host_routes_except("")
 }
 
-fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
+/// [`host_routes`] without those through interface `iface` (a bridge of berth's own that
+/// already exists: its subnet is the one to take again, not one to avoid).
+pub fn host_routes_except(iface: &str) -> Result<Vec<Ipv4Net>> {
+    let text = std::fs::read_to_string("/proc/net/route")
+        .map_err(|e| Error::io("/proc/net/route", "read", e))?;
+    Ok(parse_proc_route(&text)
+        .into_iter()
+        .filter(|(dev, _)| iface.is_empty() || dev != iface)
+        .map(|(_, n)| n)
+        .collect())
+}
+
+/// The routes through interface `iface` (the subnets of its addresses).
+pub fn routes_via(iface: &str) -> Result<Vec<Ipv4Net>> {
+    let text = std::fs::read_to_string("/proc/net/route")
+        .map_err(|e| Error::io("/proc/net/route", "read", e))?;
+    Ok(parse_proc_route(&text)
+        .into_iter()
+        .filter(|(dev, _)| dev == iface)
+        .map(|(_, n)| n)
+        .collect())
+}
+
+fn parse_proc_route(text: &str) -> Vec<(String, Ipv4Net)> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -123,7 +144,7 @@ fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
             continue;
         }
         if let Ok(n) = Ipv4Net::new(dest, prefix) {
-            out.push(n.trunc());
+            out.push((f[0].to_string(), n.trunc()));
         }
     }
     out
@@ -346,7 +367,10 @@ eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
 docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
         assert_eq!(
             parse_proc_route(text),
-            vec![net("192.168.2.0/24"), net("172.17.0.0/16")]
+            vec![
+                ("eth0".to_string(), net("192.168.2.0/24")),
+                ("docker0".to_string(), net("172.17.0.0/16"))
+            ]
         );
         // The real file parses.
         host_routes().unwrap();
