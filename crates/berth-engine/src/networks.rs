@@ -506,6 +506,13 @@ impl Engine {
         // Running containers keep their endpoints; the others' are torn down.
         let mut claimed: BTreeSet<String> = BTreeSet::new();
         for rec in self.container_records().unwrap_or_default() {
+            if running.contains(&rec.id) {
+                // A running container's veths are its own even if its network.json
+                // cannot be read: never swept.
+                for a in &rec.net.networks {
+                    claimed.insert(veth_name(&rec.id, &a.network_id));
+                }
+            }
             let Some(net) = self.read_container_net(&rec.id) else {
                 continue;
             };
@@ -533,14 +540,16 @@ impl Engine {
                 let _ = fs::remove_file(self.container_dir(&rec.id).join(NET_STATE_FILE));
             }
         }
-        // Namespaces and interfaces nothing names (a crash before network.json was
-        // written cannot leave any: it is written first; these come from removed state).
+        // Then namespaces of containers that do not run and interfaces no running
+        // container claims: leftovers of state removed since (a crash mid-setup is
+        // covered by the teardown above: network.json is written before either exists).
         if let Ok(rd) = fs::read_dir(self.store().root().join("netns")) {
             for e in rd.flatten() {
                 let id = e.file_name().to_string_lossy().to_string();
-                if !running.contains(&id) || !st.live.contains_key(&id) {
-                    if let Err(e) = netns::remove(&e.path()) {
-                        warn!(path = %e.to_string(), "stale network namespace not removed");
+                if !running.contains(&id) {
+                    let path = e.path();
+                    if let Err(err) = netns::remove(&path) {
+                        warn!(path = %path.display(), error = %err, "stale network namespace not removed");
                     }
                 }
             }
