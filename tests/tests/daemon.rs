@@ -17,7 +17,7 @@ fn socket_is_0660_and_a_second_daemon_on_the_same_root_is_refused() {
     assert_eq!(mode, 0o660, "socket mode {mode:o}");
     let other_sock = d.dir.path().join("other.sock");
     let out = std::process::Command::new(berth_bin())
-        .args(["daemon", "--root"])
+        .args(["daemon", "--bridge", "none", "--root"])
         .arg(&d.root)
         .arg("--host")
         .arg(format!("unix://{}", other_sock.display()))
@@ -46,7 +46,7 @@ fn daemon_reads_its_config_file() {
     )
     .expect("config");
     let mut child = std::process::Command::new(berth_bin())
-        .args(["daemon", "--config"])
+        .args(["daemon", "--bridge", "none", "--config"])
         .arg(&cfg)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -69,7 +69,7 @@ fn daemon_reads_its_config_file() {
 
     std::fs::write(&cfg, "no_such_key = 1\n").expect("config");
     let out = std::process::Command::new(berth_bin())
-        .args(["daemon", "--config"])
+        .args(["daemon", "--bridge", "none", "--config"])
         .arg(&cfg)
         .output()
         .expect("daemon");
@@ -217,7 +217,7 @@ fn daemon_on(
     )
     .expect("config");
     let child = std::process::Command::new(berth_bin())
-        .args(["daemon", "--config"])
+        .args(["daemon", "--bridge", "none", "--config"])
         .arg(&cfg)
         .stderr(std::process::Stdio::null())
         .spawn()

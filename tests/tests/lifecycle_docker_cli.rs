@@ -618,7 +618,14 @@ fn the_daemon_wide_log_default_applies_to_containers_that_set_none() {
     // A bad default stops the daemon from starting, naming the key.
     std::fs::write(&cfg, "log_max_size = \"lots\"\n").expect("config");
     let out = std::process::Command::new(berth_bin())
-        .args(["daemon", "--config", cfg.to_str().expect("path"), "--root"])
+        .args([
+            "daemon",
+            "--bridge",
+            "none",
+            "--config",
+            cfg.to_str().expect("path"),
+            "--root",
+        ])
         .arg(dir.path().join("r2"))
         .arg("--host")
         .arg(format!("unix://{}", dir.path().join("s2.sock").display()))

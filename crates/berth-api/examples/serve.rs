@@ -38,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let engine = Engine::open(DaemonConfig {
+        // No networking here: leave the host's alone.
+        bridge: "none".into(),
         root,
         min_free_bytes: 0,
         ..Default::default()

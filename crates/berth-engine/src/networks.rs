@@ -629,7 +629,8 @@ impl Engine {
         Ok(rec)
     }
 
-    /// Regenerates berth's nftables table from the state and applies it.
+    /// Regenerates berth's nftables table from the state and applies it (removes it when
+    /// there is no network).
     fn apply_rules(&self, st: &NetState) -> Result<()> {
         let mut rules = nft::Ruleset::default();
         for n in st.networks.values() {
@@ -662,6 +663,10 @@ impl Engine {
                     bridge: n.rec.bridge.clone(),
                 });
             }
+        }
+        // No network at all (`bridge = "none"` and no user network): no table either.
+        if rules.bridges.is_empty() && rules.ports.is_empty() {
+            return nft::remove().map_err(net_err);
         }
         nft::apply(&rules).map_err(net_err)
     }

@@ -34,6 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = tempfile::tempdir()?;
     let root = t.path().join("root");
     let e = Engine::open(DaemonConfig {
+        // No networking here: leave the host's alone.
+        bridge: "none".into(),
         root: root.clone(),
         min_free_bytes: 0,
         ..Default::default()
