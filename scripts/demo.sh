@@ -15,10 +15,11 @@ FIXTURES=${BERTH_FIXTURES:-$PWD/tests/fixtures}
 rm -rf "$STATE"; mkdir -p "$STATE"
 SOCK=$STATE/berth.sock
 export BERTH_HOST=unix://$SOCK
-# Its default bridge gets a name of its own (a berth daemon serving this host keeps berth0).
+# Its default bridge gets a name of its own; berth's nftables table is one per host (per
+# network namespace), so do not run the demo next to a berth daemon serving this host.
 "$BERTH" daemon --root "$STATE/root" --host "$BERTH_HOST" --bridge berth-demo0 >"$STATE/daemon.log" 2>&1 &
 DAEMON=$!
-trap 'kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true; ip link del berth-demo0 2>/dev/null || true' EXIT
+trap 'kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true; ip link del berth-demo0 2>/dev/null || true; nft delete table ip berth 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
