@@ -74,7 +74,7 @@ EOF
 
 log "starting berth daemon"
 SOCK=$WORK/berth.sock
-"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" >"$WORK/daemon.log" 2>&1 &
+"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" --bridge none >"$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
 [[ -S $SOCK ]] || die "daemon did not come up: $(cat "$WORK/daemon.log")"

@@ -175,7 +175,7 @@ measure_berth() {
 	remove_state "$root"
 	rm -f "$SOCK"
 	mkdir -p "$root"
-	"$BERTH_BIN" daemon --root "$root" --host "unix://$SOCK" >"$dlog" 2>&1 &
+	"$BERTH_BIN" daemon --root "$root" --host "unix://$SOCK" --bridge none >"$dlog" 2>&1 &
 	DAEMON_PID=$!
 	for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
 		berth_ready && break

@@ -41,7 +41,8 @@ for a in sh sleep; do ln -s busybox "$WORK/rootfs/bin/$a"; done
 tar -C "$WORK/rootfs" -czf "$WORK/rootfs.tar.gz" .
 
 SOCK=$WORK/berth.sock
-"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" >"$WORK/daemon.log" 2>&1 &
+# No networking: the supervisors are measured, and the host's network is left alone.
+"$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" --bridge none >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 B() { "$BERTH_BIN" -H "unix://$SOCK" "$@"; }
 cleanup() {
