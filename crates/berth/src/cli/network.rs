@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::volume::{confirm, natural_less};
+use super::volume::{confirm, inspect_objects, natural_less};
 use crate::client::{path_escape, read_all, Client, Query};
-use crate::format::{self, json as fjson, units, Fields, ListFormat, Mode, Template};
+use crate::format::{self, units, Fields, ListFormat};
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkVerb {
@@ -361,49 +361,7 @@ async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
 }
 
 async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<()> {
-    let template = match args.format.as_deref() {
-        None | Some("") | Some("json") => None,
-        Some(f) => Some(Template::parse(f)?),
-    };
-    let mut raws: Vec<String> = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
-    let mut rendered = String::new();
-    for name in &args.networks {
-        let path = format!("/networks/{}", path_escape(name));
-        match client.get_bytes(&path).await {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                let value: Value = serde_json::from_str(&text).map_err(|e| {
-                    anyhow::anyhow!("the daemon's answer to GET {path} is not JSON: {e}")
-                })?;
-                match &template {
-                    Some(t) => match t.render(&value, Mode::Lenient) {
-                        Ok(s) => {
-                            rendered.push_str(&s);
-                            rendered.push('\n');
-                        }
-                        Err(e) => errors.push(e.to_string()),
-                    },
-                    None => raws.push(text.trim().to_string()),
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if template.is_some() {
-        super::out(&rendered)?;
-    } else if raws.is_empty() {
-        super::out("[]\n")?;
-    } else {
-        super::out(&format!(
-            "{}\n",
-            fjson::indent(&format!("[{}]", raws.join(",")), "    ")
-        ))?;
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(())
+    inspect_objects(client, "networks", &args.networks, args.format.as_deref()).await
 }
 
 async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<()> {

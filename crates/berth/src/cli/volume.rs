@@ -280,15 +280,27 @@ async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
 }
 
 async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<()> {
-    let template = match args.format.as_deref() {
+    inspect_objects(client, "volumes", &args.volumes, args.format.as_deref()).await
+}
+
+/// `volume inspect`, `network inspect`: `GET /<collection>/<name>` for each name, printed
+/// as docker prints them (an indented JSON array, or `--format` per object); names that
+/// fail are reported together after the others are printed.
+pub(crate) async fn inspect_objects(
+    client: &Client,
+    collection: &str,
+    names: &[String],
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let template = match format {
         None | Some("") | Some("json") => None,
         Some(f) => Some(Template::parse(f)?),
     };
     let mut raws: Vec<String> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut rendered = String::new();
-    for name in &args.volumes {
-        let path = format!("/volumes/{}", path_escape(name));
+    for name in names {
+        let path = format!("/{collection}/{}", path_escape(name));
         match client.get_bytes(&path).await {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
