@@ -262,6 +262,17 @@ pub(crate) struct NetState {
     live: BTreeMap<String, LiveNet>,
 }
 
+impl NetState {
+    /// Returns endpoints' addresses to their networks' free sets.
+    fn release<'a>(&mut self, endpoints: impl IntoIterator<Item = &'a Endpoint>) {
+        for ep in endpoints {
+            if let Some(n) = self.networks.get_mut(&ep.network_id) {
+                n.alloc.release(ep.ip);
+            }
+        }
+    }
+}
+
 struct NetRuntime {
     rec: NetworkRecord,
     alloc: ipam::Allocator,
@@ -432,13 +443,10 @@ impl Engine {
     }
 
     /// The host's routes and berth's own subnets: what a new subnet must not overlap.
-    /// Routes through `bridge` do not count: a bridge of that name that exists already
-    /// (a state root started afresh) has its subnet taken again rather than a second
-    /// one added.
-    fn taken_subnets(&self, st: &NetState, bridge: &str) -> Vec<Ipv4Net> {
+    fn taken_subnets(&self, st: &NetState) -> Vec<Ipv4Net> {
         let mut taken: Vec<Ipv4Net> = st.networks.values().map(|n| n.rec.subnet).collect();
-        match ipam::host_routes_except(bridge) {
-            Ok(r) => taken.extend(r),
+        match ipam::host_routes() {
+            Ok(r) => taken.extend(r.into_iter().map(|(_, net)| net)),
             Err(e) => warn!(error = %e, "cannot read the host's routes"),
         }
         taken
@@ -581,9 +589,11 @@ impl Engine {
             }
             None => {
                 // A bridge of that name left by an earlier state root keeps its subnet.
-                let existing = ipam::routes_via(&cfg.bridge)
+                let existing = ipam::host_routes()
                     .unwrap_or_default()
                     .into_iter()
+                    .filter(|(dev, _)| *dev == cfg.bridge)
+                    .map(|(_, net)| net)
                     .find(|n| {
                         !st.networks
                             .values()
@@ -591,11 +601,8 @@ impl Engine {
                     });
                 let s = match existing {
                     Some(s) => s,
-                    None => ipam::choose_subnet(
-                        &cfg.address_pools,
-                        &self.taken_subnets(st, &cfg.bridge),
-                    )
-                    .map_err(net_err)?,
+                    None => ipam::choose_subnet(&cfg.address_pools, &self.taken_subnets(st))
+                        .map_err(net_err)?,
                 };
                 (s, ipam::default_gateway(&s).map_err(net_err)?)
             }
@@ -860,7 +867,7 @@ impl Engine {
                 }
                 s
             }
-            None => ipam::choose_subnet(&self.config().address_pools, &self.taken_subnets(&st, ""))
+            None => ipam::choose_subnet(&self.config().address_pools, &self.taken_subnets(&st))
                 .map_err(net_err)?,
         };
         let gateway = match req.gateway {
@@ -1180,19 +1187,7 @@ impl Engine {
         let mut out = BTreeMap::new();
         for ep in &net.endpoints {
             if let Ok(Some(h)) = link::link_stats(&ep.host_ifname) {
-                out.insert(
-                    ep.ifname.clone(),
-                    link::LinkStats {
-                        rx_bytes: h.tx_bytes,
-                        rx_packets: h.tx_packets,
-                        rx_errors: h.tx_errors,
-                        rx_dropped: h.tx_dropped,
-                        tx_bytes: h.rx_bytes,
-                        tx_packets: h.rx_packets,
-                        tx_errors: h.rx_errors,
-                        tx_dropped: h.rx_dropped,
-                    },
-                );
+                out.insert(ep.ifname.clone(), h.swapped());
             }
         }
         out
@@ -1242,19 +1237,12 @@ impl Engine {
         let mut st = self.net_state();
         // Endpoints: addresses now, under the lock.
         let mut endpoints: Vec<Endpoint> = Vec::new();
-        let release = |st: &mut NetState, eps: &[Endpoint]| {
-            for ep in eps {
-                if let Some(n) = st.networks.get_mut(&ep.network_id) {
-                    n.alloc.release(ep.ip);
-                }
-            }
-        };
         for (i, a) in rec.net.networks.iter().enumerate() {
             let r = self.new_endpoint(&mut st, rec, a, &format!("eth{i}"));
             match r {
                 Ok(ep) => endpoints.push(ep),
                 Err(e) => {
-                    release(&mut st, &endpoints);
+                    st.release(&endpoints);
                     return Err(e);
                 }
             }
@@ -1262,7 +1250,7 @@ impl Engine {
         let ports = match self.allocate_ports(&st, rec) {
             Ok(p) => p,
             Err(e) => {
-                release(&mut st, &endpoints);
+                st.release(&endpoints);
                 return Err(e);
             }
         };
@@ -1277,7 +1265,7 @@ impl Engine {
             .map_err(|e| EngineError::internal(format!("container {}: network state: {e}", rec.id)))
             .and_then(|b| write_atomic(&dir, NET_STATE_FILE, &b));
         if let Err(e) = written {
-            release(&mut st, &net.endpoints);
+            st.release(&net.endpoints);
             return Err(e);
         }
         for n in net
@@ -1528,11 +1516,7 @@ impl Engine {
             // creating the file and... no: the file comes first). Nothing to do.
             return;
         };
-        for ep in &net.endpoints {
-            if let Some(n) = st.networks.get_mut(&ep.network_id) {
-                n.alloc.release(ep.ip);
-            }
-        }
+        st.release(&net.endpoints);
         teardown_kernel(&net);
         if !net.ports.is_empty() {
             if let Err(e) = self.apply_rules(&st) {
@@ -1620,9 +1604,7 @@ impl Engine {
                         live.net
                             .endpoints
                             .retain(|x| x.endpoint_id != ep.endpoint_id);
-                        if let Some(n) = st.networks.get_mut(&ep.network_id) {
-                            n.alloc.release(ep.ip);
-                        }
+                        st.release([&ep]);
                         let _ = link::remove_veth(&ep.host_ifname);
                         Err(e)
                     }
@@ -1670,13 +1652,11 @@ impl Engine {
                     if let Err(e) = link::remove_veth(&ep.host_ifname) {
                         warn!(container.id = %rec.id, error = %e, "veth not removed");
                     }
-                    if let Some(n) = st.networks.get_mut(&ep.network_id) {
-                        n.alloc.release(ep.ip);
-                    }
+                    st.release([ep]);
                 }
-                let had_ports = !live.net.ports.is_empty()
-                    && live.net.endpoints.first().map(|e| &e.network_id) != Some(&nrec.id)
-                    && gone.iter().any(|e| e.ifname == "eth0");
+                // The published ports follow the first endpoint: rules change with it.
+                let had_ports =
+                    !live.net.ports.is_empty() && gone.iter().any(|e| e.ifname == "eth0");
                 if let Ok(b) = serde_json::to_vec_pretty(&live.net) {
                     let _ = write_atomic(&self.container_dir(&rec.id), NET_STATE_FILE, &b);
                 }

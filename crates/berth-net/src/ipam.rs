@@ -96,33 +96,13 @@ pub fn choose_subnet(pools: &[Pool], taken: &[Ipv4Net]) -> Result<Ipv4Net> {
     ))
 }
 
-/// The host's IPv4 routes of the main table (their destinations), which include the
-/// subnets of its addresses; `/proc/net/route`. The default route (0.0.0.0/0) is left out.
-pub fn host_routes() -> Result<Vec<Ipv4Net>> {
-    host_routes_except("")
-}
-
-/// [`host_routes`] without those through interface `iface` (a bridge of berth's own that
-/// already exists: its subnet is the one to take again, not one to avoid).
-pub fn host_routes_except(iface: &str) -> Result<Vec<Ipv4Net>> {
+/// The host's IPv4 routes of the main table, as (interface, destination); they include
+/// the subnets of its addresses. From `/proc/net/route`; the default route (0.0.0.0/0) is
+/// left out.
+pub fn host_routes() -> Result<Vec<(String, Ipv4Net)>> {
     let text = std::fs::read_to_string("/proc/net/route")
         .map_err(|e| Error::io("/proc/net/route", "read", e))?;
-    Ok(parse_proc_route(&text)
-        .into_iter()
-        .filter(|(dev, _)| iface.is_empty() || dev != iface)
-        .map(|(_, n)| n)
-        .collect())
-}
-
-/// The routes through interface `iface` (the subnets of its addresses).
-pub fn routes_via(iface: &str) -> Result<Vec<Ipv4Net>> {
-    let text = std::fs::read_to_string("/proc/net/route")
-        .map_err(|e| Error::io("/proc/net/route", "read", e))?;
-    Ok(parse_proc_route(&text)
-        .into_iter()
-        .filter(|(dev, _)| dev == iface)
-        .map(|(_, n)| n)
-        .collect())
+    Ok(parse_proc_route(&text))
 }
 
 fn parse_proc_route(text: &str) -> Vec<(String, Ipv4Net)> {

@@ -532,6 +532,23 @@ pub struct LinkStats {
     pub tx_dropped: u64,
 }
 
+impl LinkStats {
+    /// The counters seen from the other end of a veth pair (receive and transmit
+    /// swapped): a container's view from its host end's counters.
+    pub fn swapped(self) -> LinkStats {
+        LinkStats {
+            rx_bytes: self.tx_bytes,
+            rx_packets: self.tx_packets,
+            rx_errors: self.tx_errors,
+            rx_dropped: self.tx_dropped,
+            tx_bytes: self.rx_bytes,
+            tx_packets: self.rx_packets,
+            tx_errors: self.rx_errors,
+            tx_dropped: self.rx_dropped,
+        }
+    }
+}
+
 /// The counters of link `name` (None when it does not exist).
 pub fn link_stats(name: &str) -> Result<Option<LinkStats>> {
     check_ifname("link", name)?;
