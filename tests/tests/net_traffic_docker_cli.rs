@@ -622,20 +622,26 @@ fn leftovers_of_a_crash_are_swept_at_daemon_start() {
     std::fs::create_dir_all(d.root.join("netns")).unwrap();
     std::fs::write(d.root.join("netns").join("0".repeat(64)), b"").unwrap();
     d.start_again();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !berth_veths(&d).is_empty() || !netns_files(&d).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left: {:?} {:?}",
-            berth_veths(&d),
-            netns_files(&d)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Swept before the daemon serves (the engine opens before the socket is bound).
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
     // The daemon serves, and networking works.
     httpd(&d, &["--name", "web"]);
     let ip = eth0_address(&d, "web");
     eventually(|| http_get(&d, ip, 80, "/hostname"));
+}
+
+/// A network's subnet and gateway, as `docker network inspect` shows them.
+fn subnet_of(d: &Daemon, network: &str) -> String {
+    ok(d.docker(&[
+        "network",
+        "inspect",
+        network,
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+    ]))
+    .trim()
+    .to_string()
 }
 
 #[test]
@@ -651,20 +657,9 @@ fn address_pools_come_from_the_daemon_config() {
     )
     .unwrap();
     let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
-    let subnets = |name: &str| {
-        ok(d.docker(&[
-            "network",
-            "inspect",
-            name,
-            "-f",
-            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
-        ]))
-        .trim()
-        .to_string()
-    };
-    assert_eq!(subnets("bridge"), "198.18.0.0/26 198.18.0.1");
+    assert_eq!(subnet_of(&d, "bridge"), "198.18.0.0/26 198.18.0.1");
     ok(d.docker(&["network", "create", "one"]));
-    assert_eq!(subnets("one"), "198.18.0.64/26 198.18.0.65");
+    assert_eq!(subnet_of(&d, "one"), "198.18.0.64/26 198.18.0.65");
     // A subnet given explicitly may lie anywhere; one overlapping another network's is
     // refused.
     let err = fails(d.docker(&["network", "create", "--subnet", "198.18.0.64/27", "two"]));
@@ -674,31 +669,12 @@ fn address_pools_come_from_the_daemon_config() {
 #[test]
 fn a_fresh_state_root_takes_back_the_existing_bridge_subnet() {
     let Some(mut d) = daemon() else { return };
-    let subnet = || {
-        ok(d.docker(&[
-            "network",
-            "inspect",
-            "bridge",
-            "-f",
-            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-        ]))
-        .trim()
-        .to_string()
-    };
-    let before = subnet();
+    let before = subnet_of(&d, "bridge");
     // The state root is wiped (a reinstall); the bridge stays in the kernel.
     d.kill(libc::SIGKILL);
     std::fs::remove_dir_all(&d.root).unwrap();
     d.start_again();
-    let d = d;
-    let after = ok(d.docker(&[
-        "network",
-        "inspect",
-        "bridge",
-        "-f",
-        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-    ]));
-    assert_eq!(after.trim(), before);
+    assert_eq!(subnet_of(&d, "bridge"), before);
     let addrs = d
         .netns_cmd(&["ip", "-4", "-o", "addr", "show", "dev", "berth0"])
         .output()

@@ -13,11 +13,12 @@ fn require_sdk() {
     }
 }
 
-#[test]
-fn docker_sdk_for_python_creates_uses_and_removes_volumes() {
+/// Runs `tests/sdk/NAME.py DOCKER_HOST FIXTURES` against a fresh daemon; the script
+/// prints `ok` when every check passed.
+fn run_sdk_script(name: &str) {
     require_sdk();
     let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/volumes.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sdk/{name}.py"));
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(d.host())
@@ -25,64 +26,30 @@ fn docker_sdk_for_python_creates_uses_and_removes_volumes() {
         .output()
         .expect("python3");
     let stdout = ok(out);
-    assert_eq!(stdout.trim(), "ok");
+    assert_eq!(stdout.trim(), "ok", "{}", d.log());
+}
+
+#[test]
+fn docker_sdk_for_python_creates_uses_and_removes_volumes() {
+    run_sdk_script("volumes");
 }
 
 #[test]
 fn docker_sdk_for_python_loads_lists_saves_removes_and_prunes() {
-    require_sdk();
-    let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/images.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(d.host())
-        .arg(fixtures())
-        .output()
-        .expect("python3");
-    let stdout = ok(out);
-    assert_eq!(stdout.trim(), "ok");
+    run_sdk_script("images");
 }
 
 #[test]
 fn docker_sdk_for_python_exec_run() {
-    let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/exec.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(d.host())
-        .arg(fixtures())
-        .output()
-        .expect("python3");
-    let stdout = ok(out);
-    assert_eq!(stdout.trim(), "ok");
+    run_sdk_script("exec");
 }
 
 #[test]
 fn docker_sdk_for_python_runs_and_attaches_to_containers() {
-    require_sdk();
-    let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/containers_stdio.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(d.host())
-        .arg(fixtures())
-        .output()
-        .expect("python3");
-    let stdout = ok(out);
-    assert_eq!(stdout.trim(), "ok", "{}", d.log());
+    run_sdk_script("containers_stdio");
 }
 
 #[test]
 fn docker_sdk_for_python_manages_networks_and_published_ports() {
-    require_sdk();
-    let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/networks.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(d.host())
-        .arg(fixtures())
-        .output()
-        .expect("python3");
-    let stdout = ok(out);
-    assert_eq!(stdout.trim(), "ok", "{}", d.log());
+    run_sdk_script("networks");
 }
