@@ -10,25 +10,35 @@
 #   bridge    container on the default bridge          -> its container IP (veth + bridge)
 #   pub-lo    same container, -p 127.0.0.1:HP:P        -> 127.0.0.1:HP     (DNAT + route_localnet)
 #   pub-addr  same container, -p HP:P (all addresses)  -> host's own address:HP (DNAT)
+# and, with the client in a network namespace of its own behind a veth pair (a machine next
+# to the host, as a service's clients are in production; 198.19.0.2 -> the host's 198.19.0.1):
+#   remote-host   container with --network host        -> 198.19.0.1       (their baseline)
+#   remote-pub    the bridged container, -p HP:P        -> 198.19.0.1:HP    (DNAT, forward)
+# The "remote" pair measures what clients of a published service see: both cases cross the
+# client's veth; the published one adds DNAT, forwarding, the bridge and the container's veth.
 # Metrics: iperf3 single stream and STREAMS streams (Gbit/s, received), and connections/s
 # (connect, 1-byte request, 1-byte reply, close; CONN_THREADS client threads).
 # The cases run in turn, in a rotating order, for ROUNDS rounds; the table shows medians
 # and each case's ratio to hostnet (the median of the per-round ratios: the load of a
-# shared machine drifts between rounds). Target (issue 5): pub-lo throughput >= 90% of
-# hostnet.
+# shared machine drifts between rounds); remote-pub's ratio is to remote-host. Target
+# (issue 5): published-port throughput >= 90% of the host network's, printed for both
+# pairs (pub-lo/hostnet: a client on the host itself; remote-pub/remote-host: a client
+# elsewhere).
 #
 # Published ports need berth's API to accept -p; a berth that refuses them ("not supported
 # yet") still gets the other cases measured and the published ones reported as skipped.
 #
 # It runs its own daemon (state under BENCH_DIR, default bridge BRIDGE) in the host's network
 # namespace, or in one of its own when another berth daemon is there (NETNS below). Every packet goes to 127.0.0.1, to the host's own address or to the
-# container's address on the bench's bridge. On exit it removes the containers, stops the
+# container's address on the bench's bridge, or from the bench's client namespace to
+# 198.19.0.1 (RFC 2544's benchmark range, on the veth pair the bench created). On exit it removes the containers, stops the
 # daemon, unmounts, deletes the bridge and berth's nftables table it created, and restores
 # net.ipv4.ip_forward.
 #
 # Environment:
 #   ROUNDS=3  TPUT_SECONDS=5  STREAMS=4  CONN_SECONDS=3  CONN_THREADS=4
-#   CASES="hostproc hostnet bridge pub-lo pub-addr"   subset to run (hostnet is the baseline)
+#   CASES="hostproc hostnet bridge pub-lo pub-addr remote-host remote-pub"
+#                              subset to run (hostnet is required; remote-pub needs remote-host)
 #   BENCH_DIR=bench/out        work dir (state root, results)
 #   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
 #   NETBENCH_BIN=target/release/berth-netbench   (idem)
@@ -45,7 +55,7 @@ TPUT_SECONDS=${TPUT_SECONDS:-5}
 STREAMS=${STREAMS:-4}
 CONN_SECONDS=${CONN_SECONDS:-3}
 CONN_THREADS=${CONN_THREADS:-4}
-CASES=${CASES:-hostproc hostnet bridge pub-lo pub-addr}
+CASES=${CASES:-hostproc hostnet bridge pub-lo pub-addr remote-host remote-pub}
 BRIDGE=${BRIDGE:-berthbench0}
 IMAGE=fixture/app:1
 ARCHIVE=$REPO_DIR/tests/fixtures/app-docker-save.tar
@@ -57,6 +67,12 @@ HN_TPUT=15201 HN_CONN=17000
 HP_TPUT=16201 HP_CONN=18000
 LO_TPUT=25201 LO_CONN=27000
 ALL_TPUT=35201 ALL_CONN=37000
+# remote-host's servers (on the client link's host address).
+RH_TPUT=45201 RH_CONN=47000
+# The client namespace of the remote cases and its link: host end, client end.
+CLIENT_NS=berth-netbench-client
+CLIENT_HOST_IF=nbcl0 CLIENT_IF=nbcl1
+CLIENT_HOST_ADDR=198.19.0.1 CLIENT_ADDR=198.19.0.2
 LIBDIR=/usr/lib/x86_64-linux-gnu
 LDSO=$LIBDIR/ld-linux-x86-64.so.2
 
@@ -66,9 +82,14 @@ want() { [[ " ${CASES//,/ } " == *" $1 "* ]]; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (containers, bridges, nftables)"
 for c in $CASES; do
-    case $c in hostproc | hostnet | bridge | pub-lo | pub-addr) ;; *) die "unknown case $c in CASES" ;; esac
+    case $c in hostproc | hostnet | bridge | pub-lo | pub-addr | remote-host | remote-pub) ;;
+    *) die "unknown case $c in CASES" ;;
+    esac
 done
 want hostnet || die "CASES must include hostnet (the baseline of the ratios)"
+if want remote-pub && ! want remote-host; then
+    die "CASES: remote-pub needs remote-host (its baseline)"
+fi
 for t in iperf3 python3 ip nft; do
     command -v "$t" >/dev/null || {
         log "installing $t"
@@ -96,6 +117,7 @@ unmount_work() {
 # What an earlier run that died left behind (only if that run owned it).
 drop_owned_net() {
     ip link del "$BRIDGE" 2>/dev/null || true
+    ip netns del "$CLIENT_NS" 2>/dev/null || true
     nft delete table ip berth 2>/dev/null || true
     rm -f "$OWNED"
 }
@@ -170,6 +192,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     unmount_work
     [[ -e $OWNED ]] && drop_owned_net
+    ip netns del "$CLIENT_NS" 2>/dev/null
     echo "$IP_FORWARD" >/proc/sys/net/ipv4/ip_forward
     exit "$rc"
 }
@@ -193,10 +216,19 @@ servers() { # ADDR TPUT_PORT CONN_PORT
 }
 # Waits until both servers of a case answer (a netbench request, an iperf3 control
 # connection accepted).
-wait_ready() { # HOST TPUT_PORT CONN_PORT WHAT
+# The remote cases' clients run in the client namespace (client CASE COMMAND...).
+client() {
+    local c=$1
+    shift
+    case $c in
+    remote-*) nsenter --net="/run/netns/$CLIENT_NS" -- "$@" ;;
+    *) "$@" ;;
+    esac
+}
+wait_ready() { # HOST TPUT_PORT CONN_PORT CASE
     for _ in $(seq 100); do
-        if "$NETBENCH_BIN" connrate "$1" "$3" 1 1 >/dev/null 2>&1 &&
-            (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then
+        if client "$4" "$NETBENCH_BIN" connrate "$1" "$3" 1 1 >/dev/null 2>&1 &&
+            client "$4" bash -c '(exec 3<>"/dev/tcp/$1/$2")' _ "$1" "$2" 2>/dev/null; then
             return 0
         fi
         sleep 0.1
@@ -204,7 +236,7 @@ wait_ready() { # HOST TPUT_PORT CONN_PORT WHAT
     die "$4: servers at $1:$2/$3 do not answer"
 }
 
-HOST_ADDR=$(ip -4 -o addr show scope global | awk -v b="$BRIDGE" '$2 != b && $2 !~ /^(berth|bth)/ {sub("/.*", "", $4); print $4; exit}')
+HOST_ADDR=$(ip -4 -o addr show scope global | awk -v b="$BRIDGE" '$2 != b && $2 !~ /^(berth|bth|nbcl)/ {sub("/.*", "", $4); print $4; exit}')
 
 declare -A TARGET_HOST TARGET_TPUT TARGET_CONN
 SKIPPED=()
@@ -221,13 +253,28 @@ berth run -d --name netbench-host --network host "${BINDS[@]}" "$IMAGE" \
 TARGET_HOST[hostnet]=127.0.0.1 TARGET_TPUT[hostnet]=$HN_TPUT TARGET_CONN[hostnet]=$HN_CONN
 wait_ready 127.0.0.1 "$HN_TPUT" "$HN_CONN" hostnet
 
-if want bridge || want pub-lo || want pub-addr; then
+if want remote-host; then
+    ip netns del "$CLIENT_NS" 2>/dev/null || true
+    ip netns add "$CLIENT_NS"
+    ip -n "$CLIENT_NS" link set lo up
+    ip link add "$CLIENT_HOST_IF" type veth peer name "$CLIENT_IF" netns "$CLIENT_NS"
+    ip addr add "$CLIENT_HOST_ADDR/24" dev "$CLIENT_HOST_IF"
+    ip link set "$CLIENT_HOST_IF" up
+    ip -n "$CLIENT_NS" addr add "$CLIENT_ADDR/24" dev "$CLIENT_IF"
+    ip -n "$CLIENT_NS" link set "$CLIENT_IF" up
+    ip -n "$CLIENT_NS" route add default via "$CLIENT_HOST_ADDR"
+    berth run -d --name netbench-host-remote --network host "${BINDS[@]}" "$IMAGE" \
+        "$(servers "$CLIENT_HOST_ADDR" "$RH_TPUT" "$RH_CONN")" >/dev/null
+    TARGET_HOST[remote-host]=$CLIENT_HOST_ADDR TARGET_TPUT[remote-host]=$RH_TPUT TARGET_CONN[remote-host]=$RH_CONN
+    wait_ready "$CLIENT_HOST_ADDR" "$RH_TPUT" "$RH_CONN" remote-host
+fi
+
+if want bridge || want pub-lo || want pub-addr || want remote-pub; then
     publish=()
     want pub-lo && publish+=(-p "127.0.0.1:$LO_TPUT:$P_TPUT" -p "127.0.0.1:$LO_CONN:$P_CONN")
-    if want pub-addr; then
-        if [[ -n $HOST_ADDR ]]; then
-            publish+=(-p "$ALL_TPUT:$P_TPUT" -p "$ALL_CONN:$P_CONN")
-        else
+    if want pub-addr || want remote-pub; then
+        publish+=(-p "$ALL_TPUT:$P_TPUT" -p "$ALL_CONN:$P_CONN")
+        if want pub-addr && [[ -z $HOST_ADDR ]]; then
             SKIPPED+=("pub-addr: the host has no global IPv4 address")
         fi
     fi
@@ -260,8 +307,14 @@ print(next((ip for ip in ips if ip), ""))')
         wait_ready 127.0.0.1 "$LO_TPUT" "$LO_CONN" pub-lo
     fi
     if [[ " ${publish[*]} " == *" $ALL_TPUT:"* ]]; then
-        TARGET_HOST[pub-addr]=$HOST_ADDR TARGET_TPUT[pub-addr]=$ALL_TPUT TARGET_CONN[pub-addr]=$ALL_CONN
-        wait_ready "$HOST_ADDR" "$ALL_TPUT" "$ALL_CONN" pub-addr
+        if want pub-addr && [[ -n $HOST_ADDR ]]; then
+            TARGET_HOST[pub-addr]=$HOST_ADDR TARGET_TPUT[pub-addr]=$ALL_TPUT TARGET_CONN[pub-addr]=$ALL_CONN
+            wait_ready "$HOST_ADDR" "$ALL_TPUT" "$ALL_CONN" pub-addr
+        fi
+        if want remote-pub; then
+            TARGET_HOST[remote-pub]=$CLIENT_HOST_ADDR TARGET_TPUT[remote-pub]=$ALL_TPUT TARGET_CONN[remote-pub]=$ALL_CONN
+            wait_ready "$CLIENT_HOST_ADDR" "$ALL_TPUT" "$ALL_CONN" remote-pub
+        fi
     fi
 fi
 # Nothing but the kernel may listen on a published port (no proxy): no berth process
@@ -274,14 +327,15 @@ done
 
 RESULTS=$WORK/net-results.tsv
 : >"$RESULTS"
-iperf() { # HOST PORT STREAMS -> Gbit/s received
-    local json
-    json=$("$IPERF3_BIN" -c "$1" -p "$2" -P "$3" -t "$TPUT_SECONDS" -O 1 -J) ||
+iperf() { # CASE HOST PORT STREAMS -> Gbit/s received
+    local json c=$1
+    shift
+    json=$(client "$c" "$IPERF3_BIN" -c "$1" -p "$2" -P "$3" -t "$TPUT_SECONDS" -O 1 -J) ||
         die "iperf3 -c $1 -p $2: $(printf '%s' "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("error","?"))' 2>/dev/null)"
     printf '%s' "$json" | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
 }
 ORDER=()
-for c in hostproc hostnet bridge pub-lo pub-addr; do
+for c in hostproc hostnet bridge pub-lo pub-addr remote-host remote-pub; do
     want "$c" && [[ -n ${TARGET_HOST[$c]:-} ]] && ORDER+=("$c")
 done
 # Each round starts one case later than the previous one (no case always runs first).
@@ -289,9 +343,9 @@ for round in $(seq "$ROUNDS"); do
     for i in "${!ORDER[@]}"; do
         c=${ORDER[$(((i + round - 1) % ${#ORDER[@]}))]}
         h=${TARGET_HOST[$c]} pt=${TARGET_TPUT[$c]} pc=${TARGET_CONN[$c]}
-        t1=$(iperf "$h" "$pt" 1)
-        tn=$(iperf "$h" "$pt" "$STREAMS")
-        cr=$("$NETBENCH_BIN" connrate "$h" "$pc" "$CONN_SECONDS" "$CONN_THREADS")
+        t1=$(iperf "$c" "$h" "$pt" 1)
+        tn=$(iperf "$c" "$h" "$pt" "$STREAMS")
+        cr=$(client "$c" "$NETBENCH_BIN" connrate "$h" "$pc" "$CONN_SECONDS" "$CONN_THREADS")
         conn=${cr%% *}
         log "round $round $c ($h): ${t1} Gbit/s, ${tn} Gbit/s x$STREAMS, $cr"
         printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$t1" "$tn" "$conn" >>"$RESULTS"
@@ -316,28 +370,32 @@ for rnd, case, *v in rows:
     if case not in order:
         order.append(case)
     by_round[rnd][case] = dict(zip(keys, map(float, v)))
+# Each case's baseline: the same server on the host network, reached the same way.
+base = {c: ("remote-host" if c == "remote-pub" else "hostnet") for c in order}
 med = {c: {k: statistics.median(r[c][k] for r in by_round.values() if c in r) for k in keys} for c in order}
-# Paired ratios: each round's case against that round's hostnet, then the median. The
+# Paired ratios: each round's case against that round's baseline, then the median. The
 # machine's load drifts between rounds; within a round the cases run back to back.
-pair = {c: {k: statistics.median(r[c][k] / r["hostnet"][k] for r in by_round.values() if c in r and "hostnet" in r)
+pair = {c: {k: statistics.median(r[c][k] / r[base[c]][k] for r in by_round.values() if c in r and base[c] in r)
             for k in keys} for c in order}
 what = {"hostproc": "host process -> 127.0.0.1", "hostnet": "--network host -> 127.0.0.1",
         "bridge": "bridge -> container IP", "pub-lo": "-p 127.0.0.1:H:C -> 127.0.0.1",
-        "pub-addr": "-p H:C -> host address"}
+        "pub-addr": "-p H:C -> host address",
+        "remote-host": "--network host <- client ns", "remote-pub": "-p H:C <- client ns"}
 print()
-print("medians over %d rounds; ratio = median of the per-round ratios case / hostnet" % len(by_round))
-print("%-9s %-30s %9s %6s %9s %6s %10s %6s" % ("case", "path", "1 stream", "ratio", "%s strm" % streams, "ratio", "conn/s", "ratio"))
+print("medians over %d rounds; ratio = median of the per-round ratios case / baseline" % len(by_round))
+print("%-11s %-29s %9s %6s %9s %6s %10s %6s  %s" % ("case", "path", "1 stream", "ratio", "%s strm" % streams, "ratio", "conn/s", "ratio", "baseline"))
 for c in order:
     m, q = med[c], pair[c]
-    print("%-9s %-30s %9.2f %6.2f %9.2f %6.2f %10.0f %6.2f" % (
-        c, what[c], m["t1"], q["t1"], m["tn"], q["tn"], m["conn"], q["conn"]))
+    print("%-11s %-29s %9.2f %6.2f %9.2f %6.2f %10.0f %6.2f  %s" % (
+        c, what[c], m["t1"], q["t1"], m["tn"], q["tn"], m["conn"], q["conn"], base[c]))
 print("(throughput in Gbit/s received, iperf3)")
-if "pub-lo" in pair:
-    r1, rn = pair["pub-lo"]["t1"], pair["pub-lo"]["tn"]
-    ok = r1 >= 0.9 and rn >= 0.9
-    print("target: published port (127.0.0.1) throughput >= 90%% of host network: %s (1 stream %.0f%%, %s streams %.0f%%)"
-          % ("MET" if ok else "MISSED", r1 * 100, streams, rn * 100))
-else:
+for case, who in (("pub-lo", "a client on the host, 127.0.0.1"), ("remote-pub", "a client in another namespace")):
+    if case in pair:
+        r1, rn = pair[case]["t1"], pair[case]["tn"]
+        ok = r1 >= 0.9 and rn >= 0.9
+        print("target: published port throughput >= 90%% of host network, %s: %s (1 stream %.0f%%, %s streams %.0f%%)"
+              % (who, "MET" if ok else "MISSED", r1 * 100, streams, rn * 100))
+if "pub-lo" not in pair and "remote-pub" not in pair:
     print("target: published port throughput >= 90% of host network: NOT MEASURED (published ports not available)")
 EOF
 log "raw rows: $RESULTS"

@@ -682,3 +682,204 @@ fn a_fresh_state_root_takes_back_the_existing_bridge_subnet() {
     let addrs = String::from_utf8_lossy(&addrs.stdout).to_string();
     assert_eq!(addrs.lines().count(), 1, "{addrs}");
 }
+
+/// A namespace standing for a machine next to the host, behind a veth link with a
+/// 1500-byte MTU from the daemon's namespace (198.19.0.1 there, 198.19.0.2 here).
+struct Neighbour {
+    name: String,
+}
+
+impl Neighbour {
+    fn attach(d: &Daemon) -> Neighbour {
+        let name = format!("berth-nb{}", std::process::id());
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ip = |args: &[&str]| {
+            let mut c = std::process::Command::new("ip");
+            c.args(args);
+            c
+        };
+        run(&mut ip(&["netns", "add", &name]));
+        let nb = Neighbour { name };
+        let n = nb.name.as_str();
+        run(&mut ip(&["-n", n, "link", "set", "lo", "up"]));
+        run(&mut d.netns_cmd(&[
+            "ip", "link", "add", "nbr0", "mtu", "1500", "type", "veth", "peer", "name", "nbr1",
+            "mtu", "1500", "netns", n,
+        ]));
+        run(&mut d.netns_cmd(&["ip", "addr", "add", "198.19.0.1/24", "dev", "nbr0"]));
+        run(&mut d.netns_cmd(&["ip", "link", "set", "nbr0", "up"]));
+        run(&mut ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            "198.19.0.2/24",
+            "dev",
+            "nbr1",
+        ]));
+        run(&mut ip(&["-n", n, "link", "set", "nbr1", "up"]));
+        nb
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                enter_netns(&self.name).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The container's default route as the host's `ip` shows it, read in the container's
+/// network namespace (busybox's `ip` leaves out route metrics such as the MTU).
+fn default_route(d: &Daemon, name: &str) -> String {
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", name]));
+    let ns = d.root.join("netns").join(id.trim());
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-4", "route", "show", "default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn links_carry_large_frames_within_the_host_and_the_default_route_keeps_1500() {
+    let Some(d) = daemon() else { return };
+    let nb = Neighbour::attach(&d);
+    let echo = udp_echo_binary();
+    let bind = format!("{}:/udp_echo:ro", echo.display());
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "big",
+        "-p",
+        "5354:53/udp",
+        "-v",
+        &bind,
+        "fixture/app:1",
+        "exec /udp_echo 53",
+    ]));
+    // Within the host, large frames (the bridge follows its ports); beyond the gateway,
+    // the daemon's mtu (1500).
+    assert_eq!(sh(&d, "big", "cat /sys/class/net/eth0/mtu").trim(), "65520");
+    assert_eq!(
+        default_route(&d, "big"),
+        "default via 100.72.0.1 dev eth0 proto static mtu 1500"
+    );
+    let bridge_mtu = d
+        .netns_cmd(&["cat", "/sys/class/net/berth0/mtu"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&bridge_mtu.stdout).trim(), "65520");
+
+    // A client on the machine next door sends to the published port over its 1500-byte
+    // link. The container's reply of 3000 bytes leaves through the gateway: its route
+    // makes the container fragment it, and it arrives at the first try. (With the link's
+    // MTU on that route, the reply would go out whole with DF set and die at the 1500-byte
+    // link.)
+    let big: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let (small_reply, big_reply) = nb.run(|| {
+        let s = std::net::UdpSocket::bind("198.19.0.2:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        // The server starts asynchronously: small datagrams until it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let small = loop {
+            s.send_to(b"hello", "198.19.0.1:5354").unwrap();
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                break buf[..n].to_vec();
+            }
+            assert!(Instant::now() < deadline, "no UDP echo from the neighbour");
+        };
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(&big, "198.19.0.1:5354").unwrap();
+        let large = s.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec());
+        (small, large)
+    });
+    assert_eq!(small_reply, b"hello");
+    let big_reply = big_reply.expect("the 3000-byte echo did not come back at the first try");
+    assert_eq!(big_reply, big);
+
+    // A network with an explicit MTU is Docker's layout: links and routes at that MTU.
+    ok(d.docker(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "small",
+    ]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "small1",
+        "--network",
+        "small",
+        "fixture/app:1",
+        "sleep 600",
+    ]));
+    assert_eq!(
+        sh(&d, "small1", "cat /sys/class/net/eth0/mtu").trim(),
+        "1400"
+    );
+    assert!(!default_route(&d, "small1").contains("mtu"));
+    ok(d.docker(&["rm", "-f", "big", "small1"]));
+}
+
+#[test]
+fn the_daemon_mtu_and_link_mtu_come_from_its_config() {
+    if !have("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "mtu = 1400\nlink_mtu = 0\n").unwrap();
+    let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().unwrap()]));
+    ok(d.docker(&["run", "-d", "--name", "mtu1", "fixture/app:1", "sleep 600"]));
+    assert_eq!(sh(&d, "mtu1", "cat /sys/class/net/eth0/mtu").trim(), "1400");
+    assert!(!default_route(&d, "mtu1").contains("mtu"));
+    ok(d.docker(&["rm", "-f", "mtu1"]));
+
+    // Nonsense is refused at start, naming the key.
+    std::fs::write(&cfg, "mtu = 9000\nlink_mtu = 1500\n").unwrap();
+    let out = std::process::Command::new(berth_bin())
+        .args([
+            "daemon",
+            "--bridge",
+            "none",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .args(["--host", &format!("unix://{}/s.sock", dir.path().display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("link_mtu 1500"), "{err}");
+}

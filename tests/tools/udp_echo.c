@@ -1,5 +1,6 @@
-/* A UDP echo server for tests: `udp_echo PORT` answers every datagram with the same
- * bytes and writes each to stdout. Built static (cc -static) so it runs in any image. */
+/* A UDP echo server for tests: `udp_echo PORT` answers every datagram (up to 64 KiB)
+ * with the same bytes and writes each to stdout. Built static (cc -static) so it runs in
+ * any image. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@ int main(int argc, char **argv) {
         perror("udp_echo: bind");
         return 1;
     }
-    char buf[2048];
+    static char buf[65536];
     for (;;) {
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;

@@ -60,7 +60,22 @@ pub struct DaemonConfig {
     /// Upstream DNS servers of the embedded DNS server for containers without `--dns`;
     /// empty: the host's (`/etc/resolv.conf`).
     pub dns: Vec<String>,
+    /// The MTU of traffic leaving a bridge network through its gateway (to the host's
+    /// other interfaces and beyond), for networks without
+    /// `com.docker.network.driver.mtu`: the MTU of the containers' default route. 1500,
+    /// as Docker; lower it under a tunnel or VPN uplink.
+    pub mtu: u32,
+    /// The MTU of the bridge and veth links of networks without
+    /// `com.docker.network.driver.mtu`: traffic between containers of a network and
+    /// between them and the host itself (published ports reached from the host, the
+    /// gateway's DNS) never leaves the host, and uses large frames, as loopback does.
+    /// 0: the links use `mtu` (Docker's layout).
+    pub link_mtu: u32,
 }
+
+/// The default `link_mtu`: large frames within the host (loopback's is 65536; a veth's
+/// maximum is 65535).
+pub const DEFAULT_LINK_MTU: u32 = 65520;
 
 /// Where `--init` looks for an init binary when `init_path` is unset.
 pub const INIT_CANDIDATES: [&str; 4] = [
@@ -104,6 +119,8 @@ impl Default for DaemonConfig {
             address_pools: berth_net::ipam::default_pools(),
             ip_forward: true,
             dns: Vec::new(),
+            mtu: 1500,
+            link_mtu: DEFAULT_LINK_MTU,
         }
     }
 }
@@ -141,6 +158,18 @@ impl DaemonConfig {
         for p in &self.address_pools {
             p.validate()
                 .map_err(|e| EngineError::invalid(format!("address_pools: {e}")))?;
+        }
+        if !(68..=65535).contains(&self.mtu) {
+            return Err(EngineError::invalid(format!(
+                "mtu {}: not between 68 (IPv4's minimum) and 65535",
+                self.mtu
+            )));
+        }
+        if self.link_mtu != 0 && !(self.mtu..=65535).contains(&self.link_mtu) {
+            return Err(EngineError::invalid(format!(
+                "link_mtu {}: 0 (the links use mtu) or between mtu ({}) and 65535",
+                self.link_mtu, self.mtu
+            )));
         }
         for d in &self.dns {
             if d.parse::<std::net::IpAddr>().is_err() {

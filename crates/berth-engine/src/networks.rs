@@ -1376,6 +1376,7 @@ impl Engine {
         })?;
         let address = Ipv4Net::new(ep.ip, ep.prefix_len)
             .map_err(|e| EngineError::internal(format!("endpoint {}: {e}", ep.ip)))?;
+        let (link_mtu, route_mtu) = self.network_mtus(&n.rec);
         link::add_veth(&link::VethSpec {
             host_name: ep.host_ifname.clone(),
             bridge: n.rec.bridge.clone(),
@@ -1384,9 +1385,26 @@ impl Engine {
             mac: ipam::mac_for(ep.ip),
             address,
             gateway: (primary && !n.rec.internal).then_some(ep.gateway),
-            mtu: n.rec.mtu,
+            mtu: Some(link_mtu),
+            route_mtu,
         })
         .map_err(net_err)
+    }
+
+    /// A network's link MTU (its veths; the bridge follows its ports) and the MTU of the
+    /// default route through its gateway. A network with an explicit
+    /// `com.docker.network.driver.mtu` uses it for both (Docker's layout); the others
+    /// get the daemon's `link_mtu` on the links, for traffic that stays within the host,
+    /// and its `mtu` on the default route, for traffic that leaves through the gateway.
+    fn network_mtus(&self, rec: &NetworkRecord) -> (u32, Option<u32>) {
+        if let Some(mtu) = rec.mtu {
+            return (mtu, None);
+        }
+        let cfg = self.config();
+        match cfg.link_mtu {
+            0 => (cfg.mtu, None),
+            link => (link.max(cfg.mtu), Some(cfg.mtu)),
+        }
     }
 
     /// Host ports for the container's bindings (and `-P`), free of berth's other

@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_types::ErrorKind;
 use ipnet::Ipv4Net;
@@ -32,7 +32,8 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
@@ -341,7 +342,13 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::DelAddress(m), 0)
     }
 
-    fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> io::Result<()> {
+    /// `mtu`: the route's own MTU (RTAX_MTU), below the link's; None: the link's.
+    fn add_default_route(
+        &mut self,
+        index: u32,
+        gateway: Ipv4Addr,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -351,6 +358,10 @@ impl Netlink {
         m.attributes
             .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         m.attributes.push(RouteAttribute::Oif(index));
+        if let Some(mtu) = mtu {
+            m.attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+        }
         self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
     }
 }
@@ -605,8 +616,12 @@ pub struct VethSpec {
     pub address: Ipv4Net,
     /// When Some, the default route in the namespace goes through this gateway.
     pub gateway: Option<Ipv4Addr>,
-    /// Default: the bridge's MTU.
+    /// The pair's MTU. Default: the bridge's.
     pub mtu: Option<u32>,
+    /// The default route's MTU, when traffic leaving through the gateway must stay below
+    /// the link's MTU (a link MTU for traffic within the host, a route MTU for the
+    /// world beyond it). Default: the link's.
+    pub route_mtu: Option<u32>,
 }
 
 /// Plugs a container namespace into a bridge with a veth pair (see [`VethSpec`]).
@@ -712,7 +727,7 @@ pub fn add_veth(spec: &VethSpec) -> Result<()> {
         })?;
     drop(ns);
 
-    let configured = configure_veth(&mut nl, &obj, spec);
+    let configured = configure_veth(&mut nl, &obj, spec, mtu);
     if configured.is_err() {
         if let Err(e) = nl.delete(&spec.host_name) {
             tracing::warn!(link = %spec.host_name, error = %e, "could not delete half-made veth");
@@ -721,7 +736,7 @@ pub fn add_veth(spec: &VethSpec) -> Result<()> {
     configured
 }
 
-fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec) -> Result<()> {
+fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec, mtu: u32) -> Result<()> {
     let host = nl
         .get_link(&spec.host_name)
         .map_err(|e| nl_err(obj, "look up", e))?
@@ -740,6 +755,7 @@ fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec) -> Result<()> {
     m.attributes.push(hairpin);
     nl.ack(RouteNetlinkMessage::NewLink(m), 0)
         .map_err(|e| nl_err(obj, "set hairpin mode", e))?;
+    disable_ipv6(&spec.host_name).map_err(|e| Error::new(e.kind, obj, e.to_string()))?;
     nl.set_up(index).map_err(|e| nl_err(obj, "set up", e))?;
 
     let inside = format!("{obj}: {} in {}", spec.ifname, spec.netns.display());
@@ -752,13 +768,26 @@ fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec) -> Result<()> {
         let index = peer.header.index;
         nl.add_address(index, spec.address)
             .map_err(|e| nl_err(&inside, &format!("add address {}", spec.address), e))?;
+        disable_ipv6(&spec.ifname).map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
         nl.set_up(index).map_err(|e| nl_err(&inside, "set up", e))?;
         if let Some(gw) = spec.gateway {
-            nl.add_default_route(index, gw)
+            nl.add_default_route(index, gw, spec.route_mtu.filter(|m| *m < mtu))
                 .map_err(|e| nl_err(&inside, &format!("add default route via {gw}"), e))?;
         }
         Ok(())
     })?
+}
+
+/// Turns IPv6 off on an interface of the calling thread's namespace before it comes up:
+/// berth's networks are IPv4 only, and an interface left with a link-local IPv6 address
+/// would let containers reach each other and the host over IPv6, past the IPv4 rules
+/// that isolate them (Docker does the same). Nothing to do on a kernel without IPv6.
+fn disable_ipv6(ifname: &str) -> Result<()> {
+    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+    if !Path::new("/proc/sys").join(&key).exists() {
+        return Ok(());
+    }
+    set_sysctl(&key, "1")
 }
 
 fn format_mac(mac: &[u8; 6]) -> String {
@@ -871,6 +900,7 @@ mod tests {
             address: net(&format!("100.72.0.{last}/24")),
             gateway: Some("100.72.0.1".parse().expect("ip")),
             mtu: None,
+            route_mtu: None,
         }
     }
 
@@ -981,8 +1011,10 @@ mod tests {
             let t = Instant::now();
             add_veth(&spec("bthtesta", &a, 2)).expect("veth a");
             let add_a = t.elapsed();
+            // B: a jumbo link for traffic within the host, 1400 beyond the gateway.
             let mut sb = spec("bthtestb", &b, 3);
-            sb.mtu = Some(1400);
+            sb.mtu = Some(9000);
+            sb.route_mtu = Some(1400);
             add_veth(&sb).expect("veth b");
 
             assert!(link_exists("bthtesta").expect("exists"));
@@ -1002,10 +1034,11 @@ mod tests {
 
             // Inside A: eth0 with the MAC, the bridge's MTU, the address, up, and the
             // default route via the gateway.
-            let (link, addr, route) = netns::run_in(&a.path, || {
+            let (link, addr, addr6, route) = netns::run_in(&a.path, || {
                 (
                     sh(&["ip", "-o", "link", "show", "eth0"]),
                     sh(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+                    sh(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"]),
                     sh(&["ip", "-4", "route", "show", "default"]),
                 )
             })
@@ -1013,10 +1046,26 @@ mod tests {
             assert!(link.contains("02:42:64:48:00:02"), "{link}");
             assert!(link.contains("mtu 1500") && link.contains(",UP"), "{link}");
             assert!(addr.contains("inet 100.72.0.2/24"), "{addr}");
+            // IPv4 only: no link-local IPv6 address to go around IPv4's rules with, on
+            // either end.
+            assert_eq!(addr6, "", "eth0 has IPv6 addresses");
+            assert_eq!(
+                sh(&["ip", "-6", "-o", "addr", "show", "dev", "bthtesta"]),
+                ""
+            );
             assert_eq!(route.trim(), "default via 100.72.0.1 dev eth0 proto static");
-            let link_b = netns::run_in(&b.path, || sh(&["ip", "-o", "link", "show", "eth0"]))
-                .expect("run_in b");
-            assert!(link_b.contains("mtu 1400"), "{link_b}");
+            let (link_b, route_b) = netns::run_in(&b.path, || {
+                (
+                    sh(&["ip", "-o", "link", "show", "eth0"]),
+                    sh(&["ip", "-4", "route", "show", "default"]),
+                )
+            })
+            .expect("run_in b");
+            assert!(link_b.contains("mtu 9000"), "{link_b}");
+            assert_eq!(
+                route_b.trim(),
+                "default via 100.72.0.1 dev eth0 proto static mtu 1400"
+            );
 
             // Real TCP: a listener in A; a client in B, then one in the bridge's namespace.
             let listener = netns::run_in(&a.path, || TcpListener::bind("100.72.0.2:0"))
