@@ -44,6 +44,8 @@
 #   NETBENCH_BIN=target/release/berth-netbench   (idem)
 #   BRIDGE=berthbench0         the bench daemon's default bridge
 #   NETNS=auto                 host, own (a fresh network namespace) or auto (see below)
+#   LINK_MTU=                  the daemon's link_mtu (unset: its default, 65520; 0: the
+#                              links at mtu, 1500, Docker's layout)
 # Exit status: 0 (whether the target is met is printed), 1 on an error.
 set -euo pipefail
 
@@ -200,8 +202,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 : >"$OWNED"
+DAEMON_CONFIG=()
+if [[ -n ${LINK_MTU:-} ]]; then
+    [[ $LINK_MTU =~ ^[0-9]+$ ]] || die "LINK_MTU=$LINK_MTU: a number"
+    echo "link_mtu = $LINK_MTU" >"$WORK/config.toml"
+    DAEMON_CONFIG=(--config "$WORK/config.toml")
+fi
 "$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" --bridge "$BRIDGE" \
-    >"$WORK/daemon.log" 2>&1 &
+    "${DAEMON_CONFIG[@]}" >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 berth() { "$BERTH_BIN" -H "unix://$SOCK" "$@"; }
 for _ in $(seq 100); do [[ -S $SOCK ]] && berth version >/dev/null 2>&1 && break; sleep 0.1; done
@@ -355,6 +363,7 @@ done
 {
     echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), iperf3 $("$IPERF3_BIN" --version | awk 'NR==1 {print $2}')"
     echo "rounds: $ROUNDS, throughput ${TPUT_SECONDS}s per test, connections ${CONN_SECONDS}s with $CONN_THREADS client threads"
+    echo "links: MTU $(cat "/sys/class/net/$BRIDGE/mtu") (bridge $BRIDGE, LINK_MTU=${LINK_MTU:-default})"
 } >"$WORK/net-meta.txt"
 cat "$WORK/net-meta.txt"
 for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
