@@ -883,3 +883,58 @@ fn the_daemon_mtu_and_link_mtu_come_from_its_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("link_mtu 1500"), "{err}");
 }
+
+#[test]
+fn a_udp_client_that_keeps_sending_follows_the_port_to_a_new_container() {
+    let Some(d) = daemon() else { return };
+    let echo = udp_echo_binary();
+    let bind = format!("{}:/udp_echo:ro", echo.display());
+    let run = |name: &str| {
+        ok(d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            "127.0.0.1:5357:53/udp",
+            "-v",
+            &bind,
+            "fixture/app:1",
+            "exec /udp_echo 53",
+        ]))
+    };
+    // One client socket, one source port, for the whole test (a syslog or metrics
+    // sender that never stops).
+    let s = d.in_netns(|| std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let echoed = |what: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 64];
+        loop {
+            s.send_to(what, "127.0.0.1:5357").unwrap();
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                if &buf[..n] == what {
+                    return true;
+                }
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+        }
+    };
+    run("first");
+    assert!(echoed(b"to the first"), "no echo from the first container");
+    ok(d.docker(&["rm", "-f", "first"]));
+    // It goes on sending while nobody publishes the port.
+    for _ in 0..5 {
+        s.send_to(b"to nobody", "127.0.0.1:5357").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run("second");
+    assert!(
+        echoed(b"to the second"),
+        "the flow stayed stuck to the removed container or to no translation (conntrack)"
+    );
+    ok(d.docker(&["rm", "-f", "second"]));
+}

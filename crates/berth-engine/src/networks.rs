@@ -1305,6 +1305,7 @@ impl Engine {
             self.network_teardown(&rec.id);
             return Err(e);
         }
+        flush_unpublished_flows(&rec.id, &net.ports);
         for ep in &net.endpoints {
             if let Some(n) = self
                 .net_state()
@@ -1547,6 +1548,9 @@ impl Engine {
             .filter_map(|e| st.networks.get(&e.network_id).map(|n| n.rec.clone()))
             .collect();
         drop(st);
+        // After the rules: a packet between the two would make a new entry to the old
+        // address again.
+        flush_conntrack(id, &net.endpoints);
         let _ = fs::remove_file(&path);
         for n in nets {
             self.emit_network(&n, "disconnect", Some(id));
@@ -1682,6 +1686,7 @@ impl Engine {
                 if had_ports {
                     let _ = self.apply_rules(&st);
                 }
+                flush_conntrack(&rec.id, &gone);
             }
         }
         self.update_record(&rec.id, |r| {
@@ -1812,6 +1817,38 @@ impl Engine {
             write_replace(&dir, file, content.as_bytes())?;
         }
         Ok(())
+    }
+}
+
+/// Deletes the kernel's connection tracking entries of addresses a container no longer
+/// has (after its rules are gone): a flow that keeps sending (UDP to a published port)
+/// would otherwise stay translated to the old address, reaching nothing, even once
+/// another container publishes the port. Errors are logged: teardown goes on.
+fn flush_conntrack(id: &str, endpoints: &[Endpoint]) {
+    for ep in endpoints {
+        match berth_net::conntrack::flush_address(ep.ip) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(container.id = %id, address = %ep.ip, entries = n, "conntrack entries deleted")
+            }
+            Err(e) => {
+                warn!(container.id = %id, address = %ep.ip, error = %e, "conntrack entries not deleted")
+            }
+        }
+    }
+}
+
+/// Deletes the never-answered connection tracking entries of UDP flows to host ports the
+/// container has just published (after its rules are in): a client that kept sending
+/// while no container published the port has an entry without translation, which would
+/// keep its datagrams away from the new rule for as long as it keeps sending. (TCP needs none: a
+/// connection to a port nobody served was refused and is gone.)
+fn flush_unpublished_flows(id: &str, ports: &[PublishedPort]) {
+    for p in ports.iter().filter(|p| p.proto == "udp") {
+        if let Err(e) = berth_net::conntrack::flush_unanswered(libc::IPPROTO_UDP as u8, p.host_port)
+        {
+            warn!(container.id = %id, port = p.host_port, error = %e, "conntrack entries not deleted");
+        }
     }
 }
 

@@ -7,13 +7,15 @@
 //! - [`nft`]: address translation (published ports, masquerade) and filtering
 //!   (isolation between networks) in berth's own nftables table, never touching rules
 //!   berth did not create;
-//! - [`dns`]: the embedded DNS server each network's containers query.
+//! - [`dns`]: the embedded DNS server each network's containers query;
+//! - [`conntrack`]: deleting a removed container's connection tracking entries.
 //!
 //! This crate knows nothing of containers or of the engine's records: the engine tells
 //! it what to build; everything here is blocking (no async runtime).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod conntrack;
 pub mod dns;
 pub mod ipam;
 pub mod link;
