@@ -1841,8 +1841,8 @@ fn flush_conntrack(id: &str, endpoints: &[Endpoint]) {
 /// Deletes the never-answered connection tracking entries of UDP flows to host ports the
 /// container has just published (after its rules are in): a client that kept sending
 /// while no container published the port has an entry without translation, which would
-/// keep its datagrams away from the new rule for as long as it keeps sending. (TCP needs none: a
-/// connection to a port nobody served was refused and is gone.)
+/// keep its datagrams away from the new rule for as long as it keeps sending. (TCP needs
+/// none: a connection to a port nobody served was refused and is gone.)
 fn flush_unpublished_flows(id: &str, ports: &[PublishedPort]) {
     for p in ports.iter().filter(|p| p.proto == "udp") {
         if let Err(e) = berth_net::conntrack::flush_unanswered(libc::IPPROTO_UDP as u8, p.host_port)
