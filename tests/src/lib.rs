@@ -103,16 +103,10 @@ impl Daemon {
     /// Runs `f` on a thread inside the daemon's network namespace (the host's when it
     /// has none): to reach published ports on its 127.0.0.1, or its containers.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                if let Some(ns) = &self.netns {
-                    enter_netns(ns).expect("enter the daemon's network namespace");
-                }
-                f()
-            })
-            .join()
-            .expect("thread in the daemon's network namespace")
-        })
+        match &self.netns {
+            Some(ns) => in_named_netns(ns, f),
+            None => f(),
+        }
     }
 
     /// A command that runs in the daemon's network namespace (`ip netns exec`).
@@ -276,8 +270,9 @@ impl Drop for Daemon {
     }
 }
 
-/// A new `ip netns` namespace with loopback up, named after this process and a counter.
-fn new_netns() -> String {
+/// A new `ip netns` namespace with loopback up, named after this process and a counter
+/// (the caller deletes it).
+pub fn new_netns() -> String {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("berth-t{}-{n}", std::process::id());
@@ -292,6 +287,18 @@ fn new_netns() -> String {
     ok(&["netns", "add", &name]);
     ok(&["-n", &name, "link", "set", "lo", "up"]);
     name
+}
+
+/// Runs `f` on a thread inside the `ip netns` namespace `name`.
+pub fn in_named_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(name).unwrap_or_else(|e| panic!("enter network namespace {name}: {e}"));
+            f()
+        })
+        .join()
+        .expect("thread in a network namespace")
+    })
 }
 
 /// Moves the calling thread into an `ip netns` namespace.

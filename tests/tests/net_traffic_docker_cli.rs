@@ -42,6 +42,24 @@ fn eth0_address(d: &Daemon, name: &str) -> Ipv4Addr {
     cidr.split('/').next().unwrap().parse().unwrap()
 }
 
+/// Runs `name`, a container of the static UDP echo server on port 53, published as
+/// `publish` (`127.0.0.1:5353:53/udp`).
+fn run_udp_echo(d: &Daemon, name: &str, publish: &str) {
+    let bind = format!("{}:/udp_echo:ro", udp_echo_binary().display());
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        publish,
+        "-v",
+        &bind,
+        "fixture/app:1",
+        "exec /udp_echo 53",
+    ]));
+}
+
 /// An HTTP GET from the daemon's network namespace; the response body.
 fn http_get(d: &Daemon, ip: Ipv4Addr, port: u16, path: &str) -> std::io::Result<String> {
     let path = path.to_string();
@@ -468,20 +486,7 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
 
     // UDP: a datagram to the published port reaches the container's socket, and the
     // echo comes back.
-    let echo = udp_echo_binary();
-    let bind = format!("{}:/udp_echo:ro", echo.display());
-    ok(d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "udp",
-        "-p",
-        "127.0.0.1:5353:53/udp",
-        "-v",
-        &bind,
-        "fixture/app:1",
-        "exec /udp_echo 53",
-    ]));
+    run_udp_echo(&d, "udp", "127.0.0.1:5353:53/udp");
     let reply = d.in_netns(|| {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300)))
@@ -691,52 +696,40 @@ struct Neighbour {
 
 impl Neighbour {
     fn attach(d: &Daemon) -> Neighbour {
-        let name = format!("berth-nb{}", std::process::id());
-        let run = |cmd: &mut std::process::Command| {
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let nb = Neighbour { name: new_netns() };
+        let n = nb.name.as_str();
         let ip = |args: &[&str]| {
             let mut c = std::process::Command::new("ip");
             c.args(args);
             c
         };
-        run(&mut ip(&["netns", "add", &name]));
-        let nb = Neighbour { name };
-        let n = nb.name.as_str();
-        run(&mut ip(&["-n", n, "link", "set", "lo", "up"]));
-        run(&mut d.netns_cmd(&[
+        ok(d.netns_cmd(&[
             "ip", "link", "add", "nbr0", "mtu", "1500", "type", "veth", "peer", "name", "nbr1",
             "mtu", "1500", "netns", n,
-        ]));
-        run(&mut d.netns_cmd(&["ip", "addr", "add", "198.19.0.1/24", "dev", "nbr0"]));
-        run(&mut d.netns_cmd(&["ip", "link", "set", "nbr0", "up"]));
-        run(&mut ip(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            "198.19.0.2/24",
-            "dev",
-            "nbr1",
-        ]));
-        run(&mut ip(&["-n", n, "link", "set", "nbr1", "up"]));
+        ])
+        .output()
+        .unwrap());
+        ok(
+            d.netns_cmd(&["ip", "addr", "add", "198.19.0.1/24", "dev", "nbr0"])
+                .output()
+                .unwrap(),
+        );
+        ok(d.netns_cmd(&["ip", "link", "set", "nbr0", "up"])
+            .output()
+            .unwrap());
+        ok(
+            ip(&["-n", n, "addr", "add", "198.19.0.2/24", "dev", "nbr1"])
+                .output()
+                .unwrap(),
+        );
+        ok(ip(&["-n", n, "link", "set", "nbr1", "up"])
+            .output()
+            .unwrap());
         nb
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                enter_netns(&self.name).unwrap();
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        in_named_netns(&self.name, f)
     }
 }
 
@@ -766,20 +759,7 @@ fn default_route(d: &Daemon, name: &str) -> String {
 fn links_carry_large_frames_within_the_host_and_the_default_route_keeps_1500() {
     let Some(d) = daemon() else { return };
     let nb = Neighbour::attach(&d);
-    let echo = udp_echo_binary();
-    let bind = format!("{}:/udp_echo:ro", echo.display());
-    ok(d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "big",
-        "-p",
-        "5354:53/udp",
-        "-v",
-        &bind,
-        "fixture/app:1",
-        "exec /udp_echo 53",
-    ]));
+    run_udp_echo(&d, "big", "5354:53/udp");
     // Within the host, large frames (the bridge follows its ports); beyond the gateway,
     // the daemon's mtu (1500).
     assert_eq!(sh(&d, "big", "cat /sys/class/net/eth0/mtu").trim(), "65520");
@@ -887,22 +867,7 @@ fn the_daemon_mtu_and_link_mtu_come_from_its_config() {
 #[test]
 fn a_udp_client_that_keeps_sending_follows_the_port_to_a_new_container() {
     let Some(d) = daemon() else { return };
-    let echo = udp_echo_binary();
-    let bind = format!("{}:/udp_echo:ro", echo.display());
-    let run = |name: &str| {
-        ok(d.docker(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-p",
-            "127.0.0.1:5357:53/udp",
-            "-v",
-            &bind,
-            "fixture/app:1",
-            "exec /udp_echo 53",
-        ]))
-    };
+    let run = |name: &str| run_udp_echo(&d, name, "127.0.0.1:5357:53/udp");
     // One client socket, one source port, for the whole test (a syslog or metrics
     // sender that never stops).
     let s = d.in_netns(|| std::net::UdpSocket::bind("127.0.0.1:0").unwrap());

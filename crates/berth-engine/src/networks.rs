@@ -1825,16 +1825,11 @@ impl Engine {
 /// would otherwise stay translated to the old address, reaching nothing, even once
 /// another container publishes the port. Errors are logged: teardown goes on.
 fn flush_conntrack(id: &str, endpoints: &[Endpoint]) {
-    for ep in endpoints {
-        match berth_net::conntrack::flush_address(ep.ip) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::debug!(container.id = %id, address = %ep.ip, entries = n, "conntrack entries deleted")
-            }
-            Err(e) => {
-                warn!(container.id = %id, address = %ep.ip, error = %e, "conntrack entries not deleted")
-            }
-        }
+    let ips: Vec<Ipv4Addr> = endpoints.iter().map(|ep| ep.ip).collect();
+    match berth_net::conntrack::flush_addresses(&ips) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(container.id = %id, entries = n, "conntrack entries deleted"),
+        Err(e) => warn!(container.id = %id, error = %e, "conntrack entries not deleted"),
     }
 }
 
@@ -1844,11 +1839,13 @@ fn flush_conntrack(id: &str, endpoints: &[Endpoint]) {
 /// keep its datagrams away from the new rule for as long as it keeps sending. (TCP needs
 /// none: a connection to a port nobody served was refused and is gone.)
 fn flush_unpublished_flows(id: &str, ports: &[PublishedPort]) {
-    for p in ports.iter().filter(|p| p.proto == "udp") {
-        if let Err(e) = berth_net::conntrack::flush_unanswered(libc::IPPROTO_UDP as u8, p.host_port)
-        {
-            warn!(container.id = %id, port = p.host_port, error = %e, "conntrack entries not deleted");
-        }
+    let udp: Vec<u16> = ports
+        .iter()
+        .filter(|p| p.proto == "udp")
+        .map(|p| p.host_port)
+        .collect();
+    if let Err(e) = berth_net::conntrack::flush_unanswered(libc::IPPROTO_UDP as u8, &udp) {
+        warn!(container.id = %id, error = %e, "conntrack entries not deleted");
     }
 }
 

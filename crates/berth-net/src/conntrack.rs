@@ -5,8 +5,8 @@
 //! and a flow that keeps sending keeps its entry alive: a UDP client of a published port
 //! (syslog, DNS, metrics) would go on being translated to the removed container's
 //! address, and reach nothing, even once another container publishes the same port.
-//! [`flush_address`] deletes every IPv4 entry with the address at either end of either
-//! direction, so the flow's next packet goes through the rules of the moment. The same
+//! [`flush_addresses`] deletes every IPv4 entry with one of the addresses at either end
+//! of either direction, so the flow's next packet goes through the rules of the moment. The same
 //! flow sending while no container published the port got an entry with no translation
 //! at all, which would hide a new container's rule as long as the flow keeps sending:
 //! [`flush_unanswered`] deletes the never-answered entries to a port when it is
@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-use crate::{Error, Result};
+use crate::{retry_eintr, Error, Result};
 
 // linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h, netlink.h
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -46,24 +46,35 @@ const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 
 /// Deletes the IPv4 conntrack entries (in the calling thread's network namespace) that
-/// have `ip` as a source or destination of either direction; returns how many. No
-/// conntrack in the kernel (nothing was ever tracked) is 0 entries.
-pub fn flush_address(ip: Ipv4Addr) -> Result<usize> {
-    flush_matching(&format!("conntrack entries of {ip}"), |e| e.involves(ip))
+/// have one of `ips` as a source or destination of either direction, in one pass over
+/// the table; returns how many. No conntrack in the kernel (nothing was ever tracked) is
+/// 0 entries.
+pub fn flush_addresses(ips: &[Ipv4Addr]) -> Result<usize> {
+    flush_matching(
+        &format!("conntrack entries of {ips:?}"),
+        ips.is_empty(),
+        |e| ips.iter().any(|ip| e.involves(*ip)),
+    )
 }
 
-/// Deletes the IPv4 conntrack entries whose original direction goes to destination port
-/// `port` of protocol `proto` (`libc::IPPROTO_UDP`, ...) and that never saw a reply
-/// (a flow to a port nobody served; answered flows, such as the host's own queries to a
-/// remote server on that port, stay); returns how many.
-pub fn flush_unanswered(proto: u8, port: u16) -> Result<usize> {
-    flush_matching(&format!("conntrack entries to port {port}/{proto}"), |e| {
-        e.orig_proto == Some(proto) && e.orig_dst_port == Some(port) && !e.seen_reply
+/// Deletes the IPv4 conntrack entries whose original direction goes to one of the
+/// destination `ports` of protocol `proto` (`libc::IPPROTO_UDP`, ...) and that never saw
+/// a reply (a flow to a port nobody served; answered flows, such as the host's own
+/// queries to a remote server on that port, stay), in one pass; returns how many.
+pub fn flush_unanswered(proto: u8, ports: &[u16]) -> Result<usize> {
+    let obj = format!("conntrack entries to ports {ports:?}/{proto}");
+    flush_matching(&obj, ports.is_empty(), |e| {
+        e.orig_proto == Some(proto)
+            && e.orig_dst_port.is_some_and(|p| ports.contains(&p))
+            && !e.seen_reply
     })
 }
 
-fn flush_matching(obj: &str, matches: impl Fn(&Entry) -> bool) -> Result<usize> {
-    let err = |op: &str, e: io::Error| Error::internal(obj, format!("{op}: {e}"));
+fn flush_matching(obj: &str, nothing: bool, matches: impl Fn(&Entry) -> bool) -> Result<usize> {
+    if nothing {
+        return Ok(0);
+    }
+    let err = |op: &str, e: io::Error| Error::io(obj, op, e);
     let mut nl = Ctnetlink::open().map_err(|e| err("open netlink socket", e))?;
     let entries = match nl.dump() {
         Ok(entries) => entries,
@@ -143,23 +154,10 @@ impl Ctnetlink {
         // nfgenmsg: family, version (NFNETLINK_V0), resource id (big endian).
         out.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]);
         out.extend_from_slice(attrs);
+        retry_eintr(|| self.socket.send(&out, 0))?;
         loop {
-            match self.socket.send(&out, 0) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => {
-                    r?;
-                    break;
-                }
-            }
-        }
-        loop {
-            let n = loop {
-                let (socket, buf) = (&self.socket, &mut self.buf);
-                match socket.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r?,
-                }
-            };
+            let (socket, buf) = (&self.socket, &mut self.buf);
+            let n = retry_eintr(|| socket.recv(&mut &mut buf[..], libc::MSG_TRUNC))?;
             if n > self.buf.len() {
                 return Err(io::Error::other(format!(
                     "netlink reply of {n} bytes exceeds the {} byte buffer",
@@ -365,21 +363,21 @@ mod tests {
                 b.local_addr().unwrap().port(),
             );
             let udp = libc::IPPROTO_UDP as u8;
-            assert_eq!(flush_unanswered(udp, pa).expect("a"), 0);
+            assert_eq!(flush_unanswered(udp, &[pa]).expect("a"), 0);
             assert_eq!(entries_of(two), 1);
             assert_eq!(
-                flush_unanswered(libc::IPPROTO_TCP as u8, pb).expect("tcp"),
+                flush_unanswered(libc::IPPROTO_TCP as u8, &[pb]).expect("tcp"),
                 0
             );
-            assert_eq!(flush_unanswered(udp, pb).expect("b"), 1);
+            assert_eq!(flush_unanswered(udp, &[pb]).expect("b"), 1);
             assert_eq!(entries_of(three), 0);
             c.send_to(b"to b", b.local_addr().unwrap()).unwrap();
             assert_eq!(entries_of(three), 1);
 
-            assert_eq!(flush_address(two).expect("flush"), 1);
+            assert_eq!(flush_addresses(&[two]).expect("flush"), 1);
             assert_eq!(entries_of(two), 0);
             assert_eq!(entries_of(three), 1, "another address's entry stays");
-            assert_eq!(flush_address(two).expect("again"), 0);
+            assert_eq!(flush_addresses(&[two]).expect("again"), 0);
 
             sh(&["nft", "delete", "table", "ip", "ct_test"]);
         })

@@ -61,3 +61,13 @@ impl Error {
         Error::internal(object, format!("{op}: {e}"))
     }
 }
+
+/// Calls `f` again while it fails with EINTR (a signal during a blocking socket call).
+pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}

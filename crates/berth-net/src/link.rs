@@ -38,7 +38,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
-use crate::{netns, Error, Result};
+use crate::{netns, retry_eintr, Error, Result};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
@@ -135,15 +135,6 @@ fn ext_ack_message(payload: &[u8], flags: u16) -> Option<String> {
         rest = rest.get((len + 3) & !3..)?;
     }
     None
-}
-
-fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
 }
 
 /// A blocking rtnetlink socket, bound in the namespace of the thread that opened it.
