@@ -262,3 +262,31 @@ fn a_run_rm_whose_start_fails_exits_127_and_leaves_nothing() {
     let state = ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "kept"]));
     assert_eq!(state.trim(), "created");
 }
+
+/// `docker run`'s exit status says why a start failed, as with Docker: 127 only for a
+/// command that does not exist, 126 for one that cannot be run, 125 for every other
+/// failure (here a bind of a file over a directory), even when its message says "No such
+/// file" or "Permission denied" about something else.
+#[test]
+fn a_failed_start_exits_127_or_126_only_for_the_command() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    for (args, code) in [
+        (&["--entrypoint", "/nope"][..], 127),
+        (&["--entrypoint", "nope"][..], 127),
+        (&["--entrypoint", "/tmp"][..], 126),
+        (&["--entrypoint", "/etc/passwd"][..], 126),
+        (&["-v", "/etc/hostname:/bin"][..], 125),
+    ] {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["fixture/app:1", "true"]);
+        let out = d.docker(&a);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+    }
+    assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "");
+}

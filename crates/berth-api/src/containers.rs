@@ -417,9 +417,9 @@ pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: B
     })
     .await;
     match result {
-        Ok(id) => (
+        Ok(created) => (
             StatusCode::CREATED,
-            Json(json!({ "Id": id, "Warnings": [] })),
+            Json(json!({ "Id": created.id, "Warnings": created.warnings })),
         )
             .into_response(),
         Err(e) => e.into_response(),

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use berth_engine::host::CgroupMode;
 use berth_engine::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -145,7 +146,6 @@ struct Host {
     os_version: String,
     mem_total: u64,
     ncpu: usize,
-    cgroup_version: &'static str,
     nfd: usize,
 }
 
@@ -176,11 +176,6 @@ fn read_host() -> Host {
         ncpu: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        cgroup_version: if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            "2"
-        } else {
-            "1"
-        },
         nfd: std::fs::read_dir("/proc/self/fd")
             .map(|d| d.count())
             .unwrap_or(0),
@@ -253,6 +248,9 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         .count()
         - paused;
     let root = engine.config().root.display().to_string();
+    let probe = engine.host();
+    let (cg, caps) = (&probe.cgroup, &probe.cgroup.caps);
+    let warnings = probe.warnings();
     let v = json!({
         "ID": daemon_id(&engine.config().root),
         "Containers": containers.len(),
@@ -268,24 +266,26 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
             "Authorization": null,
             "Log": ["json-file"],
         },
-        "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
-        "CPUShares": true,
-        "CPUSet": true,
-        "PidsLimit": true,
+        "MemoryLimit": caps.memory_limit,
+        "SwapLimit": caps.swap_limit,
+        "KernelMemory": caps.kernel_memory,
+        "KernelMemoryTCP": caps.kernel_memory_tcp,
+        "CpuCfsPeriod": caps.cpu_cfs,
+        "CpuCfsQuota": caps.cpu_cfs,
+        "CPUShares": caps.cpu_shares,
+        "CPUSet": caps.cpuset,
+        "PidsLimit": caps.pids_limit,
         "IPv4Forwarding": false,
         "BridgeNfIptables": false,
         "BridgeNfIp6tables": false,
         "Debug": false,
         "NFd": host.nfd,
-        "OomKillDisable": false,
+        "OomKillDisable": caps.oom_kill_disable,
         "NGoroutines": 0,
         "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": host.cgroup_version,
+        "CgroupDriver": if cg.mode == CgroupMode::None { "none" } else { "cgroupfs" },
+        "CgroupVersion": cg.version_str(),
         "NEventsListener": 0,
         "KernelVersion": kernel_version(),
         "OperatingSystem": host.os_pretty,
@@ -329,7 +329,9 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         "InitCommit": { "ID": "", "Expected": "" },
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
         "CDISpecDirs": [],
-        "Warnings": null,
+        "Warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        // berth's own: the whole probe (cgroup mode, controllers, limits, kernel features).
+        "BerthHost": probe,
     });
     Ok(Json(v))
 }

@@ -2,8 +2,9 @@
 //! libcontainer): statistics, the processes in it, the freezer, and live resource updates.
 //!
 //! Containers run with the cgroups path `/berth/<id>` (`ContainerRecord::cgroup_path`).
-//! Where that lands depends on the host, detected at runtime from the filesystem type of
-//! `/sys/fs/cgroup` (as libcgroups does):
+//! Where that lands depends on the host, as the daemon probed it at start
+//! ([`berth_runtime::host`], from the filesystem type of `/sys/fs/cgroup`, as libcgroups
+//! does):
 //! - `cgroup2` (unified, v2): one directory, `/sys/fs/cgroup/berth/<id>`;
 //! - `tmpfs` (legacy or hybrid v1, controllers mounted at `/sys/fs/cgroup/<controller>`):
 //!   one directory per controller, `/sys/fs/cgroup/memory/berth/<id>`, `.../cpu/...`,
@@ -24,21 +25,10 @@ use berth_runtime::oci_spec::runtime::LinuxResources;
 
 use crate::error::{EngineError, Result};
 
-/// The mount point of the cgroup filesystem(s).
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// statfs(2) `f_type` of cgroup2.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+pub use berth_runtime::host::{CgroupHost, CgroupVersion, CGROUP_ROOT};
+
 /// How long a freeze or thaw may take to settle.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which cgroup hierarchy the host uses for containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    /// Legacy or hybrid: one hierarchy per controller.
-    V1,
-    /// Unified.
-    V2,
-}
 
 /// The cgroup filesystem of the host (or a fixture tree).
 #[derive(Debug, Clone)]
@@ -51,22 +41,13 @@ pub struct CgroupFs {
 }
 
 impl CgroupFs {
-    /// The host's, detected from the filesystem type of `/sys/fs/cgroup`; on v1 the
-    /// controllers' mount points come from `/proc/self/mountinfo` (co-mounted
-    /// `cpu,cpuacct` and the like).
-    pub fn detect() -> Result<CgroupFs> {
-        let st = rustix::fs::statfs(CGROUP_ROOT).map_err(|e| {
-            EngineError::internal(format!("{CGROUP_ROOT}: statfs: {e} (is cgroupfs mounted?)"))
-        })?;
-        #[allow(clippy::unnecessary_cast)] // f_type is i64 or u32 depending on the target
-        if st.f_type as i64 == CGROUP2_SUPER_MAGIC {
-            return Ok(CgroupFs::at(Path::new(CGROUP_ROOT), CgroupVersion::V2));
+    /// The host's, as the daemon probed it at start.
+    pub fn of_host(host: &CgroupHost) -> CgroupFs {
+        CgroupFs {
+            root: host.root.clone(),
+            version: host.version(),
+            v1_mounts: host.v1_mounts.clone(),
         }
-        let mut fs = CgroupFs::at(Path::new(CGROUP_ROOT), CgroupVersion::V1);
-        if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
-            fs.v1_mounts = v1_mounts(&mi);
-        }
-        Ok(fs)
     }
 
     /// A tree at `root` of the given version.
@@ -91,41 +72,6 @@ impl CgroupFs {
             rel: PathBuf::from(cgroup_path.trim_start_matches('/')),
         }
     }
-}
-
-/// The mount point of each cgroup v1 controller, from mountinfo lines such as
-/// `34 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct`.
-fn v1_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
-    let mut out = BTreeMap::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        if r.next() != Some("cgroup") {
-            continue;
-        }
-        let Some(opts) = r.nth(1) else { continue };
-        let Some(mount_point) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        // mountinfo escapes space, tab, newline and backslash in octal.
-        let mount_point = mount_point
-            .replace("\\040", " ")
-            .replace("\\011", "\t")
-            .replace("\\012", "\n")
-            .replace("\\134", "\\");
-        for opt in opts.split(',') {
-            if matches!(
-                opt,
-                "cpu" | "cpuacct" | "cpuset" | "memory" | "pids" | "freezer" | "blkio" | "devices"
-            ) {
-                out.entry(opt.to_string())
-                    .or_insert_with(|| PathBuf::from(&mount_point));
-            }
-        }
-    }
-    out
 }
 
 /// CPU time of a cgroup, in nanoseconds.
@@ -307,7 +253,8 @@ impl Cgroup {
     fn read(&self, controller: &str, file: &str) -> Result<String> {
         let p = self.path(controller, file);
         fs::read_to_string(&p).map_err(|e| {
-            let kind = if e.kind() == IoKind::NotFound {
+            // ENODEV: the cgroup is being removed (its last process exited).
+            let kind = if e.kind() == IoKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) {
                 berth_types::ErrorKind::NotFound
             } else {
                 berth_types::ErrorKind::Internal
@@ -332,6 +279,8 @@ impl Cgroup {
             // limit below the current usage); the caller's mistake, not ours.
             let kind = match e.raw_os_error() {
                 Some(libc::EINVAL) | Some(libc::EBUSY) => berth_types::ErrorKind::InvalidArgument,
+                // The cgroup is gone or going: its container no longer runs.
+                Some(libc::ENOENT) | Some(libc::ENODEV) => berth_types::ErrorKind::NotFound,
                 _ => berth_types::ErrorKind::Internal,
             };
             EngineError::new(
@@ -346,14 +295,6 @@ impl Cgroup {
         match self.version {
             CgroupVersion::V1 => self.dir("pids").is_dir() || self.dir("memory").is_dir(),
             CgroupVersion::V2 => self.dir("").is_dir(),
-        }
-    }
-
-    /// Whether the kernel accounts swap, so a memory + swap limit can be set.
-    pub fn swap_limit_supported(&self) -> bool {
-        match self.version {
-            CgroupVersion::V1 => self.path("memory", "memory.memsw.limit_in_bytes").exists(),
-            CgroupVersion::V2 => self.path("", "memory.swap.max").exists(),
         }
     }
 
@@ -862,35 +803,6 @@ mod tests {
         fs::write(cg.dir("").join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         cg.freeze().unwrap();
         assert!(cg.frozen().unwrap());
-    }
-
-    #[test]
-    fn v1_mount_points_come_from_mountinfo() {
-        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-                  34 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct\n\
-                  35 25 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
-                  36 25 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
-                  37 25 0:32 / /mnt/my\\040pids rw - cgroup cgroup rw,pids\n";
-        let m = v1_mounts(mi);
-        assert_eq!(m["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(m["cpuacct"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(m["memory"], Path::new("/sys/fs/cgroup/memory"));
-        assert_eq!(m["pids"], Path::new("/mnt/my pids"));
-        assert_eq!(m.len(), 4);
-        let cg = CgroupFs {
-            root: "/sys/fs/cgroup".into(),
-            version: CgroupVersion::V1,
-            v1_mounts: m,
-        }
-        .cgroup("/berth/x");
-        assert_eq!(
-            cg.dir("cpuacct"),
-            Path::new("/sys/fs/cgroup/cpu,cpuacct/berth/x")
-        );
-        assert_eq!(
-            cg.dir("freezer"),
-            Path::new("/sys/fs/cgroup/freezer/berth/x")
-        );
     }
 
     #[test]

@@ -6,13 +6,12 @@
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use berth_runtime::oci_spec::runtime::Spec;
 use berth_runtime::shim_protocol::BUNDLE_DIR;
 use tracing::{info, instrument};
 
-use crate::cgroups::{self, Cgroup, CgroupFs, CgroupStats};
+use crate::cgroups::{self, Cgroup, CgroupStats};
 use crate::containers::{ContainerRecord, ContainerState};
 use crate::error::{EngineError, Result};
 use crate::lifecycle::RestartPolicy;
@@ -77,14 +76,6 @@ impl ResourceUpdate {
     }
 }
 
-/// The host's cgroup filesystem, detected once.
-fn cgroup_fs() -> Result<CgroupFs> {
-    static FS: OnceLock<std::result::Result<CgroupFs, String>> = OnceLock::new();
-    FS.get_or_init(|| CgroupFs::detect().map_err(|e| e.message))
-        .clone()
-        .map_err(EngineError::internal)
-}
-
 fn not_running(name: &str) -> EngineError {
     EngineError::conflict(format!("container {name} is not running"))
 }
@@ -124,7 +115,7 @@ pub fn filter_ps_output(output: &str, pids: &HashSet<i32>) -> Result<TopResult> 
 impl Engine {
     /// The cgroup of a container (whether or not it exists now).
     pub fn container_cgroup(&self, rec: &ContainerRecord) -> Result<Cgroup> {
-        Ok(cgroup_fs()?.cgroup(&rec.cgroup_path))
+        Ok(self.cgroup_fs().cgroup(&rec.cgroup_path))
     }
 
     /// Whether the container runs and its cgroup is frozen (`docker pause`).
@@ -218,6 +209,14 @@ impl Engine {
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn pause_container(&self, name: &str) -> Result<()> {
         let (rec, cg) = self.running_record(name)?;
+        if !self.host().cgroup.caps.freezer {
+            return Err(EngineError::new(
+                berth_types::ErrorKind::Unavailable,
+                format!(
+                    "cannot pause container {name}: this host has no cgroup freezer (freezer.state on cgroup v1, cgroup.freeze on v2)"
+                ),
+            ));
+        }
         if cg.frozen()? {
             return Err(EngineError::conflict(format!(
                 "container {name} is already paused"
@@ -267,11 +266,15 @@ impl Engine {
                 ));
             }
         }
+        let caps = &self.host().cgroup.caps;
         let mut r = rec.resources.clone();
         let set = |v: Option<i64>| v.filter(|v| *v != 0);
         if let Some(m) = upd.memory {
-            // Docker's rule: the memory + swap limit already set stays unless given.
-            let cur_swap = set(r.memory_swap).or(set(r.memory).map(|m| m.saturating_mul(2)));
+            // Docker's rule: the memory + swap limit already set stays unless given
+            // (there is none without swap accounting).
+            let cur_swap = set(r.memory_swap)
+                .or(set(r.memory).map(|m| m.saturating_mul(2)))
+                .filter(|_| caps.swap_limit);
             if upd.memory_swap.is_none() {
                 if let Some(s) = cur_swap.filter(|s| *s > 0) {
                     if m > s {
@@ -340,22 +343,19 @@ impl Engine {
             .as_ref()
             .and_then(|r| r.devices().clone())
             .unwrap_or_default();
+        // As at create: what the host cannot enforce is discarded with Docker's warning.
+        let invalid = |e: berth_runtime::resources::ResourceError| {
+            EngineError::invalid(format!("container {name}: {e}"))
+        };
+        let (r, warnings) = berth_runtime::resources::fit_to_host(&r, caps).map_err(invalid)?;
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let oci = berth_runtime::resources::to_oci(&r, devices, host_cpus)
-            .map_err(|e| EngineError::invalid(format!("container {name}: {e}")))?;
+        let mut oci = berth_runtime::resources::to_oci(&r, devices, host_cpus).map_err(invalid)?;
+        berth_runtime::resources::restrict_to_host(&mut oci, caps);
 
-        let mut warnings = Vec::new();
         if upd.touches_cgroup() {
             if let ContainerState::Running { .. } = self.container_state(&rec.id)? {
                 let cg = self.container_cgroup(&rec)?;
                 if cg.exists() {
-                    if upd.memory_swap.is_some() && !cg.swap_limit_supported() {
-                        // Docker's warning, word for word.
-                        warnings.push(
-                            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
-                                .to_string(),
-                        );
-                    }
                     cg.apply(&oci).map_err(|e| {
                         EngineError::new(
                             e.kind,

@@ -127,6 +127,31 @@ pub struct ContainerRecord {
     pub etc_mounts: Vec<crate::volumes::MountPoint>,
 }
 
+/// The words the docker CLI derives `docker run`'s exit status from, as Docker's daemon
+/// says them: 127 when the command does not exist, 126 when it cannot be run, nothing
+/// (the CLI's 125) for every other start failure. Only the runtime's own reports of the
+/// command are matched: a cgroup or mount file the host lacks is not a missing command.
+pub(crate) fn exec_failure_hint(msg: &str) -> &'static str {
+    // libcontainer's executor: its PATH lookup and permission check before execve, and
+    // execve's own errno (`error 'ENOENT: ...' executing ...`).
+    if (msg.contains("executable '") && msg.contains("' not found in $PATH"))
+        || msg.contains("error 'ENOENT")
+    {
+        ": executable file not found in $PATH"
+    } else if msg.contains("' does not have correct permissions") || msg.contains("error 'EACCES") {
+        ": permission denied"
+    } else {
+        ""
+    }
+}
+
+/// A created container: its ID, and Docker's warnings for what the host discarded.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: String,
+    pub warnings: Vec<String>,
+}
+
 /// Options of `create` beyond the runtime spec's.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -599,10 +624,17 @@ impl Engine {
         o
     }
 
-    /// `docker create`: mounts the rootfs, generates the runtime spec, records the
-    /// container. Returns its ID.
+    /// `docker create`: fits the limits to the host, mounts the rootfs, generates the
+    /// runtime spec, records the container. Returns its ID and the warnings for the
+    /// options the host cannot honour (discarded, as Docker does).
     #[instrument(skip_all, fields(image = %image))]
-    pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<String> {
+    pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<Created> {
+        if self.host().features.overlayfs == berth_runtime::host::Support::No {
+            return Err(EngineError::new(
+                berth_types::ErrorKind::Unavailable,
+                "this host's kernel has no overlayfs: berth cannot mount a container's root filesystem",
+            ));
+        }
         let settings = &opts.settings;
         settings.restart_policy.validate()?;
         if settings.auto_remove && !settings.restart_policy.is_none() {
@@ -616,6 +648,12 @@ impl Engine {
             }
         }
         let mut runtime_opts = opts.runtime.clone();
+        let (resources, warnings) = berth_runtime::resources::fit_to_host(
+            &opts.runtime.resources,
+            &self.host().cgroup.caps,
+        )
+        .map_err(|e| EngineError::invalid(e.to_string()))?;
+        runtime_opts.resources = resources;
         let mut net_req = opts.net.clone();
         if net_req.mode.is_empty() && opts.runtime.network == NetworkMode::Host {
             net_req.mode = "host".into();
@@ -700,7 +738,7 @@ impl Engine {
                 auto_remove: settings.auto_remove,
                 ..RunSettings::default()
             },
-            resources: opts.runtime.resources.clone(),
+            resources: runtime_opts.resources.clone(),
             mounts: Vec::new(),
             mount_config: opts.mounts.echo.clone(),
             net,
@@ -772,7 +810,15 @@ impl Engine {
                 ropts.cgroups_path = Some(PathBuf::from(&rec.cgroup_path));
             }
             ropts.engine_paths.push(self.store().root().to_path_buf());
-            let spec = berth_runtime::generate(&run_config, &rootfs, &ropts).map_err(spec_err)?;
+            let host = self.host();
+            let spec = berth_runtime::spec::generate_for_host(
+                &run_config,
+                &rootfs,
+                &ropts,
+                &host.seccomp,
+                &host.cgroup.caps,
+            )
+            .map_err(spec_err)?;
             let bundle = dir.join(BUNDLE_DIR);
             fs::create_dir_all(&bundle).map_err(|e| io_err(&bundle, "create", e))?;
             let cfg = serde_json::to_vec_pretty(&spec)
@@ -843,8 +889,11 @@ impl Engine {
         drop(lease);
         drop(_records);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
+        for w in &warnings {
+            warn!(container.id = %id, "{w}");
+        }
         self.emit_container(&rec, "create", &[]);
-        Ok(id)
+        Ok(Created { id, warnings })
     }
 
     /// `docker start`: spawns the container's shim and returns once the container runs.
@@ -957,15 +1006,7 @@ impl Engine {
         }
         let msg = reply.strip_prefix("error ").unwrap_or(reply);
         self.network_teardown(&rec.id);
-        // The docker CLI derives `docker run`'s exit status from these words (127: the
-        // command does not exist, 126: it cannot be run), as Docker's daemon says them.
-        let hint = if msg.contains("not found in $PATH") || msg.contains("No such file") {
-            ": executable file not found in $PATH"
-        } else if msg.contains("Permission denied") {
-            ": permission denied"
-        } else {
-            ""
-        };
+        let hint = exec_failure_hint(msg);
         Err(EngineError::internal(format!(
             "container {}: start failed: {}{hint}",
             rec.id,
@@ -1153,5 +1194,33 @@ mod tests {
             assert_eq!(reply.expect("no error").as_deref(), Some(""));
         }
         server.join().expect("server");
+    }
+
+    /// The exit status the docker CLI derives (127/126) only for the runtime's own
+    /// reports of the command; a host file the runtime could not open is neither.
+    #[test]
+    fn only_a_missing_or_unrunnable_command_gets_docker_s_exec_words() {
+        let create = "create: failed to create container: exec process failed with error error in executing process : ";
+        assert_eq!(
+            exec_failure_hint(&format!("{create}executable '/nope' not found in $PATH")),
+            ": executable file not found in $PATH"
+        );
+        assert_eq!(
+            exec_failure_hint(&format!(
+                "{create}executable '/tmp' at path '\"/tmp\"' does not have correct permissions"
+            )),
+            ": permission denied"
+        );
+        assert_eq!(
+            exec_failure_hint("error 'EACCES: Permission denied' executing '\"/x\"'"),
+            ": permission denied"
+        );
+        for other in [
+            "intermediate process error cgroup error: io error: failed to open /sys/fs/cgroup/blkio/berth/x/blkio.bfq.weight: No such file or directory (os error 2)",
+            "failed to mount /proc: Permission denied (os error 13)",
+            "the shim exited without a reply (see shim.log)",
+        ] {
+            assert_eq!(exec_failure_hint(other), "", "{other}");
+        }
     }
 }

@@ -25,6 +25,8 @@ pub mod volumes;
 pub use archive::PathStat;
 pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
 pub use berth_net::link::LinkStats;
+/// What the host can do, as [`Engine::host`] returns it.
+pub use berth_runtime::host;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use config::DaemonConfig;
@@ -72,6 +74,10 @@ struct Inner {
     execs: exec::ExecTable,
     /// Networks and running containers' endpoints (see `networks.rs`).
     net: std::sync::Mutex<networks::NetState>,
+    /// What the host can do, probed once at open.
+    host: berth_runtime::host::Host,
+    /// The host's cgroup filesystem (from `host`).
+    cgroup_fs: cgroups::CgroupFs,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -99,6 +105,24 @@ impl Engine {
         if config.min_free_bytes == 0 {
             tracing::warn!("min_free_bytes = 0: loads may fill the state filesystem");
         }
+        let host = berth_runtime::host::Host::detect();
+        tracing::info!(
+            cgroup.mode = ?host.cgroup.mode,
+            cgroup.controllers = %host
+                .cgroup
+                .controllers
+                .iter()
+                .filter(|(_, c)| c.delegated)
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            kernel = %host.kernel_release,
+            "host probed"
+        );
+        for w in host.warnings() {
+            tracing::warn!("{}", w.trim_start_matches("WARNING: "));
+        }
+        let cgroup_fs = cgroups::CgroupFs::of_host(&host.cgroup);
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -111,6 +135,8 @@ impl Engine {
                 monitor_done: std::sync::Condvar::new(),
                 execs: exec::ExecTable::default(),
                 net: Default::default(),
+                host,
+                cgroup_fs,
             }),
         };
         engine.sweep_incomplete_containers();
@@ -121,6 +147,15 @@ impl Engine {
 
     pub fn config(&self) -> &DaemonConfig {
         &self.inner.config
+    }
+
+    /// What the host can do (cgroup layout and limits, kernel features), probed at open.
+    pub fn host(&self) -> &berth_runtime::host::Host {
+        &self.inner.host
+    }
+
+    pub(crate) fn cgroup_fs(&self) -> &cgroups::CgroupFs {
+        &self.inner.cgroup_fs
     }
 
     pub(crate) fn store(&self) -> &Store {

@@ -11,7 +11,8 @@
 //! - [`seccomp`]: moby's default profile and Docker-format profile files;
 //! - [`mounts`]: default mounts, user mounts, sensitive bind sources, in-rootfs resolution;
 //! - [`user`]: `--user` against the rootfs's /etc/passwd and /etc/group, read safely;
-//! - [`resources`]: cgroup limits and the device cgroup;
+//! - [`host`]: what the host can do (cgroup layout and limits, kernel features), probed once;
+//! - [`resources`]: cgroup limits, fitted to the host, and the device cgroup;
 //! - [`rootfs`]: the overlayfs rootfs over the image's layer snapshots;
 //! - [`shim_protocol`]: the files and control socket shared by the engine and the shim;
 //! - `driver` (feature `driver`): create/start/kill/delete/state through libcontainer;
@@ -24,6 +25,7 @@ pub mod caps;
 pub mod driver;
 #[cfg(feature = "driver")]
 pub mod driver_exec;
+pub mod host;
 pub mod mounts;
 pub mod resources;
 pub mod rootfs;

@@ -8,6 +8,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::host::CgroupCaps;
 use oci_spec::runtime::{
     LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxPidsBuilder,
@@ -355,6 +356,213 @@ pub fn to_oci(
     b.build().map_err(build_err("resources"))
 }
 
+/// Docker's answer to a limit the host cannot enforce (`verifyPlatformContainerResources`):
+/// the option is discarded with Docker's warning, word for word, or refused where Docker
+/// refuses it. Returns the resources that take effect and the warnings for the create (or
+/// update) response. Checks against the host's CPUs and memory nodes too.
+pub fn fit_to_host(
+    r: &Resources,
+    caps: &CgroupCaps,
+) -> Result<(Resources, Vec<String>), ResourceError> {
+    let mut r = r.clone();
+    let mut warnings = Vec::new();
+    let mut discard = |set: bool, supported: bool, warning: &str| -> bool {
+        let drop = set && !supported;
+        if drop {
+            warnings.push(warning.to_string());
+        }
+        drop
+    };
+    if discard(
+        set(r.memory).is_some(),
+        caps.memory_limit,
+        "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.",
+    ) {
+        r.memory = None;
+        r.memory_swap = None;
+    }
+    if discard(
+        set(r.memory).is_some() && set(r.memory_swap).is_some(),
+        caps.swap_limit,
+        "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.",
+    ) {
+        // Docker's -1 (what inspect shows); the runtime writes no swap limit for it on
+        // such a host (`restrict_to_host`).
+        r.memory_swap = Some(-1);
+    }
+    if discard(
+        set(r.memory_reservation).is_some(),
+        caps.memory_reservation,
+        "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.",
+    ) {
+        r.memory_reservation = None;
+    }
+    if discard(
+        r.pids_limit.is_some_and(|p| p > 0),
+        caps.pids_limit,
+        "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.",
+    ) {
+        r.pids_limit = None;
+    }
+    if discard(
+        r.cpu_shares.is_some_and(|s| s != 0),
+        caps.cpu_shares,
+        "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.",
+    ) {
+        r.cpu_shares = None;
+    }
+    if discard(
+        r.cpu_period.is_some_and(|p| p != 0),
+        caps.cpu_cfs,
+        "Your kernel does not support CPU CFS scheduler. CPU period discarded.",
+    ) {
+        r.cpu_period = None;
+    }
+    if discard(
+        set(r.cpu_quota).is_some_and(|q| q > 0),
+        caps.cpu_cfs,
+        "Your kernel does not support CPU CFS scheduler. CPU quota discarded.",
+    ) {
+        r.cpu_quota = None;
+    }
+    if let Some(n) = set(r.nano_cpus).filter(|_| !caps.cpu_cfs) {
+        return Err(invalid(
+            "--cpus",
+            n as f64 / 1e9,
+            "NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted",
+        ));
+    }
+    if discard(
+        r.cpuset_cpus.is_some() || r.cpuset_mems.is_some(),
+        caps.cpuset,
+        "Your kernel does not support cpuset or the cgroup is not mounted. Cpuset discarded.",
+    ) {
+        r.cpuset_cpus = None;
+        r.cpuset_mems = None;
+    }
+    for (flag, req, avail, what) in [
+        ("--cpuset-cpus", &r.cpuset_cpus, &caps.cpus, "CPUs"),
+        ("--cpuset-mems", &r.cpuset_mems, &caps.mems, "memory nodes"),
+    ] {
+        let (Some(req), false) = (req, avail.is_empty()) else {
+            continue;
+        };
+        check_cpuset(flag, req)?;
+        if !cpuset_within(req, avail) {
+            return Err(invalid(
+                flag,
+                req,
+                format!("Requested {what} are not available - requested {req}, available: {avail}"),
+            ));
+        }
+    }
+    if discard(
+        r.blkio_weight.is_some_and(|w| w != 0),
+        caps.blkio_weight,
+        "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
+    ) {
+        r.blkio_weight = None;
+    }
+    for (list, supported, warning) in [
+        (
+            &mut r.device_read_bps,
+            caps.blkio_read_bps,
+            "Your kernel does not support BPS Block I/O read limit or the cgroup is not mounted. Block I/O BPS read limit discarded.",
+        ),
+        (
+            &mut r.device_write_bps,
+            caps.blkio_write_bps,
+            "Your kernel does not support BPS Block I/O write limit or the cgroup is not mounted. Block I/O BPS write limit discarded.",
+        ),
+        (
+            &mut r.device_read_iops,
+            caps.blkio_read_iops,
+            "Your kernel does not support IOPS Block I/O read limit or the cgroup is not mounted. Block I/O IOPS read limit discarded.",
+        ),
+        (
+            &mut r.device_write_iops,
+            caps.blkio_write_iops,
+            "Your kernel does not support IOPS Block I/O write limit or the cgroup is not mounted. Block I/O IOPS write limit discarded.",
+        ),
+    ] {
+        if discard(!list.is_empty(), supported, warning) {
+            list.clear();
+        }
+    }
+    Ok((r, warnings))
+}
+
+/// Whether every CPU (or node) of the list `req` is in the list `avail` (both `0-3,6`).
+fn cpuset_within(req: &str, avail: &str) -> bool {
+    let ranges = |s: &str| -> Vec<(u32, u32)> {
+        s.split(',')
+            .filter_map(|p| {
+                let (a, b) = p.trim().split_once('-').unwrap_or((p.trim(), p.trim()));
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    };
+    let avail = ranges(avail);
+    ranges(req)
+        .iter()
+        .all(|&(a, b)| (a..=b).all(|c| avail.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))))
+}
+
+/// Removes from runtime resources what the host cannot enforce, so the runtime never
+/// writes a cgroup file that is not there: the defaults berth adds itself (memory + swap
+/// at twice the memory, the pids limit) and anything [`fit_to_host`] would have
+/// discarded.
+pub fn restrict_to_host(r: &mut LinuxResources, caps: &CgroupCaps) {
+    if let Some(mut m) = *r.memory() {
+        if !caps.memory_limit {
+            m.set_limit(None);
+        }
+        if !caps.swap_limit || m.limit().is_none() {
+            m.set_swap(None);
+        }
+        if !caps.memory_reservation {
+            m.set_reservation(None);
+        }
+        let empty = m.limit().is_none() && m.swap().is_none() && m.reservation().is_none();
+        r.set_memory((!empty).then_some(m));
+    }
+    if let Some(mut c) = r.cpu().clone() {
+        if !caps.cpu_shares {
+            c.set_shares(None);
+        }
+        if !caps.cpu_cfs {
+            c.set_quota(None);
+            c.set_period(None);
+        }
+        if !caps.cpuset {
+            c.set_cpus(None);
+            c.set_mems(None);
+        }
+        r.set_cpu(Some(c));
+    }
+    if !caps.pids_limit {
+        r.set_pids(None);
+    }
+    if let Some(mut b) = r.block_io().clone() {
+        if !caps.blkio_weight {
+            b.set_weight(None);
+        }
+        if !caps.blkio_read_bps {
+            b.set_throttle_read_bps_device(None);
+        }
+        if !caps.blkio_write_bps {
+            b.set_throttle_write_bps_device(None);
+        }
+        if !caps.blkio_read_iops {
+            b.set_throttle_read_iops_device(None);
+        }
+        if !caps.blkio_write_iops {
+            b.set_throttle_write_iops_device(None);
+        }
+        r.set_block_io(Some(b));
+    }
+}
+
 fn rule(
     allow: bool,
     typ: LinuxDeviceType,
@@ -491,6 +699,183 @@ mod tests {
 
     fn r() -> Resources {
         Resources::default()
+    }
+
+    /// A host with every limit but the ones named.
+    fn caps_without(missing: &[&str]) -> CgroupCaps {
+        let mut c = CgroupCaps::all();
+        for m in missing {
+            match *m {
+                "memory" => c.memory_limit = false,
+                "swap" => c.swap_limit = false,
+                "reservation" => c.memory_reservation = false,
+                "pids" => c.pids_limit = false,
+                "shares" => c.cpu_shares = false,
+                "cfs" => c.cpu_cfs = false,
+                "cpuset" => c.cpuset = false,
+                "weight" => c.blkio_weight = false,
+                "throttle" => {
+                    c.blkio_read_bps = false;
+                    c.blkio_write_bps = false;
+                    c.blkio_read_iops = false;
+                    c.blkio_write_iops = false;
+                }
+                other => panic!("{other}"),
+            }
+        }
+        c
+    }
+
+    fn everything() -> Resources {
+        let t = |rate| {
+            vec![ThrottleDevice {
+                path: "/dev/null".into(),
+                rate,
+            }]
+        };
+        Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(96 << 20),
+            memory_reservation: Some(32 << 20),
+            cpu_shares: Some(512),
+            cpu_period: Some(50_000),
+            cpu_quota: Some(25_000),
+            cpuset_cpus: Some("0".into()),
+            pids_limit: Some(100),
+            blkio_weight: Some(300),
+            device_read_bps: t(1),
+            device_write_bps: t(2),
+            device_read_iops: t(3),
+            device_write_iops: t(4),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_host_with_every_limit_keeps_every_option() {
+        let (r, w) = fit_to_host(&everything(), &CgroupCaps::all()).unwrap();
+        assert_eq!(r, everything());
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn what_the_host_lacks_is_discarded_with_docker_s_warning() {
+        let caps = caps_without(&[
+            "swap",
+            "reservation",
+            "pids",
+            "shares",
+            "cfs",
+            "cpuset",
+            "weight",
+            "throttle",
+        ]);
+        let (r, w) = fit_to_host(&everything(), &caps).unwrap();
+        assert_eq!(r.memory, Some(64 << 20), "the memory limit stays");
+        assert_eq!(
+            r.memory_swap,
+            Some(-1),
+            "Docker's -1: memory limited without swap"
+        );
+        assert_eq!(
+            (r.memory_reservation, r.pids_limit, r.cpu_shares),
+            (None, None, None)
+        );
+        assert_eq!(
+            (r.cpu_period, r.cpu_quota, &r.cpuset_cpus),
+            (None, None, &None)
+        );
+        assert_eq!(r.blkio_weight, None);
+        assert!(r.device_read_bps.is_empty() && r.device_write_iops.is_empty());
+        for expected in [
+            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.",
+            "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.",
+            "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.",
+            "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.",
+            "Your kernel does not support CPU CFS scheduler. CPU period discarded.",
+            "Your kernel does not support CPU CFS scheduler. CPU quota discarded.",
+            "Your kernel does not support cpuset or the cgroup is not mounted. Cpuset discarded.",
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
+            "Your kernel does not support BPS Block I/O read limit or the cgroup is not mounted. Block I/O BPS read limit discarded.",
+            "Your kernel does not support IOPS Block I/O write limit or the cgroup is not mounted. Block I/O IOPS write limit discarded.",
+        ] {
+            assert!(w.iter().any(|x| x == expected), "{expected}: {w:?}");
+        }
+        assert_eq!(w.len(), 12);
+        // What is left builds, and no runtime file the host lacks is named.
+        let mut o = to_oci(&r, vec![], 2).unwrap();
+        restrict_to_host(&mut o, &caps);
+        let m = o.memory().as_ref().unwrap();
+        assert_eq!(
+            (m.limit(), m.swap(), m.reservation()),
+            (Some(64 << 20), None, None)
+        );
+        assert!(
+            o.pids().is_none(),
+            "no default pids limit without the controller"
+        );
+        assert!(o
+            .block_io()
+            .as_ref()
+            .is_none_or(|b| b.weight().is_none() && b.throttle_read_bps_device().is_none()));
+    }
+
+    #[test]
+    fn no_memory_controller_drops_memory_and_swap() {
+        let r = Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(96 << 20),
+            ..Default::default()
+        };
+        let (r, w) = fit_to_host(&r, &caps_without(&["memory"])).unwrap();
+        assert_eq!((r.memory, r.memory_swap), (None, None));
+        assert_eq!(w, ["Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded."]);
+        // The default swap (twice the memory) never reaches a host without accounting.
+        let r = Resources {
+            memory: Some(64 << 20),
+            ..Default::default()
+        };
+        let (r, w) = fit_to_host(&r, &caps_without(&["swap"])).unwrap();
+        assert!(w.is_empty());
+        let mut o = to_oci(&r, vec![], 2).unwrap();
+        assert_eq!(o.memory().as_ref().unwrap().swap(), Some(128 << 20));
+        restrict_to_host(&mut o, &caps_without(&["swap"]));
+        assert_eq!(o.memory().as_ref().unwrap().swap(), None);
+    }
+
+    #[test]
+    fn refusals_name_the_option_and_the_rule() {
+        let r = Resources {
+            nano_cpus: Some(500_000_000),
+            ..Default::default()
+        };
+        let e = fit_to_host(&r, &caps_without(&["cfs"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--cpus 0.5: NanoCPUs can not be set"), "{e}");
+        let mut caps = CgroupCaps::all();
+        caps.cpus = "0-1".into();
+        caps.mems = "0".into();
+        let cpus = |c: &str| Resources {
+            cpuset_cpus: Some(c.into()),
+            ..Default::default()
+        };
+        assert!(fit_to_host(&cpus("1"), &caps).is_ok());
+        assert!(fit_to_host(&cpus("0-1"), &caps).is_ok());
+        let e = fit_to_host(&cpus("0,2-3"), &caps).unwrap_err().to_string();
+        assert!(
+            e.ends_with("Requested CPUs are not available - requested 0,2-3, available: 0-1"),
+            "{e}"
+        );
+        let mems = Resources {
+            cpuset_mems: Some("1".into()),
+            ..Default::default()
+        };
+        let e = fit_to_host(&mems, &caps).unwrap_err().to_string();
+        assert!(
+            e.contains("Requested memory nodes are not available"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ use oci_spec::runtime::{
 };
 
 use crate::caps::{self, CapError, CapSet};
+use crate::host::CgroupCaps;
 pub use crate::mounts::MountSpec;
 use crate::mounts::{self, MountError, SensitivePaths};
 use crate::resources::{self as res, ResourceError};
@@ -526,15 +527,24 @@ pub fn generate(
     rootfs: &Path,
     opts: &ContainerOptions,
 ) -> Result<Spec, SpecError> {
-    generate_for_host(image, rootfs, opts, &HostInfo::detect())
+    generate_for_host(
+        image,
+        rootfs,
+        opts,
+        &HostInfo::detect(),
+        &crate::host::CgroupHost::detect().caps,
+    )
 }
 
-/// [`generate`] against a given host (architecture, kernel) for the seccomp conditions.
+/// [`generate`] against a given host: its architecture and kernel for the seccomp
+/// conditions, its cgroup limits for the resources (what it cannot enforce is left out,
+/// see [`res::restrict_to_host`]).
 pub fn generate_for_host(
     image: &RunConfig,
     rootfs: &Path,
     opts: &ContainerOptions,
     host: &HostInfo,
+    caps: &CgroupCaps,
 ) -> Result<Spec, SpecError> {
     if !rootfs.is_absolute() {
         return Err(SpecError::Rootfs {
@@ -681,11 +691,12 @@ pub fn generate_for_host(
 
     // Resources and devices.
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let resources = res::to_oci(
+    let mut resources = res::to_oci(
         &opts.resources,
         res::device_rules(opts.privileged, opts.tty),
         host_cpus,
     )?;
+    res::restrict_to_host(&mut resources, caps);
     let devices = if opts.privileged {
         res::host_devices(Path::new("/dev"))
     } else {
@@ -782,7 +793,8 @@ mod tests {
 
     fn gen(img: &RunConfig, o: &ContainerOptions) -> Result<Value, SpecError> {
         let r = rootfs();
-        generate_for_host(img, r.path(), o, &host()).map(|s| serde_json::to_value(&s).unwrap())
+        generate_for_host(img, r.path(), o, &host(), &CgroupCaps::all())
+            .map(|s| serde_json::to_value(&s).unwrap())
     }
 
     fn sorted(v: &Value) -> Vec<String> {
@@ -1510,7 +1522,7 @@ mod tests {
             max_nofile: 20000,
             ..host()
         };
-        let s = generate_for_host(&image(), r.path(), &opts(), &small).unwrap();
+        let s = generate_for_host(&image(), r.path(), &opts(), &small, &CgroupCaps::all()).unwrap();
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["process"]["rlimits"][0]["soft"], 20000);
     }
@@ -1539,7 +1551,14 @@ mod tests {
 
     #[test]
     fn rootfs_and_hostname_are_checked() {
-        let e = generate_for_host(&image(), Path::new("rel/rootfs"), &opts(), &host()).unwrap_err();
+        let e = generate_for_host(
+            &image(),
+            Path::new("rel/rootfs"),
+            &opts(),
+            &host(),
+            &CgroupCaps::all(),
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("rel/rootfs") && e.to_string().contains("absolute"),
             "{e}"

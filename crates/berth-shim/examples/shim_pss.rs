@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut ids = Vec::new();
     for _ in 0..n {
-        let id = e.create_container("fixture/app:1", &opts)?;
+        let id = e.create_container("fixture/app:1", &opts)?.id;
         e.start_container(&id)?;
         ids.push(id);
     }

@@ -77,7 +77,8 @@ fn a_container_runs_logs_and_exits_with_its_code() {
 
     let id = e
         .create_container("fixture/app:1", &CreateOptions::default())
-        .unwrap();
+        .unwrap()
+        .id;
     assert_eq!(e.container_state(&id).unwrap(), ContainerState::Created);
     e.start_container(&id).unwrap();
     assert_eq!(e.wait_container(&id).unwrap(), 0);
@@ -108,7 +109,8 @@ fn a_container_runs_logs_and_exits_with_its_code() {
 
     let id3 = e
         .create_container("fixture/app:1", &with_cmd("echo out; echo err >&2; exit 3"))
-        .unwrap();
+        .unwrap()
+        .id;
     e.start_container(&id3).unwrap();
     assert_eq!(e.wait_container(&id3).unwrap(), 3);
     // Once it exited, nothing of it is left in the runtime: no cgroup directory in any
@@ -158,7 +160,7 @@ fn the_security_defaults_are_in_force_inside() {
             "fixture/app:1",
             &with_cmd("busybox grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; busybox hostname; busybox ls /sys/class/net"),
         )
-        .unwrap();
+        .unwrap().id;
     e.start_container(&id).unwrap();
     assert_eq!(e.wait_container(&id).unwrap(), 0);
     let out = log_text(&e, &id);
@@ -193,7 +195,8 @@ fn a_container_outlives_its_engine_and_is_killed_by_the_next_one() {
         load(&e);
         let id = e
             .create_container("fixture/app:1", &with_cmd("sleep 1000"))
-            .unwrap();
+            .unwrap()
+            .id;
         e.start_container(&id).unwrap();
         id
         // The engine is dropped here: its lock and handles go, as when a daemon dies.
@@ -263,7 +266,8 @@ fn remove_force_kills_a_running_container() {
     load(&e);
     let id = e
         .create_container("fixture/app:1", &with_cmd("sleep 1000"))
-        .unwrap();
+        .unwrap()
+        .id;
     e.start_container(&id).unwrap();
     e.remove_container(&id, true).unwrap();
     assert!(e.list_containers().unwrap().is_empty());
@@ -286,7 +290,8 @@ fn a_container_survives_sigkill_of_the_daemon_process() {
                 "fixture/app:1",
                 &with_cmd("echo started; sleep 1000; echo never"),
             )
-            .unwrap();
+            .unwrap()
+            .id;
         e.start_container(&id).unwrap();
         println!("container-id={id}");
         std::thread::sleep(Duration::from_secs(1000));
@@ -352,7 +357,7 @@ fn a_flood_of_output_is_rotated_within_the_limit() {
         with_cmd("i=0; while [ $i -lt 20000 ]; do echo \"line $i of the flood\"; i=$((i+1)); done");
     opts.log_max_size = Some(100_000);
     opts.log_max_file = Some(2);
-    let id = e.create_container("fixture/app:1", &opts).unwrap();
+    let id = e.create_container("fixture/app:1", &opts).unwrap().id;
     e.start_container(&id).unwrap();
     assert_eq!(e.wait_container(&id).unwrap(), 0);
     let dir = t.path().join(format!("root/containers/{id}"));
@@ -387,7 +392,7 @@ fn an_oom_kill_is_recorded() {
     let mut opts = with_cmd("busybox dd if=/dev/zero of=/dev/null bs=256M count=1");
     opts.runtime.resources.memory = Some(16 << 20);
     opts.runtime.resources.memory_swap = Some(16 << 20);
-    let id = e.create_container("fixture/app:1", &opts).unwrap();
+    let id = e.create_container("fixture/app:1", &opts).unwrap().id;
     e.start_container(&id).unwrap();
     let code = e.wait_container(&id).unwrap();
     match e.container_state(&id).unwrap() {
@@ -417,7 +422,7 @@ fn a_missing_command_fails_start_with_a_reason() {
         },
         ..CreateOptions::default()
     };
-    let id = e.create_container("fixture/app:1", &opts).unwrap();
+    let id = e.create_container("fixture/app:1", &opts).unwrap().id;
     let err = e.start_container(&id).unwrap_err();
     println!("{err}");
     assert!(err.message.contains("start failed"), "{err}");

@@ -48,7 +48,7 @@ fn running(root: &Path) -> (Engine, String) {
         },
         ..CreateOptions::default()
     };
-    let id = e.create_container("fixture/app:1", &opts).unwrap();
+    let id = e.create_container("fixture/app:1", &opts).unwrap().id;
     e.start_container(&id).unwrap();
     (e, id)
 }
