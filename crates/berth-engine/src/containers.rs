@@ -629,11 +629,19 @@ impl Engine {
     /// options the host cannot honour (discarded, as Docker does).
     #[instrument(skip_all, fields(image = %image))]
     pub fn create_container(&self, image: &str, opts: &CreateOptions) -> Result<Created> {
-        if self.host().features.overlayfs == berth_runtime::host::Support::No {
-            return Err(EngineError::new(
-                berth_types::ErrorKind::Unavailable,
-                "this host's kernel has no overlayfs: berth cannot mount a container's root filesystem",
-            ));
+        let host = self.host();
+        let lacking = if host.features.overlayfs == berth_runtime::host::Support::No {
+            Some("this host's kernel has no overlayfs: berth cannot mount a container's root filesystem".to_string())
+        } else if host.cgroup.mode == berth_runtime::host::CgroupMode::None {
+            Some(format!(
+                "this host has no cgroup filesystem at {}: berth cannot run containers without one",
+                host.cgroup.root.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(rule) = lacking {
+            return Err(EngineError::new(berth_types::ErrorKind::Unavailable, rule));
         }
         let settings = &opts.settings;
         settings.restart_policy.validate()?;

@@ -105,7 +105,7 @@ impl Engine {
         if config.min_free_bytes == 0 {
             tracing::warn!("min_free_bytes = 0: loads may fill the state filesystem");
         }
-        let host = berth_runtime::host::Host::detect();
+        let host = berth_runtime::host::Host::detect(berth_net::nft::program_found());
         tracing::info!(
             cgroup.mode = ?host.cgroup.mode,
             cgroup.controllers = %host

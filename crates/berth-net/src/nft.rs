@@ -64,6 +64,16 @@ fn nft_binary() -> &'static str {
         .unwrap_or("nft")
 }
 
+/// Whether the `nft` program berth applies its rules with is installed (where
+/// [`apply`] looks for it: `/usr/sbin`, `/sbin`, then `PATH`).
+pub fn program_found() -> bool {
+    let on_path = || {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()))
+    };
+    nft_binary() != "nft" || on_path()
+}
+
 /// Everything berth's table must express: all bridge networks and all published ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ruleset {

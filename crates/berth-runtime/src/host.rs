@@ -578,8 +578,9 @@ pub struct KernelFeatures {
 impl KernelFeatures {
     /// Probes the running kernel: syscalls answer for themselves; filesystems and
     /// network modules are looked up in `/proc/filesystems`, `/sys/module` and the
-    /// kernel's module tables under `/lib/modules/<release>`.
-    pub fn detect() -> KernelFeatures {
+    /// kernel's module tables under `/lib/modules/<release>`. `nft_program`: whether the
+    /// `nft` program is installed (the network crate knows where it looks).
+    pub fn detect(nft_program: bool) -> KernelFeatures {
         let release = rustix::system::uname()
             .release()
             .to_string_lossy()
@@ -601,7 +602,7 @@ impl KernelFeatures {
             new_mount_api: probe_fsopen(),
             idmapped_mounts: probe_mount_setattr(),
             nftables: modules.support("nf_tables", sys),
-            nft_program: program_on_path("nft"),
+            nft_program,
             veth: modules.support("veth", sys),
             bridge: modules.support("bridge", sys),
         }
@@ -668,12 +669,6 @@ impl ModuleTables {
     }
 }
 
-fn program_on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-}
-
 fn syscall_support(r: rustix::io::Result<()>) -> Support {
     match r {
         Err(rustix::io::Errno::NOSYS) => Support::No,
@@ -735,8 +730,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// Probes the machine berth runs on.
-    pub fn detect() -> Host {
+    /// Probes the machine berth runs on (`nft_program`: see [`KernelFeatures::detect`]).
+    pub fn detect(nft_program: bool) -> Host {
         Host {
             kernel_release: rustix::system::uname()
                 .release()
@@ -744,7 +739,7 @@ impl Host {
                 .into_owned(),
             seccomp: HostInfo::detect(),
             cgroup: CgroupHost::detect(),
-            features: KernelFeatures::detect(),
+            features: KernelFeatures::detect(nft_program),
         }
     }
 
@@ -951,7 +946,7 @@ mod tests {
 
     #[test]
     fn the_running_kernel_answers_the_syscall_probes() {
-        let f = KernelFeatures::detect();
+        let f = KernelFeatures::detect(true);
         // Every kernel berth supports has these (5.6+); the probe must not call a
         // present syscall missing.
         assert_eq!(f.openat2, Support::Yes);
