@@ -75,7 +75,7 @@ fn http_get(d: &Daemon, ip: Ipv4Addr, port: u16, path: &str) -> std::io::Result<
 
 /// Retries `f` for a few seconds (a server in a container starts asynchronously).
 fn eventually<T>(mut f: impl FnMut() -> std::io::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match f() {
             Ok(v) => return v,
@@ -210,26 +210,40 @@ fn running_containers_keep_their_network_across_a_daemon_kill() {
         "fixture/app:1",
         "exec httpd -f -p 8080 -h /etc",
     ]));
+    // `brief` exits when told to (a file in its bind mount), whatever the host's speed.
+    let go = d.dir.path().join("go");
+    std::fs::create_dir(&go).unwrap();
+    let bind = format!("{}:/go", go.display());
     ok(d.docker(&[
         "run",
         "-d",
         "--name",
         "brief",
+        "-v",
+        &bind,
         "fixture/app:1",
-        "exec sleep 2",
+        "while [ ! -e /go/now ]; do sleep 0.1; done",
     ]));
     let ip = eth0_address(&d, "web");
     let brief_ip = eth0_address(&d, "brief");
+    let brief_id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "brief"]));
     eventually(|| http_get(&d, ip, 8080, "/hostname"));
 
     d.kill(libc::SIGKILL);
-    // While no daemon runs, the container still answers; `brief` exits.
+    // While no daemon runs, the container still answers; `brief` exits (its shim
+    // releases its cgroup).
     let page = http_get(&d, ip, 8080, "/hostname").expect("served while the daemon is down");
     assert!(
         page.lines().next().unwrap_or("").contains(" 200 "),
         "{page}"
     );
-    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(go.join("now"), "").unwrap();
+    let brief_cgroups = ["/sys/fs/cgroup/berth", "/sys/fs/cgroup/pids/berth"]
+        .map(|p| std::path::Path::new(p).join(brief_id.trim()));
+    eventually(|| match brief_cgroups.iter().any(|p| p.exists()) {
+        true => Err(std::io::Error::other("brief still runs")),
+        false => Ok(()),
+    });
     d.start_again();
 
     // The running container kept its address and its server; the exited one's

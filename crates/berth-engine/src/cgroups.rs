@@ -222,13 +222,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.saturating_sub(2) * 9999) / 262_142
 }
 
-/// runc's conversion of `--blkio-weight` (10..1000) to cgroup v2 `io.weight` (1..10000).
-pub fn blkio_weight_to_io_weight(w: u64) -> u64 {
-    if w == 0 {
-        return 0;
-    }
-    1 + (w.saturating_sub(10) * 9999) / 990
-}
+pub use berth_runtime::resources::blkio_weight_to_io_weight;
 
 impl Cgroup {
     pub fn version(&self) -> CgroupVersion {

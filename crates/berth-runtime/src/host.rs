@@ -103,6 +103,9 @@ pub struct CgroupCaps {
     pub cpuset: bool,
     pub pids_limit: bool,
     pub blkio_weight: bool,
+    /// The weight goes to v2's `io.weight` (1..10000, converted from blkio's 10..1000)
+    /// because there is no BFQ `io.bfq.weight` to take it as is.
+    pub io_weight_converted: bool,
     pub blkio_weight_device: bool,
     pub blkio_read_bps: bool,
     pub blkio_write_bps: bool,
@@ -136,6 +139,7 @@ impl CgroupCaps {
             cpuset: true,
             pids_limit: true,
             blkio_weight: true,
+            io_weight_converted: false,
             blkio_weight_device: true,
             blkio_read_bps: true,
             blkio_write_bps: true,
@@ -298,6 +302,7 @@ impl CgroupHost {
             cpuset: on("cpuset") && has("cpuset.cpus"),
             pids_limit: on("pids") && has("pids.max"),
             blkio_weight: io && (has("io.weight") || has("io.bfq.weight")),
+            io_weight_converted: io && has("io.weight") && !has("io.bfq.weight"),
             // libcgroups writes per-device weights to io.bfq.weight only.
             blkio_weight_device: io && has("io.bfq.weight"),
             blkio_read_bps: io && has("io.max"),
@@ -356,6 +361,7 @@ impl CgroupHost {
             cpuset: has("cpuset", "cpuset.cpus"),
             pids_limit: has("pids", "pids.max"),
             blkio_weight: has("blkio", "blkio.weight") || has("blkio", "blkio.bfq.weight"),
+            io_weight_converted: false,
             blkio_weight_device: has("blkio", "blkio.weight_device")
                 || has("blkio", "blkio.bfq.weight_device"),
             blkio_read_bps: has("blkio", "blkio.throttle.read_bps_device"),
@@ -879,6 +885,7 @@ mod tests {
         assert!(!c.swap_limit, "no memory.swap.max: swap accounting off");
         assert!(c.cpu_shares && c.cpu_cfs && c.pids_limit && c.freezer);
         assert!(c.blkio_weight && !c.blkio_weight_device && c.blkio_read_bps);
+        assert!(c.io_weight_converted, "io.weight without io.bfq.weight");
         assert!(!c.oom_kill_disable && !c.kernel_memory && !c.memory_swappiness);
         assert_eq!(c.cpus, "0-3");
         let w = h.warnings();

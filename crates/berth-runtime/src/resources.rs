@@ -508,6 +508,14 @@ fn cpuset_within(req: &str, avail: &str) -> bool {
         .all(|&(a, b)| (a..=b).all(|c| avail.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))))
 }
 
+/// runc's conversion of `--blkio-weight` (10..1000) to cgroup v2 `io.weight` (1..10000).
+pub fn blkio_weight_to_io_weight(w: u64) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + (w.saturating_sub(10) * 9999) / 990
+}
+
 /// Removes from runtime resources what the host cannot enforce, so the runtime never
 /// writes a cgroup file that is not there: the defaults berth adds itself (memory + swap
 /// at twice the memory, the pids limit) and anything [`fit_to_host`] would have
@@ -546,6 +554,18 @@ pub fn restrict_to_host(r: &mut LinuxResources, caps: &CgroupCaps) {
     if let Some(mut b) = r.block_io().clone() {
         if !caps.blkio_weight {
             b.set_weight(None);
+        }
+        // libcgroups 0.7 converts a weight for io.weight in u16 arithmetic, which
+        // overflows (a panic in the runtime) for any weight above 16: berth converts it
+        // and hands the runtime the file's value as a unified key instead.
+        if let Some(w) = b.weight().filter(|_| caps.io_weight_converted) {
+            b.set_weight(None);
+            let mut unified = r.unified().clone().unwrap_or_default();
+            unified.insert(
+                "io.weight".to_string(),
+                blkio_weight_to_io_weight(u64::from(w)).to_string(),
+            );
+            r.set_unified(Some(unified));
         }
         if !caps.blkio_read_bps {
             b.set_throttle_read_bps_device(None);
@@ -818,6 +838,27 @@ mod tests {
             .block_io()
             .as_ref()
             .is_none_or(|b| b.weight().is_none() && b.throttle_read_bps_device().is_none()));
+    }
+
+    #[test]
+    fn a_v2_io_weight_is_converted_by_berth_not_the_runtime() {
+        let r = Resources {
+            blkio_weight: Some(300),
+            ..Default::default()
+        };
+        let mut caps = CgroupCaps::all();
+        caps.io_weight_converted = true;
+        let mut o = to_oci(&r, vec![], 2).unwrap();
+        restrict_to_host(&mut o, &caps);
+        assert!(o.block_io().as_ref().unwrap().weight().is_none());
+        assert_eq!(o.unified().as_ref().unwrap()["io.weight"], "2930");
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
+        assert_eq!(blkio_weight_to_io_weight(1000), 10000);
+        // BFQ (and v1) take the weight as is.
+        let mut o = to_oci(&r, vec![], 2).unwrap();
+        restrict_to_host(&mut o, &CgroupCaps::all());
+        assert_eq!(o.block_io().as_ref().unwrap().weight(), Some(300));
+        assert!(o.unified().is_none());
     }
 
     #[test]
