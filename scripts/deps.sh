@@ -15,6 +15,17 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The VM test lane (scripts/vm-lane.sh): qemu to boot a Debian kernel, cpio for its
+# initramfs; without the recommends (no GUI, firmware or extra block tools).
+vm_need=()
+for pkg in qemu-system-x86 cpio; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || vm_need+=("$pkg")
+done
+if [ "${#vm_need[@]}" -gt 0 ]; then
+    echo "installing: ${vm_need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_need[@]}" >/dev/null
+fi
 # The Docker SDK for Python, from PyPI (Debian's python marks itself externally managed).
 if ! python3 -c "import docker" 2>/dev/null; then
     echo "installing the Docker SDK for Python (pip)" >&2
