@@ -86,7 +86,8 @@ v1)
     done
     $BB mkdir -p $cg/unified $cg/systemd
     $BB mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 $cg/unified || fatal "mount unified"
-    $BB mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd cgroup $cg/systemd \
+    $BB mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd,xattr cgroup $cg/systemd \
+        || $BB mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd cgroup $cg/systemd \
         || fatal "mount name=systemd"
     $BB mount -o remount,ro $cg
     ;;
