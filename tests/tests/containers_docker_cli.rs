@@ -290,3 +290,40 @@ fn a_failed_start_exits_127_or_126_only_for_the_command() {
     }
     assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "");
 }
+
+/// berth's runtime (youki's libcontainer 0.7) makes every container mount with
+/// mount_setattr, which Linux has since 5.12: on an older kernel (Debian 11's 5.10, which
+/// the VM lane boots) a container is refused at create, naming the syscall and the
+/// kernel, and `docker info` warns; on a newer one it runs.
+#[test]
+fn a_kernel_older_than_5_12_is_refused_by_name() {
+    if !docker_available() {
+        return;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let out = d.docker(&["run", "--rm", "--network", "none", "fixture/app:1", "true"]);
+    let warnings = ok(d.docker(&["info", "--format", "{{json .Warnings}}"]));
+    let warned = warnings.contains("no mount_setattr (Linux 5.12)");
+    if version < (5, 12) {
+        assert_eq!(out.status.code(), Some(125), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("this host's kernel ({})", release.trim()))
+                && err.contains("has no mount_setattr (Linux 5.12)"),
+            "{err}"
+        );
+        assert!(warned, "{warnings}");
+        assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "", "nothing created");
+    } else {
+        ok(out);
+        assert!(!warned, "{warnings}");
+    }
+}

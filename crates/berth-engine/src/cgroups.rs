@@ -446,6 +446,15 @@ impl Cgroup {
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<()> {
+        match self.settle_frozen(frozen) {
+            // The cgroup went away under us (its last process exited, as a thawed
+            // container that was killed while paused does at once): nothing is frozen.
+            Err(e) if e.kind == berth_types::ErrorKind::NotFound && !frozen => Ok(()),
+            r => r,
+        }
+    }
+
+    fn settle_frozen(&self, frozen: bool) -> Result<()> {
         let deadline = Instant::now() + FREEZE_TIMEOUT;
         match self.version {
             CgroupVersion::V1 => {

@@ -222,7 +222,11 @@ impl Engine {
                 "container {name} is already paused"
             )));
         }
-        cg.freeze()?;
+        cg.freeze().map_err(|e| match e.kind {
+            // It exited while being frozen.
+            berth_types::ErrorKind::NotFound => not_running(name),
+            _ => e,
+        })?;
         info!(container.id = %rec.id, "container paused");
         self.emit_container(&rec, "pause", &[]);
         Ok(())

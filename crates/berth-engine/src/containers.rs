@@ -632,6 +632,11 @@ impl Engine {
         let host = self.host();
         let lacking = if host.features.overlayfs == berth_runtime::host::Support::No {
             Some("this host's kernel has no overlayfs: berth cannot mount a container's root filesystem".to_string())
+        } else if host.features.mount_setattr == berth_runtime::host::Support::No {
+            Some(format!(
+                "this host's kernel ({}) has no mount_setattr (Linux 5.12): the runtime (youki's libcontainer 0.7) mounts every container filesystem with it",
+                host.kernel_release
+            ))
         } else if host.cgroup.mode == berth_runtime::host::CgroupMode::None {
             Some(format!(
                 "this host has no cgroup filesystem at {}: berth cannot run containers without one",
@@ -824,7 +829,7 @@ impl Engine {
                 &rootfs,
                 &ropts,
                 &host.seccomp,
-                &host.cgroup.caps,
+                &host.cgroup,
             )
             .map_err(spec_err)?;
             let bundle = dir.join(BUNDLE_DIR);

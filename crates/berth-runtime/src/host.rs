@@ -194,6 +194,15 @@ impl CgroupHost {
         }
     }
 
+    /// A unified host that enforces every limit (for fixtures and tests).
+    pub fn every_limit() -> CgroupHost {
+        CgroupHost {
+            mode: CgroupMode::Unified,
+            caps: CgroupCaps::all(),
+            ..CgroupHost::none(Path::new(CGROUP_ROOT))
+        }
+    }
+
     /// The directory of berth's parent cgroup for `controller` (v1), or the one (v2).
     pub fn berth_dir(&self, controller: &str) -> PathBuf {
         match self.version() {
@@ -571,8 +580,10 @@ pub struct KernelFeatures {
     pub openat2: Support,
     /// `fsopen`/`fsmount` (5.2): overlay mounts fall back to mount(2)'s one-page options.
     pub new_mount_api: Support,
-    /// `mount_setattr(MOUNT_ATTR_IDMAP)` (5.12).
-    pub idmapped_mounts: Support,
+    /// `mount_setattr` (5.12, which brought idmapped mounts too): youki's libcontainer
+    /// 0.7 sets every container mount's flags with it, so without it no container can
+    /// start.
+    pub mount_setattr: Support,
     /// nf_tables: published ports and network isolation.
     pub nftables: Support,
     /// The `nft` program berth applies its rules with.
@@ -606,7 +617,7 @@ impl KernelFeatures {
             overlayfs,
             openat2: probe_openat2(),
             new_mount_api: probe_fsopen(),
-            idmapped_mounts: probe_mount_setattr(),
+            mount_setattr: probe_mount_setattr(),
             nftables: modules.support("nf_tables", sys),
             nft_program,
             veth: modules.support("veth", sys),
@@ -619,6 +630,12 @@ impl KernelFeatures {
         let mut w = Vec::new();
         if self.overlayfs == Support::No {
             w.push("WARNING: the kernel has no overlayfs: containers cannot be created".into());
+        }
+        if self.mount_setattr == Support::No {
+            w.push(
+                "WARNING: the kernel has no mount_setattr (Linux 5.12): containers cannot be created (the runtime mounts with it)"
+                    .into(),
+            );
         }
         if self.nftables == Support::No || !self.nft_program {
             w.push(
@@ -954,10 +971,15 @@ mod tests {
     #[test]
     fn the_running_kernel_answers_the_syscall_probes() {
         let f = KernelFeatures::detect(true);
-        // Every kernel berth supports has these (5.6+); the probe must not call a
-        // present syscall missing.
+        // Every kernel berth can run containers on has these (5.12+); the probe must not
+        // call a present syscall missing.
         assert_eq!(f.openat2, Support::Yes);
         assert_eq!(f.new_mount_api, Support::Yes);
+        assert_ne!(
+            f.mount_setattr,
+            Support::Unknown,
+            "a syscall answers for itself"
+        );
         assert!(f.overlayfs.usable());
     }
 }

@@ -127,6 +127,85 @@ fn m(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
         .expect("a mount with every field set builds")
 }
 
+/// The container's view of a cgroup v1 host (legacy or hybrid) at `/sys/fs/cgroup`, in
+/// place of a `cgroup` mount: a tmpfs, and for each controller hierarchy of the host a
+/// bind of the container's own cgroup (`<mount>/<cgroups_path>`; hierarchies the runtime
+/// puts no container in, rdma and misc, are left out), read-only unless
+/// `rw`, at the hierarchy's name; a co-mounted one (`cpu,cpuacct`) appears under each
+/// controller's name too, as the symlinks systemd makes on the host.
+///
+/// youki's libcontainer 0.7 mounts v1 hierarchies in a cgroup namespace with the new
+/// mount API, which takes `cpu,cpuacct` as one option and fails: every container start
+/// on a host that co-mounts controllers (Debian and Ubuntu with systemd in hybrid mode)
+/// would fail. The container's own cgroup directories exist when its mounts are made
+/// (the runtime creates them first).
+pub fn cgroup_v1_mounts(
+    hierarchies: &std::collections::BTreeMap<String, PathBuf>,
+    cgroups_path: &Path,
+    rw: bool,
+) -> Vec<Mount> {
+    let mut out = vec![m(
+        "/sys/fs/cgroup",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+    )];
+    // The controllers the runtime (libcgroups 0.7) puts a container in; another
+    // hierarchy (rdma, misc) has no cgroup of the container to show.
+    const RUNTIME_CONTROLLERS: &[&str] = &[
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "hugetlb",
+        "memory",
+        "pids",
+        "perf_event",
+        "blkio",
+        "net_prio",
+        "net_cls",
+        "freezer",
+    ];
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    let mut seen: Vec<&PathBuf> = Vec::new();
+    for (controller, mount) in hierarchies {
+        if seen.contains(&mount) || !RUNTIME_CONTROLLERS.contains(&controller.as_str()) {
+            continue;
+        }
+        seen.push(mount);
+        let Some(name) = mount.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let mut names = vec![name];
+        if name.contains(',') {
+            names.extend(name.split(','));
+        }
+        for n in names {
+            out.push(
+                MountBuilder::default()
+                    .destination(Path::new("/sys/fs/cgroup").join(n))
+                    .typ("bind")
+                    .source(mount.join(rel))
+                    .options(
+                        [
+                            "rbind",
+                            "nosuid",
+                            "noexec",
+                            "nodev",
+                            if rw { "rw" } else { "ro" },
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                    )
+                    .build()
+                    .expect("a mount with every field set builds"),
+            );
+        }
+    }
+    out
+}
+
 /// Docker's default mounts. `privileged` mounts /sys and the cgroup tree read-write.
 pub fn default_mounts(privileged: bool, shm_bytes: u64) -> Vec<Mount> {
     let sys_rw = if privileged { "rw" } else { "ro" };
@@ -431,6 +510,55 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(".."));
+    }
+
+    #[test]
+    fn a_v1_host_s_hierarchies_are_bound_read_only_with_comounts_under_each_name() {
+        let h: std::collections::BTreeMap<String, PathBuf> = [
+            ("cpu", "/sys/fs/cgroup/cpu,cpuacct"),
+            ("cpuacct", "/sys/fs/cgroup/cpu,cpuacct"),
+            ("memory", "/sys/fs/cgroup/memory"),
+            ("rdma", "/sys/fs/cgroup/rdma"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
+        .collect();
+        let ms = cgroup_v1_mounts(&h, Path::new("/berth/abc"), false);
+        let view: Vec<(String, String)> = ms
+            .iter()
+            .map(|m| {
+                (
+                    m.destination().display().to_string(),
+                    m.source().as_ref().unwrap().display().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("/sys/fs/cgroup", "tmpfs"),
+                (
+                    "/sys/fs/cgroup/cpu,cpuacct",
+                    "/sys/fs/cgroup/cpu,cpuacct/berth/abc"
+                ),
+                ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct/berth/abc"),
+                (
+                    "/sys/fs/cgroup/cpuacct",
+                    "/sys/fs/cgroup/cpu,cpuacct/berth/abc"
+                ),
+                ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/berth/abc"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert!(ms[1..]
+            .iter()
+            .all(|m| m.options().as_ref().unwrap().contains(&"ro".to_string())));
+        let rw = cgroup_v1_mounts(&h, Path::new("/berth/abc"), true);
+        assert!(rw[1]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rw".to_string()));
     }
 
     #[test]

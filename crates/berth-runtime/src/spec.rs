@@ -32,7 +32,7 @@ use oci_spec::runtime::{
 };
 
 use crate::caps::{self, CapError, CapSet};
-use crate::host::CgroupCaps;
+use crate::host::{CgroupHost, CgroupMode, CgroupVersion};
 pub use crate::mounts::MountSpec;
 use crate::mounts::{self, MountError, SensitivePaths};
 use crate::resources::{self as res, ResourceError};
@@ -532,7 +532,7 @@ pub fn generate(
         rootfs,
         opts,
         &HostInfo::detect(),
-        &crate::host::CgroupHost::detect().caps,
+        &CgroupHost::detect(),
     )
 }
 
@@ -544,7 +544,7 @@ pub fn generate_for_host(
     rootfs: &Path,
     opts: &ContainerOptions,
     host: &HostInfo,
-    caps: &CgroupCaps,
+    cgroup: &CgroupHost,
 ) -> Result<Spec, SpecError> {
     if !rootfs.is_absolute() {
         return Err(SpecError::Rootfs {
@@ -643,17 +643,31 @@ pub fn generate_for_host(
         }
         user_mounts.push(m);
     }
-    let mut all_mounts: Vec<Mount> = mounts::default_mounts(
+    let mut defaults = mounts::default_mounts(
         opts.privileged,
         opts.shm_size.unwrap_or(mounts::DEFAULT_SHM_BYTES),
-    )
-    .into_iter()
-    .filter(|d| {
-        !user_mounts
-            .iter()
-            .any(|u| u.destination() == d.destination())
-    })
-    .collect();
+    );
+    if let (CgroupVersion::V1, Some(path)) = (cgroup.version(), &opts.cgroups_path) {
+        if cgroup.mode != CgroupMode::None {
+            let at = defaults
+                .iter()
+                .position(|d| d.destination() == Path::new("/sys/fs/cgroup"));
+            if let Some(at) = at {
+                defaults.splice(
+                    at..=at,
+                    mounts::cgroup_v1_mounts(&cgroup.v1_mounts, path, opts.privileged),
+                );
+            }
+        }
+    }
+    let mut all_mounts: Vec<Mount> = defaults
+        .into_iter()
+        .filter(|d| {
+            !user_mounts
+                .iter()
+                .any(|u| u.destination() == d.destination())
+        })
+        .collect();
     all_mounts.extend(user_mounts);
 
     // Seccomp.
@@ -696,7 +710,7 @@ pub fn generate_for_host(
         res::device_rules(opts.privileged, opts.tty),
         host_cpus,
     )?;
-    res::restrict_to_host(&mut resources, caps);
+    res::restrict_to_host(&mut resources, &cgroup.caps);
     let devices = if opts.privileged {
         res::host_devices(Path::new("/dev"))
     } else {
@@ -793,7 +807,7 @@ mod tests {
 
     fn gen(img: &RunConfig, o: &ContainerOptions) -> Result<Value, SpecError> {
         let r = rootfs();
-        generate_for_host(img, r.path(), o, &host(), &CgroupCaps::all())
+        generate_for_host(img, r.path(), o, &host(), &CgroupHost::every_limit())
             .map(|s| serde_json::to_value(&s).unwrap())
     }
 
@@ -1522,7 +1536,14 @@ mod tests {
             max_nofile: 20000,
             ..host()
         };
-        let s = generate_for_host(&image(), r.path(), &opts(), &small, &CgroupCaps::all()).unwrap();
+        let s = generate_for_host(
+            &image(),
+            r.path(),
+            &opts(),
+            &small,
+            &CgroupHost::every_limit(),
+        )
+        .unwrap();
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["process"]["rlimits"][0]["soft"], 20000);
     }
@@ -1556,7 +1577,7 @@ mod tests {
             Path::new("rel/rootfs"),
             &opts(),
             &host(),
-            &CgroupCaps::all(),
+            &CgroupHost::every_limit(),
         )
         .unwrap_err();
         assert!(

@@ -79,18 +79,21 @@ fn run(args: &[String]) -> Result<String, String> {
                     .map_err(|e| format!("/dev/null: {e}"))?
                     .into()
             };
-            let pid = driver
-                .create(
-                    id,
-                    Path::new(bundle),
-                    Stdio {
-                        stdin: Some(stdin),
-                        stdout,
-                        stderr,
-                    },
-                    console,
-                )
-                .map_err(|e| e.to_string())?;
+            let causes = root.join(format!("{id}.create-errors"));
+            record_errors(&causes);
+            let created = driver.create(
+                id,
+                Path::new(bundle),
+                Stdio {
+                    stdin: Some(stdin),
+                    stdout,
+                    stderr,
+                },
+                console,
+            );
+            let why = std::fs::read_to_string(&causes).unwrap_or_default();
+            let _ = std::fs::remove_file(&causes);
+            let pid = created.map_err(|e| with_causes(&e.to_string(), &why))?;
             if wait_start {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "pid {pid}");
@@ -316,6 +319,43 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
     };
     let _ = send_reply(sock, &ExecReply::Exited { exit_code }, None);
     Ok(())
+}
+
+/// Sends libcontainer's error events, from this process and the ones it forks before
+/// the container's command runs, to `path`: the only place it says which mount or which
+/// syscall failed ("failed to prepare rootfs" alone names neither).
+fn record_errors(path: &Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let Ok(file) = std::fs::File::create(path) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::ERROR)
+        .try_init();
+}
+
+/// The one-line error of a failed create, with the innermost causes libcontainer logged
+/// (it logs them innermost first; the outer ones repeat the error itself).
+fn with_causes(error: &str, logged: &str) -> String {
+    const CAUSES: usize = 2;
+    let mut causes: Vec<&str> = Vec::new();
+    for line in logged.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if causes.len() < CAUSES && !causes.contains(&line) && !error.contains(line) {
+            causes.push(line);
+        }
+    }
+    if causes.is_empty() {
+        error.to_string()
+    } else {
+        format!("{error} (runtime: {})", causes.join("; "))
+    }
 }
 
 fn main() -> ExitCode {
