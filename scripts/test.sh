@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs berth's whole test suite: formatting, lints, unit tests, and black-box tests that
-# start real daemons and drive them with the berth CLI, the docker CLI and skopeo.
+# start real daemons and drive them with the berth CLI, the docker CLI and skopeo; then
+# the VM lane (scripts/vm-lane.sh, docs/TESTING.md): the container, cgroup and network
+# tests again inside qemu on Debian's kernels, with pure cgroup v2 and systemd's v1 layout.
 # Needs root (tests unpack layers as root, create whiteout device nodes, chown files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +11,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"
+if [ "${BERTH_SKIP_VM_LANE:-}" = 1 ]; then
+    echo "################################################################" >&2
+    echo "# VM lane SKIPPED (BERTH_SKIP_VM_LANE=1): cgroup v2 and v1 untested" >&2
+    echo "################################################################" >&2
+else
+    scripts/vm-lane.sh
+fi

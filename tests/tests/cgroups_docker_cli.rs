@@ -687,3 +687,28 @@ fn docker_info_reports_what_the_host_can_limit() {
         info["BerthHost"]
     );
 }
+
+/// A default container cannot lift the limits berth set: its view of its cgroup is
+/// read-only (v1: each hierarchy bound read-only; v2: the namespaced cgroup2 mount).
+#[test]
+fn a_container_cannot_raise_its_own_limits() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let script = "for f in /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max; do \
+                  [ -e $f ] || continue; echo 99999 > $f && echo WROTE; echo seen $(cat $f); done; \
+                  mkdir /sys/fs/cgroup/pids/sub /sys/fs/cgroup/sub 2>/dev/null && echo MADE; \
+                  exec sleep 1000";
+    ok(d.docker(&["run", "-d", "--name", "jail", "fixture/app:1", script]));
+    let id = full_id(&d, "jail");
+    let mut logs = String::new();
+    eventually("the container reports", || {
+        logs = ok(d.docker(&["logs", "jail"]));
+        logs.contains("seen")
+    });
+    assert!(!logs.contains("WROTE") && !logs.contains("MADE"), "{logs}");
+    assert!(logs.contains("seen 2048"), "{logs}");
+    assert_eq!(cg_read(&id, ("pids", "pids.max"), "pids.max"), "2048");
+    ok(d.docker(&["rm", "-f", "jail"]));
+}
