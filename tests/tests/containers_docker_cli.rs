@@ -289,6 +289,33 @@ fn a_failed_start_exits_127_or_126_only_for_the_command() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
     }
     assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "");
+    // A failed start leaves no cgroup behind, in any hierarchy.
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "bad",
+        "--network",
+        "none",
+        "-v",
+        "/etc/hostname:/bin",
+        "fixture/app:1",
+        "true",
+    ]));
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "bad"]));
+    assert!(!d.docker(&["start", "bad"]).status.success());
+    let left = |id: &str| -> Vec<String> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .expect("/sys/fs/cgroup")
+            .flatten()
+            .map(|h| h.path().join("berth").join(id))
+            .chain([std::path::Path::new("/sys/fs/cgroup/berth").join(id)])
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    assert_eq!(left(id.trim()), Vec::<String>::new());
+    ok(d.docker(&["rm", "bad"]));
+    assert_eq!(left(id.trim()), Vec::<String>::new());
 }
 
 /// berth's runtime (youki's libcontainer 0.7) makes every container mount with

@@ -284,6 +284,68 @@ impl Cgroup {
         })
     }
 
+    /// Every directory of the cgroup: one per distinct v1 hierarchy, or the one (v2).
+    fn dirs(&self) -> Vec<PathBuf> {
+        match self.version {
+            CgroupVersion::V1 => {
+                let mut out: Vec<PathBuf> = Vec::new();
+                let mounts = self.v1_mounts.values().cloned();
+                let named = [
+                    "cpu",
+                    "cpuacct",
+                    "cpuset",
+                    "memory",
+                    "devices",
+                    "freezer",
+                    "blkio",
+                    "pids",
+                    "hugetlb",
+                    "net_cls",
+                    "net_prio",
+                    "perf_event",
+                ]
+                .iter()
+                .filter(|c| !self.v1_mounts.contains_key(**c))
+                .map(|c| self.root.join(c));
+                for m in mounts.chain(named) {
+                    let d = m.join(&self.rel);
+                    if !out.contains(&d) {
+                        out.push(d);
+                    }
+                }
+                out
+            }
+            CgroupVersion::V2 => vec![self.root.join(&self.rel)],
+        }
+    }
+
+    /// Removes the cgroup's directories that hold no process (rmdir refuses one that
+    /// does, so a running container's cgroup is never touched); true when none is left.
+    /// For what the runtime left behind (a failed start, a release that raced with the
+    /// last process's exit).
+    pub fn remove(&self) -> bool {
+        let mut clean = true;
+        for d in self.dirs() {
+            let mut attempt = 0;
+            loop {
+                match fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == IoKind::NotFound => break,
+                    // Its last processes are being reaped.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 20 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => {
+                        clean = false;
+                        break;
+                    }
+                }
+            }
+        }
+        clean
+    }
+
     /// Whether the cgroup exists (the container runs, or ran and was not cleaned up).
     pub fn exists(&self) -> bool {
         match self.version {

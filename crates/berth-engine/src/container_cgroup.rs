@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use berth_runtime::oci_spec::runtime::Spec;
 use berth_runtime::shim_protocol::BUNDLE_DIR;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::cgroups::{self, Cgroup, CgroupStats};
 use crate::containers::{ContainerRecord, ContainerState};
@@ -116,6 +116,15 @@ impl Engine {
     /// The cgroup of a container (whether or not it exists now).
     pub fn container_cgroup(&self, rec: &ContainerRecord) -> Result<Cgroup> {
         Ok(self.cgroup_fs().cgroup(&rec.cgroup_path))
+    }
+
+    /// Removes what is left of a container's cgroup once it no longer runs (a failed
+    /// start, a release the shim could not finish); logs what stays (processes in it).
+    pub(crate) fn release_cgroup(&self, rec: &ContainerRecord) {
+        let cg = self.cgroup_fs().cgroup(&rec.cgroup_path);
+        if !cg.remove() {
+            warn!(container.id = %rec.id, "container cgroup not removed: it still holds processes");
+        }
     }
 
     /// Whether the container runs and its cgroup is frozen (`docker pause`).

@@ -581,6 +581,17 @@ impl Engine {
                 }
                 ContainerState::Created => {}
             }
+            // What a crash or a lost race left of a container that does not run (never
+            // a cgroup of another state root's containers: only this root's records).
+            if !matches!(
+                c.state,
+                ContainerState::Running { .. } | ContainerState::Dead
+            ) {
+                let cg = self.cgroup_fs().cgroup(&c.record.cgroup_path);
+                if cg.exists() {
+                    self.release_cgroup(&c.record);
+                }
+            }
         }
         if !all.is_empty() {
             info!(
@@ -1019,6 +1030,8 @@ impl Engine {
         }
         let msg = reply.strip_prefix("error ").unwrap_or(reply);
         self.network_teardown(&rec.id);
+        // The runtime may have made the cgroup before the start failed.
+        self.release_cgroup(&rec);
         let hint = exec_failure_hint(msg);
         Err(EngineError::internal(format!(
             "container {}: start failed: {}{hint}",
@@ -1172,6 +1185,7 @@ impl Engine {
         }
         self.inner.attachments.cancel(&rec.id);
         self.network_teardown(&rec.id);
+        self.release_cgroup(&rec);
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
