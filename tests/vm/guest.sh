@@ -132,6 +132,10 @@ while read -r name exe; do
     rc=$?
     t1=$($BB date +%s)
     echo "=== berth-vm test: $name: exit $rc in $((t1 - t0)) s"
+    # Which binary left a cgroup (the check below fails the lane; this says where).
+    for d in $cg/berth $cg/pids/berth; do
+        [ -d "$d" ] && $BB find "$d" -mindepth 1 -maxdepth 1 -type d | $BB sed "s|^|=== berth-vm: after $name, left: |"
+    done
     echo "$name $rc $((t1 - t0))" >>$OUT/timings
     if [ $rc -ne 0 ]; then
         status=1

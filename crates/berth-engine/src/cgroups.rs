@@ -29,6 +29,9 @@ pub use berth_runtime::host::{CgroupHost, CgroupVersion, CGROUP_ROOT};
 
 /// How long a freeze or thaw may take to settle.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the processes of a container that no longer runs may take to leave its
+/// cgroup before [`Cgroup::remove`] gives up on it.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The cgroup filesystem of the host (or a fixture tree).
 #[derive(Debug, Clone)]
@@ -290,23 +293,10 @@ impl Cgroup {
             CgroupVersion::V1 => {
                 let mut out: Vec<PathBuf> = Vec::new();
                 let mounts = self.v1_mounts.values().cloned();
-                let named = [
-                    "cpu",
-                    "cpuacct",
-                    "cpuset",
-                    "memory",
-                    "devices",
-                    "freezer",
-                    "blkio",
-                    "pids",
-                    "hugetlb",
-                    "net_cls",
-                    "net_prio",
-                    "perf_event",
-                ]
-                .iter()
-                .filter(|c| !self.v1_mounts.contains_key(**c))
-                .map(|c| self.root.join(c));
+                let named = berth_runtime::host::V1_CONTROLLERS
+                    .iter()
+                    .filter(|c| !self.v1_mounts.contains_key(**c))
+                    .map(|c| self.root.join(c));
                 for m in mounts.chain(named) {
                     let d = m.join(&self.rel);
                     if !out.contains(&d) {
@@ -324,17 +314,22 @@ impl Cgroup {
     /// For what the runtime left behind (a failed start, a release that raced with the
     /// last process's exit).
     pub fn remove(&self) -> bool {
+        // A killed container's processes (the init's children, killed by the kernel when
+        // the init dies) may take a while to leave on a loaded or slow host.
+        let deadline = Instant::now() + RELEASE_TIMEOUT;
         let mut clean = true;
         for d in self.dirs() {
-            let mut attempt = 0;
+            let mut pause = Duration::from_millis(2);
             loop {
                 match fs::remove_dir(&d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == IoKind::NotFound => break,
                     // Its last processes are being reaped.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 20 => {
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(5));
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(100));
                     }
                     Err(_) => {
                         clean = false;
