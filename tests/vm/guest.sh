@@ -12,9 +12,20 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 $BB mount -t proc proc /proc
 $BB mount -t sysfs sysfs /sys
 $BB mount -t devtmpfs devtmpfs /dev
-# The host root came with the host's (empty) /run and /tmp: fresh tmpfs, also because the
+# The host root came with the host's /run and /tmp: fresh tmpfs, also because the
 # daemon's overlay state must not be on overlayfs (an overlay upper on overlayfs is refused).
+# A checkout under one of them (a CI clone in /tmp) is carried over: this script is
+# REPO/tests/vm/guest.sh.
+repo=$($BB dirname "$($BB dirname "$($BB dirname "$($BB realpath "$0")")")")
+case "$repo" in
+/tmp/*|/run/*|/var/tmp/*)
+    $BB mkdir -p /.berth-repo && $BB mount --bind "$repo" /.berth-repo ;;
+*) repo= ;;
+esac
 for d in /tmp /run /var/tmp; do $BB mount -t tmpfs -o mode=1777 tmpfs "$d"; done
+if [ -n "$repo" ]; then
+    $BB mkdir -p "$repo" && $BB mount --move /.berth-repo "$repo"
+fi
 $BB chmod 0755 /run
 $BB mkdir -p /dev/pts /dev/shm /dev/mqueue $OUT
 $BB mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts
