@@ -692,6 +692,13 @@ impl Cgroup {
                 )?;
             }
         }
+        // Files the spec names directly (berth's own conversion of a weight for
+        // io.weight, see `resources::restrict_to_host`).
+        for (file, value) in r.unified().iter().flatten() {
+            if !file.contains('/') {
+                self.write("", file, value)?;
+            }
+        }
         Ok(())
     }
 }
@@ -846,6 +853,16 @@ mod tests {
         assert_eq!(rd("cpu.max"), "50000 100000");
         assert_eq!(rd("cpuset.cpus"), "0");
         assert_eq!(rd("pids.max"), "50");
+        assert_eq!(rd("io.weight"), "4950");
+        // Where the host has io.weight and no BFQ, the spec carries the converted weight
+        // as a unified key; an update writes it just the same.
+        fs::write(cg.dir("").join("io.weight"), "").unwrap();
+        let mut caps = berth_runtime::host::CgroupCaps::all();
+        caps.io_weight_converted = true;
+        let mut r = r;
+        berth_runtime::resources::restrict_to_host(&mut r, &caps);
+        assert!(r.block_io().as_ref().unwrap().weight().is_none());
+        cg.apply(&r).unwrap();
         assert_eq!(rd("io.weight"), "4950");
     }
 
