@@ -151,9 +151,11 @@ fn rm_flag_removes_the_container_when_it_exits() {
         return;
     }
     let d = daemon_with_app();
-    let id = ok(d.docker(&["run", "-d", "--rm", "fixture/app:1", "sleep 0.2"]));
+    // Created first: a started one may be gone before inspect looks (a slow host).
+    let id = ok(d.docker(&["create", "--rm", "fixture/app:1", "sleep 0.2"]));
     let id = id.trim().to_string();
     assert_eq!(inspect(&d, &id, "{{.HostConfig.AutoRemove}}"), "true");
+    ok(d.docker(&["start", &id]));
     eventually("removed after exit", &d, || {
         !ok(d.docker(&["ps", "-aq", "--no-trunc"])).contains(&id)
     });
@@ -445,6 +447,9 @@ fn health_checks_report_status_and_act_on_failure() {
         "test \"$(cat /tmp/state)\" = ok",
         "--health-interval",
         "200ms",
+        // The image's 1 s timeout is too short for a probe on a slow host (qemu's TCG).
+        "--health-timeout",
+        "20s",
         "--health-retries",
         "2",
         "fixture/app:1",

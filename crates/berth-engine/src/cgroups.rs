@@ -316,9 +316,11 @@ impl Cgroup {
     pub fn remove(&self) -> bool {
         // A killed container's processes (the init's children, killed by the kernel when
         // the init dies) may take a while to leave on a loaded or slow host.
-        let deadline = Instant::now() + RELEASE_TIMEOUT;
         let mut clean = true;
         for d in self.dirs() {
+            // Per hierarchy: v1's pids controller lets go of a process only once it is
+            // reaped, after the others.
+            let deadline = Instant::now() + RELEASE_TIMEOUT;
             let mut pause = Duration::from_millis(2);
             loop {
                 match fs::remove_dir(&d) {
