@@ -587,10 +587,7 @@ impl Engine {
                 c.state,
                 ContainerState::Running { .. } | ContainerState::Dead
             ) {
-                let cg = self.cgroup_fs().cgroup(&c.record.cgroup_path);
-                if cg.exists() {
-                    self.release_cgroup(&c.record);
-                }
+                self.release_cgroup(&c.record);
             }
         }
         if !all.is_empty() {
@@ -834,7 +831,6 @@ impl Engine {
                 ropts.cgroups_path = Some(PathBuf::from(&rec.cgroup_path));
             }
             ropts.engine_paths.push(self.store().root().to_path_buf());
-            let host = self.host();
             let spec = berth_runtime::spec::generate_for_host(
                 &run_config,
                 &rootfs,

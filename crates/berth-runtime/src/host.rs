@@ -238,11 +238,11 @@ impl CgroupHost {
             } else {
                 CgroupMode::Legacy
             };
-            host.v1_mounts = v1.into_iter().map(|(k, (p, _))| (k, p)).collect();
-            let read_only: BTreeMap<String, bool> = v1_mounts_of(&mounts)
+            let (points, read_only) = v1
                 .into_iter()
-                .map(|(k, (_, ro))| (k, ro))
-                .collect();
+                .map(|(k, (p, ro))| ((k.clone(), p), (k, ro)))
+                .unzip();
+            host.v1_mounts = points;
             host.probe_v1(&enabled_v1(proc_cgroups), &read_only);
         }
         host
