@@ -1574,6 +1574,37 @@ mod tests {
         open.clear();
     }
 
+    /// Whether this process has a socket bound to `addr` (an IPv4 address) in
+    /// `/proc/net/<proto>` (`udp` or `tcp`).
+    fn holds_socket_on(proto: &str, addr: SocketAddr) -> bool {
+        let SocketAddr::V4(v4) = addr else {
+            panic!("{addr}: IPv4 only")
+        };
+        let ours: HashSet<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().to_string();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .collect();
+        // The table writes the address as the u32 in host order, in hex.
+        let local = format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        );
+        std::fs::read_to_string(format!("/proc/net/{proto}"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|f| {
+                f.get(1) == Some(&local.as_str()) && f.get(9).is_some_and(|i| ours.contains(*i))
+            })
+    }
+
     #[test]
     fn dropping_the_server_frees_its_port() {
         let dns = server(vec![]);
@@ -1581,9 +1612,12 @@ mod tests {
         let mut idle = tcp_connect(addr);
         udp_ask(addr, &query("web", RecordType::A));
         tcp_ask_on(&mut idle, &query("web", RecordType::A));
+        assert!(holds_socket_on("udp", addr) && holds_socket_on("tcp", addr));
         dns.stop().expect("no serving thread panicked");
-        UdpSocket::bind(addr).expect("udp port free again");
-        TcpListener::bind(addr).expect("tcp port free again");
+        // Asked of the kernel's socket tables, not by binding the port again: another
+        // test running meanwhile may have been given the freed port.
+        assert!(!holds_socket_on("udp", addr), "udp socket still open");
+        assert!(!holds_socket_on("tcp", addr), "tcp socket still open");
         // The open connection was closed.
         assert!(matches!(
             read_frame(&mut idle, Instant::now() + WAIT),
