@@ -1575,7 +1575,8 @@ mod tests {
     }
 
     /// Whether this process has a socket bound to `addr` (an IPv4 address) in
-    /// `/proc/net/<proto>` (`udp` or `tcp`).
+    /// `/proc/net/<proto>`: any for `udp`, a listening one for `tcp` (what keeps the port
+    /// from being bound again; the accepted connection's end is checked by reading it).
     fn holds_socket_on(proto: &str, addr: SocketAddr) -> bool {
         let SocketAddr::V4(v4) = addr else {
             panic!("{addr}: IPv4 only")
@@ -1601,7 +1602,9 @@ mod tests {
             .skip(1)
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .any(|f| {
-                f.get(1) == Some(&local.as_str()) && f.get(9).is_some_and(|i| ours.contains(*i))
+                f.get(1) == Some(&local.as_str())
+                    && (proto != "tcp" || f.get(3) == Some(&"0A"))
+                    && f.get(9).is_some_and(|i| ours.contains(*i))
             })
     }
 
