@@ -164,7 +164,8 @@ impl Daemon {
         } else {
             self.child = Some(cmd.spawn().expect("start berth daemon"));
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a loaded host or a TCG guest (the VM lane) can take many seconds.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
                 return;
@@ -177,6 +178,25 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("daemon did not come up: {}", self.log());
+    }
+
+    /// With `BERTH_TEST_LOGS=DIR`, copies the daemon's log to `DIR/<test>-<n>.log` (the
+    /// test's thread name) before the test's directory goes: the VM lane keeps them, so a
+    /// lane that fails on what a daemon left behind can be read afterwards.
+    fn keep_log(&self) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let Some(dir) = std::env::var_os("BERTH_TEST_LOGS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .replace("::", "-");
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = dir.join(format!("{test}-{}-{n}.log", std::process::id()));
+        let _ = std::fs::copy(self.dir.path().join("daemon.log"), to);
     }
 
     pub fn log(&self) -> String {
@@ -253,6 +273,7 @@ impl Drop for Daemon {
             }
         }
         self.kill(libc::SIGTERM);
+        self.keep_log();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dir = self.dir.path().to_string_lossy().to_string();
         let mut points: Vec<&str> = mounts
@@ -493,23 +514,34 @@ impl Drop for RegistryServer {
 /// busybox's nc has no UDP, and a static binary runs in any image (bind-mount it).
 pub fn udp_echo_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/udp_echo.c");
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-                .join("test-tools");
-            std::fs::create_dir_all(&dir).expect("test-tools dir");
-            let out = dir.join(format!("udp_echo-{}", std::process::id()));
-            let st = Command::new("cc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .expect("run cc (gcc and libc6-dev are needed for the UDP tests)");
-            assert!(st.success(), "cc -static {} failed", src.display());
-            out
-        })
-        .clone()
+    BUILT.get_or_init(|| static_tool("udp_echo")).clone()
+}
+
+/// The attacker's probe of the isolation tests (`tests/tools/probe.c`, static): clone
+/// with namespace flags, process_vm_readv/writev, name_to_handle_at, AF_PACKET.
+pub fn probe_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| static_tool("probe")).clone()
+}
+
+/// Builds `tests/tools/NAME.c` with `cc -static` into `target/test-tools/` (per test
+/// process: test binaries run in parallel).
+fn static_tool(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(format!("{name}.c"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("test-tools");
+    std::fs::create_dir_all(&dir).expect("test-tools dir");
+    let out = dir.join(format!("{name}-{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run cc (gcc and libc6-dev are needed to build the test tools)");
+    assert!(st.success(), "cc -static {} failed", src.display());
+    out
 }

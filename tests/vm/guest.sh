@@ -139,6 +139,8 @@ while read -r name exe; do
     [ -n "$name" ] || continue
     echo "=== berth-vm test: $name ($exe)"
     t0=$($BB date +%s)
+    # Each test daemon's log is kept (tests/src/lib.rs), to explain what a lane finds left.
+    export BERTH_TEST_LOGS=$OUT/daemon-logs/$name
     $BB timeout "$VM_TEST_TIMEOUT" "$exe" --test-threads="$VM_TEST_THREADS" $VM_TEST_ARGS
     rc=$?
     t1=$($BB date +%s)
@@ -157,6 +159,7 @@ done <$OUT/tests
 # Nothing berth created may be left in the cgroup tree.
 echo "=== berth-vm: cgroups left behind"
 left=
+shown=
 if [ "$VM_CGROUP" = v2 ]; then
     dirs=$cg/berth
 else
@@ -170,7 +173,17 @@ for d in $dirs; do
     l=$($BB find "$d" -mindepth 1 -type d)
     if [ -n "$l" ]; then
         echo "$l"
-        for x in $l; do echo "  $x: cgroup.procs: $(cat $x/cgroup.procs 2>/dev/null | $BB tr '\n' ' ')"; done
+        for x in $l; do
+            echo "  $x: cgroup.procs: $(cat $x/cgroup.procs 2>/dev/null | $BB tr '\n' ' ')"
+            # The daemon that made it, and what it logged about it.
+            id=${x##*/}
+            case " $shown " in *" $id "*) continue ;; esac
+            shown="$shown $id"
+            for f in $($BB grep -l -r "$id" $OUT/daemon-logs 2>/dev/null); do
+                echo "  --- $id in ${f#$OUT/}:"
+                $BB grep "$id" "$f" | $BB tail -n 40 | $BB sed 's/^/    /'
+            done
+        done
         left=1
     fi
 done

@@ -72,6 +72,10 @@ struct HostConfigBody {
     cap_add: Option<Vec<String>>,
     cap_drop: Option<Vec<String>>,
     security_opt: Option<Vec<String>>,
+    /// `null`/absent: Docker's defaults; `[]` is what the docker CLI sends for
+    /// `--security-opt systempaths=unconfined`.
+    masked_paths: Option<Vec<String>>,
+    readonly_paths: Option<Vec<String>>,
     privileged: bool,
     binds: Option<Vec<String>>,
     /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits): see `cgroups.rs`.
@@ -298,6 +302,8 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         cap_add: hc.cap_add.unwrap_or_default(),
         cap_drop: hc.cap_drop.unwrap_or_default(),
         security_opt: hc.security_opt.unwrap_or_default(),
+        masked_paths: hc.masked_paths,
+        readonly_paths: hc.readonly_paths,
         network,
         hostname: body.hostname.clone(),
         group_add: hc.group_add.clone().unwrap_or_default(),
@@ -1034,6 +1040,8 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "NetworkMode": network,
             "Privileged": rec.privileged,
             "ReadonlyRootfs": rec.read_only,
+            "MaskedPaths": rec.masked_paths,
+            "ReadonlyPaths": rec.readonly_paths,
             "LogConfig": {
                 "Type": "json-file",
                 "Config": {

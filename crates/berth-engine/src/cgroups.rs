@@ -41,6 +41,9 @@ pub struct CgroupFs {
     /// v1: where each controller's hierarchy is mounted (from mountinfo); a controller
     /// not listed is looked for at `root/<controller>`.
     v1_mounts: BTreeMap<String, PathBuf>,
+    /// v1: the hierarchies without a managed controller where a container also has its
+    /// own cgroup (`berth_runtime::placement`).
+    unmanaged: Vec<PathBuf>,
 }
 
 impl CgroupFs {
@@ -50,6 +53,7 @@ impl CgroupFs {
             root: host.root.clone(),
             version: host.version(),
             v1_mounts: host.v1_mounts.clone(),
+            unmanaged: host.unmanaged.clone(),
         }
     }
 
@@ -59,6 +63,7 @@ impl CgroupFs {
             root: root.to_path_buf(),
             version,
             v1_mounts: BTreeMap::new(),
+            unmanaged: Vec::new(),
         }
     }
 
@@ -72,6 +77,7 @@ impl CgroupFs {
             root: self.root.clone(),
             version: self.version,
             v1_mounts: self.v1_mounts.clone(),
+            unmanaged: self.unmanaged.clone(),
             rel: PathBuf::from(cgroup_path.trim_start_matches('/')),
         }
     }
@@ -132,6 +138,7 @@ pub struct Cgroup {
     root: PathBuf,
     version: CgroupVersion,
     v1_mounts: BTreeMap<String, PathBuf>,
+    unmanaged: Vec<PathBuf>,
     /// The cgroups path without its leading `/`.
     rel: PathBuf,
 }
@@ -287,7 +294,8 @@ impl Cgroup {
         })
     }
 
-    /// Every directory of the cgroup: one per distinct v1 hierarchy, or the one (v2).
+    /// Every directory of the cgroup: one per distinct v1 hierarchy (the unmanaged ones
+    /// included), or the one (v2).
     fn dirs(&self) -> Vec<PathBuf> {
         match self.version {
             CgroupVersion::V1 => {
@@ -297,7 +305,8 @@ impl Cgroup {
                     .iter()
                     .filter(|c| !self.v1_mounts.contains_key(**c))
                     .map(|c| self.root.join(c));
-                for m in mounts.chain(named) {
+                let unmanaged = self.unmanaged.iter().cloned();
+                for m in mounts.chain(named).chain(unmanaged) {
                     let d = m.join(&self.rel);
                     if !out.contains(&d) {
                         out.push(d);

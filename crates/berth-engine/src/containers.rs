@@ -86,6 +86,12 @@ pub struct ContainerRecord {
     pub privileged: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// The spec's masked and read-only /proc and /sys paths (inspect's MaskedPaths and
+    /// ReadonlyPaths); empty for `--privileged` and `systempaths=unconfined`.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
     /// `-t`: the process runs on a pty (the spec's `terminal`).
     #[serde(default)]
     pub tty: bool,
@@ -747,6 +753,8 @@ impl Engine {
             network_host: net.mode == "host",
             privileged: opts.runtime.privileged,
             read_only: opts.runtime.read_only,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
             tty: opts.runtime.tty,
             open_stdin: opts.open_stdin,
             stdin_once: opts.stdin_once,
@@ -853,6 +861,16 @@ impl Engine {
             write(&bundle, "config.json", &cfg)?;
             let process = spec.process().as_ref();
             rec.args = process.and_then(|p| p.args().clone()).unwrap_or_default();
+            if let Some(linux) = spec.linux() {
+                rec.masked_paths = linux.masked_paths().clone().unwrap_or_default();
+                rec.readonly_paths = linux
+                    .readonly_paths()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| p != berth_runtime::spec::CGROUP_V1_TMPFS)
+                    .collect();
+            }
             let mut run = settings.clone();
             run.env = process
                 .and_then(|p| p.env().clone())

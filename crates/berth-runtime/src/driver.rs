@@ -20,6 +20,63 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::{LinuxSeccompOperator, Spec};
+
+/// The directory under a bundle that holds the spec as libcontainer is given it
+/// ([`libcontainer_bundle`]).
+pub const LIBCONTAINER_BUNDLE: &str = "libcontainer";
+
+/// The bundle libcontainer reads: `bundle` itself, or, when the spec's seccomp filter has
+/// a masked comparison, `bundle/libcontainer/` with a copy of `config.json` whose filter
+/// is in libcontainer's reading ([`crate::seccomp::for_libcontainer`]) and whose
+/// `root.path` is absolute. Written at every create, so it follows `config.json`.
+pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> {
+    let path = bundle.join("config.json");
+    let mut spec = Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let unchanged = |cgroups_path: Option<PathBuf>| LibcontainerBundle {
+        dir: bundle.to_path_buf(),
+        cgroups_path,
+    };
+    let Some(mut linux) = spec.linux().clone() else {
+        return Ok(unchanged(None));
+    };
+    let cgroups_path = linux.cgroups_path().clone();
+    let Some(seccomp) = linux.seccomp().as_ref() else {
+        return Ok(unchanged(cgroups_path));
+    };
+    let masked = seccomp.syscalls().iter().flatten().any(|r| {
+        r.args()
+            .iter()
+            .flatten()
+            .any(|a| a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq)
+    });
+    if !masked {
+        return Ok(unchanged(cgroups_path));
+    }
+    linux.set_seccomp(Some(crate::seccomp::for_libcontainer(seccomp)));
+    spec.set_linux(Some(linux));
+    if let Some(mut root) = spec.root().clone() {
+        root.set_path(bundle.join(root.path()));
+        spec.set_root(Some(root));
+    }
+    let dir = bundle.join(LIBCONTAINER_BUNDLE);
+    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let bytes = serde_json::to_vec(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tmp = dir.join("config.json.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
+    let to = dir.join("config.json");
+    std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
+    Ok(LibcontainerBundle { dir, cgroups_path })
+}
+
+/// What [`libcontainer_bundle`] prepared.
+pub struct LibcontainerBundle {
+    /// The bundle directory to give libcontainer.
+    pub dir: PathBuf,
+    /// The spec's `linux.cgroupsPath`.
+    pub cgroups_path: Option<PathBuf>,
+}
 
 /// An error of the driver; the message names the container and the verb.
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +164,21 @@ impl Driver {
         if let Some(sock) = console_socket {
             b = b.with_console_socket(Some(sock));
         }
+        let bundle = libcontainer_bundle(bundle).map_err(|e| DriverError {
+            id: id.to_string(),
+            verb: "create",
+            source: Box::new(LibcontainerError::Other(e.to_string())),
+        })?;
+        // The container's init inherits this process's cgroups in the hierarchies
+        // libcgroups leaves alone.
+        if let Some(path) = &bundle.cgroups_path {
+            for e in crate::placement::join(&crate::placement::hierarchies(), path) {
+                eprintln!("container {id}: not placed in its own cgroup there: {e}");
+            }
+        }
+        let bundle = bundle.dir;
         let container = b
-            .as_init(bundle)
+            .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
             .build()
@@ -144,9 +214,19 @@ impl Driver {
 
     /// Removes the container's cgroups and runtime state (`force` kills it first).
     pub fn delete(&self, id: &str, force: bool) -> Result<(), DriverError> {
-        self.load(id, "delete")?
-            .delete(force)
-            .map_err(Self::err(id, "delete"))
+        let mut c = self.load(id, "delete")?;
+        let cgroups_path = c.spec().ok().map(|s| s.cgroup_path);
+        c.delete(force).map_err(Self::err(id, "delete"))?;
+        // The hierarchies libcontainer does not know of (its init's last children may
+        // still be leaving; what stays is removed by the engine with the container).
+        if let Some(path) = cgroups_path {
+            crate::placement::remove(
+                &crate::placement::hierarchies(),
+                &path,
+                std::time::Duration::from_millis(500),
+            );
+        }
+        Ok(())
     }
 
     /// The container's status and init PID.

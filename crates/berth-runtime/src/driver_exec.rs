@@ -378,7 +378,21 @@ pub fn exec(
         .map(|r| bundle.join(r.path()))
         .ok_or_else(|| internal("config.json", &"no root"))?;
     let process = exec_process(&spec, &rootfs, req)?;
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    // As at create: the exec'd process joins the container's cgroup in the hierarchies
+    // libcgroups leaves alone (it joins the others itself).
+    if let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        for e in crate::placement::join(&crate::placement::hierarchies(), &path) {
+            eprintln!("container {id}: exec not placed in the container's cgroup there: {e}");
+        }
+    }
+    // The filter in libcontainer's reading: already so in the bundle the driver made
+    // for libcontainer (`crate::driver::libcontainer_bundle`).
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = if bundle.ends_with(crate::driver::LIBCONTAINER_BUNDLE) {
+        seccomp.cloned()
+    } else {
+        seccomp.map(crate::seccomp::for_libcontainer)
+    };
 
     // One exec at a time per container sets up: the leftovers of libcontainer are
     // removed under the same lock.

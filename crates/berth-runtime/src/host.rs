@@ -161,6 +161,10 @@ pub struct CgroupHost {
     /// v1: where each controller's hierarchy is mounted (from mountinfo); a controller
     /// not listed is looked for at `root/<controller>`.
     pub v1_mounts: BTreeMap<String, PathBuf>,
+    /// v1: the mount points of the hierarchies without a managed controller (named ones,
+    /// the hybrid cgroup2 tree) in which containers get their own cgroup as well
+    /// ([`unmanaged_hierarchies`]).
+    pub unmanaged: Vec<PathBuf>,
     pub controllers: BTreeMap<String, Controller>,
     pub caps: CgroupCaps,
 }
@@ -189,6 +193,7 @@ impl CgroupHost {
             root: root.to_path_buf(),
             mode: CgroupMode::None,
             v1_mounts: BTreeMap::new(),
+            unmanaged: Vec::new(),
             controllers: BTreeMap::new(),
             caps: CgroupCaps::default(),
         }
@@ -243,6 +248,7 @@ impl CgroupHost {
                 .map(|(k, (p, ro))| ((k.clone(), p), (k, ro)))
                 .unzip();
             host.v1_mounts = points;
+            host.unmanaged = unmanaged_hierarchies(root, mountinfo);
             host.probe_v1(&enabled_v1(proc_cgroups), &read_only);
         }
         host
@@ -475,6 +481,8 @@ struct CgroupMount {
     point: PathBuf,
     fstype: String,
     read_only: bool,
+    /// Mounts the hierarchy's root (mountinfo's root field is `/`), not a sub-cgroup.
+    whole_tree: bool,
     /// Super options: the v1 controllers of the hierarchy (`rw,cpu,cpuacct`).
     options: String,
 }
@@ -494,13 +502,15 @@ fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
         }
         let options = r.nth(1).unwrap_or_default().to_string();
         let mut l = left.split_whitespace();
-        let (Some(point), Some(mount_opts)) = (l.nth(4), l.next()) else {
+        let (Some(tree_root), Some(point), Some(mount_opts)) = (l.nth(3), l.next(), l.next())
+        else {
             continue;
         };
         out.push(CgroupMount {
             point: PathBuf::from(unescape_mountinfo(point)),
             fstype: fstype.to_string(),
             read_only: mount_opts.split(',').any(|o| o == "ro"),
+            whole_tree: tree_root == "/",
             options,
         });
     }
@@ -525,6 +535,38 @@ fn v1_mounts_of(mounts: &[CgroupMount]) -> BTreeMap<String, (PathBuf, bool)> {
                 out.entry(opt.to_string())
                     .or_insert_with(|| (m.point.clone(), m.read_only));
             }
+        }
+    }
+    out
+}
+
+/// The hierarchies that hold no controller libcgroups manages, whose cgroup a container
+/// would otherwise inherit from its supervisor (the host's root cgroup, for a daemon
+/// started at boot): named v1 hierarchies (`name=systemd`) and, when `root` is not itself
+/// cgroup2 (hybrid mode), the cgroup2 tree. berth places each container in its own cgroup
+/// of these too ([`crate::placement`]), as runc does. One mount point per hierarchy: the
+/// first mount of its whole tree (mountinfo's root `/`), not a bind of a sub-cgroup.
+pub fn unmanaged_hierarchies(root: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    let mounts = cgroup_mounts(mountinfo);
+    if mounts
+        .iter()
+        .any(|m| m.point == root && m.fstype == "cgroup2")
+    {
+        return out;
+    }
+    for m in mounts.iter().filter(|m| m.whole_tree) {
+        let named = m.fstype == "cgroup"
+            && m.options.split(',').any(|o| o.starts_with("name="))
+            && !m.options.split(',').any(|o| V1_CONTROLLERS.contains(&o));
+        if !(named || m.fstype == "cgroup2") {
+            continue;
+        }
+        let key = (m.fstype.clone(), m.options.clone());
+        if !seen.contains(&key) {
+            seen.push(key);
+            out.push(m.point.clone());
         }
     }
     out
@@ -941,6 +983,30 @@ mod tests {
         assert!(!m.contains_key("systemd"));
         let m = v1_mounts(mi);
         assert_eq!(m["pids"], Path::new("/mnt/my pids"));
+    }
+
+    #[test]
+    fn unmanaged_hierarchies_are_the_named_ones_and_the_hybrid_cgroup2_tree() {
+        let r = Path::new("/R");
+        // A second mount of systemd's hierarchy, and a bind of a sub-cgroup: not new trees.
+        let extra = "40 25 0:31 / /elsewhere rw - cgroup cgroup rw,xattr,name=systemd\n\
+                     41 25 0:26 /system.slice /sub rw - cgroup2 cgroup2 rw\n\
+                     42 25 0:35 / /R/misc rw - cgroup cgroup rw,name=berth-test\n";
+        let u = unmanaged_hierarchies(r, &format!("{HYBRID}{extra}"));
+        assert_eq!(
+            u,
+            vec![
+                PathBuf::from("/R/unified"),
+                PathBuf::from("/R/systemd"),
+                PathBuf::from("/R/misc")
+            ]
+        );
+        // Unified: the cgroup2 tree is the managed one; nothing else.
+        let unified = "30 25 0:26 / /R rw - cgroup2 cgroup2 rw\n";
+        assert!(unmanaged_hierarchies(r, unified).is_empty());
+        // Legacy without named hierarchies.
+        let legacy = "35 25 0:30 / /R/memory rw - cgroup cgroup rw,memory\n";
+        assert!(unmanaged_hierarchies(r, legacy).is_empty());
     }
 
     #[test]

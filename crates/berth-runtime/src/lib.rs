@@ -12,6 +12,7 @@
 //! - [`mounts`]: default mounts, user mounts, sensitive bind sources, in-rootfs resolution;
 //! - [`user`]: `--user` against the rootfs's /etc/passwd and /etc/group, read safely;
 //! - [`host`]: what the host can do (cgroup layout and limits, kernel features), probed once;
+//! - [`placement`]: the container's cgroup in the hierarchies libcgroups leaves alone;
 //! - [`resources`]: cgroup limits, fitted to the host, and the device cgroup;
 //! - [`rootfs`]: the overlayfs rootfs over the image's layer snapshots;
 //! - [`shim_protocol`]: the files and control socket shared by the engine and the shim;
@@ -27,6 +28,7 @@ pub mod driver;
 pub mod driver_exec;
 pub mod host;
 pub mod mounts;
+pub mod placement;
 pub mod resources;
 pub mod rootfs;
 pub mod seccomp;

@@ -243,6 +243,48 @@ impl DockerProfile {
     }
 }
 
+/// The seccomp config as libcontainer 0.7 must be given it. The OCI spec's
+/// `SCMP_CMP_MASKED_EQ` argument is runc's and crun's reading, libseccomp's order: `value`
+/// is the mask, `valueTwo` the value the masked argument must equal (Docker's profile:
+/// `clone` is allowed when `flags & CLONE_NAMESPACE_FLAGS == 0`). libcontainer 0.7 takes
+/// them the other way round (`valueTwo` as the mask), which turns that rule into "any
+/// flags": a container could make user and network namespaces through `clone`. Swapping
+/// the two here, at the boundary to libcontainer, keeps `config.json` a true OCI spec.
+pub fn for_libcontainer(seccomp: &LinuxSeccomp) -> LinuxSeccomp {
+    let mut out = seccomp.clone();
+    let Some(rules) = seccomp.syscalls() else {
+        return out;
+    };
+    let rules = rules
+        .iter()
+        .map(|rule| {
+            let mut rule = rule.clone();
+            if let Some(args) = rule.args().clone() {
+                let swapped = args
+                    .iter()
+                    .map(|a| {
+                        if a.op() != LinuxSeccompOperator::ScmpCmpMaskedEq {
+                            return Ok(*a);
+                        }
+                        LinuxSeccompArgBuilder::default()
+                            .index(a.index())
+                            .op(a.op())
+                            .value(a.value_two().unwrap_or(0))
+                            .value_two(a.value())
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    // Every field is set: the builder cannot fail.
+                    .unwrap_or(args);
+                rule.set_args(Some(swapped));
+            }
+            rule
+        })
+        .collect();
+    out.set_syscalls(Some(rules));
+    out
+}
+
 /// Turns a profile into the OCI seccomp config of a container holding `caps` on `host`.
 /// `path` names the profile in errors.
 pub fn convert(
@@ -645,7 +687,6 @@ const ALLOWED: &[&str] = &[
     "munlock",
     "munlockall",
     "munmap",
-    "name_to_handle_at",
     "nanosleep",
     "newfstatat",
     "_newselect",
@@ -849,7 +890,10 @@ pub fn default_profile() -> DockerProfile {
     let mut syscalls = vec![
         rule(ALLOWED),
         {
-            let mut r = rule(&["process_vm_readv", "process_vm_writev", "ptrace"]);
+            // moby also allows process_vm_readv/writev here (kernel >= 4.8); berth keeps
+            // them to CAP_SYS_PTRACE (below): reading and writing another process's memory
+            // is not something a default container needs (docs/SECURITY-DEFAULTS.md).
+            let mut r = rule(&["ptrace"]);
             r.includes = Some(Filter {
                 min_kernel: Some("4.8".into()),
                 ..Filter::default()
@@ -887,7 +931,13 @@ pub fn default_profile() -> DockerProfile {
             &["s390", "s390x"],
         ),
         with_arches(rule(&["riscv_flush_icache"]), &["riscv64"]),
-        with_caps(rule(&["open_by_handle_at"]), &["CAP_DAC_READ_SEARCH"]),
+        // moby allows name_to_handle_at to all; berth pairs it with open_by_handle_at:
+        // a file handle is of use only with CAP_DAC_READ_SEARCH, and it leaks the host's
+        // mount and inode identities to a default container.
+        with_caps(
+            rule(&["name_to_handle_at", "open_by_handle_at"]),
+            &["CAP_DAC_READ_SEARCH"],
+        ),
         with_caps(rule(SYS_ADMIN_ONLY), &["CAP_SYS_ADMIN"]),
         {
             let mut r = with_arg(rule(&["clone"]), 0, CLONE_NAMESPACE_FLAGS, ScmpCmpMaskedEq);
@@ -1078,6 +1128,19 @@ mod tests {
     }
 
     #[test]
+    fn masked_eq_is_handed_to_libcontainer_with_the_mask_in_value_two() {
+        let s = default_for(&CapSet::default_set(), &amd64());
+        let lc = for_libcontainer(&s);
+        let args = rules_for(&lc, "clone")[0].args().clone().unwrap();
+        assert_eq!(args[0].value(), 0);
+        assert_eq!(args[0].value_two(), Some(CLONE_NAMESPACE_FLAGS));
+        // Other comparisons are left as they are (socket's family != AF_VSOCK).
+        let sock = rules_for(&lc, "socket")[0].args().clone().unwrap();
+        assert_eq!(sock[0].value(), AF_VSOCK);
+        assert_eq!(sock[0].op(), LinuxSeccompOperator::ScmpCmpNe);
+    }
+
+    #[test]
     fn clone_is_filtered_on_namespace_flags_without_sys_admin() {
         let s = default_for(&CapSet::default_set(), &amd64());
         let r = rules_for(&s, "clone");
@@ -1097,6 +1160,9 @@ mod tests {
             "kexec_load",
             "init_module",
             "open_by_handle_at",
+            "name_to_handle_at",
+            "process_vm_readv",
+            "process_vm_writev",
         ] {
             assert!(
                 rules_for(&s, gated).is_empty(),

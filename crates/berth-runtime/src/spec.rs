@@ -66,6 +66,10 @@ pub const MASKED_PATHS: [&str; 11] = [
     "/sys/devices/virtual/powercap",
 ];
 
+/// On cgroup v1, the container's `/sys/fs/cgroup` (a tmpfs holding read-only binds of
+/// its own cgroups); added to the spec's read-only paths unless `--privileged`.
+pub const CGROUP_V1_TMPFS: &str = "/sys/fs/cgroup";
+
 /// Paths of /proc mounted read-only (Docker's list).
 pub const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
@@ -133,6 +137,11 @@ pub struct ContainerOptions {
     /// `seccomp=/path/profile.json`, `systempaths=unconfined`, `apparmor=unconfined`,
     /// `label=disable` (the last two are no-ops: berth applies neither).
     pub security_opt: Vec<String>,
+    /// HostConfig.MaskedPaths / ReadonlyPaths: `None` is Docker's defaults
+    /// ([`MASKED_PATHS`], [`READONLY_PATHS`]); a list (the docker CLI sends `[]` for
+    /// `--security-opt systempaths=unconfined`) replaces them. `--privileged` has none.
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
     /// User mounts, after the default ones; a user mount on a default destination
     /// (`/dev/shm`) replaces it.
     pub mounts: Vec<MountSpec>,
@@ -163,6 +172,12 @@ pub struct ContainerOptions {
 pub enum SpecError {
     #[error("no command specified: the image has no Entrypoint or Cmd and none was given")]
     NoCommand,
+    #[error("{what} entry {value:?}: {rule}")]
+    SystemPath {
+        what: &'static str,
+        value: String,
+        rule: &'static str,
+    },
     #[error("working directory {value:?}: {rule}")]
     Workdir { value: String, rule: &'static str },
     #[error("environment variable {entry:?}: {rule}")]
@@ -647,8 +662,10 @@ pub fn generate_for_host(
         opts.privileged,
         opts.shm_size.unwrap_or(mounts::DEFAULT_SHM_BYTES),
     );
+    let mut cgroup_tmpfs = false;
     if let (CgroupVersion::V1, Some(path)) = (cgroup.version(), &opts.cgroups_path) {
         if cgroup.mode != CgroupMode::None {
+            cgroup_tmpfs = !opts.privileged;
             let at = defaults
                 .iter()
                 .position(|d| d.destination() == Path::new("/sys/fs/cgroup"));
@@ -718,14 +735,35 @@ pub fn generate_for_host(
     };
 
     let unconfined_paths = opts.privileged || sec.systempaths_unconfined;
-    let (masked, readonly): (Vec<String>, Vec<String>) = if unconfined_paths {
-        (Vec::new(), Vec::new())
-    } else {
-        (
-            MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-            READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
-        )
+    let system_paths = |given: &Option<Vec<String>>, defaults: &[&str], what: &'static str| {
+        if unconfined_paths {
+            return Ok(Vec::new());
+        }
+        match given {
+            None => Ok(defaults.iter().map(|s| s.to_string()).collect()),
+            Some(list) => list
+                .iter()
+                .map(|p| {
+                    mounts::clean_destination(p)
+                        .map(|c| c.to_string_lossy().into_owned())
+                        .map_err(|_| SpecError::SystemPath {
+                            what,
+                            value: p.clone(),
+                            rule: "must be an absolute path without NUL bytes",
+                        })
+                })
+                .collect(),
+        }
     };
+    let masked = system_paths(&opts.masked_paths, &MASKED_PATHS, "MaskedPaths")?;
+    let mut readonly = system_paths(&opts.readonly_paths, &READONLY_PATHS, "ReadonlyPaths")?;
+    // v1: the tmpfs under the read-only cgroup binds is made read-only too, once they are
+    // mounted (the runtime binds a read-only path onto itself recursively, then remounts
+    // it read-only), as Docker's is: nothing can be created there. Not a system path the
+    // user chose: kept whatever MaskedPaths/ReadonlyPaths say (inspect leaves it out).
+    if cgroup_tmpfs && !readonly.iter().any(|p| p == CGROUP_V1_TMPFS) {
+        readonly.push(CGROUP_V1_TMPFS.to_string());
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(opts.network, opts.netns_path.as_deref())?)
         .resources(resources)

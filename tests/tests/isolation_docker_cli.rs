@@ -1,0 +1,280 @@
+//! Isolation seen from inside a default container, tried as an attacker would, through
+//! the real docker CLI: what the seccomp filter lets through (`clone` with namespace
+//! flags, another process's memory, file handles), the masked and read-only system paths
+//! and their documented loosening, and what a container can do to its cgroups.
+//!
+//! The probe is `tests/tools/probe.c` (static), bind-mounted read-only into the
+//! fixture image. Each case also runs with the capability that Docker's profile ties to
+//! the call, to show the refusal is the filter's rule and not a broken probe.
+
+use berth_tests::*;
+
+fn docker_available() -> bool {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return false;
+    }
+    true
+}
+
+fn setup() -> Daemon {
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    d
+}
+
+/// `docker run --rm` of a shell script with the probe at /probe; its output.
+fn probe_run(d: &Daemon, flags: &[&str], script: &str) -> String {
+    let bind = format!("{}:/probe:ro", probe_binary().display());
+    let mut args = vec!["run", "--rm", "--network", "none", "-v", &bind];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["fixture/app:1", script]);
+    ok(d.docker(&args))
+}
+
+/// `clone(2)` may not make a namespace without CAP_SYS_ADMIN, whichever flags are
+/// combined, in the container's process and in an exec'd one; so no nested user and
+/// network namespace, and no AF_PACKET socket in one (berth drops NET_RAW).
+#[test]
+fn clone_cannot_make_namespaces_in_a_default_container() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let kinds = [
+        "user",
+        "net",
+        "pid",
+        "mnt",
+        "uts",
+        "ipc",
+        "cgroup",
+        "user,net",
+        "user,mnt,pid",
+    ];
+    let script: String = kinds
+        .iter()
+        .map(|k| format!("/probe clone {k}; "))
+        .chain(["/probe packet-in-userns".to_string()])
+        .collect();
+    let out = probe_run(&d, &[], &script);
+    for k in kinds {
+        assert!(out.contains(&format!("clone {k}: EPERM")), "{k}:\n{out}");
+    }
+    assert!(!out.contains("packet socket"), "{out}");
+
+    // The same filter holds for a process started by `docker exec`.
+    let bind = format!("{}:/probe:ro", probe_binary().display());
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    let out = ok(d.docker(&["exec", "target", "/probe", "clone", "user,net"]));
+    assert!(out.contains("clone user,net: EPERM"), "{out}");
+    ok(d.docker(&["rm", "-f", "target"]));
+
+    // Docker's profile lifts the rule for CAP_SYS_ADMIN; so does berth.
+    let out = probe_run(&d, &["--cap-add", "SYS_ADMIN"], "/probe clone user,net");
+    assert!(out.contains("clone user,net: ok"), "{out}");
+}
+
+/// Reading or writing another process's memory needs CAP_SYS_PTRACE; file handles need
+/// CAP_DAC_READ_SEARCH (berth is stricter than Docker here: docs/SECURITY-DEFAULTS.md).
+#[test]
+fn process_memory_and_file_handles_need_their_capabilities() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    // A sibling process of the same user in the same container.
+    let script = "sleep 1000 & s=$!; /probe vmread $s; /probe vmwrite $s; \
+                  /probe handle /etc/hostname; kill $s";
+    let out = probe_run(&d, &[], script);
+    for what in ["vmread", "vmwrite", "handle /etc/hostname"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(what) && l.ends_with(": EPERM")),
+            "{what}:\n{out}"
+        );
+    }
+    let out = probe_run(&d, &["--cap-add", "SYS_PTRACE"], script);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vmread") && l.ends_with(": ok")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vmwrite") && l.ends_with(": ok")),
+        "{out}"
+    );
+    assert!(out.contains("handle /etc/hostname: EPERM"), "{out}");
+    let out = probe_run(&d, &["--cap-add", "DAC_READ_SEARCH"], script);
+    assert!(out.contains("handle /etc/hostname: ok"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vmread") && l.ends_with(": EPERM")),
+        "{out}"
+    );
+}
+
+/// /proc and /sys keep Docker's masked and read-only paths by default; the docker CLI's
+/// `--security-opt systempaths=unconfined` (sent as empty MaskedPaths and ReadonlyPaths)
+/// is honoured, never dropped, and inspect shows which paths a container has.
+#[test]
+fn system_paths_are_masked_by_default_and_unconfined_on_request() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    // Which of the masked paths a kernel has varies (no /proc/kcore on some): count the
+    // masks over those that exist on this host.
+    let masked = [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+    ];
+    let present: Vec<&str> = masked
+        .iter()
+        .copied()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(!present.is_empty(), "none of {masked:?} on this host");
+    let script = format!(
+        "echo berth > /proc/sys/kernel/domainname 2>/dev/null && echo SYSCTL; \
+         for p in {}; do grep -q \" $p \" /proc/self/mountinfo && echo MASKED $p; done; true",
+        present.join(" ")
+    );
+    let out = probe_run(&d, &[], &script);
+    assert!(!out.contains("SYSCTL"), "{out}");
+    for p in &present {
+        assert!(out.contains(&format!("MASKED {p}")), "{p}:\n{out}");
+    }
+    let out = probe_run(&d, &["--security-opt", "systempaths=unconfined"], &script);
+    // The UTS namespace's domainname is the container's own: writable once /proc/sys is.
+    assert!(out.contains("SYSCTL"), "{out}");
+    assert!(!out.contains("MASKED"), "{out}");
+
+    ok(d.docker(&["create", "--name", "plain", "fixture/app:1"]));
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "open",
+        "--security-opt",
+        "systempaths=unconfined",
+        "fixture/app:1",
+    ]));
+    let paths = |name: &str| {
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.MaskedPaths}} {{json .HostConfig.ReadonlyPaths}}",
+            name,
+        ]))
+        .trim()
+        .to_string()
+    };
+    let plain = paths("plain");
+    assert!(
+        plain.contains("\"/proc/kcore\"") && plain.contains("\"/proc/sys\""),
+        "{plain}"
+    );
+    assert_eq!(paths("open"), "[] []");
+}
+
+/// A container has its own cgroup in every hierarchy of the host (named v1 ones such as
+/// `name=systemd` and a hybrid host's cgroup2 tree included, never the host's root), and
+/// none of its cgroup files can be written from inside: no limit raised, no sub-cgroup,
+/// no process moved, no `release_agent` in sight. Once it is removed, nothing is left.
+#[test]
+fn a_container_is_placed_in_its_own_cgroups_and_cannot_change_them() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let files = [
+        "pids.max",
+        "memory.limit_in_bytes",
+        "memory.memsw.limit_in_bytes",
+        "memory.max",
+        "memory.swap.max",
+        "cpu.cfs_quota_us",
+        "cpu.max",
+        "cpu.shares",
+        "cpu.weight",
+        "cpuset.cpus",
+        "devices.allow",
+        "freezer.state",
+        "cgroup.freeze",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "notify_on_release",
+        "release_agent",
+    ];
+    let script = format!(
+        "for dir in /sys/fs/cgroup /sys/fs/cgroup/*; do \
+           [ -d $dir ] || continue; \
+           for f in {}; do [ -e $dir/$f ] || continue; echo SEEN $dir/$f; \
+             echo 1 > $dir/$f 2>/dev/null && echo WROTE $dir/$f; done; \
+           mkdir $dir/sub 2>/dev/null && echo MADE $dir/sub; \
+         done; \
+         find /sys/fs/cgroup -name release_agent | sed 's/^/AGENT /'; \
+         echo DONE; exec sleep 1000",
+        files.join(" ")
+    );
+    ok(d.docker(&["run", "-d", "--name", "jail", "fixture/app:1", &script]));
+    let mut logs = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !logs.contains("DONE") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        logs = ok(d.docker(&["logs", "jail"]));
+    }
+    assert!(logs.contains("DONE"), "{logs}");
+    assert!(
+        logs.contains("SEEN /sys/fs/cgroup/"),
+        "no cgroup file seen:\n{logs}"
+    );
+    for bad in ["WROTE", "MADE", "AGENT"] {
+        assert!(!logs.contains(bad), "{bad}:\n{logs}");
+    }
+
+    // From the host: the container's init in /berth/<id> of every hierarchy it is in.
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "jail"]))
+        .trim()
+        .to_string();
+    let pid = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "jail"]))
+        .trim()
+        .to_string();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let own = format!("/berth/{id}");
+    for line in cgroup.lines() {
+        // `hierarchy-ID:controllers:path`; the path may not be the host's root.
+        let path = line.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(path, own, "{line}\n{cgroup}");
+    }
+    ok(d.docker(&["rm", "-f", "jail"]));
+    // Every hierarchy of the host, named ones included: no directory of it is left.
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
+        for p in [e.path().join("berth").join(&id), e.path().join(&id)] {
+            if p.exists() {
+                left.push(p);
+            }
+        }
+    }
+    let v2 = std::path::Path::new("/sys/fs/cgroup/berth").join(&id);
+    assert!(left.is_empty() && !v2.exists(), "left behind: {left:?}");
+}
