@@ -378,13 +378,7 @@ pub fn exec(
         .map(|r| bundle.join(r.path()))
         .ok_or_else(|| internal("config.json", &"no root"))?;
     let process = exec_process(&spec, &rootfs, req)?;
-    // As at create: the exec'd process joins the container's cgroup in the hierarchies
-    // libcgroups leaves alone (it joins the others itself).
-    if let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-        for e in crate::placement::join(&crate::placement::hierarchies(), &path) {
-            eprintln!("container {id}: exec not placed in the container's cgroup there: {e}");
-        }
-    }
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     // The filter in libcontainer's reading: already so in the bundle the driver made
     // for libcontainer (`crate::driver::libcontainer_bundle`).
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
@@ -405,6 +399,13 @@ pub fn exec(
         .map_err(|e| internal("exec lock", &e))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| internal("exec lock", &e))?;
+    // As at create: the exec'd process joins the container's cgroup in the hierarchies
+    // libcgroups leaves alone (it joins the others itself), only where it still exists.
+    if let Some(path) = &cgroups_path {
+        for e in crate::placement::join_existing(&crate::placement::hierarchies(), path) {
+            eprintln!("container {id}: exec not placed in the container's cgroup there: {e}");
+        }
+    }
 
     let process_file = container_dir.join(format!(
         "berth-exec-{}.json",
@@ -442,6 +443,19 @@ pub fn exec(
     let _ = fs::remove_file(&process_file);
     remove_tenant_leftovers(&container_dir);
     drop(lock);
+    // libcgroups makes the cgroup it joins a tenant to (create_dir_all): an exec that lost
+    // a race with the container's end (a health check, as the container stops or is
+    // removed) has made its cgroups again. Removing every empty one puts that right; a
+    // running container's cgroups hold its init, and rmdir leaves them alone.
+    if !matches!(result, Ok(Ok(_))) {
+        if let Some(path) = &cgroups_path {
+            crate::placement::remove(
+                &crate::placement::all_hierarchies(),
+                path,
+                std::time::Duration::ZERO,
+            );
+        }
+    }
     match result {
         Ok(Ok(pid)) => Ok(pid.as_raw()),
         Ok(Err(e)) | Err(e) => {

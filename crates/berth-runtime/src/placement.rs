@@ -22,6 +22,22 @@ pub fn hierarchies() -> Vec<PathBuf> {
     unmanaged_hierarchies(Path::new(CGROUP_ROOT), &mi)
 }
 
+/// Every hierarchy a container has a cgroup in: on v1 each controller's mount point and
+/// the unmanaged ones, on v2 the one tree. For cleaning up after a process that may have
+/// made the container's cgroups again ([`remove`]).
+pub fn all_hierarchies() -> Vec<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = Path::new(CGROUP_ROOT);
+    let mut out: Vec<PathBuf> = crate::host::v1_mounts(&mi).into_values().collect();
+    if out.is_empty() {
+        out.push(root.to_path_buf());
+    }
+    out.extend(unmanaged_hierarchies(root, &mi));
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The container's directory in the hierarchy mounted at `mount`.
 fn dir_in(mount: &Path, cgroups_path: &Path) -> PathBuf {
     mount.join(cgroups_path.strip_prefix("/").unwrap_or(cgroups_path))
@@ -39,6 +55,28 @@ pub fn join(mounts: &[PathBuf], cgroups_path: &Path) -> Vec<String> {
         let procs = dir.join("cgroup.procs");
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&procs, &pid)) {
             failed.push(format!("{}: {e}", procs.display()));
+        }
+    }
+    failed
+}
+
+/// Moves the calling process into `cgroups_path` of each hierarchy in `mounts` where the
+/// container has it; never creates one (for a process joining a running container: a
+/// container that is gone must not get its cgroups back). Returns what failed.
+pub fn join_existing(mounts: &[PathBuf], cgroups_path: &Path) -> Vec<String> {
+    let pid = std::process::id().to_string();
+    let mut failed = Vec::new();
+    for m in mounts {
+        let procs = dir_in(m, cgroups_path).join("cgroup.procs");
+        match std::fs::OpenOptions::new().write(true).open(&procs) {
+            Ok(mut f) => {
+                use std::io::Write;
+                if let Err(e) = f.write_all(pid.as_bytes()) {
+                    failed.push(format!("{}: {e}", procs.display()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => failed.push(format!("{}: {e}", procs.display())),
         }
     }
     failed
