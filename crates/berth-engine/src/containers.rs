@@ -582,8 +582,10 @@ impl Engine {
                 ContainerState::Running { .. } => running += 1,
                 ContainerState::Exited(_) => exited += 1,
                 ContainerState::Dead => {
+                    // Its shim died while the daemon was away: killed and recorded as
+                    // the monitor does (the restart policy then applies at resume).
                     dead += 1;
-                    warn!(container.id = %c.record.id, "container's shim is gone without an exit status");
+                    self.reap_orphan(&c.record);
                 }
                 ContainerState::Created => {}
             }
@@ -1140,7 +1142,7 @@ impl Engine {
     }
 
     /// Removes libcontainer's leftover state of a container whose shim died.
-    fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
+    pub(crate) fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&rec.id);
         let runtime = dir.join(berth_runtime::shim_protocol::RUNTIME_DIR);
         if runtime.join(&rec.id).exists() {

@@ -464,6 +464,9 @@ impl Engine {
             done();
             return; // removed meanwhile
         };
+        // A shim gone without an exit status: berth does not leave the container running
+        // unsupervised; its processes are killed and the exit recorded (137).
+        let exit = exit.or_else(|| self.reap_orphan(&rec));
         let (code, ran_for) = match &exit {
             Some(x) => (x.exit_code, duration_since(&x.started_at)),
             None => (255, None),
@@ -477,6 +480,54 @@ impl Engine {
         // its own events come after `die` (before any restart starts a new monitor).
         done();
         self.after_exit(&rec, code, ran_for);
+    }
+
+    /// A container whose shim is gone without an exit status (killed, crashed): its
+    /// processes would run on with nobody to collect their output, report their exit or
+    /// apply the restart policy. The runtime kills every process of its cgroup (the
+    /// ground truth: the init and whatever it forked) and removes its state; what it
+    /// misses is killed from the cgroup's process list; the exit is recorded as Docker
+    /// reports a killed container, 137 (SIGKILL), so the restart policy applies as to any
+    /// other exit. `None` when the container's files are gone (removed meanwhile).
+    pub(crate) fn reap_orphan(&self, rec: &ContainerRecord) -> Option<ExitRecord> {
+        let dir = self.container_dir(&rec.id);
+        if !dir.join(crate::containers::RECORD_FILE).exists() {
+            return None;
+        }
+        warn!(container.id = %rec.id, "container's shim is gone without an exit status: killing the container's processes");
+        if let Err(e) = self.cleanup_runtime(rec) {
+            warn!(container.id = %rec.id, error = %e, "runtime cleanup failed");
+        }
+        if let Ok(cg) = self.container_cgroup(rec) {
+            if let Err(e) = cg.kill_all(Duration::from_secs(10)) {
+                warn!(container.id = %rec.id, error = %e, "processes of the container left running");
+            }
+        }
+        self.release_cgroup(rec);
+        let started_at = fs::read(dir.join(berth_runtime::shim_protocol::SHIM_STATE_FILE))
+            .ok()
+            .and_then(|b| {
+                serde_json::from_slice::<berth_runtime::shim_protocol::ShimState>(&b).ok()
+            })
+            .map(|s| s.started_at)
+            .unwrap_or_default();
+        let x = ExitRecord {
+            version: berth_runtime::shim_protocol::SHIM_PROTOCOL_VERSION,
+            exit_code: 128 + libc::SIGKILL,
+            signal: Some(libc::SIGKILL),
+            oom_killed: false,
+            started_at,
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        };
+        match serde_json::to_vec(&x) {
+            Ok(bytes) => {
+                if let Err(e) = crate::containers::write_atomic(&dir, EXIT_FILE, &bytes) {
+                    warn!(container.id = %rec.id, error = %e, "exit status not recorded");
+                }
+            }
+            Err(e) => warn!(container.id = %rec.id, error = %e, "exit status not recorded"),
+        }
+        Some(x)
     }
 
     /// What happens once a container exited: nothing after a user's stop, removal with

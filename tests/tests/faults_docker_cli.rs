@@ -1,0 +1,160 @@
+//! Faults an operator's bad day brings, through the real docker CLI: berth keeps
+//! control of what it started, loses nothing and says what happened.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+fn docker_available() -> bool {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return false;
+    }
+    true
+}
+
+fn setup() -> Daemon {
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    d
+}
+
+fn inspect(d: &Daemon, name: &str, format: &str) -> String {
+    ok(d.docker(&["inspect", "-f", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` every 100 ms until it holds, for at most 30 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not reached within 30 s");
+}
+
+fn http_get(d: &Daemon, port: u16) -> std::io::Result<String> {
+    d.in_netns(move || {
+        let addr = (Ipv4Addr::LOCALHOST, port).into();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+}
+
+/// The parent PID and the state letter of a process (`None` once it is reaped).
+fn ppid_and_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S ppid ...`: comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    Some((f.next()?.parse().ok()?, state))
+}
+
+fn alive(pid: i32) -> bool {
+    ppid_and_state(pid).is_some_and(|(_, s)| s != 'Z' && s != 'X')
+}
+
+/// The container's shim (the init's parent), killed with SIGKILL; the init's PID.
+fn kill_shim(d: &Daemon, name: &str) -> i32 {
+    let init: i32 = inspect(d, name, "{{.State.Pid}}").parse().expect("pid");
+    let (shim, _) = ppid_and_state(init).expect("the init runs");
+    let comm = std::fs::read_to_string(format!("/proc/{shim}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "berth-shim", "the init's parent");
+    // SAFETY: kill(2) on a PID just read; no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    init
+}
+
+/// A container whose supervisor is killed does not run on unsupervised: its processes
+/// are killed, inspect says it exited with 137, its published port is closed with it,
+/// `docker start` gives it a fresh run; with a restart policy it comes back by itself.
+#[test]
+fn a_killed_shim_takes_its_container_down_and_the_restart_policy_applies() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1:8080:80",
+        "fixture/app:1",
+        "httpd -p 80 -h /etc; exec sleep 1000",
+    ]));
+    eventually("the server answers", || http_get(&d, 8080).is_ok());
+    let id = inspect(&d, "web", "{{.Id}}");
+    let init = kill_shim(&d, "web");
+    eventually("web is reported exited", || {
+        inspect(&d, "web", "{{.State.Status}}") == "exited"
+    });
+    assert_eq!(inspect(&d, "web", "{{.State.ExitCode}}"), "137");
+    eventually("the init is gone", || !alive(init));
+    // Nothing of the container runs: its cgroup is gone (every hierarchy), and the
+    // server (a child of the init) with it.
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroups")
+        .flatten()
+    {
+        let dir = e.path().join("berth").join(&id);
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+    assert!(!std::path::Path::new("/sys/fs/cgroup/berth")
+        .join(&id)
+        .exists());
+    assert!(http_get(&d, 8080).is_err(), "the port still answers");
+    ok(d.docker(&["stop", "web"]));
+    ok(d.docker(&["start", "web"]));
+    eventually("the server answers again", || http_get(&d, 8080).is_ok());
+    assert_eq!(inspect(&d, "web", "{{.State.Status}}"), "running");
+
+    // With a restart policy the container is started again, as after any other exit.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    let first = kill_shim(&d, "svc");
+    eventually("svc runs again", || {
+        inspect(&d, "svc", "{{.State.Status}} {{.RestartCount}}") == "running 1"
+    });
+    let second: i32 = inspect(&d, "svc", "{{.State.Pid}}").parse().expect("pid");
+    assert_ne!(first, second);
+    assert!(!alive(first), "the first run's init still runs");
+
+    // A shim killed while the daemon is down: found at start, the same way.
+    let mut d = d;
+    d.kill(libc::SIGKILL);
+    let third = {
+        let (shim, _) = ppid_and_state(second).expect("svc's init runs");
+        // SAFETY: as in kill_shim.
+        unsafe { libc::kill(shim, libc::SIGKILL) };
+        second
+    };
+    d.start_again();
+    eventually("svc runs a new init", || {
+        inspect(&d, "svc", "{{.State.Status}}") == "running"
+            && inspect(&d, "svc", "{{.State.Pid}}") != third.to_string()
+    });
+    eventually("the orphaned init is gone", || !alive(third));
+    ok(d.docker(&["rm", "-f", "web", "svc"]));
+}
