@@ -35,6 +35,12 @@ pub enum Error {
     },
     #[error("metadata database: {0}")]
     Db(String),
+    /// redb refuses calls after an earlier I/O error until the file is opened again.
+    #[error("metadata database: {0}")]
+    DbPoisoned(String),
+    /// The metadata database could not read or write its file (a full disk).
+    #[error("metadata database: {0}")]
+    DbIo(std::io::Error),
     #[error("corrupt state: {0}")]
     Corrupt(String),
 }
@@ -55,13 +61,21 @@ impl Error {
             Error::DigestMismatch { .. } => ErrorKind::InvalidArgument,
             Error::BlobNotFound(_) | Error::SnapshotNotFound(_) => ErrorKind::NotFound,
             Error::Locked(_) => ErrorKind::Unavailable,
-            Error::Version { .. } | Error::Db(_) | Error::Corrupt(_) => ErrorKind::Internal,
+            Error::DbIo(e) if is_no_space(e) => ErrorKind::Unavailable,
+            Error::Version { .. }
+            | Error::Db(_)
+            | Error::DbPoisoned(_)
+            | Error::DbIo(_)
+            | Error::Corrupt(_) => ErrorKind::Internal,
         }
     }
 
     /// Whether the failure is a full disk or an exhausted quota.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if is_no_space(source))
+        match self {
+            Error::Io { source, .. } | Error::DbIo(source) => is_no_space(source),
+            _ => false,
+        }
     }
 }
 
@@ -70,18 +84,37 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
         || e.kind() == std::io::ErrorKind::StorageFull
 }
 
+impl From<redb::StorageError> for Error {
+    fn from(e: redb::StorageError) -> Error {
+        match e {
+            redb::StorageError::PreviousIo => Error::DbPoisoned(e.to_string()),
+            redb::StorageError::Io(io) => Error::DbIo(io),
+            e => Error::Db(e.to_string()),
+        }
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Error {
+        match e {
+            redb::Error::PreviousIo => Error::DbPoisoned(e.to_string()),
+            redb::Error::Io(io) => Error::DbIo(io),
+            e => Error::Db(e.to_string()),
+        }
+    }
+}
+
+/// The other redb errors wrap a `StorageError` where the I/O ones live.
 macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Error { Error::Db(e.to_string()) }
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for Error {
+            fn from(e: redb::$t) -> Error {
+                match e {
+                    redb::$t::Storage(s) => Error::from(s),
+                    e => Error::Db(e.to_string()),
+                }
+            }
         }
     )*};
 }
-db_err!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+db_err!(DatabaseError, TransactionError, TableError, CommitError);
