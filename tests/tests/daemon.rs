@@ -249,17 +249,35 @@ fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
     big_archive(&big); // 64 MiB layer: does not fit
     let fixture = fixtures().join("app-docker-save.tar");
 
-    // 1. The free-space reserve (default 512 MiB) refuses even a small load, naming the rule.
-    let (mut child, host) = daemon_on(dir.path(), &root, "");
+    // 1. A free-space reserve larger than the filesystem refuses even a small load,
+    //    naming the setting that changes it.
+    let (mut child, host) = daemon_on(dir.path(), &root, "min_free_bytes = 536870912\n");
     let err = fails(berth_at(
         &host,
         &["load", "-i", fixture.to_str().expect("path")],
     ));
     assert!(
-        err.contains("free") && err.contains("must stay free"),
+        err.contains("free") && err.contains("must stay free") && err.contains("min_free_bytes"),
         "{err}"
     );
     assert!(ok(berth_at(&host, &["images", "-q"])).trim().is_empty());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // 1b. Unset, the reserve scales with the filesystem (a tenth of 48 MiB, not 512 MiB):
+    //     the small image loads; the large one is refused by the reserve, by name.
+    let (mut child, host) = daemon_on(dir.path(), &root, "");
+    let out = ok(berth_at(
+        &host,
+        &["load", "-i", fixture.to_str().expect("path")],
+    ));
+    assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
+    let err = fails(berth_at(
+        &host,
+        &["load", "-i", big.to_str().expect("path")],
+    ));
+    assert!(err.contains("min_free_bytes"), "{err}");
+    ok(berth_at(&host, &["rmi", "fixture/app:1"]));
     let _ = child.kill();
     let _ = child.wait();
 
@@ -289,6 +307,124 @@ fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
         &["load", "-i", fixture.to_str().expect("path")],
     ));
     assert!(out.contains("Loaded image: fixture/app:1"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Free bytes (for unprivileged users) on the filesystem of `path`.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(path)
+        .output()
+        .expect("stat");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().expect("number"));
+    f.next().expect("blocks") * f.next().expect("block size")
+}
+
+/// A container that fills the state filesystem can still be stopped and removed (the
+/// writes on those paths use the space reserve); reads work while the disk is full;
+/// once it is gone the space is back and containers run again.
+#[test]
+fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = SmallFs::mount(&dir.path().join("small"), "64m");
+    let root = fs.path.join("root");
+    let fixture = fixtures().join("app-docker-save.tar");
+    let (mut child, host) = daemon_on(dir.path(), &root, "");
+    ok(berth_at(
+        &host,
+        &["load", "-i", fixture.to_str().expect("path")],
+    ));
+    let id = ok(berth_at(
+        &host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "filler",
+            "--restart",
+            "always",
+            "fixture/app:1",
+            // A writer that never stops: it takes any space freed.
+            "while :; do cat /dev/zero >> /fill 2>/dev/null; done",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while free_bytes(&root) > 64 << 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk did not fill: {} bytes free",
+            free_bytes(&root)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Reads work on a full disk.
+    let ps = ok(berth_at(&host, &["ps", "-q", "--no-trunc"]));
+    assert!(ps.contains(&id), "{ps}");
+    assert!(ok(berth_at(&host, &["images"])).contains("fixture/app"));
+    // Stop works, and the restart policy does not bring it back (the user stopped it).
+    ok(berth_at(&host, &["stop", "-t", "1", "filler"]));
+    let state = ok(berth_at(
+        &host,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "filler",
+        ],
+    ));
+    assert_eq!(
+        state.trim(),
+        "exited 137",
+        "stopped by SIGKILL after 1 s (the shell as PID 1 ignores SIGTERM)"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let state = ok(berth_at(
+        &host,
+        &["inspect", "-f", "{{.State.Status}}", "filler"],
+    ));
+    assert_eq!(state.trim(), "exited", "a stopped container stays stopped");
+    // Removal works and gives the space back.
+    ok(berth_at(&host, &["rm", "-f", "filler"]));
+    assert!(!root.join("containers").join(&id).exists());
+    assert!(
+        free_bytes(&root) > 16 << 20,
+        "space given back: {}",
+        free_bytes(&root)
+    );
+    // A fill that is stopped by rm -f while running works the same.
+    ok(berth_at(
+        &host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "filler2",
+            "fixture/app:1",
+            "cat /dev/zero > /fill; exec sleep 1000",
+        ],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while free_bytes(&root) > 64 << 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk did not fill again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ok(berth_at(&host, &["rm", "-f", "filler2"]));
+    let out = ok(berth_at(
+        &host,
+        &["run", "--rm", "fixture/app:1", "echo again"],
+    ));
+    assert_eq!(out.trim(), "again");
+    assert!(ok(berth_at(&host, &["ps", "-aq"])).trim().is_empty());
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -158,3 +158,141 @@ fn a_killed_shim_takes_its_container_down_and_the_restart_policy_applies() {
     eventually("the orphaned init is gone", || !alive(third));
     ok(d.docker(&["rm", "-f", "web", "svc"]));
 }
+
+/// Whether something is mounted on `path` (the host's mount table).
+fn mounted(path: &std::path::Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let want = path.to_str().expect("path");
+    table.lines().any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+/// A stopped container's rootfs is not mounted (as with Docker): it is mounted at start,
+/// unmounted when the container exits, and a `docker cp` into a stopped container mounts
+/// it only for the copy; what was written is there at the next start.
+#[test]
+fn a_stopped_container_s_rootfs_is_unmounted_and_mounted_again_at_start() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "rr",
+        "fixture/app:1",
+        "echo one > /mark; exec sleep 1000",
+    ]));
+    let id = inspect(&d, "rr", "{{.Id}}");
+    let rootfs = d.root.join("containers").join(&id).join("rootfs");
+    assert!(mounted(&rootfs), "a running container's rootfs is mounted");
+    ok(d.docker(&["stop", "-t", "0", "rr"]));
+    eventually("the rootfs is unmounted at stop", || !mounted(&rootfs));
+    // cp into and out of the stopped container.
+    let src = d.dir.path().join("f.txt");
+    std::fs::write(&src, "two\n").expect("write");
+    ok(d.docker(&["cp", src.to_str().expect("path"), "rr:/f.txt"]));
+    assert!(!mounted(&rootfs), "cp leaves the rootfs unmounted");
+    let out = d.dir.path().join("out");
+    ok(d.docker(&["cp", "rr:/mark", out.to_str().expect("path")]));
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), "one\n");
+    assert!(!mounted(&rootfs));
+    ok(d.docker(&["start", "rr"]));
+    assert!(mounted(&rootfs), "mounted again at start");
+    let seen = ok(d.docker(&["exec", "rr", "cat", "/mark", "/f.txt"]));
+    assert_eq!(seen, "one\ntwo\n");
+    ok(d.docker(&["kill", "rr"]));
+    eventually("the rootfs is unmounted after a kill", || !mounted(&rootfs));
+    // An exit of its own (not a stop) unmounts it too.
+    ok(d.docker(&["run", "--name", "ee", "fixture/app:1", "true"]));
+    let ee = inspect(&d, "ee", "{{.Id}}");
+    let ee_rootfs = d.root.join("containers").join(&ee).join("rootfs");
+    eventually("the rootfs is unmounted after the exit", || {
+        !mounted(&ee_rootfs)
+    });
+    ok(d.docker(&["rm", "ee"]));
+    ok(d.docker(&["rm", "rr"]));
+}
+
+/// Runs `curl` against the daemon's socket: (status code, body).
+fn api(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut c = std::process::Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket"])
+        .arg(&d.sock)
+        .args(["-X", method]);
+    match content_type {
+        Some(ct) => {
+            c.args(["-H", &format!("Content-Type: {ct}")]);
+        }
+        // curl sends a form type for -d unless told to send none.
+        None => {
+            c.args(["-H", "Content-Type:"]);
+        }
+    }
+    if !body.is_empty() {
+        c.args(["--data-binary", body]);
+    }
+    let out = ok(c
+        .arg(format!("http://berth/v1.41{path}"))
+        .output()
+        .expect("curl"));
+    let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
+    (code.parse().expect("status"), body.to_string())
+}
+
+/// Requests Docker refuses are refused, with its status codes, and change nothing.
+#[test]
+fn sloppy_requests_are_refused_as_docker_refuses_them() {
+    if !have("curl") {
+        return;
+    }
+    let d = setup();
+    let create = r#"{"Image":"fixture/app:1","Cmd":["true"]}"#;
+    for (ct, body) in [(Some("text/plain"), create), (None, create)] {
+        let (code, msg) = api(&d, "POST", "/containers/create?name=xx", ct, body);
+        assert_eq!(code, 400, "{ct:?}: {msg}");
+        assert!(msg.contains("application/json"), "{msg}");
+    }
+    let (code, msg) = api(
+        &d,
+        "POST",
+        "/containers/create?name=xx",
+        Some("application/json"),
+        r#"{"Image":"fixture/app:1","HostConfig":{"ShmSize":-1}}"#,
+    );
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("SHM size can not be less than 0"), "{msg}");
+    let (code, msg) = api(&d, "GET", "/containers/json?limit=abc", None, "");
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("limit"), "{msg}");
+    for (path, body) in [
+        ("/networks/create", r#"{"Name":"n1"}"#),
+        ("/volumes/create", r#"{"Name":"v1"}"#),
+    ] {
+        let (code, msg) = api(&d, "POST", path, Some("text/plain"), body);
+        assert_eq!(code, 400, "{path}: {msg}");
+    }
+    // Nothing was made.
+    assert!(ok(d.docker(&["ps", "-aq"])).trim().is_empty());
+    assert!(!ok(d.docker(&["network", "ls"])).contains("n1"));
+    assert!(!ok(d.docker(&["volume", "ls"])).contains("v1"));
+    // The same requests, well formed, work (charset parameters are fine).
+    let (code, msg) = api(
+        &d,
+        "POST",
+        "/containers/create?name=xx",
+        Some("application/json; charset=utf-8"),
+        r#"{"Image":"fixture/app:1","HostConfig":{"ShmSize":0}}"#,
+    );
+    assert_eq!(code, 201, "{msg}");
+    let (code, msg) = api(&d, "GET", "/containers/json?all=1&limit=1", None, "");
+    assert_eq!(code, 200, "{msg}");
+    assert!(msg.contains("\"/xx\""), "{msg}");
+    ok(d.docker(&["rm", "xx"]));
+}

@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // No networking here: leave the host's alone.
         bridge: "none".into(),
         root,
-        min_free_bytes: 0,
+        min_free_bytes: Some(0),
         ..Default::default()
     })?;
     let rt = tokio::runtime::Runtime::new()?;

@@ -18,6 +18,7 @@ use berth_engine::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::body::JsonBody;
 use crate::containers::docker_name;
 use crate::error::ApiError;
 use crate::images::blocking;
@@ -587,7 +588,7 @@ fn update_request(body: &[u8]) -> Result<ResourceUpdate, ApiError> {
 pub(crate) async fn update(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let upd = match update_request(&body) {
         Ok(u) => u,

@@ -20,6 +20,7 @@ use berth_engine::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::body::JsonBody;
 use crate::cgroups::{patch_inspect, ResourcesBody};
 use crate::container_net;
 use crate::error::ApiError;
@@ -249,6 +250,10 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         body.domainname,
         body.networking_config,
     )?;
+    if hc.shm_size < 0 {
+        // Docker's words (daemon/container_linux.go).
+        return Err(ApiError::bad_request("SHM size can not be less than 0"));
+    }
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
     }
@@ -387,7 +392,11 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
 }
 
 /// `POST /containers/create?name=`.
-pub(crate) async fn create(State(engine): State<Engine>, params: Params, body: Bytes) -> Response {
+pub(crate) async fn create(
+    State(engine): State<Engine>,
+    params: Params,
+    JsonBody(body): JsonBody,
+) -> Response {
     let body: CreateBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -900,11 +909,10 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
     }
     // A status filter lists stopped containers too.
     let all = all || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
-    let limit: Option<usize> = params
-        .non_empty("limit")
-        .and_then(|l| l.parse::<i64>().ok())
-        .filter(|l| *l > 0)
-        .map(|l| l as usize);
+    let limit: Option<usize> = match params.int("limit") {
+        Ok(l) => l.filter(|l| *l > 0).map(|l| l as usize),
+        Err(e) => return e.into_response(),
+    };
     let listed = blocking(move || {
         let rows = engine.list_containers()?;
         let live: BTreeMap<String, berth_engine::ContainerNet> = rows

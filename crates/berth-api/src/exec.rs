@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::hijack::{frame, hijack, Conn, MULTIPLEXED, RAW, STDERR, STDOUT};
 use crate::images::blocking;
@@ -58,7 +59,7 @@ struct StartBody {
 pub(crate) async fn create(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let body: CreateBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -156,6 +157,9 @@ pub(crate) async fn start(
         Ok(b) => b,
         Err(e) => return ApiError::bad_request(format!("exec start body: {e}")).into_response(),
     };
+    if let Err(e) = crate::body::check_json(&parts.headers, body.len()) {
+        return e.into_response();
+    }
     let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
         StartBody::default()
     } else {

@@ -22,6 +22,7 @@ use berth_engine::Engine;
 
 mod archive;
 mod attach;
+mod body;
 mod cgroups;
 mod container_net;
 mod containers;

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +17,7 @@ use berth_engine::{Engine, Filters, NetworkCreate, NetworkInfo};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::images::blocking;
 use crate::params::Params;
@@ -318,7 +318,7 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
 }
 
 /// `POST /networks/create` → 201 `{"Id","Warning":""}`.
-pub(crate) async fn create(State(engine): State<Engine>, body: Bytes) -> Response {
+pub(crate) async fn create(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
     let body: CreateBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -432,7 +432,7 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
 pub(crate) async fn connect(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let b: ConnectBody = json_body(&body, "connect")?;
     if b.container.is_empty() {
@@ -458,7 +458,7 @@ struct DisconnectBody {
 pub(crate) async fn disconnect(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let b: DisconnectBody = json_body(&body, "disconnect")?;
     if b.container.is_empty() {

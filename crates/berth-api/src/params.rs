@@ -58,6 +58,18 @@ impl Params {
         }
     }
 
+    /// An integer parameter (Go's `strconv.Atoi`); absent or empty is `None`.
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.non_empty(name) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value for query parameter '{name}': {v:?} is not an integer"
+                ))
+            }),
+        }
+    }
+
     /// The `filters` parameter (absent or empty is no filter).
     pub fn filters(&self) -> Result<Filters, ApiError> {
         match self.non_empty("filters") {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +10,7 @@ use berth_engine::{Engine, Volume, VolumeCreate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::images::blocking;
 use crate::params::Params;
@@ -67,7 +67,7 @@ struct CreateBody {
 }
 
 /// `POST /volumes/create`.
-pub(crate) async fn create(State(engine): State<Engine>, body: Bytes) -> Response {
+pub(crate) async fn create(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
     let body: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {

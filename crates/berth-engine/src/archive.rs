@@ -108,6 +108,9 @@ struct Located {
     /// The path relative to `root`.
     path: CtrPath,
     mount: Option<BindMount>,
+    /// Keeps the container's rootfs mounted while the path is used (its `/etc/passwd`
+    /// resolves `copyUIDGID` owners even when the path is in a bind mount).
+    _rootfs: crate::containers::RootfsHold,
 }
 
 fn rfc3339(sec: i64, nsec: i64) -> String {
@@ -117,12 +120,13 @@ fn rfc3339(sec: i64, nsec: i64) -> String {
 }
 
 impl Engine {
-    /// Mounts the container's overlay if it is not (after a host reboot) and opens it.
-    fn container_root(&self, rec: &ContainerRecord) -> Result<OwnedFd> {
-        let target = self
-            .overlay(rec)
-            .mount()
-            .map_err(crate::containers::rootfs_err)?;
+    /// Mounts the container's overlay (a stopped container's is not mounted) and opens
+    /// it; the hold keeps it mounted for the operation.
+    fn container_root(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<(OwnedFd, crate::containers::RootfsHold)> {
+        let (target, hold) = self.hold_rootfs(rec)?;
         // A `docker rm` that ran meanwhile must not be undone by this mount.
         if let Err(e) = self.container(&rec.id) {
             let dir = self.container_dir(&rec.id);
@@ -130,12 +134,13 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
-        rfs::open(
+        let fd = rfs::open(
             &target,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| crate::containers::io_err(&target, "open", e.into()))
+        .map_err(|e| crate::containers::io_err(&target, "open", e.into()))?;
+        Ok((fd, hold))
     }
 
     /// The directory mounts of a container with a host source (binds and volumes): from
@@ -241,13 +246,14 @@ impl Engine {
             .into_iter()
             .filter(|m| p.beneath(&m.dest).is_some())
             .max_by_key(|m| m.dest.len());
+        let (rootfs, hold) = self.container_root(rec)?;
         let Some(m) = mount else {
-            let root = self.container_root(rec)?;
             return Ok(Located {
-                root,
+                root: rootfs,
                 root_host: self.overlay(rec).target(),
                 path: p.clone(),
                 mount: None,
+                _rootfs: hold,
             });
         };
         let beneath = p
@@ -258,6 +264,7 @@ impl Engine {
             root_host: m.source.clone(),
             path: beneath,
             mount: Some(m),
+            _rootfs: hold,
         })
     }
 
@@ -382,7 +389,7 @@ impl Engine {
             no_overwrite_dir_non_dir,
             owner,
             preserve_privileged_bits: self.config().preserve_setuid,
-            min_free_bytes: self.config().min_free_bytes,
+            min_free_bytes: self.min_free_bytes(),
         };
         let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
         let stats = cp::extract_archive(loc.root.as_fd(), &loc.path, input, &opts)

@@ -27,8 +27,10 @@ pub struct DaemonConfig {
     pub max_layer_bytes: u64,
     /// Refuse a compressed layer expanding more than this many times (past 1 GiB).
     pub max_compression_ratio: u64,
-    /// Keep this many bytes free on the state filesystem while loading.
-    pub min_free_bytes: u64,
+    /// Keep this many bytes free on the state filesystem while loading images and
+    /// copying into containers. Unset: [`DEFAULT_MIN_FREE_BYTES`] or a tenth of the
+    /// state filesystem, whichever is smaller (see [`DaemonConfig::min_free_bytes_for`]).
+    pub min_free_bytes: Option<u64>,
     /// Where images may come from (`[policy]`: `allow`, `require_digest`).
     pub policy: crate::policy::PolicyConfig,
     /// Pull-through mirrors (`[registry_mirrors]`): a registry host (as references name
@@ -73,6 +75,9 @@ pub struct DaemonConfig {
     pub link_mtu: u32,
 }
 
+/// The most `min_free_bytes` keeps free when unset: 512 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 512 << 20;
+
 /// The default `link_mtu`: large frames within the host (loopback's is 65536; a veth's
 /// maximum is 65535).
 pub const DEFAULT_LINK_MTU: u32 = 65520;
@@ -108,7 +113,7 @@ impl Default for DaemonConfig {
             preserve_setuid: false,
             max_layer_bytes: 64 << 30,
             max_compression_ratio: 1000,
-            min_free_bytes: 512 << 20,
+            min_free_bytes: None,
             policy: crate::policy::PolicyConfig::default(),
             registry_mirrors: Default::default(),
             init_path: None,
@@ -126,6 +131,14 @@ impl Default for DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// The free space loads keep on a state filesystem of `fs_bytes`: the configured
+    /// `min_free_bytes`, or [`DEFAULT_MIN_FREE_BYTES`] capped at a tenth of the
+    /// filesystem (a 64 MiB state root cannot keep 512 MiB free).
+    pub fn min_free_bytes_for(&self, fs_bytes: u64) -> u64 {
+        self.min_free_bytes
+            .unwrap_or_else(|| DEFAULT_MIN_FREE_BYTES.min(fs_bytes / 10))
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<()> {
         if parse_size(&self.log_max_size).is_none() {
@@ -235,5 +248,23 @@ impl DaemonConfig {
                 path.display()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_free_space_reserve_scales_with_the_filesystem_unless_set() {
+        let mut c = DaemonConfig::default();
+        assert_eq!(c.min_free_bytes_for(64 << 20), (64 << 20) / 10);
+        assert_eq!(c.min_free_bytes_for(100 << 30), DEFAULT_MIN_FREE_BYTES);
+        c.min_free_bytes = Some(0);
+        assert_eq!(c.min_free_bytes_for(100 << 30), 0);
+        c.min_free_bytes = Some(1 << 30);
+        assert_eq!(c.min_free_bytes_for(64 << 20), 1 << 30);
+        let parsed: DaemonConfig = toml::from_str("min_free_bytes = 1024").unwrap_or_default();
+        assert_eq!(parsed.min_free_bytes, Some(1024));
     }
 }

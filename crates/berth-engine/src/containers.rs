@@ -256,12 +256,45 @@ pub struct ContainerSummary {
     pub paused: bool,
 }
 
+/// An I/O failure on `path`: a full disk (or quota) is Unavailable (503: the request
+/// may succeed once space is freed), anything else Internal.
 pub(crate) fn io_err(path: &Path, action: &str, e: std::io::Error) -> EngineError {
-    EngineError::internal(format!("{}: {action}: {e}", path.display()))
+    let kind = if crate::space::is_no_space(&e) {
+        berth_types::ErrorKind::Unavailable
+    } else {
+        berth_types::ErrorKind::Internal
+    };
+    EngineError::new(kind, format!("{}: {action}: {e}", path.display()))
 }
 
 fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
+}
+
+/// A use of a container's rootfs (see [`Engine::hold_rootfs`]).
+pub(crate) struct RootfsHold {
+    engine: Engine,
+    id: String,
+}
+
+impl Drop for RootfsHold {
+    fn drop(&mut self) {
+        {
+            let mut holds = self
+                .engine
+                .inner
+                .rootfs_holds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = holds.get_mut(&self.id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    holds.remove(&self.id);
+                }
+            }
+        }
+        self.engine.unmount_rootfs_if_idle(&self.id);
+    }
 }
 
 pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
@@ -278,14 +311,21 @@ pub(crate) fn rootfs_err(e: RootfsError) -> EngineError {
 /// power loss the file may hold the previous version (ext4 and xfs flush the data of a
 /// file renamed over another before the rename itself).
 pub(crate) fn write_replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    replace_file(dir, name, bytes).map_err(|e| io_err(&dir.join(name), "write", e))
+}
+
+/// [`write_replace`]'s I/O: a temp file renamed over `dir/name` (removed on failure).
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    (|| -> std::io::Result<()> {
+    let r = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        fs::rename(&tmp, &path)
-    })()
-    .map_err(|e| io_err(&path, "write", e))
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// Writes `dir/name` atomically and durably (temp file, fsync, rename, fsync of the
@@ -596,6 +636,8 @@ impl Engine {
                 ContainerState::Running { .. } | ContainerState::Dead
             ) {
                 self.release_cgroup(&c.record);
+                // Mounted by a daemon that was killed before the container's end.
+                self.unmount_rootfs_if_idle(&c.record.id);
             }
         }
         if !all.is_empty() {
@@ -638,6 +680,53 @@ impl Engine {
         // A --rm container's writable layer is thrown away: never sync it.
         o.volatile = rec.run.auto_remove;
         o
+    }
+
+    /// Mounts the container's rootfs (if it is not) and keeps it mounted while the
+    /// returned hold lives. A container's rootfs is mounted from its create (its start
+    /// follows) until it stops: when it exits, and when the last hold goes while it does
+    /// not run (a failed start, a `docker cp` into a stopped container), the rootfs is
+    /// unmounted, as Docker does at stop (see [`Engine::unmount_rootfs_if_idle`]).
+    pub(crate) fn hold_rootfs(&self, rec: &ContainerRecord) -> Result<(PathBuf, RootfsHold)> {
+        *self
+            .inner
+            .rootfs_holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(rec.id.clone())
+            .or_default() += 1;
+        let hold = RootfsHold {
+            engine: self.clone(),
+            id: rec.id.clone(),
+        };
+        let target = self.overlay(rec).mount().map_err(rootfs_err)?;
+        Ok((target, hold))
+    }
+
+    /// Unmounts the rootfs of a container that has run and stopped, unless a hold is
+    /// taken (checked under the holds' lock, so no start can mount it meanwhile). A
+    /// created container keeps its rootfs mounted until it has run: a `--rm` container's
+    /// overlay is `volatile` and cannot be mounted twice. A file a process still holds
+    /// open in it keeps the detached mount alive until closed.
+    pub(crate) fn unmount_rootfs_if_idle(&self, id: &str) {
+        let holds = self
+            .inner
+            .rootfs_holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if holds.get(id).is_some_and(|n| *n > 0) {
+            return;
+        }
+        if !matches!(
+            self.container_state(id),
+            Ok(ContainerState::Exited(_) | ContainerState::Dead)
+        ) {
+            return;
+        }
+        let dir = self.container_dir(id);
+        if let Err(e) = berth_runtime::rootfs::unmount(&dir) {
+            warn!(container.id = %id, error = %e, "rootfs not unmounted");
+        }
     }
 
     /// `docker create`: fits the limits to the host, mounts the rootfs, generates the
@@ -780,6 +869,7 @@ impl Engine {
         let _volumes_guard = crate::volumes::volumes_lock();
         let mut created_volumes: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
+            // Stays mounted: a created container's start follows (see `hold_rootfs`).
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
             let image_volumes: Vec<String> = run_config
                 .volumes
@@ -975,7 +1065,9 @@ impl Engine {
             }
         }
         let dir = self.container_dir(&rec.id);
-        let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
+        // Held until the container runs (then it keeps the rootfs mounted) or the
+        // start failed (then it is unmounted again).
+        let (rootfs, _rootfs_hold) = self.hold_rootfs(&rec)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
         let (shim, driver) = shim_binaries()?;
@@ -1077,7 +1169,7 @@ impl Engine {
                 self.container_state(&rec.id)?,
                 ContainerState::Running { .. }
             ) {
-                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
+                self.mark_stopped_by_user(&rec.id)?;
             }
         }
         self.signal_container(&rec.id, signal)
@@ -1191,7 +1283,7 @@ impl Engine {
                 )))
             }
             ContainerState::Running { .. } => {
-                self.update_status(&rec.id, |s| s.manually_stopped = true)?;
+                self.mark_stopped_by_user(&rec.id)?;
                 self.kill_container(&rec.id, libc::SIGKILL)?;
                 self.wait_container(&rec.id)?;
                 self.wait_monitor_done(&rec.id);
@@ -1208,6 +1300,9 @@ impl Engine {
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
         self.forget_execs(&rec.id);
+        self.tracking().stopped_by_user.remove(&rec.id);
+        // The space it held is free: the reserve is taken again if it was used.
+        self.inner.reserve.ensure();
         info!(container.id = %rec.id, "container removed");
         self.emit_container(&rec, "destroy", &[]);
         Ok(())

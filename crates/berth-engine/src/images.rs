@@ -108,7 +108,7 @@ impl Engine {
             unpack: berth_image::unpack::UnpackOptions {
                 preserve_privileged_bits: c.preserve_setuid,
                 max_tar_bytes: c.max_layer_bytes,
-                min_free_bytes: c.min_free_bytes,
+                min_free_bytes: self.min_free_bytes(),
                 ..Default::default()
             },
             max_compression_ratio: c.max_compression_ratio,

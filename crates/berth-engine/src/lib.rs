@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod networks;
 pub mod policy;
+mod space;
 pub mod volumes;
 
 pub use archive::PathStat;
@@ -78,6 +79,12 @@ struct Inner {
     host: berth_runtime::host::Host,
     /// The host's cgroup filesystem (from `host`).
     cgroup_fs: cgroups::CgroupFs,
+    /// Disk space kept for stopping and removing containers on a full disk.
+    reserve: space::SpaceReserve,
+    /// The free space loads keep (`min_free_bytes`, resolved for the state filesystem).
+    min_free_bytes: u64,
+    /// Uses of containers' rootfs mounts by ID (see `Engine::hold_rootfs`).
+    rootfs_holds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -102,8 +109,20 @@ impl Engine {
                 "preserve_setuid = true: setuid/setgid bits and file capabilities from image layers are kept"
             );
         }
-        if config.min_free_bytes == 0 {
+        let min_free_bytes = {
+            let fs_bytes = rustix::fs::statvfs(&config.root)
+                .map(|st| st.f_blocks.saturating_mul(st.f_frsize))
+                .unwrap_or(u64::MAX);
+            config.min_free_bytes_for(fs_bytes)
+        };
+        if min_free_bytes == 0 {
             tracing::warn!("min_free_bytes = 0: loads may fill the state filesystem");
+        } else {
+            tracing::info!(
+                min_free_bytes,
+                configured = config.min_free_bytes.is_some(),
+                "free space kept on the state filesystem"
+            );
         }
         let host = berth_runtime::host::Host::detect(berth_net::nft::program_found());
         tracing::info!(
@@ -123,6 +142,8 @@ impl Engine {
             tracing::warn!("{}", w.trim_start_matches("WARNING: "));
         }
         let cgroup_fs = cgroups::CgroupFs::of_host(&host.cgroup);
+        let reserve = space::SpaceReserve::new(&config.root);
+        reserve.ensure();
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -137,6 +158,9 @@ impl Engine {
                 net: Default::default(),
                 host,
                 cgroup_fs,
+                reserve,
+                min_free_bytes,
+                rootfs_holds: Default::default(),
             }),
         };
         engine.sweep_incomplete_containers();
@@ -147,6 +171,12 @@ impl Engine {
 
     pub fn config(&self) -> &DaemonConfig {
         &self.inner.config
+    }
+
+    /// The free space loads and copies keep on the state filesystem: `min_free_bytes`,
+    /// or its default scaled to the filesystem's size (resolved at open).
+    pub fn min_free_bytes(&self) -> u64 {
+        self.inner.min_free_bytes
     }
 
     /// What the host can do (cgroup layout and limits, kernel features), probed at open.

@@ -56,6 +56,10 @@ pub(crate) struct Tracking {
     /// Containers that `--health-on-failure=restart` is stopping: their monitor starts
     /// them again at once.
     pub(crate) health_restart: std::collections::HashSet<String>,
+    /// Containers a user stopped whose status file does not say so yet: the write
+    /// failed for want of space (a container filled the disk). The stop goes on; the
+    /// restart policy leaves them alone; the next status write records it.
+    pub(crate) stopped_by_user: std::collections::HashSet<String>,
 }
 
 /// `--restart`.
@@ -368,12 +372,28 @@ fn duration_since(rfc3339: &str) -> Option<Duration> {
 }
 
 impl Engine {
-    /// The container's status file (defaults when absent).
+    /// The container's status: its status file (defaults when absent), and a user's
+    /// stop that a full disk kept from it (see [`Tracking::stopped_by_user`]).
     pub fn container_status(&self, id: &str) -> ContainerStatus {
+        let mut st = self.status_file(id);
+        if self.tracking().stopped_by_user.contains(id) {
+            st.manually_stopped = true;
+        }
+        st
+    }
+
+    fn status_file(&self, id: &str) -> ContainerStatus {
         fs::read(self.container_dir(id).join(STATUS_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
+        self.inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Changes the status file under the record lock.
@@ -382,19 +402,57 @@ impl Engine {
         id: &str,
         f: impl FnOnce(&mut ContainerStatus),
     ) -> Result<ContainerStatus> {
+        self.update_status_with(id, f, false)
+    }
+
+    /// Records that a user stops (or removes) the container, so no restart policy
+    /// brings it back. On a full disk (this is how the container that filled it is
+    /// stopped) the write uses the space reserve; if even that is gone (the container
+    /// still writes), the stop is kept in memory and goes on: the status file says so
+    /// at its next write.
+    pub(crate) fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
+        self.tracking().stopped_by_user.insert(id.to_string());
+        match self.update_status_with(id, |s| s.manually_stopped = true, true) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == berth_types::ErrorKind::Unavailable => {
+                warn!(container.id = %id, error = %e, "stopped by a user: not recorded on disk yet (no space); kept in memory");
+                Ok(())
+            }
+            Err(e) => {
+                self.tracking().stopped_by_user.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn update_status_with(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerStatus),
+        use_reserve: bool,
+    ) -> Result<ContainerStatus> {
         let _g = self.record_lock();
         let dir = self.container_dir(id);
         if !dir.exists() {
             return Err(EngineError::not_found(format!("No such container: {id}")));
         }
-        let before = self.container_status(id);
-        let mut st = before.clone();
+        let on_disk = self.status_file(id);
+        let mut st = self.container_status(id);
         f(&mut st);
-        if st != before || !dir.join(STATUS_FILE).exists() {
+        if st != on_disk || !dir.join(STATUS_FILE).exists() {
             let bytes = serde_json::to_vec_pretty(&st)
                 .map_err(|e| EngineError::internal(format!("container {id}: status: {e}")))?;
-            write_replace(&dir, STATUS_FILE, &bytes)?;
+            if use_reserve {
+                self.inner
+                    .reserve
+                    .retry_on_full(|| crate::containers::replace_file(&dir, STATUS_FILE, &bytes))
+                    .map_err(|e| io_err(&dir.join(STATUS_FILE), "write", e))?;
+            } else {
+                write_replace(&dir, STATUS_FILE, &bytes)?;
+            }
         }
+        // The file says what the status is now.
+        self.tracking().stopped_by_user.remove(id);
         Ok(st)
     }
 
@@ -476,6 +534,8 @@ impl Engine {
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
         self.network_teardown(&rec.id);
+        // A stopped container's rootfs is not mounted (a restart mounts it again).
+        self.unmount_rootfs_if_idle(&rec.id);
         // Done with this run: a stop or remove waiting for the monitor goes on now, so
         // its own events come after `die` (before any restart starts a new monitor).
         done();
@@ -692,7 +752,7 @@ impl Engine {
     ) -> Result<bool> {
         let rec = self.container(name)?;
         // A user's stop: the restart policy leaves it alone (also during a backoff).
-        self.update_status(&rec.id, |s| s.manually_stopped = true)?;
+        self.mark_stopped_by_user(&rec.id)?;
         if !matches!(
             self.container_state(&rec.id)?,
             ContainerState::Running { .. }

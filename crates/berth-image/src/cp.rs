@@ -78,7 +78,7 @@ pub enum CpError {
     Entry { entry: String, rule: String },
     #[error("malformed tar stream: {0}")]
     Malformed(String),
-    #[error("not enough free space in the container's filesystem: {free} bytes free, {reserve} bytes must stay free")]
+    #[error("not enough free space in the container's filesystem: {free} bytes free, {reserve} bytes must stay free (daemon setting min_free_bytes)")]
     NoSpace { free: u64, reserve: u64 },
     #[error("{context}: {source}")]
     Io {

@@ -155,7 +155,7 @@ pub enum UnpackError {
     TooManyEntries { limit: u64 },
     /// `reserve` is `min_free_bytes`, plus the size of the file about to be written when the check
     /// was made before a large file.
-    #[error("not enough free space on {path}: {free} bytes free, {reserve} bytes must stay free")]
+    #[error("not enough free space on {path}: {free} bytes free, {reserve} bytes must stay free (daemon setting min_free_bytes)")]
     NoSpace {
         path: String,
         free: u64,

@@ -1140,6 +1140,10 @@ fn free_space_reserve_is_enforced() {
     assert!(matches!(err, UnpackError::NoSpace { .. }), "{err:?}");
     assert!(err.is_no_space());
     assert!(err.to_string().contains("bytes must stay free"));
+    assert!(
+        err.to_string().contains("min_free_bytes"),
+        "names the setting: {err}"
+    );
 
     let io = UnpackError::Io {
         entry: "x".into(),

@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // No networking here: leave the host's alone.
         bridge: "none".into(),
         root: root.clone(),
-        min_free_bytes: 0,
+        min_free_bytes: Some(0),
         ..Default::default()
     })?;
     e.load(&mut std::fs::File::open(fixture)?, &mut |_| {})?;

@@ -35,7 +35,7 @@ fn running(root: &Path) -> (Engine, String) {
         // Containers of these tests need no network: leave the host's alone.
         bridge: "none".into(),
         root: root.to_path_buf(),
-        min_free_bytes: 0,
+        min_free_bytes: Some(0),
         ..Default::default()
     })
     .expect("open engine");

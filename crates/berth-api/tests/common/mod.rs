@@ -38,7 +38,7 @@ pub fn api() -> Api {
         // Containers of these tests need no network: leave the host's alone.
         bridge: "none".into(),
         root: root.path().join("root"),
-        min_free_bytes: 0,
+        min_free_bytes: Some(0),
         ..Default::default()
     })
     .expect("open engine");
