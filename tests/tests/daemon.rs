@@ -339,6 +339,7 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         &host,
         &["load", "-i", fixture.to_str().expect("path")],
     ));
+    ok(berth_at(&host, &["tag", "fixture/app:1", "extra/app:1"]));
     let id = ok(berth_at(
         &host,
         &[
@@ -418,6 +419,9 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // An untag on the full disk is applied (and stays applied after a restart) or
+    // refused; here it is applied: the space reserve is there again since the removal.
+    ok(berth_at(&host, &["rmi", "extra/app:1"]));
     ok(berth_at(&host, &["rm", "-f", "filler2"]));
     let out = ok(berth_at(
         &host,
@@ -425,6 +429,12 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
     ));
     assert_eq!(out.trim(), "again");
     assert!(ok(berth_at(&host, &["ps", "-aq"])).trim().is_empty());
+    let _ = child.kill();
+    let _ = child.wait();
+    // What was answered is what is there after a restart.
+    let (mut child, host) = daemon_on(dir.path(), &root, "");
+    let images = ok(berth_at(&host, &["images", "--format", "{{.Repository}}"]));
+    assert_eq!(images.trim(), "fixture/app");
     let _ = child.kill();
     let _ = child.wait();
 }

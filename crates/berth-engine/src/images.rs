@@ -7,7 +7,7 @@ use berth_image::model::{History, ImageConfig, Platform, RunConfig};
 use berth_image::{LoadEvent, LoadOptions, SaveFormat, SaveItem};
 use berth_store::{ExtraRoots, ImageRecord};
 use berth_types::{Digest, Reference};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::error::{EngineError, Result};
 use crate::filters::Filters;
@@ -512,7 +512,7 @@ impl Engine {
         let mut out = Vec::new();
         match by_ref {
             Some(r) if r.digest().is_none() && tags.len() > 1 => {
-                meta.remove_tag(&r)?;
+                self.with_space_reserve(|| meta.remove_tag(&r))?;
                 out.push(DeleteItem::Untagged(r.familiar()));
                 return Ok(out);
             }
@@ -524,7 +524,7 @@ impl Engine {
                     r.digest().map(|d| d.to_string()).unwrap_or_default()
                 );
                 rec2.repo_digests.retain(|d| *d != key);
-                meta.put_image(&rec2, &[])?;
+                self.with_space_reserve(|| meta.put_image(&rec2, &[]))?;
                 out.push(DeleteItem::Untagged(r.familiar()));
                 return Ok(out);
             }
@@ -559,14 +559,19 @@ impl Engine {
                     .join(", ")
             )));
         }
-        for t in meta.delete_image(&rec.id)? {
+        // One transaction: the image and its tags go together, or nothing does. On a
+        // full disk it may use the space reserve (removing an image is how space is
+        // freed).
+        for t in self.with_space_reserve(|| meta.delete_image(&rec.id))? {
             out.push(DeleteItem::Untagged(t.familiar()));
         }
         for d in &rec.repo_digests {
             out.push(DeleteItem::Untagged(d.clone()));
         }
         out.push(DeleteItem::Deleted(rec.id));
-        self.store().gc_with_roots(|| self.gc_roots())?;
+        // The deletion is committed and answered as done; what it frees is collected
+        // now, or by the next collection if this one fails (a full disk).
+        self.collect_after_delete();
         info!(image.id = %rec.id, "image deleted");
         Ok(out)
     }
@@ -604,11 +609,10 @@ impl Engine {
             }
             report.deleted.push(DeleteItem::Deleted(s.id));
         }
-        let gc = self.store().gc_with_roots(|| self.gc_roots())?;
-        report.space_reclaimed = gc.bytes_freed;
+        report.space_reclaimed = self.collect_after_delete();
         info!(
             images = report.deleted.len(),
-            bytes_freed = gc.bytes_freed,
+            bytes_freed = report.space_reclaimed,
             "images pruned"
         );
         Ok(report)
@@ -627,6 +631,34 @@ impl Engine {
             blobs_size,
             images,
         })
+    }
+
+    /// Collects what deleted images leave (bytes freed): a failure is logged, not
+    /// returned, since the deletions it follows are committed (the next collection, at
+    /// the latest at daemon start, takes what this one could not). Then the space
+    /// reserve is taken again if it was used.
+    fn collect_after_delete(&self) -> u64 {
+        let freed = match self.store().gc_with_roots(|| self.gc_roots()) {
+            Ok(gc) => gc.bytes_freed,
+            Err(e) => {
+                warn!(error = %e, "collecting unreferenced blobs and layers failed; the next collection retries");
+                0
+            }
+        };
+        self.inner.reserve.ensure();
+        freed
+    }
+
+    /// Runs a metadata write that frees space; on a full disk, frees the space reserve
+    /// and runs it once more.
+    pub(crate) fn with_space_reserve<T>(
+        &self,
+        mut f: impl FnMut() -> berth_store::Result<T>,
+    ) -> berth_store::Result<T> {
+        match f() {
+            Err(e) if e.is_no_space() && self.inner.reserve.release() => f(),
+            r => r,
+        }
     }
 
     /// Runs garbage collection (for `system prune` and tests).
