@@ -419,6 +419,16 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // A create on the full disk is refused, naming the lack of space, and leaves no
+    // container behind; logs are read.
+    let err = fails(berth_at(
+        &host,
+        &["create", "--name", "late", "fixture/app:1", "true"],
+    ));
+    assert!(err.to_lowercase().contains("space"), "{err}");
+    let all = ok(berth_at(&host, &["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(all.trim(), "filler2", "nothing half-created");
+    ok(berth_at(&host, &["logs", "filler2"]));
     // An untag on the full disk is applied (and stays applied after a restart) or
     // refused; here it is applied: the space reserve is there again since the removal.
     ok(berth_at(&host, &["rmi", "extra/app:1"]));
