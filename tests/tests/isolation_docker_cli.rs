@@ -278,3 +278,142 @@ fn a_container_is_placed_in_its_own_cgroups_and_cannot_change_them() {
     let v2 = std::path::Path::new("/sys/fs/cgroup/berth").join(&id);
     assert!(left.is_empty() && !v2.exists(), "left behind: {left:?}");
 }
+
+/// Bind sources are judged by what they are (berth's own socket and state, the host's
+/// credentials, kernel interfaces, device nodes, service directories), host symlinks
+/// resolved, for files and directories alike, through `-v` and `--mount`; nothing is
+/// created for a refused source; the operator's `allow_bind_sources` is the override.
+#[test]
+fn bind_sources_are_refused_for_what_they_are() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let refused = |spec: &str, rule: &str| {
+        let err = fails(d.docker(&["run", "--rm", "-v", spec, "fixture/app:1", "true"]));
+        assert!(
+            err.contains("refused") && err.contains(rule),
+            "{spec}: {err}"
+        );
+        assert!(
+            err.contains("allow_bind_sources"),
+            "names the override: {err}"
+        );
+        err
+    };
+    let sock = d.sock.display().to_string();
+    refused(
+        &format!("{sock}:/var/run/docker.sock"),
+        "berth's own socket",
+    );
+    refused(
+        &format!("{}:/s", d.root.display()),
+        "berth's own socket or state root",
+    );
+    refused(
+        &format!("{}:/c", d.root.join("containers").display()),
+        "inside",
+    );
+    // A symlink to the socket is resolved first.
+    let link = d.dir.path().join("innocent.sock");
+    std::os::unix::fs::symlink(&d.sock, &link).expect("symlink");
+    refused(&format!("{}:/s", link.display()), "resolves to");
+    refused(&format!("{}:/s", d.dir.path().display()), "it contains");
+    // Credentials: the directory and the files in it alike.
+    refused("/etc:/x", "credentials");
+    refused("/etc/shadow:/x:ro", "credentials");
+    refused("/etc/passwd:/x:ro", "credentials");
+    refused("/root:/x:ro", "credentials");
+    // Kernel interfaces, devices, service directories.
+    refused("/proc/1:/x:ro", "kernel interfaces");
+    refused("/sys:/x:ro", "kernel interfaces");
+    refused("/dev/null:/x", "device node");
+    refused("/var/lib:/x:ro", "services");
+    let err = refused("/run:/x:ro", "services");
+    if !std::path::Path::new("/run/docker.sock").exists() {
+        assert!(
+            !err.contains("docker.sock"),
+            "names only what exists: {err}"
+        );
+    }
+    // A device node outside /dev is refused for what it is.
+    let node = d.dir.path().join("null");
+    let st = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "3"])
+        .status()
+        .expect("mknod");
+    assert!(st.success());
+    refused(&format!("{}:/x", node.display()), "device node");
+    // --mount is judged the same way.
+    let err = fails(d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/etc/shadow,target=/x,readonly",
+        "fixture/app:1",
+        "true",
+    ]));
+    assert!(err.contains("credentials"), "{err}");
+    // A missing source below a refused directory is refused before anything is made.
+    refused("/etc/berth-test-never-made:/x", "credentials");
+    assert!(!std::path::Path::new("/etc/berth-test-never-made").exists());
+    // Public configuration: read-only only; the host's programs likewise.
+    if std::path::Path::new("/etc/ssl/certs").is_dir() {
+        let out = ok(d.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "/etc/ssl/certs:/certs:ro",
+            "fixture/app:1",
+            "ls /certs | head -1",
+        ]));
+        assert!(!out.trim().is_empty());
+        refused("/etc/ssl/certs:/certs", "read-only");
+    }
+    refused("/usr/bin:/x", "read-only");
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/usr/bin:/x:ro",
+        "fixture/app:1",
+        "true",
+    ]));
+    // Ordinary host directories work as with Docker.
+    let data = d.dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", data.display()),
+        "fixture/app:1",
+        "echo hi > /data/f",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(data.join("f")).expect("read"),
+        "hi\n"
+    );
+    drop(d);
+
+    // The operator's allow-list: exactly what it names, nothing more.
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("berth.toml");
+    std::fs::write(&cfg, "allow_bind_sources = [\"/etc/ssl\"]\n").expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("path")]);
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    if std::path::Path::new("/etc/ssl").is_dir() {
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "/etc/ssl:/ssl",
+            "fixture/app:1",
+            "true",
+        ]));
+    }
+    let err = fails(d.docker(&["run", "--rm", "-v", "/etc:/x:ro", "fixture/app:1", "true"]));
+    assert!(err.contains("credentials"), "{err}");
+}

@@ -31,6 +31,10 @@ pub struct DaemonConfig {
     /// copying into containers. Unset: [`DEFAULT_MIN_FREE_BYTES`] or a tenth of the
     /// state filesystem, whichever is smaller (see [`DaemonConfig::min_free_bytes_for`]).
     pub min_free_bytes: Option<u64>,
+    /// Host paths allowed as bind sources although the bind rules refuse them (berth's
+    /// socket, `/etc`, another engine's socket: see `docs/SECURITY-DEFAULTS.md`); a
+    /// source at or below one of them is not checked. Empty by default.
+    pub allow_bind_sources: Vec<PathBuf>,
     /// Where images may come from (`[policy]`: `allow`, `require_digest`).
     pub policy: crate::policy::PolicyConfig,
     /// Pull-through mirrors (`[registry_mirrors]`): a registry host (as references name
@@ -114,6 +118,7 @@ impl Default for DaemonConfig {
             max_layer_bytes: 64 << 30,
             max_compression_ratio: 1000,
             min_free_bytes: None,
+            allow_bind_sources: Vec::new(),
             policy: crate::policy::PolicyConfig::default(),
             registry_mirrors: Default::default(),
             init_path: None,

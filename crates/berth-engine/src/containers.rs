@@ -682,6 +682,20 @@ impl Engine {
         o
     }
 
+    /// What bind sources may expose (see `berth_runtime::mounts::SensitivePaths`):
+    /// berth's state root and API socket are refused, the operator's
+    /// `allow_bind_sources` allowed.
+    pub(crate) fn bind_policy(&self) -> berth_runtime::mounts::SensitivePaths {
+        let mut engine_paths = vec![self.store().root().to_path_buf()];
+        if let Some(sock) = self.config().host.strip_prefix("unix://") {
+            engine_paths.push(PathBuf::from(sock));
+        }
+        berth_runtime::mounts::SensitivePaths {
+            engine_paths,
+            allowed: self.config().allow_bind_sources.clone(),
+        }
+    }
+
     /// Mounts the container's rootfs (if it is not) and keeps it mounted while the
     /// returned hold lives. A container's rootfs is mounted from its create (its start
     /// follows) until it stops: when it exits, and when the last hold goes while it does
@@ -876,12 +890,8 @@ impl Engine {
                 .as_ref()
                 .map(|v| v.keys().cloned().collect())
                 .unwrap_or_default();
-            let prepared = self.prepare_mounts(
-                &rootfs,
-                &opts.mounts,
-                &image_volumes,
-                opts.runtime.allow_sensitive_binds,
-            )?;
+            let prepared =
+                self.prepare_mounts(&rootfs, &opts.mounts, &image_volumes, &self.bind_policy())?;
             created_volumes = prepared.created.clone();
             let mut rec = rec.clone();
             rec.mounts = prepared.points;
@@ -897,8 +907,10 @@ impl Engine {
             if rec.net.bridged() {
                 ropts.netns_path = Some(self.netns_path(&id));
             }
+            ropts.bind_policy = self.bind_policy();
             // /etc/hosts, resolv.conf, hostname: files of the container's directory
-            // (written at each start), unless the user mounts something there.
+            // (written at each start), unless the user mounts something there; berth's
+            // own, so allowed below its state root.
             for (file, dest) in crate::networks::ETC_FILES {
                 if ropts.mounts.iter().any(|m| m.target() == dest) {
                     continue;
@@ -906,6 +918,7 @@ impl Engine {
                 let source = dir.join(file);
                 write_replace(&dir, file, b"")?;
                 let resolved = crate::volumes::prepare_target(&rootfs, dest, true)?;
+                ropts.bind_policy.allowed.push(source.clone());
                 ropts.mounts.push(MountSpec::Bind {
                     source: source.clone(),
                     target: resolved.clone(),
@@ -930,7 +943,6 @@ impl Engine {
             if ropts.cgroups_path.is_none() {
                 ropts.cgroups_path = Some(PathBuf::from(&rec.cgroup_path));
             }
-            ropts.engine_paths.push(self.store().root().to_path_buf());
             let spec = berth_runtime::spec::generate_for_host(
                 &run_config,
                 &rootfs,

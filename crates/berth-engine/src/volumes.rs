@@ -568,11 +568,10 @@ impl Engine {
         rootfs: &Path,
         opts: &MountOptions,
         image_volumes: &[String],
-        allow_sensitive: bool,
+        bind_policy: &berth_runtime::mounts::SensitivePaths,
     ) -> Result<PreparedMounts> {
         let mut out = PreparedMounts::default();
-        let result =
-            self.prepare_mounts_into(rootfs, opts, image_volumes, allow_sensitive, &mut out);
+        let result = self.prepare_mounts_into(rootfs, opts, image_volumes, bind_policy, &mut out);
         match result {
             Ok(()) => Ok(out),
             Err(e) => {
@@ -596,7 +595,7 @@ impl Engine {
         rootfs: &Path,
         opts: &MountOptions,
         image_volumes: &[String],
-        allow_sensitive: bool,
+        bind_policy: &berth_runtime::mounts::SensitivePaths,
         out: &mut PreparedMounts,
     ) -> Result<()> {
         let dest_err = |e: berth_runtime::mounts::MountError| EngineError::invalid(e.to_string());
@@ -632,7 +631,7 @@ impl Engine {
                                 source.display()
                             )));
                         }
-                        create_bind_source(&source, allow_sensitive)?;
+                        create_bind_source(&source, *read_only, bind_policy)?;
                     }
                     let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(true);
                     let resolved = prepare_target(rootfs, &dest_s, !is_dir)?;
@@ -871,33 +870,26 @@ fn clean_host_path(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// `-v /missing:/p` creates `/missing` as a directory (Docker's behaviour); never below
-/// `/proc`, `/sys` or `/dev` (checked on the nearest existing ancestor, host symlinks
-/// resolved) unless sensitive binds are allowed.
-fn create_bind_source(source: &Path, allow_sensitive: bool) -> Result<()> {
-    if !allow_sensitive {
-        // The nearest existing ancestor, with host symlinks resolved, plus the rest.
-        let existing = source
-            .ancestors()
-            .find(|a| fs::symlink_metadata(a).is_ok())
-            .unwrap_or(Path::new("/"));
-        let rest = source.strip_prefix(existing).unwrap_or(Path::new(""));
-        let real = fs::canonicalize(existing)
-            .unwrap_or_else(|_| existing.to_path_buf())
-            .join(rest);
-        for s in ["/proc", "/sys", "/dev"] {
-            if real.starts_with(s) {
-                return Err(EngineError::new(
-                    berth_types::ErrorKind::Forbidden,
-                    format!(
-                        "bind source {} (resolves to {}): refused, {s} and everything below it are sensitive host paths; allow sensitive binds explicitly to mount it",
-                        source.display(),
-                        real.display()
-                    ),
-                ));
-            }
-        }
-    }
+/// `-v /missing:/p` creates `/missing` as a directory (Docker's behaviour), unless the
+/// bind rules refuse the path it would be (checked on the nearest existing ancestor
+/// with host symlinks resolved, plus the rest: `-v /etc/new:/x` is refused before
+/// anything is made).
+fn create_bind_source(
+    source: &Path,
+    read_only: bool,
+    policy: &berth_runtime::mounts::SensitivePaths,
+) -> Result<()> {
+    let existing = source
+        .ancestors()
+        .find(|a| fs::symlink_metadata(a).is_ok())
+        .unwrap_or(Path::new("/"));
+    let rest = source.strip_prefix(existing).unwrap_or(Path::new(""));
+    let real = fs::canonicalize(existing)
+        .unwrap_or_else(|_| existing.to_path_buf())
+        .join(rest);
+    policy
+        .check_resolved(source, &real, read_only, None)
+        .map_err(|e| EngineError::new(berth_types::ErrorKind::Forbidden, e.to_string()))?;
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)

@@ -77,7 +77,7 @@ pub enum MountError {
         #[source]
         error: std::io::Error,
     },
-    #[error("bind source {source_path} (resolves to {resolved}): refused, {rule}; allow sensitive binds explicitly to mount it")]
+    #[error("bind source {source_path} (resolves to {resolved}): refused, {rule}; the daemon's allow_bind_sources lists host paths an operator allows")]
     Sensitive {
         source_path: PathBuf,
         resolved: PathBuf,
@@ -263,27 +263,66 @@ pub fn default_mounts(privileged: bool, shm_bytes: u64) -> Vec<Mount> {
     ]
 }
 
-/// Host paths a bind mount may not expose, unless explicitly allowed.
+/// What a bind mount may not expose of the host, unless the operator allows the path.
 ///
-/// Rules, checked on the canonicalized source:
-/// - **exact**: `/`, `/etc`, `/boot`, `/root` (host identity, secrets and boot chain);
-/// - **exact or below**: `/proc`, `/sys`, `/dev` (kernel interfaces and devices);
-/// - **exact**: the Docker, containerd and berth sockets, berth's state root
-///   (the engine's own control; paths *below* the state root, such as volumes, are fine);
-/// - **any parent** of those sockets and of the state root (it would expose them too).
+/// The rules are about what the path *is*, checked on the source with every host
+/// symlink resolved, for files and directories alike:
+/// - **the host's root**: `/`;
+/// - **kernel interfaces and devices**: `/proc`, `/sys`, `/dev` and everything below;
+///   a device node anywhere (devices are given with `--device`);
+/// - **the host's identity and credentials**: `/etc`, `/root`, `/boot` and everything
+///   below (`/etc/shadow` as well as `/etc`), except public files a container may read:
+///   [`PUBLIC_READ_ONLY`], mounted read-only;
+/// - **host system directories** (`/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`):
+///   read-only only (written, they change what the host runs as root);
+/// - **where services keep their sockets and data**: `/run`, `/var/run`, `/var`,
+///   `/var/lib` themselves;
+/// - **container engines' control**: berth's own API socket and state root
+///   ([`SensitivePaths::engine_paths`]); the sockets and state directories of other
+///   engines that exist on this host ([`FOREIGN_ENGINE_PATHS`]) — each exactly, below
+///   it, or any directory above it (which would expose it too). Volumes below berth's
+///   state root are fine (`volumes/NAME/_data`).
+///
+/// The operator's one override is an allow-list of host paths
+/// ([`SensitivePaths::allowed`], the daemon's `allow_bind_sources`): a source at or
+/// below an allowed path is not checked.
 #[derive(Debug, Clone, Default)]
 pub struct SensitivePaths {
-    /// Sockets and roots that belong to the engine: its API socket, its state root.
+    /// Sockets and roots that belong to this engine: its API socket, its state root.
     pub engine_paths: Vec<PathBuf>,
+    /// Host paths the operator allows as bind sources whatever the rules say.
+    pub allowed: Vec<PathBuf>,
 }
 
-const EXACT: [&str; 4] = ["/", "/etc", "/boot", "/root"];
-const SUBTREES: [&str; 3] = ["/proc", "/sys", "/dev"];
-const FOREIGN_SOCKETS: [&str; 4] = [
+/// Files below `/etc` that hold nothing secret and that containers commonly read (time
+/// zone, CA certificates): allowed as read-only bind sources.
+pub const PUBLIC_READ_ONLY: [&str; 6] = [
+    "/etc/timezone",
+    "/etc/localtime",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/etc/pki/ca-trust/extracted",
+    "/etc/pki/tls/certs",
+];
+const HOST_ROOT_SUBTREES: [&str; 6] = ["/proc", "/sys", "/dev", "/etc", "/root", "/boot"];
+const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+const SERVICE_DIRS: [&str; 4] = ["/run", "/var/run", "/var", "/var/lib"];
+/// Other container engines' API sockets and state: refused where they exist.
+pub const FOREIGN_ENGINE_PATHS: [&str; 14] = [
     "/var/run/docker.sock",
     "/run/docker.sock",
     "/run/containerd/containerd.sock",
     "/var/run/containerd/containerd.sock",
+    "/run/podman/podman.sock",
+    "/run/crio/crio.sock",
+    "/run/buildkit/buildkitd.sock",
+    "/run/docker",
+    "/run/containerd",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/var/lib/kubelet",
+    "/var/lib/berth",
 ];
 
 fn canonical_or_clean(p: &Path) -> PathBuf {
@@ -291,38 +330,100 @@ fn canonical_or_clean(p: &Path) -> PathBuf {
 }
 
 impl SensitivePaths {
-    /// Checks the source of a bind/volume mount; returns the canonical host path.
-    pub fn check(&self, source: &Path) -> Result<PathBuf, MountError> {
+    /// Checks the source of a bind/volume mount mounted `read_only` or not; returns the
+    /// canonical host path.
+    pub fn check(&self, source: &Path, read_only: bool) -> Result<PathBuf, MountError> {
         let resolved = std::fs::canonicalize(source).map_err(|error| MountError::Source {
             source_path: source.to_path_buf(),
             error,
         })?;
+        let kind = std::fs::symlink_metadata(&resolved)
+            .ok()
+            .map(|m| m.file_type());
+        self.check_resolved(source, &resolved, read_only, kind)?;
+        Ok(resolved)
+    }
+
+    /// The rules on a path with host symlinks resolved (`kind`: its file type, `None`
+    /// for a path that does not exist yet, a bind source `-v` will create).
+    pub fn check_resolved(
+        &self,
+        source: &Path,
+        resolved: &Path,
+        read_only: bool,
+        kind: Option<std::fs::FileType>,
+    ) -> Result<(), MountError> {
+        use std::os::unix::fs::FileTypeExt;
+        if self
+            .allowed
+            .iter()
+            .any(|a| resolved.starts_with(canonical_or_clean(a)) || resolved.starts_with(a))
+        {
+            return Ok(());
+        }
         let refuse = |rule: String| MountError::Sensitive {
             source_path: source.to_path_buf(),
-            resolved: resolved.clone(),
+            resolved: resolved.to_path_buf(),
             rule,
         };
-        for e in EXACT {
-            if resolved == Path::new(e) {
-                return Err(refuse(format!("{e} is a sensitive host path")));
-            }
+        if resolved == Path::new("/") {
+            return Err(refuse("/ is the host's root".into()));
         }
-        for s in SUBTREES {
-            let s = Path::new(s);
-            if resolved.starts_with(s) {
+        if kind.is_some_and(|k| k.is_char_device() || k.is_block_device()) {
+            return Err(refuse(
+                "it is a device node (give devices with --device)".into(),
+            ));
+        }
+        let under = |list: &[&str]| {
+            list.iter()
+                .copied()
+                .find(|p| resolved.starts_with(p))
+                .map(str::to_string)
+        };
+        if let Some(tree) = under(&HOST_ROOT_SUBTREES) {
+            let public = PUBLIC_READ_ONLY.iter().any(|p| {
+                resolved.starts_with(p) || resolved.starts_with(canonical_or_clean(Path::new(p)))
+            });
+            if !public {
+                let what = match tree.as_str() {
+                    "/proc" | "/sys" => "kernel interfaces",
+                    "/dev" => "device nodes",
+                    _ => "the host's identity and credentials",
+                };
+                return Err(refuse(format!("{tree} and everything below it are {what}")));
+            }
+            if !read_only {
                 return Err(refuse(format!(
-                    "{} and everything below it are sensitive host paths",
-                    s.display()
+                    "{} is public host configuration, mounted read-only only (add :ro)",
+                    resolved.display()
                 )));
             }
         }
-        let protected = FOREIGN_SOCKETS
+        if let Some(dir) = under(&SYSTEM_DIRS) {
+            if !read_only {
+                return Err(refuse(format!(
+                    "{dir} holds the host's programs, mounted read-only only (add :ro)"
+                )));
+            }
+        }
+        for d in SERVICE_DIRS {
+            if resolved == canonical_or_clean(Path::new(d)) || resolved == Path::new(d) {
+                return Err(refuse(format!(
+                    "{d} holds the sockets and data of the host's services"
+                )));
+            }
+        }
+        let protected = self
+            .engine_paths
             .iter()
-            .map(|s| (PathBuf::from(s), "a container engine socket"))
+            .map(|p| (p.clone(), "berth's own socket or state root"))
             .chain(
-                self.engine_paths
+                FOREIGN_ENGINE_PATHS
                     .iter()
-                    .map(|p| (p.clone(), "berth's own socket or state root")),
+                    .map(PathBuf::from)
+                    // Another engine's path is named only where it exists on this host.
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                    .map(|p| (p, "a container engine's socket or state")),
             );
         for (p, what) in protected {
             // Both spellings: as given, and with host symlinks resolved (/var/run -> /run).
@@ -330,12 +431,18 @@ impl SensitivePaths {
                 if resolved == q {
                     return Err(refuse(format!("{} is {what}", q.display())));
                 }
-                if q.starts_with(&resolved) {
+                if q.starts_with(resolved) {
                     return Err(refuse(format!("it contains {} ({what})", q.display())));
+                }
+                // Below: another engine's state is refused whole; berth's own root only
+                // outside its volumes (`volumes/NAME/_data` is what `-v NAME:` binds).
+                let own = what == "berth's own socket or state root";
+                if resolved.starts_with(&q) && !(own && resolved.starts_with(q.join("volumes"))) {
+                    return Err(refuse(format!("it is inside {} ({what})", q.display())));
                 }
             }
         }
-        Ok(resolved)
+        Ok(())
     }
 }
 
@@ -447,7 +554,7 @@ pub fn user_mount(
             source, read_only, ..
         } => {
             let resolved = match sensitive {
-                Some(s) => s.check(source)?,
+                Some(s) => s.check(source, *read_only)?,
                 None => std::fs::canonicalize(source).map_err(|error| MountError::Source {
                     source_path: source.clone(),
                     error,
@@ -603,58 +710,111 @@ mod tests {
     #[test]
     fn sensitive_sources_are_refused_with_the_rule() {
         let sp = SensitivePaths::default();
-        for p in [
-            "/",
-            "/etc",
-            "/proc",
-            "/proc/1/root",
-            "/sys/kernel",
-            "/dev",
-            "/dev/sda",
-            "/root",
-            "/boot",
+        for (p, rule) in [
+            ("/", "host's root"),
+            ("/etc", "identity and credentials"),
+            ("/etc/shadow", "identity and credentials"),
+            ("/etc/passwd", "identity and credentials"),
+            ("/root", "identity and credentials"),
+            ("/boot", "identity and credentials"),
+            ("/proc", "kernel interfaces"),
+            ("/proc/1/environ", "kernel interfaces"),
+            ("/sys/kernel", "kernel interfaces"),
+            ("/dev", "device nodes"),
+            ("/dev/null", "device node"),
+            ("/run", "services"),
+            ("/var/run", "services"),
+            ("/var/lib", "services"),
+            ("/var", "services"),
         ] {
             if !Path::new(p).exists() {
                 continue;
             }
-            let e = sp.check(Path::new(p)).unwrap_err().to_string();
-            assert!(e.contains(p) && e.contains("refused"), "{p}: {e}");
+            for ro in [false, true] {
+                let e = sp.check(Path::new(p), ro).unwrap_err().to_string();
+                assert!(e.contains(p) && e.contains("refused"), "{p}: {e}");
+                assert!(e.contains(rule), "{p}: {e}");
+                assert!(e.contains("allow_bind_sources"), "names the override: {e}");
+            }
         }
-        // Below /etc is fine (certificates, timezone files).
-        if Path::new("/etc/ssl").exists() {
-            sp.check(Path::new("/etc/ssl")).unwrap();
+        // Public configuration below /etc: read-only only.
+        for p in ["/etc/ssl/certs", "/etc/timezone"] {
+            if !Path::new(p).exists() {
+                continue;
+            }
+            sp.check(Path::new(p), true).unwrap();
+            let e = sp.check(Path::new(p), false).unwrap_err().to_string();
+            assert!(e.contains("read-only"), "{e}");
         }
+        // The host's programs: read-only only.
+        sp.check(Path::new("/usr/bin"), true).unwrap();
+        assert!(sp.check(Path::new("/usr/bin"), false).is_err());
+        // A device node outside /dev is refused for what it is.
+        let d = tempfile::tempdir().unwrap();
+        let node = d.path().join("null");
+        let dev = rustix::fs::makedev(1, 3);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &node,
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            dev,
+        )
+        .unwrap();
+        let e = sp.check(&node, true).unwrap_err().to_string();
+        assert!(e.contains("device node"), "{e}");
+        // The operator's allow-list is the one override.
+        let allowed = SensitivePaths {
+            allowed: vec![PathBuf::from("/etc/ssl"), node.clone()],
+            ..Default::default()
+        };
+        allowed.check(Path::new("/etc/ssl"), false).unwrap();
+        allowed.check(&node, false).unwrap();
+        assert!(allowed.check(Path::new("/etc"), true).is_err());
     }
 
     #[test]
     fn engine_paths_their_parents_and_symlinks_to_them_are_refused() {
         let host = tempfile::tempdir().unwrap();
-        let state = host.path().join("var/lib/berth");
+        let state = host.path().join("state/berth");
         std::fs::create_dir_all(state.join("volumes/v1/_data")).unwrap();
-        let sock = host.path().join("run/berth.sock");
+        std::fs::create_dir_all(state.join("containers/c1/rootfs")).unwrap();
+        let sock = host.path().join("sock/berth.sock");
         std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
         std::fs::write(&sock, "").unwrap();
         let sp = SensitivePaths {
             engine_paths: vec![state.clone(), sock.clone()],
+            allowed: Vec::new(),
         };
-        let e = sp.check(&state).unwrap_err().to_string();
+        let e = sp.check(&state, true).unwrap_err().to_string();
         assert!(e.contains("berth's own socket or state root"), "{e}");
-        let e = sp.check(&host.path().join("var")).unwrap_err().to_string();
+        let e = sp
+            .check(&host.path().join("state"), true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("it contains"), "{e}");
-        assert!(sp.check(&sock).is_err());
-        assert!(sp.check(&host.path().join("run")).is_err());
+        assert!(sp.check(&sock, true).is_err());
+        assert!(sp.check(&host.path().join("sock"), true).is_err());
+        // Another container's rootfs below the state root is refused; volumes are fine.
+        let e = sp
+            .check(&state.join("containers/c1/rootfs"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside"), "{e}");
         // A host symlink to the state root is resolved before the check.
         let link = host.path().join("innocent");
         symlink(&state, &link).unwrap();
-        let e = sp.check(&link).unwrap_err().to_string();
+        let e = sp.check(&link, true).unwrap_err().to_string();
         assert!(e.contains("innocent") && e.contains("resolves to"), "{e}");
-        // Volumes below the state root are fine.
         assert_eq!(
-            sp.check(&state.join("volumes/v1/_data")).unwrap(),
+            sp.check(&state.join("volumes/v1/_data"), false).unwrap(),
             state.join("volumes/v1/_data")
         );
         // A missing source is an error naming it.
-        let e = sp.check(&host.path().join("nope")).unwrap_err().to_string();
+        let e = sp
+            .check(&host.path().join("nope"), true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope"), "{e}");
     }
 

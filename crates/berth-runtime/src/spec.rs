@@ -13,7 +13,7 @@
 //! | /sys and the cgroup tree read-only | `privileged` |
 //! | device cgroup: deny all but null, zero, full, (u)random, tty, ptmx, pts | `privileged` |
 //! | pids limit 2048 | `resources.pids_limit` |
-//! | sensitive host paths refused as bind sources | `allow_sensitive_binds` |
+//! | sensitive host paths refused as bind sources | the daemon's `allow_bind_sources` |
 //! | private pid, ipc, uts, mount, network, cgroup namespaces | `network: Host` |
 //!
 //! No user namespace is created by default (as Docker and rootful Podman): container
@@ -145,10 +145,9 @@ pub struct ContainerOptions {
     /// User mounts, after the default ones; a user mount on a default destination
     /// (`/dev/shm`) replaces it.
     pub mounts: Vec<MountSpec>,
-    /// Allows bind sources that are sensitive host paths (see [`SensitivePaths`]).
-    pub allow_sensitive_binds: bool,
-    /// berth's own API socket and state root, refused as bind sources (with their parents).
-    pub engine_paths: Vec<PathBuf>,
+    /// What bind sources may expose of the host (see [`SensitivePaths`]): berth's own
+    /// socket and state root are filled in by the engine, and the operator's allow-list.
+    pub bind_policy: SensitivePaths,
     pub resources: Resources,
     pub network: NetworkMode,
     /// With a private network: join the namespace bind-mounted at this path (prepared by
@@ -622,9 +621,6 @@ pub fn generate_for_host(
     process.set_no_new_privileges(sec.no_new_privileges.then_some(true));
 
     // Mounts: defaults, minus those a user mount replaces, then user mounts in order.
-    let sensitive = SensitivePaths {
-        engine_paths: opts.engine_paths.clone(),
-    };
     let mut user_mounts: Vec<Mount> = Vec::new();
     if let Some(init) = &opts.init {
         let resolved = std::fs::canonicalize(init).map_err(|source| SpecError::Init {
@@ -646,7 +642,7 @@ pub fn generate_for_host(
         );
     }
     for spec in &opts.mounts {
-        let m = mounts::user_mount(spec, (!opts.allow_sensitive_binds).then_some(&sensitive))?;
+        let m = mounts::user_mount(spec, Some(&opts.bind_policy))?;
         if user_mounts
             .iter()
             .any(|u| u.destination() == m.destination())
@@ -1417,14 +1413,17 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Forbidden);
         assert!(
-            e.to_string().contains("/etc") && e.to_string().contains("sensitive"),
+            e.to_string().contains("/etc") && e.to_string().contains("credentials"),
             "{e}"
         );
         gen(
             &image(),
             &ContainerOptions {
                 mounts: vec![etc],
-                allow_sensitive_binds: true,
+                bind_policy: SensitivePaths {
+                    allowed: vec!["/etc".into()],
+                    ..Default::default()
+                },
                 ..opts()
             },
         )
@@ -1436,7 +1435,10 @@ mod tests {
                 target: "/d".into(),
                 read_only: true,
             }],
-            engine_paths: vec![data.path().join("state")],
+            bind_policy: SensitivePaths {
+                engine_paths: vec![data.path().join("state")],
+                ..Default::default()
+            },
             ..opts()
         };
         let e = gen(&image(), &o).unwrap_err();

@@ -27,7 +27,8 @@ pub enum LogFormat {
     long_about = "Run the berth daemon: the engine, serving the Docker Engine API on a unix socket.\n\n\
                   Settings come from the config file (/etc/berth/config.toml when present; keys: \
                   root, host, socket_group, preserve_setuid, max_layer_bytes, \
-                  max_compression_ratio, min_free_bytes, [policy] allow and require_digest); flags \
+                  max_compression_ratio, min_free_bytes, allow_bind_sources, [policy] allow and \
+                  require_digest, and more: docs/OPERATOR.md); flags \
                   override it."
 )]
 pub struct DaemonArgs {
