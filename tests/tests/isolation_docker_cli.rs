@@ -417,3 +417,99 @@ fn bind_sources_are_refused_for_what_they_are() {
     let err = fails(d.docker(&["run", "--rm", "-v", "/etc:/x:ro", "fixture/app:1", "true"]));
     assert!(err.contains("credentials"), "{err}");
 }
+
+/// `inspect`'s `Confinement` shows what a container really has: its spec (capabilities,
+/// seccomp filter digest, no-new-privileges, namespaces, mounts and modes, cgroup path,
+/// user) and, while it runs, the kernel's view of its init, which must agree.
+#[test]
+fn inspect_shows_the_confinement_a_container_really_has() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let run = |name: &str, flags: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["fixture/app:1", "exec sleep 1000"]);
+        ok(d.docker(&args));
+        let raw = ok(d.docker(&["inspect", "-f", "{{json .Confinement}}", name]));
+        serde_json::from_str::<serde_json::Value>(&raw).expect("json")
+    };
+    let names = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s.as_str().expect("name").to_string())
+            .collect()
+    };
+    let a = run("aa", &[]);
+    let spec = &a["Spec"];
+    let live = &a["Live"];
+    let eff = names(&spec["Capabilities"]["Effective"]);
+    assert_eq!(eff.len(), 11, "{eff:?}");
+    assert!(eff.contains("CHOWN") && !eff.contains("SYS_ADMIN") && !eff.contains("NET_RAW"));
+    assert_eq!(
+        names(&live["CapEff"]),
+        eff,
+        "the kernel agrees with the spec"
+    );
+    assert_eq!(names(&live["CapBnd"]), eff);
+    assert_eq!(spec["NoNewPrivileges"], true);
+    assert_eq!(live["NoNewPrivs"], true);
+    assert_eq!(live["Seccomp"], "filter");
+    let digest = spec["Seccomp"]["Digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(live["Uid"], 0);
+    assert_eq!(spec["UserNamespace"], false);
+    for ns in live["Namespaces"].as_array().expect("namespaces") {
+        let t = ns["Type"].as_str().expect("type");
+        let shared = ns["Host"].as_bool().expect("bool");
+        match t {
+            "user" | "time" => assert!(shared, "{t} is the host's without remapping"),
+            _ => assert!(!shared, "{t} must be private: {ns}"),
+        }
+    }
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "aa"]))
+        .trim()
+        .to_string();
+    let cg = live["Cgroup"].as_array().expect("cgroup lines");
+    assert!(
+        !cg.is_empty() && cg.iter().all(|l| l.as_str().expect("line").contains(&id)),
+        "{cg:?}"
+    );
+    let sys = spec["Mounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["Destination"] == "/sys")
+        .expect("/sys mounted");
+    assert_eq!(sys["Mode"], "ro");
+    // The same profile and capabilities: the same filter.
+    let b = run("bb", &[]);
+    assert_eq!(b["Spec"]["Seccomp"]["Digest"], digest.as_str());
+    // Loosened containers show it.
+    let c = run(
+        "cc",
+        &[
+            "--cap-add",
+            "SYS_PTRACE",
+            "--security-opt",
+            "seccomp=unconfined",
+        ],
+    );
+    assert!(names(&c["Live"]["CapEff"]).contains("SYS_PTRACE"));
+    assert!(c["Spec"]["Seccomp"].is_null());
+    assert_eq!(c["Live"]["Seccomp"], "disabled");
+    let p = run("pp", &["--privileged"]);
+    assert!(names(&p["Live"]["CapEff"]).contains("SYS_ADMIN"));
+    assert_eq!(p["Spec"]["Privileged"], true);
+    // Stopped: the spec remains, the live view is null.
+    ok(d.docker(&["rm", "-f", "bb", "cc", "pp"]));
+    ok(d.docker(&["stop", "-t", "0", "aa"]));
+    let raw = ok(d.docker(&["inspect", "-f", "{{json .Confinement.Live}}", "aa"]));
+    assert_eq!(raw.trim(), "null");
+    ok(d.docker(&["rm", "aa"]));
+}

@@ -1099,12 +1099,15 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
         let execs = engine.container_exec_ids(&c.record.id);
         let live = engine.container_net(&c.record.id);
         let names = container_net::net_names(&engine);
-        Ok((c, log, execs, live, names))
+        // berth's own field: what confines the container (null if its spec is gone).
+        let confinement = engine.container_confinement(&c.record).ok();
+        Ok((c, log, execs, live, names, confinement))
     })
     .await;
     match result {
-        Ok((c, log, execs, live, names)) => {
+        Ok((c, log, execs, live, names, confinement)) => {
             let mut doc = inspect_json(&c, &log);
+            doc["Confinement"] = json!(confinement);
             if let Some(dir) = log.parent() {
                 container_net::patch_inspect(&mut doc, &c.record, live.as_ref(), &names, dir);
             }

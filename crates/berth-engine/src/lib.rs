@@ -7,6 +7,7 @@ pub mod archive;
 pub mod attach;
 pub mod cgroups;
 pub mod config;
+mod confinement;
 mod container_cgroup;
 pub mod containers;
 pub mod distribution;
