@@ -275,12 +275,16 @@ fn a_failed_start_exits_127_or_126_only_for_the_command() {
     let d = Daemon::start();
     let archive = fixtures().join("app-docker-save.tar");
     ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    // A file bound over a directory: the runtime cannot mount it (not the command).
+    let file = d.dir.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let file_over_bin = format!("{}:/bin", file.display());
     for (args, code) in [
         (&["--entrypoint", "/nope"][..], 127),
         (&["--entrypoint", "nope"][..], 127),
         (&["--entrypoint", "/tmp"][..], 126),
         (&["--entrypoint", "/etc/passwd"][..], 126),
-        (&["-v", "/etc/hostname:/bin"][..], 125),
+        (&["-v", file_over_bin.as_str()][..], 125),
     ] {
         let mut a = vec!["run", "--rm", "--network", "none"];
         a.extend_from_slice(args);
@@ -297,7 +301,7 @@ fn a_failed_start_exits_127_or_126_only_for_the_command() {
         "--network",
         "none",
         "-v",
-        "/etc/hostname:/bin",
+        &file_over_bin,
         "fixture/app:1",
         "true",
     ]));

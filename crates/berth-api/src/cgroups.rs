@@ -565,14 +565,16 @@ struct RestartPolicyUpdate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UpdateBody {
-    #[serde(flatten)]
+    /// Decoded from the same object (`update_request`).
+    #[serde(skip)]
     resources: ResourcesBody,
     restart_policy: Option<RestartPolicyUpdate>,
 }
 
 fn update_request(body: &[u8]) -> Result<ResourceUpdate, ApiError> {
-    let body: UpdateBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid update body: {e}")))?;
+    let value: serde_json::Value = crate::decode::body(body, "update body")?;
+    let mut body: UpdateBody = crate::decode::value_as(value.clone(), "update body")?;
+    body.resources = crate::decode::value_as(value, "update body")?;
     let mut upd = body.resources.into_update()?;
     upd.restart_policy =
         body.restart_policy

@@ -79,8 +79,9 @@ struct HostConfigBody {
     readonly_paths: Option<Vec<String>>,
     privileged: bool,
     binds: Option<Vec<String>>,
-    /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits): see `cgroups.rs`.
-    #[serde(flatten)]
+    /// Docker's `Resources` (memory, CPU, pids, blkio, ulimits), embedded in HostConfig:
+    /// decoded from the same object (see `host_config_body`; `cgroups.rs`).
+    #[serde(skip)]
     resources: ResourcesBody,
     log_config: Option<LogConfigBody>,
     /// `{"80/tcp": [{"HostIp","HostPort"}]}` (`-p`).
@@ -173,8 +174,24 @@ struct CreateBody {
     healthcheck: Option<berth_image::model::HealthConfig>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(deserialize_with = "host_config_body")]
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
+}
+
+/// HostConfig and the `Resources` embedded in it, both from the one object, with the
+/// API's decoding rules (`decode.rs`).
+fn host_config_body<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<HostConfigBody>, D::Error> {
+    use serde::de::Error;
+    let v = crate::decode::object(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    let mut hc: HostConfigBody = crate::decode::from_value(v.clone()).map_err(D::Error::custom)?;
+    hc.resources = crate::decode::from_value(v).map_err(D::Error::custom)?;
+    Ok(Some(hc))
 }
 
 /// The network part of a create body (`CreateOptions.net`): NetworkMode, ports, DNS,
@@ -397,11 +414,9 @@ pub(crate) async fn create(
     params: Params,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let body: CreateBody = match serde_json::from_slice(&body) {
+    let body: CreateBody = match crate::decode::body(&body, "create body") {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad_request(format!("invalid create body: {e}")).into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     if body.image.is_empty() {
         return ApiError::bad_request("no image specified").into_response();
@@ -1006,7 +1021,9 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
         "StartedAt": started,
         "FinishedAt": finished,
     });
-    if run.healthcheck.is_some() {
+    // Docker: no Health until the container's first start.
+    let never_started = matches!(state, ContainerState::Created) && c.status.health.is_none();
+    if run.healthcheck.is_some() && !never_started {
         let h = c.status.health.clone().unwrap_or_else(|| HealthState {
             status: if matches!(state, ContainerState::Running { .. }) {
                 "starting".into()

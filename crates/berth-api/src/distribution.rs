@@ -86,7 +86,7 @@ pub(crate) fn registry_auth(headers: &HeaderMap) -> RegistryAuth {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .and_then(decode_b64)
-        .and_then(|b| serde_json::from_slice::<AuthConfig>(&b).ok())
+        .and_then(|b| crate::decode::body::<AuthConfig>(&b, "X-Registry-Auth").ok())
         .map(AuthConfig::into_auth)
         .unwrap_or_default()
 }
@@ -257,8 +257,7 @@ pub(crate) async fn auth(
     State(engine): State<Engine>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let cfg: AuthConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("auth config: {e}")))?;
+    let cfg: AuthConfig = crate::decode::body(&body, "auth config")?;
     let server = if cfg.serveraddress.is_empty() {
         "https://index.docker.io/v1/".to_string()
     } else {

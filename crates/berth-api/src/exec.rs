@@ -61,11 +61,9 @@ pub(crate) async fn create(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let body: CreateBody = match serde_json::from_slice(&body) {
+    let body: CreateBody = match crate::decode::body(&body, "exec create body") {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad_request(format!("invalid exec create body: {e}")).into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let config = ExecConfig {
         cmd: body.cmd.unwrap_or_default(),
@@ -160,16 +158,9 @@ pub(crate) async fn start(
     if let Err(e) = crate::body::check_json(&parts.headers, body.len()) {
         return e.into_response();
     }
-    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
-        StartBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return ApiError::bad_request(format!("invalid exec start body: {e}"))
-                    .into_response()
-            }
-        }
+    let body: StartBody = match crate::decode::body(&body, "exec start body") {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let size = match body.console_size.as_deref() {
         None | Some([]) | Some([0, 0]) => None,

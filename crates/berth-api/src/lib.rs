@@ -26,6 +26,7 @@ mod body;
 mod cgroups;
 mod container_net;
 mod containers;
+mod decode;
 mod distribution;
 mod error;
 mod events;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use berth_engine::{ContainerRecord, MountConfig, MountOptions, MountPoint, MountRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -115,59 +115,98 @@ fn parse_bind(b: &str) -> Result<MountRequest, ApiError> {
     })
 }
 
-/// Docker's `mount.Mount` (`--mount`, `HostConfig.Mounts`).
-#[derive(Debug, Default, Deserialize)]
+/// Docker's `mount.Mount` (`--mount`, `HostConfig.Mounts`); serialized as Go marshals
+/// it (empty fields omitted), for inspect's echo of what was asked.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct MountBody {
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", skip_serializing_if = "String::is_empty")]
     kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     source: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     target: String,
+    #[serde(skip_serializing_if = "is_false")]
     read_only: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
     consistency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     bind_options: Option<BindOptionsBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     volume_options: Option<VolumeOptionsBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tmpfs_options: Option<TmpfsOptionsBody>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// A `HostConfig.Mounts` entry as Docker echoes it: its keys as Docker spells them
+/// whatever case the client used, empty fields left out (the raw entry if it does not
+/// decode: it is refused anyway).
+fn canonical_mount(raw: &serde_json::Value) -> serde_json::Value {
+    crate::decode::from_value::<MountBody>(raw.clone())
+        .ok()
+        .and_then(|m| serde_json::to_value(m).ok())
+        .unwrap_or_else(|| raw.clone())
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BindOptionsBody {
+    #[serde(skip_serializing_if = "String::is_empty")]
     propagation: String,
+    #[serde(skip_serializing_if = "is_false")]
     non_recursive: bool,
+    #[serde(skip_serializing_if = "is_false")]
     create_mountpoint: bool,
+    #[serde(skip_serializing_if = "is_false")]
     read_only_non_recursive: bool,
+    #[serde(skip_serializing_if = "is_false")]
     read_only_force_recursive: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct VolumeOptionsBody {
+    #[serde(skip_serializing_if = "is_false")]
     no_copy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     subpath: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     driver_config: Option<DriverConfigBody>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct DriverConfigBody {
+    #[serde(skip_serializing_if = "String::is_empty")]
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct TmpfsOptionsBody {
+    #[serde(skip_serializing_if = "is_zero")]
     size_bytes: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     mode: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<Vec<Vec<String>>>,
 }
 
 /// One `HostConfig.Mounts` entry.
 fn parse_mount(raw: &serde_json::Value) -> Result<MountRequest, ApiError> {
-    let m: MountBody = serde_json::from_value(raw.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid mount {raw}: {e}")))?;
+    let m: MountBody = crate::decode::value_as(raw.clone(), &format!("mount {raw}"))?;
     let kind = m.kind.as_str();
     if !matches!(kind, "bind" | "volume" | "tmpfs") {
         return Err(not_supported(&format!("mount type {kind:?}")));
@@ -367,7 +406,9 @@ pub(crate) fn mount_options(
         config_volumes,
         echo: MountConfig {
             binds,
-            mounts: mounts.filter(|m| !m.is_empty()),
+            mounts: mounts
+                .filter(|m| !m.is_empty())
+                .map(|m| m.iter().map(canonical_mount).collect()),
             tmpfs: tmpfs.filter(|t| !t.is_empty()),
             volumes: Vec::new(),
         },

@@ -319,12 +319,9 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
 
 /// `POST /networks/create` → 201 `{"Id","Warning":""}`.
 pub(crate) async fn create(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
-    let body: CreateBody = match serde_json::from_slice(&body) {
+    let body: CreateBody = match crate::decode::body(&body, "network create body") {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad_request(format!("invalid network create body: {e}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let req = match create_request(body) {
         Ok(r) => r,
@@ -421,11 +418,7 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid network {what} body: {e}")))
+    crate::decode::body(body, &format!("network {what} body"))
 }
 
 /// `POST /networks/{id}/connect` → 200.

@@ -68,16 +68,9 @@ struct CreateBody {
 
 /// `POST /volumes/create`.
 pub(crate) async fn create(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
-    let body: CreateBody = if body.is_empty() {
-        CreateBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return ApiError::bad_request(format!("invalid volume create body: {e}"))
-                    .into_response()
-            }
-        }
+    let body: CreateBody = match crate::decode::body(&body, "volume create body") {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     if body
         .cluster_volume_spec

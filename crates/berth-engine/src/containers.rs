@@ -1259,7 +1259,18 @@ impl Engine {
                 .output()
                 .map_err(|e| io_err(&runtime, "run berth-driver delete", e))?;
             if !out.status.success() {
-                warn!(container.id = %rec.id, error = %String::from_utf8_lossy(&out.stderr).trim(), "runtime cleanup failed");
+                // The container does not run (callers know): what the runtime could not
+                // delete is a state directory left half-made or half-removed (a health
+                // check's exec racing the container's end leaves one without its
+                // state.json), and would make the next create fail with "container
+                // already exists". It goes.
+                let state = runtime.join(&rec.id);
+                warn!(container.id = %rec.id, error = %String::from_utf8_lossy(&out.stderr).trim(), "runtime cleanup failed; removing the runtime's state directory");
+                if let Err(e) = fs::remove_dir_all(&state) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(io_err(&state, "remove the runtime state", e));
+                    }
+                }
             }
         }
         Ok(())

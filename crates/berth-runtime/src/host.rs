@@ -46,6 +46,24 @@ pub const V1_CONTROLLERS: &[&str] = &[
     "misc",
 ];
 
+/// The v1 controllers whose hierarchies libcgroups (0.7) creates a container's cgroup
+/// in; the others (`rdma`, `misc`, named hierarchies) are berth's to place it in
+/// (`placement.rs`).
+pub const LIBCGROUPS_V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+];
+
 /// Which cgroup hierarchy the host uses for containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum CgroupVersion {
@@ -557,10 +575,14 @@ pub fn unmanaged_hierarchies(root: &Path, mountinfo: &str) -> Vec<PathBuf> {
         return out;
     }
     for m in mounts.iter().filter(|m| m.whole_tree) {
-        let named = m.fstype == "cgroup"
-            && m.options.split(',').any(|o| o.starts_with("name="))
-            && !m.options.split(',').any(|o| V1_CONTROLLERS.contains(&o));
-        if !(named || m.fstype == "cgroup2") {
+        // A v1 hierarchy libcgroups makes no cgroup in: a named one (`name=systemd`) or
+        // one of controllers it does not know (`rdma`, `misc`).
+        let unmanaged_v1 = m.fstype == "cgroup"
+            && !m
+                .options
+                .split(',')
+                .any(|o| LIBCGROUPS_V1_CONTROLLERS.contains(&o));
+        if !(unmanaged_v1 || m.fstype == "cgroup2") {
             continue;
         }
         let key = (m.fstype.clone(), m.options.clone());
@@ -986,19 +1008,23 @@ mod tests {
     }
 
     #[test]
-    fn unmanaged_hierarchies_are_the_named_ones_and_the_hybrid_cgroup2_tree() {
+    fn unmanaged_hierarchies_are_named_or_unknown_to_libcgroups_and_the_hybrid_cgroup2_tree() {
         let r = Path::new("/R");
         // A second mount of systemd's hierarchy, and a bind of a sub-cgroup: not new trees.
         let extra = "40 25 0:31 / /elsewhere rw - cgroup cgroup rw,xattr,name=systemd\n\
                      41 25 0:26 /system.slice /sub rw - cgroup2 cgroup2 rw\n\
-                     42 25 0:35 / /R/misc rw - cgroup cgroup rw,name=berth-test\n";
+                     42 25 0:35 / /R/named rw - cgroup cgroup rw,name=berth-test\n\
+                     43 25 0:36 / /R/misc rw - cgroup cgroup rw,misc\n\
+                     44 25 0:37 / /R/rdma rw - cgroup cgroup rw,rdma\n";
         let u = unmanaged_hierarchies(r, &format!("{HYBRID}{extra}"));
         assert_eq!(
             u,
             vec![
                 PathBuf::from("/R/unified"),
                 PathBuf::from("/R/systemd"),
-                PathBuf::from("/R/misc")
+                PathBuf::from("/R/named"),
+                PathBuf::from("/R/misc"),
+                PathBuf::from("/R/rdma")
             ]
         );
         // Unified: the cgroup2 tree is the managed one; nothing else.

@@ -589,19 +589,107 @@ enum Val {
     J(Value),
     /// A key missing from a map (Go prints `<no value>`).
     Missing,
+    /// `null` where the docker CLI's typed structs have a slice (`[]`) or a map
+    /// (`map[]`): Go prints a nil slice or map empty, and `json` still says `null`.
+    Nil(&'static str),
+}
+
+/// What the docker CLI's types (`types.ContainerJSON`, `ImageInspect`, networks,
+/// volumes) hold in the field `name` of the object `parent`: a slice, a map, or other.
+fn typed_kind(parent: Option<&str>, name: &str) -> Option<&'static str> {
+    const SLICES: [&str; 44] = [
+        "Args",
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "OnBuild",
+        "Shell",
+        "Binds",
+        "Links",
+        "Dns",
+        "DnsOptions",
+        "DnsSearch",
+        "ExtraHosts",
+        "CapAdd",
+        "CapDrop",
+        "GroupAdd",
+        "SecurityOpt",
+        "VolumesFrom",
+        "Mounts",
+        "MaskedPaths",
+        "ReadonlyPaths",
+        "Devices",
+        "DeviceCgroupRules",
+        "DeviceRequests",
+        "Ulimits",
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+        "Test",
+        "Log",
+        "SecondaryIPAddresses",
+        "SecondaryIPv6Addresses",
+        "Aliases",
+        "DNSNames",
+        "RepoTags",
+        "RepoDigests",
+        "Layers",
+        "ExecIDs",
+        "Peers",
+        "Warnings",
+        "ConsoleSize",
+        "LinkLocalIPs",
+        "Plugins",
+    ];
+    const MAPS: [&str; 18] = [
+        "Labels",
+        "Volumes",
+        "ExposedPorts",
+        "Ports",
+        "PortBindings",
+        "Networks",
+        "Options",
+        "DriverOpts",
+        "Sysctls",
+        "Tmpfs",
+        "StorageOpt",
+        "Containers",
+        "Status",
+        "Annotations",
+        "Data",
+        "AuxiliaryAddresses",
+        "Services",
+        "UsageData",
+    ];
+    // Names that are a map or a slice in one place and a struct elsewhere.
+    match (parent, name) {
+        (Some("LogConfig"), "Config") => return Some("map[]"),
+        (Some("IPAM"), "Config") => return Some("[]"),
+        (_, "Config" | "Status" | "Data") if parent.is_none() => return None,
+        _ => {}
+    }
+    if SLICES.contains(&name) {
+        Some("[]")
+    } else if MAPS.contains(&name) {
+        Some("map[]")
+    } else {
+        None
+    }
 }
 
 impl Val {
     fn json(&self) -> &Value {
         match self {
             Val::J(v) => v,
-            Val::Missing => &Value::Null,
+            Val::Missing | Val::Nil(_) => &Value::Null,
         }
     }
 
     fn truthy(&self) -> bool {
         match self {
-            Val::Missing => false,
+            Val::Missing | Val::Nil(_) => false,
             Val::J(v) => match v {
                 Value::Null => false,
                 Value::Bool(b) => *b,
@@ -645,6 +733,7 @@ pub fn go_print(v: &Value) -> String {
 fn print_val(v: &Val) -> String {
     match v {
         Val::Missing => "<no value>".to_string(),
+        Val::Nil(empty) => empty.to_string(),
         Val::J(v) => go_print(v),
     }
 }
@@ -775,10 +864,23 @@ impl Eval<'_> {
     }
 
     fn lookup(&self, mut v: Val, path: &[String]) -> Result<Val> {
+        let mut parent: Option<&str> = None;
+        // What the object being looked into is in the docker CLI's types.
+        let mut current: Option<&'static str> = None;
         for name in path {
+            // The docker CLI's typed maps: a missing key is `<no value>`, a nil map's too.
+            let typed_map = current == Some("map[]");
+            let kind = typed_kind(parent, name);
+            parent = Some(name.as_str());
+            current = kind;
             v = match v {
+                Val::Nil("map[]") => Val::Missing,
                 Val::J(Value::Object(mut o)) => match o.remove(name) {
+                    Some(Value::Null) if self.mode != Mode::Header && kind.is_some() => {
+                        Val::Nil(kind.unwrap_or("[]"))
+                    }
                     Some(x) => Val::J(x),
+                    None if typed_map && self.mode != Mode::Strict => Val::Missing,
                     None if self.mode == Mode::Strict => {
                         return err(format!("can't evaluate field {name}"));
                     }
@@ -790,8 +892,10 @@ impl Eval<'_> {
                         ))
                     }
                 },
-                Val::Missing | Val::J(Value::Null) if self.mode == Mode::Header => Val::Missing,
-                Val::Missing | Val::J(Value::Null) => {
+                Val::Missing | Val::Nil(_) | Val::J(Value::Null) if self.mode == Mode::Header => {
+                    Val::Missing
+                }
+                Val::Missing | Val::Nil(_) | Val::J(Value::Null) => {
                     return err(format!("nil pointer evaluating field {name}"));
                 }
                 Val::J(other) => {
@@ -880,6 +984,10 @@ impl Eval<'_> {
             }
             "len" => {
                 want(1)?;
+                if let Val::Nil(_) = args[0] {
+                    // A nil slice or map has length 0 in Go.
+                    return Ok(Val::J(Value::from(0)));
+                }
                 let n = match args[0].json() {
                     Value::Array(a) => a.len(),
                     Value::Object(o) => o.len(),
@@ -1108,6 +1216,42 @@ mod tests {
         );
         assert_eq!(render("plain", &v), "plain");
         assert_eq!(render("{{ .ID }}", &v), "60531c6e24d2");
+    }
+
+    /// What the docker CLI prints for null and missing fields of its typed structs
+    /// (checked against docker 28 over berth's own inspect output).
+    #[test]
+    fn null_and_missing_fields_print_as_the_docker_cli_prints_them() {
+        let v = json!({
+            "Config": {"Labels": {"a": "b"}, "Healthcheck": null, "Env": null},
+            "HostConfig": {"Links": null, "Dns": [], "PortBindings": null,
+                           "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}},
+            "IPAM": {"Config": null},
+        });
+        let strict = |t: &str| {
+            Template::parse(t)
+                .unwrap()
+                .render(&v, Mode::Lenient)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(render("{{.HostConfig.Links}}", &v), "[]");
+        assert_eq!(render("{{json .HostConfig.Links}}", &v), "null");
+        assert_eq!(render("{{.HostConfig.PortBindings}}", &v), "map[]");
+        assert_eq!(render("{{.Config.Env}}", &v), "[]");
+        assert_eq!(render("{{.IPAM.Config}}", &v), "[]");
+        assert_eq!(render("{{.Config.Healthcheck}}", &v), "<nil>");
+        assert_eq!(render("{{.Config.Labels.x}}", &v), "<no value>");
+        assert_eq!(
+            render("{{.HostConfig.LogConfig.Config.nokey}}", &v),
+            "<no value>"
+        );
+        assert_eq!(render("{{.HostConfig.PortBindings.x}}", &v), "<no value>");
+        assert_eq!(render("{{range .HostConfig.Links}}x{{end}}", &v), "");
+        assert_eq!(render("{{if .HostConfig.Links}}y{{else}}n{{end}}", &v), "n");
+        assert_eq!(render("{{len .HostConfig.Links}}", &v), "0");
+        // A field the struct does not have is still an error.
+        let e = strict("{{.Config.NoSuch}}").unwrap_err();
+        assert!(e.contains("map has no entry for key \"NoSuch\""), "{e}");
     }
 
     #[test]
