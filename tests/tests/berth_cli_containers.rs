@@ -387,8 +387,22 @@ fn berth_run_missing_image_says_so_and_shows_the_pull_error() {
 /// names, times, paths, anonymous volume names).
 fn comparable_inspect(d: &Daemon, name: &str) -> serde_json::Value {
     let out = ok(d.docker(&["inspect", name]));
+    // The container's own ID appears in its cgroup path and files (Confinement).
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", name]));
+    let out = out.replace(id.trim(), "ID");
     let mut v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    let v = v[0].take();
+    let mut v = v[0].take();
+    // Anonymous volumes have names of their own.
+    if let Some(serde_json::Value::Array(ms)) = v.pointer_mut("/Confinement/Spec/Mounts") {
+        for m in ms {
+            if m["Source"]
+                .as_str()
+                .is_some_and(|s| s.contains("/volumes/"))
+            {
+                m["Source"] = serde_json::Value::Null;
+            }
+        }
+    }
     let serde_json::Value::Object(mut m) = v else {
         panic!("inspect of {name} is not an object")
     };

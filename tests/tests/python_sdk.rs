@@ -53,3 +53,8 @@ fn docker_sdk_for_python_runs_and_attaches_to_containers() {
 fn docker_sdk_for_python_manages_networks_and_published_ports() {
     run_sdk_script("networks");
 }
+
+#[test]
+fn docker_sdk_for_python_sees_docker_s_status_codes_timing_and_fields() {
+    run_sdk_script("api_behaviour");
+}

@@ -174,6 +174,9 @@ struct CreateBody {
     healthcheck: Option<berth_image::model::HealthConfig>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// The deprecated top-level `--mac-address` (API < 1.44): refused like the
+    /// endpoint's, never dropped.
+    mac_address: String,
     #[serde(deserialize_with = "host_config_body")]
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
@@ -260,6 +263,9 @@ fn net_request(
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
+    if !body.mac_address.is_empty() {
+        return Err(not_supported("a MAC address (--mac-address)"));
+    }
     let mut hc = body.host_config.unwrap_or_default();
     let net = net_request(
         &mut hc,
@@ -404,6 +410,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
                 _ => return Err(not_supported(&format!("log option {k:?}"))),
             }
         }
+        opts.log_opts = lc.config.clone();
     }
     Ok(opts)
 }
@@ -1069,12 +1076,17 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "ReadonlyPaths": rec.readonly_paths,
             "LogConfig": {
                 "Type": "json-file",
-                "Config": {
-                    "max-size": rec.log_max_size.to_string(),
-                    "max-file": rec.log_max_file.to_string(),
-                },
+                // What was asked (Docker's echo); the daemon's defaults apply all the same.
+                "Config": rec.log_opts.clone().unwrap_or_else(|| BTreeMap::from([
+                    ("max-size".to_string(), rec.log_max_size.to_string()),
+                    ("max-file".to_string(), rec.log_max_file.to_string()),
+                ])),
             },
             "CgroupParent": "",
+            "Runtime": "runc",
+            // berth gives every container its own cgroup namespace.
+            "CgroupnsMode": "private",
+            "Isolation": "",
             "AutoRemove": run.auto_remove,
             "Init": run.init,
             "RestartPolicy": {

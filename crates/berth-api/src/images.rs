@@ -382,7 +382,9 @@ pub(crate) async fn load(State(engine): State<Engine>, params: Params, body: Bod
         Err(e) => return e.into_response(),
     };
     let mut reader = stream::body_reader(body);
-    stream::respond(JSON, LateError::JsonLine, move |sink| {
+    // Docker answers 200 and puts any error in the stream (docker-py raises
+    // ImageLoadError from it).
+    stream::respond(JSON, LateError::AlwaysJsonLine, move |sink| {
         let mut sink_err = None;
         let mut on_event = |ev: LoadEvent| {
             if quiet || sink_err.is_some() {

@@ -38,6 +38,7 @@ mod mounts;
 mod networks;
 mod params;
 mod stream;
+mod swarm;
 mod system;
 mod version;
 mod volumes;
@@ -117,6 +118,22 @@ pub fn router(engine: Engine) -> Router {
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm", axum::routing::any(swarm::not_a_manager))
+        .route("/swarm/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/nodes", axum::routing::any(swarm::not_a_manager))
+        .route("/nodes/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/services", axum::routing::any(swarm::not_a_manager))
+        .route(
+            "/services/{*rest}",
+            axum::routing::any(swarm::not_a_manager),
+        )
+        .route("/tasks", axum::routing::any(swarm::not_a_manager))
+        .route("/tasks/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/secrets", axum::routing::any(swarm::not_a_manager))
+        .route("/secrets/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/configs", axum::routing::any(swarm::not_a_manager))
+        .route("/configs/{*rest}", axum::routing::any(swarm::not_a_manager))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

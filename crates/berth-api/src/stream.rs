@@ -41,6 +41,9 @@ enum Msg {
 pub(crate) enum LateError {
     /// End the stream with a Docker JSON error message.
     JsonLine,
+    /// Every failure is a JSON error message in a 200 response, even one before the
+    /// first byte (Docker's `images/load`: clients read the error from the stream).
+    AlwaysJsonLine,
     /// Abort the response body.
     Abort,
 }
@@ -143,6 +146,16 @@ where
 
     let first = match rx.recv().await {
         Some(Msg::Data(b)) => b,
+        Some(Msg::Done(Err(e))) if matches!(late, LateError::AlwaysJsonLine) => {
+            let fail = ApiError::from(e);
+            fail.log_late();
+            return (
+                StatusCode::OK,
+                [(CONTENT_TYPE, content_type)],
+                Body::from(error_line(&fail.message)),
+            )
+                .into_response();
+        }
         Some(Msg::Done(Err(e))) => return ApiError::from(e).into_response(),
         Some(Msg::Done(Ok(()))) | None => {
             return ([(CONTENT_TYPE, content_type)], Body::empty()).into_response()
@@ -174,7 +187,9 @@ where
         st.ended = true;
         fail.log_late();
         match late {
-            LateError::JsonLine => Some((Ok(error_line(&fail.message)), st)),
+            LateError::JsonLine | LateError::AlwaysJsonLine => {
+                Some((Ok(error_line(&fail.message)), st))
+            }
             LateError::Abort => Some((Err(io::Error::other(fail.message)), st)),
         }
     });

@@ -39,7 +39,7 @@ async fn load_streams_progress_then_the_loaded_tags() {
 }
 
 #[tokio::test]
-async fn load_of_garbage_is_a_400_before_streaming() {
+async fn load_of_garbage_is_an_error_line_in_a_200_as_docker_answers() {
     let api = api();
     let r = api
         .call(
@@ -50,11 +50,16 @@ async fn load_of_garbage_is_a_400_before_streaming() {
         .await;
     assert_eq!(
         r.status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::OK,
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    assert!(!r.message().is_empty());
+    let lines = r.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let msg = lines[0]["error"].as_str().expect("error line");
+    assert!(!msg.is_empty());
+    assert_eq!(lines[0]["errorDetail"]["message"], msg);
+    assert_eq!(api.get("/images/json").await.json(), json!([]));
 }
 
 #[tokio::test]

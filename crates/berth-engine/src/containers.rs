@@ -68,6 +68,10 @@ pub struct ContainerRecord {
     pub created: String,
     pub log_max_size: u64,
     pub log_max_file: u32,
+    /// The log options as asked at create (`None` in records written before they were
+    /// kept: inspect then shows the sizes in effect).
+    #[serde(default)]
+    pub log_opts: Option<BTreeMap<String, String>>,
     pub cgroup_path: String,
     /// The container's name (without Docker's leading `/`); empty for records written
     /// before names existed.
@@ -166,6 +170,9 @@ pub struct CreateOptions {
     pub log_max_size: Option<u64>,
     /// json-file `max-file`; 3 when `None`.
     pub log_max_file: Option<u32>,
+    /// The log options as the client gave them (inspect shows them, as Docker does;
+    /// the daemon's defaults apply all the same).
+    pub log_opts: BTreeMap<String, String>,
     /// The container's name; unique. A generated one (`berth_<12 hex>`) when `None`.
     pub name: Option<String>,
     /// Labels, kept in the record.
@@ -846,6 +853,7 @@ impl Engine {
             image_id: img.id,
             layers,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            log_opts: Some(opts.log_opts.clone()),
             log_max_size: opts.log_max_size.unwrap_or(self.config().log_defaults().0),
             log_max_file: opts
                 .log_max_file
@@ -982,6 +990,13 @@ impl Engine {
                 .into_iter()
                 .filter(|e| !e.starts_with("HOSTNAME="))
                 .collect();
+            // A bare `NAME` unsets the variable in the process (as Docker) and stays in
+            // Config.Env as given.
+            for e in ropts.env.iter().filter(|e| !e.contains('=')) {
+                if !run.env.contains(e) {
+                    run.env.push(e.clone());
+                }
+            }
             run.working_dir = ropts
                 .workdir
                 .clone()
@@ -1174,17 +1189,23 @@ impl Engine {
             .as_deref()
             .and_then(crate::lifecycle::parse_signal)
             .unwrap_or(libc::SIGTERM);
-        if signal == libc::SIGKILL || signal == stop_signal {
+        let running = matches!(
+            self.container_state(&rec.id)?,
+            ContainerState::Running { .. }
+        );
+        if running && (signal == libc::SIGKILL || signal == stop_signal) {
             // As Docker: killing with SIGKILL or the stop signal is a user's stop, which
             // the restart policy respects.
-            if matches!(
-                self.container_state(&rec.id)?,
-                ContainerState::Running { .. }
-            ) {
-                self.mark_stopped_by_user(&rec.id)?;
-            }
+            self.mark_stopped_by_user(&rec.id)?;
         }
-        self.signal_container(&rec.id, signal)
+        self.signal_container(&rec.id, signal)?;
+        if running && signal == libc::SIGKILL {
+            // Docker's kill with SIGKILL returns once the container has exited: an
+            // inspect right after says exited, an rm right after works.
+            self.wait_container(&rec.id)?;
+            self.wait_monitor_done(&rec.id);
+        }
+        Ok(())
     }
 
     /// Sends a signal to the container's init; not a user's stop (berth's own kills).
@@ -1298,6 +1319,13 @@ impl Engine {
     pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
+        if !force && self.is_restarting(&rec.id) {
+            // Docker's words (daemon/delete.go).
+            return Err(EngineError::conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                rec.id
+            )));
+        }
         match self.container_state(&rec.id)? {
             ContainerState::Running { .. } if !force => {
                 return Err(EngineError::conflict(format!(

@@ -1,0 +1,91 @@
+"""The Docker SDK for Python against a berth daemon: status codes, timing and inspect
+fields as Docker gives them (issue 14).
+
+Usage: python3 api_behaviour.py unix:///path/berth.sock FIXTURE_DIR
+Exits non-zero with a message on the first expectation that does not hold.
+"""
+import sys
+import time
+
+import docker
+import docker.errors
+
+
+def expect(cond, what):
+    if not cond:
+        sys.exit(f"FAIL: {what}")
+
+
+def main():
+    host, fixtures = sys.argv[1], sys.argv[2]
+    c = docker.DockerClient(base_url=host)
+    with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
+        c.images.load(f.read())
+
+    # kill (SIGKILL) returns once the container has exited: inspect and rm right after.
+    for i in range(5):
+        ctr = c.containers.run("fixture/app:1", ["exec sleep 1000"], detach=True)
+        ctr.kill()
+        ctr.reload()
+        expect(ctr.status == "exited", f"status right after kill: {ctr.status}")
+        ctr.remove()
+
+    # A restarting container cannot be removed without force (409, Docker's words).
+    ctr = c.containers.run("fixture/app:1", ["exit 3"], detach=True,
+                           restart_policy={"Name": "always"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        ctr.reload()
+        if ctr.attrs["State"]["Restarting"]:
+            break
+        time.sleep(0.05)
+    expect(ctr.attrs["State"]["Restarting"], "the container never showed as restarting")
+    try:
+        ctr.remove()
+        sys.exit("FAIL: removing a restarting container worked without force")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 409, f"status {e.status_code}")
+        expect("restarting container" in str(e), f"message {e}")
+    ctr.remove(force=True)
+
+    # images.load of garbage: the error comes in the stream (ImageLoadError).
+    try:
+        c.images.load(b"\x07" * 10000)
+        sys.exit("FAIL: loading garbage worked")
+    except docker.errors.ImageLoadError as e:
+        expect(str(e), "an empty ImageLoadError")
+
+    # swarm: this node is not part of one (clients call leave in their cleanup).
+    # With force the SDK takes Docker's 503 as done (its cleanup path).
+    expect(c.swarm.leave(force=True) is True, "swarm leave --force")
+    try:
+        c.swarm.leave()
+        sys.exit("FAIL: swarm leave worked")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 503, f"swarm leave status {e.status_code}")
+        expect("not part of a swarm" in str(e), f"swarm leave message {e}")
+    try:
+        c.services.list()
+        sys.exit("FAIL: services listed")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 503, f"services status {e.status_code}")
+
+    # Inspect has the fields clients read; LogConfig shows what was asked.
+    ctr = c.containers.create("fixture/app:1", ["true"], environment=["BARE", "SET=1"])
+    hc = ctr.attrs["HostConfig"]
+    expect(hc["Runtime"] == "runc", f"Runtime {hc.get('Runtime')}")
+    expect(hc["CgroupnsMode"] in ("private", "host"), f"CgroupnsMode {hc.get('CgroupnsMode')}")
+    expect("Isolation" in hc, "Isolation missing")
+    expect(hc["LogConfig"] == {"Type": "json-file", "Config": {}}, f"LogConfig {hc['LogConfig']}")
+    env = ctr.attrs["Config"]["Env"]
+    expect("BARE" in env and "SET=1" in env, f"Env {env}")
+    ctr.remove()
+    ctr = c.containers.create("fixture/app:1", ["true"],
+                              log_config={"Type": "json-file", "Config": {"max-size": "1m"}})
+    lc = ctr.attrs["HostConfig"]["LogConfig"]
+    expect(lc["Config"] == {"max-size": "1m"}, f"LogConfig {lc}")
+    ctr.remove()
+    print("ok")
+
+
+main()
