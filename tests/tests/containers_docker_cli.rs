@@ -358,3 +358,44 @@ fn a_kernel_older_than_5_12_is_refused_by_name() {
         assert!(!warned, "{warnings}");
     }
 }
+
+/// `docker diff` lists what a container added, changed and deleted, as Docker does: a
+/// fresh container has no changes (berth's own mount points are not the container's).
+#[test]
+fn docker_diff_lists_a_container_s_changes() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    ok(d.docker(&["create", "--name", "fresh", "fixture/app:1", "true"]));
+    assert_eq!(ok(d.docker(&["diff", "fresh"])).trim(), "");
+    ok(d.docker(&["start", "-a", "fresh"]));
+    assert_eq!(
+        ok(d.docker(&["diff", "fresh"])).trim(),
+        "",
+        "a run that wrote nothing"
+    );
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "busy",
+        "fixture/app:1",
+        "rm /srv/app/hello.txt; echo n > /srv/app/new; mkdir -p /newdir && echo f > /newdir/f",
+    ]));
+    let out = ok(d.docker(&["diff", "busy"]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "A /newdir",
+            "A /newdir/f",
+            "C /srv",
+            "C /srv/app",
+            "D /srv/app/hello.txt",
+            "A /srv/app/new",
+        ],
+        "{out}"
+    );
+    assert!(!d.docker(&["diff", "nosuch"]).status.success());
+}

@@ -1163,6 +1163,21 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
     }
 }
 
+/// `GET /containers/{id}/changes`: `[{"Path","Kind"}]` (0 modified, 1 added, 2
+/// deleted), `null` when nothing changed (as Docker).
+pub(crate) async fn changes(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
+    match blocking(move || engine.container_changes(&id)).await {
+        Ok(list) if list.is_empty() => Json(Value::Null).into_response(),
+        Ok(list) => Json(
+            list.iter()
+                .map(|c| json!({"Path": c.path, "Kind": c.kind as u8}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Logs
 

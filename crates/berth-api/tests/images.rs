@@ -93,7 +93,19 @@ async fn load_reports_untagged_images_by_id() {
             chunked(saved.body.to_vec()),
         )
         .await;
-    // Saved by ID: the archive keeps the image's tags.
+    // Saved by ID: the archive names no tag (as Docker writes it); by tag: that tag.
+    assert_eq!(
+        r.lines(),
+        vec![json!({"stream": format!("Loaded image ID: {FIXTURE_ID}\n")})]
+    );
+    let by_tag = api.get("/images/fixture%2Fapp:1/get").await;
+    let r = other
+        .call(
+            Method::POST,
+            "/images/load?quiet=1",
+            chunked(by_tag.body.to_vec()),
+        )
+        .await;
     assert_eq!(
         r.lines(),
         vec![json!({"stream": "Loaded image: fixture/app:1\n"})]

@@ -167,18 +167,14 @@ impl Engine {
         if names.is_empty() {
             return Err(EngineError::invalid("save: no image named"));
         }
-        let tags = self.store().meta.tags()?;
         let mut items: Vec<SaveItem> = Vec::new();
         for name in names {
             let (rec, by_ref) = self.resolve(name)?;
+            // As Docker: an image named by tag is saved with that tag; by digest or by
+            // ID, with none (`docker save ID` then `docker load` gives an untagged image).
             let mut item_tags: Vec<Reference> = match &by_ref {
                 Some(r) if r.tag().is_some() => vec![r.clone()],
-                Some(_) => Vec::new(),
-                None => tags
-                    .iter()
-                    .filter(|(_, id)| *id == rec.id)
-                    .map(|(r, _)| r.clone())
-                    .collect(),
+                _ => Vec::new(),
             };
             if let Some(existing) = items.iter_mut().find(|i| i.image.id == rec.id) {
                 for t in item_tags.drain(..) {

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod attach;
 pub mod cgroups;
+mod changes;
 pub mod config;
 mod confinement;
 mod container_cgroup;
@@ -31,6 +32,7 @@ pub use berth_net::link::LinkStats;
 pub use berth_runtime::host;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
+pub use changes::{Change, ChangeKind};
 pub use config::DaemonConfig;
 pub use container_cgroup::{ResourceUpdate, StatsSample, TopResult};
 pub use containers::*;

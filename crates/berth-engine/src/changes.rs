@@ -1,0 +1,222 @@
+//! `docker diff`: what a container changed in its filesystem, read from its overlay's
+//! upper directory against the image's layers.
+//!
+//! Each entry of the upper directory is a change: a whiteout (char device 0:0) is a
+//! deletion (Kind 2); an entry the image's layers have is a modification (Kind 0); any
+//! other an addition (Kind 1). A directory the container only passed through (copied up
+//! because something below it changed) is reported as modified only when something
+//! reported lies below it, as Docker reports it. What berth itself makes in the upper
+//! directory for every container — the mount points of `/etc/hosts`, `/etc/hostname`,
+//! `/etc/resolv.conf` and of the kernel file systems, which Docker keeps in an init layer
+//! below the container's — is not the container's change and is left out.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::containers::io_err;
+use crate::error::Result;
+use crate::Engine;
+
+/// Docker's change kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Modified = 0,
+    Added = 1,
+    Deleted = 2,
+}
+
+/// One change (`{"Path": "/etc/x", "Kind": 1}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+/// Paths Docker keeps in the init layer (never shown by `docker diff`).
+const INIT_LAYER: [&str; 11] = [
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/etc/mtab",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/console",
+    "/.dockerenv",
+];
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+/// Whether `rel` (relative, no leading `/`) exists in the image: the topmost layer that
+/// has an entry there decides (a whiteout there means deleted).
+fn in_image(lowers: &[PathBuf], rel: &Path) -> bool {
+    for l in lowers {
+        if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
+            return !is_whiteout(&m);
+        }
+    }
+    false
+}
+
+/// Walks `dir` (the upper directory at `rel`), appending changes; returns whether any
+/// change was reported at or below it.
+fn walk(
+    upper: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    out: &mut Vec<Change>,
+) -> std::io::Result<bool> {
+    let mut entries: Vec<_> = fs::read_dir(upper.join(rel))?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    let mut any = false;
+    for e in entries {
+        let child = rel.join(e.file_name());
+        let path = format!("/{}", child.display());
+        let m = fs::symlink_metadata(upper.join(&child))?;
+        let init = INIT_LAYER.contains(&path.as_str());
+        if is_whiteout(&m) {
+            out.push(Change {
+                path,
+                kind: ChangeKind::Deleted,
+            });
+            any = true;
+            continue;
+        }
+        let existed = in_image(lowers, &child);
+        if m.is_dir() {
+            let at = out.len();
+            let below = walk(upper, &child, lowers, out)?;
+            if !existed && !init {
+                out.insert(
+                    at,
+                    Change {
+                        path,
+                        kind: ChangeKind::Added,
+                    },
+                );
+                any = true;
+            } else if below {
+                out.insert(
+                    at,
+                    Change {
+                        path,
+                        kind: ChangeKind::Modified,
+                    },
+                );
+                any = true;
+            }
+            continue;
+        }
+        if init {
+            continue;
+        }
+        out.push(Change {
+            path,
+            kind: if existed {
+                ChangeKind::Modified
+            } else {
+                ChangeKind::Added
+            },
+        });
+        any = true;
+    }
+    Ok(any)
+}
+
+/// The changes of an upper directory over `lowers` (top layer first), sorted by path.
+pub fn upper_changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    if upper.is_dir() {
+        walk(upper, Path::new(""), lowers, &mut out)?;
+    }
+    // Docker sorts by the path string ("/a-b" before "/a/b").
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+impl Engine {
+    /// `GET /containers/{id}/changes` (see the module docs).
+    pub fn container_changes(&self, name: &str) -> Result<Vec<Change>> {
+        let rec = self.container(name)?;
+        let overlay = self.overlay(&rec);
+        let upper = overlay.container_dir.join("upper");
+        upper_changes(&upper, &overlay.lower_dirs()).map_err(|e| io_err(&upper, "read", e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn mk(p: &Path) {
+        fs::create_dir_all(p).unwrap();
+    }
+
+    #[test]
+    fn upper_entries_are_added_modified_or_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+        mk(&lower.join("etc"));
+        fs::write(lower.join("etc/passwd"), "root").unwrap();
+        fs::write(lower.join("etc/gone"), "x").unwrap();
+        mk(&lower.join("srv/app"));
+        mk(&lower.join("untouched"));
+        // The container: modifies /etc/passwd, deletes /etc/gone, adds /srv/app/new and
+        // /tmp/x/y; berth made /etc/hosts and /proc.
+        mk(&upper.join("etc"));
+        fs::write(upper.join("etc/passwd"), "root2").unwrap();
+        fs::write(upper.join("etc/hosts"), "").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &upper.join("etc/gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        mk(&upper.join("srv/app"));
+        fs::write(upper.join("srv/app/new"), "n").unwrap();
+        mk(&upper.join("tmp/x"));
+        fs::write(upper.join("tmp/x/y"), "y").unwrap();
+        mk(&upper.join("proc"));
+        let got: Vec<(String, ChangeKind)> = upper_changes(&upper, &[lower])
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.path, c.kind))
+            .collect();
+        use ChangeKind::*;
+        assert_eq!(
+            got,
+            vec![
+                ("/etc".to_string(), Modified),
+                ("/etc/gone".to_string(), Deleted),
+                ("/etc/passwd".to_string(), Modified),
+                ("/srv".to_string(), Modified),
+                ("/srv/app".to_string(), Modified),
+                ("/srv/app/new".to_string(), Added),
+                ("/tmp".to_string(), Added),
+                ("/tmp/x".to_string(), Added),
+                ("/tmp/x/y".to_string(), Added),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fresh_container_has_no_changes() {
+        let d = tempfile::tempdir().unwrap();
+        let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+        mk(&lower.join("etc"));
+        mk(&upper.join("etc"));
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            fs::write(upper.join("etc").join(f), "").unwrap();
+        }
+        mk(&upper.join("dev"));
+        assert!(upper_changes(&upper, &[lower]).unwrap().is_empty());
+    }
+}
