@@ -174,7 +174,7 @@ mod tests {
         fs::write(upper.join("etc/hosts"), "").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &upper.join("etc/gone"),
+            upper.join("etc/gone"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             0,
