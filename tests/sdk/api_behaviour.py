@@ -85,6 +85,28 @@ def main():
     lc = ctr.attrs["HostConfig"]["LogConfig"]
     expect(lc["Config"] == {"max-size": "1m"}, f"LogConfig {lc}")
     ctr.remove()
+    # A network name with spaces, as Docker takes it; a container runs on it.
+    net = c.networks.create("my net")
+    out = c.containers.run("fixture/app:1", ["echo on it"], network="my net", remove=True)
+    expect(out == b"on it\n", f"run on 'my net': {out}")
+    net.remove()
+
+    # A volume driver named while no volume uses it changes nothing; one a volume would
+    # use is refused by name.
+    ctr = c.containers.create("fixture/app:1", ["true"], volume_driver="other")
+    ctr.remove()
+    try:
+        c.containers.create("fixture/app:1", ["true"], volume_driver="other",
+                            volumes=["/anon"])
+        sys.exit("FAIL: a volume with a foreign driver was made")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 400 and "volume driver" in str(e), f"driver refusal {e}")
+
+    # docker diff through the SDK.
+    ctr = c.containers.run("fixture/app:1", ["echo x > /made"], detach=True)
+    ctr.wait()
+    expect(ctr.diff() == [{"Path": "/made", "Kind": 1}], f"diff {ctr.diff()}")
+    ctr.remove()
     print("ok")
 
 

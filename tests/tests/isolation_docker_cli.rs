@@ -96,7 +96,11 @@ fn process_memory_and_file_handles_need_their_capabilities() {
     }
     let d = setup();
     // A sibling process of the same user in the same container.
-    let script = "sleep 1000 & s=$!; /probe vmread $s; /probe vmwrite $s; \
+    // The sibling is probed once it runs `sleep` (its memory map is read first: on a
+    // slow host it may still be the shell's fork, mid-exec).
+    let script = "sleep 1000 & s=$!; \
+                  until [ \"$(cat /proc/$s/comm 2>/dev/null)\" = sleep ]; do :; done; \
+                  /probe vmread $s; /probe vmwrite $s; \
                   /probe handle /etc/hostname; kill $s";
     let out = probe_run(&d, &[], script);
     for what in ["vmread", "vmwrite", "handle /etc/hostname"] {

@@ -384,9 +384,9 @@ pub(crate) fn mount_options(
     volumes: Option<BTreeMap<String, serde_json::Value>>,
     volume_driver: &str,
 ) -> Result<MountOptions, ApiError> {
-    if !matches!(volume_driver, "" | "local") {
-        return Err(not_supported(&format!("volume driver {volume_driver:?}")));
-    }
+    // The driver of the volumes this create makes: refused only if one is made with it
+    // (as Docker, a driver named while no volume uses it changes nothing).
+    let foreign_driver = !matches!(volume_driver, "" | "local");
     let mut requests = Vec::new();
     for b in binds.iter().flatten() {
         requests.push(parse_bind(b)?);
@@ -400,6 +400,13 @@ pub(crate) fn mount_options(
     let config_volumes: Vec<String> = volumes.unwrap_or_default().into_keys().collect();
     for v in &config_volumes {
         check_target("volume", v)?;
+    }
+    let uses_volumes = !config_volumes.is_empty()
+        || requests
+            .iter()
+            .any(|r| matches!(r, MountRequest::Volume { .. }));
+    if foreign_driver && uses_volumes {
+        return Err(not_supported(&format!("volume driver {volume_driver:?}")));
     }
     Ok(MountOptions {
         requests,

@@ -310,11 +310,11 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Docker's network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+/// Network names as Docker (20.10+) takes them: anything but blank; berth also refuses
+/// `/` (the API could not name such a network in a path) and control characters, and
+/// more than 255 bytes.
 fn valid_network_name(n: &str) -> bool {
-    let mut c = n.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
-        && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
+    !n.trim().is_empty() && n.len() <= 255 && !n.contains('/') && !n.chars().any(char::is_control)
 }
 
 /// A host interface name for the veth of a container on a network: `bth` and 12 hex
@@ -774,7 +774,7 @@ impl Engine {
         let name = req.name.as_str();
         if !valid_network_name(name) {
             return Err(EngineError::invalid(format!(
-                "network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                "network name {name:?}: a name must not be blank, contain '/' or control characters, or be longer than 255 bytes"
             )));
         }
         if matches!(name, "host" | "none" | DEFAULT_NETWORK | "default") {
