@@ -104,7 +104,10 @@ impl MetaDb {
     /// the next call.
     fn run<T>(&self, f: impl Fn(&Database) -> Result<T>) -> Result<T> {
         let attempt = || -> Result<T> {
-            let g = self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let g = self
+                .db
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match g.as_ref() {
                 Some(db) => f(db),
                 None => Err(Error::DbPoisoned(
