@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_engine::{
-    parse_detach_keys, Attach, AttachOptions, ContainerRecord, DetachScanner, Engine,
+    parse_detach_keys, Attach, AttachOptions, ContainerRecord, DetachScanner, Engine, LogQuery,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,6 +70,46 @@ pub(crate) async fn attach(
     })
 }
 
+/// Sends the container's log (`logs=1`) as it is read, one record at a time; false if the
+/// client went away.
+async fn send_logs(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    opts: &AttachOptions,
+    conn: &mut Conn,
+) -> bool {
+    let q = LogQuery {
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+        ..LogQuery::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (engine, id, tty) = (engine.clone(), rec.id.clone(), rec.tty);
+    let reader = tokio::task::spawn_blocking(move || {
+        engine.read_logs(&id, &q, &mut |r| {
+            let mut out = Vec::with_capacity(r.log.len() + 8);
+            if tty {
+                out.extend_from_slice(r.log.as_bytes());
+            } else {
+                let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
+                frame(kind, r.log.as_bytes(), &mut out);
+            }
+            tx.blocking_send(out)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+        })
+    });
+    while let Some(chunk) = rx.recv().await {
+        if conn.write_all(&chunk).await.is_err() {
+            // Dropping the receiver ends the reader.
+            return false;
+        }
+    }
+    if let Ok(Err(e)) = reader.await {
+        tracing::debug!(container.id = %rec.id, error = %e, "attach's logs ended early");
+    }
+    true
+}
+
 async fn serve(
     engine: Engine,
     rec: ContainerRecord,
@@ -79,29 +119,8 @@ async fn serve(
     logs: bool,
     keys: Vec<u8>,
 ) {
-    if logs && (opts.stdout || opts.stderr) {
-        let id = rec.id.clone();
-        if let Ok(records) = blocking(move || engine.container_logs(&id)).await {
-            let mut out = Vec::new();
-            for r in records {
-                let err = r.stream == "stderr";
-                if (err && !opts.stderr) || (!err && !opts.stdout) {
-                    continue;
-                }
-                if rec.tty {
-                    out.extend_from_slice(r.log.as_bytes());
-                } else {
-                    frame(
-                        if err { STDERR } else { STDOUT },
-                        r.log.as_bytes(),
-                        &mut out,
-                    );
-                }
-            }
-            if conn.write_all(&out).await.is_err() {
-                return;
-            }
-        }
+    if logs && (opts.stdout || opts.stderr) && !send_logs(&engine, &rec, &opts, &mut conn).await {
+        return;
     }
     let Some(att) = att else {
         let _ = conn.shutdown().await;
