@@ -15,8 +15,9 @@ use berth_engine::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::containers::LogFrames;
 use crate::error::ApiError;
-use crate::hijack::{frame, hijack, Conn, MULTIPLEXED, RAW, STDERR, STDOUT};
+use crate::hijack::{hijack, Conn, MULTIPLEXED, RAW};
 use crate::images::blocking;
 use crate::params::Params;
 
@@ -70,8 +71,8 @@ pub(crate) async fn attach(
     })
 }
 
-/// Sends the container's log (`logs=1`) as it is read, one record at a time; false if the
-/// client went away.
+/// Sends the container's log (`logs=1`) as it is read, in chunks; false if the client
+/// went away.
 async fn send_logs(
     engine: &Engine,
     rec: &ContainerRecord,
@@ -83,20 +84,10 @@ async fn send_logs(
         stderr: opts.stderr,
         ..LogQuery::default()
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let (engine, id, tty) = (engine.clone(), rec.id.clone(), rec.tty);
     let reader = tokio::task::spawn_blocking(move || {
-        engine.read_logs(&id, &q, &mut |r| {
-            let mut out = Vec::with_capacity(r.log.len() + 8);
-            if tty {
-                out.extend_from_slice(r.log.as_bytes());
-            } else {
-                let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
-                frame(kind, r.log.as_bytes(), &mut out);
-            }
-            tx.blocking_send(out)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
-        })
+        engine.read_logs(&id, &q, &mut LogFrames::new(tx, tty, false))
     });
     while let Some(chunk) = rx.recv().await {
         if conn.write_all(&chunk).await.is_err() {

@@ -102,7 +102,25 @@ impl LogQuery {
     }
 }
 
-type Emit<'a> = dyn FnMut(&LogRecord) -> io::Result<()> + 'a;
+/// Where [`Engine::read_logs`] sends records; a closure taking each record is one.
+pub trait LogSink {
+    /// Takes the next record; an error ends the read (the client went away).
+    fn record(&mut self, r: &LogRecord) -> io::Result<()>;
+
+    /// Every record there is now was given: a sink that batches records sends what it
+    /// holds (a follower then waits for more output).
+    fn caught_up(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&LogRecord) -> io::Result<()>> LogSink for F {
+    fn record(&mut self, r: &LogRecord) -> io::Result<()> {
+        self(r)
+    }
+}
+
+type Emit<'a> = dyn LogSink + 'a;
 
 /// The consumer of the records failed: the client went away.
 fn gone(e: io::Error) -> EngineError {
@@ -115,7 +133,7 @@ fn take_line(line: &[u8], path: &Path, q: &LogQuery, emit: &mut Emit<'_>) -> Res
         return Ok(());
     }
     match serde_json::from_slice::<LogRecord>(line) {
-        Ok(r) if q.selects(&r) => emit(&r).map_err(gone),
+        Ok(r) if q.selects(&r) => emit.record(&r).map_err(gone),
         Ok(_) => Ok(()),
         Err(e) => {
             warn!(path = %path.display(), error = %e, "bad log record skipped");
@@ -524,16 +542,13 @@ fn read_files(
 impl Engine {
     /// Sends the container's log records that `q` selects to `emit`, oldest first; with
     /// `follow`, then what the container writes until it stops (see the module docs).
-    pub fn read_logs(
-        &self,
-        name: &str,
-        q: &LogQuery,
-        emit: &mut dyn FnMut(&LogRecord) -> io::Result<()>,
-    ) -> Result<()> {
+    /// `emit` is told when it has been given everything there is for now.
+    pub fn read_logs(&self, name: &str, q: &LogQuery, emit: &mut dyn LogSink) -> Result<()> {
         let rec = self.container(name)?;
         let current = self.container_log_path(&rec);
         let mut reader = Reader::new();
         let mut cur = read_files(&current, rec.log_max_file, q, &mut reader, emit)?;
+        emit.caught_up().map_err(gone)?;
         if !q.follow {
             return Ok(());
         }
@@ -591,6 +606,9 @@ impl Engine {
                     }
                 }
             }
+            if read > 0 {
+                emit.caught_up().map_err(gone)?;
+            }
             if !running && read == 0 {
                 return Ok(());
             }
@@ -613,7 +631,7 @@ impl Engine {
             stderr: true,
             ..LogQuery::default()
         };
-        self.read_logs(name, &q, &mut |r| {
+        self.read_logs(name, &q, &mut |r: &LogRecord| {
             out.push(r.clone());
             Ok(())
         })?;
@@ -667,7 +685,7 @@ mod tests {
     fn read(current: &Path, q: &LogQuery) -> (Vec<String>, Option<Cursor>, ReadStats) {
         let mut out = Vec::new();
         let mut reader = Reader::new();
-        let cur = read_files(current, 3, q, &mut reader, &mut |r| {
+        let cur = read_files(current, 3, q, &mut reader, &mut |r: &LogRecord| {
             out.push(r.log.clone());
             Ok(())
         })
@@ -753,7 +771,7 @@ mod tests {
                 None,
                 &mut c.lines,
                 &all(),
-                &mut |r| {
+                &mut |r: &LogRecord| {
                     out.push(r.log.clone());
                     Ok(())
                 },
@@ -843,7 +861,7 @@ mod tests {
                 None,
                 &mut c.lines,
                 &all(),
-                &mut |r| {
+                &mut |r: &LogRecord| {
                     out.push(r.log.clone());
                     Ok(())
                 },
@@ -942,7 +960,7 @@ mod tests {
         // Streaming all of it holds one block and one line.
         let mut n = 0;
         let mut reader = Reader::new();
-        read_files(&cur, 1, &all(), &mut reader, &mut |_| {
+        read_files(&cur, 1, &all(), &mut reader, &mut |_: &LogRecord| {
             n += 1;
             Ok(())
         })
