@@ -1208,6 +1208,7 @@ impl Engine {
         let _ = fs::remove_file(dir.join(RECORD_FILE));
         fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
         self.forget_execs(&rec.id);
+        self.forget_lifecycle(&rec.id);
         info!(container.id = %rec.id, "container removed");
         self.emit_container(&rec, "destroy", &[]);
         Ok(())
