@@ -313,3 +313,55 @@ fn an_attached_client_that_does_not_read_never_blocks_the_container() {
     assert_eq!(tail, "300000\nend\n", "the log has everything");
     drop(conn);
 }
+
+/// `attach?logs=1&stream=0` (the Docker SDK's `attach(logs=True, stream=False)`): the
+/// whole log, framed per stream, then the connection ends; many records arrive whole,
+/// in order, however the daemon chunks them.
+#[test]
+fn attach_with_logs_sends_the_whole_log_framed() {
+    let Some(d) = daemon() else { return };
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "talker",
+        "--no-healthcheck",
+        IMAGE,
+        "busybox seq 1 20000; echo oops >&2",
+    ]));
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "talker"]));
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        conn,
+        "POST /containers/{}/attach?logs=1&stream=0&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        id.trim()
+    )
+    .expect("send");
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut conn, &mut all).expect("read");
+    let head_end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head")
+        + 4;
+    assert!(
+        all.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&all[..head_end])
+    );
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut rest = &all[head_end..];
+    while !rest.is_empty() {
+        assert!(rest.len() >= 8, "a frame header cut short");
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let payload = &rest[8..8 + len];
+        match rest[0] {
+            1 => out.extend_from_slice(payload),
+            2 => err.extend_from_slice(payload),
+            s => panic!("stream {s}"),
+        }
+        rest = &rest[8 + len..];
+    }
+    let want: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out), want);
+    assert_eq!(err, b"oops\n");
+}

@@ -399,3 +399,22 @@ fn docker_diff_lists_a_container_s_changes() {
     );
     assert!(!d.docker(&["diff", "nosuch"]).status.success());
 }
+
+/// A container's processes start with SIGPIPE at its default action (as Docker's): a
+/// pipeline whose reader ends stops its writer (`yes | head` ends).
+#[test]
+fn a_container_s_processes_get_sigpipe_s_default_action() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "fixture/app:1",
+        "yes | head -1; ign=$(sed -n 's/^SigIgn:\\s*//p' /proc/1/status); echo $(( 0x$ign & 0x1000 ))",
+    ]));
+    assert_eq!(out, "y\n0\n", "SIGPIPE ignored in the container");
+}

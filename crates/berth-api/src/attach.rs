@@ -11,12 +11,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_engine::{
-    parse_detach_keys, Attach, AttachOptions, ContainerRecord, DetachScanner, Engine,
+    parse_detach_keys, Attach, AttachOptions, ContainerRecord, DetachScanner, Engine, LogQuery,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::containers::LogFrames;
 use crate::error::ApiError;
-use crate::hijack::{frame, hijack, Conn, MULTIPLEXED, RAW, STDERR, STDOUT};
+use crate::hijack::{hijack, Conn, MULTIPLEXED, RAW};
 use crate::images::blocking;
 use crate::params::Params;
 
@@ -70,6 +71,36 @@ pub(crate) async fn attach(
     })
 }
 
+/// Sends the container's log (`logs=1`) as it is read, in chunks; false if the client
+/// went away.
+async fn send_logs(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    opts: &AttachOptions,
+    conn: &mut Conn,
+) -> bool {
+    let q = LogQuery {
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+        ..LogQuery::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let (engine, id, tty) = (engine.clone(), rec.id.clone(), rec.tty);
+    let reader = tokio::task::spawn_blocking(move || {
+        engine.read_logs(&id, &q, &mut LogFrames::new(tx, tty, false))
+    });
+    while let Some(chunk) = rx.recv().await {
+        if conn.write_all(&chunk).await.is_err() {
+            // Dropping the receiver ends the reader.
+            return false;
+        }
+    }
+    if let Ok(Err(e)) = reader.await {
+        tracing::debug!(container.id = %rec.id, error = %e, "attach's logs ended early");
+    }
+    true
+}
+
 async fn serve(
     engine: Engine,
     rec: ContainerRecord,
@@ -79,29 +110,8 @@ async fn serve(
     logs: bool,
     keys: Vec<u8>,
 ) {
-    if logs && (opts.stdout || opts.stderr) {
-        let id = rec.id.clone();
-        if let Ok(records) = blocking(move || engine.container_logs(&id)).await {
-            let mut out = Vec::new();
-            for r in records {
-                let err = r.stream == "stderr";
-                if (err && !opts.stderr) || (!err && !opts.stdout) {
-                    continue;
-                }
-                if rec.tty {
-                    out.extend_from_slice(r.log.as_bytes());
-                } else {
-                    frame(
-                        if err { STDERR } else { STDOUT },
-                        r.log.as_bytes(),
-                        &mut out,
-                    );
-                }
-            }
-            if conn.write_all(&out).await.is_err() {
-                return;
-            }
-        }
+    if logs && (opts.stdout || opts.stderr) && !send_logs(&engine, &rec, &opts, &mut conn).await {
+        return;
     }
     let Some(att) = att else {
         let _ = conn.shutdown().await;

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
-    EngineError, EventType, HealthAction, HealthState, LogQuery, NetRequest, NetworkMode,
-    PortBinding, RestartPolicy, RunSettings, WaitCondition,
+    EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord, LogSink, NetRequest,
+    NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -1194,6 +1194,64 @@ fn log_time(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     })
 }
 
+/// Largest chunk of log frames sent to a client at once.
+const LOG_CHUNK: usize = 32 * 1024;
+
+/// Frames log records for a client (multiplexed, or raw with a TTY) and sends them in
+/// chunks of up to [`LOG_CHUNK`]; what it holds goes at once when the reader has caught
+/// up, so a follower sees each line as it is written.
+pub(crate) struct LogFrames {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+    tty: bool,
+    timestamps: bool,
+}
+
+impl LogFrames {
+    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<Bytes>, tty: bool, timestamps: bool) -> Self {
+        LogFrames {
+            tx,
+            buf: Vec::new(),
+            tty,
+            timestamps,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+impl LogSink for LogFrames {
+    fn record(&mut self, r: &LogRecord) -> std::io::Result<()> {
+        let line = if self.timestamps {
+            std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
+        } else {
+            std::borrow::Cow::Borrowed(r.log.as_str())
+        };
+        if self.tty {
+            self.buf.extend_from_slice(line.as_bytes());
+        } else {
+            let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
+            frame(kind, line.as_bytes(), &mut self.buf);
+        }
+        if self.buf.len() >= LOG_CHUNK {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn caught_up(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
 /// `GET /containers/{id}/logs?stdout=&stderr=&tail=&timestamps=&since=&until=&follow=`.
 pub(crate) async fn logs(
     State(engine): State<Engine>,
@@ -1245,24 +1303,8 @@ pub(crate) async fn logs(
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        let result = engine.read_logs(&id, &q, &mut |r| {
-            buf.clear();
-            let kind = if r.stream == "stderr" { STDERR } else { STDOUT };
-            let line = if timestamps {
-                std::borrow::Cow::Owned(format!("{} {}", r.time, r.log))
-            } else {
-                std::borrow::Cow::Borrowed(r.log.as_str())
-            };
-            if tty {
-                buf.extend_from_slice(line.as_bytes());
-            } else {
-                frame(kind, line.as_bytes(), &mut buf);
-            }
-            tx.blocking_send(Bytes::copy_from_slice(&buf))
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
-        });
-        if let Err(e) = result {
+        let mut frames = LogFrames::new(tx, tty, timestamps);
+        if let Err(e) = engine.read_logs(&id, &q, &mut frames) {
             tracing::debug!(error = %e, "logs ended early");
         }
     });
@@ -1281,6 +1323,42 @@ pub(crate) async fn logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_frames_are_sent_in_chunks_and_at_once_when_caught_up() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let mut frames = LogFrames::new(tx, false, false);
+        let rec = |log: &str, stream: &str| LogRecord {
+            log: log.into(),
+            stream: stream.into(),
+            time: "2024-01-01T00:00:00Z".into(),
+        };
+        frames.record(&rec("a\n", "stdout")).expect("record");
+        frames.record(&rec("b\n", "stderr")).expect("record");
+        assert!(
+            rx.try_recv().is_err(),
+            "held until a chunk fills or the reader caught up"
+        );
+        frames.caught_up().expect("caught up");
+        let chunk = rx.try_recv().expect("one chunk");
+        assert_eq!(
+            &chunk[..],
+            b"\x01\0\0\0\0\0\0\x02a\n\x02\0\0\0\0\0\0\x02b\n"
+        );
+        frames.caught_up().expect("nothing to send");
+        assert!(rx.try_recv().is_err());
+        let line = "x".repeat(99) + "\n";
+        for _ in 0..1000 {
+            frames.record(&rec(&line, "stdout")).expect("record");
+        }
+        frames.caught_up().expect("caught up");
+        let mut total = 0;
+        while let Ok(chunk) = rx.try_recv() {
+            assert!(chunk.len() < LOG_CHUNK + 108, "{}", chunk.len());
+            total += chunk.len();
+        }
+        assert_eq!(total, 1000 * 108);
+    }
 
     #[test]
     fn sizes_and_durations() {

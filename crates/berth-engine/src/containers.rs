@@ -278,6 +278,23 @@ fn spec_err(e: SpecError) -> EngineError {
     EngineError::new(e.kind(), e.to_string())
 }
 
+/// Removes a container's directory. An exec that began before the removal (a health
+/// check) may still create a file in it while it is walked (ENOTEMPTY): the walk is
+/// tried again, a few times, once that has settled.
+fn remove_dir_settled(dir: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            r => return r,
+        }
+    }
+}
+
 /// A use of a container's rootfs (see [`Engine::hold_rootfs`]).
 pub(crate) struct RootfsHold {
     engine: Engine,
@@ -1349,9 +1366,9 @@ impl Engine {
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
-        fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        remove_dir_settled(&dir).map_err(|e| io_err(&dir, "remove", e))?;
         self.forget_execs(&rec.id);
-        self.tracking().stopped_by_user.remove(&rec.id);
+        self.forget_lifecycle(&rec.id);
         // The space it held is free: the reserve is taken again if it was used.
         self.inner.reserve.ensure();
         info!(container.id = %rec.id, "container removed");

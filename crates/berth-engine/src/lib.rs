@@ -46,7 +46,7 @@ pub use lifecycle::{
     ContainerStatus, HealthAction, HealthResult, HealthState, RestartPolicy, RunSettings,
     WaitCondition,
 };
-pub use logs::{LogQuery, LogRecord};
+pub use logs::{LogQuery, LogRecord, LogSink};
 pub use networks::{
     ContainerNet, Endpoint, NetAttachment, NetConfig, NetRequest, NetworkCreate, NetworkInfo,
     NetworkRecord, PortBinding, PublishedPort,

@@ -466,6 +466,19 @@ impl Engine {
             .contains(id)
     }
 
+    /// Forgets what the lifecycle tracks of a removed container (its last restart
+    /// backoff, a pending health restart): kept otherwise for the daemon's lifetime.
+    pub(crate) fn forget_lifecycle(&self, id: &str) {
+        let mut l = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.backoff.remove(id);
+        l.health_restart.remove(id);
+        l.stopped_by_user.remove(id);
+    }
+
     /// Starts the monitor of a running container, unless one runs.
     pub(crate) fn monitor(&self, id: &str) {
         {

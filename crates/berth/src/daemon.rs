@@ -197,6 +197,43 @@ fn bind_socket(path: &Path, gid: Option<u32>) -> anyhow::Result<tokio::net::Unix
     Ok(listener)
 }
 
+/// How often the heap trimmer looks at glibc's free memory.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Free heap memory (bytes) from which the trimmer gives it back to the kernel.
+const TRIM_FROM: usize = 16 << 20;
+
+/// glibc keeps what its arenas freed: after a burst (200 concurrent `rm -f`, each request
+/// on a blocking thread with an arena of its own) the daemon's RSS stayed at 2.5 times
+/// its size before, measured (bench/soak.sh). Every [`TRIM_EVERY`], when the arenas hold
+/// more than [`TRIM_FROM`] free, `malloc_trim` returns it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn spawn_heap_trimmer() {
+    let spawned = std::thread::Builder::new()
+        .name("heap-trim".into())
+        .stack_size(64 * 1024)
+        .spawn(|| loop {
+            std::thread::sleep(TRIM_EVERY);
+            // SAFETY: mallinfo2 only reads the allocator's statistics (under its locks).
+            let free = unsafe { libc::mallinfo2() }.fordblks;
+            if free >= TRIM_FROM {
+                // SAFETY: malloc_trim releases free memory of the allocator's own arenas
+                // (under their locks); it touches no memory in use.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+                // SAFETY: as above.
+                let after = unsafe { libc::mallinfo2() }.fordblks;
+                tracing::debug!(free_bytes = free, free_after_bytes = after, "heap trimmed");
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start the heap trimmer");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn spawn_heap_trimmer() {}
+
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     let config = load_config(&args)?;
@@ -211,6 +248,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .context("opening the engine")?
         .with_context(|| format!("cannot open state root {}", root.display()))?;
     let listener = bind_socket(&socket, gid)?;
+    spawn_heap_trimmer();
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;

@@ -369,6 +369,13 @@ fn main() -> ExitCode {
             };
         }
     }
+    // Rust's runtime ignores SIGPIPE, and the container's init (forked from here by
+    // libcontainer) would keep that across execve: `yes | head` would never end. Give
+    // it the default disposition, as Docker's containers have.
+    // SAFETY: setting a signal's disposition to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(&args) {
         Ok(out) => {
             println!("{out}");
