@@ -517,3 +517,98 @@ fn inspect_shows_the_confinement_a_container_really_has() {
     assert_eq!(raw.trim(), "null");
     ok(d.docker(&["rm", "aa"]));
 }
+
+/// `--pid=host`, `--ipc=host`, `--uts=host` and `--cgroupns=host` are a policy decision:
+/// refused by default with an error naming the daemon option, honoured when the operator
+/// allows them (the container then really shares those namespaces, and sets no
+/// hostname on the host). `--userns=host` is what berth does anyway.
+#[test]
+fn host_namespaces_are_refused_by_default_and_honoured_when_allowed() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    for ns in ["pid", "ipc", "uts", "cgroupns"] {
+        let flag = format!("--{ns}=host");
+        let out = d.docker(&["run", "--rm", &flag, "fixture/app:1", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{flag}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("allow_host_namespaces") && err.contains(&flag),
+            "{flag}: {err}"
+        );
+    }
+    ok(d.docker(&["run", "--rm", "--userns=host", "fixture/app:1", "true"]));
+    drop(d);
+
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("berth.toml");
+    std::fs::write(
+        &cfg,
+        "allow_host_namespaces = [\"pid\", \"ipc\", \"uts\", \"cgroupns\"]\n",
+    )
+    .expect("config");
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("path")]);
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let script = "for n in pid ipc uts cgroup; do readlink /proc/self/ns/$n; done; hostname";
+    let ns = |n: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{n}"))
+            .expect("ns")
+            .display()
+            .to_string()
+    };
+    let hostname = rustix_hostname();
+    let shared = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--pid=host",
+        "--ipc=host",
+        "--uts=host",
+        "--cgroupns=host",
+        "fixture/app:1",
+        script,
+    ]));
+    let want = format!(
+        "{}\n{}\n{}\n{}\n{hostname}\n",
+        ns("pid"),
+        ns("ipc"),
+        ns("uts"),
+        ns("cgroup")
+    );
+    assert_eq!(shared, want, "shares the host's namespaces");
+    assert_eq!(
+        rustix_hostname(),
+        hostname,
+        "the host's hostname is unchanged"
+    );
+    let own = ok(d.docker(&["run", "--rm", "fixture/app:1", script]));
+    for n in ["pid", "ipc", "uts", "cgroup"] {
+        assert!(
+            !own.contains(&ns(n)),
+            "a default container has its own {n}: {own}"
+        );
+    }
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "hh",
+        "--pid=host",
+        "--uts=host",
+        "fixture/app:1",
+    ]));
+    let modes = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidMode}} {{.HostConfig.UTSMode}} {{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}",
+        "hh",
+    ]));
+    assert_eq!(modes.trim(), "host host private private");
+}
+
+fn rustix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}

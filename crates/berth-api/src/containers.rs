@@ -280,17 +280,24 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(not_supported("--device"));
     }
-    for (value, what) in [
-        (&hc.pid_mode, "--pid"),
-        (&hc.ipc_mode, "--ipc"),
-        (&hc.uts_mode, "--uts"),
-        (&hc.userns_mode, "--userns"),
-        (&hc.cgroupns_mode, "--cgroupns"),
+    // Namespaces: the container's own (empty, `private`), or the host's (`host`, a
+    // policy the engine checks). `--userns=host` is what berth does: no user namespace.
+    let mut host_ns = berth_engine::HostNamespaces::default();
+    for (value, what, flag) in [
+        (&hc.pid_mode, "--pid", Some(&mut host_ns.pid)),
+        (&hc.ipc_mode, "--ipc", Some(&mut host_ns.ipc)),
+        (&hc.uts_mode, "--uts", Some(&mut host_ns.uts)),
+        (&hc.cgroupns_mode, "--cgroupns", Some(&mut host_ns.cgroup)),
+        (&hc.userns_mode, "--userns", None),
     ] {
-        // Empty or "private" is what berth does: a namespace of the container's own.
         let value = value.as_deref().unwrap_or("");
-        if !value.is_empty() && value != "private" {
-            return Err(not_supported(&format!("{what}={value}")));
+        match (value, flag) {
+            ("" | "private", _) => {}
+            // Docker's IPC modes that are the container's own namespace.
+            ("shareable", _) if what == "--ipc" => {}
+            ("host", Some(f)) => *f = true,
+            ("host", None) => {}
+            _ => return Err(not_supported(&format!("{what}={value}"))),
         }
     }
     if hc.oom_score_adj.is_some_and(|o| o != 0) {
@@ -312,6 +319,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         NetworkMode::None
     };
     let mut runtime = ContainerOptions {
+        host_namespaces: host_ns,
         args_override: body.cmd.map(StrSlice::into_vec).filter(|v| !v.is_empty()),
         entrypoint_override: body.entrypoint.map(|e| {
             let v = e.into_vec();
@@ -1084,8 +1092,11 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             },
             "CgroupParent": "",
             "Runtime": "runc",
-            // berth gives every container its own cgroup namespace.
-            "CgroupnsMode": "private",
+            "PidMode": if rec.host_namespaces.pid { "host" } else { "" },
+            "IpcMode": if rec.host_namespaces.ipc { "host" } else { "private" },
+            "UTSMode": if rec.host_namespaces.uts { "host" } else { "" },
+            "UsernsMode": "",
+            "CgroupnsMode": if rec.host_namespaces.cgroup { "host" } else { "private" },
             "Isolation": "",
             "AutoRemove": run.auto_remove,
             "Init": run.init,

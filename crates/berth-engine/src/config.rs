@@ -35,6 +35,10 @@ pub struct DaemonConfig {
     /// socket, `/etc`, another engine's socket: see `docs/SECURITY-DEFAULTS.md`); a
     /// source at or below one of them is not checked. Empty by default.
     pub allow_bind_sources: Vec<PathBuf>,
+    /// Host namespaces containers may share (`pid`, `ipc`, `uts`, `cgroupns`: what
+    /// `--pid=host` and the like ask for). Empty by default: such a container is refused
+    /// with an error naming this key.
+    pub allow_host_namespaces: Vec<String>,
     /// Where images may come from (`[policy]`: `allow`, `require_digest`).
     pub policy: crate::policy::PolicyConfig,
     /// Pull-through mirrors (`[registry_mirrors]`): a registry host (as references name
@@ -119,6 +123,7 @@ impl Default for DaemonConfig {
             max_compression_ratio: 1000,
             min_free_bytes: None,
             allow_bind_sources: Vec::new(),
+            allow_host_namespaces: Vec::new(),
             policy: crate::policy::PolicyConfig::default(),
             registry_mirrors: Default::default(),
             init_path: None,
@@ -151,6 +156,13 @@ impl DaemonConfig {
                 "log_max_size {:?}: not a size (10m, 512k, 1g, bytes)",
                 self.log_max_size
             )));
+        }
+        for n in &self.allow_host_namespaces {
+            if !matches!(n.as_str(), "pid" | "ipc" | "uts" | "cgroupns") {
+                return Err(EngineError::invalid(format!(
+                    "allow_host_namespaces: {n:?} is not one of pid, ipc, uts, cgroupns"
+                )));
+            }
         }
         if self.log_max_file == 0 {
             return Err(EngineError::invalid("log_max_file must be at least 1"));

@@ -68,6 +68,9 @@ pub struct ContainerRecord {
     pub created: String,
     pub log_max_size: u64,
     pub log_max_file: u32,
+    /// Namespaces shared with the host (`--pid=host` and the like, as policy allowed).
+    #[serde(default)]
+    pub host_namespaces: berth_runtime::spec::HostNamespaces,
     /// The log options as asked at create (`None` in records written before they were
     /// kept: inspect then shows the sizes in effect).
     #[serde(default)]
@@ -791,6 +794,16 @@ impl Engine {
         if let Some(rule) = lacking {
             return Err(EngineError::new(berth_types::ErrorKind::Unavailable, rule));
         }
+        for ns in opts.runtime.host_namespaces.names() {
+            if !self.config().allow_host_namespaces.iter().any(|a| a == ns) {
+                return Err(EngineError::new(
+                    berth_types::ErrorKind::Forbidden,
+                    format!(
+                        "--{ns}=host: sharing the host's {ns} namespace is refused by this daemon's policy; an operator allows it with allow_host_namespaces = [\"{ns}\"] in the daemon's config file"
+                    ),
+                ));
+            }
+        }
         let settings = &opts.settings;
         settings.restart_policy.validate()?;
         if settings.auto_remove && !settings.restart_policy.is_none() {
@@ -871,6 +884,7 @@ impl Engine {
             layers,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             log_opts: Some(opts.log_opts.clone()),
+            host_namespaces: opts.runtime.host_namespaces,
             log_max_size: opts.log_max_size.unwrap_or(self.config().log_defaults().0),
             log_max_file: opts
                 .log_max_file
@@ -962,7 +976,13 @@ impl Engine {
                     resolved,
                 });
             }
-            if ropts.hostname.is_empty() {
+            if ropts.host_namespaces.uts {
+                // The host's UTS namespace: its hostname (the runtime sets none).
+                ropts.hostname = rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned();
+            } else if ropts.hostname.is_empty() {
                 ropts.hostname = id[..12].to_string();
             }
             if ropts.cgroups_path.is_none() {

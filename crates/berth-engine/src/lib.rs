@@ -31,6 +31,7 @@ pub use berth_net::link::LinkStats;
 /// What the host can do, as [`Engine::host`] returns it.
 pub use berth_runtime::host;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
+pub use berth_runtime::spec::HostNamespaces;
 pub use berth_runtime::{Resources, ThrottleDevice as ThrottleDeviceSpec, Ulimit};
 pub use changes::{Change, ChangeKind};
 pub use config::DaemonConfig;

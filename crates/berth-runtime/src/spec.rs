@@ -107,9 +107,45 @@ pub struct Ulimit {
     pub hard: u64,
 }
 
+/// Namespaces a container shares with the host (`--pid=host`, `--ipc=host`,
+/// `--uts=host`, `--cgroupns=host`): refused unless the daemon's policy allows them
+/// (the engine checks; the spec honours what it is given).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostNamespaces {
+    #[serde(default)]
+    pub pid: bool,
+    #[serde(default)]
+    pub ipc: bool,
+    #[serde(default)]
+    pub uts: bool,
+    #[serde(default)]
+    pub cgroup: bool,
+}
+
+impl HostNamespaces {
+    pub fn any(&self) -> bool {
+        self.pid || self.ipc || self.uts || self.cgroup
+    }
+
+    /// Docker's option names of the namespaces shared (`pid`, `ipc`, `uts`, `cgroupns`).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.pid, "pid"),
+            (self.ipc, "ipc"),
+            (self.uts, "uts"),
+            (self.cgroup, "cgroupns"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
+    }
+}
+
 /// Everything a `docker run` sets that affects the runtime spec.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerOptions {
+    /// Namespaces shared with the host (policy checked by the engine).
+    pub host_namespaces: HostNamespaces,
     /// Arguments after the image (`docker run IMAGE ARGS...`); replace the image's Cmd.
     pub args_override: Option<Vec<String>>,
     /// `--entrypoint`; a non-empty one also drops the image's Cmd, `Some(vec![])` clears
@@ -511,17 +547,25 @@ fn check_hostname(h: &str) -> Result<(), SpecError> {
 fn namespaces(
     network: NetworkMode,
     netns_path: Option<&Path>,
+    host: HostNamespaces,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
-    let mut types = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
-    ];
+    let mut types = Vec::new();
+    if !host.pid {
+        types.push(LinuxNamespaceType::Pid);
+    }
+    if !host.ipc {
+        types.push(LinuxNamespaceType::Ipc);
+    }
+    if !host.uts {
+        types.push(LinuxNamespaceType::Uts);
+    }
+    types.push(LinuxNamespaceType::Mount);
     if network == NetworkMode::None {
         types.push(LinuxNamespaceType::Network);
     }
-    types.push(LinuxNamespaceType::Cgroup);
+    if !host.cgroup {
+        types.push(LinuxNamespaceType::Cgroup);
+    }
     types
         .into_iter()
         .map(|t| {
@@ -658,6 +702,21 @@ pub fn generate_for_host(
         opts.privileged,
         opts.shm_size.unwrap_or(mounts::DEFAULT_SHM_BYTES),
     );
+    if opts.host_namespaces.ipc {
+        // The host's IPC namespace: its /dev/shm too (as Docker's --ipc=host).
+        if let Some(d) = defaults
+            .iter_mut()
+            .find(|d| d.destination() == Path::new("/dev/shm"))
+        {
+            *d = MountBuilder::default()
+                .destination("/dev/shm")
+                .typ("bind")
+                .source("/dev/shm")
+                .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()
+                .map_err(build_err("/dev/shm mount"))?;
+        }
+    }
     let mut cgroup_tmpfs = false;
     if let (CgroupVersion::V1, Some(path)) = (cgroup.version(), &opts.cgroups_path) {
         if cgroup.mode != CgroupMode::None {
@@ -761,7 +820,11 @@ pub fn generate_for_host(
         readonly.push(CGROUP_V1_TMPFS.to_string());
     }
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(opts.network, opts.netns_path.as_deref())?)
+        .namespaces(namespaces(
+            opts.network,
+            opts.netns_path.as_deref(),
+            opts.host_namespaces,
+        )?)
         .resources(resources)
         .devices(devices)
         .masked_paths(masked)
@@ -778,7 +841,7 @@ pub fn generate_for_host(
         linux = linux.cgroups_path(p.clone());
     }
 
-    SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version(oci_spec::runtime::VERSION)
         .root(
             RootBuilder::default()
@@ -792,7 +855,12 @@ pub fn generate_for_host(
         .mounts(all_mounts)
         .linux(linux.build().map_err(build_err("linux"))?)
         .build()
-        .map_err(build_err("spec"))
+        .map_err(build_err("spec"))?;
+    if opts.host_namespaces.uts {
+        // The host's UTS namespace: the runtime must not set its hostname.
+        spec.set_hostname(None);
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
