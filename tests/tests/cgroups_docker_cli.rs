@@ -712,3 +712,60 @@ fn a_container_cannot_raise_its_own_limits() {
     assert_eq!(cg_read(&id, ("pids", "pids.max"), "pids.max"), "2048");
     ok(d.docker(&["rm", "-f", "jail"]));
 }
+
+/// `--memory-swappiness` reaches memory.swappiness where the host has it (cgroup v1) and
+/// is discarded with Docker's warning where it does not (cgroup v2); out of range is
+/// refused with Docker's words.
+#[test]
+fn docker_cli_memory_swappiness_is_applied_or_discarded_as_docker_does() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "sw",
+        "--memory-swappiness",
+        "7",
+        "fixture/app:1",
+        "exec sleep 1000",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let warned = String::from_utf8_lossy(&out.stderr).contains("Memory swappiness discarded");
+    let id = full_id(&d, "sw");
+    let shown = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.MemorySwappiness}}",
+        "sw",
+    ]));
+    if host_has(("memory", "memory.swappiness"), "memory.no-such-file") {
+        assert!(!warned, "{out:?}");
+        assert_eq!(cg_read(&id, ("memory", "memory.swappiness"), ""), "7");
+        assert_eq!(shown.trim(), "7");
+    } else {
+        assert!(warned, "no warning for a discarded swappiness: {out:?}");
+        assert_eq!(shown.trim(), "null");
+    }
+    // Out of range: the daemon refuses it (the docker CLI checks it before sending).
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(&d.sock)
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"Image":"fixture/app:1","HostConfig":{"MemorySwappiness":101}}"#,
+            "http://berth/v1.41/containers/create",
+        ])
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("valid memory swappiness range is 0-100"),
+        "{body}"
+    );
+    ok(d.docker(&["rm", "-f", "sw"]));
+}

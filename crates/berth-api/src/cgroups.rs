@@ -98,7 +98,7 @@ fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
 impl ResourcesBody {
     /// Refuses every field berth cannot honour (when set), for create and update.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        let refused: [(bool, &str); 13] = [
+        let refused: [(bool, &str); 12] = [
             (
                 non_empty(&self.blkio_weight_device),
                 "--blkio-weight-device",
@@ -111,10 +111,6 @@ impl ResourcesBody {
             (self.cpu_percent != 0, "--cpu-percent"),
             (self.io_maximum_iops != 0, "--io-maxiops"),
             (self.io_maximum_bandwidth != 0, "--io-maxbandwidth"),
-            (
-                self.memory_swappiness.is_some_and(|s| s != -1),
-                "--memory-swappiness",
-            ),
             (self.oom_kill_disable == Some(true), "--oom-kill-disable"),
             (
                 non_empty(&self.device_cgroup_rules) || non_empty(&self.device_requests),
@@ -161,6 +157,8 @@ impl ResourcesBody {
             memory: pos(self.memory),
             memory_swap: pos(self.memory_swap),
             memory_reservation: pos(self.memory_reservation),
+            // -1 (what the docker CLI sends unless asked) is the host's default.
+            memory_swappiness: self.memory_swappiness.filter(|s| *s != -1),
             nano_cpus: pos(self.nano_cpus),
             cpu_shares: u64_field("CpuShares", self.cpu_shares)?,
             cpu_period: u64_field("CpuPeriod", self.cpu_period)?,
@@ -193,6 +191,9 @@ impl ResourcesBody {
         }
         if non_empty(&self.ulimits) {
             return Err(not_supported("updating Ulimits"));
+        }
+        if self.memory_swappiness.is_some_and(|s| s != -1) {
+            return Err(not_supported("updating MemorySwappiness"));
         }
         let pos = |v: i64| (v != 0).then_some(v);
         Ok(ResourceUpdate {
@@ -264,7 +265,7 @@ pub(crate) fn host_config_resources(rec: &ContainerRecord) -> Map<String, Value>
         "BlkioDeviceReadIOps": throttles(&r.device_read_iops),
         "BlkioDeviceWriteIOps": throttles(&r.device_write_iops),
         "KernelMemoryTCP": 0,
-        "MemorySwappiness": null,
+        "MemorySwappiness": r.memory_swappiness,
         "OomKillDisable": false,
         "CpuCount": 0,
         "CpuPercent": 0,

@@ -43,6 +43,8 @@ pub struct Resources {
     pub memory_swap: Option<i64>,
     /// `--memory-reservation`, bytes (soft limit).
     pub memory_reservation: Option<i64>,
+    /// `--memory-swappiness`, 0 to 100 (`None` or -1: the host's); cgroup v1 only.
+    pub memory_swappiness: Option<i64>,
     /// `--cpus` × 10⁹.
     pub nano_cpus: Option<i64>,
     /// `--cpu-shares` (relative weight, 2 to 262144).
@@ -215,7 +217,21 @@ pub fn to_oci(
             ));
         }
     }
+    let swappiness = r.memory_swappiness.filter(|s| *s != -1);
+    if let Some(sw) = swappiness {
+        if !(0..=100).contains(&sw) {
+            // Docker's words.
+            return Err(invalid(
+                "--memory-swappiness",
+                sw,
+                format!("Invalid value: {sw}, valid memory swappiness range is 0-100"),
+            ));
+        }
+    }
     let mut mem = LinuxMemoryBuilder::default();
+    if let Some(sw) = swappiness {
+        mem = mem.swappiness(sw as u64);
+    }
     if let Some(m) = memory {
         mem = mem.limit(m);
     }
@@ -344,7 +360,7 @@ pub fn to_oci(
             .build()
             .map_err(build_err("--pids-limit"))?,
     );
-    if memory.is_some() || reservation.is_some() {
+    if memory.is_some() || reservation.is_some() || swappiness.is_some() {
         b = b.memory(mem.build().map_err(build_err("--memory"))?);
     }
     if any_cpu {
@@ -389,6 +405,13 @@ pub fn fit_to_host(
         // Docker's -1 (what inspect shows); the runtime writes no swap limit for it on
         // such a host (`restrict_to_host`).
         r.memory_swap = Some(-1);
+    }
+    if discard(
+        r.memory_swappiness.is_some_and(|s| s != -1),
+        caps.memory_swappiness,
+        "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.",
+    ) {
+        r.memory_swappiness = None;
     }
     if discard(
         set(r.memory_reservation).is_some(),
@@ -531,7 +554,13 @@ pub fn restrict_to_host(r: &mut LinuxResources, caps: &CgroupCaps) {
         if !caps.memory_reservation {
             m.set_reservation(None);
         }
-        let empty = m.limit().is_none() && m.swap().is_none() && m.reservation().is_none();
+        if !caps.memory_swappiness {
+            m.set_swappiness(None);
+        }
+        let empty = m.limit().is_none()
+            && m.swap().is_none()
+            && m.reservation().is_none()
+            && m.swappiness().is_none();
         r.set_memory((!empty).then_some(m));
     }
     if let Some(mut c) = r.cpu().clone() {
