@@ -408,8 +408,15 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
             "--name",
             "filler2",
             "fixture/app:1",
-            "cat /dev/zero > /fill; exec sleep 1000",
+            // Output written on the full disk: the log write fails, the supervisor
+            // (and the container) carry on.
+            "cat /dev/zero > /fill; i=0; while [ $i -lt 50 ]; do echo after-full $i; i=$((i+1)); done; exec sleep 1000",
         ],
+    ));
+    // Created while there is space, started when there is none (below).
+    ok(berth_at(
+        &host,
+        &["create", "--name", "pre", "fixture/app:1", "echo started"],
     ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while free_bytes(&root) > 64 << 10 {
@@ -426,9 +433,31 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         &["create", "--name", "late", "fixture/app:1", "true"],
     ));
     assert!(err.to_lowercase().contains("space"), "{err}");
-    let all = ok(berth_at(&host, &["ps", "-a", "--format", "{{.Names}}"]));
-    assert_eq!(all.trim(), "filler2", "nothing half-created");
+    let mut all: Vec<String> = ok(berth_at(&host, &["ps", "-a", "--format", "{{.Names}}"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    all.sort();
+    assert_eq!(all, ["filler2", "pre"], "nothing half-created");
     ok(berth_at(&host, &["logs", "filler2"]));
+    let running = ok(berth_at(
+        &host,
+        &["inspect", "-f", "{{.State.Running}}", "filler2"],
+    ));
+    assert_eq!(
+        running.trim(),
+        "true",
+        "the supervisor survives a log write on a full disk"
+    );
+    // A start on the full disk fails cleanly (or works): never half-started.
+    if berth_at(&host, &["start", "pre"]).status.success() {
+        ok(berth_at(&host, &["wait", "pre"]));
+    }
+    let state = ok(berth_at(
+        &host,
+        &["inspect", "-f", "{{.State.Status}}", "pre"],
+    ));
+    assert!(matches!(state.trim(), "created" | "exited"), "{state}");
     // An untag on the full disk is applied (and stays applied after a restart) or
     // refused; here it is applied: the space reserve is there again since the removal.
     ok(berth_at(&host, &["rmi", "extra/app:1"]));
@@ -438,6 +467,10 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         &["run", "--rm", "fixture/app:1", "echo again"],
     ));
     assert_eq!(out.trim(), "again");
+    // With space back, the container that could not start starts.
+    let out = ok(berth_at(&host, &["start", "-a", "pre"]));
+    assert_eq!(out.trim(), "started");
+    ok(berth_at(&host, &["rm", "pre"]));
     assert!(ok(berth_at(&host, &["ps", "-aq"])).trim().is_empty());
     let _ = child.kill();
     let _ = child.wait();
