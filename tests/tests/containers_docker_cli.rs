@@ -418,3 +418,46 @@ fn a_container_s_processes_get_sigpipe_s_default_action() {
     ]));
     assert_eq!(out, "y\n0\n", "SIGPIPE ignored in the container");
 }
+
+/// `--log-driver none`: nothing is kept (no log file), an attached client still gets the
+/// output, and `docker logs` says the driver keeps nothing (Docker's 501 and words).
+#[test]
+fn the_none_log_driver_keeps_nothing_and_says_so() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let out = ok(d.docker(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "fixture/app:1",
+        "echo attached",
+    ]));
+    assert_eq!(out, "attached\n");
+    let err = fails(d.docker(&["logs", "quiet"]));
+    assert!(
+        err.contains("configured logging driver does not support reading"),
+        "{err}"
+    );
+    let shown = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.LogConfig.Type}}|{{.LogPath}}",
+        "quiet",
+    ]));
+    assert_eq!(shown.trim(), "none|");
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "quiet"]));
+    let dir = d.root.join("containers").join(id.trim());
+    let logs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("container dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("json.log"))
+        .collect();
+    assert!(logs.is_empty(), "a log file was written: {logs:?}");
+    ok(d.docker(&["rm", "quiet"]));
+}

@@ -400,6 +400,16 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
+        if lc.kind == "none" {
+            // Output is not kept; `docker logs` then says so (501), attach still works.
+            if let Some(k) = lc.config.keys().next() {
+                return Err(ApiError::bad_request(format!(
+                    "unknown log opt '{k}' for none log driver"
+                )));
+            }
+            opts.log_driver = "none".into();
+            return Ok(opts);
+        }
         if !lc.kind.is_empty() && lc.kind != "json-file" {
             return Err(not_supported(&format!("log driver {:?}", lc.kind)));
         }
@@ -1075,7 +1085,8 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
         "RestartCount": c.status.restart_count,
         "Driver": "overlayfs",
         "Platform": "linux",
-        "LogPath": log_path,
+        // No file with the `none` log driver (Docker shows an empty path).
+        "LogPath": if rec.log_driver == "none" { std::path::Path::new("") } else { log_path },
         "HostConfig": {
             "NetworkMode": network,
             "Privileged": rec.privileged,
@@ -1083,7 +1094,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "MaskedPaths": rec.masked_paths,
             "ReadonlyPaths": rec.readonly_paths,
             "LogConfig": {
-                "Type": "json-file",
+                "Type": if rec.log_driver == "none" { "none" } else { "json-file" },
                 // What was asked (Docker's echo); the daemon's defaults apply all the same.
                 "Config": rec.log_opts.clone().unwrap_or_else(|| BTreeMap::from([
                     ("max-size".to_string(), rec.log_max_size.to_string()),
@@ -1309,6 +1320,14 @@ pub(crate) async fn logs(
     };
     // A TTY container's log is one stream: raw, as Docker sends it.
     let tty = match check {
+        // The `none` log driver keeps nothing: Docker's 501 and words, before any byte.
+        Ok(rec) if rec.log_driver == "none" => {
+            return ApiError::new(
+                axum::http::StatusCode::NOT_IMPLEMENTED,
+                "configured logging driver does not support reading",
+            )
+            .into_response()
+        }
         Ok(rec) => rec.tty,
         Err(e) => return e.into_response(),
     };

@@ -71,6 +71,9 @@ pub struct ContainerRecord {
     /// Namespaces shared with the host (`--pid=host` and the like, as policy allowed).
     #[serde(default)]
     pub host_namespaces: berth_runtime::spec::HostNamespaces,
+    /// The log driver: `json-file` (empty in older records) or `none` (nothing kept).
+    #[serde(default)]
+    pub log_driver: String,
     /// The log options as asked at create (`None` in records written before they were
     /// kept: inspect then shows the sizes in effect).
     #[serde(default)]
@@ -176,6 +179,8 @@ pub struct CreateOptions {
     /// The log options as the client gave them (inspect shows them, as Docker does;
     /// the daemon's defaults apply all the same).
     pub log_opts: BTreeMap<String, String>,
+    /// `json-file` (also when empty) or `none`.
+    pub log_driver: String,
     /// The container's name; unique. A generated one (`berth_<12 hex>`) when `None`.
     pub name: Option<String>,
     /// Labels, kept in the record.
@@ -885,6 +890,11 @@ impl Engine {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             log_opts: Some(opts.log_opts.clone()),
             host_namespaces: opts.runtime.host_namespaces,
+            log_driver: if opts.log_driver == "none" {
+                "none".to_string()
+            } else {
+                "json-file".to_string()
+            },
             log_max_size: opts.log_max_size.unwrap_or(self.config().log_defaults().0),
             log_max_file: opts
                 .log_max_file
@@ -1146,6 +1156,7 @@ impl Engine {
             id: rec.id.clone(),
             log_max_size: rec.log_max_size,
             log_max_file: rec.log_max_file,
+            log_none: rec.log_driver == "none",
             cgroup_path: Some(PathBuf::from(&rec.cgroup_path)),
             driver,
             tty: rec.tty,

@@ -545,6 +545,13 @@ impl Engine {
     /// `emit` is told when it has been given everything there is for now.
     pub fn read_logs(&self, name: &str, q: &LogQuery, emit: &mut dyn LogSink) -> Result<()> {
         let rec = self.container(name)?;
+        if rec.log_driver == "none" {
+            // Docker's words and kind (501): nothing was kept to read.
+            return Err(crate::EngineError::new(
+                berth_types::ErrorKind::NotImplemented,
+                "configured logging driver does not support reading",
+            ));
+        }
         let current = self.container_log_path(&rec);
         let mut reader = Reader::new();
         let mut cur = read_files(&current, rec.log_max_file, q, &mut reader, emit)?;

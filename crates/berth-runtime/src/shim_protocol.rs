@@ -78,6 +78,9 @@ pub struct ShimConfig {
     pub log_max_size: u64,
     /// Files kept in total, the current one included (at least 1).
     pub log_max_file: u32,
+    /// The `none` log driver: the output is not kept (no log file).
+    #[serde(default)]
+    pub log_none: bool,
     /// The container's cgroup path as given to the runtime (`/berth/<id>`), to read the
     /// OOM kill count from.
     pub cgroup_path: Option<PathBuf>,

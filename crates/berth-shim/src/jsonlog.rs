@@ -45,6 +45,8 @@ pub struct JsonLog {
     record: Vec<u8>,
     /// Records dropped because the file could not be written.
     pub dropped: u64,
+    /// The `none` log driver: output is read (attached clients get it) and not kept.
+    discard: bool,
 }
 
 impl JsonLog {
@@ -65,11 +67,30 @@ impl JsonLog {
             partial: [Vec::new(), Vec::new()],
             record: Vec::new(),
             dropped: 0,
+            discard: false,
         })
+    }
+
+    /// The `none` log driver: no file, nothing kept.
+    pub fn discarding(path: &Path) -> JsonLog {
+        JsonLog {
+            path: path.to_path_buf(),
+            file: None,
+            size: 0,
+            max_size: 0,
+            max_file: 1,
+            partial: [Vec::new(), Vec::new()],
+            record: Vec::new(),
+            dropped: 0,
+            discard: true,
+        }
     }
 
     /// Takes bytes read from a stream; writes every complete line.
     pub fn write(&mut self, stream: Stream, mut data: &[u8]) {
+        if self.discard {
+            return;
+        }
         let idx = stream as usize;
         while !data.is_empty() {
             let room = MAX_LINE - self.partial[idx].len();

@@ -304,8 +304,12 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(|e| format!("{SHIM_SOCKET}: {e}"))?;
         let log_path = format!("{}-json.log", cfg.id);
-        let log = JsonLog::open(Path::new(&log_path), cfg.log_max_size, cfg.log_max_file)
-            .map_err(|e| format!("{log_path}: {e}"))?;
+        let log = if cfg.log_none {
+            JsonLog::discarding(Path::new(&log_path))
+        } else {
+            JsonLog::open(Path::new(&log_path), cfg.log_max_size, cfg.log_max_file)
+                .map_err(|e| format!("{log_path}: {e}"))?
+        };
 
         // The container's stdio: pipes, or a pty whose master arrives on the console
         // socket (fds 3 and 4 of the driver are then /dev/null).

@@ -18,4 +18,7 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected failure of the host (I/O error, corrupt database).
     Internal,
+    /// The operation does not apply to this object's configuration (Docker's 501, e.g.
+    /// reading the logs of a container whose log driver keeps none).
+    NotImplemented,
 }
