@@ -9,8 +9,11 @@
 //! Layout: [`router`] lists every route; `middleware.rs` checks and strips the
 //! `/v1.xx` prefix before routing, adds Docker's common headers and logs each request;
 //! `system.rs` and `images.rs` hold the handlers; `stream.rs` runs engine calls that
-//! read or write bodies; `params.rs` parses query strings; `error.rs` maps engine
-//! errors to status codes; `version.rs` is the [`ApiVersion`] type.
+//! read or write bodies; `params.rs` parses query strings; `body.rs` checks JSON
+//! bodies' Content-Type and `decode.rs` decodes them as Docker's Go decoder does (null
+//! is absence, keys match case-insensitively, unknown keys are ignored); `swarm.rs`
+//! answers swarm endpoints as a node outside a swarm; `error.rs` maps engine errors to
+//! status codes; `version.rs` is the [`ApiVersion`] type.
 
 #![recursion_limit = "256"] // the `/info` document is one large `json!`
 
