@@ -294,7 +294,6 @@ fn docker_cli_resource_flags_reach_the_cgroup_and_inspect() {
     // What berth cannot honour is refused, never ignored.
     for (flags, what) in [
         (&["--oom-kill-disable"][..], "--oom-kill-disable"),
-        (&["--memory-swappiness", "10"][..], "--memory-swappiness"),
         (&["--cpu-rt-runtime", "1000"][..], "--cpu-rt-runtime"),
         (&["--cgroup-parent", "/other"][..], "--cgroup-parent"),
     ] {

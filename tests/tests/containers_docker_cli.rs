@@ -69,8 +69,6 @@ fn docker_cli_runs_waits_logs_lists_and_removes_containers() {
     for (flags, what) in [
         (&["--link", "other:db"][..], "--link"),
         (&["--device", "/dev/null"][..], "--device"),
-        (&["--pid", "host"][..], "--pid=host"),
-        (&["--ipc", "host"][..], "--ipc=host"),
         (&["--oom-score-adj", "5"][..], "--oom-score-adj"),
     ] {
         let mut args = vec!["run", "-d"];

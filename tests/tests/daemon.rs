@@ -399,6 +399,11 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
         "space given back: {}",
         free_bytes(&root)
     );
+    // Created while there is space, started when there is none (below).
+    ok(berth_at(
+        &host,
+        &["create", "--name", "pre", "fixture/app:1", "echo started"],
+    ));
     // A fill that is stopped by rm -f while running works the same.
     ok(berth_at(
         &host,
@@ -412,11 +417,6 @@ fn a_container_that_fills_the_disk_can_be_stopped_and_removed() {
             // (and the container) carry on.
             "cat /dev/zero > /fill; i=0; while [ $i -lt 50 ]; do echo after-full $i; i=$((i+1)); done; exec sleep 1000",
         ],
-    ));
-    // Created while there is space, started when there is none (below).
-    ok(berth_at(
-        &host,
-        &["create", "--name", "pre", "fixture/app:1", "echo started"],
     ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while free_bytes(&root) > 64 << 10 {
