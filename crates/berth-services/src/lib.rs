@@ -6,8 +6,10 @@
 //! translates Docker's `/services` and `/tasks`.
 
 pub mod plan;
+pub mod store;
 
 pub use plan::{
     plan, Action, Condition, Desired, FailureAction, Health, Millis, Order, Plan, Reason,
     RestartPolicy, Rollout, RolloutPolicy, Task, TaskState,
 };
+pub use store::{Revision, ServiceRecord, ServiceStore, StoreError, TaskRecord};

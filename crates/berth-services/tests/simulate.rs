@@ -4,6 +4,8 @@
 //! an operator would see: replicas running, no slot without a ready task during a
 //! start-first update, rollbacks, restart delays.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
