@@ -33,7 +33,9 @@ pub use content::{BlobWriter, ContentStore, PendingBlob};
 pub use error::{Error, Result};
 pub use gc::{ExtraRoots, GcReport};
 pub use lease::{Lease, Leases};
-pub use meta::{BlobRef, ImageRecord, LayerRecord, MetaDb, SnapshotRecord, SCHEMA_VERSION};
+pub use meta::{
+    BlobRef, DocChange, ImageRecord, LayerRecord, MetaDb, SnapshotRecord, SCHEMA_VERSION,
+};
 pub use snapshot::{PendingSnapshot, Snapshots};
 
 /// The version of the directory layout; bumped when files move.

@@ -7,6 +7,9 @@
 //! - `images`: image ID (`sha256:…`, the config digest) -> [`ImageRecord`]
 //! - `tags`: normalized reference (`docker.io/library/busybox:latest`) -> image ID
 //! - `snapshots`: layer diff_id -> [`SnapshotRecord`]
+//! - `docs`: `KIND/KEY` -> a JSON document of a domain crate that keeps its records here
+//!   (berth-services: `service/ID`, `task/ID`); added without a schema change (a database
+//!   without the table gets it on open; an older berth ignores it)
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -23,6 +26,30 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("docs");
+
+/// One change of [`MetaDb::write_docs`].
+#[derive(Debug, Clone, Copy)]
+pub enum DocChange<'a> {
+    Put {
+        kind: &'a str,
+        key: &'a str,
+        doc: &'a [u8],
+    },
+    Delete {
+        kind: &'a str,
+        key: &'a str,
+    },
+}
+
+fn doc_key(kind: &str, key: &str) -> Result<String> {
+    if kind.is_empty() || kind.contains('/') || key.is_empty() {
+        return Err(Error::Db(format!(
+            "document key {kind:?}/{key:?}: the kind must be non-empty without '/', the key non-empty"
+        )));
+    }
+    Ok(format!("{kind}/{key}"))
+}
 
 /// The `meta` key each write transaction sets to a token of its own.
 const LAST_WRITE: &str = "last_write";
@@ -205,6 +232,7 @@ impl MetaDb {
             txn.open_table(IMAGES)?;
             txn.open_table(TAGS)?;
             txn.open_table(SNAPSHOTS)?;
+            txn.open_table(DOCS)?;
         }
         txn.commit()?;
         Ok(db)
@@ -223,7 +251,7 @@ impl MetaDb {
             return Ok(false);
         };
         check_version(&v)?;
-        for table in [IMAGES, SNAPSHOTS] {
+        for table in [IMAGES, SNAPSHOTS, DOCS] {
             match txn.open_table(table) {
                 Ok(_) => {}
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
@@ -327,6 +355,62 @@ impl MetaDb {
                 }
             }
             Ok(previous)
+        })
+    }
+
+    /// A document of `kind` (see the module's table list).
+    pub fn doc(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let k = doc_key(kind, key)?;
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(DOCS)?;
+            Ok(t.get(k.as_str())?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Every document of `kind`, by key.
+    pub fn docs(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        doc_key(kind, "-")?;
+        // Keys of a kind are `KIND/…`: from `KIND/` up to `KIND0` ('0' follows '/').
+        let (from, to) = (format!("{kind}/"), format!("{kind}0"));
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(DOCS)?;
+            let mut out = Vec::new();
+            for row in t.range(from.as_str()..to.as_str())? {
+                let (k, v) = row?;
+                let key = k.value().get(from.len()..).unwrap_or_default().to_string();
+                out.push((key, v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Puts and deletes documents in one transaction: all of them or none.
+    pub fn write_docs(&self, changes: &[DocChange<'_>]) -> Result<()> {
+        let keys = changes
+            .iter()
+            .map(|c| match *c {
+                DocChange::Put { kind, key, .. } | DocChange::Delete { kind, key } => {
+                    doc_key(kind, key)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.write(|txn| {
+            {
+                let mut t = txn.open_table(DOCS)?;
+                for (c, k) in changes.iter().zip(&keys) {
+                    match c {
+                        DocChange::Put { doc, .. } => {
+                            t.insert(k.as_str(), *doc)?;
+                        }
+                        DocChange::Delete { .. } => {
+                            t.remove(k.as_str())?;
+                        }
+                    }
+                }
+            }
+            Ok(())
         })
     }
 
@@ -723,6 +807,7 @@ mod tests {
         images: Vec<ImageRecord>,
         tags: Vec<(Reference, Digest)>,
         snapshots: Vec<SnapshotRecord>,
+        docs: Vec<(String, Vec<u8>)>,
     }
 
     /// Short: image IDs (with repo digests and record size), tags, snapshots.
@@ -747,7 +832,15 @@ mod tests {
                 .iter()
                 .map(|s| format!("{}/{}", short(&s.diff_id), s.entries))
                 .collect();
-            write!(f, "images {images:?} tags {tags:?} snapshots {snaps:?}")
+            let docs: Vec<String> = self
+                .docs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+                .collect();
+            write!(
+                f,
+                "images {images:?} tags {tags:?} snapshots {snaps:?} docs {docs:?}"
+            )
         }
     }
 
@@ -756,6 +849,7 @@ mod tests {
             images: db.images().unwrap(),
             tags: db.tags().unwrap(),
             snapshots: db.snapshots().unwrap(),
+            docs: [db.docs("service").unwrap(), db.docs("task").unwrap()].concat(),
         }
     }
 
@@ -840,6 +934,28 @@ mod tests {
                 let r = db.delete_image(&record(1, 0).id)?;
                 Ok(format!("{r:?}"))
             }),
+            (
+                "write_docs: a service's new version, a task added, one removed",
+                |db| {
+                    db.write_docs(&[
+                        DocChange::Put {
+                            kind: "service",
+                            key: "s1",
+                            doc: b"{\"v\":2}",
+                        },
+                        DocChange::Put {
+                            kind: "task",
+                            key: "t2",
+                            doc: b"{}",
+                        },
+                        DocChange::Delete {
+                            kind: "task",
+                            key: "t1",
+                        },
+                    ])?;
+                    Ok(String::new())
+                },
+            ),
             ("delete_image untagged", |db| {
                 let r = db.delete_image(&record(3, 0).id)?;
                 Ok(format!("{r:?}"))
@@ -867,14 +983,18 @@ mod tests {
         db: MetaDb,
         path: &Path,
     ) -> Option<String> {
-        let seen = match (db.images(), db.tags(), db.snapshots()) {
-            (Ok(images), Ok(tags), Ok(snapshots)) => State {
+        let docs = db
+            .docs("service")
+            .and_then(|s| db.docs("task").map(|t| [s, t].concat()));
+        let seen = match (db.images(), db.tags(), db.snapshots(), docs) {
+            (Ok(images), Ok(tags), Ok(snapshots), Ok(docs)) => State {
                 images,
                 tags,
                 snapshots,
+                docs,
             },
-            (a, b, c) => {
-                let e = [a.err(), b.err(), c.err()];
+            (a, b, c, d) => {
+                let e = [a.err(), b.err(), c.err(), d.err()];
                 return Some(format!("{case}: {got:?}: a read after fails: {e:?}"));
             }
         };
@@ -909,6 +1029,56 @@ mod tests {
     /// should; the handle goes on working (a read and a write) without a reopen by hand;
     /// and a fresh open of the file shows the same, nothing of a failed write and all of
     /// an acknowledged one.
+    #[test]
+    fn documents_are_listed_by_kind_only() {
+        let dir = scratch();
+        let db = MetaDb::open(&dir.path().join("m.redb")).unwrap();
+        db.write_docs(&[
+            DocChange::Put {
+                kind: "task",
+                key: "b",
+                doc: b"2",
+            },
+            DocChange::Put {
+                kind: "task",
+                key: "a",
+                doc: b"1",
+            },
+            DocChange::Put {
+                kind: "tasks",
+                key: "x",
+                doc: b"3",
+            },
+            DocChange::Put {
+                kind: "service",
+                key: "task",
+                doc: b"4",
+            },
+        ])
+        .unwrap();
+        let keys: Vec<String> = db
+            .docs("task")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(db.doc("tasks", "x").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(db.doc("task", "x").unwrap(), None);
+        assert!(db
+            .write_docs(&[DocChange::Delete {
+                kind: "a/b",
+                key: "c"
+            }])
+            .is_err());
+        db.write_docs(&[DocChange::Delete {
+            kind: "task",
+            key: "a",
+        }])
+        .unwrap();
+        assert_eq!(db.docs("task").unwrap().len(), 1);
+    }
+
     #[test]
     fn every_storage_write_failing_leaves_no_half_applied_operation() {
         let modes = [
