@@ -74,7 +74,14 @@ fn api(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
         .arg(&d.sock)
-        .args(["-X", method, "-H", "Content-Type: application/json", "-d", body])
+        .args([
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
         .arg(format!("http://berth/v1.41{path}"))
         .output()
         .expect("curl");
@@ -128,7 +135,10 @@ fn permissions_and_rules_are_what_the_device_cgroup_allows() {
         &["--device", &format!("{fake}:/dev/fake:r")],
         &open_both("/dev/fake"),
     );
-    assert!(out.contains("read:") && out.contains("No such device or address"), "{out}");
+    assert!(
+        out.contains("read:") && out.contains("No such device or address"),
+        "{out}"
+    );
     assert!(
         out.lines()
             .any(|l| l.starts_with("write:") && l.contains("Operation not permitted")),
@@ -146,8 +156,15 @@ fn permissions_and_rules_are_what_the_device_cgroup_allows() {
     // A directory passes every node below it, with the permissions given.
     let out = run(
         &d,
-        &["--device", &format!("{}:/dev/fakes:w", tmp.path().display())],
-        &format!("{}; {}", open_both("/dev/fakes/fake1"), open_both("/dev/fakes/fake2")),
+        &[
+            "--device",
+            &format!("{}:/dev/fakes:w", tmp.path().display()),
+        ],
+        &format!(
+            "{}; {}",
+            open_both("/dev/fakes/fake1"),
+            open_both("/dev/fakes/fake2")
+        ),
     );
     assert_eq!(out.matches("read:").count(), 2, "{out}");
     assert_eq!(out.matches("Operation not permitted").count(), 2, "{out}");
@@ -234,7 +251,10 @@ fn bad_devices_and_rules_are_refused_with_dockers_words_and_nothing_is_created()
         "/dev/null:/mynull",
         "fixture/app:1",
     ]));
-    assert!(err.contains("/mynull") && err.contains("below /dev"), "{err}");
+    assert!(
+        err.contains("/mynull") && err.contains("below /dev"),
+        "{err}"
+    );
     assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "", "nothing created");
 
     // What the docker CLI checks before sending, the daemon checks too.
@@ -248,8 +268,14 @@ fn bad_devices_and_rules_are_refused_with_dockers_words_and_nothing_is_created()
     assert!(body.contains("bad mode specified: rwx"), "{body}");
     for (rule, words) in [
         ("c 1:3", "invalid device cgroup rule format: 'c 1:3'"),
-        ("x 1:3 rwm", "invalid device cgroup rule format: 'x 1:3 rwm'"),
-        ("c 1:3 rwx", "invalid device cgroup rule format: 'c 1:3 rwx'"),
+        (
+            "x 1:3 rwm",
+            "invalid device cgroup rule format: 'x 1:3 rwm'",
+        ),
+        (
+            "c 1:3 rwx",
+            "invalid device cgroup rule format: 'c 1:3 rwx'",
+        ),
         (
             "c 5000:1 r",
             "invalid major value in device cgroup rule format: 'c 5000:1 r'",
@@ -328,7 +354,10 @@ fn inspect_shows_devices_and_rules_and_update_refuses_them() {
         r#"{"Devices":[{"PathOnHost":"/dev/full","PathInContainer":"/dev/full","CgroupPermissions":"rwm"}]}"#,
     );
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("updating Devices is not supported yet"), "{body}");
+    assert!(
+        body.contains("updating Devices is not supported yet"),
+        "{body}"
+    );
     let (code, body) = api(
         &d,
         "POST",
@@ -364,7 +393,10 @@ fn privileged_still_passes_every_host_device_and_a_renamed_one() {
         ),
     );
     assert!(out.contains("mynull:ok"), "{out}");
-    assert!(out.contains("kmsg:ok"), "a host device only --privileged passes: {out}");
+    assert!(
+        out.contains("kmsg:ok"),
+        "a host device only --privileged passes: {out}"
+    );
     // Every device is allowed: the mapping's `r` changes nothing (as Docker).
     assert_eq!(out.matches("No such device or address").count(), 2, "{out}");
 }
