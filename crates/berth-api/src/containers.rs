@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions,
-    DeviceMapping, Engine, EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord, LogSink, NetRequest,
-    NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
+    DeviceMapping, Engine, EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord,
+    LogSink, NetRequest, NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -367,11 +367,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
                 cgroup_permissions: d.cgroup_permissions,
             })
             .collect(),
-        device_cgroup_rules: hc
-            .resources
-            .device_cgroup_rules
-            .take()
-            .unwrap_or_default(),
+        device_cgroup_rules: hc.resources.device_cgroup_rules.take().unwrap_or_default(),
         ..ContainerOptions::default()
     };
     let mounts = mount_options(

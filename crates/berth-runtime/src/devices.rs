@@ -75,9 +75,7 @@ fn errno_words(e: &std::io::Error) -> String {
 pub fn valid_mode(mode: &str) -> bool {
     !mode.is_empty()
         && mode.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
-        && ["r", "w", "m"]
-            .iter()
-            .all(|c| mode.matches(c).count() <= 1)
+        && ["r", "w", "m"].iter().all(|c| mode.matches(c).count() <= 1)
 }
 
 /// The container path, lexically cleaned (`/dev/./x` → `/dev/x`; `..` pops).
@@ -184,7 +182,9 @@ fn allow(dev: &LinuxDevice, access: &str) -> Option<LinuxDeviceCgroup> {
 /// The nodes and allow rules of one mapping, from the host's /dev now (Docker's
 /// `DevicesFromPath`): the node itself, or every node below a directory, in lexical
 /// order, at the same place below the container path.
-pub fn resolve(m: &DeviceMapping) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), DeviceError> {
+pub fn resolve(
+    m: &DeviceMapping,
+) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), DeviceError> {
     check_mapping(m)?;
     let gather = |reason: String| DeviceError::Gather {
         path: m.path_on_host.clone(),
@@ -287,7 +287,9 @@ pub fn parse_rule(rule: &str) -> Result<LinuxDeviceCgroup, DeviceError> {
     };
     let major = number(major, "major", MAX_MAJOR)?;
     let minor = number(minor, "minor", MAX_MINOR)?;
-    if access.is_empty() || access.len() > 3 || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+    if access.is_empty()
+        || access.len() > 3
+        || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
     {
         return Err(bad());
     }
@@ -403,7 +405,11 @@ mod tests {
             ("dev/x", false),
             ("/devices/x", false),
         ] {
-            assert_eq!(check_mapping(&map("/dev/null", p, "rwm")).is_ok(), ok, "{p}");
+            assert_eq!(
+                check_mapping(&map("/dev/null", p, "rwm")).is_ok(),
+                ok,
+                "{p}"
+            );
         }
         let e = check_mapping(&map("/dev/null", "/dev/null", "rwx")).unwrap_err();
         assert!(e.to_string().starts_with("bad mode specified: rwx"), "{e}");
@@ -414,10 +420,23 @@ mod tests {
         assert_eq!(parse_rule("c 1:3 rwm").unwrap().to_string(), "c 1:3 rwm");
         assert_eq!(parse_rule("b *:* m").unwrap().to_string(), "b *:* m");
         assert_eq!(parse_rule("c 4000:* r").unwrap().to_string(), "c 4000:* r");
-        assert_eq!(parse_rule("a *:* rwm").unwrap().typ(), Some(LinuxDeviceType::A));
+        assert_eq!(
+            parse_rule("a *:* rwm").unwrap().typ(),
+            Some(LinuxDeviceType::A)
+        );
         for bad in [
-            "", "c", "c 1:3", "x 1:3 rwm", "c 1:3 rwx", "c 1:3 rwmr", "c 1 rwm", "c a:3 r",
-            "c 1:3  r", " c 1:3 r", "c -1:3 r", "c 1:3 ",
+            "",
+            "c",
+            "c 1:3",
+            "x 1:3 rwm",
+            "c 1:3 rwx",
+            "c 1:3 rwmr",
+            "c 1 rwm",
+            "c a:3 r",
+            "c 1:3  r",
+            " c 1:3 r",
+            "c -1:3 r",
+            "c 1:3 ",
         ] {
             assert_eq!(
                 parse_rule(bad).unwrap_err().to_string(),
@@ -449,7 +468,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(devs.len(), 1);
-        assert_eq!(devs[0].minor(), 5, "the first mapping's node, not the default");
+        assert_eq!(
+            devs[0].minor(),
+            5,
+            "the first mapping's node, not the default"
+        );
         let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
         assert_eq!(rules, ["c 1:5 r", "c 1:7 r", "c 5:1 rw"]);
     }

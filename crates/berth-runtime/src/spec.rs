@@ -32,8 +32,8 @@ use oci_spec::runtime::{
 };
 
 use crate::caps::{self, CapError, CapSet};
-use crate::devices::{self, DeviceError};
 pub use crate::devices::DeviceMapping;
+use crate::devices::{self, DeviceError};
 use crate::host::{CgroupHost, CgroupMode, CgroupVersion};
 pub use crate::mounts::MountSpec;
 use crate::mounts::{self, MountError, SensitivePaths};
@@ -793,8 +793,11 @@ pub fn generate_for_host(
         let (devs, _) = devices::apply(res::host_devices(Path::new("/dev")), &opts.devices, &[])?;
         devs
     } else {
-        let (devs, allow) =
-            devices::apply(res::default_devices(), &opts.devices, &opts.device_cgroup_rules)?;
+        let (devs, allow) = devices::apply(
+            res::default_devices(),
+            &opts.devices,
+            &opts.device_cgroup_rules,
+        )?;
         rules.extend(allow);
         devs
     };
@@ -1394,7 +1397,10 @@ mod tests {
             .find(|d| d["path"] == "/dev/myzero")
             .cloned()
             .unwrap();
-        assert_eq!((node["major"].clone(), node["minor"].clone()), (json!(1), json!(5)));
+        assert_eq!(
+            (node["major"].clone(), node["minor"].clone()),
+            (json!(1), json!(5))
+        );
         let rules = j["linux"]["resources"]["devices"].as_array().unwrap();
         let n = rules.len();
         assert_eq!(
