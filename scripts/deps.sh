@@ -3,11 +3,13 @@
 set -euo pipefail
 need=()
 # libseccomp-dev and pkg-config: libcontainer (berth-driver) links libseccomp.
+# make, libelf-dev and zlib1g-dev: libbpf-sys builds its vendored libbpf (libcgroups'
+# cgroup v2 device filter, a BPF program) with make and links libelf and zlib.
 # tini: its static build is the init `--init` runs (Docker ships the same as docker-init).
 # procps: `docker top` runs ps on the host, as Docker does.
 # nftables: berth's NAT and filter rules are applied with nft; iproute2: the tests look at
 # interfaces with ip and ss; gcc and libc6-dev: the tests build a static UDP echo server.
-for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config tini procps nftables iproute2 gcc libc6-dev; do
+for pkg in skopeo busybox-static zstd curl ca-certificates python3 python3-pip tar libseccomp-dev pkg-config make libelf-dev zlib1g-dev tini procps nftables iproute2 gcc libc6-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

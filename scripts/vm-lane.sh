@@ -33,8 +33,8 @@ SMP=${BERTH_VM_SMP:-2}
 # (docs/TESTING.md has the timings). `berth-engine` is that crate's unit tests. The v1
 # lane leaves out the network and volume tests: nothing in them depends on the cgroup
 # version, and the two v2 lanes run them on both kernels.
-DEFAULT_TESTS=berth-engine,cgroups_docker_cli,containers_docker_cli,isolation_docker_cli,faults_docker_cli,lifecycle_docker_cli,networks_docker_cli,exec_docker_cli,volumes_docker_cli
-DEFAULT_TESTS_V1=berth-engine,cgroups_docker_cli,containers_docker_cli,isolation_docker_cli,faults_docker_cli,lifecycle_docker_cli,exec_docker_cli
+DEFAULT_TESTS=berth-engine,cgroups_docker_cli,devices_docker_cli,containers_docker_cli,isolation_docker_cli,faults_docker_cli,lifecycle_docker_cli,networks_docker_cli,exec_docker_cli,volumes_docker_cli
+DEFAULT_TESTS_V1=berth-engine,cgroups_docker_cli,devices_docker_cli,containers_docker_cli,isolation_docker_cli,faults_docker_cli,lifecycle_docker_cli,exec_docker_cli
 # Debian 11's 5.10 lacks mount_setattr (5.12), which berth's runtime mounts with: that lane
 # proves the refusal is clear (docs/TESTING.md), and the engine's unit tests.
 DEFAULT_TESTS_OLD=containers_docker_cli

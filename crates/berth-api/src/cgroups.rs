@@ -86,7 +86,10 @@ pub(crate) struct ResourcesBody {
     io_maximum_bandwidth: u64,
     memory_swappiness: Option<i64>,
     oom_kill_disable: Option<bool>,
-    device_cgroup_rules: Option<Vec<String>>,
+    /// Create takes them (`containers.rs`); an update refuses them.
+    pub(crate) device_cgroup_rules: Option<Vec<String>>,
+    /// Create reads `HostConfig.Devices` itself; here for the update body only.
+    devices: Option<Vec<Value>>,
     device_requests: Option<Vec<Value>>,
     cgroup_parent: String,
 }
@@ -112,10 +115,7 @@ impl ResourcesBody {
             (self.io_maximum_iops != 0, "--io-maxiops"),
             (self.io_maximum_bandwidth != 0, "--io-maxbandwidth"),
             (self.oom_kill_disable == Some(true), "--oom-kill-disable"),
-            (
-                non_empty(&self.device_cgroup_rules) || non_empty(&self.device_requests),
-                "--device-cgroup-rule and --gpus",
-            ),
+            (non_empty(&self.device_requests), "--gpus (DeviceRequests)"),
             (!self.cgroup_parent.is_empty(), "--cgroup-parent"),
         ];
         match refused.iter().find(|(set, _)| *set) {
@@ -192,6 +192,13 @@ impl ResourcesBody {
         if non_empty(&self.ulimits) {
             return Err(not_supported("updating Ulimits"));
         }
+        // Docker's update ignores them (its CLI has no flag for them): refused by name.
+        if non_empty(&self.devices) {
+            return Err(not_supported("updating Devices"));
+        }
+        if non_empty(&self.device_cgroup_rules) {
+            return Err(not_supported("updating DeviceCgroupRules"));
+        }
         if self.memory_swappiness.is_some_and(|s| s != -1) {
             return Err(not_supported("updating MemorySwappiness"));
         }
@@ -260,6 +267,9 @@ pub(crate) fn host_config_resources(rec: &ContainerRecord) -> Map<String, Value>
         "PidsLimit": pids,
         "BlkioWeight": r.blkio_weight.unwrap_or(0),
         "BlkioWeightDevice": [],
+        "Devices": rec.devices,
+        "DeviceCgroupRules": Some(&rec.device_cgroup_rules).filter(|r| !r.is_empty()),
+        "DeviceRequests": null,
         "BlkioDeviceReadBps": throttles(&r.device_read_bps),
         "BlkioDeviceWriteBps": throttles(&r.device_write_bps),
         "BlkioDeviceReadIOps": throttles(&r.device_read_iops),

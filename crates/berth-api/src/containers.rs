@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::{
-    ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions, Engine,
-    EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord, LogSink, NetRequest,
-    NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
+    ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions,
+    DeviceMapping, Engine, EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord,
+    LogSink, NetRequest, NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -95,7 +95,7 @@ struct HostConfigBody {
     volume_driver: String,
     shm_size: i64,
     sysctls: Option<BTreeMap<String, String>>,
-    devices: Option<Vec<serde_json::Value>>,
+    devices: Option<Vec<DeviceBody>>,
     volumes_from: Option<Vec<String>>,
     dns: Option<Vec<String>>,
     dns_search: Option<Vec<String>>,
@@ -113,6 +113,18 @@ struct HostConfigBody {
     runtime: Option<String>,
     /// `[height, width]` of the TTY (the docker CLI sends its terminal's size).
     console_size: Option<[u64; 2]>,
+}
+
+/// Docker's `DeviceMapping` (`--device /dev/x:/dev/y:rw`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DeviceBody {
+    #[serde(deserialize_with = "crate::networks::nullable")]
+    path_on_host: String,
+    #[serde(deserialize_with = "crate::networks::nullable")]
+    path_in_container: String,
+    #[serde(deserialize_with = "crate::networks::nullable")]
+    cgroup_permissions: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,9 +289,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         // Docker's words (daemon/container_linux.go).
         return Err(ApiError::bad_request("SHM size can not be less than 0"));
     }
-    if hc.devices.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(not_supported("--device"));
-    }
     // Namespaces: the container's own (empty, `private`), or the host's (`host`, a
     // policy the engine checks). `--userns=host` is what berth does: no user namespace.
     let mut host_ns = berth_engine::HostNamespaces::default();
@@ -346,6 +355,19 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         shm_size: (hc.shm_size > 0).then_some(hc.shm_size as u64),
         sysctls: hc.sysctls.clone().unwrap_or_default(),
         tty: body.tty,
+        // Checked (permissions, paths, the host's nodes) and resolved by the engine.
+        devices: hc
+            .devices
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| DeviceMapping {
+                path_on_host: d.path_on_host,
+                path_in_container: d.path_in_container,
+                cgroup_permissions: d.cgroup_permissions,
+            })
+            .collect(),
+        device_cgroup_rules: hc.resources.device_cgroup_rules.take().unwrap_or_default(),
         ..ContainerOptions::default()
     };
     let mounts = mount_options(

@@ -141,6 +141,12 @@ pub struct ContainerRecord {
     /// at every start, like `mounts`).
     #[serde(default)]
     pub etc_mounts: Vec<crate::volumes::MountPoint>,
+    /// `--device` as given (inspect's `HostConfig.Devices`); the nodes are in the spec.
+    #[serde(default)]
+    pub devices: Vec<berth_runtime::devices::DeviceMapping>,
+    /// `--device-cgroup-rule` as given (inspect's `HostConfig.DeviceCgroupRules`).
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// The words the docker CLI derives `docker run`'s exit status from, as Docker's daemon
@@ -794,11 +800,19 @@ impl Engine {
                 host.cgroup.root.display()
             ))
         } else {
-            None
+            host.no_device_filter()
         };
         if let Some(rule) = lacking {
             return Err(EngineError::new(berth_types::ErrorKind::Unavailable, rule));
         }
+        // Devices and device cgroup rules, checked against the host's nodes now (Docker
+        // does it at start), so a missing device creates nothing.
+        berth_runtime::devices::apply(
+            Vec::new(),
+            &opts.runtime.devices,
+            &opts.runtime.device_cgroup_rules,
+        )
+        .map_err(|e| EngineError::invalid(e.to_string()))?;
         for ns in opts.runtime.host_namespaces.names() {
             if !self.config().allow_host_namespaces.iter().any(|a| a == ns) {
                 return Err(EngineError::new(
@@ -926,6 +940,8 @@ impl Engine {
             mount_config: opts.mounts.echo.clone(),
             net,
             etc_mounts: Vec::new(),
+            devices: opts.runtime.devices.clone(),
+            device_cgroup_rules: opts.runtime.device_cgroup_rules.clone(),
         };
         // Held until the record is written: volumes this create uses cannot be removed
         // meanwhile (see volumes.rs).

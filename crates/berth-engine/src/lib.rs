@@ -29,6 +29,7 @@ pub use archive::PathStat;
 pub use attach::{parse_detach_keys, Attach, AttachOptions, DetachScanner};
 pub use berth_net::link::LinkStats;
 /// What the host can do, as [`Engine::host`] returns it.
+pub use berth_runtime::devices::DeviceMapping;
 pub use berth_runtime::host;
 pub use berth_runtime::resources::DEFAULT_PIDS_LIMIT;
 pub use berth_runtime::spec::HostNamespaces;

@@ -648,6 +648,13 @@ pub struct KernelFeatures {
     /// 0.7 sets every container mount's flags with it, so without it no container can
     /// start.
     pub mount_setattr: Support,
+    /// Loading a `BPF_PROG_TYPE_CGROUP_DEVICE` program: on cgroup v2 the runtime confines
+    /// every container's devices with one (libcgroups' `cgroupsv2_devices`), so without
+    /// it no container can start there (unused on v1, whose devices controller is files).
+    pub bpf_device_filter: Support,
+    /// Why the probe failed (the errno's words), when it did.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bpf_device_filter_error: String,
     /// nf_tables: published ports and network isolation.
     pub nftables: Support,
     /// The `nft` program berth applies its rules with.
@@ -677,7 +684,13 @@ impl KernelFeatures {
             modules.support("overlay", Path::new("/sys/module"))
         };
         let sys = Path::new("/sys/module");
+        let (bpf_device_filter, bpf_device_filter_error) = match probe_bpf_device_filter() {
+            Ok(()) => (Support::Yes, String::new()),
+            Err(e) => (Support::No, e.to_string()),
+        };
         KernelFeatures {
+            bpf_device_filter,
+            bpf_device_filter_error,
             overlayfs,
             openat2: probe_openat2(),
             new_mount_api: probe_fsopen(),
@@ -804,6 +817,59 @@ fn probe_mount_setattr() -> Support {
     }
 }
 
+/// Loads (and closes) the smallest device program, "allow everything", as libcgroups
+/// loads a container's: `bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE)`. Fails with
+/// EPERM without the privilege (a user namespace, a seccomp filter), EINVAL on a kernel
+/// without `CONFIG_CGROUP_BPF`, ENOSYS without bpf(2).
+fn probe_bpf_device_filter() -> std::io::Result<()> {
+    /// The head of `union bpf_attr` for `BPF_PROG_LOAD` (the kernel zero-fills the rest).
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+    }
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    // `r0 = 1` (BPF_ALU64 | BPF_MOV | BPF_K, imm 1), then `exit` (BPF_JMP | BPF_EXIT).
+    let insns: [u64; 2] = [0xb7 | (1 << 32), 0x95];
+    let license = c"Apache";
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+    };
+    // SAFETY: `attr` is a valid BPF_PROG_LOAD head of the size passed; the kernel reads
+    // the two instructions and the NUL-terminated license it points to, which outlive
+    // the call, and writes nothing of ours. The returned descriptor is closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the program's descriptor, just returned to us and owned by no one.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
 /// Everything berth knows of its host.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Host {
@@ -834,7 +900,24 @@ impl Host {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = self.cgroup.warnings();
         w.extend(self.features.warnings());
+        if let Some(why) = self.no_device_filter() {
+            w.push(format!("WARNING: {why}: containers cannot be created"));
+        }
         w
+    }
+
+    /// On cgroup v2, why the runtime cannot confine a container's devices (it loads a
+    /// BPF device program for each), if it cannot.
+    pub fn no_device_filter(&self) -> Option<String> {
+        (self.cgroup.version() == CgroupVersion::V2
+            && self.cgroup.mode != CgroupMode::None
+            && self.features.bpf_device_filter == Support::No)
+            .then(|| {
+                format!(
+                    "this host cannot load a BPF device program (bpf: {}), with which the runtime confines a container's devices on cgroup v2",
+                    self.features.bpf_device_filter_error
+                )
+            })
     }
 }
 
@@ -1073,5 +1156,15 @@ mod tests {
             "a syscall answers for itself"
         );
         assert!(f.overlayfs.usable());
+        // Root on a kernel with cgroup BPF (every one berth supports) loads it.
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        assert_eq!(
+            f.bpf_device_filter,
+            Support::Yes,
+            "{}",
+            f.bpf_device_filter_error
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! - [`host`]: what the host can do (cgroup layout and limits, kernel features), probed once;
 //! - [`placement`]: the container's cgroup in the hierarchies libcgroups leaves alone;
 //! - [`resources`]: cgroup limits, fitted to the host, and the device cgroup;
+//! - [`devices`]: `--device` host nodes and `--device-cgroup-rule`, checked and resolved;
 //! - [`rootfs`]: the overlayfs rootfs over the image's layer snapshots;
 //! - [`shim_protocol`]: the files and control socket shared by the engine and the shim;
 //! - `driver` (feature `driver`): create/start/kill/delete/state through libcontainer;
@@ -22,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod caps;
+pub mod devices;
 #[cfg(feature = "driver")]
 pub mod driver;
 #[cfg(feature = "driver")]

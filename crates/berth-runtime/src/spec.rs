@@ -32,6 +32,8 @@ use oci_spec::runtime::{
 };
 
 use crate::caps::{self, CapError, CapSet};
+pub use crate::devices::DeviceMapping;
+use crate::devices::{self, DeviceError};
 use crate::host::{CgroupHost, CgroupMode, CgroupVersion};
 pub use crate::mounts::MountSpec;
 use crate::mounts::{self, MountError, SensitivePaths};
@@ -200,6 +202,11 @@ pub struct ContainerOptions {
     pub ulimits: Vec<Ulimit>,
     /// cgroup path for the runtime (e.g. `/berth/<id>`); the runtime's default when `None`.
     pub cgroups_path: Option<PathBuf>,
+    /// `--device`: host device nodes made in the container's /dev, each allowed in the
+    /// device cgroup with its permissions (see [`crate::devices`]).
+    pub devices: Vec<DeviceMapping>,
+    /// `--device-cgroup-rule`: extra allow rules (`c 1:3 rwm`); ignored with `privileged`.
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// An error generating a spec. Messages name the object and the rule.
@@ -243,6 +250,8 @@ pub enum SpecError {
     User(#[from] UserError),
     #[error(transparent)]
     Resource(#[from] ResourceError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("building the OCI spec ({what}): {message}")]
     Build { what: &'static str, message: String },
 }
@@ -777,17 +786,23 @@ pub fn generate_for_host(
 
     // Resources and devices.
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut resources = res::to_oci(
-        &opts.resources,
-        res::device_rules(opts.privileged, opts.tty),
-        host_cpus,
-    )?;
-    res::restrict_to_host(&mut resources, &cgroup.caps);
+    let mut rules = res::device_rules(opts.privileged, opts.tty);
     let devices = if opts.privileged {
-        res::host_devices(Path::new("/dev"))
+        // Every host device is there and allowed; a mapping to another path adds its
+        // node too (as Docker 23 does; its permissions and the rules change nothing).
+        let (devs, _) = devices::apply(res::host_devices(Path::new("/dev")), &opts.devices, &[])?;
+        devs
     } else {
-        res::default_devices()
+        let (devs, allow) = devices::apply(
+            res::default_devices(),
+            &opts.devices,
+            &opts.device_cgroup_rules,
+        )?;
+        rules.extend(allow);
+        devs
     };
+    let mut resources = res::to_oci(&opts.resources, rules, host_cpus)?;
+    res::restrict_to_host(&mut resources, &cgroup.caps);
 
     let unconfined_paths = opts.privileged || sec.systempaths_unconfined;
     let system_paths = |given: &Option<Vec<String>>, defaults: &[&str], what: &'static str| {
@@ -1357,6 +1372,75 @@ mod tests {
             .unwrap()
             .iter()
             .any(|d| d["path"] == "/dev/null"));
+    }
+
+    #[test]
+    fn devices_and_cgroup_rules_reach_the_spec() {
+        let devices = vec![DeviceMapping {
+            path_on_host: "/dev/zero".into(),
+            path_in_container: "/dev/myzero".into(),
+            cgroup_permissions: "r".into(),
+        }];
+        let j = gen(
+            &image(),
+            &ContainerOptions {
+                devices: devices.clone(),
+                device_cgroup_rules: vec!["c 4000:* rw".into()],
+                ..opts()
+            },
+        )
+        .unwrap();
+        let node = j["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["path"] == "/dev/myzero")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (node["major"].clone(), node["minor"].clone()),
+            (json!(1), json!(5))
+        );
+        let rules = j["linux"]["resources"]["devices"].as_array().unwrap();
+        let n = rules.len();
+        assert_eq!(
+            rules[n - 2],
+            json!({"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"})
+        );
+        assert_eq!(
+            rules[n - 1],
+            json!({"allow": true, "type": "c", "major": 4000, "access": "rw"})
+        );
+        // A bad rule or a missing device fails the spec (the create) with Docker's words.
+        let e = gen(
+            &image(),
+            &ContainerOptions {
+                device_cgroup_rules: vec!["c 1:3".into()],
+                ..opts()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "invalid device cgroup rule format: 'c 1:3'");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        // Privileged: the renamed node is added to the host's; the rules stay "all".
+        let j = gen(
+            &image(),
+            &ContainerOptions {
+                privileged: true,
+                devices,
+                ..opts()
+            },
+        )
+        .unwrap();
+        assert!(j["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["path"] == "/dev/myzero"));
+        assert_eq!(
+            j["linux"]["resources"]["devices"],
+            json!([{"allow": true, "type": "a", "access": "rwm"}])
+        );
     }
 
     #[test]
