@@ -71,6 +71,40 @@ def main():
         expect("sdknet" not in other.attrs["NetworkSettings"]["Networks"], "disconnected")
         other.remove()
 
+        # The SDK's mac_address is the container-wide Config.MacAddress: the primary
+        # network's interface gets it; connect's mac_address and link_local_ips too.
+        mac = c.containers.run(
+            "fixture/app:1",
+            ["sleep 300"],
+            detach=True,
+            name="sdk-mac",
+            network="sdknet",
+            mac_address="02:42:aa:bb:cc:01",
+        )
+        try:
+            c.api.connect_container_to_network(
+                mac.id, "bridge", mac_address="02:42:aa:bb:cc:02", link_local_ips=["169.254.20.2"]
+            )
+            mac.reload()
+            nets = mac.attrs["NetworkSettings"]["Networks"]
+            expect(nets["sdknet"]["MacAddress"] == "02:42:aa:bb:cc:01", f"endpoint {nets['sdknet']}")
+            expect(nets["bridge"]["MacAddress"] == "02:42:aa:bb:cc:02", f"endpoint {nets['bridge']}")
+            expect(
+                nets["bridge"]["IPAMConfig"]["LinkLocalIPs"] == ["169.254.20.2"],
+                f"link-local {nets['bridge']}",
+            )
+            code, out = mac.exec_run(["sh", "-c", "cat /sys/class/net/eth0/address /sys/class/net/eth1/address; ip -4 -o addr show eth1"])
+            lines = out.decode()
+            expect(code == 0 and lines.startswith("02:42:aa:bb:cc:01\n02:42:aa:bb:cc:02\n"), f"interfaces {lines}")
+            expect("169.254.20.2/16" in lines, f"link-local address {lines}")
+            try:
+                c.containers.create("fixture/app:1", name="sdk-badmac", network="sdknet", mac_address="02:42:xx:00:00:01")
+                sys.exit("FAIL: a bad MAC address was accepted")
+            except docker.errors.APIError as e:
+                expect(e.status_code == 400 and "invalid MAC address" in str(e), f"bad mac: {e.status_code} {e}")
+        finally:
+            mac.remove(force=True)
+
         try:
             net.remove()
             sys.exit("FAIL: a network in use was removed")

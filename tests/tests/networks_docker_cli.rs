@@ -317,20 +317,6 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
         err.contains("--link is not supported yet by berth"),
         "{err}"
     );
-    let err = fails(d.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "taken",
-        "--mac-address",
-        "02:42:00:00:00:01",
-        "fixture/app:1",
-        "true",
-    ]));
-    assert!(
-        err.contains("MAC address (--mac-address) is not supported yet"),
-        "{err}"
-    );
     // A network with a container on it stays.
     let err = fails(d.docker(&["network", "rm", "taken"]));
     assert!(err.contains("has active endpoints"), "{err}");

@@ -76,12 +76,24 @@ fn null_if_empty(v: &[String]) -> Value {
 
 /// One entry of `NetworkSettings.Networks`.
 fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
+    let mut ipam = Map::new();
+    if let Some(ip) = att.ipv4_address {
+        ipam.insert("IPv4Address".into(), json!(ip.to_string()));
+    }
+    if !att.link_local_ips.is_empty() {
+        let ll: Vec<String> = att.link_local_ips.iter().map(|i| i.to_string()).collect();
+        ipam.insert("LinkLocalIPs".into(), json!(ll));
+    }
     json!({
-        "IPAMConfig": att.ipv4_address.map(|ip| json!({ "IPv4Address": ip.to_string() })),
+        "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
         "Links": null,
         "Aliases": null_if_empty(&att.aliases),
-        "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": null,
+        // The running endpoint's; before a start the address asked for (Docker ≥ 25).
+        "MacAddress": ep
+            .map(|e| e.mac.clone())
+            .or_else(|| att.mac_address.clone())
+            .unwrap_or_default(),
+        "DriverOpts": if att.driver_opts.is_empty() { Value::Null } else { json!(att.driver_opts) },
         "GwPriority": 0,
         "NetworkID": att.network_id,
         "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
@@ -193,6 +205,10 @@ pub(crate) fn patch_inspect(
     }
     if let Some(c) = top.get_mut("Config").and_then(Value::as_object_mut) {
         c.insert("Domainname".into(), json!(net.domainname));
+        if !net.mac_address.is_empty() {
+            // The deprecated container-wide field, as given (Docker 20.10 shows it).
+            c.insert("MacAddress".into(), json!(net.mac_address));
+        }
         let exposed: Map<String, Value> = exposed_keys(rec)
             .into_iter()
             .map(|k| (k, json!({})))

@@ -15,7 +15,8 @@ use axum::Json;
 use berth_engine::{
     ContainerOptions, ContainerRecord, ContainerState, ContainerSummary, CreateOptions,
     DeviceMapping, Engine, EngineError, EventType, HealthAction, HealthState, LogQuery, LogRecord,
-    LogSink, NetRequest, NetworkMode, PortBinding, RestartPolicy, RunSettings, WaitCondition,
+    LogSink, NetAttachment, NetRequest, NetworkMode, PortBinding, RestartPolicy, RunSettings,
+    WaitCondition,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -186,8 +187,8 @@ struct CreateBody {
     healthcheck: Option<berth_image::model::HealthConfig>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
-    /// The deprecated top-level `--mac-address` (API < 1.44): refused like the
-    /// endpoint's, never dropped.
+    /// The deprecated container-wide `--mac-address` (API < 1.44; the Docker SDK for
+    /// Python still sends it): the primary network's endpoint's.
     mac_address: String,
     #[serde(deserialize_with = "host_config_body")]
     host_config: Option<HostConfigBody>,
@@ -216,6 +217,7 @@ fn net_request(
     hc: &mut HostConfigBody,
     exposed: Option<BTreeMap<String, serde_json::Value>>,
     domainname: String,
+    mac_address: String,
     networking: Option<NetworkingConfigBody>,
 ) -> Result<NetRequest, ApiError> {
     if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
@@ -233,7 +235,7 @@ fn net_request(
         // The docker CLI names the default network `default` (as NetworkMode does);
         // with nothing in it the entry says nothing more than the mode.
         if name == "default" {
-            if settings.0.is_empty() && settings.1.is_none() {
+            if settings == NetAttachment::default() {
                 continue;
             }
             endpoints.insert(DEFAULT_NETWORK.to_string(), settings);
@@ -269,20 +271,19 @@ fn net_request(
         dns_options: hc.dns_options.take().unwrap_or_default(),
         extra_hosts: hc.extra_hosts.take().unwrap_or_default(),
         domainname,
+        mac_address,
     })
 }
 
 use berth_engine::config::parse_size;
 
 fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
-    if !body.mac_address.is_empty() {
-        return Err(not_supported("a MAC address (--mac-address)"));
-    }
     let mut hc = body.host_config.unwrap_or_default();
     let net = net_request(
         &mut hc,
         body.exposed_ports,
         body.domainname,
+        body.mac_address,
         body.networking_config,
     )?;
     if hc.shm_size < 0 {
@@ -1464,9 +1465,12 @@ mod tests {
         assert_eq!(n.dns_options, ["ndots:2"]);
         assert_eq!(n.extra_hosts, ["db:10.0.0.1"]);
         assert_eq!(n.domainname, "example.test");
-        let (aliases, ip) = &n.endpoints["front"];
-        assert_eq!(aliases, &["web".to_string()]);
-        assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("100.90.0.9"));
+        let front = &n.endpoints["front"];
+        assert_eq!(front.aliases, ["web".to_string()]);
+        assert_eq!(
+            front.ipv4_address.map(|i| i.to_string()).as_deref(),
+            Some("100.90.0.9")
+        );
 
         // The docker CLI's empty `default` endpoint says nothing; a filled one is the
         // default network's.
@@ -1494,10 +1498,6 @@ mod tests {
             (
                 r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"]}}}}"#,
                 "links",
-            ),
-            (
-                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"02:42:00:00:00:01"}}}}"#,
-                "MAC address",
             ),
         ] {
             let Err(e) = create_options(serde_json::from_str(b).expect("body"), None) else {

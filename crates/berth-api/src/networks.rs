@@ -7,13 +7,13 @@
 //! ingress, config-only networks, more than one IPAM config, IPv6, links).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_engine::{Engine, Filters, NetworkCreate, NetworkInfo};
+use berth_engine::{Engine, Filters, NetAttachment, NetworkCreate, NetworkInfo};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -373,26 +373,17 @@ pub(crate) struct EndpointBody {
 }
 
 impl EndpointBody {
-    /// Aliases and `--ip`; links, MAC addresses, driver options, IPv6 and link-local
-    /// addresses are refused.
-    pub(crate) fn settings(self) -> Result<(Vec<String>, Option<Ipv4Addr>), ApiError> {
+    /// Aliases, `--ip`, `--mac-address`, `--link-local-ip` and the endpoint driver
+    /// options (the engine checks their values); links and IPv6 addresses are refused.
+    pub(crate) fn settings(self) -> Result<NetAttachment, ApiError> {
         if self.links.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(not_supported("links (--link)"));
-        }
-        if !self.mac_address.is_empty() {
-            return Err(not_supported("a MAC address (--mac-address)"));
-        }
-        if self.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-            return Err(not_supported("endpoint driver options (--driver-opt)"));
         }
         let ipam = self.ipam_config.unwrap_or_default();
         if !ipam.ipv6_address.is_empty() {
             return Err(not_supported("an IPv6 address (--ip6)"));
         }
-        if ipam.link_local_ips.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(not_supported("link-local addresses (--link-local-ip)"));
-        }
-        let ip = if ipam.ipv4_address.is_empty() {
+        let ipv4_address = if ipam.ipv4_address.is_empty() {
             None
         } else {
             Some(ipam.ipv4_address.parse::<Ipv4Addr>().map_err(|_| {
@@ -402,7 +393,26 @@ impl EndpointBody {
                 ))
             })?)
         };
-        Ok((self.aliases.unwrap_or_default(), ip))
+        let link_local_ips = ipam
+            .link_local_ips
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpAddr>().map_err(|_| {
+                    // Docker's words.
+                    ApiError::bad_request(format!("invalid link-local IP address {s}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetAttachment {
+            network_id: String::new(),
+            aliases: self.aliases.unwrap_or_default(),
+            ipv4_address,
+            mac_address: Some(self.mac_address).filter(|m| !m.is_empty()),
+            link_local_ips,
+            driver_opts: self.driver_opts.unwrap_or_default(),
+        })
     }
 }
 
@@ -433,8 +443,8 @@ pub(crate) async fn connect(
             "network connect: a container is required",
         ));
     }
-    let (aliases, ip) = b.endpoint_config.unwrap_or_default().settings()?;
-    blocking(move || engine.connect_network(&id, &b.container, aliases, ip)).await?;
+    let settings = b.endpoint_config.unwrap_or_default().settings()?;
+    blocking(move || engine.connect_network(&id, &b.container, settings)).await?;
     Ok(StatusCode::OK)
 }
 
@@ -553,13 +563,27 @@ mod tests {
             r#"{"Aliases":["db"],"IPAMConfig":{"IPv4Address":"100.80.0.9"},"Links":null,"MacAddress":""}"#,
         )
         .expect("body");
-        let (a, ip) = e.settings().expect("ok");
-        assert_eq!(a, ["db"]);
-        assert_eq!(ip, Some(Ipv4Addr::new(100, 80, 0, 9)));
+        let a = e.settings().expect("ok");
+        assert_eq!(a.aliases, ["db"]);
+        assert_eq!(a.ipv4_address, Some(Ipv4Addr::new(100, 80, 0, 9)));
+        assert_eq!(a.mac_address, None);
         let e: EndpointBody = serde_json::from_str(r#"{"Links":["a:b"]}"#).expect("body");
         assert!(e.settings().is_err());
+        let e: EndpointBody = serde_json::from_str(
+            r#"{"MacAddress":"02:42:ac:11:00:02","IPAMConfig":{"LinkLocalIPs":["169.254.7.7"]},"DriverOpts":{"com.docker.network.endpoint.ifname":"web0"}}"#,
+        )
+        .expect("body");
+        let a = e.settings().expect("ok");
+        assert_eq!(a.mac_address.as_deref(), Some("02:42:ac:11:00:02"));
+        assert_eq!(a.link_local_ips, [IpAddr::from([169, 254, 7, 7])]);
+        assert_eq!(a.driver_opts["com.docker.network.endpoint.ifname"], "web0");
         let e: EndpointBody =
-            serde_json::from_str(r#"{"MacAddress":"02:42:ac:11:00:02"}"#).expect("body");
-        assert!(e.settings().is_err());
+            serde_json::from_str(r#"{"IPAMConfig":{"LinkLocalIPs":["nope"]}}"#).expect("body");
+        let err = e.settings().expect_err("bad address");
+        assert!(
+            err.message.contains("invalid link-local IP address nope"),
+            "{}",
+            err.message
+        );
     }
 }

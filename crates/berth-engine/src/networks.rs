@@ -57,6 +57,9 @@ const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// Endpoint driver options berth honours (Docker's names).
+const OPT_EP_SYSCTLS: &str = "com.docker.network.endpoint.sysctls";
+const OPT_EP_IFNAME: &str = "com.docker.network.endpoint.ifname";
 
 /// A network (`networks/<id>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -133,6 +136,17 @@ pub struct NetAttachment {
     /// `--ip`.
     #[serde(default)]
     pub ipv4_address: Option<Ipv4Addr>,
+    /// `--mac-address` (`aa:bb:cc:dd:ee:ff` once checked); None: derived from the
+    /// address, as Docker derives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    /// `--link-local-ip`: more addresses on the interface (IPv4 with a /16, as Docker).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<IpAddr>,
+    /// The endpoint's driver options (`--driver-opt`): `com.docker.network.endpoint.sysctls`
+    /// and `com.docker.network.endpoint.ifname`; others are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// A host port binding as Docker's PortBindings spell it.
@@ -176,6 +190,10 @@ pub struct NetConfig {
     pub extra_hosts: Vec<String>,
     #[serde(default)]
     pub domainname: String,
+    /// The deprecated container-wide `Config.MacAddress` as given (inspect shows it);
+    /// applied to the primary network's attachment.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac_address: String,
 }
 
 impl NetConfig {
@@ -190,8 +208,11 @@ impl NetConfig {
 pub struct NetRequest {
     /// NetworkMode: empty/`default`/`bridge`, `host`, `none`, or a network name or id.
     pub mode: String,
-    /// EndpointsConfig: network name or id → aliases, `--ip`.
-    pub endpoints: BTreeMap<String, (Vec<String>, Option<Ipv4Addr>)>,
+    /// EndpointsConfig: network name or id → the endpoint's settings (`network_id`
+    /// is filled in when the name is resolved).
+    pub endpoints: BTreeMap<String, NetAttachment>,
+    /// The deprecated container-wide `Config.MacAddress`: the primary network's.
+    pub mac_address: String,
     pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
     pub publish_all: bool,
     pub exposed_ports: Vec<String>,
@@ -220,6 +241,13 @@ pub struct Endpoint {
     /// The names other containers resolve it by on this network.
     #[serde(default)]
     pub dns_names: Vec<String>,
+    /// `--link-local-ip` addresses on the interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<IpAddr>,
+    /// Per-interface sysctls (`com.docker.network.endpoint.sysctls`), keys as paths
+    /// under /proc/sys with the interface's name in place of `IFNAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// A published port of a running container.
@@ -1071,6 +1099,7 @@ impl Engine {
             dns_options: req.dns_options.clone(),
             extra_hosts: req.extra_hosts.clone(),
             domainname: req.domainname.clone(),
+            mac_address: String::new(),
         };
         for d in &cfg.dns {
             d.parse::<IpAddr>()
@@ -1113,6 +1142,23 @@ impl Engine {
                     "container cannot be connected to network {n} with network mode {mode}"
                 )));
             }
+            if !req.mac_address.is_empty()
+                || req.endpoints.values().any(|a| a.mac_address.is_some())
+            {
+                // Docker's words.
+                return Err(EngineError::invalid(
+                    "conflicting options: mac-address and the network mode",
+                ));
+            }
+            if req
+                .endpoints
+                .values()
+                .any(|a| !a.link_local_ips.is_empty() || !a.driver_opts.is_empty())
+            {
+                return Err(EngineError::invalid(format!(
+                    "network mode {mode}: the container has no interface of its own for link-local addresses or endpoint driver options"
+                )));
+            }
             // Docker discards published ports without a network namespace of the
             // container's own on a bridge (its CLI warns for host).
             cfg.port_bindings.clear();
@@ -1128,25 +1174,43 @@ impl Engine {
             Self::find_network(&st, k).map(|r| r.id.clone()) != Some(primary.id.clone())
         });
         let mut seen = BTreeSet::new();
-        let primary_settings = req
+        let mut primary_settings = req
             .endpoints
             .iter()
             .find(|(k, _)| Self::find_network(&st, k).is_some_and(|r| r.id == primary.id))
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let mut add =
-            |rec: &NetworkRecord, (aliases, ip): (Vec<String>, Option<Ipv4Addr>)| -> Result<()> {
-                if !seen.insert(rec.id.clone()) {
-                    return Ok(());
-                }
-                check_attachment(rec, &aliases, ip)?;
-                cfg.networks.push(NetAttachment {
+        if !req.mac_address.is_empty() {
+            // The deprecated container-wide address is the primary network's (Docker
+            // migrates it so); both given, they must agree.
+            let top = parse_mac(&req.mac_address)?;
+            let ep = primary_settings
+                .mac_address
+                .as_deref()
+                .map(parse_mac)
+                .transpose()?;
+            if ep.is_some_and(|ep| ep != top) {
+                return Err(EngineError::invalid(
+                    "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+                ));
+            }
+            primary_settings.mac_address = Some(ipam::format_mac(&top));
+            cfg.mac_address = req.mac_address.clone();
+        }
+        let mut add = |rec: &NetworkRecord, settings: NetAttachment| -> Result<()> {
+            if !seen.insert(rec.id.clone()) {
+                return Ok(());
+            }
+            let att = check_attachment(
+                rec,
+                NetAttachment {
                     network_id: rec.id.clone(),
-                    aliases,
-                    ipv4_address: ip,
-                });
-                Ok(())
-            };
+                    ..settings
+                },
+            )?;
+            cfg.networks.push(att);
+            Ok(())
+        };
         if primary.internal && (!cfg.port_bindings.is_empty() || cfg.publish_all) {
             return Err(EngineError::invalid(format!(
                 "network {} is internal: ports cannot be published from it",
@@ -1158,6 +1222,7 @@ impl Engine {
             let rec = Self::find_network(&st, k).ok_or_else(|| Self::network_not_found(k))?;
             add(rec, req.endpoints[k].clone())?;
         }
+        check_ifnames(&cfg.networks)?;
         Ok(cfg)
     }
 
@@ -1237,8 +1302,9 @@ impl Engine {
         let mut st = self.net_state();
         // Endpoints: addresses now, under the lock.
         let mut endpoints: Vec<Endpoint> = Vec::new();
-        for (i, a) in rec.net.networks.iter().enumerate() {
-            let r = self.new_endpoint(&mut st, rec, a, &format!("eth{i}"));
+        let names = interface_names(&rec.net.networks);
+        for (a, ifname) in rec.net.networks.iter().zip(&names) {
+            let r = self.new_endpoint(&mut st, rec, a, ifname);
             match r {
                 Ok(ep) => endpoints.push(ep),
                 Err(e) => {
@@ -1277,8 +1343,8 @@ impl Engine {
         }
         let made = (|| -> Result<()> {
             netns::create(&netns_path).map_err(net_err)?;
-            for ep in &net.endpoints {
-                self.plug(&st, &net, ep, ep.ifname == "eth0")?;
+            for (i, ep) in net.endpoints.iter().enumerate() {
+                self.plug(&st, &net, ep, i == 0)?;
             }
             Ok(())
         })();
@@ -1356,6 +1422,10 @@ impl Engine {
             dns_names.extend(a.aliases.iter().cloned());
             dns_names.push(rec.id[..12].to_string());
         }
+        let mac = match &a.mac_address {
+            Some(m) => m.clone(),
+            None => ipam::format_mac(&ipam::mac_for(ip)),
+        };
         Ok(Endpoint {
             network_id: n.rec.id.clone(),
             endpoint_id: random_id()?,
@@ -1364,9 +1434,11 @@ impl Engine {
             ip,
             prefix_len: n.rec.subnet.prefix_len(),
             gateway: n.rec.gateway,
-            mac: ipam::format_mac(&ipam::mac_for(ip)),
+            mac,
             aliases: a.aliases.clone(),
             dns_names,
+            link_local_ips: a.link_local_ips.clone(),
+            sysctls: endpoint_sysctls(a, ifname)?,
         })
     }
 
@@ -1383,11 +1455,13 @@ impl Engine {
             bridge: n.rec.bridge.clone(),
             netns: net.netns.clone(),
             ifname: ep.ifname.clone(),
-            mac: ipam::mac_for(ep.ip),
+            mac: parse_mac(&ep.mac)?,
             address,
             gateway: (primary && !n.rec.internal).then_some(ep.gateway),
             mtu: Some(link_mtu),
             route_mtu,
+            link_local: ep.link_local_ips.clone(),
+            sysctls: ep.sysctls.clone(),
         })
         .map_err(net_err)
     }
@@ -1563,8 +1637,7 @@ impl Engine {
         &self,
         network: &str,
         container: &str,
-        aliases: Vec<String>,
-        ipv4_address: Option<Ipv4Addr>,
+        settings: NetAttachment,
     ) -> Result<()> {
         let rec = self.container(container)?;
         let nrec = {
@@ -1596,12 +1669,16 @@ impl Engine {
                 ),
             ));
         }
-        check_attachment(&nrec, &aliases, ipv4_address)?;
-        let att = NetAttachment {
-            network_id: nrec.id.clone(),
-            aliases,
-            ipv4_address,
-        };
+        let att = check_attachment(
+            &nrec,
+            NetAttachment {
+                network_id: nrec.id.clone(),
+                ..settings
+            },
+        )?;
+        let mut all = rec.net.networks.clone();
+        all.push(att.clone());
+        check_ifnames(&all)?;
         let running = self.container_net(&rec.id).is_some();
         if running {
             let mut st = self.net_state();
@@ -1611,10 +1688,20 @@ impl Engine {
                     rec.name
                 )));
             };
-            let idx = (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !live.net.endpoints.iter().any(|e| &e.ifname == n))
-                .unwrap_or_else(|| "eth9".into());
+            let idx = match custom_ifname(&att) {
+                Some(n) if live.net.endpoints.iter().any(|e| e.ifname == n) => {
+                    st.live.insert(rec.id.clone(), live);
+                    return Err(EngineError::conflict(format!(
+                        "container {}: interface name {n} is taken by another of its endpoints",
+                        rec.name
+                    )));
+                }
+                Some(n) => n.to_string(),
+                None => (0..)
+                    .map(|i| format!("eth{i}"))
+                    .find(|n| !live.net.endpoints.iter().any(|e| &e.ifname == n))
+                    .unwrap_or_else(|| "eth9".into()),
+            };
             let r = self.new_endpoint(&mut st, &rec, &att, &idx).and_then(|ep| {
                 live.net.endpoints.push(ep.clone());
                 let saved = serde_json::to_vec_pretty(&live.net)
@@ -1664,6 +1751,11 @@ impl Engine {
         {
             let mut st = self.net_state();
             if let Some(mut live) = st.live.remove(&rec.id) {
+                let was_primary = live
+                    .net
+                    .endpoints
+                    .first()
+                    .is_some_and(|e| e.network_id == nrec.id);
                 let (gone, keep): (Vec<Endpoint>, Vec<Endpoint>) = live
                     .net
                     .endpoints
@@ -1677,8 +1769,7 @@ impl Engine {
                     st.release([ep]);
                 }
                 // The published ports follow the first endpoint: rules change with it.
-                let had_ports =
-                    !live.net.ports.is_empty() && gone.iter().any(|e| e.ifname == "eth0");
+                let had_ports = !live.net.ports.is_empty() && was_primary;
                 if let Ok(b) = serde_json::to_vec_pretty(&live.net) {
                     let _ = write_atomic(&self.container_dir(&rec.id), NET_STATE_FILE, &b);
                 }
@@ -1861,8 +1952,11 @@ fn teardown_kernel(net: &ContainerNet) {
     }
 }
 
-/// Docker's rules for aliases and static addresses on a network.
-fn check_attachment(rec: &NetworkRecord, aliases: &[String], ip: Option<Ipv4Addr>) -> Result<()> {
+/// Docker's rules for an endpoint's settings on a network: aliases, static addresses,
+/// the MAC address, link-local addresses and the endpoint driver options. Returns the
+/// settings with the MAC address in its canonical form.
+fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAttachment> {
+    let aliases = &att.aliases;
     if rec.default_bridge && !aliases.is_empty() {
         return Err(EngineError::invalid(
             "network-scoped aliases are supported only for containers in user defined networks",
@@ -1875,7 +1969,7 @@ fn check_attachment(rec: &NetworkRecord, aliases: &[String], ip: Option<Ipv4Addr
             )));
         }
     }
-    if let Some(ip) = ip {
+    if let Some(ip) = att.ipv4_address {
         if !rec.user_subnet || rec.default_bridge {
             return Err(EngineError::invalid(format!(
                 "--ip {ip}: user specified IP address is supported only when connecting to networks with user configured subnets"
@@ -1888,7 +1982,187 @@ fn check_attachment(rec: &NetworkRecord, aliases: &[String], ip: Option<Ipv4Addr
             )));
         }
     }
+    if let Some(m) = &att.mac_address {
+        att.mac_address = Some(ipam::format_mac(&parse_mac(m)?));
+    }
+    for ip in &att.link_local_ips {
+        match ip {
+            IpAddr::V4(v4) if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || v4.is_loopback() => {
+                return Err(EngineError::invalid(format!(
+                    "invalid link-local IP address {ip}: not a unicast address"
+                )))
+            }
+            IpAddr::V4(v4) if rec.subnet.contains(v4) => {
+                return Err(EngineError::invalid(format!(
+                    "link-local IP address {ip} lies in the subnet {} of network {}: use --ip for an address of the network",
+                    rec.subnet, rec.name
+                )))
+            }
+            IpAddr::V4(_) => {}
+            IpAddr::V6(_) => {
+                return Err(EngineError::invalid(format!(
+                    "link-local IP address {ip}: network {} has no IPv6 (IPv6 link-local addresses need an IPv6 network)",
+                    rec.name
+                )))
+            }
+        }
+    }
+    for (k, v) in &att.driver_opts {
+        match k.as_str() {
+            OPT_EP_SYSCTLS => {
+                parse_endpoint_sysctls(v, rec)?;
+            }
+            OPT_EP_IFNAME => {
+                link::check_ifname_str(v).map_err(|m| {
+                    EngineError::invalid(format!("endpoint option {k}={v:?}: {m}"))
+                })?;
+            }
+            _ => {
+                return Err(EngineError::invalid(format!(
+                    "network {}: endpoint driver option {k} is not supported yet by berth (supported: {OPT_EP_SYSCTLS}, {OPT_EP_IFNAME})",
+                    rec.name
+                )))
+            }
+        }
+    }
+    Ok(att)
+}
+
+/// A MAC address as Go's `net.ParseMAC` takes a 48-bit one (`aa:bb:cc:dd:ee:ff`,
+/// `aa-bb-...`, `aabb.ccdd.eeff`), unicast (an interface cannot have a multicast one).
+/// Docker's words on failure.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bad = || EngineError::invalid(format!("invalid MAC address {s}"));
+    let hex: String = if s.len() == 14 && s.matches('.').count() == 2 {
+        let groups: Vec<&str> = s.split('.').collect();
+        if groups.iter().any(|g| g.len() != 4) {
+            return Err(bad());
+        }
+        groups.concat()
+    } else if s.len() == 17 {
+        let sep = s.as_bytes()[2];
+        if sep != b':' && sep != b'-' {
+            return Err(bad());
+        }
+        let groups: Vec<&str> = s.split(sep as char).collect();
+        if groups.len() != 6 || groups.iter().any(|g| g.len() != 2) {
+            return Err(bad());
+        }
+        groups.concat()
+    } else {
+        return Err(bad());
+    };
+    let mut mac = [0u8; 6];
+    for (i, b) in mac.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(EngineError::invalid(format!(
+            "invalid MAC address {s}: a multicast or all-zero address cannot be an interface's"
+        )));
+    }
+    Ok(mac)
+}
+
+/// The interface name an endpoint asks for (`com.docker.network.endpoint.ifname`).
+fn custom_ifname(a: &NetAttachment) -> Option<&str> {
+    a.driver_opts
+        .get(OPT_EP_IFNAME)
+        .map(String::as_str)
+        .filter(|n| !n.is_empty())
+}
+
+/// The container's interface names, one per attachment in order: the name asked for,
+/// else the lowest free `ethN` (as Docker names them).
+fn interface_names(atts: &[NetAttachment]) -> Vec<String> {
+    let custom: BTreeSet<&str> = atts.iter().filter_map(custom_ifname).collect();
+    let mut next = 0;
+    atts.iter()
+        .map(|a| match custom_ifname(a) {
+            Some(n) => n.to_string(),
+            None => loop {
+                let n = format!("eth{next}");
+                next += 1;
+                if !custom.contains(n.as_str()) {
+                    break n;
+                }
+            },
+        })
+        .collect()
+}
+
+/// Two endpoints of a container cannot ask for the same interface name.
+fn check_ifnames(atts: &[NetAttachment]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for n in atts.iter().filter_map(custom_ifname) {
+        if !seen.insert(n) {
+            return Err(EngineError::invalid(format!(
+                "{OPT_EP_IFNAME}={n}: two endpoints of the container ask for the same interface name"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// `com.docker.network.endpoint.sysctls`: `net.X.Y.IFNAME.Z=V[,...]` with X `ipv4`,
+/// `ipv6` or `mpls` (Docker's rule, and its words); `IFNAME` (or `ifname`) stands for
+/// the interface. Returns (X.Y, Z, V) per entry.
+fn parse_endpoint_sysctls(v: &str, rec: &NetworkRecord) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for sc in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let unrecognised = || {
+            EngineError::invalid(format!(
+                "unrecognised network interface sysctl '{sc}'; represent 'net.X.Y.ethN.Z=V' as 'net.X.Y.IFNAME.Z=V', 'X' must be 'ipv4', 'ipv6' or 'mpls'"
+            ))
+        };
+        let (k, val) = sc.split_once('=').ok_or_else(|| {
+            EngineError::invalid(format!("expected sysctl '{sc}' to have format name=value"))
+        })?;
+        let parts: Vec<&str> = k.splitn(5, '.').collect();
+        if parts.len() != 5
+            || parts[0] != "net"
+            || !matches!(parts[1], "ipv4" | "ipv6" | "mpls")
+            || !matches!(parts[3], "IFNAME" | "ifname")
+        {
+            return Err(unrecognised());
+        }
+        let plain = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !plain(parts[2]) || !plain(parts[4]) || val.is_empty() || val.contains(['\n', '\0']) {
+            return Err(unrecognised());
+        }
+        if parts[1] == "ipv6" && parts[4] == "disable_ipv6" {
+            return Err(EngineError::invalid(format!(
+                "sysctl '{sc}': network {} is IPv4 only; IPv6 on its interfaces would go around its isolation rules",
+                rec.name
+            )));
+        }
+        out.push((
+            format!("{}/{}", parts[1], parts[2]),
+            parts[4].to_string(),
+            val.to_string(),
+        ));
+    }
+    Ok(out)
+}
+
+/// An endpoint's sysctls as paths under /proc/sys for the interface `ifname`.
+fn endpoint_sysctls(a: &NetAttachment, ifname: &str) -> Result<Vec<(String, String)>> {
+    let Some(v) = a.driver_opts.get(OPT_EP_SYSCTLS) else {
+        return Ok(Vec::new());
+    };
+    let rec = NetworkRecord {
+        name: a.network_id.clone(),
+        ..Engine::predefined("")
+    };
+    Ok(parse_endpoint_sysctls(v, &rec)?
+        .into_iter()
+        .map(|(xy, z, val)| (format!("net/{xy}/{ifname}/{z}"), val))
+        .collect())
 }
 
 /// `--add-host name:ip` (or `name=ip`; `host-gateway` names the network's gateway).
@@ -2066,6 +2340,69 @@ mod tests {
         );
         assert!(parse_extra_host("db").is_err());
         assert!(parse_extra_host("db:nope").is_err());
+    }
+
+    #[test]
+    fn macs_parse_as_go_parses_them_and_must_be_unicast() {
+        for ok in ["02:42:AC:11:00:02", "02-42-ac-11-00-02", "0242.ac11.0002"] {
+            assert_eq!(parse_mac(ok).unwrap(), [2, 0x42, 0xac, 0x11, 0, 2], "{ok}");
+        }
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:zz:11:00:02",
+            "0242ac110002",
+            "02:42:ac:11:00:02:03",
+        ] {
+            let e = parse_mac(bad).unwrap_err();
+            assert!(e.message.contains("invalid MAC address"), "{bad}: {e}");
+        }
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .message
+            .contains("multicast"));
+        assert!(parse_mac("00:00:00:00:00:00").is_err());
+    }
+
+    #[test]
+    fn endpoint_sysctls_and_interface_names() {
+        let rec = Engine::predefined("n");
+        let got = parse_endpoint_sysctls(
+            "net.ipv4.conf.IFNAME.log_martians=1, net.ipv6.conf.ifname.accept_ra=0",
+            &rec,
+        )
+        .unwrap();
+        assert_eq!(
+            got[0],
+            ("ipv4/conf".into(), "log_martians".into(), "1".into())
+        );
+        assert_eq!(got[1].1, "accept_ra");
+        for bad in [
+            "net.ipv4.conf.eth0.log_martians=1",
+            "net.ipv4.conf.IFNAME=1",
+            "kernel.x.y.IFNAME.z=1",
+            "net.ipv4.conf.IFNAME.../x=1",
+            "net.ipv4.conf.IFNAME.log_martians=",
+        ] {
+            assert!(parse_endpoint_sysctls(bad, &rec).is_err(), "{bad}");
+        }
+        assert!(parse_endpoint_sysctls("net.ipv4.conf.IFNAME.x", &rec)
+            .unwrap_err()
+            .message
+            .contains("format name=value"));
+        let att = |ifname: Option<&str>| NetAttachment {
+            driver_opts: ifname
+                .map(|n| BTreeMap::from([(OPT_EP_IFNAME.to_string(), n.to_string())]))
+                .unwrap_or_default(),
+            ..NetAttachment::default()
+        };
+        // Automatic names skip the ones asked for.
+        assert_eq!(
+            interface_names(&[att(None), att(Some("eth0")), att(None)]),
+            ["eth1", "eth0", "eth2"]
+        );
+        assert!(check_ifnames(&[att(Some("x0")), att(Some("x0"))]).is_err());
+        assert!(check_ifnames(&[att(Some("x0")), att(None)]).is_ok());
     }
 
     #[test]

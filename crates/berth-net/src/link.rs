@@ -43,6 +43,12 @@ use crate::{netns, retry_eintr, Error, Result};
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
+/// Checks that `name` can be a Linux interface name (see [`check_ifname`]); the rule
+/// broken as a message.
+pub fn check_ifname_str(name: &str) -> std::result::Result<(), String> {
+    check_ifname("interface", name).map_err(|e| e.message)
+}
+
 /// Checks that `name` can be a Linux interface name: 1 to 15 bytes, no '/', ':' or
 /// whitespace, not "." or "..".
 fn check_ifname(what: &str, name: &str) -> Result<()> {
@@ -613,6 +619,12 @@ pub struct VethSpec {
     /// the link's MTU (a link MTU for traffic within the host, a route MTU for the
     /// world beyond it). Default: the link's.
     pub route_mtu: Option<u32>,
+    /// More addresses on the peer (`--link-local-ip`): IPv4 ones with a /16 prefix, as
+    /// Docker adds them.
+    pub link_local: Vec<IpAddr>,
+    /// Sysctls set inside the namespace before the peer comes up: (path under /proc/sys,
+    /// value), e.g. `net/ipv4/conf/eth0/log_martians`.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Plugs a container namespace into a bridge with a veth pair (see [`VethSpec`]).
@@ -759,7 +771,22 @@ fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec, mtu: u32) -> Res
         let index = peer.header.index;
         nl.add_address(index, spec.address)
             .map_err(|e| nl_err(&inside, &format!("add address {}", spec.address), e))?;
+        for ip in &spec.link_local {
+            let IpAddr::V4(v4) = ip else {
+                return Err(Error::invalid(
+                    &inside,
+                    format!("link-local address {ip}: IPv6 is not enabled on this interface"),
+                ));
+            };
+            let net = Ipv4Net::new(*v4, 16)
+                .map_err(|e| Error::internal(&inside, format!("address {v4}/16: {e}")))?;
+            nl.add_address(index, net)
+                .map_err(|e| nl_err(&inside, &format!("add link-local address {net}"), e))?;
+        }
         disable_ipv6(&spec.ifname).map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
+        for (key, value) in &spec.sysctls {
+            set_sysctl(key, value).map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
+        }
         nl.set_up(index).map_err(|e| nl_err(&inside, "set up", e))?;
         if let Some(gw) = spec.gateway {
             nl.add_default_route(index, gw, spec.route_mtu.filter(|m| *m < mtu))
@@ -892,6 +919,8 @@ mod tests {
             gateway: Some("100.72.0.1".parse().expect("ip")),
             mtu: None,
             route_mtu: None,
+            link_local: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 
