@@ -308,9 +308,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
             return Err(not_supported(&format!("runtime {rt:?}")));
         }
     }
-    if hc.volumes_from.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(not_supported("--volumes-from"));
-    }
     // The engine resolves the mode (a network name, `bridge`, `host`, `none`) and sets
     // the runtime's network from it; `host` is said here too so both agree.
     let network = if net.mode == "host" {
@@ -353,6 +350,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         hc.mounts,
         hc.tmpfs,
         body.volumes,
+        hc.volumes_from,
         &hc.volume_driver,
     )?;
     let (resources, ulimits) = hc.resources.into_create()?;
@@ -1116,6 +1114,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
                 "MaximumRetryCount": run.restart_policy.maximum_retry_count,
             },
             "Binds": rec.mount_config.binds,
+            "VolumesFrom": rec.mount_config.volumes_from,
         },
         "Mounts": mounts_json(rec),
         "Config": {

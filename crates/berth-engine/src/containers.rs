@@ -857,6 +857,7 @@ impl Engine {
         }
         let id = random_id()?;
         let _records = self.record_lock();
+        let inherited = self.volumes_from_mounts(&opts.mounts.volumes_from)?;
         let name = match &opts.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -939,8 +940,13 @@ impl Engine {
                 .as_ref()
                 .map(|v| v.keys().cloned().collect())
                 .unwrap_or_default();
-            let prepared =
-                self.prepare_mounts(&rootfs, &opts.mounts, &image_volumes, &self.bind_policy())?;
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &inherited,
+                &image_volumes,
+                &self.bind_policy(),
+            )?;
             created_volumes = prepared.created.clone();
             let mut rec = rec.clone();
             rec.mounts = prepared.points;
@@ -1098,6 +1104,34 @@ impl Engine {
         }
         self.emit_container(&rec, "create", &[]);
         Ok(Created { id, warnings })
+    }
+
+    /// The mounts `--volumes-from` gives a new container: every volume and bind of each
+    /// source container (tmpfs mounts are its own), with its mode, read-only with `:ro`;
+    /// a later source's mount at the same destination replaces an earlier one's (as
+    /// Docker). A missing source is Docker's 404 `No such container`.
+    fn volumes_from_mounts(
+        &self,
+        from: &[crate::volumes::VolumesFrom],
+    ) -> Result<Vec<crate::volumes::MountPoint>> {
+        let mut out: Vec<crate::volumes::MountPoint> = Vec::new();
+        for f in from {
+            let src = self.container(&f.container)?;
+            for m in src
+                .mounts
+                .iter()
+                .filter(|m| matches!(m.kind.as_str(), "volume" | "bind"))
+            {
+                out.retain(|o| o.destination != m.destination);
+                out.push(crate::volumes::MountPoint {
+                    rw: m.rw && !f.read_only,
+                    // Docker does not carry the source's Mode over.
+                    mode: String::new(),
+                    ..m.clone()
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// `docker start`: spawns the container's shim and returns once the container runs.
