@@ -78,7 +78,7 @@ fn null_if_empty(v: &[String]) -> Value {
 fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     json!({
         "IPAMConfig": att.ipv4_address.map(|ip| json!({ "IPv4Address": ip.to_string() })),
-        "Links": null,
+        "Links": null_if_empty(&att.links),
         "Aliases": null_if_empty(&att.aliases),
         "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
         "DriverOpts": null,

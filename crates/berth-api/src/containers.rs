@@ -206,16 +206,18 @@ fn net_request(
     domainname: String,
     networking: Option<NetworkingConfigBody>,
 ) -> Result<NetRequest, ApiError> {
-    if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(not_supported("--link"));
-    }
     let mut endpoints = BTreeMap::new();
+    let mut endpoint_links = BTreeMap::new();
     for (name, ep) in networking
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default()
     {
+        let mut ep = ep.unwrap_or_default();
+        let links = ep.take_links();
+        if !links.is_empty() {
+            endpoint_links.insert(name.clone(), links);
+        }
         let settings = ep
-            .unwrap_or_default()
             .settings()
             .map_err(|e| ApiError::new(e.status, format!("network {name}: {}", e.message)))?;
         // The docker CLI names the default network `default` (as NetworkMode does);
@@ -257,6 +259,8 @@ fn net_request(
         dns_options: hc.dns_options.take().unwrap_or_default(),
         extra_hosts: hc.extra_hosts.take().unwrap_or_default(),
         domainname,
+        links: hc.links.take().unwrap_or_default(),
+        endpoint_links,
     })
 }
 
@@ -723,6 +727,16 @@ pub(crate) async fn prune(State(engine): State<Engine>, params: Params) -> Respo
     }
 }
 
+/// `DELETE /containers/{parent}/{alias}?link=1`: a legacy link's name has a slash (the
+/// docker CLI sends `docker rm --link /web/db` as `web/db`).
+pub(crate) async fn remove_link_path(
+    state: State<Engine>,
+    Path((parent, alias)): Path<(String, String)>,
+    params: Params,
+) -> Response {
+    remove(state, Path(format!("{parent}/{alias}")), params).await
+}
+
 /// `DELETE /containers/{id}?force=&v=`: `v` also removes the anonymous volumes the
 /// container created (named volumes are kept).
 pub(crate) async fn remove(
@@ -738,8 +752,15 @@ pub(crate) async fn remove(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    if params.bool("link").unwrap_or(false) {
-        return not_supported("removing links").into_response();
+    let link = match params.bool("link") {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if link {
+        return match blocking(move || engine.remove_link(&id)).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     match blocking(move || engine.remove_container_and_volumes(&id, force, volumes)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -851,13 +872,13 @@ pub(crate) fn docker_name(rec: &ContainerRecord) -> String {
     }
 }
 
-fn summary_json(c: &ContainerSummary) -> Value {
+fn summary_json(c: &ContainerSummary, names: &[String]) -> Value {
     let rec = &c.record;
     let (state_word, status) = state_words(c);
     let created = parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0);
     json!({
         "Id": rec.id,
-        "Names": [docker_name(rec)],
+        "Names": names,
         "Image": rec.image,
         "ImageID": rec.image_id.to_string(),
         "Command": command_line(&rec.args),
@@ -880,7 +901,12 @@ const LIST_FILTERS: &[&str] = &[
 
 /// Whether a container passes the list filters (values of one filter are ORed, filters
 /// ANDed, as Docker).
-fn list_match(c: &ContainerSummary, f: &berth_engine::Filters, all: &[ContainerSummary]) -> bool {
+fn list_match(
+    c: &ContainerSummary,
+    f: &berth_engine::Filters,
+    all: &[ContainerSummary],
+    names: &[String],
+) -> bool {
     let rec = &c.record;
     let any = |name: &str, pred: &dyn Fn(&str) -> bool| {
         let v = f.get(name);
@@ -907,9 +933,9 @@ fn list_match(c: &ContainerSummary, f: &berth_engine::Filters, all: &[ContainerS
     };
     any("id", &|v| rec.id.starts_with(v))
         && any("name", &|v| {
-            // Docker matches names as a regular expression; berth as a substring, which
-            // is what plain names give in both.
-            docker_name(rec).contains(v.trim_start_matches('^'))
+            // Docker matches names (legacy links' `/parent/alias` too) as a regular
+            // expression; berth as a substring, which is what plain names give in both.
+            names.iter().any(|n| n.contains(v.trim_start_matches('^')))
         })
         && f.labels_match("label", &rec.labels)
         && any("status", &|v| v == state_word)
@@ -961,11 +987,13 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
                     .map(|n| (c.record.id.clone(), n))
             })
             .collect();
-        Ok((rows, live, container_net::net_names(&engine)))
+        let records: Vec<ContainerRecord> = rows.iter().map(|c| c.record.clone()).collect();
+        let links = engine.container_link_names(&records);
+        Ok((rows, live, container_net::net_names(&engine), links))
     })
     .await;
     match listed {
-        Ok((rows, live, names)) => {
+        Ok((rows, live, names, links)) => {
             let mut out: Vec<Value> = Vec::new();
             for c in rows.iter().filter(|c| {
                 all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
@@ -976,13 +1004,15 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
                     Ok(false) => continue,
                     Err(e) => return e.into_response(),
                 }
-                if !list_match(c, &filters, &rows) {
+                let mut cnames = vec![docker_name(&c.record)];
+                cnames.extend(links.get(&c.record.id).into_iter().flatten().cloned());
+                if !list_match(c, &filters, &rows, &cnames) {
                     continue;
                 }
                 if out.len() >= limit.unwrap_or(usize::MAX) {
                     break;
                 }
-                let mut doc = summary_json(c);
+                let mut doc = summary_json(c, &cnames);
                 container_net::patch_summary(&mut doc, &c.record, l, &names);
                 out.push(doc);
             }
@@ -1141,6 +1171,14 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
     })
 }
 
+/// `GET /containers/{parent}/{alias}/json`: a legacy link's name names its target.
+pub(crate) async fn inspect_link_path(
+    state: State<Engine>,
+    Path((parent, alias)): Path<(String, String)>,
+) -> Response {
+    inspect(state, Path(format!("{parent}/{alias}"))).await
+}
+
 /// `GET /containers/{id}/json`.
 pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
@@ -1151,11 +1189,12 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
         let names = container_net::net_names(&engine);
         // berth's own field: what confines the container (null if its spec is gone).
         let confinement = engine.container_confinement(&c.record).ok();
-        Ok((c, log, execs, live, names, confinement))
+        let links = engine.container_links(&c.record);
+        Ok((c, log, execs, live, names, confinement, links))
     })
     .await;
     match result {
-        Ok((c, log, execs, live, names, confinement)) => {
+        Ok((c, log, execs, live, names, confinement, links)) => {
             let mut doc = inspect_json(&c, &log);
             doc["Confinement"] = json!(confinement);
             if let Some(dir) = log.parent() {
@@ -1171,6 +1210,15 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
             // HostConfig.Mounts and Tmpfs are omitted when empty, as Docker does.
             let rec = &c.record;
             if let Some(hc) = doc.get_mut("HostConfig").and_then(Value::as_object_mut) {
+                // Docker: `/target:/self/alias` per legacy link, null when none.
+                hc.insert(
+                    "Links".into(),
+                    if links.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(links)
+                    },
+                );
                 if let Some(m) = &rec.mount_config.mounts {
                     hc.insert("Mounts".into(), json!(m));
                 }

@@ -373,11 +373,17 @@ pub(crate) struct EndpointBody {
 }
 
 impl EndpointBody {
+    /// The endpoint's links (`NAME:ALIAS`), taken out of the body (create honours them
+    /// on user-defined networks; `settings` refuses what is left).
+    pub(crate) fn take_links(&mut self) -> Vec<String> {
+        self.links.take().unwrap_or_default()
+    }
+
     /// Aliases and `--ip`; links, MAC addresses, driver options, IPv6 and link-local
     /// addresses are refused.
     pub(crate) fn settings(self) -> Result<(Vec<String>, Option<Ipv4Addr>), ApiError> {
         if self.links.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(not_supported("links (--link)"));
+            return Err(not_supported("links (--link) on network connect"));
         }
         if !self.mac_address.is_empty() {
             return Err(not_supported("a MAC address (--mac-address)"));
