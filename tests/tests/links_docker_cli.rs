@@ -81,7 +81,16 @@ fn legacy_links_give_hosts_env_names_and_are_removed_by_rm_link() {
     let db_ip = bridge_ip(&d, "db");
     sleeper(
         &d,
-        &["--name", "web", "--link", "db:database", "--link", "db", "-e", "OWN=1"],
+        &[
+            "--name",
+            "web",
+            "--link",
+            "db:database",
+            "--link",
+            "db",
+            "-e",
+            "OWN=1",
+        ],
     );
 
     // /etc/hosts: the alias, the target's hostname (its short ID) and its name.
@@ -137,7 +146,13 @@ fn legacy_links_give_hosts_env_names_and_are_removed_by_rm_link() {
     listed.sort();
     assert_eq!(listed, ["db", "web/database", "web/db"], "{db_row}");
     // Without --no-trunc the docker CLI shows only the container's own name.
-    let short_names = ok(d.docker(&["ps", "--filter", "name=web/database", "--format", "{{.Names}}"]));
+    let short_names = ok(d.docker(&[
+        "ps",
+        "--filter",
+        "name=web/database",
+        "--format",
+        "{{.Names}}",
+    ]));
     assert_eq!(short_names, "db\n");
     // The link's name finds the target.
     assert_eq!(inspect(&d, "web/database", "{{.Id}}"), db);
@@ -162,7 +177,10 @@ fn legacy_links_give_hosts_env_names_and_are_removed_by_rm_link() {
     assert_eq!(inspect(&d, "db", "{{.State.Running}}"), "true");
     let hosts = sh(&d, "web", "cat /etc/hosts");
     assert!(!hosts.contains("database"), "{hosts}");
-    assert!(hosts.contains(&format!("{new_ip}\tdb {short}\n")), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{new_ip}\tdb {short}\n")),
+        "{hosts}"
+    );
     let err = fails(d.docker(&["rm", "--link", "db"]));
     assert!(
         err.contains("cannot remove the default link name of the container"),
@@ -248,7 +266,14 @@ fn links_on_a_user_network_are_dns_aliases_of_the_linking_container() {
         .expect("address");
     sleeper(
         &d,
-        &["--name", "client", "--network", "front", "--link", "srv:backend"],
+        &[
+            "--name",
+            "client",
+            "--network",
+            "front",
+            "--link",
+            "srv:backend",
+        ],
     );
     sleeper(&d, &["--name", "other", "--network", "front"]);
     assert_eq!(lookup(&d, "client", "backend"), Some(vec![srv_ip]));
@@ -257,7 +282,11 @@ fn links_on_a_user_network_are_dns_aliases_of_the_linking_container() {
     assert_eq!(lookup(&d, "other", "backend"), None);
     assert_eq!(lookup(&d, "other", "srv"), Some(vec![srv_ip]));
     assert_eq!(
-        inspect(&d, "client", "{{json .NetworkSettings.Networks.front.Links}}"),
+        inspect(
+            &d,
+            "client",
+            "{{json .NetworkSettings.Networks.front.Links}}"
+        ),
         r#"["srv:backend"]"#
     );
     // No legacy link on a user-defined network: nothing in /etc/hosts or HostConfig.

@@ -775,7 +775,10 @@ fn volumes_from_shares_volumes_and_binds_with_their_modes() {
             "cat /anon/f && echo x > /anon/x",
         ],
     );
-    assert_ne!(code, 0, "write through --volumes-from :ro succeeded: {logs}");
+    assert_ne!(
+        code, 0,
+        "write through --volumes-from :ro succeeded: {logs}"
+    );
     assert!(
         logs.contains("a\n") && logs.contains("Read-only file system"),
         "{logs}"

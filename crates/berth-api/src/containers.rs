@@ -1514,17 +1514,21 @@ mod tests {
         .expect("ok");
         assert!(o.net.endpoints.contains_key("bridge"));
 
-        for (b, word) in [
-            (r#"{"Image":"a","HostConfig":{"Links":["x:y"]}}"#, "--link"),
-            (
-                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"]}}}}"#,
-                "links",
-            ),
-            (
-                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"02:42:00:00:00:01"}}}}"#,
-                "MAC address",
-            ),
-        ] {
+        // Links: HostConfig's (legacy) and the endpoints' (user networks) reach the engine.
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","HostConfig":{"Links":["db:cache"]},
+                "NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"],"Aliases":["a"]}}}}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("links accepted");
+        assert_eq!(o.net.links, ["db:cache"]);
+        assert_eq!(o.net.endpoint_links["n"], ["x:y"]);
+        assert_eq!(o.net.endpoints["n"].0, ["a"]);
+
+        for (b, word) in [(
+            r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"02:42:00:00:00:01"}}}}"#,
+            "MAC address",
+        )] {
             let Err(e) = create_options(serde_json::from_str(b).expect("body"), None) else {
                 panic!("accepted: {b}")
             };

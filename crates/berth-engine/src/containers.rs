@@ -1345,7 +1345,10 @@ impl Engine {
 
     /// Docker's names of a container: `/name`, and `/parent/alias` for every legacy link
     /// to it (as `docker ps` lists them).
-    pub fn container_link_names(&self, records: &[ContainerRecord]) -> BTreeMap<String, Vec<String>> {
+    pub fn container_link_names(
+        &self,
+        records: &[ContainerRecord],
+    ) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in records {
             for l in &p.net.links {

@@ -249,7 +249,12 @@ const HOST_NETWORK_AND_LINKS: &str =
 /// `ALIAS_PORT`, `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]` (with `_START`/`_END`
 /// for runs of consecutive ports), `ALIAS_NAME=/self/alias`, `ALIAS_ENV_<VAR>` of the
 /// target's Config.Env (but HOME and PATH).
-pub(crate) fn link_env(name: &str, ip: Ipv4Addr, target_env: &[String], ports: &[String]) -> Vec<String> {
+pub(crate) fn link_env(
+    name: &str,
+    ip: Ipv4Addr,
+    target_env: &[String],
+    ports: &[String],
+) -> Vec<String> {
     let alias = name
         .rsplit('/')
         .next()
@@ -268,12 +273,18 @@ pub(crate) fn link_env(name: &str, ip: Ipv4Addr, target_env: &[String], ports: &
     }
     let mut i = 0;
     while i < ports.len() {
-        // Docker's nextContiguous: the last index of the run of consecutive numbers.
-        let mut j = i;
-        while j + 1 < ports.len() && u32::from(ports[j + 1].0) <= u32::from(ports[j].0) + 1 {
-            j += 1;
+        // Docker's nextContiguous: the last index of the run from ports[i], counting
+        // one number per entry; a run is written only past two entries (`j > i+1`).
+        let mut j = ports.len() - 1;
+        let mut value = u32::from(ports[i].0);
+        for (k, p) in ports.iter().enumerate().skip(i + 1) {
+            if u32::from(p.0) > value + 1 {
+                j = k - 1;
+                break;
+            }
+            value += 1;
         }
-        if j > i {
+        if j > i + 1 {
             let (p, proto) = &ports[i];
             let (q, qproto) = &ports[j];
             let up = proto.to_uppercase();
@@ -1189,7 +1200,11 @@ impl Engine {
             domainname: req.domainname.clone(),
             links: Vec::new(),
         };
-        for l in req.links.iter().chain(req.endpoint_links.values().flatten()) {
+        for l in req
+            .links
+            .iter()
+            .chain(req.endpoint_links.values().flatten())
+        {
             parse_link(l)?;
         }
         let user_defined = !matches!(mode.as_str(), "host" | "none" | DEFAULT_NETWORK)
@@ -2392,6 +2407,78 @@ mod tests {
         assert_eq!(parse_host_ports("8000-8010").unwrap(), Some((8000, 8010)));
         assert!(parse_host_ports("9-8").is_err());
         assert!(parse_host_ports("70000").is_err());
+    }
+
+    #[test]
+    fn links_parse_as_docker_s_parse_link() {
+        assert_eq!(parse_link("db").unwrap(), ("db".into(), "db".into()));
+        assert_eq!(
+            parse_link("db:cache").unwrap(),
+            ("db".into(), "cache".into())
+        );
+        assert_eq!(
+            parse_link("/db:/web/cache").unwrap(),
+            ("db".into(), "cache".into())
+        );
+        assert!(parse_link("").is_err());
+        assert_eq!(
+            parse_link("a:b:c").unwrap_err().message,
+            "bad format for links: a:b:c"
+        );
+    }
+
+    /// Docker's `links.Link.ToEnv`: the lowest port (tcp first) as ALIAS_PORT, runs of
+    /// consecutive ports with _START/_END, every port's four variables, the name, the
+    /// target's environment but HOME and PATH.
+    #[test]
+    fn link_env_is_docker_s() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        let env = link_env(
+            "/web/my-db",
+            ip,
+            &[
+                "A=1".into(),
+                "PATH=/bin".into(),
+                "HOME=/root".into(),
+                "BARE".into(),
+            ],
+            &[
+                "6380/tcp".into(),
+                "6379/tcp".into(),
+                "6379/udp".into(),
+                "80/tcp".into(),
+            ],
+        );
+        assert_eq!(
+            env,
+            [
+                "MY_DB_PORT=tcp://10.0.0.2:80",
+                "MY_DB_PORT_6379_TCP_START=tcp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_TCP_PORT_START=6379",
+                "MY_DB_PORT_6379_TCP_END=tcp://10.0.0.2:6380",
+                "MY_DB_PORT_6379_TCP_PORT_END=6380",
+                "MY_DB_PORT_80_TCP=tcp://10.0.0.2:80",
+                "MY_DB_PORT_80_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_80_TCP_PORT=80",
+                "MY_DB_PORT_80_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_TCP=tcp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_TCP_PORT=6379",
+                "MY_DB_PORT_6379_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_UDP=udp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_UDP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_UDP_PORT=6379",
+                "MY_DB_PORT_6379_UDP_PROTO=udp",
+                "MY_DB_PORT_6380_TCP=tcp://10.0.0.2:6380",
+                "MY_DB_PORT_6380_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6380_TCP_PORT=6380",
+                "MY_DB_PORT_6380_TCP_PROTO=tcp",
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_ENV_A=1",
+            ]
+        );
     }
 
     #[test]
