@@ -275,15 +275,13 @@ pub(crate) fn link_env(
     while i < ports.len() {
         // Docker's nextContiguous: the last index of the run from ports[i], counting
         // one number per entry; a run is written only past two entries (`j > i+1`).
-        let mut j = ports.len() - 1;
-        let mut value = u32::from(ports[i].0);
-        for (k, p) in ports.iter().enumerate().skip(i + 1) {
-            if u32::from(p.0) > value + 1 {
-                j = k - 1;
-                break;
-            }
-            value += 1;
-        }
+        let start = u32::from(ports[i].0) as usize;
+        let j = ports
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(k, p)| usize::from(p.0) > start + (k - i))
+            .map_or(ports.len() - 1, |(k, _)| k - 1);
         if j > i + 1 {
             let (p, proto) = &ports[i];
             let (q, qproto) = &ports[j];
