@@ -67,7 +67,6 @@ fn docker_cli_runs_waits_logs_lists_and_removes_containers() {
     assert_eq!(counts.trim(), "2 0", "two exited containers: {counts}");
     // Options berth cannot honour yet are refused, never silently ignored.
     for (flags, what) in [
-        (&["--link", "other:db"][..], "--link"),
         (&["--device", "/dev/null"][..], "--device"),
         (&["--oom-score-adj", "5"][..], "--oom-score-adj"),
     ] {

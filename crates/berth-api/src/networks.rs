@@ -383,7 +383,7 @@ impl EndpointBody {
     /// addresses are refused.
     pub(crate) fn settings(self) -> Result<(Vec<String>, Option<Ipv4Addr>), ApiError> {
         if self.links.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(not_supported("links (--link) on network connect"));
+            return Err(not_supported("links (--link)"));
         }
         if !self.mac_address.is_empty() {
             return Err(not_supported("a MAC address (--mac-address)"));
