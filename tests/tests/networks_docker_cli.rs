@@ -312,9 +312,10 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
     );
     let err = fails(d.docker(&["network", "connect", "--ip6", "fd00::5", "bridge", "c1"]));
     assert!(err.contains("IPv6 address"), "{err}");
+    // A legacy link's target must run (links_docker_cli covers links).
     let err = fails(d.docker(&["run", "--rm", "--link", "c1:x", "fixture/app:1", "true"]));
     assert!(
-        err.contains("--link is not supported yet by berth"),
+        err.contains("Cannot link to a non running container: /c1 AS /"),
         "{err}"
     );
     // A network with a container on it stays.

@@ -675,3 +675,156 @@ fn hostile_names_targets_and_symlinks_stay_inside() {
     host_files.sort();
     assert_eq!(host_files, ["marker"], "the host directory was written");
 }
+
+/// `--volumes-from`: the new container mounts every volume (named and anonymous) and
+/// bind of the source with its mode, `:ro` makes them all read-only, a mount given
+/// explicitly at the same destination wins, tmpfs mounts are not inherited, and the
+/// source's anonymous volume is kept by `rm -v` while another container uses it.
+#[test]
+fn volumes_from_shares_volumes_and_binds_with_their_modes() {
+    if !docker_available() {
+        return;
+    }
+    let d = daemon_with_fixture();
+    let _cleanup = RemoveContainers(&d);
+    let host = d.dir.path().join("from-host");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    std::fs::write(host.join("b.txt"), "bound\n").expect("write");
+    let bind = format!("{}:/bind:ro", host.display());
+    let (code, logs, src) = run(
+        &d,
+        &[
+            "--name",
+            "src",
+            "-v",
+            "named:/named",
+            "-v",
+            "/anon",
+            "-v",
+            &bind,
+            "--tmpfs",
+            "/scratch",
+            "fixture/app:1",
+            "echo n > /named/f && echo a > /anon/f && echo s > /scratch/f",
+        ],
+    );
+    assert_eq!(code, 0, "{logs}");
+    let anon = inspect(
+        &d,
+        &src,
+        "{{range .Mounts}}{{if eq .Destination \"/anon\"}}{{.Name}}{{end}}{{end}}",
+    );
+    assert_eq!(anon.len(), 64, "{anon}");
+
+    // The content is there, rw volumes stay writable, the ro bind stays ro, and the
+    // source's tmpfs is not mounted.
+    let (code, logs, reader) = run(
+        &d,
+        &[
+            "--volumes-from",
+            "src",
+            "fixture/app:1",
+            "cat /named/f /anon/f /bind/b.txt; echo w > /named/w && echo named-rw; \
+             (echo w > /bind/w) 2>/dev/null || echo bind-ro; \
+             grep -c ' /scratch ' /proc/mounts",
+        ],
+    );
+    assert_eq!(
+        (code, logs.as_str()),
+        (1, "n\na\nbound\nnamed-rw\nbind-ro\n0\n"),
+        "{logs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.root.join("volumes/named/_data/w")).expect("written"),
+        "w\n"
+    );
+    assert_eq!(
+        inspect(&d, &reader, "{{json .HostConfig.VolumesFrom}}"),
+        r#"["src"]"#
+    );
+    let mut mounts: Vec<String> = inspect(
+        &d,
+        &reader,
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Mode}} {{.RW}};{{end}}",
+    )
+    .split(';')
+    .filter(|s| !s.is_empty())
+    .map(String::from)
+    .collect();
+    mounts.sort();
+    assert_eq!(
+        mounts,
+        [
+            "bind  /bind  false".to_string(),
+            format!("volume {anon} /anon  true"),
+            "volume named /named  true".to_string(),
+        ]
+    );
+    assert_eq!(
+        inspect(&d, &src, "{{json .HostConfig.VolumesFrom}}"),
+        "null"
+    );
+
+    // `:ro`: every inherited mount is read-only.
+    let (code, logs, ro) = run(
+        &d,
+        &[
+            "--volumes-from",
+            "src:ro",
+            "fixture/app:1",
+            "cat /anon/f && echo x > /anon/x",
+        ],
+    );
+    assert_ne!(
+        code, 0,
+        "write through --volumes-from :ro succeeded: {logs}"
+    );
+    assert!(
+        logs.contains("a\n") && logs.contains("Read-only file system"),
+        "{logs}"
+    );
+    assert!(!d.root.join(format!("volumes/{anon}/_data/x")).exists());
+    assert_eq!(
+        inspect(&d, &ro, "{{range .Mounts}}{{.RW}} {{end}}"),
+        "false false false"
+    );
+
+    // A mount given explicitly at the same destination wins.
+    let (code, logs, explicit) = run(
+        &d,
+        &[
+            "--volumes-from",
+            "src",
+            "-v",
+            "other:/named",
+            "fixture/app:1",
+            "test -e /named/f && echo inherited || echo explicit",
+        ],
+    );
+    assert_eq!((code, logs.as_str()), (0, "explicit\n"));
+    assert_eq!(
+        inspect(
+            &d,
+            &explicit,
+            "{{range .Mounts}}{{if eq .Destination \"/named\"}}{{.Name}}{{end}}{{end}}"
+        ),
+        "other"
+    );
+
+    // Docker's mode rules.
+    let err = fails(d.docker(&["create", "--volumes-from", "src:shared", "fixture/app:1"]));
+    assert!(err.contains("invalid mode: shared"), "{err}");
+
+    // The anonymous volume is the source's and the others': `rm -v` of the source
+    // keeps it while they use it; the last `rm -v` removes it.
+    ok(d.docker(&["rm", "-v", &src]));
+    assert!(ok(d.docker(&["volume", "ls", "-q"])).contains(&anon));
+    let err = fails(d.docker(&["volume", "rm", &anon]));
+    assert!(err.contains("volume is in use"), "{err}");
+    ok(d.docker(&["rm", "-v", &ro, &explicit]));
+    assert!(ok(d.docker(&["volume", "ls", "-q"])).contains(&anon));
+    ok(d.docker(&["rm", "-v", &reader]));
+    let left = ok(d.docker(&["volume", "ls", "-q"]));
+    assert!(!left.contains(&anon), "{left}");
+    assert!(left.contains("named") && left.contains("other"), "{left}");
+}

@@ -86,7 +86,7 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     }
     json!({
         "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
-        "Links": null,
+        "Links": null_if_empty(&att.links),
         "Aliases": null_if_empty(&att.aliases),
         // The running endpoint's; before a start the address asked for (Docker ≥ 25).
         "MacAddress": ep

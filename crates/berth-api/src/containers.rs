@@ -220,16 +220,18 @@ fn net_request(
     mac_address: String,
     networking: Option<NetworkingConfigBody>,
 ) -> Result<NetRequest, ApiError> {
-    if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(not_supported("--link"));
-    }
     let mut endpoints = BTreeMap::new();
+    let mut endpoint_links = BTreeMap::new();
     for (name, ep) in networking
         .and_then(|n| n.endpoints_config)
         .unwrap_or_default()
     {
+        let mut ep = ep.unwrap_or_default();
+        let links = ep.take_links();
+        if !links.is_empty() {
+            endpoint_links.insert(name.clone(), links);
+        }
         let settings = ep
-            .unwrap_or_default()
             .settings()
             .map_err(|e| ApiError::new(e.status, format!("network {name}: {}", e.message)))?;
         // The docker CLI names the default network `default` (as NetworkMode does);
@@ -272,6 +274,8 @@ fn net_request(
         extra_hosts: hc.extra_hosts.take().unwrap_or_default(),
         domainname,
         mac_address,
+        links: hc.links.take().unwrap_or_default(),
+        endpoint_links,
     })
 }
 
@@ -317,9 +321,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         if rt != "runc" && rt != "berth" {
             return Err(not_supported(&format!("runtime {rt:?}")));
         }
-    }
-    if hc.volumes_from.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(not_supported("--volumes-from"));
     }
     // The engine resolves the mode (a network name, `bridge`, `host`, `none`) and sets
     // the runtime's network from it; `host` is said here too so both agree.
@@ -376,6 +377,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         hc.mounts,
         hc.tmpfs,
         body.volumes,
+        hc.volumes_from,
         &hc.volume_driver,
     )?;
     let (resources, ulimits) = hc.resources.into_create()?;
@@ -748,6 +750,16 @@ pub(crate) async fn prune(State(engine): State<Engine>, params: Params) -> Respo
     }
 }
 
+/// `DELETE /containers/{parent}/{alias}?link=1`: a legacy link's name has a slash (the
+/// docker CLI sends `docker rm --link /web/db` as `web/db`).
+pub(crate) async fn remove_link_path(
+    state: State<Engine>,
+    Path((parent, alias)): Path<(String, String)>,
+    params: Params,
+) -> Response {
+    remove(state, Path(format!("{parent}/{alias}")), params).await
+}
+
 /// `DELETE /containers/{id}?force=&v=`: `v` also removes the anonymous volumes the
 /// container created (named volumes are kept).
 pub(crate) async fn remove(
@@ -763,8 +775,15 @@ pub(crate) async fn remove(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    if params.bool("link").unwrap_or(false) {
-        return not_supported("removing links").into_response();
+    let link = match params.bool("link") {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if link {
+        return match blocking(move || engine.remove_link(&id)).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     match blocking(move || engine.remove_container_and_volumes(&id, force, volumes)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -876,13 +895,13 @@ pub(crate) fn docker_name(rec: &ContainerRecord) -> String {
     }
 }
 
-fn summary_json(c: &ContainerSummary) -> Value {
+fn summary_json(c: &ContainerSummary, names: &[String]) -> Value {
     let rec = &c.record;
     let (state_word, status) = state_words(c);
     let created = parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0);
     json!({
         "Id": rec.id,
-        "Names": [docker_name(rec)],
+        "Names": names,
         "Image": rec.image,
         "ImageID": rec.image_id.to_string(),
         "Command": command_line(&rec.args),
@@ -905,7 +924,12 @@ const LIST_FILTERS: &[&str] = &[
 
 /// Whether a container passes the list filters (values of one filter are ORed, filters
 /// ANDed, as Docker).
-fn list_match(c: &ContainerSummary, f: &berth_engine::Filters, all: &[ContainerSummary]) -> bool {
+fn list_match(
+    c: &ContainerSummary,
+    f: &berth_engine::Filters,
+    all: &[ContainerSummary],
+    names: &[String],
+) -> bool {
     let rec = &c.record;
     let any = |name: &str, pred: &dyn Fn(&str) -> bool| {
         let v = f.get(name);
@@ -932,9 +956,9 @@ fn list_match(c: &ContainerSummary, f: &berth_engine::Filters, all: &[ContainerS
     };
     any("id", &|v| rec.id.starts_with(v))
         && any("name", &|v| {
-            // Docker matches names as a regular expression; berth as a substring, which
-            // is what plain names give in both.
-            docker_name(rec).contains(v.trim_start_matches('^'))
+            // Docker matches names (legacy links' `/parent/alias` too) as a regular
+            // expression; berth as a substring, which is what plain names give in both.
+            names.iter().any(|n| n.contains(v.trim_start_matches('^')))
         })
         && f.labels_match("label", &rec.labels)
         && any("status", &|v| v == state_word)
@@ -986,11 +1010,13 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
                     .map(|n| (c.record.id.clone(), n))
             })
             .collect();
-        Ok((rows, live, container_net::net_names(&engine)))
+        let records: Vec<ContainerRecord> = rows.iter().map(|c| c.record.clone()).collect();
+        let links = engine.container_link_names(&records);
+        Ok((rows, live, container_net::net_names(&engine), links))
     })
     .await;
     match listed {
-        Ok((rows, live, names)) => {
+        Ok((rows, live, names, links)) => {
             let mut out: Vec<Value> = Vec::new();
             for c in rows.iter().filter(|c| {
                 all || matches!(c.state, ContainerState::Running { .. }) || c.restarting
@@ -1001,13 +1027,15 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
                     Ok(false) => continue,
                     Err(e) => return e.into_response(),
                 }
-                if !list_match(c, &filters, &rows) {
+                let mut cnames = vec![docker_name(&c.record)];
+                cnames.extend(links.get(&c.record.id).into_iter().flatten().cloned());
+                if !list_match(c, &filters, &rows, &cnames) {
                     continue;
                 }
                 if out.len() >= limit.unwrap_or(usize::MAX) {
                     break;
                 }
-                let mut doc = summary_json(c);
+                let mut doc = summary_json(c, &cnames);
                 container_net::patch_summary(&mut doc, &c.record, l, &names);
                 out.push(doc);
             }
@@ -1139,6 +1167,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
                 "MaximumRetryCount": run.restart_policy.maximum_retry_count,
             },
             "Binds": rec.mount_config.binds,
+            "VolumesFrom": rec.mount_config.volumes_from,
         },
         "Mounts": mounts_json(rec),
         "Config": {
@@ -1165,6 +1194,14 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
     })
 }
 
+/// `GET /containers/{parent}/{alias}/json`: a legacy link's name names its target.
+pub(crate) async fn inspect_link_path(
+    state: State<Engine>,
+    Path((parent, alias)): Path<(String, String)>,
+) -> Response {
+    inspect(state, Path(format!("{parent}/{alias}"))).await
+}
+
 /// `GET /containers/{id}/json`.
 pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
     let result = blocking(move || {
@@ -1175,11 +1212,12 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
         let names = container_net::net_names(&engine);
         // berth's own field: what confines the container (null if its spec is gone).
         let confinement = engine.container_confinement(&c.record).ok();
-        Ok((c, log, execs, live, names, confinement))
+        let links = engine.container_links(&c.record);
+        Ok((c, log, execs, live, names, confinement, links))
     })
     .await;
     match result {
-        Ok((c, log, execs, live, names, confinement)) => {
+        Ok((c, log, execs, live, names, confinement, links)) => {
             let mut doc = inspect_json(&c, &log);
             doc["Confinement"] = json!(confinement);
             if let Some(dir) = log.parent() {
@@ -1195,6 +1233,15 @@ pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>
             // HostConfig.Mounts and Tmpfs are omitted when empty, as Docker does.
             let rec = &c.record;
             if let Some(hc) = doc.get_mut("HostConfig").and_then(Value::as_object_mut) {
+                // Docker: `/target:/self/alias` per legacy link, null when none.
+                hc.insert(
+                    "Links".into(),
+                    if links.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(links)
+                    },
+                );
                 if let Some(m) = &rec.mount_config.mounts {
                     hc.insert("Mounts".into(), json!(m));
                 }
@@ -1493,22 +1540,17 @@ mod tests {
         .expect("ok");
         assert!(o.net.endpoints.contains_key("bridge"));
 
-        for (b, word) in [
-            (r#"{"Image":"a","HostConfig":{"Links":["x:y"]}}"#, "--link"),
-            (
-                r#"{"Image":"a","NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"]}}}}"#,
-                "links",
-            ),
-        ] {
-            let Err(e) = create_options(serde_json::from_str(b).expect("body"), None) else {
-                panic!("accepted: {b}")
-            };
-            assert!(
-                e.message.contains(word) && e.message.contains("not supported yet"),
-                "{b}: {}",
-                e.message
-            );
-        }
+        // Links: HostConfig's (legacy) and the endpoints' (user networks) reach the engine.
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Image":"a","HostConfig":{"Links":["db:cache"]},
+                "NetworkingConfig":{"EndpointsConfig":{"n":{"Links":["x:y"],"Aliases":["a"]}}}}"#,
+        )
+        .expect("ok");
+        let o = create_options(body, None).expect("links accepted");
+        assert_eq!(o.net.links, ["db:cache"]);
+        assert_eq!(o.net.endpoint_links["n"], ["x:y"]);
+        assert_eq!(o.net.endpoints["n"].aliases, ["a"]);
+        assert!(o.net.endpoints["n"].links.is_empty());
     }
 
     #[test]

@@ -82,6 +82,14 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}", delete(containers::remove))
+        .route(
+            "/containers/{parent}/{alias}",
+            delete(containers::remove_link_path),
+        )
+        .route(
+            "/containers/{parent}/{alias}/json",
+            get(containers::inspect_link_path),
+        )
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/wait", post(containers::wait))

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use berth_engine::{ContainerRecord, MountConfig, MountOptions, MountPoint, MountRequest};
+use berth_engine::{
+    ContainerRecord, MountConfig, MountOptions, MountPoint, MountRequest, VolumesFrom,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -382,6 +384,7 @@ pub(crate) fn mount_options(
     mounts: Option<Vec<serde_json::Value>>,
     tmpfs: Option<BTreeMap<String, String>>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
+    volumes_from: Option<Vec<String>>,
     volume_driver: &str,
 ) -> Result<MountOptions, ApiError> {
     // The driver of the volumes this create makes: refused only if one is made with it
@@ -408,10 +411,17 @@ pub(crate) fn mount_options(
     if foreign_driver && uses_volumes {
         return Err(not_supported(&format!("volume driver {volume_driver:?}")));
     }
+    let from = volumes_from
+        .iter()
+        .flatten()
+        .map(|v| parse_volumes_from(v))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(MountOptions {
         requests,
         config_volumes,
+        volumes_from: from,
         echo: MountConfig {
+            volumes_from: volumes_from.filter(|v| !v.is_empty()),
             binds,
             mounts: mounts
                 .filter(|m| !m.is_empty())
@@ -419,6 +429,35 @@ pub(crate) fn mount_options(
             tmpfs: tmpfs.filter(|t| !t.is_empty()),
             volumes: Vec::new(),
         },
+    })
+}
+
+/// `CONTAINER[:MODE]` of `--volumes-from`, with Docker's rules (`ParseVolumesFrom`): the
+/// mode is `ro` or `rw` with SELinux and consistency words, never a propagation or
+/// `nocopy`.
+fn parse_volumes_from(spec: &str) -> Result<VolumesFrom, ApiError> {
+    if spec.is_empty() {
+        return Err(ApiError::bad_request(
+            "volumes-from specification cannot be an empty string",
+        ));
+    }
+    let (container, mode) = spec.split_once(':').unwrap_or((spec, "rw"));
+    let invalid = || ApiError::bad_request(format!("invalid mode: {mode}"));
+    let (mut rw, mut label) = (0, 0);
+    for w in mode.split(',') {
+        match w {
+            "ro" | "rw" => rw += 1,
+            "z" | "Z" => label += 1,
+            "consistent" | "cached" | "delegated" => {}
+            _ => return Err(invalid()),
+        }
+    }
+    if rw > 1 || label > 1 {
+        return Err(invalid());
+    }
+    Ok(VolumesFrom {
+        container: container.to_string(),
+        read_only: mode.split(',').any(|w| w == "ro"),
     })
 }
 

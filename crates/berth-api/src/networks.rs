@@ -373,8 +373,15 @@ pub(crate) struct EndpointBody {
 }
 
 impl EndpointBody {
+    /// The endpoint's links (`NAME:ALIAS`), taken out of the body (create honours them
+    /// on user-defined networks; `settings` refuses what is left).
+    pub(crate) fn take_links(&mut self) -> Vec<String> {
+        self.links.take().unwrap_or_default()
+    }
+
     /// Aliases, `--ip`, `--mac-address`, `--link-local-ip` and the endpoint driver
-    /// options (the engine checks their values); links and IPv6 addresses are refused.
+    /// options (the engine checks their values); links left in the body and IPv6
+    /// addresses are refused.
     pub(crate) fn settings(self) -> Result<NetAttachment, ApiError> {
         if self.links.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(not_supported("links (--link)"));
@@ -412,6 +419,7 @@ impl EndpointBody {
             mac_address: Some(self.mac_address).filter(|m| !m.is_empty()),
             link_local_ips,
             driver_opts: self.driver_opts.unwrap_or_default(),
+            links: Vec::new(),
         })
     }
 }

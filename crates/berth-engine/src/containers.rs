@@ -539,6 +539,16 @@ impl Engine {
         {
             return Ok(r.clone());
         }
+        // A legacy link's name, `/parent/alias`, names its target (as Docker's names).
+        if let Some((parent, alias)) = bare.rsplit_once('/') {
+            let parent = parent.trim_start_matches('/');
+            let target = records
+                .iter()
+                .find(|r| r.name == parent)
+                .and_then(|p| p.net.links.iter().find(|l| l.alias == alias))
+                .and_then(|l| records.iter().find(|r| r.id == l.container));
+            return target.cloned().ok_or_else(not_found);
+        }
         if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(not_found());
         }
@@ -871,6 +881,7 @@ impl Engine {
         }
         let id = random_id()?;
         let _records = self.record_lock();
+        let inherited = self.volumes_from_mounts(&opts.mounts.volumes_from)?;
         let name = match &opts.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -955,8 +966,13 @@ impl Engine {
                 .as_ref()
                 .map(|v| v.keys().cloned().collect())
                 .unwrap_or_default();
-            let prepared =
-                self.prepare_mounts(&rootfs, &opts.mounts, &image_volumes, &self.bind_policy())?;
+            let prepared = self.prepare_mounts(
+                &rootfs,
+                &opts.mounts,
+                &inherited,
+                &image_volumes,
+                &self.bind_policy(),
+            )?;
             created_volumes = prepared.created.clone();
             let mut rec = rec.clone();
             rec.mounts = prepared.points;
@@ -1116,6 +1132,34 @@ impl Engine {
         Ok(Created { id, warnings })
     }
 
+    /// The mounts `--volumes-from` gives a new container: every volume and bind of each
+    /// source container (tmpfs mounts are its own), with its mode, read-only with `:ro`;
+    /// a later source's mount at the same destination replaces an earlier one's (as
+    /// Docker). A missing source is Docker's 404 `No such container`.
+    fn volumes_from_mounts(
+        &self,
+        from: &[crate::volumes::VolumesFrom],
+    ) -> Result<Vec<crate::volumes::MountPoint>> {
+        let mut out: Vec<crate::volumes::MountPoint> = Vec::new();
+        for f in from {
+            let src = self.container(&f.container)?;
+            for m in src
+                .mounts
+                .iter()
+                .filter(|m| matches!(m.kind.as_str(), "volume" | "bind"))
+            {
+                out.retain(|o| o.destination != m.destination);
+                out.push(crate::volumes::MountPoint {
+                    rw: m.rw && !f.read_only,
+                    // Docker does not carry the source's Mode over.
+                    mode: String::new(),
+                    ..m.clone()
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// `docker start`: spawns the container's shim and returns once the container runs.
     /// Attachers waiting for this start are connected before the process runs (see
     /// `attach.rs`).
@@ -1161,9 +1205,15 @@ impl Engine {
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
         let (shim, driver) = shim_binaries()?;
+        // Legacy links: their targets must run (Docker's check, before anything is made).
+        let link_env = self.legacy_link_env(&rec)?;
         // What a previous run left (an exit while the daemon was away), then this run's.
         self.network_teardown(&rec.id);
         self.network_setup(&rec)?;
+        if let Err(e) = self.apply_link_env(&rec, &link_env) {
+            self.network_teardown(&rec.id);
+            return Err(e);
+        }
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
         }
@@ -1224,6 +1274,8 @@ impl Engine {
                     self.start_health_checks(&rec.id, &started_at);
                 }
             }
+            // Containers linking to this one see its new address (Docker's parent update).
+            self.refresh_link_hosts(Some(&rec.id), None);
             self.emit_container(&rec, "start", &[]);
             return Ok(());
         }
@@ -1241,6 +1293,128 @@ impl Engine {
                 msg
             }
         )))
+    }
+
+    /// Puts the environment of the container's legacy links into its runtime spec (for
+    /// its process and its execs), replacing the previous start's: after the fixed
+    /// variables, never over a variable the container's own Config.Env sets (Docker's
+    /// `CreateDaemonEnvironment`). The spec's annotation names what was added.
+    fn apply_link_env(&self, rec: &ContainerRecord, link_env: &[String]) -> Result<()> {
+        const ANNOTATION: &str = "berth.link-env";
+        let bundle = self.container_dir(&rec.id).join(BUNDLE_DIR);
+        let path = bundle.join("config.json");
+        let bytes = fs::read(&path).map_err(|e| io_err(&path, "read", e))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::internal(format!("{}: {e}", path.display())))?;
+        let previous: Vec<String> = spec
+            .pointer(&format!("/annotations/{ANNOTATION}"))
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        if previous.is_empty() && link_env.is_empty() {
+            return Ok(());
+        }
+        let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+        let mut env: Vec<String> = spec
+            .pointer("/process/env")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        env.retain(|e| !previous.contains(&key(e)));
+        let own: HashSet<String> = env.iter().map(|e| key(e)).collect();
+        let added: Vec<String> = link_env
+            .iter()
+            .filter(|e| !own.contains(&key(e)))
+            .cloned()
+            .collect();
+        let at = env
+            .iter()
+            .position(|e| e.starts_with("HOSTNAME="))
+            .map_or(0, |i| i + 1);
+        let at = env
+            .iter()
+            .position(|e| e.starts_with("TERM="))
+            .map_or(at, |i| at.max(i + 1));
+        let keys: Vec<String> = added.iter().map(|e| key(e)).collect();
+        env.splice(at..at, added);
+        if let Some(p) = spec.get_mut("process").and_then(|p| p.as_object_mut()) {
+            p.insert("env".into(), serde_json::json!(env));
+        }
+        if let Some(obj) = spec.as_object_mut() {
+            let ann = obj
+                .entry("annotations")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(a) = ann.as_object_mut() {
+                if keys.is_empty() {
+                    a.remove(ANNOTATION);
+                } else {
+                    a.insert(
+                        ANNOTATION.into(),
+                        serde_json::Value::String(serde_json::json!(keys).to_string()),
+                    );
+                }
+            }
+        }
+        let out = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| EngineError::internal(format!("container {}: spec: {e}", rec.id)))?;
+        write_replace(&bundle, "config.json", &out)
+    }
+
+    /// Docker's names of a container: `/name`, and `/parent/alias` for every legacy link
+    /// to it (as `docker ps` lists them).
+    pub fn container_link_names(
+        &self,
+        records: &[ContainerRecord],
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in records {
+            for l in &p.net.links {
+                if records.iter().any(|r| r.id == l.container) {
+                    out.entry(l.container.clone())
+                        .or_default()
+                        .push(format!("/{}/{}", p.name, l.alias));
+                }
+            }
+        }
+        out
+    }
+
+    /// Inspect's HostConfig.Links of a container: `/target:/self/alias` for each legacy
+    /// link whose target still exists.
+    pub fn container_links(&self, rec: &ContainerRecord) -> Vec<String> {
+        let records = self.container_records().unwrap_or_default();
+        rec.net
+            .links
+            .iter()
+            .filter_map(|l| {
+                let t = records.iter().find(|r| r.id == l.container)?;
+                Some(format!("/{}:/{}/{}", t.name, rec.name, l.alias))
+            })
+            .collect()
+    }
+
+    /// `docker rm --link /self/alias` (`DELETE /containers/self/alias?link=1`): removes
+    /// the link, not a container; a running linking container's /etc/hosts loses it.
+    #[instrument(skip_all, fields(link = %name))]
+    pub fn remove_link(&self, name: &str) -> Result<()> {
+        let target = self.container(name)?;
+        let full = format!("/{}", name.trim_start_matches('/'));
+        let (parent, alias) = full.rsplit_once('/').unwrap_or(("", &full));
+        if parent.is_empty() {
+            return Err(EngineError::conflict(
+                "Conflict, cannot remove the default link name of the container",
+            ));
+        }
+        let parent_rec = self.container(parent).map_err(|_| {
+            EngineError::not_found(format!("Cannot get parent {parent} for link name {full}"))
+        })?;
+        let updated = self.update_record(&parent_rec.id, |r| {
+            r.net
+                .links
+                .retain(|l| !(l.alias == alias && l.container == target.id))
+        })?;
+        self.refresh_link_hosts(None, Some(&updated.id));
+        info!(container.id = %updated.id, link = %full, "link removed");
+        Ok(())
     }
 
     /// Sends a signal to the container's init (`docker kill`).

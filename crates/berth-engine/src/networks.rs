@@ -147,6 +147,19 @@ pub struct NetAttachment {
     /// and `com.docker.network.endpoint.ifname`; others are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub driver_opts: BTreeMap<String, String>,
+    /// Links on a user-defined network (`NAME:ALIAS`): DNS aliases of other containers
+    /// that only this container resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+}
+
+/// A legacy link on the default bridge (`--link NAME:ALIAS`): the target's address in
+/// /etc/hosts and its ports and environment in the linking container's environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LegacyLink {
+    /// The target container's ID.
+    pub container: String,
+    pub alias: String,
 }
 
 /// A host port binding as Docker's PortBindings spell it.
@@ -194,6 +207,9 @@ pub struct NetConfig {
     /// applied to the primary network's attachment.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac_address: String,
+    /// Legacy links (`--link`) on the default bridge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LegacyLink>,
 }
 
 impl NetConfig {
@@ -221,6 +237,111 @@ pub struct NetRequest {
     pub dns_options: Vec<String>,
     pub extra_hosts: Vec<String>,
     pub domainname: String,
+    /// HostConfig.Links (`NAME[:ALIAS]`).
+    pub links: Vec<String>,
+    /// EndpointsConfig's Links, by network name or id.
+    pub endpoint_links: BTreeMap<String, Vec<String>>,
+}
+
+/// Docker's `ParseLink`: `NAME[:ALIAS]` (ALIAS defaults to NAME); the `/NAME:/SELF/ALIAS`
+/// form inspect shows is accepted too. Returns (name, alias).
+pub fn parse_link(s: &str) -> Result<(String, String)> {
+    if s.is_empty() {
+        return Err(EngineError::invalid("empty string specified for links"));
+    }
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [name] => Ok((name.to_string(), name.to_string())),
+        [name, alias] if name.starts_with('/') => Ok((
+            name[1..].to_string(),
+            alias.rsplit('/').next().unwrap_or(alias).to_string(),
+        )),
+        [name, alias] => Ok((name.to_string(), alias.to_string())),
+        _ => Err(EngineError::invalid(format!("bad format for links: {s}"))),
+    }
+}
+
+/// The conflict Docker names for links with a network namespace that is not the
+/// container's own.
+const HOST_NETWORK_AND_LINKS: &str =
+    "conflicting options: host type networking can't be used with links. This would result in undefined behavior";
+
+/// The environment Docker gives a linking container for one link (`links.Link.ToEnv`):
+/// `ALIAS_PORT`, `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]` (with `_START`/`_END`
+/// for runs of consecutive ports), `ALIAS_NAME=/self/alias`, `ALIAS_ENV_<VAR>` of the
+/// target's Config.Env (but HOME and PATH).
+pub(crate) fn link_env(
+    name: &str,
+    ip: Ipv4Addr,
+    target_env: &[String],
+    ports: &[String],
+) -> Vec<String> {
+    let alias = name
+        .rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .to_uppercase()
+        .replace('-', "_");
+    let mut ports: Vec<(u16, String)> = ports
+        .iter()
+        .filter_map(|p| parse_port_key(p).ok())
+        .collect();
+    ports.sort_by(|a, b| (a.0, a.1 != "tcp", &a.1).cmp(&(b.0, b.1 != "tcp", &b.1)));
+    ports.dedup();
+    let mut env = Vec::new();
+    if let Some((p, proto)) = ports.first() {
+        env.push(format!("{alias}_PORT={proto}://{ip}:{p}"));
+    }
+    let mut i = 0;
+    while i < ports.len() {
+        // Docker's nextContiguous: the last index of the run from ports[i], counting
+        // one number per entry; a run is written only past two entries (`j > i+1`).
+        let start = u32::from(ports[i].0) as usize;
+        let j = ports
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(k, p)| usize::from(p.0) > start + (k - i))
+            .map_or(ports.len() - 1, |(k, _)| k - 1);
+        if j > i + 1 {
+            let (p, proto) = &ports[i];
+            let (q, qproto) = &ports[j];
+            let up = proto.to_uppercase();
+            env.push(format!("{alias}_PORT_{p}_{up}_START={proto}://{ip}:{p}"));
+            env.push(format!("{alias}_PORT_{p}_{up}_ADDR={ip}"));
+            env.push(format!("{alias}_PORT_{p}_{up}_PROTO={proto}"));
+            env.push(format!("{alias}_PORT_{p}_{up}_PORT_START={p}"));
+            env.push(format!(
+                "{alias}_PORT_{p}_{}_END={qproto}://{ip}:{q}",
+                qproto.to_uppercase()
+            ));
+            env.push(format!(
+                "{alias}_PORT_{p}_{}_PORT_END={q}",
+                qproto.to_uppercase()
+            ));
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    for (p, proto) in &ports {
+        let up = proto.to_uppercase();
+        env.push(format!("{alias}_PORT_{p}_{up}={proto}://{ip}:{p}"));
+        env.push(format!("{alias}_PORT_{p}_{up}_ADDR={ip}"));
+        env.push(format!("{alias}_PORT_{p}_{up}_PORT={p}"));
+        env.push(format!("{alias}_PORT_{p}_{up}_PROTO={proto}"));
+    }
+    env.push(format!("{alias}_NAME={name}"));
+    for e in target_env {
+        let Some((k, v)) = e.split_once('=') else {
+            continue;
+        };
+        if k == "HOME" || k == "PATH" {
+            continue;
+        }
+        env.push(format!("{alias}_ENV_{k}={v}"));
+    }
+    env
 }
 
 /// One network interface of a running container (`network.json`).
@@ -248,6 +369,10 @@ pub struct Endpoint {
     /// under /proc/sys with the interface's name in place of `IFNAME`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sysctls: Vec<(String, String)>,
+    /// Its links on this network: alias → the name it stands for (only this container
+    /// resolves them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
 }
 
 /// A published port of a running container.
@@ -1100,7 +1225,49 @@ impl Engine {
             extra_hosts: req.extra_hosts.clone(),
             domainname: req.domainname.clone(),
             mac_address: String::new(),
+            links: Vec::new(),
         };
+        for l in req
+            .links
+            .iter()
+            .chain(req.endpoint_links.values().flatten())
+        {
+            parse_link(l)?;
+        }
+        let user_defined = !matches!(mode.as_str(), "host" | "none" | DEFAULT_NETWORK)
+            && Self::find_network(&st, &mode).is_some_and(|r| !r.default_bridge);
+        if !req.links.is_empty() && mode == "host" {
+            return Err(EngineError::invalid(HOST_NETWORK_AND_LINKS));
+        }
+        // Legacy links: on the default bridge (and `none`, where Docker records them and
+        // they do nothing). On a user-defined network Docker leaves HostConfig.Links
+        // aside: the docker CLI sends them in the network's EndpointsConfig as well.
+        if !user_defined {
+            for l in &req.links {
+                let (name, alias) = parse_link(l)?;
+                let target = self.container(&name).map_err(|e| {
+                    if e.kind == ErrorKind::NotFound {
+                        EngineError::invalid(format!(
+                            "could not get container for {name}: No such container: {name}"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                if target.network_host {
+                    return Err(EngineError::invalid(HOST_NETWORK_AND_LINKS));
+                }
+                // Docker reserves `/self/alias` once: a second link of the alias is ignored.
+                if cfg.links.iter().any(|x| x.alias == alias) {
+                    warn!(link = %l, "a link of this alias exists; ignored");
+                    continue;
+                }
+                cfg.links.push(LegacyLink {
+                    container: target.id,
+                    alias,
+                });
+            }
+        }
         for d in &cfg.dns {
             d.parse::<IpAddr>()
                 .map_err(|_| EngineError::invalid(format!("--dns {d}: not an IP address")))?;
@@ -1223,6 +1390,23 @@ impl Engine {
             add(rec, req.endpoints[k].clone())?;
         }
         check_ifnames(&cfg.networks)?;
+        for (k, links) in req.endpoint_links.iter().filter(|(_, l)| !l.is_empty()) {
+            let rec = match k.as_str() {
+                "default" => &primary,
+                k => Self::find_network(&st, k).ok_or_else(|| Self::network_not_found(k))?,
+            };
+            if rec.default_bridge {
+                return Err(EngineError::invalid(
+                    "links are only supported for user-defined networks",
+                ));
+            }
+            if let Some(a) = cfg.networks.iter_mut().find(|a| a.network_id == rec.id) {
+                for l in links {
+                    let (name, alias) = parse_link(l)?;
+                    a.links.push(format!("{name}:{alias}"));
+                }
+            }
+        }
         Ok(cfg)
     }
 
@@ -1439,6 +1623,12 @@ impl Engine {
             dns_names,
             link_local_ips: a.link_local_ips.clone(),
             sysctls: endpoint_sysctls(a, ifname)?,
+            links: a
+                .links
+                .iter()
+                .filter_map(|l| parse_link(l).ok())
+                .map(|(name, alias)| (alias.to_ascii_lowercase(), name))
+                .collect(),
         })
     }
 
@@ -1811,6 +2001,133 @@ impl Engine {
         }
     }
 
+    /// The default bridge's endpoint of a running container (callers hold the lock).
+    fn default_bridge_endpoint<'a>(st: &NetState, net: &'a ContainerNet) -> Option<&'a Endpoint> {
+        net.endpoints.iter().find(|e| {
+            st.networks
+                .get(&e.network_id)
+                .is_some_and(|n| n.rec.default_bridge)
+        })
+    }
+
+    /// /etc/hosts lines of a container's legacy links (Docker's: the target's address
+    /// with the alias, its hostname and its name), for the targets that run on the
+    /// default bridge; nothing when the container is not on it.
+    fn link_hosts(&self, rec: &ContainerRecord, st: &NetState, net: &ContainerNet) -> String {
+        let mut out = String::new();
+        if rec.net.links.is_empty() || Self::default_bridge_endpoint(st, net).is_none() {
+            return out;
+        }
+        for l in &rec.net.links {
+            let Ok(target) = self.container(&l.container) else {
+                continue;
+            };
+            let Some(ep) = st
+                .live
+                .get(&target.id)
+                .and_then(|t| Self::default_bridge_endpoint(st, &t.net))
+            else {
+                continue;
+            };
+            let mut names = format!("{} {}", l.alias, target.run.hostname);
+            if l.alias != target.name {
+                names = format!("{names} {}", target.name);
+            }
+            out.push_str(&format!("{}\t{names}\n", ep.ip));
+        }
+        out
+    }
+
+    /// The environment of a container's legacy links at its start (Docker's
+    /// `setupLinkedContainers`): every target still there must run, on the default
+    /// bridge. Nothing when the container itself is not on the default bridge.
+    pub(crate) fn legacy_link_env(&self, rec: &ContainerRecord) -> Result<Vec<String>> {
+        if rec.net.links.is_empty() {
+            return Ok(Vec::new());
+        }
+        let on_bridge = {
+            let st = self.net_state();
+            rec.net.networks.iter().any(|a| {
+                st.networks
+                    .get(&a.network_id)
+                    .is_some_and(|n| n.rec.default_bridge)
+            })
+        };
+        if !on_bridge {
+            return Ok(Vec::new());
+        }
+        let mut env = Vec::new();
+        for l in &rec.net.links {
+            // A removed target takes its link with it (Docker's link index).
+            let Ok(target) = self.container(&l.container) else {
+                continue;
+            };
+            let link_name = format!("/{}/{}", rec.name, l.alias);
+            if !matches!(
+                self.container_state(&target.id)?,
+                crate::ContainerState::Running { .. }
+            ) {
+                return Err(EngineError::internal(format!(
+                    "Cannot link to a non running container: /{} AS {link_name}",
+                    target.name
+                )));
+            }
+            let ip = {
+                let st = self.net_state();
+                st.live
+                    .get(&target.id)
+                    .and_then(|t| Self::default_bridge_endpoint(&st, &t.net))
+                    .map(|e| e.ip)
+            };
+            let Some(ip) = ip else {
+                return Err(EngineError::internal(format!(
+                    "container {} not attached to default bridge network",
+                    target.id
+                )));
+            };
+            let mut ports = target.net.exposed_ports.clone();
+            ports.extend(target.net.port_bindings.keys().cloned());
+            env.extend(link_env(&link_name, ip, &target.run.env, &ports));
+        }
+        Ok(env)
+    }
+
+    /// Rewrites, in place (the file is bind-mounted), the /etc/hosts of running
+    /// containers that link to `target` (or of `only`), after the target started again
+    /// with a new address or a link was removed: Docker's parent update.
+    pub(crate) fn refresh_link_hosts(&self, target: Option<&str>, only: Option<&str>) {
+        let Ok(records) = self.container_records() else {
+            return;
+        };
+        for parent in records.iter().filter(|r| {
+            only.is_some_and(|o| o == r.id)
+                || target.is_some_and(|t| r.net.links.iter().any(|l| l.container == t))
+        }) {
+            let st = self.net_state();
+            let Some(live) = st.live.get(&parent.id) else {
+                continue;
+            };
+            let net = live.net.clone();
+            let hosts = match self.hosts_content(parent, Some((&st, &net))) {
+                Ok(h) => h,
+                Err(e) => {
+                    warn!(container.id = %parent.id, error = %e, "/etc/hosts not updated");
+                    continue;
+                }
+            };
+            drop(st);
+            let path = self.container_dir(&parent.id).join("hosts");
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, hosts.as_bytes()));
+            if let Err(e) = written {
+                warn!(container.id = %parent.id, error = %e, "/etc/hosts not updated");
+            }
+        }
+    }
+
     /// Writes `hosts`, `resolv.conf` and `hostname` in the container's directory.
     fn write_etc_files(
         &self,
@@ -1820,36 +2137,8 @@ impl Engine {
         let dir = self.container_dir(&rec.id);
         let hostname = rec.run.hostname.clone();
         let host_conf = dns::read_resolv_conf(Path::new("/etc/resolv.conf")).ok();
-        // hosts
-        let mut hosts = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        );
+        let hosts = self.hosts_content(rec, net)?;
         let primary = net.and_then(|(_, n)| n.endpoints.first());
-        for h in &rec.net.extra_hosts {
-            let (name, ip) = parse_extra_host(h)?;
-            let ip = if ip == "host-gateway" {
-                match primary {
-                    Some(ep) => ep.gateway.to_string(),
-                    None => "127.0.0.1".to_string(),
-                }
-            } else {
-                ip
-            };
-            hosts.push_str(&format!("{ip}\t{name}\n"));
-        }
-        if rec.network_host {
-            if let Ok(h) = fs::read_to_string("/etc/hosts") {
-                hosts = h;
-            }
-        } else if let Some(ep) = primary {
-            let mut names = hostname.clone();
-            if !rec.net.domainname.is_empty() {
-                names = format!("{hostname}.{} {hostname}", rec.net.domainname);
-            }
-            hosts.push_str(&format!("{}\t{names}\n", ep.ip));
-        } else {
-            hosts.push_str(&format!("127.0.0.1\t{hostname}\n"));
-        }
         // resolv.conf
         let mut resolv = String::from("# Generated by berth.\n");
         let search = if rec.net.dns_search.is_empty() {
@@ -1908,6 +2197,48 @@ impl Engine {
             write_replace(&dir, file, content.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// `/etc/hosts` of a container (see [`Engine::write_etc_files`]).
+    fn hosts_content(
+        &self,
+        rec: &ContainerRecord,
+        net: Option<(&NetState, &ContainerNet)>,
+    ) -> Result<String> {
+        let hostname = rec.run.hostname.clone();
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        let primary = net.and_then(|(_, n)| n.endpoints.first());
+        for h in &rec.net.extra_hosts {
+            let (name, ip) = parse_extra_host(h)?;
+            let ip = if ip == "host-gateway" {
+                match primary {
+                    Some(ep) => ep.gateway.to_string(),
+                    None => "127.0.0.1".to_string(),
+                }
+            } else {
+                ip
+            };
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        if let Some((st, n)) = net {
+            hosts.push_str(&self.link_hosts(rec, st, n));
+        }
+        if rec.network_host {
+            if let Ok(h) = fs::read_to_string("/etc/hosts") {
+                hosts = h;
+            }
+        } else if let Some(ep) = primary {
+            let mut names = hostname.clone();
+            if !rec.net.domainname.is_empty() {
+                names = format!("{hostname}.{} {hostname}", rec.net.domainname);
+            }
+            hosts.push_str(&format!("{}\t{names}\n", ep.ip));
+        } else {
+            hosts.push_str(&format!("127.0.0.1\t{hostname}\n"));
+        }
+        Ok(hosts)
     }
 }
 
@@ -2250,6 +2581,30 @@ impl dns::Resolver for NetResolver {
             let me = client_of(st, nid, client)?;
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             let mut out = Vec::new();
+            // The client's own links first (Docker's endpoint-scoped aliases): the alias
+            // resolves to what its target resolves to on that network.
+            for mine in &me.net.endpoints {
+                let Some(target) = mine.links.get(&name) else {
+                    continue;
+                };
+                for other in st.live.values() {
+                    for ep in other
+                        .net
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.network_id == mine.network_id)
+                    {
+                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(target))
+                            && !out.contains(&ep.ip)
+                        {
+                            out.push(ep.ip);
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Some(out);
+            }
             for mine in &me.net.endpoints {
                 for other in st.live.values() {
                     for ep in other
@@ -2322,6 +2677,78 @@ mod tests {
         assert_eq!(parse_host_ports("8000-8010").unwrap(), Some((8000, 8010)));
         assert!(parse_host_ports("9-8").is_err());
         assert!(parse_host_ports("70000").is_err());
+    }
+
+    #[test]
+    fn links_parse_as_docker_s_parse_link() {
+        assert_eq!(parse_link("db").unwrap(), ("db".into(), "db".into()));
+        assert_eq!(
+            parse_link("db:cache").unwrap(),
+            ("db".into(), "cache".into())
+        );
+        assert_eq!(
+            parse_link("/db:/web/cache").unwrap(),
+            ("db".into(), "cache".into())
+        );
+        assert!(parse_link("").is_err());
+        assert_eq!(
+            parse_link("a:b:c").unwrap_err().message,
+            "bad format for links: a:b:c"
+        );
+    }
+
+    /// Docker's `links.Link.ToEnv`: the lowest port (tcp first) as ALIAS_PORT, runs of
+    /// consecutive ports with _START/_END, every port's four variables, the name, the
+    /// target's environment but HOME and PATH.
+    #[test]
+    fn link_env_is_docker_s() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        let env = link_env(
+            "/web/my-db",
+            ip,
+            &[
+                "A=1".into(),
+                "PATH=/bin".into(),
+                "HOME=/root".into(),
+                "BARE".into(),
+            ],
+            &[
+                "6380/tcp".into(),
+                "6379/tcp".into(),
+                "6379/udp".into(),
+                "80/tcp".into(),
+            ],
+        );
+        assert_eq!(
+            env,
+            [
+                "MY_DB_PORT=tcp://10.0.0.2:80",
+                "MY_DB_PORT_6379_TCP_START=tcp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_TCP_PORT_START=6379",
+                "MY_DB_PORT_6379_TCP_END=tcp://10.0.0.2:6380",
+                "MY_DB_PORT_6379_TCP_PORT_END=6380",
+                "MY_DB_PORT_80_TCP=tcp://10.0.0.2:80",
+                "MY_DB_PORT_80_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_80_TCP_PORT=80",
+                "MY_DB_PORT_80_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_TCP=tcp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_TCP_PORT=6379",
+                "MY_DB_PORT_6379_TCP_PROTO=tcp",
+                "MY_DB_PORT_6379_UDP=udp://10.0.0.2:6379",
+                "MY_DB_PORT_6379_UDP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6379_UDP_PORT=6379",
+                "MY_DB_PORT_6379_UDP_PROTO=udp",
+                "MY_DB_PORT_6380_TCP=tcp://10.0.0.2:6380",
+                "MY_DB_PORT_6380_TCP_ADDR=10.0.0.2",
+                "MY_DB_PORT_6380_TCP_PORT=6380",
+                "MY_DB_PORT_6380_TCP_PROTO=tcp",
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_ENV_A=1",
+            ]
+        );
     }
 
     #[test]

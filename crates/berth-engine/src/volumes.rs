@@ -161,7 +161,19 @@ pub struct MountOptions {
     pub requests: Vec<MountRequest>,
     /// `Config.Volumes` (`-v /path`): anonymous volumes, with the image's VOLUMEs.
     pub config_volumes: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|:rw]`: every volume and bind of those containers.
+    pub volumes_from: Vec<VolumesFrom>,
     pub echo: MountConfig,
+}
+
+/// One `--volumes-from` (HostConfig.VolumesFrom) entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumesFrom {
+    /// The source container (name, ID or ID prefix).
+    pub container: String,
+    /// `:ro`: every inherited mount is read-only. Otherwise each keeps its mode (as
+    /// Docker, `:rw` never makes a read-only mount writable).
+    pub read_only: bool,
 }
 
 /// How the create request spelled its mounts (Docker's `HostConfig.Binds`, `Mounts`,
@@ -177,6 +189,9 @@ pub struct MountConfig {
     /// Config.Volumes as the container has them (the request's and the image's).
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// HostConfig.VolumesFrom as given.
+    #[serde(default)]
+    pub volumes_from: Option<Vec<String>>,
 }
 
 impl Eq for MountConfig {}
@@ -567,11 +582,19 @@ impl Engine {
         &self,
         rootfs: &Path,
         opts: &MountOptions,
+        inherited: &[MountPoint],
         image_volumes: &[String],
         bind_policy: &berth_runtime::mounts::SensitivePaths,
     ) -> Result<PreparedMounts> {
         let mut out = PreparedMounts::default();
-        let result = self.prepare_mounts_into(rootfs, opts, image_volumes, bind_policy, &mut out);
+        let result = self.prepare_mounts_into(
+            rootfs,
+            opts,
+            inherited,
+            image_volumes,
+            bind_policy,
+            &mut out,
+        );
         match result {
             Ok(()) => Ok(out),
             Err(e) => {
@@ -594,6 +617,7 @@ impl Engine {
         &self,
         rootfs: &Path,
         opts: &MountOptions,
+        inherited: &[MountPoint],
         image_volumes: &[String],
         bind_policy: &berth_runtime::mounts::SensitivePaths,
         out: &mut PreparedMounts,
@@ -713,6 +737,51 @@ impl Engine {
                         exec: *exec,
                     });
                 }
+            }
+        }
+        // `--volumes-from`: the other containers' volumes and binds where the request
+        // mounts nothing (as Docker: an explicit mount at the same destination wins),
+        // before the anonymous volumes of Config.Volumes and the image. No copy-up: the
+        // volume already has its content.
+        for m in inherited {
+            let dest = clean_destination(&m.destination).map_err(dest_err)?;
+            if !taken.insert(dest.clone()) {
+                continue;
+            }
+            let dest_s = dest.display().to_string();
+            match m.kind.as_str() {
+                "volume" => {
+                    let v = self.volume(&m.name)?;
+                    let resolved = prepare_target(rootfs, &dest_s, false)?;
+                    out.points.push(MountPoint {
+                        source: v.mountpoint.display().to_string(),
+                        destination: dest_s,
+                        resolved: resolved.clone(),
+                        ..m.clone()
+                    });
+                    out.specs.push(MountSpec::Volume {
+                        name: m.name.clone(),
+                        source: v.mountpoint.clone(),
+                        target: resolved,
+                        read_only: !m.rw,
+                    });
+                }
+                "bind" => {
+                    let source = PathBuf::from(&m.source);
+                    let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(true);
+                    let resolved = prepare_target(rootfs, &dest_s, !is_dir)?;
+                    out.points.push(MountPoint {
+                        destination: dest_s,
+                        resolved: resolved.clone(),
+                        ..m.clone()
+                    });
+                    out.specs.push(MountSpec::Bind {
+                        source,
+                        target: resolved,
+                        read_only: !m.rw,
+                    });
+                }
+                _ => {}
             }
         }
         // Config.Volumes and the image's VOLUMEs: anonymous volumes where nothing else mounts.
