@@ -797,6 +797,7 @@ impl Archive<'_> {
                     repo_digests,
                     stored_at: chrono::Utc::now().to_rfc3339(),
                     source: plan.source.to_string(),
+                    parent: None,
                 },
                 layers.into_iter().map(|(m, _)| m).collect::<Vec<String>>(),
                 plan.tags.clone(),
