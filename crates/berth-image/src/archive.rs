@@ -61,7 +61,8 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    pub(crate) fn ingest(&self) -> IngestOptions {
+    /// The options of the layer ingest these load options imply.
+    pub fn ingest(&self) -> IngestOptions {
         IngestOptions {
             unpack: self.unpack.clone(),
             max_compression_ratio: self.max_compression_ratio,

@@ -71,7 +71,9 @@ pub fn derive_image(store: &Store, d: Derivation) -> Result<Digest> {
                 )));
             }
         }
-        let bytes = store.content.read_blob(&base.config.digest, MAX_JSON_BYTES)?;
+        let bytes = store
+            .content
+            .read_blob(&base.config.digest, MAX_JSON_BYTES)?;
         base_cfg = ImageConfig::parse(&bytes)
             .map_err(|e| ImageError::Invalid(format!("base image {}: config: {e}", base.id)))?;
         layers = base.layers.clone();

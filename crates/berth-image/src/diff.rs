@@ -238,8 +238,8 @@ impl Walk<'_> {
         let hidden = hidden || opaque;
         let mut names = Vec::new();
         {
-            let mut d =
-                rfs::Dir::read_from(&fd).map_err(|e| read_err(format!("list /{}", lossy(rel)), e))?;
+            let mut d = rfs::Dir::read_from(&fd)
+                .map_err(|e| read_err(format!("list /{}", lossy(rel)), e))?;
             while let Some(ent) = d.read() {
                 let ent = ent.map_err(|e| read_err(format!("list /{}", lossy(rel)), e))?;
                 let n = ent.file_name().to_bytes();
@@ -254,12 +254,7 @@ impl Walk<'_> {
             match rfs::statat(&fd, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => children.push((n, st)),
                 Err(Errno::NOENT) => {}
-                Err(e) => {
-                    return Err(read_err(
-                        format!("stat /{}", lossy(&join(rel, &n))),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(read_err(format!("stat /{}", lossy(&join(rel, &n))), e)),
             }
         }
         drop(fd);
@@ -277,7 +272,11 @@ impl Walk<'_> {
                 any = true;
                 continue;
             }
-            let lower = if hidden { None } else { self.lowers.stat(&child) };
+            let lower = if hidden {
+                None
+            } else {
+                self.lowers.stat(&child)
+            };
             if is_dir(&st) {
                 let at = self.out.len();
                 self.out.push(None);
@@ -329,7 +328,11 @@ impl Walk<'_> {
 }
 
 /// The changes of `upper` over `lowers` (top layer first), parents before children.
-fn walk(upper: &Path, lowers: &[PathBuf], skip: &[&str]) -> Result<(OwnedFd, Vec<Entry>), DiffError> {
+fn walk(
+    upper: &Path,
+    lowers: &[PathBuf],
+    skip: &[&str],
+) -> Result<(OwnedFd, Vec<Entry>), DiffError> {
     let fd = open_dir(upper)?;
     let mut w = Walk {
         upper: fd.as_fd(),
@@ -345,7 +348,11 @@ fn walk(upper: &Path, lowers: &[PathBuf], skip: &[&str]) -> Result<(OwnedFd, Vec
 /// `docker diff`: the changes of the upper directory `upper` over `lowers` (top layer
 /// first), sorted by path as Docker sorts them (`/a-b` before `/a/b`). A missing upper
 /// directory has none.
-pub fn upper_changes(upper: &Path, lowers: &[PathBuf], skip: &[&str]) -> Result<Vec<Change>, DiffError> {
+pub fn upper_changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+    skip: &[&str],
+) -> Result<Vec<Change>, DiffError> {
     if !upper.is_dir() {
         return Ok(Vec::new());
     }
@@ -409,8 +416,7 @@ fn write_tar<W: Write>(
             t.entry(upper, e)?;
         }
     }
-    t.b
-        .into_inner()
+    t.b.into_inner()
         .and_then(|mut w| w.flush())
         .map_err(|e| read_err("write the layer", e))?;
     Ok(())
@@ -438,9 +444,7 @@ fn xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in list.get(..n).unwrap_or(&[]).split(|b| *b == 0) {
-        if name.is_empty()
-            || !(name.starts_with(b"user.") || name == b"security.capability")
-        {
+        if name.is_empty() || !(name.starts_with(b"user.") || name == b"security.capability") {
             continue;
         }
         let Ok(cname) = std::ffi::CString::new(name) else {
@@ -498,8 +502,10 @@ impl<W: Write> TarOut<W> {
                     Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(()),
                     Err(err) => return Err(read_err(format!("open {}", shown()), err)),
                 };
-                let st = rfs::fstat(&fd).map_err(|err| read_err(format!("stat {}", shown()), err))?;
-                let xattrs = xattrs(fd.as_fd()).map_err(|err| read_err(format!("xattrs of {}", shown()), err))?;
+                let st =
+                    rfs::fstat(&fd).map_err(|err| read_err(format!("stat {}", shown()), err))?;
+                let xattrs = xattrs(fd.as_fd())
+                    .map_err(|err| read_err(format!("xattrs of {}", shown()), err))?;
                 let mut h = Self::header(&st, tar::EntryType::Directory, 0);
                 let mut name = e.rel.clone();
                 name.push(b'/');
@@ -507,7 +513,13 @@ impl<W: Write> TarOut<W> {
                 if e.opaque {
                     let mut h = Self::header(&st, tar::EntryType::Regular, 0);
                     h.set_mode(st.st_mode & 0o777);
-                    self.append(&mut h, &join(&e.rel, b".wh..wh..opq"), None, &[], io::empty())?;
+                    self.append(
+                        &mut h,
+                        &join(&e.rel, b".wh..wh..opq"),
+                        None,
+                        &[],
+                        io::empty(),
+                    )?;
                 }
                 Ok(())
             }
@@ -523,7 +535,8 @@ impl<W: Write> TarOut<W> {
                     Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(()),
                     Err(err) => return Err(read_err(format!("open {}", shown()), err)),
                 };
-                let st = rfs::fstat(&fd).map_err(|err| read_err(format!("stat {}", shown()), err))?;
+                let st =
+                    rfs::fstat(&fd).map_err(|err| read_err(format!("stat {}", shown()), err))?;
                 if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                     // Swapped for something else since the walk saw it.
                     return Ok(());
@@ -534,7 +547,8 @@ impl<W: Write> TarOut<W> {
                         shown()
                     )));
                 }
-                let xattrs = xattrs(fd.as_fd()).map_err(|err| read_err(format!("xattrs of {}", shown()), err))?;
+                let xattrs = xattrs(fd.as_fd())
+                    .map_err(|err| read_err(format!("xattrs of {}", shown()), err))?;
                 if st.st_nlink > 1 {
                     self.links.insert((st.st_dev, st.st_ino), e.rel.clone());
                 }
@@ -635,7 +649,10 @@ impl<W: Write> TarOut<W> {
             data.push(b'\n');
         }
         let mut h = tar::Header::new_ustar();
-        let base = name.rsplit(|b| *b == b'/').find(|s| !s.is_empty()).unwrap_or(b"x");
+        let base = name
+            .rsplit(|b| *b == b'/')
+            .find(|s| !s.is_empty())
+            .unwrap_or(b"x");
         let mut pname = b"PaxHeaders.0/".to_vec();
         pname.extend_from_slice(base);
         copy_field(&mut h.as_old_mut().name, &pname);
