@@ -58,3 +58,8 @@ fn docker_sdk_for_python_manages_networks_and_published_ports() {
 fn docker_sdk_for_python_sees_docker_s_status_codes_timing_and_fields() {
     run_sdk_script("api_behaviour");
 }
+
+#[test]
+fn docker_sdk_for_python_commits_a_container() {
+    run_sdk_script("commit");
+}
