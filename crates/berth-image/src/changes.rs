@@ -399,7 +399,7 @@ mod tests {
         );
         assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
         assert_eq!(c.on_build, Some(vec!["RUN make".to_string()]));
-        let h = c.healthcheck.expect("healthcheck");
+        let h = c.healthcheck.clone().expect("healthcheck");
         assert_eq!(h.interval, Some(5_000_000_000));
         assert_eq!(h.retries, Some(2));
         assert_eq!(
