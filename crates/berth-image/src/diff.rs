@@ -745,7 +745,8 @@ mod tests {
         };
         opts.unpack.preserve_privileged_bits = true;
         opts.unpack.min_free_bytes = 0;
-        let layer = ingest_upper_diff(&store, &upper, &[lower.clone()], &[], &opts).unwrap();
+        let layer =
+            ingest_upper_diff(&store, &upper, std::slice::from_ref(&lower), &[], &opts).unwrap();
         let snap = layer.snapshot.path();
         let meta = |p: &str| fs::symlink_metadata(snap.join(p)).unwrap();
         assert_eq!(fs::read_to_string(snap.join("a")).unwrap(), "content");
