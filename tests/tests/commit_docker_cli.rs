@@ -139,6 +139,20 @@ fn a_committed_container_runs_with_its_changes() {
     let dangling = ok(d.docker(&["commit", "c1"]));
     let images = ok(d.docker(&["images", "--filter", "dangling=true", "-q", "--no-trunc"]));
     assert!(images.contains(dangling.trim()), "{images}");
+    // berth's own CLI: the same endpoint, docker's flags.
+    let by_berth = ok(d.berth(&[
+        "commit",
+        "-a",
+        "berth",
+        "-m",
+        "via berth",
+        "--pause=false",
+        "c1",
+        "berth/made:1",
+    ]));
+    assert!(by_berth.trim().starts_with("sha256:"), "{by_berth}");
+    let a = ok(d.docker(&["image", "inspect", "-f", "{{.Author}}", "berth/made:1"]));
+    assert_eq!(a.trim(), "berth");
     // A commit of an unchanged container adds no layer.
     ok(d.docker(&["create", "--name", "c2", "committed/app:v1"]));
     ok(d.docker(&["commit", "c2", "committed/app:same"]));
