@@ -132,6 +132,12 @@ fn a_committed_container_runs_with_its_changes() {
     ]));
     let top = hist.lines().next().expect("history row");
     assert!(top.ends_with("|first commit"), "{hist}");
+    // The parent of a committed image: by ID a conflict even forced (Docker's words).
+    let e = fails(d.docker(&["rmi", "-f", fixture_id.trim()]));
+    assert!(
+        e.contains("(cannot be forced) - image has dependent child images"),
+        "{e}"
+    );
     // A change Docker's commit does not take is refused by name.
     let e = fails(d.docker(&["commit", "-c", "RUN true", "c1"]));
     assert!(e.contains("run is not a valid change command"), "{e}");
