@@ -63,3 +63,13 @@ fn docker_sdk_for_python_sees_docker_s_status_codes_timing_and_fields() {
 fn docker_sdk_for_python_links_and_volumes_from() {
     run_sdk_script("links");
 }
+
+#[test]
+fn docker_sdk_for_python_commits_a_container() {
+    run_sdk_script("commit");
+}
+
+#[test]
+fn docker_sdk_for_python_stop_during_a_restart_delay_holds() {
+    run_sdk_script("restart_race");
+}

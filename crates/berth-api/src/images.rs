@@ -133,7 +133,10 @@ fn inspect_json(d: &ImageDetails, version: ApiVersion) -> Value {
     v.insert("Id".into(), json!(d.summary.id.to_string()));
     v.insert("RepoTags".into(), json!(d.summary.repo_tags));
     v.insert("RepoDigests".into(), json!(d.summary.repo_digests));
-    v.insert("Parent".into(), json!(""));
+    v.insert(
+        "Parent".into(),
+        json!(d.record.parent.map(|p| p.to_string()).unwrap_or_default()),
+    );
     v.insert(
         "Comment".into(),
         json!(cfg.comment.clone().unwrap_or_default()),

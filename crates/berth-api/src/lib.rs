@@ -27,6 +27,7 @@ mod archive;
 mod attach;
 mod body;
 mod cgroups;
+mod commit;
 mod container_net;
 mod containers;
 mod decode;
@@ -99,6 +100,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/changes", get(containers::changes))
+        .route("/commit", post(commit::commit))
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(attach::resize))
         .route(

@@ -10,31 +10,16 @@
 //! `/etc/resolv.conf` and of the kernel file systems, which Docker keeps in an init layer
 //! below the container's — is not the container's change and is left out.
 
-use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::containers::io_err;
 use crate::error::Result;
 use crate::Engine;
 
-/// Docker's change kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    Modified = 0,
-    Added = 1,
-    Deleted = 2,
-}
+pub use berth_image::diff::{Change, ChangeKind};
 
-/// One change (`{"Path": "/etc/x", "Kind": 1}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub path: String,
-    pub kind: ChangeKind,
-}
-
-/// Paths Docker keeps in the init layer (never shown by `docker diff`).
-const INIT_LAYER: [&str; 11] = [
+/// Paths Docker keeps in the init layer (never shown by `docker diff`, never committed).
+pub(crate) const INIT_LAYER: [&str; 11] = [
     "/etc/hosts",
     "/etc/hostname",
     "/etc/resolv.conf",
@@ -48,95 +33,10 @@ const INIT_LAYER: [&str; 11] = [
     "/.dockerenv",
 ];
 
-fn is_whiteout(m: &fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-/// Whether `rel` (relative, no leading `/`) exists in the image: the topmost layer that
-/// has an entry there decides (a whiteout there means deleted).
-fn in_image(lowers: &[PathBuf], rel: &Path) -> bool {
-    for l in lowers {
-        if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
-            return !is_whiteout(&m);
-        }
-    }
-    false
-}
-
-/// Walks `dir` (the upper directory at `rel`), appending changes; returns whether any
-/// change was reported at or below it.
-fn walk(
-    upper: &Path,
-    rel: &Path,
-    lowers: &[PathBuf],
-    out: &mut Vec<Change>,
-) -> std::io::Result<bool> {
-    let mut entries: Vec<_> = fs::read_dir(upper.join(rel))?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    let mut any = false;
-    for e in entries {
-        let child = rel.join(e.file_name());
-        let path = format!("/{}", child.display());
-        let m = fs::symlink_metadata(upper.join(&child))?;
-        let init = INIT_LAYER.contains(&path.as_str());
-        if is_whiteout(&m) {
-            out.push(Change {
-                path,
-                kind: ChangeKind::Deleted,
-            });
-            any = true;
-            continue;
-        }
-        let existed = in_image(lowers, &child);
-        if m.is_dir() {
-            let at = out.len();
-            let below = walk(upper, &child, lowers, out)?;
-            if !existed && !init {
-                out.insert(
-                    at,
-                    Change {
-                        path,
-                        kind: ChangeKind::Added,
-                    },
-                );
-                any = true;
-            } else if below {
-                out.insert(
-                    at,
-                    Change {
-                        path,
-                        kind: ChangeKind::Modified,
-                    },
-                );
-                any = true;
-            }
-            continue;
-        }
-        if init {
-            continue;
-        }
-        out.push(Change {
-            path,
-            kind: if existed {
-                ChangeKind::Modified
-            } else {
-                ChangeKind::Added
-            },
-        });
-        any = true;
-    }
-    Ok(any)
-}
-
 /// The changes of an upper directory over `lowers` (top layer first), sorted by path.
 pub fn upper_changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<Change>> {
-    let mut out = Vec::new();
-    if upper.is_dir() {
-        walk(upper, Path::new(""), lowers, &mut out)?;
-    }
-    // Docker sorts by the path string ("/a-b" before "/a/b").
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    berth_image::diff::upper_changes(upper, lowers, &INIT_LAYER)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 impl Engine {
@@ -153,6 +53,7 @@ impl Engine {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn mk(p: &Path) {
         fs::create_dir_all(p).unwrap();

@@ -532,6 +532,20 @@ impl Engine {
             }
             _ => {}
         }
+        // An image another was committed upon (Docker's parent link): deleting it by
+        // name only untags it; by ID it is a conflict even with force, as Docker says.
+        let has_children = meta.images()?.iter().any(|i| i.parent == Some(rec.id));
+        if has_children {
+            if let Some(r) = by_ref.as_ref().filter(|r| r.digest().is_none()) {
+                self.with_space_reserve(|| meta.remove_tag(r))?;
+                out.push(DeleteItem::Untagged(r.familiar()));
+                return Ok(out);
+            }
+            return Err(EngineError::conflict(format!(
+                "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+                rec.id.short()
+            )));
+        }
         let running: Vec<&str> = users
             .iter()
             .filter(|(_, r)| *r)

@@ -766,6 +766,21 @@ impl Engine {
         let rec = self.container(name)?;
         // A user's stop: the restart policy leaves it alone (also during a backoff).
         self.mark_stopped_by_user(&rec.id)?;
+        // A restart that got past its backoff check before the mark may be starting the
+        // container now: wait for it to settle, so the state judged below is the last
+        // one (else stop returned and the restart started it after; issue 14 item 5).
+        let settle_until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < settle_until
+            && self
+                .inner
+                .lifecycle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .restarting
+                .contains(&rec.id)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if !matches!(
             self.container_state(&rec.id)?,
             ContainerState::Running { .. }

@@ -61,7 +61,8 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    pub(crate) fn ingest(&self) -> IngestOptions {
+    /// The options of the layer ingest these load options imply.
+    pub fn ingest(&self) -> IngestOptions {
         IngestOptions {
             unpack: self.unpack.clone(),
             max_compression_ratio: self.max_compression_ratio,
@@ -797,6 +798,7 @@ impl Archive<'_> {
                     repo_digests,
                     stored_at: chrono::Utc::now().to_rfc3339(),
                     source: plan.source.to_string(),
+                    parent: None,
                 },
                 layers.into_iter().map(|(m, _)| m).collect::<Vec<String>>(),
                 plan.tags.clone(),

@@ -5,9 +5,159 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::model::RunConfig;
+use crate::model::{HealthConfig, RunConfig};
 
 const ALLOWED: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR";
+
+/// Instructions `docker commit --change` takes (Docker 20.10's list, plus STOPSIGNAL,
+/// which `import` takes too).
+const COMMIT_ALLOWED: [&str; 11] = [
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "HEALTHCHECK",
+    "LABEL",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// Applies one `docker commit --change` instruction to `cfg`. Another instruction is
+/// refused in Docker's words (`run is not a valid change command`).
+pub fn apply_commit_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
+    let line = line.trim();
+    let (word, rest) = match line.split_once(|c: char| c.is_whitespace()) {
+        Some((w, r)) => (w, r.trim()),
+        None => (line, ""),
+    };
+    let upper = word.to_ascii_uppercase();
+    if !COMMIT_ALLOWED.contains(&upper.as_str()) {
+        return Err(format!(
+            "{} is not a valid change command",
+            word.to_ascii_lowercase()
+        ));
+    }
+    let err = |rule: &str| format!("change '{line}': {rule}");
+    match upper.as_str() {
+        "ONBUILD" => {
+            if rest.is_empty() {
+                return Err(err("instruction needs an argument"));
+            }
+            let first = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if matches!(first.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                return Err(err(&format!("{first} isn't allowed as an ONBUILD trigger")));
+            }
+            cfg.on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_string());
+            Ok(())
+        }
+        "HEALTHCHECK" => {
+            cfg.healthcheck = Some(parse_healthcheck(rest).map_err(|e| err(&e))?);
+            Ok(())
+        }
+        "WORKDIR" if !rest.is_empty() && !unquote(rest).starts_with('/') => {
+            let base = cfg.working_dir.clone().unwrap_or_default();
+            let joined = format!("{}/{}", base.trim_end_matches('/'), unquote(rest));
+            let joined = if joined.starts_with('/') {
+                joined
+            } else {
+                format!("/{joined}")
+            };
+            cfg.working_dir = Some(joined);
+            Ok(())
+        }
+        _ => apply_change(cfg, line),
+    }
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--retries=N] CMD ...`
+/// or `HEALTHCHECK NONE`.
+fn parse_healthcheck(rest: &str) -> Result<HealthConfig, String> {
+    let mut h = HealthConfig::default();
+    let mut rest = rest.trim();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (word, tail) = flag
+            .split_once(|c: char| c.is_whitespace())
+            .unwrap_or((flag, ""));
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("flag --{word} needs a value"))?;
+        let dur = || parse_duration_ns(v).ok_or_else(|| format!("--{k}: {v:?} is not a duration"));
+        match k {
+            "interval" => h.interval = Some(dur()?),
+            "timeout" => h.timeout = Some(dur()?),
+            "start-period" => h.start_period = Some(dur()?),
+            "start-interval" => h.start_interval = Some(dur()?),
+            "retries" => {
+                h.retries = Some(
+                    v.parse()
+                        .map_err(|_| format!("--retries: {v:?} is not a number"))?,
+                )
+            }
+            other => return Err(format!("unknown flag: --{other}")),
+        }
+        rest = tail.trim_start();
+    }
+    let (word, cmd) = rest
+        .split_once(|c: char| c.is_whitespace())
+        .map(|(w, c)| (w, c.trim()))
+        .unwrap_or((rest, ""));
+    match word.to_ascii_uppercase().as_str() {
+        "NONE" if cmd.is_empty() => h.test = Some(vec!["NONE".into()]),
+        "CMD" if !cmd.is_empty() => {
+            let exec = cmd
+                .starts_with('[')
+                .then(|| serde_json::from_str::<Vec<String>>(cmd).ok())
+                .flatten();
+            h.test = Some(match exec {
+                Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+                None => vec!["CMD-SHELL".to_string(), cmd.to_string()],
+            });
+        }
+        _ => return Err("expected NONE or CMD followed by a command".into()),
+    }
+    Ok(h)
+}
+
+/// Go's `time.ParseDuration` for the units a health check uses (ns, us, ms, s, m, h).
+fn parse_duration_ns(s: &str) -> Option<i64> {
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest.get(..num_end)?.parse().ok()?;
+        rest = rest.get(num_end..)?;
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match rest.get(..unit_end)? {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" if n == 0.0 => 0.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = rest.get(unit_end..)?;
+    }
+    Some(total as i64)
+}
 
 /// Applies one instruction to `cfg`; the error names the change and the rule.
 pub fn apply_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
@@ -26,8 +176,15 @@ pub fn apply_change(cfg: &mut RunConfig, line: &str) -> Result<(), String> {
         "ENV" => {
             let env = cfg.env.get_or_insert_with(Vec::new);
             for (k, v) in key_values(rest).map_err(|e| err(&e))? {
-                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
+                // Replaced where it stands, else appended (Docker's dispatchEnv).
+                let new = format!("{k}={v}");
+                match env
+                    .iter_mut()
+                    .find(|e| e.split('=').next() == Some(k.as_str()))
+                {
+                    Some(slot) => *slot = new,
+                    None => env.push(new),
+                }
             }
         }
         "LABEL" => {
@@ -218,6 +375,45 @@ mod tests {
             Some("z")
         );
         assert!(c.volumes.expect("vols").contains_key("/data"));
+    }
+
+    #[test]
+    fn commit_changes_as_docker() {
+        let mut c = RunConfig {
+            env: Some(vec!["PATH=/bin".into()]),
+            working_dir: Some("/srv".into()),
+            ..Default::default()
+        };
+        for ch in [
+            "ENV DEBUG true",
+            "ENV PATH /foo",
+            "WORKDIR app",
+            "ONBUILD RUN make",
+            "HEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost",
+        ] {
+            apply_commit_change(&mut c, ch).expect(ch);
+        }
+        assert_eq!(
+            c.env,
+            Some(vec!["PATH=/foo".to_string(), "DEBUG=true".to_string()])
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert_eq!(c.on_build, Some(vec!["RUN make".to_string()]));
+        let h = c.healthcheck.clone().expect("healthcheck");
+        assert_eq!(h.interval, Some(5_000_000_000));
+        assert_eq!(h.retries, Some(2));
+        assert_eq!(
+            h.test,
+            Some(vec![
+                "CMD-SHELL".to_string(),
+                "wget -q localhost".to_string()
+            ])
+        );
+        assert_eq!(
+            apply_commit_change(&mut c, "RUN rm -rf /").expect_err("run"),
+            "run is not a valid change command"
+        );
+        assert!(apply_commit_change(&mut c, "ONBUILD FROM x").is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod archive;
 pub mod changes;
 mod commit;
 pub mod cp;
+pub mod derive;
+pub mod diff;
 pub mod error;
 pub mod export;
 pub mod layer;

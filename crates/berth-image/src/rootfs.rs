@@ -120,6 +120,7 @@ pub fn import_rootfs(
         repo_digests: Vec::new(),
         stored_at: chrono::Utc::now().to_rfc3339(),
         source: "import".into(),
+        parent: None,
     };
     let tags: Vec<Reference> = req.tag.iter().cloned().collect();
     store.meta.put_image(&rec, &tags)?;

@@ -88,8 +88,12 @@ pub struct ImageRecord {
     pub repo_digests: Vec<String>,
     /// When berth stored the image (RFC 3339).
     pub stored_at: String,
-    /// How it arrived: `docker-archive`, `oci-archive`, `import`, `pull`.
+    /// How it arrived: `docker-archive`, `oci-archive`, `import`, `pull`, `commit`.
     pub source: String,
+    /// The image this one was derived from on this host (`commit`, build): Docker's
+    /// `Parent`. Absent for images that arrived whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 /// An unpacked layer.
@@ -605,6 +609,7 @@ mod tests {
             stored_at: "2026-12-04T00:00:00Z".into(),
             // Padding, so a few records need pages the full filesystem cannot give.
             source: "x".repeat(pad),
+            parent: None,
         }
     }
 

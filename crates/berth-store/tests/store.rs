@@ -136,6 +136,7 @@ fn image_with(store: &Store, layer_blob: Digest, diff_id: Digest, config: Digest
         repo_digests: vec![],
         stored_at: String::new(),
         source: "test".into(),
+        parent: None,
     };
     store
         .meta

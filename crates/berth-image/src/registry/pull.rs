@@ -291,6 +291,7 @@ pub fn pull(
         repo_digests: vec![format!("{}@{top_digest}", reference.repository())],
         stored_at: chrono::Utc::now().to_rfc3339(),
         source: "pull".to_string(),
+        parent: None,
     };
     let untagged = tags.is_empty();
     commit_images(store, &lease, blobs, Vec::new(), vec![(rec, tags)])?;

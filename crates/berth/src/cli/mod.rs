@@ -185,6 +185,8 @@ pub enum Verb {
     Save(transfer::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(transfer::ImportArgs),
+    /// Create a new image from a container's changes
+    Commit(transfer::CommitArgs),
     /// Return low-level information on containers and images
     Inspect(inspect::InspectArgs),
     /// Show the history of an image
@@ -344,6 +346,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
         Verb::Import(a) | Verb::Image(ImageVerb::Import(a)) => transfer::import(c, a).await,
+        Verb::Commit(a) => transfer::commit(c, a).await,
         Verb::Inspect(a) => inspect::inspect(c, a, inspect::Scope::Any).await,
         Verb::Image(ImageVerb::Inspect(a)) => inspect::inspect(c, a, inspect::Scope::Image).await,
         Verb::Container(ContainerVerb::Inspect(a)) => {

@@ -349,3 +349,48 @@ mod tests {
         assert!(validate_output_path(Path::new("x.tar")).is_ok());
     }
 }
+
+#[derive(Debug, Args)]
+#[command(about = "Create a new image from a container's changes")]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short = 'c', long = "change", value_name = "CHANGE")]
+    pub changes: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+    /// The container (name or ID)
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Name for the new image
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+}
+
+/// `berth commit`: prints the new image's ID, as `docker commit` does.
+pub async fn commit(client: &Client, args: CommitArgs) -> anyhow::Result<()> {
+    let (repo, tag) = match args.reference.as_deref() {
+        Some(r) => split_reference(r)?,
+        None => (None, None),
+    };
+    let mut q = Query::new("/commit")
+        .arg("container", args.container.as_str())
+        .opt("repo", repo.as_deref())
+        .opt("tag", tag.as_deref())
+        .opt("comment", args.message.as_deref())
+        .opt("author", args.author.as_deref())
+        .arg("pause", if args.pause { "1" } else { "0" });
+    for c in &args.changes {
+        q = q.arg("changes", c.as_str());
+    }
+    let v: serde_json::Value = client.post_json(&q.build()).await?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(())
+}
