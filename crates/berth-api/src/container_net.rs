@@ -79,7 +79,8 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     json!({
         "IPAMConfig": att.ipv4_address.map(|ip| json!({ "IPv4Address": ip.to_string() })),
         "Links": null,
-        "Aliases": null_if_empty(&att.aliases),
+        // The live endpoint's (with the short ID Docker adds on user-defined networks).
+        "Aliases": null_if_empty(ep.map(|e| &e.aliases).unwrap_or(&att.aliases)),
         "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
         "DriverOpts": null,
         "GwPriority": 0,

@@ -361,12 +361,13 @@ impl Engine {
         Ok(self.exec_instance(id)?.info())
     }
 
-    /// IDs of the container's running execs (`ExecIDs` of `docker inspect`).
+    /// IDs of the container's execs from their create until their process ends
+    /// (`ExecIDs` of `docker inspect`; Docker lists a created, not yet started exec too).
     pub fn container_exec_ids(&self, container_id: &str) -> Vec<String> {
         let execs: Vec<Arc<Exec>> = self.execs().lock().values().cloned().collect();
         execs
             .into_iter()
-            .filter(|e| e.container_id == container_id && e.lock().running)
+            .filter(|e| e.container_id == container_id && e.lock().exit_code.is_none())
             .map(|e| e.id.clone())
             .collect()
     }

@@ -1355,6 +1355,8 @@ impl Engine {
             dns_names.push(rec.name.clone());
             dns_names.extend(a.aliases.iter().cloned());
             dns_names.push(rec.id[..12].to_string());
+            let mut seen = BTreeSet::new();
+            dns_names.retain(|n| seen.insert(n.clone()));
         }
         Ok(Endpoint {
             network_id: n.rec.id.clone(),
@@ -1365,7 +1367,7 @@ impl Engine {
             prefix_len: n.rec.subnet.prefix_len(),
             gateway: n.rec.gateway,
             mac: ipam::format_mac(&ipam::mac_for(ip)),
-            aliases: a.aliases.clone(),
+            aliases: with_short_id(&n.rec, &a.aliases, &rec.id),
             dns_names,
         })
     }
@@ -1599,7 +1601,7 @@ impl Engine {
         check_attachment(&nrec, &aliases, ipv4_address)?;
         let att = NetAttachment {
             network_id: nrec.id.clone(),
-            aliases,
+            aliases: with_short_id(&nrec, &aliases, &rec.id),
             ipv4_address,
         };
         let running = self.container_net(&rec.id).is_some();
@@ -1859,6 +1861,18 @@ fn teardown_kernel(net: &ContainerNet) {
     if let Err(e) = netns::remove(&net.netns) {
         warn!(path = %net.netns.display(), error = %e, "network namespace not removed");
     }
+}
+
+/// The aliases of an endpoint as Docker 20.10 records them: on a user-defined network the
+/// container's short ID is appended (it resolves through the embedded DNS as any alias
+/// does); the default bridge has no aliases.
+fn with_short_id(net: &NetworkRecord, aliases: &[String], container_id: &str) -> Vec<String> {
+    let mut v = aliases.to_vec();
+    let short = &container_id[..container_id.len().min(12)];
+    if !net.default_bridge && !v.iter().any(|a| a == short) {
+        v.push(short.to_string());
+    }
+    v
 }
 
 /// Docker's rules for aliases and static addresses on a network.
