@@ -48,7 +48,8 @@ fn docker_cli_runs_waits_logs_lists_and_removes_containers() {
         "--format",
         "{{.Name}} {{.State.Status}} {{.State.Running}} {{.HostConfig.NetworkMode}} {{.Config.Tty}}",
     ]));
-    assert_eq!(status.trim(), "/app exited false bridge false");
+    // No --network: Docker's NetworkMode `default` (the default bridge network).
+    assert_eq!(status.trim(), "/app exited false default false");
 
     // The name is taken.
     let err = fails(d.docker(&["create", "--name", "app", "fixture/app:1"]));

@@ -440,7 +440,8 @@ fn published_ports_show_in_docker_port_ps_and_inspect() {
     // Inspect: bindings as asked, ports as given, the endpoint on the default network.
     let doc = json(&ok(d.docker(&["inspect", "web"])));
     let c = &doc[0];
-    assert_eq!(c["HostConfig"]["NetworkMode"], "bridge");
+    // No --network given: Docker's `default` (the default bridge network).
+    assert_eq!(c["HostConfig"]["NetworkMode"], "default");
     assert_eq!(
         c["HostConfig"]["PortBindings"]["80/tcp"],
         json(r#"[{"HostIp":"127.0.0.1","HostPort":""}]"#)

@@ -38,6 +38,15 @@ pub(crate) fn network_mode(rec: &ContainerRecord) -> String {
     }
 }
 
+/// `HostConfig.NetworkMode` as Docker shows it: `default` when the create named none.
+pub(crate) fn network_mode_shown(rec: &ContainerRecord) -> String {
+    if rec.net.mode_default {
+        "default".into()
+    } else {
+        network_mode(rec)
+    }
+}
+
 /// `80` → `80/tcp`; keys the engine refused never reach a record.
 fn norm_key(k: &str) -> String {
     parse_port_key(k)
@@ -165,7 +174,7 @@ pub(crate) fn patch_inspect(
     }
     let net = &rec.net;
     if let Some(hc) = top.get_mut("HostConfig").and_then(Value::as_object_mut) {
-        hc.insert("NetworkMode".into(), json!(network_mode(rec)));
+        hc.insert("NetworkMode".into(), json!(network_mode_shown(rec)));
         let bindings: Map<String, Value> = net
             .port_bindings
             .iter()
@@ -280,7 +289,7 @@ pub(crate) fn patch_summary(
     names: &NetNames,
 ) {
     doc["Ports"] = summary_ports(rec, live);
-    doc["HostConfig"]["NetworkMode"] = json!(network_mode(rec));
+    doc["HostConfig"]["NetworkMode"] = json!(network_mode_shown(rec));
     doc["NetworkSettings"] = json!({ "Networks": networks_json(rec, live, names) });
 }
 

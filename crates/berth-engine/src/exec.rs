@@ -380,8 +380,8 @@ impl Engine {
     }
 
     /// `POST /exec/{id}/start`: starts the process. Returns its streams (none when
-    /// `detach`). A process that cannot be started records Docker's exit code (127 not
-    /// found, 126 cannot be invoked) and returns an error with runc's message, e.g.
+    /// `detach`). A process that cannot be started records Docker's exit code (126, for
+    /// any cause) and returns an error with runc's message, e.g.
     /// `OCI runtime exec failed: exec failed: unable to start container process: exec:
     /// "nope": executable file not found in $PATH: unknown`.
     #[instrument(skip_all, fields(exec.id = %id))]
@@ -485,12 +485,14 @@ impl Engine {
         let pid = match first {
             Ok(Some(ExecReply::Started { pid })) => pid,
             Ok(Some(ExecReply::Failed {
-                exit_code,
+                exit_code: _,
                 message,
                 runtime,
             })) => {
                 let _ = child.wait();
-                exec.finish(exit_code);
+                // Docker's daemon records 126 for every exec that cannot start (a missing
+                // binary included: 127 is `docker run`'s, derived by the CLI).
+                exec.finish(EXIT_START_FAILED);
                 let message = if runtime {
                     format!(
                         "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"

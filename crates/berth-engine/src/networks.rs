@@ -153,6 +153,10 @@ pub struct NetConfig {
     /// network's name.
     #[serde(default)]
     pub mode: String,
+    /// The create named no network mode (or `default`): inspect's `HostConfig.NetworkMode`
+    /// says `default`, as Docker's, while `mode` holds what it resolved to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mode_default: bool,
     /// The networks it is connected to, the first one the primary (default route, ports).
     #[serde(default)]
     pub networks: Vec<NetAttachment>,
@@ -1062,6 +1066,7 @@ impl Engine {
         };
         let mut cfg = NetConfig {
             mode: mode.clone(),
+            mode_default: matches!(req.mode.as_str(), "" | "default"),
             networks: Vec::new(),
             port_bindings: req.port_bindings.clone(),
             publish_all: req.publish_all,
