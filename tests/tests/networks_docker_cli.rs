@@ -219,7 +219,10 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
     let d = Daemon::start();
     ok(d.docker(&["network", "create", "--subnet", "100.90.20.0/24", "taken"]));
     for (args, want) in [
-        (vec!["--subnet", "nope", "x1"], "invalid subnet nope"),
+        (
+            vec!["--subnet", "nope", "x1"],
+            "Invalid subnet nope : invalid CIDR address: nope",
+        ),
         (
             vec!["--subnet", "100.90.20.128/25", "x2"],
             "Pool overlaps with other one on this address space",

@@ -615,7 +615,7 @@ fn hostile_names_targets_and_symlinks_stay_inside() {
         err.contains("'relative' mount path must be absolute"),
         "{err}"
     );
-    let err = fails(d.docker(&["create", "-v", "v:/p:z", "fixture/app:1"]));
+    let err = fails(d.docker(&["create", "-v", "vol:/p:z", "fixture/app:1"]));
     assert!(
         err.contains("SELinux") && err.contains("not supported yet"),
         "{err}"
