@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"
 # The SDK scripts' expectations against a real Docker Engine 20.10 (docs/TESTING.md,
-# "Against Docker"): about 1.5 minutes, plus the docker.io install on a fresh host.
+# "Against Docker"): about 1 minute, plus about 1 minute to install docker.io on a fresh host.
 if [ "${BERTH_SKIP_AGAINST_DOCKER:-}" = 1 ]; then
     echo "################################################################" >&2
     echo "# Against Docker SKIPPED (BERTH_SKIP_AGAINST_DOCKER=1)" >&2
