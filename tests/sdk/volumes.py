@@ -6,6 +6,7 @@ Exits non-zero with a message on the first expectation that does not hold.
 import sys
 
 import docker
+import docker.errors
 
 
 def expect(cond, what):
@@ -18,6 +19,15 @@ def main():
     c = docker.DockerClient(base_url=host)
     with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
         c.images.load(f.read())
+    # Names: at least two characters, Docker's words for one (400, nothing made).
+    try:
+        c.volumes.create(name="v")
+        sys.exit("FAIL: a one-character volume name was accepted")
+    except docker.errors.APIError as e:
+        expect(e.status_code == 400, f"status {e.status_code}")
+        expect("volume name is too short, names should be at least two alphanumeric characters"
+               in str(e), f"message {e}")
+    expect(c.volumes.list() == [], "a volume was made")
     vol = c.volumes.create(name="sdkdata", driver="local", labels={"team": "sdk"})
     expect(vol.name == "sdkdata", f"create gave {vol.name}")
     expect(vol.attrs["Driver"] == "local" and vol.attrs["Scope"] == "local", f"attrs {vol.attrs}")

@@ -85,6 +85,20 @@ impl Daemon {
             .prefix("berth-test-")
             .tempdir()
             .expect("tempdir");
+        if let Some(sock) = against_docker() {
+            // The private Docker of scripts/against-docker.sh: no berth daemon, flags
+            // ignored; an engine emptied before and after each test, as a fresh daemon.
+            let d = Daemon {
+                root: dir.path().join("root"),
+                dir,
+                sock,
+                netns: std::env::var("BERTH_TEST_DOCKER_NETNS").ok(),
+                args: extra.iter().map(|s| s.to_string()).collect(),
+                child: None,
+            };
+            d.reset_docker();
+            return d;
+        }
         let root = dir.path().join("root");
         let sock = dir.path().join("berth.sock");
         let netns = own_netns.then(new_netns);
@@ -130,6 +144,10 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            against_docker().is_none(),
+            "this test stops and starts its daemon: it cannot run against Docker"
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -257,8 +275,48 @@ impl Daemon {
     }
 }
 
+/// `BERTH_TEST_AGAINST_DOCKER=unix:///path/docker.sock`: the tests' daemon is that Docker
+/// Engine instead of a berth daemon (scripts/against-docker.sh sets it; run one test
+/// thread, the engine is shared). Proves an expectation is Docker's (docs/TESTING.md).
+pub fn against_docker() -> Option<PathBuf> {
+    let host = std::env::var("BERTH_TEST_AGAINST_DOCKER").ok()?;
+    let path = host.strip_prefix("unix://").unwrap_or(&host);
+    Some(PathBuf::from(path))
+}
+
+impl Daemon {
+    /// Against Docker: removes every container (with its anonymous volumes), volume,
+    /// user-defined network and image, so each test starts from an empty engine.
+    fn reset_docker(&self) {
+        let ids = |args: &[&str]| -> Vec<String> {
+            String::from_utf8_lossy(&self.docker(args).stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        let run = |base: &[&str], ids: Vec<String>| {
+            if !ids.is_empty() {
+                let mut args: Vec<&str> = base.to_vec();
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.docker(&args);
+            }
+        };
+        run(&["rm", "-f", "-v"], ids(&["ps", "-aq"]));
+        let _ = self.docker(&["network", "prune", "-f"]);
+        run(&["volume", "rm", "-f"], ids(&["volume", "ls", "-q"]));
+        let mut images = ids(&["images", "-aq"]);
+        images.sort();
+        images.dedup();
+        run(&["rmi", "-f"], images);
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if against_docker().is_some() {
+            self.reset_docker();
+            return;
+        }
         // Containers outlive their daemon by design: remove what a test left behind
         // (running shims, mounted overlays), then stop the daemon and unmount anything
         // still mounted under the test's directory, so a test run leaves the host clean.

@@ -140,9 +140,9 @@ fn docker_exec_runs_commands_with_options_and_exit_codes() {
         "{out:?}"
     );
 
-    // A missing binary: Docker's message and exit code 127.
+    // A missing binary: Docker's message and exit code 126 (127 is `docker run`'s).
     let out = d.docker(&["exec", "box", "no-such-binary"]);
-    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

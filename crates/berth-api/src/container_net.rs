@@ -38,6 +38,15 @@ pub(crate) fn network_mode(rec: &ContainerRecord) -> String {
     }
 }
 
+/// `HostConfig.NetworkMode` as Docker shows it: `default` when the create named none.
+pub(crate) fn network_mode_shown(rec: &ContainerRecord) -> String {
+    if rec.net.mode_default {
+        "default".into()
+    } else {
+        network_mode(rec)
+    }
+}
+
 /// `80` → `80/tcp`; keys the engine refused never reach a record.
 fn norm_key(k: &str) -> String {
     parse_port_key(k)
@@ -87,7 +96,8 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     json!({
         "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
         "Links": null_if_empty(&att.links),
-        "Aliases": null_if_empty(&att.aliases),
+        // The live endpoint's (with the short ID Docker adds on user-defined networks).
+        "Aliases": null_if_empty(ep.map(|e| &e.aliases).unwrap_or(&att.aliases)),
         // The running endpoint's; before a start the address asked for (Docker ≥ 25).
         "MacAddress": ep
             .map(|e| e.mac.clone())
@@ -176,7 +186,7 @@ pub(crate) fn patch_inspect(
     }
     let net = &rec.net;
     if let Some(hc) = top.get_mut("HostConfig").and_then(Value::as_object_mut) {
-        hc.insert("NetworkMode".into(), json!(network_mode(rec)));
+        hc.insert("NetworkMode".into(), json!(network_mode_shown(rec)));
         let bindings: Map<String, Value> = net
             .port_bindings
             .iter()
@@ -295,7 +305,7 @@ pub(crate) fn patch_summary(
     names: &NetNames,
 ) {
     doc["Ports"] = summary_ports(rec, live);
-    doc["HostConfig"]["NetworkMode"] = json!(network_mode(rec));
+    doc["HostConfig"]["NetworkMode"] = json!(network_mode_shown(rec));
     doc["NetworkSettings"] = json!({ "Networks": networks_json(rec, live, names) });
 }
 

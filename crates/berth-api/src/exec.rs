@@ -7,7 +7,7 @@
 //! (half-close), the process's stdin is closed. The engine's files are blocking, so each
 //! is read or written on a blocking thread and bridged with channels. A process that
 //! cannot be started gets Docker's treatment: its error message on the output stream,
-//! the exit code (126/127) in `GET /exec/{id}/json`. With a TTY and stdin, the detach
+//! the exit code (126, as Docker's daemon records for any cause) in `GET /exec/{id}/json`. With a TTY and stdin, the detach
 //! keys (default ctrl-p ctrl-q) in the input close the client's session and leave the
 //! process running, as in Docker.
 

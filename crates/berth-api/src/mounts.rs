@@ -479,8 +479,19 @@ fn mount_point_json(m: &MountPoint) -> Value {
     Value::Object(v)
 }
 
+/// `Mounts` of inspect and ps. As Docker 20.10: `--tmpfs` mounts (`HostConfig.Tmpfs`) are
+/// not listed, `--mount type=tmpfs` ones are.
 pub(crate) fn mounts_json(rec: &ContainerRecord) -> Value {
-    Value::Array(rec.mounts.iter().map(mount_point_json).collect())
+    let tmpfs = rec.mount_config.tmpfs.as_ref();
+    Value::Array(
+        rec.mounts
+            .iter()
+            .filter(|m| {
+                !(m.kind == "tmpfs" && tmpfs.is_some_and(|t| t.contains_key(&m.destination)))
+            })
+            .map(mount_point_json)
+            .collect(),
+    )
 }
 
 /// `Config.Volumes`: `{"/p": {}}`, or null.

@@ -225,9 +225,14 @@ fn parse_net(field: &str, v: &str) -> Result<Option<ipnet::Ipv4Net>, ApiError> {
         return Err(not_supported(&format!("IPv6 {field} {v}")));
     }
     v.parse::<ipnet::Ipv4Net>().map(Some).map_err(|_| {
-        ApiError::bad_request(format!(
-            "invalid {field} {v}: not an IPv4 network in CIDR notation (100.72.5.0/24)"
-        ))
+        if field == "subnet" {
+            // Docker's words (seen against Docker 20.10).
+            ApiError::bad_request(format!("Invalid subnet {v} : invalid CIDR address: {v}"))
+        } else {
+            ApiError::bad_request(format!(
+                "invalid {field} {v}: not an IPv4 network in CIDR notation (100.72.5.0/24)"
+            ))
+        }
     })
 }
 
@@ -552,7 +557,12 @@ mod tests {
             r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"nope"}]}}"#,
         ))
         .expect_err("bad subnet");
-        assert!(e.message.contains("invalid subnet nope"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("Invalid subnet nope : invalid CIDR address: nope"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

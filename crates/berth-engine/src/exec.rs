@@ -361,12 +361,13 @@ impl Engine {
         Ok(self.exec_instance(id)?.info())
     }
 
-    /// IDs of the container's running execs (`ExecIDs` of `docker inspect`).
+    /// IDs of the container's execs from their create until their process ends
+    /// (`ExecIDs` of `docker inspect`; Docker lists a created, not yet started exec too).
     pub fn container_exec_ids(&self, container_id: &str) -> Vec<String> {
         let execs: Vec<Arc<Exec>> = self.execs().lock().values().cloned().collect();
         execs
             .into_iter()
-            .filter(|e| e.container_id == container_id && e.lock().running)
+            .filter(|e| e.container_id == container_id && e.lock().exit_code.is_none())
             .map(|e| e.id.clone())
             .collect()
     }
@@ -379,8 +380,8 @@ impl Engine {
     }
 
     /// `POST /exec/{id}/start`: starts the process. Returns its streams (none when
-    /// `detach`). A process that cannot be started records Docker's exit code (127 not
-    /// found, 126 cannot be invoked) and returns an error with runc's message, e.g.
+    /// `detach`). A process that cannot be started records Docker's exit code (126, for
+    /// any cause) and returns an error with runc's message, e.g.
     /// `OCI runtime exec failed: exec failed: unable to start container process: exec:
     /// "nope": executable file not found in $PATH: unknown`.
     #[instrument(skip_all, fields(exec.id = %id))]
@@ -484,12 +485,14 @@ impl Engine {
         let pid = match first {
             Ok(Some(ExecReply::Started { pid })) => pid,
             Ok(Some(ExecReply::Failed {
-                exit_code,
+                exit_code: _,
                 message,
                 runtime,
             })) => {
                 let _ = child.wait();
-                exec.finish(exit_code);
+                // Docker's daemon records 126 for every exec that cannot start (a missing
+                // binary included: 127 is `docker run`'s, derived by the CLI).
+                exec.finish(EXIT_START_FAILED);
                 let message = if runtime {
                     format!(
                         "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"

@@ -180,6 +180,10 @@ pub struct NetConfig {
     /// network's name.
     #[serde(default)]
     pub mode: String,
+    /// The create named no network mode (or `default`): inspect's `HostConfig.NetworkMode`
+    /// says `default`, as Docker's, while `mode` holds what it resolved to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mode_default: bool,
     /// The networks it is connected to, the first one the primary (default route, ports).
     #[serde(default)]
     pub networks: Vec<NetAttachment>,
@@ -1215,6 +1219,7 @@ impl Engine {
         };
         let mut cfg = NetConfig {
             mode: mode.clone(),
+            mode_default: matches!(req.mode.as_str(), "" | "default"),
             networks: Vec::new(),
             port_bindings: req.port_bindings.clone(),
             publish_all: req.publish_all,
@@ -1605,6 +1610,8 @@ impl Engine {
             dns_names.push(rec.name.clone());
             dns_names.extend(a.aliases.iter().cloned());
             dns_names.push(rec.id[..12].to_string());
+            let mut seen = BTreeSet::new();
+            dns_names.retain(|n| seen.insert(n.clone()));
         }
         let mac = match &a.mac_address {
             Some(m) => m.clone(),
@@ -1619,7 +1626,7 @@ impl Engine {
             prefix_len: n.rec.subnet.prefix_len(),
             gateway: n.rec.gateway,
             mac,
-            aliases: a.aliases.clone(),
+            aliases: with_short_id(&n.rec, &a.aliases, &rec.id),
             dns_names,
             link_local_ips: a.link_local_ips.clone(),
             sysctls: endpoint_sysctls(a, ifname)?,
@@ -1859,13 +1866,14 @@ impl Engine {
                 ),
             ));
         }
-        let att = check_attachment(
+        let mut att = check_attachment(
             &nrec,
             NetAttachment {
                 network_id: nrec.id.clone(),
                 ..settings
             },
         )?;
+        att.aliases = with_short_id(&nrec, &att.aliases, &rec.id);
         let mut all = rec.net.networks.clone();
         all.push(att.clone());
         check_ifnames(&all)?;
@@ -2281,6 +2289,18 @@ fn teardown_kernel(net: &ContainerNet) {
     if let Err(e) = netns::remove(&net.netns) {
         warn!(path = %net.netns.display(), error = %e, "network namespace not removed");
     }
+}
+
+/// The aliases of an endpoint as Docker 20.10 records them: on a user-defined network the
+/// container's short ID is appended (it resolves through the embedded DNS as any alias
+/// does); the default bridge has no aliases.
+fn with_short_id(net: &NetworkRecord, aliases: &[String], container_id: &str) -> Vec<String> {
+    let mut v = aliases.to_vec();
+    let short = &container_id[..container_id.len().min(12)];
+    if !net.default_bridge && !v.iter().any(|a| a == short) {
+        v.push(short.to_string());
+    }
+    v
 }
 
 /// Docker's rules for an endpoint's settings on a network: aliases, static addresses,

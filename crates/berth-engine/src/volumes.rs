@@ -248,6 +248,12 @@ pub fn valid_volume_name(name: &str) -> bool {
 }
 
 fn invalid_name(name: &str) -> EngineError {
+    if name.len() == 1 {
+        // Docker's rule and words for a one-character name.
+        return EngineError::invalid(format!(
+            "create {name}: volume name is too short, names should be at least two alphanumeric characters"
+        ));
+    }
     EngineError::invalid(format!(
         "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
     ))
