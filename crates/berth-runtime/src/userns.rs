@@ -303,6 +303,7 @@ fn spawn_ns_child(
     let (to_child_r, to_child_w) = pipe().map_err(e("pipe"))?;
     let join_fd = join.map_or(-1, |f| f.as_raw_fd());
     let (rd, wait) = (from_child_w.as_raw_fd(), to_child_r.as_raw_fd());
+    let (parent_r, parent_w) = (from_child_r.as_raw_fd(), to_child_w.as_raw_fd());
     // SAFETY: the child calls only async-signal-safe functions (setns, unshare, read,
     // write, _exit) on fds opened before the fork, and never returns.
     let pid = unsafe { libc::fork() };
@@ -312,6 +313,9 @@ fn spawn_ns_child(
     if pid == 0 {
         // SAFETY: (child) raw syscalls on valid fds; _exit never returns.
         unsafe {
+            // The parent's ends: the release pipe must reach EOF when the parent closes.
+            libc::close(parent_r);
+            libc::close(parent_w);
             let say = |ok: bool| {
                 let b: [u8; 1] = [if ok { b'1' } else { b'0' }];
                 libc::write(rd, b.as_ptr().cast(), 1);
