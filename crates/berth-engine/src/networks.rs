@@ -1280,7 +1280,9 @@ impl Engine {
                 // Inside the container's user namespace, so its root owns it (sysfs,
                 // sysctls); configured from the host as any other.
                 berth_runtime::userns::create_netns_in(&self.userns_path(&rec.id), &netns_path)
-                    .map_err(|e| EngineError::new(e.kind(), format!("container {}: {e}", rec.id)))?;
+                    .map_err(|e| {
+                        EngineError::new(e.kind(), format!("container {}: {e}", rec.id))
+                    })?;
                 netns::loopback_up(&netns_path).map_err(net_err)?;
             } else {
                 netns::create(&netns_path).map_err(net_err)?;

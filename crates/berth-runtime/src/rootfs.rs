@@ -188,7 +188,8 @@ impl OverlayRootfs {
             path: self.target(),
             rule: e.to_string(),
         })?;
-        crate::userns::chown_to_root(upper, map).map_err(io_err(upper, "chown to the container's root"))?;
+        crate::userns::chown_to_root(upper, map)
+            .map_err(io_err(upper, "chown to the container's root"))?;
         let base = self.container_dir.join("lower");
         let mut out = Vec::with_capacity(lowers.len());
         for (i, l) in lowers.iter().enumerate() {

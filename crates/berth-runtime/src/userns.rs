@@ -204,7 +204,10 @@ pub fn resolve_in(etc: &Path, spec: &str) -> Result<IdMap, UsernsError> {
             Some(r) => r,
             None if default => {
                 let start = free_range(&content, DEFAULT_RANGE_SIZE).ok_or_else(|| {
-                    err(format!("no free range of {DEFAULT_RANGE_SIZE} ids in {}", path.display()))
+                    err(format!(
+                        "no free range of {DEFAULT_RANGE_SIZE} ids in {}",
+                        path.display()
+                    ))
                 })?;
                 let mut f = OpenOptions::new()
                     .append(true)
@@ -521,9 +524,10 @@ pub fn probe_idmap(dir: &Path, map: &IdMap) -> Result<(), UsernsError> {
     let p = PathBuf::from(format!("/proc/{}/ns/user", child.pid));
     let ns = File::open(&p).map_err(io_err(&p, "open"))?;
     drop(child);
-    idmapped_tree(dir, &ns)
-        .map(drop)
-        .map_err(io_err(dir, "idmapped mount (mount_setattr MOUNT_ATTR_IDMAP)"))
+    idmapped_tree(dir, &ns).map(drop).map_err(io_err(
+        dir,
+        "idmapped mount (mount_setattr MOUNT_ATTR_IDMAP)",
+    ))
 }
 
 /// Chowns `path` (not following a symlink) to the container's root.
@@ -540,7 +544,11 @@ mod tests {
         let c = "# x\nalice:100000:65536\n1001:200000:1000\nbob:300000:0\n";
         assert_eq!(parse_subid(c, "alice", None), Some((100000, 65536)));
         assert_eq!(parse_subid(c, "carol", Some(1001)), Some((200000, 1000)));
-        assert_eq!(parse_subid(c, "bob", None), None, "an empty range is no range");
+        assert_eq!(
+            parse_subid(c, "bob", None),
+            None,
+            "an empty range is no range"
+        );
         assert_eq!(parse_subid(c, "dave", None), None);
     }
 
@@ -558,14 +566,40 @@ mod tests {
     #[test]
     fn a_user_with_ranges_resolves_and_bad_specs_are_named() {
         let d = tempfile::tempdir().unwrap();
-        fs::write(d.path().join("passwd"), "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").unwrap();
-        fs::write(d.path().join("group"), "root:x:0:\napp:x:1000:\nops:x:2000:\n").unwrap();
+        fs::write(
+            d.path().join("passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("group"),
+            "root:x:0:\napp:x:1000:\nops:x:2000:\n",
+        )
+        .unwrap();
         fs::write(d.path().join("subuid"), "app:100000:65536\n").unwrap();
-        fs::write(d.path().join("subgid"), "app:200000:65536\nops:300000:1000\n").unwrap();
+        fs::write(
+            d.path().join("subgid"),
+            "app:200000:65536\nops:300000:1000\n",
+        )
+        .unwrap();
         let m = resolve_in(d.path(), "app").unwrap();
-        assert_eq!(m, IdMap { uid: 100000, gid: 200000, size: 65536 });
+        assert_eq!(
+            m,
+            IdMap {
+                uid: 100000,
+                gid: 200000,
+                size: 65536
+            }
+        );
         let m = resolve_in(d.path(), "app:ops").unwrap();
-        assert_eq!(m, IdMap { uid: 100000, gid: 300000, size: 1000 });
+        assert_eq!(
+            m,
+            IdMap {
+                uid: 100000,
+                gid: 300000,
+                size: 1000
+            }
+        );
         assert_eq!(m.host_uid(0), Some(100000));
         assert_eq!(m.host_uid(1000), None);
         assert_eq!(m.container_gid(300999), Some(999));
