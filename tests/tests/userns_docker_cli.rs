@@ -79,13 +79,13 @@ fn a_running_process_is_the_range_start_on_the_host() {
         "run",
         "-d",
         "--name",
-        "s",
+        "sl",
         "--network",
         "none",
         "fixture/app:1",
         "sleep 1000",
     ]));
-    let pid = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "s"]));
+    let pid = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "sl"]));
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("status");
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid");
     let uids: Vec<u32> = uid_line
@@ -95,7 +95,7 @@ fn a_running_process_is_the_range_start_on_the_host() {
         .collect();
     assert_eq!(uids, vec![start; 4], "{uid_line}");
     // docker exec would not join the user namespace (libcontainer 0.7): refused by name.
-    let out = d.docker(&["exec", "s", "id"]);
+    let out = d.docker(&["exec", "sl", "id"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
