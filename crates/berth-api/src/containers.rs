@@ -295,14 +295,15 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         return Err(ApiError::bad_request("SHM size can not be less than 0"));
     }
     // Namespaces: the container's own (empty, `private`), or the host's (`host`, a
-    // policy the engine checks). `--userns=host` is what berth does: no user namespace.
+    // policy the engine checks). `--userns=host`: no user namespace although the daemon
+    // remaps (`userns_remap`).
     let mut host_ns = berth_engine::HostNamespaces::default();
     for (value, what, flag) in [
         (&hc.pid_mode, "--pid", Some(&mut host_ns.pid)),
         (&hc.ipc_mode, "--ipc", Some(&mut host_ns.ipc)),
         (&hc.uts_mode, "--uts", Some(&mut host_ns.uts)),
         (&hc.cgroupns_mode, "--cgroupns", Some(&mut host_ns.cgroup)),
-        (&hc.userns_mode, "--userns", None),
+        (&hc.userns_mode, "--userns", Some(&mut host_ns.user)),
     ] {
         let value = value.as_deref().unwrap_or("");
         match (value, flag) {
@@ -310,7 +311,6 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
             // Docker's IPC modes that are the container's own namespace.
             ("shareable", _) if what == "--ipc" => {}
             ("host", Some(f)) => *f = true,
-            ("host", None) => {}
             _ => return Err(not_supported(&format!("{what}={value}"))),
         }
     }
@@ -1157,7 +1157,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "PidMode": if rec.host_namespaces.pid { "host" } else { "" },
             "IpcMode": if rec.host_namespaces.ipc { "host" } else { "private" },
             "UTSMode": if rec.host_namespaces.uts { "host" } else { "" },
-            "UsernsMode": "",
+            "UsernsMode": if rec.host_namespaces.user { "host" } else { "" },
             "CgroupnsMode": if rec.host_namespaces.cgroup { "host" } else { "private" },
             "Isolation": "",
             "AutoRemove": run.auto_remove,

@@ -81,6 +81,10 @@ pub struct DaemonConfig {
     /// gateway's DNS) never leaves the host, and uses large frames, as loopback does.
     /// 0: the links use `mtu` (Docker's layout).
     pub link_mtu: u32,
+    /// User-namespace remapping of containers (Docker's `userns-remap`): `default` (the
+    /// user `dockremap`, created with 65536 ids when missing) or `USER[:GROUP]` (their
+    /// first `/etc/subuid` and `/etc/subgid` ranges). Unset: no remapping.
+    pub userns_remap: Option<String>,
 }
 
 /// The most `min_free_bytes` keeps free when unset: 512 MiB.
@@ -136,6 +140,7 @@ impl Default for DaemonConfig {
             dns: Vec::new(),
             mtu: 1500,
             link_mtu: DEFAULT_LINK_MTU,
+            userns_remap: None,
         }
     }
 }
@@ -200,6 +205,11 @@ impl DaemonConfig {
                 "link_mtu {}: 0 (the links use mtu) or between mtu ({}) and 65535",
                 self.link_mtu, self.mtu
             )));
+        }
+        if self.userns_remap.as_deref() == Some("") {
+            return Err(EngineError::invalid(
+                "userns_remap: expected default, USER or USER:GROUP",
+            ));
         }
         for d in &self.dns {
             if d.parse::<std::net::IpAddr>().is_err() {

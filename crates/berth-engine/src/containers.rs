@@ -52,6 +52,8 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
 pub(crate) const RECORD_FILE: &str = "container.json";
+/// A remapped container's kept user namespace (a bind mount of its nsfs file).
+pub(crate) const USERNS_FILE: &str = "userns";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +73,11 @@ pub struct ContainerRecord {
     /// Namespaces shared with the host (`--pid=host` and the like, as policy allowed).
     #[serde(default)]
     pub host_namespaces: berth_runtime::spec::HostNamespaces,
+    /// User-namespace remapping (the daemon's `userns_remap` at create, unless
+    /// `--userns=host`): the mapping of the container's kept user namespace
+    /// (`containers/ID/userns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<berth_runtime::userns::IdMap>,
     /// The log driver: `json-file` (empty in older records) or `none` (nothing kept).
     #[serde(default)]
     pub log_driver: String,
@@ -727,7 +734,27 @@ impl Engine {
         );
         // A --rm container's writable layer is thrown away: never sync it.
         o.volatile = rec.run.auto_remove;
+        o.idmap = rec.userns.map(|m| (self.userns_path(&rec.id), m));
         o
+    }
+
+    /// Where a remapped container's user namespace is kept.
+    pub(crate) fn userns_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(USERNS_FILE)
+    }
+
+    /// Makes a remapped container's user namespace unless it is kept already (it is
+    /// gone after a reboot).
+    pub(crate) fn ensure_userns(&self, rec: &ContainerRecord) -> Result<()> {
+        let Some(map) = rec.userns else {
+            return Ok(());
+        };
+        let path = self.userns_path(&rec.id);
+        if berth_runtime::userns::is_userns(&path) {
+            return Ok(());
+        }
+        berth_runtime::userns::create(&path, &map)
+            .map_err(|e| EngineError::new(e.kind(), format!("container {}: {e}", rec.id)))
     }
 
     /// What bind sources may expose (see `berth_runtime::mounts::SensitivePaths`):
@@ -761,6 +788,7 @@ impl Engine {
             engine: self.clone(),
             id: rec.id.clone(),
         };
+        self.ensure_userns(rec)?;
         let target = self.overlay(rec).mount().map_err(rootfs_err)?;
         Ok((target, hold))
     }
@@ -845,6 +873,35 @@ impl Engine {
                 return Err(EngineError::invalid(format!("invalid stop signal: {s}")));
             }
         }
+        let remap = self.remap().filter(|_| !opts.runtime.host_namespaces.user);
+        if remap.is_some() {
+            // Docker's rules and words (daemon/daemon_unix.go); ipc, uts and cgroupns
+            // are refused too (the runtime joins the user namespace before any other).
+            let hn = &opts.runtime.host_namespaces;
+            let refused = if opts.runtime.privileged {
+                Some("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode".to_string())
+            } else if opts.runtime.network == NetworkMode::Host || opts.net.mode == "host" {
+                Some(
+                    "cannot share the host's network namespace when user namespaces are enabled"
+                        .to_string(),
+                )
+            } else if hn.pid {
+                Some(
+                    "cannot share the host PID namespace when user namespaces are enabled"
+                        .to_string(),
+                )
+            } else {
+                [(hn.ipc, "ipc"), (hn.uts, "uts"), (hn.cgroup, "cgroupns")]
+                    .into_iter()
+                    .find(|(on, _)| *on)
+                    .map(|(_, n)| format!(
+                        "--{n}=host with user namespaces enabled is not supported yet: add --userns=host"
+                    ))
+            };
+            if let Some(msg) = refused {
+                return Err(EngineError::invalid(msg));
+            }
+        }
         let mut runtime_opts = opts.runtime.clone();
         let (resources, warnings) = berth_runtime::resources::fit_to_host(
             &opts.runtime.resources,
@@ -904,6 +961,7 @@ impl Engine {
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
         let cleanup = |dir: &Path| {
             let _ = berth_runtime::rootfs::unmount(dir);
+            let _ = berth_runtime::userns::remove(&dir.join(USERNS_FILE));
             let _ = fs::remove_dir_all(dir);
         };
         let rec = ContainerRecord {
@@ -915,6 +973,7 @@ impl Engine {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             log_opts: Some(opts.log_opts.clone()),
             host_namespaces: opts.runtime.host_namespaces,
+            userns: remap,
             log_driver: if opts.log_driver == "none" {
                 "none".to_string()
             } else {
@@ -958,8 +1017,10 @@ impl Engine {
         // meanwhile (see volumes.rs).
         let _volumes_guard = crate::volumes::volumes_lock();
         let mut created_volumes: Vec<String> = Vec::new();
+        let mut health_warning: Option<String> = None;
         let result = (|| -> Result<()> {
             // Stays mounted: a created container's start follows (see `hold_rootfs`).
+            self.ensure_userns(&rec)?;
             let rootfs = self.overlay(&rec).mount().map_err(rootfs_err)?;
             let image_volumes: Vec<String> = run_config
                 .volumes
@@ -989,6 +1050,9 @@ impl Engine {
                 ropts.netns_path = Some(self.netns_path(&id));
             }
             ropts.bind_policy = self.bind_policy();
+            if let Some(map) = rec.userns {
+                ropts.userns = Some((self.userns_path(&id), map));
+            }
             // /etc/hosts, resolv.conf, hostname: files of the container's directory
             // (written at each start), unless the user mounts something there; berth's
             // own, so allowed below its state root.
@@ -1110,6 +1174,25 @@ impl Engine {
                 run_config.healthcheck.as_ref(),
                 settings.healthcheck.as_ref(),
             );
+            let probes = |h: Option<&berth_image::model::HealthConfig>| {
+                h.and_then(|h| h.test.as_ref())
+                    .and_then(|t| t.first())
+                    .is_some_and(|t| t == "CMD" || t == "CMD-SHELL")
+            };
+            if rec.userns.is_some() && probes(run.healthcheck.as_ref()) {
+                if probes(settings.healthcheck.as_ref()) {
+                    return Err(EngineError::invalid(
+                        "a health check with user namespaces enabled is not supported yet (its probes are execs, which do not join the user namespace): add --userns=host",
+                    ));
+                }
+                // The image's: disabled, with a warning (the container runs, unprobed).
+                if let Some(h) = run.healthcheck.as_mut() {
+                    h.test = Some(vec!["NONE".to_string()]);
+                }
+                health_warning = Some(
+                    "the image's health check is disabled: with user namespaces enabled, health probes are not supported yet (add --userns=host to keep it)".to_string(),
+                );
+            }
             rec.run = run;
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
@@ -1124,6 +1207,8 @@ impl Engine {
         drop(_volumes_guard);
         drop(lease);
         drop(_records);
+        let mut warnings = warnings;
+        warnings.extend(health_warning);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
         for w in &warnings {
             warn!(container.id = %id, "{w}");
@@ -1584,6 +1669,8 @@ impl Engine {
         self.network_teardown(&rec.id);
         self.release_cgroup(&rec);
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
+        berth_runtime::userns::remove(&self.userns_path(&rec.id))
+            .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));

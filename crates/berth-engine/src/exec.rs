@@ -321,6 +321,13 @@ impl Engine {
         if config.cmd.is_empty() {
             return Err(EngineError::invalid("No exec command specified"));
         }
+        if self.container(container)?.userns.is_some() {
+            // libcontainer 0.7 joins every namespace of the container but its user
+            // namespace: the process would run as the host's root. Refused, by name.
+            return Err(EngineError::invalid(format!(
+                "container {container}: exec into a container with user namespace remapping is not supported yet (the runtime would not join its user namespace); run it with --userns=host to exec into it"
+            )));
+        }
         if let Some(w) = &config.working_dir {
             if !w.starts_with('/') {
                 return Err(EngineError::invalid(format!(

@@ -92,6 +92,8 @@ struct Inner {
     min_free_bytes: u64,
     /// Uses of containers' rootfs mounts by ID (see `Engine::hold_rootfs`).
     rootfs_holds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// `userns_remap` resolved at open: the id mapping of remapped containers.
+    remap: Option<berth_runtime::userns::IdMap>,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -148,6 +150,32 @@ impl Engine {
         for w in host.warnings() {
             tracing::warn!("{}", w.trim_start_matches("WARNING: "));
         }
+        let remap = match &config.userns_remap {
+            None => None,
+            Some(spec) => {
+                let map = berth_runtime::userns::resolve(spec)
+                    .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;
+                // The image layers are shared through idmapped mounts: the state
+                // filesystem must allow them on this kernel, else refuse now, by name.
+                berth_runtime::userns::probe_idmap(store.root(), &map).map_err(|e| {
+                    EngineError::new(
+                        berth_types::ErrorKind::Unavailable,
+                        format!(
+                            "userns-remap: the state root {} cannot be idmapped on this kernel ({}): {e}; berth shares image layers between remapped containers only through idmapped mounts (Linux 5.19 for overlayfs over them; tmpfs from 6.3)",
+                            store.root().display(),
+                            host.kernel_release
+                        ),
+                    )
+                })?;
+                tracing::info!(
+                    remap.uid = map.uid,
+                    remap.gid = map.gid,
+                    remap.size = map.size,
+                    "user namespace remapping: container root is an unprivileged host id"
+                );
+                Some(map)
+            }
+        };
         let cgroup_fs = cgroups::CgroupFs::of_host(&host.cgroup);
         let reserve = space::SpaceReserve::new(&config.root);
         reserve.ensure();
@@ -168,6 +196,7 @@ impl Engine {
                 reserve,
                 min_free_bytes,
                 rootfs_holds: Default::default(),
+                remap,
             }),
         };
         engine.sweep_incomplete_containers();
@@ -189,6 +218,11 @@ impl Engine {
     /// What the host can do (cgroup layout and limits, kernel features), probed at open.
     pub fn host(&self) -> &berth_runtime::host::Host {
         &self.inner.host
+    }
+
+    /// The id mapping of remapped containers (`userns_remap`), if remapping is on.
+    pub fn remap(&self) -> Option<berth_runtime::userns::IdMap> {
+        self.inner.remap
     }
 
     pub(crate) fn cgroup_fs(&self) -> &cgroups::CgroupFs {

@@ -1531,7 +1531,17 @@ impl Engine {
             self.save_cursor(&n.rec.id, n.alloc.cursor());
         }
         let made = (|| -> Result<()> {
-            netns::create(&netns_path).map_err(net_err)?;
+            if rec.userns.is_some() {
+                // Inside the container's user namespace, so its root owns it (sysfs,
+                // sysctls); configured from the host as any other.
+                berth_runtime::userns::create_netns_in(&self.userns_path(&rec.id), &netns_path)
+                    .map_err(|e| {
+                        EngineError::new(e.kind(), format!("container {}: {e}", rec.id))
+                    })?;
+                netns::loopback_up(&netns_path).map_err(net_err)?;
+            } else {
+                netns::create(&netns_path).map_err(net_err)?;
+            }
             for (i, ep) in net.endpoints.iter().enumerate() {
                 self.plug(&st, &net, ep, i == 0)?;
             }

@@ -79,6 +79,12 @@ pub fn create(path: &Path) -> Result<()> {
     result
 }
 
+/// Brings `lo` up in the network namespace at `path` (one made elsewhere, e.g. inside a
+/// container's user namespace).
+pub fn loopback_up(path: &Path) -> Result<()> {
+    run_in(path, || crate::link::set_up("lo"))?
+}
+
 /// Unmounts (lazily) and deletes a namespace file. Ok if `path` does not exist; a plain
 /// file left by an interrupted [`create`] is deleted as well.
 pub fn remove(path: &Path) -> Result<()> {

@@ -37,6 +37,7 @@ pub mod seccomp;
 pub mod shim_protocol;
 pub mod spec;
 pub mod user;
+pub mod userns;
 
 pub use mounts::{resolve_in_rootfs, MountSpec};
 /// The OCI spec types, for the engine (which reads and rewrites bundles).

@@ -73,6 +73,11 @@ pub struct OverlayRootfs {
     /// milliseconds on a busy host). After a host crash such an upper dir cannot be
     /// mounted again; berth uses it only for `--rm` containers, which are removed then.
     pub volatile: bool,
+    /// With user-namespace remapping: the container's kept user namespace and its
+    /// mapping. Each lower dir is then an idmapped mount of its snapshot under
+    /// `lower/N` (files of the image owned by id N appear as the container's N), and the
+    /// upper dir is owned by the container's root.
+    pub idmap: Option<(PathBuf, crate::userns::IdMap)>,
 }
 
 impl OverlayRootfs {
@@ -81,6 +86,7 @@ impl OverlayRootfs {
             layers,
             container_dir: container_dir.to_path_buf(),
             volatile: false,
+            idmap: None,
         }
     }
 
@@ -144,6 +150,10 @@ impl OverlayRootfs {
         }
         let upper = self.container_dir.join("upper");
         let work = self.container_dir.join("work");
+        let lowers = match &self.idmap {
+            None => lowers,
+            Some((userns, map)) => self.idmapped_lowers(&lowers, userns, map, &upper)?,
+        };
         match mount_fsconfig(&lowers, &upper, &work, &target, self.volatile) {
             Ok(()) => Ok(target),
             // ENOSYS: no new mount API; EINVAL: a kernel before 6.8 without `lowerdir+`.
@@ -162,6 +172,54 @@ impl OverlayRootfs {
             }),
         }
     }
+}
+
+impl OverlayRootfs {
+    /// Idmapped mounts of `lowers` under `lower/N` (made unless mounted already), and
+    /// the upper dir chowned to the container's root.
+    fn idmapped_lowers(
+        &self,
+        lowers: &[PathBuf],
+        userns: &Path,
+        map: &crate::userns::IdMap,
+        upper: &Path,
+    ) -> Result<Vec<PathBuf>, RootfsError> {
+        let ns = crate::userns::open(userns).map_err(|e| RootfsError::Rule {
+            path: self.target(),
+            rule: e.to_string(),
+        })?;
+        crate::userns::chown_to_root(upper, map)
+            .map_err(io_err(upper, "chown to the container's root"))?;
+        let base = self.container_dir.join("lower");
+        let mut out = Vec::with_capacity(lowers.len());
+        for (i, l) in lowers.iter().enumerate() {
+            let at = base.join(i.to_string());
+            fs::create_dir_all(&at).map_err(io_err(&at, "create directory"))?;
+            if !is_mount_point(&at)? {
+                crate::userns::idmap_mount(l, &at, &ns).map_err(|source| RootfsError::Io {
+                    path: at.clone(),
+                    action: "idmapped mount of a layer (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount)",
+                    source,
+                })?;
+            }
+            out.push(at);
+        }
+        Ok(out)
+    }
+}
+
+/// Unmounts the idmapped lower dirs of a remapped container (`lower/N`) and removes them.
+fn unmount_lowers(container_dir: &Path) {
+    let base = container_dir.join("lower");
+    let Ok(entries) = fs::read_dir(&base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let _ = rustix::mount::unmount(&p, UnmountFlags::DETACH);
+        let _ = fs::remove_dir(&p);
+    }
+    let _ = fs::remove_dir(&base);
 }
 
 /// The new mount API: each lower dir is its own `lowerdir+` key, so no page limit.
@@ -308,6 +366,7 @@ pub fn unmount(container_dir: &Path) -> Result<(), RootfsError> {
             }
         }
     }
+    unmount_lowers(container_dir);
     Ok(())
 }
 

@@ -122,6 +122,10 @@ pub struct HostNamespaces {
     pub uts: bool,
     #[serde(default)]
     pub cgroup: bool,
+    /// `--userns=host`: no user namespace although the daemon remaps (not a policy
+    /// matter: it is the default without remapping; left out of [`Self::names`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
 }
 
 impl HostNamespaces {
@@ -207,6 +211,9 @@ pub struct ContainerOptions {
     pub devices: Vec<DeviceMapping>,
     /// `--device-cgroup-rule`: extra allow rules (`c 1:3 rwm`); ignored with `privileged`.
     pub device_cgroup_rules: Vec<String>,
+    /// User-namespace remapping: the container's kept user namespace (joined by path)
+    /// and its mapping (see [`crate::userns`]).
+    pub userns: Option<(PathBuf, crate::userns::IdMap)>,
 }
 
 /// An error generating a spec. Messages name the object and the rule.
@@ -557,8 +564,14 @@ fn namespaces(
     network: NetworkMode,
     netns_path: Option<&Path>,
     host: HostNamespaces,
+    userns: Option<&Path>,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let mut types = Vec::new();
+    if userns.is_some() {
+        // First: the runtime joins it before it creates or joins the others, which are
+        // then owned by it.
+        types.push(LinuxNamespaceType::User);
+    }
     if !host.pid {
         types.push(LinuxNamespaceType::Pid);
     }
@@ -580,6 +593,9 @@ fn namespaces(
         .map(|t| {
             let mut b = LinuxNamespaceBuilder::default().typ(t);
             if let (LinuxNamespaceType::Network, Some(p)) = (t, netns_path) {
+                b = b.path(p.to_path_buf());
+            }
+            if let (LinuxNamespaceType::User, Some(p)) = (t, userns) {
                 b = b.path(p.to_path_buf());
             }
             b.build().map_err(build_err("namespaces"))
@@ -778,6 +794,13 @@ pub fn generate_for_host(
         for (k, v) in DEFAULT_NET_SYSCTLS {
             sysctl.insert(k.into(), v.into());
         }
+        if let Some((_, map)) = &opts.userns {
+            // The kernel refuses a group range with ids the user namespace does not map.
+            sysctl.insert(
+                "net.ipv4.ping_group_range".into(),
+                format!("0 {}", map.size.saturating_sub(1)),
+            );
+        }
     }
     for (k, v) in &opts.sysctls {
         check_sysctl(k, opts.network)?;
@@ -839,6 +862,7 @@ pub fn generate_for_host(
             opts.network,
             opts.netns_path.as_deref(),
             opts.host_namespaces,
+            opts.userns.as_ref().map(|(p, _)| p.as_path()),
         )?)
         .resources(resources)
         .devices(devices)

@@ -60,6 +60,11 @@ pub struct DaemonArgs {
     /// network (containers that name no network get none)
     #[arg(short = 'b', long, value_name = "NAME")]
     pub bridge: Option<String>,
+    /// Remap containers' root to an unprivileged host id range: `default` (the user
+    /// dockremap, created with 65536 ids when missing) or USER[:GROUP] (their first
+    /// /etc/subuid and /etc/subgid ranges)
+    #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
+    pub userns_remap: Option<String>,
 }
 
 pub(crate) fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
@@ -99,6 +104,10 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     }
     if let Some(bridge) = &args.bridge {
         config.bridge = bridge.clone();
+        config.validate()?;
+    }
+    if let Some(remap) = &args.userns_remap {
+        config.userns_remap = Some(remap.clone());
         config.validate()?;
     }
     config
@@ -316,6 +325,7 @@ mod tests {
             log_format: LogFormat::Text,
             allow_registry: vec!["127.0.0.1:5000".into()],
             bridge: None,
+            userns_remap: None,
         };
         let c = load_config(&args).unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/berth"));
@@ -338,6 +348,7 @@ mod tests {
             log_format: LogFormat::Text,
             allow_registry: Vec::new(),
             bridge: None,
+            userns_remap: None,
         };
         assert!(load_config(&args).is_err());
     }
