@@ -83,13 +83,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}", delete(containers::remove))
+        // A link's path (`/PARENT/ALIAS`) as a container name: any other method on
+        // such a path is an unknown route (Docker's 404), not a known one (405).
         .route(
             "/containers/{parent}/{alias}",
-            delete(containers::remove_link_path),
+            delete(containers::remove_link_path).fallback(error::not_found),
         )
         .route(
             "/containers/{parent}/{alias}/json",
-            get(containers::inspect_link_path),
+            get(containers::inspect_link_path).fallback(error::not_found),
         )
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))

@@ -80,9 +80,10 @@ fn exec_capture_returns_exit_code_and_bounded_output_and_kills_at_the_timeout() 
     assert_eq!(code, 0);
     assert_eq!(out.len(), berth_engine::exec::CAPTURE_LIMIT);
 
-    // A missing command: Docker's exit code and message as output.
+    // A missing command: the code Docker's daemon records for an exec that cannot
+    // start (126, whatever the cause) and runc's message as output.
     let (code, out) = e.exec_capture(&id, vec!["nope".into()], long).unwrap();
-    assert_eq!(code, 127);
+    assert_eq!(code, 126);
     assert!(
         String::from_utf8_lossy(&out).contains("executable file not found in $PATH"),
         "{}",
