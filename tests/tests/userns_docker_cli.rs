@@ -1,8 +1,9 @@
 //! User-namespace remapping (`berth daemon --userns-remap default`) through the real
 //! docker CLI: container root is the remap range's first id on the host, the image's
 //! files are root's inside (idmapped layers), the container's writes land as the mapped
-//! id in its upper dir, published ports still answer, `--userns=host` opts out, and what
-//! cannot work with a user namespace is refused by name.
+//! id in its upper dir, published ports still answer, exec and health checks run inside
+//! the user namespace, `docker cp`/`diff`/`commit` see the container's ids,
+//! `--userns=host` opts out, and what cannot work with a user namespace is refused by name.
 
 use berth_tests::*;
 
@@ -94,14 +95,32 @@ fn a_running_process_is_the_range_start_on_the_host() {
         .map(|s| s.parse().expect("uid"))
         .collect();
     assert_eq!(uids, vec![start; 4], "{uid_line}");
-    // docker exec would not join the user namespace (libcontainer 0.7): refused by name.
-    let out = d.docker(&["exec", "sl", "id"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // An exec'd process joins the user namespace: the same host uid, not the host's root.
+    ok(d.docker(&["exec", "-d", "sl", "busybox", "sleep", "997"]));
+    let mut exec_uids = None;
+    for _ in 0..40 {
+        exec_uids = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .find(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"busybox\0sleep\0997\0")
+            })
+            .and_then(|e| std::fs::read_to_string(e.path().join("status")).ok())
+            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(String::from));
+        if exec_uids.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let exec_uids = exec_uids.expect("the exec'd process is on the host's /proc");
     assert!(
-        err.contains("user namespace remapping is not supported yet"),
-        "{err}"
+        exec_uids
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == start.to_string()),
+        "{exec_uids}"
     );
+    ok(d.docker(&["rm", "-f", "sl"]));
 }
 
 #[test]
@@ -170,10 +189,6 @@ fn userns_host_opts_out_and_host_namespaces_and_privileged_are_refused() {
             vec!["--network", "host"],
             "cannot share the host's network namespace when user namespaces are enabled",
         ),
-        (
-            vec!["--health-cmd", "true"],
-            "health check with user namespaces enabled is not supported yet",
-        ),
     ] {
         let mut args = vec!["run", "--rm"];
         args.extend(flags.iter().copied());
@@ -192,4 +207,168 @@ fn userns_host_opts_out_and_host_namespaces_and_privileged_are_refused() {
         "fixture/app:1",
         "true",
     ]));
+}
+
+/// A remapped container's files are the range's ids on the host; `docker commit` and
+/// `docker diff` see them as the container does: the committed image has root's files
+/// as root's and a user's as that user's, also for a container that runs unremapped.
+#[test]
+fn commit_keeps_the_containers_owners_not_the_hosts() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "c2",
+        "--network",
+        "none",
+        "fixture/app:1",
+        "busybox touch /root-file /user-file && busybox chown 1000:50 /user-file",
+    ]));
+    let diff = ok(d.docker(&["diff", "c2"]));
+    assert!(diff.lines().any(|l| l == "A /user-file"), "{diff}");
+    ok(d.docker(&["commit", "c2", "remapped/commit:1"]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--userns=host",
+        "--network",
+        "none",
+        "remapped/commit:1",
+        "busybox stat -c '%u:%g' /root-file /user-file",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["0:0", "1000:50"],
+        "owners in the committed image: {out}"
+    );
+}
+
+/// `docker cp` with a remapped container: an archive out of it carries the owners the
+/// container sees, and a file copied in (owned by root on the host) is the container's
+/// root's, which is the range's first id on the host.
+#[test]
+fn cp_shows_and_writes_the_containers_owners() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let start = range_start();
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "c3",
+        "--network",
+        "none",
+        "fixture/app:1",
+        "busybox touch /made && busybox chown 1000:50 /made",
+    ]));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let listing = |path: &str| {
+        let out = d.docker(&["cp", &format!("c3:{path}"), "-"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tar = tmp.path().join("out.tar");
+        std::fs::write(&tar, &out.stdout).expect("write the archive");
+        let t = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&tar)
+            .output()
+            .expect("run tar");
+        String::from_utf8_lossy(&t.stdout).into_owned()
+    };
+    let l = listing("/made");
+    assert!(l.contains(" 1000/50 "), "owner in the archive: {l}");
+    let src = tmp.path().join("copied-in");
+    std::fs::write(&src, "from the host").expect("write");
+    ok(d.docker(&["cp", src.to_str().expect("path"), "c3:/copied-in"]));
+    let l = listing("/copied-in");
+    assert!(l.contains(" 0/0 "), "root's inside: {l}");
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "c3"]));
+    let upper = d
+        .root
+        .join("containers")
+        .join(id.trim())
+        .join("upper/copied-in");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&upper).expect("the file is in the upper dir");
+    assert_eq!((m.uid(), m.gid()), (start, start), "{}", upper.display());
+}
+
+/// `docker exec` joins the container's user namespace: root inside, the range's first id
+/// on the host (a file it writes is that id's in the upper dir; before the runtime's
+/// patch it ran as the host's root). Health probes are execs: a health check runs and
+/// reports healthy.
+#[test]
+fn exec_and_health_checks_run_inside_the_user_namespace() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let start = range_start();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c4",
+        "--network",
+        "none",
+        "--health-cmd",
+        "busybox test -e /bin/busybox",
+        "--health-interval",
+        "1s",
+        "fixture/app:1",
+        "busybox sleep 300",
+    ]));
+    let out = ok(d.docker(&[
+        "exec",
+        "c4",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; busybox grep -E '^(Uid|CapEff)' /proc/self/status; busybox touch /by-exec",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("0"), "{out}");
+    // Inside, /proc/self/status shows the namespace's ids: 0, not the host's.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().skip(1).all(|u| u == "0")),
+        "{out}"
+    );
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "c4"]));
+    let upper = d
+        .root
+        .join("containers")
+        .join(id.trim())
+        .join("upper/by-exec");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&upper).expect("the exec's file is in the upper dir");
+    assert_eq!((m.uid(), m.gid()), (start, start), "{}", upper.display());
+    // A user given to exec is the container's user, mapped too.
+    let out = ok(d.docker(&["exec", "-u", "1000:50", "c4", "busybox", "id"]));
+    assert!(out.contains("uid=1000") && out.contains("gid=50"), "{out}");
+    // The health check's probes run: healthy within a few intervals.
+    let mut status = String::new();
+    for _ in 0..60 {
+        status = ok(d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "c4"]));
+        if status.trim() == "healthy" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(
+        status.trim(),
+        "healthy",
+        "{}",
+        ok(d.docker(&["inspect", "c4"]))
+    );
+    ok(d.docker(&["rm", "-f", "c4"]));
 }

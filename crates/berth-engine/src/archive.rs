@@ -14,6 +14,13 @@
 //! bits and file capabilities are stripped unless the daemon keeps them
 //! (`preserve_setuid`, as for image layers); Docker keeps them.
 //!
+//! User namespaces: a remapped container's files are the range's host ids on the host;
+//! archives carry the ids the container sees, and extracted entries (the archive's or
+//! `copyUIDGID`'s owners, the container's ids) are written as the host ids they map to
+//! (an owner outside the range is refused, as Docker's `idtools` refuses it). Volumes
+//! and binds are treated alike: they are not remapped, so a host-owned file shows as
+//! the overflow id, as inside the container.
+//!
 //! Mounts: the host-side rootfs mount does not show the container's own mounts, so a
 //! path under the destination of a directory bind mount or volume (`-v /host:/ctr`,
 //! `-v name:/ctr`; the container record's mounts, matched on the destination as given and
@@ -35,6 +42,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::changes::owner_shift;
 use crate::containers::ContainerRecord;
 use crate::error::{EngineError, Result};
 use crate::Engine;
@@ -343,7 +351,7 @@ impl Engine {
         let info =
             cp::stat_path(loc.root.as_fd(), &loc.path).map_err(|e| self.cp_err(e, name, path))?;
         on_stat(&self.path_stat(&rec, &loc, &info));
-        cp::write_archive(loc.root.as_fd(), &loc.path, out)
+        cp::write_archive(loc.root.as_fd(), &loc.path, out, owner_shift(&rec))
             .map_err(|e| self.cp_err(e, name, path))?;
         self.emit_container(&rec, "archive-path", &[]);
         Ok(())
@@ -390,6 +398,7 @@ impl Engine {
             owner,
             preserve_privileged_bits: self.config().preserve_setuid,
             min_free_bytes: self.min_free_bytes(),
+            owners: owner_shift(&rec),
         };
         let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
         let stats = cp::extract_archive(loc.root.as_fd(), &loc.path, input, &opts)

@@ -12,11 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::containers::io_err;
+use crate::containers::{io_err, ContainerRecord};
 use crate::error::Result;
 use crate::Engine;
 
-pub use berth_image::diff::{Change, ChangeKind};
+pub use berth_image::diff::{Change, ChangeKind, OwnerShift};
 
 /// Paths Docker keeps in the init layer (never shown by `docker diff`, never committed).
 pub(crate) const INIT_LAYER: [&str; 11] = [
@@ -34,9 +34,23 @@ pub(crate) const INIT_LAYER: [&str; 11] = [
 ];
 
 /// The changes of an upper directory over `lowers` (top layer first), sorted by path.
-pub fn upper_changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<Change>> {
-    berth_image::diff::upper_changes(upper, lowers, &INIT_LAYER)
+pub fn upper_changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+    owners: Option<OwnerShift>,
+) -> std::io::Result<Vec<Change>> {
+    berth_image::diff::upper_changes(upper, lowers, &INIT_LAYER, owners)
         .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A remapped container's id range: its upper directory holds host ids, which its diff
+/// and its commits shift back to the container's.
+pub(crate) fn owner_shift(rec: &ContainerRecord) -> Option<OwnerShift> {
+    rec.userns.map(|m| OwnerShift {
+        uid: m.uid,
+        gid: m.gid,
+        size: m.size,
+    })
 }
 
 impl Engine {
@@ -45,7 +59,8 @@ impl Engine {
         let rec = self.container(name)?;
         let overlay = self.overlay(&rec);
         let upper = overlay.container_dir.join("upper");
-        upper_changes(&upper, &overlay.lower_dirs()).map_err(|e| io_err(&upper, "read", e))
+        upper_changes(&upper, &overlay.lower_dirs(), owner_shift(&rec))
+            .map_err(|e| io_err(&upper, "read", e))
     }
 }
 
@@ -86,7 +101,7 @@ mod tests {
         mk(&upper.join("tmp/x"));
         fs::write(upper.join("tmp/x/y"), "y").unwrap();
         mk(&upper.join("proc"));
-        let got: Vec<(String, ChangeKind)> = upper_changes(&upper, &[lower])
+        let got: Vec<(String, ChangeKind)> = upper_changes(&upper, &[lower], None)
             .unwrap()
             .into_iter()
             .map(|c| (c.path, c.kind))
@@ -118,6 +133,6 @@ mod tests {
             fs::write(upper.join("etc").join(f), "").unwrap();
         }
         mk(&upper.join("dev"));
-        assert!(upper_changes(&upper, &[lower]).unwrap().is_empty());
+        assert!(upper_changes(&upper, &[lower], None).unwrap().is_empty());
     }
 }

@@ -232,6 +232,7 @@ impl Engine {
             &upper,
             &overlay.lower_dirs(),
             &crate::changes::INIT_LAYER,
+            crate::changes::owner_shift(&rec),
             &ingest,
         );
         let unpause = |engine: &Engine| {

@@ -1017,7 +1017,6 @@ impl Engine {
         // meanwhile (see volumes.rs).
         let _volumes_guard = crate::volumes::volumes_lock();
         let mut created_volumes: Vec<String> = Vec::new();
-        let mut health_warning: Option<String> = None;
         let result = (|| -> Result<()> {
             // Stays mounted: a created container's start follows (see `hold_rootfs`).
             self.ensure_userns(&rec)?;
@@ -1174,25 +1173,6 @@ impl Engine {
                 run_config.healthcheck.as_ref(),
                 settings.healthcheck.as_ref(),
             );
-            let probes = |h: Option<&berth_image::model::HealthConfig>| {
-                h.and_then(|h| h.test.as_ref())
-                    .and_then(|t| t.first())
-                    .is_some_and(|t| t == "CMD" || t == "CMD-SHELL")
-            };
-            if rec.userns.is_some() && probes(run.healthcheck.as_ref()) {
-                if probes(settings.healthcheck.as_ref()) {
-                    return Err(EngineError::invalid(
-                        "a health check with user namespaces enabled is not supported yet (its probes are execs, which do not join the user namespace): add --userns=host",
-                    ));
-                }
-                // The image's: disabled, with a warning (the container runs, unprobed).
-                if let Some(h) = run.healthcheck.as_mut() {
-                    h.test = Some(vec!["NONE".to_string()]);
-                }
-                health_warning = Some(
-                    "the image's health check is disabled: with user namespaces enabled, health probes are not supported yet (add --userns=host to keep it)".to_string(),
-                );
-            }
             rec.run = run;
             let bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| EngineError::internal(format!("container {id}: record: {e}")))?;
@@ -1207,8 +1187,6 @@ impl Engine {
         drop(_volumes_guard);
         drop(lease);
         drop(_records);
-        let mut warnings = warnings;
-        warnings.extend(health_warning);
         info!(container.id = %id, image.id = %rec.image_id, "container created");
         for w in &warnings {
             warn!(container.id = %id, "{w}");

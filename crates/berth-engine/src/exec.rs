@@ -321,13 +321,6 @@ impl Engine {
         if config.cmd.is_empty() {
             return Err(EngineError::invalid("No exec command specified"));
         }
-        if self.container(container)?.userns.is_some() {
-            // libcontainer 0.7 joins every namespace of the container but its user
-            // namespace: the process would run as the host's root. Refused, by name.
-            return Err(EngineError::invalid(format!(
-                "container {container}: exec into a container with user namespace remapping is not supported yet (the runtime would not join its user namespace); run it with --userns=host to exec into it"
-            )));
-        }
         if let Some(w) = &config.working_dir {
             if !w.starts_with('/') {
                 return Err(EngineError::invalid(format!(
@@ -637,8 +630,8 @@ impl Engine {
 
     /// Runs `args` in the running container without a TTY, as a health check does:
     /// returns the exit code and the first [`CAPTURE_LIMIT`] bytes of stdout and stderr
-    /// interleaved. A command that cannot be started gives Docker's exit code (126/127)
-    /// and the error message as output. When `timeout` passes, the process is killed
+    /// interleaved. A command that cannot be started gives the exit code Docker's daemon
+    /// records for it (126) and the error message as output. When `timeout` passes, the process is killed
     /// and an `Unavailable` error says so.
     pub fn exec_capture(
         &self,

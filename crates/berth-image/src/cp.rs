@@ -33,7 +33,9 @@
 //! - Setuid/setgid bits of non-directories and `security.capability` are stripped unless
 //!   the daemon keeps privileged bits (`preserve_setuid`, the same switch as for image
 //!   layers); Docker keeps them. Only `user.*` xattrs are applied.
-//! - Owner: the archive's uid/gid, or the one given ([`ExtractOptions::owner`]).
+//! - Owner: the archive's uid/gid, or the one given ([`ExtractOptions::owner`]); for a
+//!   user-namespaced container both are its ids, written as the host ids they map to
+//!   ([`ExtractOptions::owners`]), and archives carry the ids it sees.
 //! - `no_overwrite_dir_non_dir`: a directory is never replaced by a non-directory, nor the
 //!   other way round.
 
@@ -50,6 +52,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use crate::diff::OwnerShift;
 use crate::unpack::{
     clean_path, describe_type, lenient, lossy, parse_pax_time, remove_tree, CleanError,
     MAX_PATH_BYTES,
@@ -385,10 +388,14 @@ fn info_of(path: &CtrPath, st: &Stat) -> PathInfo {
 /// ending in `/.` the entries are `./`, `./a`, ...; for the root they are `/bin/`, ....
 /// A symlink as the last component is archived as the symlink. Streams; returns what
 /// [`stat_path`] says about the path.
+///
+/// `owners`: a user-namespaced container's id range; entries carry the owners the
+/// container sees (its root's files are uid 0, not the range's first host id).
 pub fn write_archive<W: Write>(
     root: BorrowedFd<'_>,
     path: &CtrPath,
     out: W,
+    owners: Option<OwnerShift>,
 ) -> Result<PathInfo, CpError> {
     let t = locate(root, path)?;
     let st = stat_target(&t, path)?;
@@ -396,6 +403,7 @@ pub fn write_archive<W: Write>(
     let mut a = Archiver {
         b: tar::Builder::new(out),
         links: HashMap::new(),
+        owners,
     };
     let top: Vec<u8> = if path.current_dir {
         b".".to_vec()
@@ -441,6 +449,7 @@ struct Archiver<W: Write> {
     b: tar::Builder<W>,
     /// First archive name of each multiply-linked file, by (dev, ino).
     links: HashMap<(u64, u64), Vec<u8>>,
+    owners: Option<OwnerShift>,
 }
 
 /// One directory level of the walk.
@@ -582,8 +591,14 @@ impl<W: Write> Archiver<W> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(u64::from(st.st_uid));
-        h.set_gid(u64::from(st.st_gid));
+        let (mut uid, mut gid) = (st.st_uid, st.st_gid);
+        if let Some(o) = &self.owners {
+            let mut shifted = *st;
+            o.apply(&mut shifted);
+            (uid, gid) = (shifted.st_uid, shifted.st_gid);
+        }
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
         h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
         h.set_size(size);
         h
@@ -722,6 +737,10 @@ pub struct ExtractOptions {
     pub preserve_privileged_bits: bool,
     /// Refuse to go on when free space falls below this many bytes (0 disables).
     pub min_free_bytes: u64,
+    /// A user-namespaced container's id range: owners (the archive's or `owner`, both
+    /// the container's ids) are written as the host ids they map to; one outside the
+    /// range is refused.
+    pub owners: Option<OwnerShift>,
 }
 
 /// What an extraction did.
@@ -903,6 +922,19 @@ impl Extractor<'_> {
         if let Some((uid, gid)) = self.opts.owner {
             meta.uid = uid;
             meta.gid = gid;
+        }
+        if let Some(o) = &self.opts.owners {
+            (meta.uid, meta.gid) = o.to_host(meta.uid, meta.gid).ok_or_else(|| {
+                entry_rule(
+                    &raw,
+                    format!(
+                        "owner {}:{} cannot be mapped to a host id: the container's user namespace maps ids 0 to {}",
+                        meta.uid,
+                        meta.gid,
+                        o.size.saturating_sub(1)
+                    ),
+                )
+            })?;
         }
         if path.is_root() {
             // `./` names the extraction directory itself: left as it is (Docker skips it).
@@ -1612,8 +1644,13 @@ mod tests {
         std::os::unix::fs::symlink("d", root.join("s")).expect("symlink");
         let names = |path: &str| {
             let mut out = Vec::new();
-            write_archive(fd.as_fd(), &CtrPath::parse(path).expect("path"), &mut out)
-                .expect("archive");
+            write_archive(
+                fd.as_fd(),
+                &CtrPath::parse(path).expect("path"),
+                &mut out,
+                None,
+            )
+            .expect("archive");
             let mut a = tar::Archive::new(&out[..]);
             a.entries()
                 .expect("entries")

@@ -70,6 +70,39 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
+/// The id range a user-namespaced container's root maps to on the host: its upper
+/// directory holds host ids (`uid + n` for the container's `n`), which the layer and
+/// the comparison with the image's layers (container ids) see shifted back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerShift {
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u32,
+}
+
+impl OwnerShift {
+    /// The container's view of a host-owned stat: unmapped ids become the overflow id
+    /// 65534, as the kernel shows them inside the namespace.
+    pub(crate) fn apply(&self, st: &mut Stat) {
+        let back = |id: u32, base: u32| {
+            id.checked_sub(base)
+                .filter(|i| *i < self.size)
+                .unwrap_or(OVERFLOW_ID)
+        };
+        st.st_uid = back(st.st_uid, self.uid);
+        st.st_gid = back(st.st_gid, self.gid);
+    }
+
+    /// The host's (uid, gid) of the container's; None when either is outside the range.
+    pub fn to_host(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        let up = |id: u32, base: u32| (id < self.size).then(|| base + id);
+        Some((up(uid, self.uid)?, up(gid, self.gid)?))
+    }
+}
+
+/// The kernel's default overflowuid/overflowgid.
+const OVERFLOW_ID: u32 = 65534;
+
 /// An entry of the upper directory that is a change.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -203,6 +236,7 @@ impl Lowers {
 
 struct Walk<'a> {
     upper: BorrowedFd<'a>,
+    owners: Option<OwnerShift>,
     lowers: Lowers,
     skip: &'a [&'a str],
     /// Pre-order; `None` for a directory left out once its children were seen.
@@ -281,14 +315,19 @@ impl Walk<'_> {
                 let at = self.out.len();
                 self.out.push(None);
                 let (below, opaque) = self.dir(&child, hidden)?;
+                // Owners as the container sees them (the image's layers have its ids).
+                let mut seen = st;
+                if let Some(o) = &self.owners {
+                    o.apply(&mut seen);
+                }
                 let kind = match &lower {
                     None if !skip => Some(ChangeKind::Added),
                     _ if below || opaque => Some(ChangeKind::Modified),
                     Some(l)
                         if is_dir(l)
                             && (l.st_mode & 0o7777 != st.st_mode & 0o7777
-                                || l.st_uid != st.st_uid
-                                || l.st_gid != st.st_gid) =>
+                                || l.st_uid != seen.st_uid
+                                || l.st_gid != seen.st_gid) =>
                     {
                         Some(ChangeKind::Modified)
                     }
@@ -332,10 +371,12 @@ fn walk(
     upper: &Path,
     lowers: &[PathBuf],
     skip: &[&str],
+    owners: Option<OwnerShift>,
 ) -> Result<(OwnedFd, Vec<Entry>), DiffError> {
     let fd = open_dir(upper)?;
     let mut w = Walk {
         upper: fd.as_fd(),
+        owners,
         lowers: Lowers::open(lowers)?,
         skip,
         out: Vec::new(),
@@ -347,16 +388,18 @@ fn walk(
 
 /// `docker diff`: the changes of the upper directory `upper` over `lowers` (top layer
 /// first), sorted by path as Docker sorts them (`/a-b` before `/a/b`). A missing upper
-/// directory has none.
+/// directory has none. `owners`: the container's id range when it runs in a user
+/// namespace.
 pub fn upper_changes(
     upper: &Path,
     lowers: &[PathBuf],
     skip: &[&str],
+    owners: Option<OwnerShift>,
 ) -> Result<Vec<Change>, DiffError> {
     if !upper.is_dir() {
         return Ok(Vec::new());
     }
-    let (_, entries) = walk(upper, lowers, skip)?;
+    let (_, entries) = walk(upper, lowers, skip, owners)?;
     let mut out: Vec<Change> = entries
         .into_iter()
         .map(|e| Change {
@@ -377,10 +420,11 @@ pub fn ingest_upper_diff(
     upper: &Path,
     lowers: &[PathBuf],
     skip: &[&str],
+    owners: Option<OwnerShift>,
     opts: &IngestOptions,
 ) -> Result<IngestedLayer, DiffError> {
     let (upper_fd, entries) = if upper.is_dir() {
-        let (fd, entries) = walk(upper, lowers, skip)?;
+        let (fd, entries) = walk(upper, lowers, skip, owners)?;
         (Some(fd), entries)
     } else {
         (None, Vec::new())
@@ -388,7 +432,14 @@ pub fn ingest_upper_diff(
     let (mut reader, writer) = io::pipe().map_err(|e| read_err("create a pipe", e))?;
     let producer = std::thread::Builder::new()
         .name("berth-diff-tar".into())
-        .spawn(move || write_tar(upper_fd.as_ref().map(|f| f.as_fd()), &entries, writer))
+        .spawn(move || {
+            write_tar(
+                upper_fd.as_ref().map(|f| f.as_fd()),
+                &entries,
+                owners,
+                writer,
+            )
+        })
         .map_err(|e| read_err("start the diff writer", e))?;
     let ingested = ingest_layer(store, &[], &mut reader, Compression::None, true, opts);
     drop(reader);
@@ -405,11 +456,13 @@ pub fn ingest_upper_diff(
 fn write_tar<W: Write>(
     upper: Option<BorrowedFd<'_>>,
     entries: &[Entry],
+    owners: Option<OwnerShift>,
     out: W,
 ) -> Result<(), DiffError> {
     let mut t = TarOut {
         b: tar::Builder::new(io::BufWriter::with_capacity(256 << 10, out)),
         links: HashMap::new(),
+        owners,
     };
     if let Some(upper) = upper {
         for e in entries {
@@ -426,6 +479,8 @@ struct TarOut<W: Write> {
     b: tar::Builder<W>,
     /// First name written of each multiply-linked file, by (dev, ino).
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// A remapped container's range: headers carry the ids the container sees.
+    owners: Option<OwnerShift>,
 }
 
 /// The xattrs a layer keeps: `user.*` and `security.capability`.
@@ -471,12 +526,16 @@ fn xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 impl<W: Write> TarOut<W> {
-    fn header(st: &Stat, kind: tar::EntryType, size: u64) -> tar::Header {
+    fn header(&self, st: &Stat, kind: tar::EntryType, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(u64::from(st.st_uid));
-        h.set_gid(u64::from(st.st_gid));
+        let mut seen = *st;
+        if let Some(o) = &self.owners {
+            o.apply(&mut seen);
+        }
+        h.set_uid(u64::from(seen.st_uid));
+        h.set_gid(u64::from(seen.st_gid));
         h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
         h.set_size(size);
         h
@@ -491,7 +550,7 @@ impl<W: Write> TarOut<W> {
             };
             let mut wh = b".wh.".to_vec();
             wh.extend_from_slice(name);
-            let mut h = Self::header(&e.st, tar::EntryType::Regular, 0);
+            let mut h = self.header(&e.st, tar::EntryType::Regular, 0);
             h.set_mode(0o600);
             return self.append(&mut h, &join(parent, &wh), None, &[], io::empty());
         }
@@ -506,12 +565,12 @@ impl<W: Write> TarOut<W> {
                     rfs::fstat(&fd).map_err(|err| read_err(format!("stat {}", shown()), err))?;
                 let xattrs = xattrs(fd.as_fd())
                     .map_err(|err| read_err(format!("xattrs of {}", shown()), err))?;
-                let mut h = Self::header(&st, tar::EntryType::Directory, 0);
+                let mut h = self.header(&st, tar::EntryType::Directory, 0);
                 let mut name = e.rel.clone();
                 name.push(b'/');
                 self.append(&mut h, &name, None, &xattrs, io::empty())?;
                 if e.opaque {
-                    let mut h = Self::header(&st, tar::EntryType::Regular, 0);
+                    let mut h = self.header(&st, tar::EntryType::Regular, 0);
                     h.set_mode(st.st_mode & 0o777);
                     self.append(
                         &mut h,
@@ -526,7 +585,7 @@ impl<W: Write> TarOut<W> {
             FileType::RegularFile => {
                 if e.st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&(e.st.st_dev, e.st.st_ino)).cloned() {
-                        let mut h = Self::header(&e.st, tar::EntryType::Link, 0);
+                        let mut h = self.header(&e.st, tar::EntryType::Link, 0);
                         return self.append(&mut h, &e.rel, Some(&first), &[], io::empty());
                     }
                 }
@@ -553,7 +612,7 @@ impl<W: Write> TarOut<W> {
                     self.links.insert((st.st_dev, st.st_ino), e.rel.clone());
                 }
                 let size = u64::try_from(st.st_size).unwrap_or(0);
-                let mut h = Self::header(&st, tar::EntryType::Regular, size);
+                let mut h = self.header(&st, tar::EntryType::Regular, size);
                 // The file may change while it is read: exactly `size` bytes go out.
                 let data = File::from(fd).take(size).chain(io::repeat(0)).take(size);
                 self.append(&mut h, &e.rel, None, &xattrs, data)
@@ -573,11 +632,11 @@ impl<W: Write> TarOut<W> {
                     Err(Errno::NOENT) | Err(Errno::INVAL) => return Ok(()),
                     Err(err) => return Err(read_err(format!("readlink {}", shown()), err)),
                 };
-                let mut h = Self::header(&e.st, tar::EntryType::Symlink, 0);
+                let mut h = self.header(&e.st, tar::EntryType::Symlink, 0);
                 self.append(&mut h, &e.rel, Some(target.as_bytes()), &[], io::empty())
             }
             FileType::Fifo => {
-                let mut h = Self::header(&e.st, tar::EntryType::Fifo, 0);
+                let mut h = self.header(&e.st, tar::EntryType::Fifo, 0);
                 self.append(&mut h, &e.rel, None, &[], io::empty())
             }
             t @ (FileType::CharacterDevice | FileType::BlockDevice) => {
@@ -586,7 +645,7 @@ impl<W: Write> TarOut<W> {
                 } else {
                     tar::EntryType::Block
                 };
-                let mut h = Self::header(&e.st, kind, 0);
+                let mut h = self.header(&e.st, kind, 0);
                 h.set_device_major(rfs::major(e.st.st_rdev))
                     .and_then(|()| h.set_device_minor(rfs::minor(e.st.st_rdev)))
                     .map_err(|err| read_err(format!("device {}", shown()), err))?;
@@ -745,8 +804,15 @@ mod tests {
         };
         opts.unpack.preserve_privileged_bits = true;
         opts.unpack.min_free_bytes = 0;
-        let layer =
-            ingest_upper_diff(&store, &upper, std::slice::from_ref(&lower), &[], &opts).unwrap();
+        let layer = ingest_upper_diff(
+            &store,
+            &upper,
+            std::slice::from_ref(&lower),
+            &[],
+            None,
+            &opts,
+        )
+        .unwrap();
         let snap = layer.snapshot.path();
         let meta = |p: &str| fs::symlink_metadata(snap.join(p)).unwrap();
         assert_eq!(fs::read_to_string(snap.join("a")).unwrap(), "content");
@@ -772,12 +838,71 @@ mod tests {
             assert_eq!(&buf[..n], b"kept");
         }
         // The diff lists the same changes.
-        let changes = upper_changes(&upper, &[lower], &[]).unwrap();
+        let changes = upper_changes(&upper, &[lower], &[], None).unwrap();
         let got: Vec<(&str, ChangeKind)> =
             changes.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert!(got.contains(&("/op", ChangeKind::Modified)), "{got:?}");
         assert!(got.contains(&("/gone", ChangeKind::Deleted)), "{got:?}");
         assert!(got.contains(&("/a", ChangeKind::Added)), "{got:?}");
+    }
+
+    /// A remapped container's upper directory holds host ids: the layer carries the
+    /// container's (host 100000+n is n), an id outside the range the overflow id, and a
+    /// directory the container only passed through is not a change for its owner.
+    #[test]
+    fn a_remapped_containers_owners_are_shifted_back() {
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+        for p in ["etc", "opt"] {
+            fs::create_dir_all(lower.join(p)).unwrap();
+            std::os::unix::fs::chown(lower.join(p), Some(0), Some(0)).unwrap();
+            fs::create_dir_all(upper.join(p)).unwrap();
+        }
+        fs::write(upper.join("etc/root-file"), "r").unwrap();
+        fs::write(upper.join("user-file"), "u").unwrap();
+        fs::write(upper.join("stranger"), "s").unwrap();
+        let chown = |p: &str, u: u32, g: u32| {
+            std::os::unix::fs::chown(upper.join(p), Some(u), Some(g)).unwrap()
+        };
+        chown("etc", 100_000, 100_000);
+        chown("opt", 100_000, 100_000);
+        chown("etc/root-file", 100_000, 100_000);
+        chown("user-file", 101_000, 100_050);
+        chown("stranger", 7, 7);
+        let shift = OwnerShift {
+            uid: 100_000,
+            gid: 100_000,
+            size: 65536,
+        };
+        let changes =
+            upper_changes(&upper, std::slice::from_ref(&lower), &[], Some(shift)).unwrap();
+        let got: Vec<(&str, ChangeKind)> =
+            changes.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+        assert!(
+            got.contains(&("/etc/root-file", ChangeKind::Added)),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|(p, _)| *p == "/opt"), "{got:?}");
+        // Unshifted, /opt's owner (100000 against 0) would count as a change.
+        let plain = upper_changes(&upper, std::slice::from_ref(&lower), &[], None).unwrap();
+        assert!(plain.iter().any(|c| c.path == "/opt"), "{plain:?}");
+
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut opts = IngestOptions {
+            unpack: Default::default(),
+            max_compression_ratio: 0,
+        };
+        opts.unpack.min_free_bytes = 0;
+        let layer = ingest_upper_diff(&store, &upper, &[lower], &[], Some(shift), &opts).unwrap();
+        let snap = layer.snapshot.path();
+        let owner = |p: &str| {
+            let m = fs::symlink_metadata(snap.join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner("etc/root-file"), (0, 0));
+        assert_eq!(owner("user-file"), (1000, 50));
+        assert_eq!(owner("stranger"), (65534, 65534));
     }
 
     #[test]
@@ -797,8 +922,15 @@ mod tests {
             },
             max_compression_ratio: 0,
         };
-        let layer =
-            ingest_upper_diff(&store, &upper, &[lower], &["/etc/hosts", "/proc"], &opts).unwrap();
+        let layer = ingest_upper_diff(
+            &store,
+            &upper,
+            &[lower],
+            &["/etc/hosts", "/proc"],
+            None,
+            &opts,
+        )
+        .unwrap();
         assert_eq!(layer.diff_id.to_string(), EMPTY_LAYER_DIFF_ID);
     }
 }
