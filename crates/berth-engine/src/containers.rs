@@ -1627,6 +1627,12 @@ impl Engine {
                 rec.id
             )));
         }
+        if force {
+            // The restart policy leaves it alone from here; a restart under way settles
+            // first, so the state below is the last one.
+            self.mark_stopped_by_user(&rec.id)?;
+            self.settle_restart(&rec.id);
+        }
         match self.container_state(&rec.id)? {
             ContainerState::Running { .. } if !force => {
                 return Err(EngineError::conflict(format!(
@@ -1635,8 +1641,11 @@ impl Engine {
                 )))
             }
             ContainerState::Running { .. } => {
-                self.mark_stopped_by_user(&rec.id)?;
-                self.kill_container(&rec.id, libc::SIGKILL)?;
+                match self.kill_container(&rec.id, libc::SIGKILL) {
+                    // It exited between the check and the kill: nothing to kill.
+                    Err(e) if e.kind == ErrorKind::Conflict => {}
+                    r => r?,
+                }
                 self.wait_container(&rec.id)?;
                 self.wait_monitor_done(&rec.id);
             }

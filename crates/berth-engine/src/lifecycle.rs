@@ -652,6 +652,18 @@ impl Engine {
         }
     }
 
+    /// After a user's stop mark: waits for a restart in progress to settle (its backoff
+    /// sees the mark within 50 ms; one past its check finishes its start), so the state
+    /// the caller judges next is the last one: else stop or `rm -f` returned and the
+    /// restart started the container after, or `rm -f` found it gone between its check
+    /// and its kill (issue 14 item 5).
+    pub(crate) fn settle_restart(&self, id: &str) {
+        let settle_until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < settle_until && self.is_restarting(id) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn restart_with_backoff(&self, rec: &ContainerRecord, ran_for: Option<Duration>) {
         let delay = {
             let mut l = self
@@ -766,21 +778,7 @@ impl Engine {
         let rec = self.container(name)?;
         // A user's stop: the restart policy leaves it alone (also during a backoff).
         self.mark_stopped_by_user(&rec.id)?;
-        // A restart that got past its backoff check before the mark may be starting the
-        // container now: wait for it to settle, so the state judged below is the last
-        // one (else stop returned and the restart started it after; issue 14 item 5).
-        let settle_until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < settle_until
-            && self
-                .inner
-                .lifecycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .restarting
-                .contains(&rec.id)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.settle_restart(&rec.id);
         if !matches!(
             self.container_state(&rec.id)?,
             ContainerState::Running { .. }
