@@ -47,13 +47,16 @@ fn container_root_is_the_range_start_on_the_host_and_root_inside() {
         "--network",
         "none",
         "fixture/app:1",
-        "id -u; busybox stat -c '%u:%g' /bin /etc; busybox touch /made-here; busybox stat -c '%u' /made-here; echo ready",
+        "id -u; busybox stat -c '%u:%g' /bin /etc; busybox touch /made-here; busybox stat -c '%u' /made-here; busybox stat -c '%u:%g' /etc/hosts /etc/resolv.conf; echo 10.9.8.7 extra >> /etc/hosts && echo ready",
     ]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "0", "{out}");
     assert_eq!(lines[1], "0:0", "image files are root's inside: {out}");
     assert_eq!(lines[2], "0:0", "{out}");
     assert_eq!(lines[3], "0", "{out}");
+    // berth's /etc files are root's inside (root can edit its /etc/hosts, as with Docker).
+    assert_eq!(lines[4], "0:0", "/etc/hosts: {out}");
+    assert_eq!(lines[5], "0:0", "/etc/resolv.conf: {out}");
     // On the host: the file in the upper dir is owned by the range start.
     let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "c1"]));
     let upper = d
@@ -371,4 +374,83 @@ fn exec_and_health_checks_run_inside_the_user_namespace() {
         ok(d.docker(&["inspect", "c4"]))
     );
     ok(d.docker(&["rm", "-f", "c4"]));
+}
+
+/// Volumes of a remapped container are idmapped: root inside owns a new volume (and the
+/// image's content copied into it), files it writes are the same ids on disk as without
+/// remapping (root's are the host's 0, not the range's), the data outlives the container,
+/// and `docker cp` through the volume sees the same owners.
+#[test]
+fn volumes_are_idmapped_so_the_containers_ids_are_the_volumes() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let out = ok(d.docker(&[
+        "run",
+        "--name",
+        "v1",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "-v",
+        "etcv:/etc",
+        "fixture/app:1",
+        "busybox stat -c '%u:%g' /data /etc; busybox touch /data/root-file /etc/new && busybox chown 1000:50 /data/root-file && busybox touch /data/r2 && echo wrote",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0:0", "0:0", "wrote"], "{out}");
+    let data = ok(d.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "data"]));
+    let data = std::path::PathBuf::from(data.trim());
+    use std::os::unix::fs::MetadataExt;
+    let owner = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).expect("stat");
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(&data.join("r2")), (0, 0), "root's file on disk");
+    assert_eq!(
+        owner(&data.join("root-file")),
+        (1000, 50),
+        "a user's file on disk"
+    );
+    // docker cp through the volume: the same owners.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = d.docker(&["cp", "v1:/data/root-file", "-"]);
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    std::fs::write(tmp.path().join("a.tar"), &cp.stdout).expect("write");
+    let t = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(tmp.path().join("a.tar"))
+        .output()
+        .expect("tar");
+    let l = String::from_utf8_lossy(&t.stdout);
+    assert!(l.contains(" 1000/50 "), "{l}");
+    // Removing the container unmounts its view of the volume and keeps the data.
+    ok(d.docker(&["rm", "v1"]));
+    assert!(
+        data.join("r2").exists(),
+        "the volume's data outlives the container"
+    );
+    let id_dirs = std::fs::read_dir(d.root.join("containers"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(id_dirs, 0, "the container's directory is gone");
+    // A second container (unremapped) sees the same owners.
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--userns=host",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "fixture/app:1",
+        "busybox stat -c '%u:%g' /data/r2 /data/root-file",
+    ]));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0:0", "1000:50"], "{out}");
 }

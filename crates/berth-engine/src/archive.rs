@@ -17,9 +17,10 @@
 //! User namespaces: a remapped container's files are the range's host ids on the host;
 //! archives carry the ids the container sees, and extracted entries (the archive's or
 //! `copyUIDGID`'s owners, the container's ids) are written as the host ids they map to
-//! (an owner outside the range is refused, as Docker's `idtools` refuses it). Volumes
-//! and binds are treated alike: they are not remapped, so a host-owned file shows as
-//! the overflow id, as inside the container.
+//! (an owner outside the range is refused, as Docker's `idtools` refuses it). Binds are
+//! treated alike (not remapped: a host-owned file shows as the overflow id, as inside
+//! the container); volumes are idmapped mounts in the container, so their ids on disk
+//! are the container's and pass unshifted.
 //!
 //! Mounts: the host-side rootfs mount does not show the container's own mounts, so a
 //! path under the destination of a directory bind mount or volume (`-v /host:/ctr`,
@@ -106,6 +107,9 @@ struct BindMount {
     dest: Vec<u8>,
     source: PathBuf,
     read_only: bool,
+    /// A volume: for a remapped container it is idmapped, so its ids on disk are the
+    /// container's (no shift).
+    volume: bool,
 }
 
 /// Where a container path is served from: the rootfs or a bind mount's source.
@@ -175,6 +179,7 @@ impl Engine {
                     dest: d.relative().to_vec(),
                     source: PathBuf::from(&m.source),
                     read_only: !m.rw,
+                    volume: m.kind == "volume",
                 });
             }
         }
@@ -233,6 +238,7 @@ impl Engine {
                 dest: dest.relative().to_vec(),
                 source: PathBuf::from(source),
                 read_only: opts.contains(&"ro"),
+                volume: false,
             });
         }
         out
@@ -283,6 +289,15 @@ impl Engine {
             )),
             e => EngineError::new(e.kind(), format!("container {name}: {path}: {e}")),
         }
+    }
+
+    /// The shift of owners for a path of a remapped container: its rootfs and binds
+    /// hold the range's host ids; its volumes are idmapped (the container's ids on disk).
+    fn owners(rec: &ContainerRecord, loc: &Located) -> Option<berth_image::diff::OwnerShift> {
+        if loc.mount.as_ref().is_some_and(|m| m.volume) {
+            return None;
+        }
+        owner_shift(rec)
     }
 
     fn path_stat(&self, rec: &ContainerRecord, loc: &Located, info: &PathInfo) -> PathStat {
@@ -351,7 +366,7 @@ impl Engine {
         let info =
             cp::stat_path(loc.root.as_fd(), &loc.path).map_err(|e| self.cp_err(e, name, path))?;
         on_stat(&self.path_stat(&rec, &loc, &info));
-        cp::write_archive(loc.root.as_fd(), &loc.path, out, owner_shift(&rec))
+        cp::write_archive(loc.root.as_fd(), &loc.path, out, Self::owners(&rec, &loc))
             .map_err(|e| self.cp_err(e, name, path))?;
         self.emit_container(&rec, "archive-path", &[]);
         Ok(())
@@ -398,7 +413,7 @@ impl Engine {
             owner,
             preserve_privileged_bits: self.config().preserve_setuid,
             min_free_bytes: self.min_free_bytes(),
-            owners: owner_shift(&rec),
+            owners: Self::owners(&rec, &loc),
         };
         let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
         let stats = cp::extract_archive(loc.root.as_fd(), &loc.path, input, &opts)

@@ -54,6 +54,10 @@ pub const CONTAINER_RECORD_VERSION: u32 = 1;
 pub(crate) const RECORD_FILE: &str = "container.json";
 /// A remapped container's kept user namespace (a bind mount of its nsfs file).
 pub(crate) const USERNS_FILE: &str = "userns";
+/// A remapped container's volumes, each an idmapped mount of the volume's directory
+/// (`volmap/NAME`, made at every start, unmounted at remove): the container's ids are
+/// the volume's ids on disk, as without remapping.
+pub(crate) const VOLMAP_DIR: &str = "volmap";
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -302,6 +306,25 @@ fn spec_err(e: SpecError) -> EngineError {
 /// Removes a container's directory. An exec that began before the removal (a health
 /// check) may still create a file in it while it is walked (ENOTEMPTY): the walk is
 /// tried again, a few times, once that has settled.
+/// Unmounts a remapped container's volume mounts (`volmap/NAME`) and removes their
+/// directories; an error when one stays mounted (the caller must not delete the
+/// container's directory then).
+fn unmap_volumes(dir: &Path) -> Result<()> {
+    let volmap = dir.join(VOLMAP_DIR);
+    let Ok(entries) = fs::read_dir(&volmap) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        while berth_runtime::rootfs::is_mount_point(&p).map_err(rootfs_err)? {
+            rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH)
+                .map_err(|e| io_err(&p, "unmount", e.into()))?;
+        }
+        fs::remove_dir(&p).map_err(|e| io_err(&p, "remove", e))?;
+    }
+    fs::remove_dir(&volmap).map_err(|e| io_err(&volmap, "remove", e))
+}
+
 fn remove_dir_settled(dir: &Path) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
@@ -1032,6 +1055,7 @@ impl Engine {
                 &inherited,
                 &image_volumes,
                 &self.bind_policy(),
+                crate::changes::owner_shift(&rec),
             )?;
             created_volumes = prepared.created.clone();
             let mut rec = rec.clone();
@@ -1051,6 +1075,16 @@ impl Engine {
             ropts.bind_policy = self.bind_policy();
             if let Some(map) = rec.userns {
                 ropts.userns = Some((self.userns_path(&id), map));
+                // Volumes through their idmapped mounts (see VOLMAP_DIR).
+                let volmap = dir.join(VOLMAP_DIR);
+                for m in ropts.mounts.iter_mut() {
+                    if let MountSpec::Volume { name, source, .. } = m {
+                        let at = volmap.join(name.as_str());
+                        fs::create_dir_all(&at).map_err(|e| io_err(&at, "create", e))?;
+                        *source = at;
+                    }
+                }
+                ropts.bind_policy.allowed.push(volmap);
             }
             // /etc/hosts, resolv.conf, hostname: files of the container's directory
             // (written at each start), unless the user mounts something there; berth's
@@ -1061,7 +1095,12 @@ impl Engine {
                 }
                 let source = dir.join(file);
                 write_replace(&dir, file, b"")?;
-                let resolved = crate::volumes::prepare_target(&rootfs, dest, true)?;
+                let resolved = crate::volumes::prepare_target(
+                    &rootfs,
+                    dest,
+                    true,
+                    rec.userns.map(|m| (m.uid, m.gid)),
+                )?;
                 ropts.bind_policy.allowed.push(source.clone());
                 ropts.mounts.push(MountSpec::Bind {
                     source: source.clone(),
@@ -1195,6 +1234,46 @@ impl Engine {
         Ok(Created { id, warnings })
     }
 
+    /// A remapped container's volumes as idmapped mounts under `volmap/NAME` (each made
+    /// unless mounted already, e.g. after a reboot): host id N on disk is the
+    /// container's N, so a volume's files are the same ids with and without remapping,
+    /// and the copy of the image's content into it is root's inside.
+    fn map_volumes(&self, rec: &ContainerRecord) -> Result<()> {
+        if rec.userns.is_none() {
+            return Ok(());
+        }
+        let volmap = self.container_dir(&rec.id).join(VOLMAP_DIR);
+        let mut ns = None;
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+            let at = volmap.join(&m.name);
+            if !at.is_dir() {
+                // Created before volumes were mapped: its spec binds the volume itself.
+                continue;
+            }
+            if berth_runtime::rootfs::is_mount_point(&at).map_err(rootfs_err)? {
+                continue;
+            }
+            let ns = match &mut ns {
+                Some(f) => f,
+                None => ns.insert(
+                    berth_runtime::userns::open(&self.userns_path(&rec.id)).map_err(|e| {
+                        EngineError::new(e.kind(), format!("container {}: {e}", rec.id))
+                    })?,
+                ),
+            };
+            berth_runtime::userns::idmap_mount(Path::new(&m.source), &at, ns).map_err(|e| {
+                EngineError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "container {}: volume {}: idmapped mount of {} (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount): {e}",
+                        rec.id, m.name, m.source
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// The mounts `--volumes-from` gives a new container: every volume and bind of each
     /// source container (tmpfs mounts are its own), with its mode, read-only with `:ro`;
     /// a later source's mount at the same destination replaces an earlier one's (as
@@ -1267,6 +1346,7 @@ impl Engine {
         let (rootfs, _rootfs_hold) = self.hold_rootfs(&rec)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
+        self.map_volumes(&rec)?;
         let (shim, driver) = shim_binaries()?;
         // Legacy links: their targets must run (Docker's check, before anything is made).
         let link_env = self.legacy_link_env(&rec)?;
@@ -1655,6 +1735,9 @@ impl Engine {
         self.inner.attachments.cancel(&rec.id);
         self.network_teardown(&rec.id);
         self.release_cgroup(&rec);
+        // Before anything below deletes the directory: through a mount it would delete
+        // the volume's data.
+        unmap_volumes(&dir)?;
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         berth_runtime::userns::remove(&self.userns_path(&rec.id))
             .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;

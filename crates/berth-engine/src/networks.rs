@@ -2213,6 +2213,13 @@ impl Engine {
             ("hostname", format!("{hostname}\n")),
         ] {
             write_replace(&dir, file, content.as_bytes())?;
+            // A remapped container's root owns them (as with Docker): else they are the
+            // overflow id's inside and root there cannot write /etc/hosts.
+            if let Some(m) = rec.userns {
+                let p = dir.join(file);
+                std::os::unix::fs::lchown(&p, Some(m.uid), Some(m.gid))
+                    .map_err(|e| io_err(&p, "chown", e))?;
+            }
         }
         Ok(())
     }

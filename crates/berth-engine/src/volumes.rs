@@ -591,10 +591,11 @@ impl Engine {
         inherited: &[MountPoint],
         image_volumes: &[String],
         bind_policy: &berth_runtime::mounts::SensitivePaths,
+        owners: Option<berth_image::diff::OwnerShift>,
     ) -> Result<PreparedMounts> {
         let mut out = PreparedMounts::default();
         let result = self.prepare_mounts_into(
-            rootfs,
+            RootfsView { rootfs, owners },
             opts,
             inherited,
             image_volumes,
@@ -621,14 +622,16 @@ impl Engine {
 
     fn prepare_mounts_into(
         &self,
-        rootfs: &Path,
+        view: RootfsView<'_>,
         opts: &MountOptions,
         inherited: &[MountPoint],
         image_volumes: &[String],
         bind_policy: &berth_runtime::mounts::SensitivePaths,
         out: &mut PreparedMounts,
     ) -> Result<()> {
+        let RootfsView { rootfs, owners } = view;
         let dest_err = |e: berth_runtime::mounts::MountError| EngineError::invalid(e.to_string());
+        let root_owner = owners.map(|o| (o.uid, o.gid));
         let mut taken: HashSet<PathBuf> = HashSet::new();
         let mut volume_reqs: Vec<(String, String, bool, bool, String, bool)> = Vec::new();
         for req in &opts.requests {
@@ -664,7 +667,7 @@ impl Engine {
                         create_bind_source(&source, *read_only, bind_policy)?;
                     }
                     let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(true);
-                    let resolved = prepare_target(rootfs, &dest_s, !is_dir)?;
+                    let resolved = prepare_target(rootfs, &dest_s, !is_dir, root_owner)?;
                     out.points.push(MountPoint {
                         kind: "bind".into(),
                         name: String::new(),
@@ -723,7 +726,7 @@ impl Engine {
                     exec,
                     ..
                 } => {
-                    let resolved = prepare_target(rootfs, &dest_s, false)?;
+                    let resolved = prepare_target(rootfs, &dest_s, false, root_owner)?;
                     out.points.push(MountPoint {
                         kind: "tmpfs".into(),
                         name: String::new(),
@@ -758,7 +761,7 @@ impl Engine {
             match m.kind.as_str() {
                 "volume" => {
                     let v = self.volume(&m.name)?;
-                    let resolved = prepare_target(rootfs, &dest_s, false)?;
+                    let resolved = prepare_target(rootfs, &dest_s, false, root_owner)?;
                     out.points.push(MountPoint {
                         source: v.mountpoint.display().to_string(),
                         destination: dest_s,
@@ -775,7 +778,7 @@ impl Engine {
                 "bind" => {
                     let source = PathBuf::from(&m.source);
                     let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(true);
-                    let resolved = prepare_target(rootfs, &dest_s, !is_dir)?;
+                    let resolved = prepare_target(rootfs, &dest_s, !is_dir, root_owner)?;
                     out.points.push(MountPoint {
                         destination: dest_s,
                         resolved: resolved.clone(),
@@ -809,9 +812,9 @@ impl Engine {
         }
         for (name, dest, read_only, nocopy, mode, anonymous) in volume_reqs {
             let v = self.volume(&name)?;
-            let resolved = prepare_target(rootfs, &dest, false)?;
+            let resolved = prepare_target(rootfs, &dest, false, root_owner)?;
             if !nocopy {
-                copy_up(rootfs, &dest, &v.mountpoint).map_err(|e| {
+                copy_up(rootfs, &dest, &v.mountpoint, owners).map_err(|e| {
                     EngineError::internal(format!(
                         "volume {name}: copying the image's content of {dest}: {e}"
                     ))
@@ -868,7 +871,16 @@ pub(crate) fn check_mount_targets(rootfs: &Path, mounts: &[MountPoint]) -> Resul
 /// directories, and an empty file as the last component when `file` (a bind of a
 /// file). Creation walks directory fds with `O_NOFOLLOW`. Returns the resolved
 /// container path, which holds no symlinks: the runtime's mount target.
-pub(crate) fn prepare_target(rootfs: &Path, dest: &str, file: bool) -> Result<String> {
+///
+/// `owner`: a remapped container's root on the host, who owns what is created (as
+/// Docker creates mount points with the remapped root's ids): else root inside would
+/// see its mount points as the overflow id.
+pub(crate) fn prepare_target(
+    rootfs: &Path,
+    dest: &str,
+    file: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<String> {
     let resolved =
         resolve_in_rootfs(rootfs, dest).map_err(|e| EngineError::invalid(e.to_string()))?;
     let rel = resolved.strip_prefix(rootfs).map_err(|_| {
@@ -891,6 +903,19 @@ pub(crate) fn prepare_target(rootfs: &Path, dest: &str, file: bool) -> Result<St
         .collect();
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mut fd = rfs::open(rootfs, dir_flags, Mode::empty()).map_err(|e| fail(e.into()))?;
+    let chown = |dir: &OwnedFd, name: &OsStr| -> Result<()> {
+        if let Some((uid, gid)) = owner {
+            rfs::chownat(
+                dir,
+                name,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| fail(e.into()))?;
+        }
+        Ok(())
+    };
     for (i, c) in comps.iter().enumerate() {
         let last = i + 1 == comps.len();
         if last && file {
@@ -900,7 +925,8 @@ pub(crate) fn prepare_target(rootfs: &Path, dest: &str, file: bool) -> Result<St
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o644),
             ) {
-                Ok(_) | Err(Errno::EXIST) => {}
+                Ok(_) => chown(&fd, c)?,
+                Err(Errno::EXIST) => {}
                 Err(e) => return Err(fail(e.into())),
             }
             break;
@@ -909,7 +935,8 @@ pub(crate) fn prepare_target(rootfs: &Path, dest: &str, file: bool) -> Result<St
             Ok(f) => f,
             Err(Errno::NOENT) => {
                 match rfs::mkdirat(&fd, *c, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    Ok(()) => chown(&fd, c)?,
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(fail(e.into())),
                 }
                 rfs::openat(&fd, *c, dir_flags, Mode::empty()).map_err(|e| fail(e.into()))?
@@ -1009,8 +1036,14 @@ fn open_in_rootfs(rootfs: &Path, dest: &str) -> std::io::Result<Option<OwnedFd>>
 
 /// Copies the image's content at `dest` into the volume at `data` when the volume is
 /// empty and `dest` is a directory in the image (Docker's copy-up), including the
-/// directory's own owner and mode.
-fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> std::io::Result<()> {
+/// directory's own owner and mode. `owners`: a remapped container's range (its rootfs
+/// shows host ids; the volume gets the container's).
+fn copy_up(
+    rootfs: &Path,
+    dest: &str,
+    data: &Path,
+    owners: Option<berth_image::diff::OwnerShift>,
+) -> std::io::Result<()> {
     let Some(src) = open_in_rootfs(rootfs, dest)? else {
         return Ok(());
     };
@@ -1022,8 +1055,11 @@ fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> std::io::Result<()> {
     if !read_dir_names(&dst)?.is_empty() {
         return Ok(());
     }
-    copy_dir_contents(&src, &dst, 0, &mut HardLinks::default())?;
-    let st = rfs::fstat(&src)?;
+    copy_dir_contents(&src, &dst, 0, &mut HardLinks(Default::default(), owners))?;
+    let mut st = rfs::fstat(&src)?;
+    if let Some(o) = &owners {
+        o.apply(&mut st);
+    }
     apply_meta(&src, &dst, &st)?;
     Ok(())
 }
@@ -1099,8 +1135,21 @@ const MAX_DEPTH: usize = 512;
 /// with more than one link stays open, later names link to it (`linkat` with
 /// `AT_EMPTY_PATH`, no path walked). Bounded; past the bound, or where linking fails,
 /// further names are copied.
+/// A container's mounted rootfs and, when it is remapped, its id range (the rootfs shows
+/// the range's host ids).
+#[derive(Clone, Copy)]
+struct RootfsView<'a> {
+    rootfs: &'a Path,
+    owners: Option<berth_image::diff::OwnerShift>,
+}
+
+/// Also the owners' shift of a remapped container's rootfs (its idmapped layers show
+/// the range's host ids; the volume, idmapped in the container, holds the container's).
 #[derive(Default)]
-struct HardLinks(std::collections::HashMap<(u64, u64), OwnedFd>);
+struct HardLinks(
+    std::collections::HashMap<(u64, u64), OwnedFd>,
+    Option<berth_image::diff::OwnerShift>,
+);
 
 const MAX_TRACKED_LINKS: usize = 1024;
 
@@ -1128,7 +1177,10 @@ fn copy_entry(
     depth: usize,
     links: &mut HardLinks,
 ) -> std::io::Result<()> {
-    let st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let mut st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if let Some(o) = &links.1 {
+        o.apply(&mut st);
+    }
     let named = |e: Errno| {
         std::io::Error::new(
             std::io::Error::from(e).kind(),
@@ -1360,7 +1412,7 @@ mod tests {
 
         let data = t.path().join("data");
         fs::create_dir(&data).unwrap();
-        copy_up(&rootfs, "/srv/app", &data).unwrap();
+        copy_up(&rootfs, "/srv/app", &data, None).unwrap();
         assert_eq!(fs::read_to_string(data.join("hello.txt")).unwrap(), "hi");
         assert_eq!(fs::read_to_string(data.join("sub/x")).unwrap(), "x");
         let md = fs::metadata(data.join("sub/x")).unwrap();
@@ -1382,16 +1434,16 @@ mod tests {
 
         // Not empty any more: nothing is copied again.
         fs::remove_file(data.join("hello.txt")).unwrap();
-        copy_up(&rootfs, "/srv/app", &data).unwrap();
+        copy_up(&rootfs, "/srv/app", &data, None).unwrap();
         assert!(!data.join("hello.txt").exists());
 
         let data2 = t.path().join("data2");
         fs::create_dir(&data2).unwrap();
-        copy_up(&rootfs, "/evil", &data2).unwrap();
+        copy_up(&rootfs, "/evil", &data2, None).unwrap();
         assert!(!data2.join("secret").exists(), "host content copied");
         // A missing path or a file: nothing to copy.
-        copy_up(&rootfs, "/nope", &data2).unwrap();
-        copy_up(&rootfs, "/srv/app/hello.txt", &data2).unwrap();
+        copy_up(&rootfs, "/nope", &data2, None).unwrap();
+        copy_up(&rootfs, "/srv/app/hello.txt", &data2, None).unwrap();
         assert_eq!(fs::read_dir(&data2).unwrap().count(), 0);
     }
 
@@ -1407,7 +1459,7 @@ mod tests {
         symlink("/real", rootfs.join("inroot")).unwrap();
         let host_rel = host.strip_prefix("/").unwrap().display().to_string();
         assert_eq!(
-            prepare_target(&rootfs, "/abs/x", false).unwrap(),
+            prepare_target(&rootfs, "/abs/x", false, None).unwrap(),
             format!("/{host_rel}/x")
         );
         assert!(rootfs.join(&host_rel).join("x").is_dir());
@@ -1417,11 +1469,14 @@ mod tests {
             "created on the host"
         );
         assert_eq!(
-            prepare_target(&rootfs, "/up/etc/f", true).unwrap(),
+            prepare_target(&rootfs, "/up/etc/f", true, None).unwrap(),
             "/etc/f"
         );
         assert!(rootfs.join("etc/f").is_file());
-        assert_eq!(prepare_target(&rootfs, "/inroot", false).unwrap(), "/real");
+        assert_eq!(
+            prepare_target(&rootfs, "/inroot", false, None).unwrap(),
+            "/real"
+        );
         let points = [MountPoint {
             kind: "volume".into(),
             name: "v".into(),

@@ -83,7 +83,7 @@ pub struct OwnerShift {
 impl OwnerShift {
     /// The container's view of a host-owned stat: unmapped ids become the overflow id
     /// 65534, as the kernel shows them inside the namespace.
-    pub(crate) fn apply(&self, st: &mut Stat) {
+    pub fn apply(&self, st: &mut Stat) {
         let back = |id: u32, base: u32| {
             id.checked_sub(base)
                 .filter(|i| *i < self.size)
