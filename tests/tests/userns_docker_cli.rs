@@ -32,6 +32,16 @@ fn range_start() -> u32 {
         .expect("dockremap has a range in /etc/subuid")
 }
 
+/// The size of dockremap's range in `/etc/subuid`.
+fn range_size() -> u32 {
+    let c = std::fs::read_to_string("/etc/subuid").expect("read /etc/subuid");
+    c.lines()
+        .find_map(|l| l.strip_prefix("dockremap:"))
+        .and_then(|r| r.split(':').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("dockremap has a range in /etc/subuid")
+}
+
 #[test]
 fn container_root_is_the_range_start_on_the_host_and_root_inside() {
     if !docker_available() {
@@ -98,6 +108,24 @@ fn a_running_process_is_the_range_start_on_the_host() {
         .map(|s| s.parse().expect("uid"))
         .collect();
     assert_eq!(uids, vec![start; 4], "{uid_line}");
+    // inspect's Confinement says so: a user namespace with the range, not the host's.
+    let conf = ok(d.docker(&["inspect", "-f", "{{json .Confinement}}", "sl"]));
+    let conf: serde_json::Value = serde_json::from_str(&conf).expect("json");
+    assert_eq!(conf["Spec"]["UserNamespace"], true, "{conf}");
+    assert_eq!(conf["Spec"]["UidMappings"][0]["hostID"], start, "{conf}");
+    assert_eq!(
+        conf["Live"]["UidMap"],
+        format!("0 {start} {}", range_size()),
+        "the kernel's uid_map: {conf}"
+    );
+    let user_ns = conf["Live"]["Namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["Type"] == "user")
+        .cloned()
+        .expect("user namespace listed");
+    assert_eq!(user_ns["Host"], false, "{user_ns}");
     // An exec'd process joins the user namespace: the same host uid, not the host's root.
     ok(d.docker(&["exec", "-d", "sl", "busybox", "sleep", "997"]));
     let mut exec_uids = None;

@@ -147,9 +147,18 @@ fn spec_view(spec: &Spec, rec: &ContainerRecord) -> Value {
             "Gid": user.gid(),
             "AdditionalGids": user.additional_gids(),
         },
-        "UserNamespace": linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
-        "UidMappings": linux.uid_mappings(),
-        "GidMappings": linux.gid_mappings(),
+        // A remapped container joins its kept user namespace by path: the spec has no
+        // mappings then; the record's are what the namespace was made with.
+        "UserNamespace": rec.userns.is_some()
+            || linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+        "UidMappings": match rec.userns {
+            Some(m) => json!([{"containerID": 0, "hostID": m.uid, "size": m.size}]),
+            None => json!(linux.uid_mappings()),
+        },
+        "GidMappings": match rec.userns {
+            Some(m) => json!([{"containerID": 0, "hostID": m.gid, "size": m.size}]),
+            None => json!(linux.gid_mappings()),
+        },
         "Capabilities": {
             "Effective": names(caps.effective()),
             "Bounding": names(caps.bounding()),
