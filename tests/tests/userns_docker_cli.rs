@@ -482,3 +482,77 @@ fn volumes_are_idmapped_so_the_containers_ids_are_the_volumes() {
     ]));
     assert_eq!(out.lines().collect::<Vec<_>>(), ["0:0", "1000:50"], "{out}");
 }
+
+/// A bind asked with `:idmap` (berth's and Podman's option) is an idmapped mount in a
+/// remapped container: the host's ids are the container's on it (the host's root is
+/// root inside, and root inside writes as the host's root there, which is why it is
+/// opt-in); a plain bind stays unremapped, as with Docker. Without remapping `:idmap`
+/// is refused by name.
+#[test]
+fn a_bind_with_idmap_maps_the_hosts_ids_and_a_plain_bind_does_not() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    let host = tempfile::tempdir().expect("tempdir");
+    let src = host.path().join("shared");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("users"), "x").expect("write");
+    std::os::unix::fs::chown(src.join("users"), Some(1000), Some(50)).expect("chown");
+    let bind = |mode: &str| format!("{}:/b{mode}", src.display());
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind(":idmap"),
+        "fixture/app:1",
+        "busybox stat -c '%u:%g' /b /b/users; busybox touch /b/by-root && echo wrote",
+    ]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "1000:50", "wrote"],
+        "{out}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(src.join("by-root")).expect("written through the bind");
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (0, 0),
+        "root inside is the host's root on it"
+    );
+    // A plain bind: the host's root is the overflow id inside; root cannot write.
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind(""),
+        "fixture/app:1",
+        "busybox stat -c '%u' /b; busybox touch /b/again 2>/dev/null || echo refused",
+    ]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["65534", "refused"],
+        "{out}"
+    );
+    // No container directory keeps a mount after the --rm containers are gone.
+    let left = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !left.contains(&format!("{}/containers/", d.root.display())),
+        "mounts left under the state root"
+    );
+    // Without remapping, :idmap means nothing: refused by name, nothing created.
+    let plain = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(plain.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let err = fails(plain.docker(&["create", "-v", &bind(":idmap"), "fixture/app:1"]));
+    assert!(
+        err.contains("idmap needs user namespace remapping"),
+        "{err}"
+    );
+    let n = ok(plain.docker(&["ps", "-aq"]));
+    assert!(n.trim().is_empty(), "a container was left: {n}");
+}

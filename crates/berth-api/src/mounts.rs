@@ -40,7 +40,8 @@ fn check_target(kind: &str, target: &str) -> Result<(), ApiError> {
 /// `-v SRC:DST[:MODE]` (`HostConfig.Binds`): an absolute SRC is a host path, any other a
 /// volume name; a lone `DST` is an anonymous volume. MODE is a comma list of `ro`/`rw`,
 /// `nocopy` (volumes), `rprivate` (binds; the default), and `consistent`/`cached`/
-/// `delegated` (no effect on Linux, as in Docker). SELinux relabeling (`z`, `Z`) and
+/// `delegated` (no effect on Linux, as in Docker), `idmap` (binds of a remapped
+/// container: an idmapped mount, as Podman's option). SELinux relabeling (`z`, `Z`) and
 /// other propagation modes are refused as not supported yet.
 fn parse_bind(b: &str) -> Result<MountRequest, ApiError> {
     let invalid = || ApiError::bad_request(format!("invalid volume specification: '{b}'"));
@@ -81,6 +82,9 @@ fn parse_bind(b: &str) -> Result<MountRequest, ApiError> {
                 ))
             }
             "rprivate" | "consistent" | "cached" | "delegated" => {}
+            // berth's (and Podman's): the bind is an idmapped mount in a remapped
+            // container (the engine refuses it without remapping).
+            "idmap" if bind => {}
             "z" | "Z" => {
                 return Err(not_supported(&format!(
                     "SELinux relabeling ({m:?} in {b:?})"

@@ -107,8 +107,8 @@ struct BindMount {
     dest: Vec<u8>,
     source: PathBuf,
     read_only: bool,
-    /// A volume: for a remapped container it is idmapped, so its ids on disk are the
-    /// container's (no shift).
+    /// A volume or a bind asked with `:idmap`: for a remapped container it is idmapped,
+    /// so its ids on disk are the container's (no shift).
     volume: bool,
 }
 
@@ -179,7 +179,7 @@ impl Engine {
                     dest: d.relative().to_vec(),
                     source: PathBuf::from(&m.source),
                     read_only: !m.rw,
-                    volume: m.kind == "volume",
+                    volume: m.kind == "volume" || crate::containers::wants_idmap(m),
                 });
             }
         }

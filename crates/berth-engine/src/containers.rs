@@ -58,6 +58,19 @@ pub(crate) const USERNS_FILE: &str = "userns";
 /// (`volmap/NAME`, made at every start, unmounted at remove): the container's ids are
 /// the volume's ids on disk, as without remapping.
 pub(crate) const VOLMAP_DIR: &str = "volmap";
+/// A remapped container's binds asked with `:idmap`, each an idmapped mount of its
+/// source (`bindmap/KEY`, KEY from the destination), made and removed as `volmap`.
+pub(crate) const BINDMAP_DIR: &str = "bindmap";
+
+/// Whether a mount point's mode asks for an idmapped bind (`-v /src:/dst:idmap`).
+pub(crate) fn wants_idmap(m: &crate::volumes::MountPoint) -> bool {
+    m.kind == "bind" && m.mode.split(',').any(|x| x == "idmap")
+}
+
+/// The name of an idmapped bind's mount under `bindmap/`.
+fn bindmap_key(destination: &str) -> String {
+    Digest::of(destination.as_bytes()).hex()[..16].to_string()
+}
 
 /// What berth keeps about a container (`container.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -310,19 +323,27 @@ fn spec_err(e: SpecError) -> EngineError {
 /// directories; an error when one stays mounted (the caller must not delete the
 /// container's directory then).
 fn unmap_volumes(dir: &Path) -> Result<()> {
-    let volmap = dir.join(VOLMAP_DIR);
-    let Ok(entries) = fs::read_dir(&volmap) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        while berth_runtime::rootfs::is_mount_point(&p).map_err(rootfs_err)? {
-            rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH)
-                .map_err(|e| io_err(&p, "unmount", e.into()))?;
+    for sub in [VOLMAP_DIR, BINDMAP_DIR] {
+        let base = dir.join(sub);
+        let Ok(entries) = fs::read_dir(&base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            while berth_runtime::rootfs::is_mount_point(&p).map_err(rootfs_err)? {
+                rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH)
+                    .map_err(|e| io_err(&p, "unmount", e.into()))?;
+            }
+            let removed = if p.is_dir() {
+                fs::remove_dir(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            removed.map_err(|e| io_err(&p, "remove", e))?;
         }
-        fs::remove_dir(&p).map_err(|e| io_err(&p, "remove", e))?;
+        fs::remove_dir(&base).map_err(|e| io_err(&base, "remove", e))?;
     }
-    fs::remove_dir(&volmap).map_err(|e| io_err(&volmap, "remove", e))
+    Ok(())
 }
 
 fn remove_dir_settled(dir: &Path) -> std::io::Result<()> {
@@ -1073,18 +1094,59 @@ impl Engine {
                 ropts.netns_path = Some(self.netns_path(&id));
             }
             ropts.bind_policy = self.bind_policy();
+            let idmapped_binds: Vec<&crate::volumes::MountPoint> =
+                rec.mounts.iter().filter(|m| wants_idmap(m)).collect();
+            if rec.userns.is_none() {
+                if let Some(m) = idmapped_binds.first() {
+                    return Err(EngineError::invalid(format!(
+                        "bind {}:{}: idmap needs user namespace remapping (berth daemon --userns-remap)",
+                        m.source, m.destination
+                    )));
+                }
+            }
             if let Some(map) = rec.userns {
                 ropts.userns = Some((self.userns_path(&id), map));
                 // Volumes through their idmapped mounts (see VOLMAP_DIR).
                 let volmap = dir.join(VOLMAP_DIR);
+                let bindmap = dir.join(BINDMAP_DIR);
                 for m in ropts.mounts.iter_mut() {
-                    if let MountSpec::Volume { name, source, .. } = m {
-                        let at = volmap.join(name.as_str());
-                        fs::create_dir_all(&at).map_err(|e| io_err(&at, "create", e))?;
-                        *source = at;
+                    match m {
+                        MountSpec::Volume { name, source, .. } => {
+                            let at = volmap.join(name.as_str());
+                            fs::create_dir_all(&at).map_err(|e| io_err(&at, "create", e))?;
+                            *source = at;
+                        }
+                        MountSpec::Bind {
+                            source,
+                            target,
+                            read_only,
+                        } => {
+                            let Some(p) = idmapped_binds.iter().find(|p| p.resolved == *target)
+                            else {
+                                continue;
+                            };
+                            // The rules on bind sources hold for the real source (the
+                            // spec names the idmapped mount, below berth's state root).
+                            ropts
+                                .bind_policy
+                                .check(source, *read_only)
+                                .map_err(|e| EngineError::invalid(e.to_string()))?;
+                            fs::create_dir_all(&bindmap)
+                                .map_err(|e| io_err(&bindmap, "create", e))?;
+                            let at = bindmap.join(bindmap_key(&p.destination));
+                            let made = if source.is_dir() {
+                                fs::create_dir_all(&at)
+                            } else {
+                                fs::write(&at, b"")
+                            };
+                            made.map_err(|e| io_err(&at, "create", e))?;
+                            *source = at;
+                        }
+                        MountSpec::Tmpfs { .. } => {}
                     }
                 }
                 ropts.bind_policy.allowed.push(volmap);
+                ropts.bind_policy.allowed.push(bindmap);
             }
             // /etc/hosts, resolv.conf, hostname: files of the container's directory
             // (written at each start), unless the user mounts something there; berth's
@@ -1242,11 +1304,17 @@ impl Engine {
         if rec.userns.is_none() {
             return Ok(());
         }
-        let volmap = self.container_dir(&rec.id).join(VOLMAP_DIR);
+        let dir = self.container_dir(&rec.id);
         let mut ns = None;
-        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
-            let at = volmap.join(&m.name);
-            if !at.is_dir() {
+        for m in &rec.mounts {
+            let at = if m.kind == "volume" {
+                dir.join(VOLMAP_DIR).join(&m.name)
+            } else if wants_idmap(m) {
+                dir.join(BINDMAP_DIR).join(bindmap_key(&m.destination))
+            } else {
+                continue;
+            };
+            if fs::symlink_metadata(&at).is_err() {
                 // Created before volumes were mapped: its spec binds the volume itself.
                 continue;
             }
@@ -1265,8 +1333,11 @@ impl Engine {
                 EngineError::new(
                     ErrorKind::Internal,
                     format!(
-                        "container {}: volume {}: idmapped mount of {} (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount): {e}",
-                        rec.id, m.name, m.source
+                        "container {}: {} {}: idmapped mount of {} (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount; the filesystem must support idmapped mounts): {e}",
+                        rec.id,
+                        m.kind,
+                        if m.name.is_empty() { &m.destination } else { &m.name },
+                        m.source
                     ),
                 )
             })?;
