@@ -118,6 +118,27 @@ def main():
     ctr.wait()
     expect(ctr.diff() == [{"Path": "/made", "Kind": 1}], f"diff {ctr.diff()}")
     ctr.remove()
+
+    # A health probe that cannot start (CMD form, no such binary): exit code -1 and the
+    # runtime's message in the health log, unhealthy after its retries.
+    ctr = c.containers.run(
+        "fixture/app:1", ["exec sleep 1000"], detach=True,
+        healthcheck={"test": ["CMD", "/no/such/probe"], "interval": 200_000_000,
+                     "timeout": 5_000_000_000, "retries": 1},
+    )
+    deadline = time.time() + 30
+    health = {}
+    while time.time() < deadline:
+        ctr.reload()
+        health = ctr.attrs["State"].get("Health") or {}
+        if health.get("Log"):
+            break
+        time.sleep(0.1)
+    log = health.get("Log") or []
+    expect(log, f"no probe recorded: {health}")
+    expect(log[0]["ExitCode"] == -1, f"probe exit code {log[0]}")
+    expect("/no/such/probe" in log[0]["Output"], f"probe output {log[0]}")
+    ctr.remove(force=True)
     print("ok")
 
 

@@ -630,8 +630,8 @@ impl Engine {
 
     /// Runs `args` in the running container without a TTY, as a health check does:
     /// returns the exit code and the first [`CAPTURE_LIMIT`] bytes of stdout and stderr
-    /// interleaved. A command that cannot be started gives the exit code Docker's daemon
-    /// records for it (126) and the error message as output. When `timeout` passes, the process is killed
+    /// interleaved. A command that cannot be started is an error with the runtime's
+    /// message (a health check records it as exit code -1, as Docker's does). When `timeout` passes, the process is killed
     /// and an `Unavailable` error says so.
     pub fn exec_capture(
         &self,
@@ -653,13 +653,6 @@ impl Engine {
         let streams = match self.exec_start(&id, false, None) {
             Ok(Some(s)) => s,
             Ok(None) => return Err(EngineError::internal(format!("exec {id}: no streams"))),
-            // The driver said why the command could not start (kind InvalidArgument).
-            Err(e) if e.kind == ErrorKind::InvalidArgument => {
-                let code = exec.lock().exit_code.unwrap_or(EXIT_START_FAILED);
-                let mut msg = e.message.into_bytes();
-                msg.truncate(CAPTURE_LIMIT);
-                return Ok((code, msg));
-            }
             Err(e) => return Err(e),
         };
         let out = Arc::new(Mutex::new(Vec::new()));
