@@ -107,6 +107,10 @@ esac
 
 # A virtio disk, so per-device io limits have a real block device.
 $BB mdev -s 2>/dev/null
+# mdev without a config leaves every node 0660; udev (every real host) makes these
+# 0666, and a remapped container's root (not the host's root) opens them through the
+# bind mounts the runtime makes of them.
+$BB chmod 0666 /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty 2>/dev/null
 echo "=== berth-vm guest: $VM_LANE"
 echo "uname -r: $kver"
 echo "kernel cmdline: $(cat /proc/cmdline)"
@@ -123,6 +127,15 @@ else
 fi
 if [ -b /dev/vda ]; then
     echo "/dev/vda: $(cat /sys/block/vda/size) sectors, $(cat /sys/block/vda/dev), scheduler: $(cat /sys/block/vda/queue/scheduler)"
+    # An ext4 on it (the host's mkfs, through the shared root) for the tests whose state
+    # root must be a disk filesystem (idmapped mounts: userns_docker_cli).
+    if /usr/sbin/mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 /dev/vda >/dev/null 2>&1 \
+        && $BB mkdir -p /scratch && $BB mount -t ext4 /dev/vda /scratch; then
+        $BB chmod 1777 /scratch
+        echo "/scratch: ext4 on /dev/vda"
+    else
+        echo "berth-vm guest: warning: no ext4 on /dev/vda (userns_docker_cli needs one)"
+    fi
 else
     echo "berth-vm guest: warning: no /dev/vda"
 fi
@@ -141,6 +154,11 @@ while read -r name exe; do
     t0=$($BB date +%s)
     # Each test daemon's log is kept (tests/src/lib.rs), to explain what a lane finds left.
     export BERTH_TEST_LOGS=$OUT/daemon-logs/$name
+    # State roots on the ext4 scratch disk where idmapped mounts need a disk filesystem.
+    case $name in
+    userns_docker_cli) [ -d /scratch ] && export TMPDIR=/scratch ;;
+    *) unset TMPDIR ;;
+    esac
     $BB timeout "$VM_TEST_TIMEOUT" "$exe" --test-threads="$VM_TEST_THREADS" $VM_TEST_ARGS
     rc=$?
     t1=$($BB date +%s)

@@ -29,10 +29,13 @@ pub const LIBCONTAINER_BUNDLE: &str = "libcontainer";
 /// The bundle libcontainer reads: `bundle` itself, or, when the spec's seccomp filter has
 /// a masked comparison, `bundle/libcontainer/` with a copy of `config.json` whose filter
 /// is in libcontainer's reading ([`crate::seccomp::for_libcontainer`]) and whose
-/// `root.path` is absolute. Written at every create, so it follows `config.json`.
+/// `root.path` is absolute. Written at every create, so it follows `config.json`. Also
+/// raises this process's hard limits to the spec's ([`raise_hard_rlimits`]), before the
+/// runtime forks the container's processes from it.
 pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> {
     let path = bundle.join("config.json");
     let mut spec = Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    raise_hard_rlimits(&spec);
     let unchanged = |cgroups_path: Option<PathBuf>| LibcontainerBundle {
         dir: bundle.to_path_buf(),
         cgroups_path,
@@ -68,6 +71,51 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
     let to = dir.join("config.json");
     std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
     Ok(LibcontainerBundle { dir, cgroups_path })
+}
+
+/// Raises this process's hard resource limits to the spec's where they are lower, so the
+/// container's processes, which inherit them and set the spec's values from inside its
+/// user namespace when it is remapped (where raising a hard limit is refused: EPERM,
+/// whatever the capabilities there), only lower them. A daemon started with a hard
+/// `RLIMIT_NOFILE` below the containers' 1048576 (a service manager's default) could not
+/// start a remapped container otherwise. Best effort: a limit this process cannot raise
+/// is left for the runtime to report.
+pub fn raise_hard_rlimits(spec: &Spec) {
+    use oci_spec::runtime::PosixRlimitType as T;
+    use rustix::process::{getrlimit, setrlimit, Resource as R, Rlimit};
+    let Some(limits) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) else {
+        return;
+    };
+    for l in limits {
+        let res = match l.typ() {
+            T::RlimitCpu => R::Cpu,
+            T::RlimitFsize => R::Fsize,
+            T::RlimitData => R::Data,
+            T::RlimitStack => R::Stack,
+            T::RlimitCore => R::Core,
+            T::RlimitRss => R::Rss,
+            T::RlimitNproc => R::Nproc,
+            T::RlimitNofile => R::Nofile,
+            T::RlimitMemlock => R::Memlock,
+            T::RlimitAs => R::As,
+            T::RlimitLocks => R::Locks,
+            T::RlimitSigpending => R::Sigpending,
+            T::RlimitMsgqueue => R::Msgqueue,
+            T::RlimitNice => R::Nice,
+            T::RlimitRtprio => R::Rtprio,
+            T::RlimitRttime => R::Rttime,
+        };
+        let cur = getrlimit(res);
+        if cur.maximum.is_some_and(|h| h < l.hard()) {
+            let _ = setrlimit(
+                res,
+                Rlimit {
+                    current: cur.current,
+                    maximum: Some(l.hard()),
+                },
+            );
+        }
+    }
 }
 
 /// What [`libcontainer_bundle`] prepared.

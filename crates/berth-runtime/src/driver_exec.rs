@@ -372,6 +372,7 @@ pub fn exec(
     let bundle = container.bundle().to_path_buf();
     let spec =
         Spec::load(bundle.join("config.json")).map_err(|e| internal("load config.json", &e))?;
+    crate::driver::raise_hard_rlimits(&spec);
     let rootfs = spec
         .root()
         .as_ref()
