@@ -798,7 +798,13 @@ impl Engine {
             .or(rec.run.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         let dir = self.container_dir(&rec.id);
-        self.kill_container(&rec.id, sig)?;
+        match self.kill_container(&rec.id, sig) {
+            Ok(()) => {}
+            // It exited between the check and the signal: stopped all the same (the
+            // restart_race SDK script hit this as a 409 "is not running").
+            Err(e) if e.kind == berth_types::ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
         let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
         let exited = match grace {
             Some(g) if g.is_zero() => false,
