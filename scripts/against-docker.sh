@@ -180,7 +180,13 @@ reset_docker() {
     docker ps -aq | xargs -r docker rm -f >/dev/null
     docker network prune -f >/dev/null
     docker volume ls -q | xargs -r docker volume rm -f >/dev/null
-    docker images -aq | sort -u | xargs -r docker rmi -f >/dev/null
+    # A committed image's parent cannot go before it ("image has dependent child
+    # images"): rounds until none is left.
+    for _ in 1 2 3 4 5 6 7 8; do
+        ids=$(docker images -aq | sort -u)
+        [ -n "$ids" ] || break
+        echo "$ids" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    done
 }
 
 if [ "$mode" = cmd ]; then

@@ -103,20 +103,26 @@ def main():
             mac.reload()
             nets = mac.attrs["NetworkSettings"]["Networks"]
             expect(nets["sdknet"]["MacAddress"] == "02:42:aa:bb:cc:01", f"endpoint {nets['sdknet']}")
-            expect(nets["bridge"]["MacAddress"] == "02:42:aa:bb:cc:02", f"endpoint {nets['bridge']}")
+            # Docker 20.10 (API 1.41) ignores EndpointConfig.MacAddress on connect; Docker
+            # 25 (API 1.44) and berth honour it (docs/TESTING.md, what differs).
+            if not ON_DOCKER:
+                expect(nets["bridge"]["MacAddress"] == "02:42:aa:bb:cc:02", f"endpoint {nets['bridge']}")
             expect(
                 nets["bridge"]["IPAMConfig"]["LinkLocalIPs"] == ["169.254.20.2"],
                 f"link-local {nets['bridge']}",
             )
             code, out = mac.exec_run(["sh", "-c", "cat /sys/class/net/eth0/address /sys/class/net/eth1/address; ip -4 -o addr show eth1"])
             lines = out.decode()
-            expect(code == 0 and lines.startswith("02:42:aa:bb:cc:01\n02:42:aa:bb:cc:02\n"), f"interfaces {lines}")
+            want = "02:42:aa:bb:cc:01\n" if ON_DOCKER else "02:42:aa:bb:cc:01\n02:42:aa:bb:cc:02\n"
+            expect(code == 0 and lines.startswith(want), f"interfaces {lines}")
             expect("169.254.20.2/16" in lines, f"link-local address {lines}")
-            try:
-                c.containers.create("fixture/app:1", name="sdk-badmac", network="sdknet", mac_address="02:42:xx:00:00:01")
-                sys.exit("FAIL: a bad MAC address was accepted")
-            except docker.errors.APIError as e:
-                expect(e.status_code == 400 and "invalid MAC address" in str(e), f"bad mac: {e.status_code} {e}")
+            # berth refuses a bad MAC at create; Docker 20.10 takes it and fails at start.
+            if not ON_DOCKER:
+                try:
+                    c.containers.create("fixture/app:1", name="sdk-badmac", network="sdknet", mac_address="02:42:xx:00:00:01")
+                    sys.exit("FAIL: a bad MAC address was accepted")
+                except docker.errors.APIError as e:
+                    expect(e.status_code == 400 and "invalid MAC address" in str(e), f"bad mac: {e.status_code} {e}")
         finally:
             mac.remove(force=True)
 

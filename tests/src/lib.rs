@@ -304,10 +304,17 @@ impl Daemon {
         run(&["rm", "-f", "-v"], ids(&["ps", "-aq"]));
         let _ = self.docker(&["network", "prune", "-f"]);
         run(&["volume", "rm", "-f"], ids(&["volume", "ls", "-q"]));
-        let mut images = ids(&["images", "-aq"]);
-        images.sort();
-        images.dedup();
-        run(&["rmi", "-f"], images);
+        // A committed image's parent cannot go before it (Docker's 409 "image has
+        // dependent child images"): rounds until none is left.
+        for _ in 0..8 {
+            let mut images = ids(&["images", "-aq"]);
+            images.sort();
+            images.dedup();
+            if images.is_empty() {
+                break;
+            }
+            run(&["rmi", "-f"], images);
+        }
     }
 }
 

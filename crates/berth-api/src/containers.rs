@@ -956,9 +956,12 @@ fn list_match(
     };
     any("id", &|v| rec.id.starts_with(v))
         && any("name", &|v| {
-            // Docker matches names (legacy links' `/parent/alias` too) as a regular
-            // expression; berth as a substring, which is what plain names give in both.
-            names.iter().any(|n| n.contains(v.trim_start_matches('^')))
+            // Docker matches the container's own name (not the `/parent/alias` names its
+            // legacy links give it, which Names lists) as a regular expression; berth as a
+            // substring, which is what plain names give in both.
+            names
+                .first()
+                .is_some_and(|n| n.contains(v.trim_start_matches('^')))
         })
         && f.labels_match("label", &rec.labels)
         && any("status", &|v| v == state_word)

@@ -1355,7 +1355,15 @@ impl Engine {
     ) -> Result<Vec<crate::volumes::MountPoint>> {
         let mut out: Vec<crate::volumes::MountPoint> = Vec::new();
         for f in from {
-            let src = self.container(&f.container)?;
+            // A missing source is a bad request in Docker (400 "No such container: X"),
+            // not a missing object of the request's own path.
+            let src = self.container(&f.container).map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    EngineError::invalid(e.message)
+                } else {
+                    e
+                }
+            })?;
             for m in src
                 .mounts
                 .iter()
