@@ -22,24 +22,38 @@ fn setup() -> Daemon {
     d
 }
 
-/// The first id of dockremap's range in `/etc/subuid` (`default` made it).
-fn range_start() -> u32 {
+/// dockremap's range in `/etc/subuid` (`default` made it): (first id, size).
+fn range() -> (u32, u32) {
     let c = std::fs::read_to_string("/etc/subuid").expect("read /etc/subuid");
-    c.lines()
+    let r = c
+        .lines()
         .find_map(|l| l.strip_prefix("dockremap:"))
-        .and_then(|r| r.split(':').next())
-        .and_then(|s| s.parse().ok())
-        .expect("dockremap has a range in /etc/subuid")
+        .expect("dockremap has a range in /etc/subuid");
+    let mut f = r.split(':').map(|s| s.parse::<u32>().expect("a number"));
+    (f.next().expect("start"), f.next().expect("size"))
 }
 
-/// The size of dockremap's range in `/etc/subuid`.
-fn range_size() -> u32 {
-    let c = std::fs::read_to_string("/etc/subuid").expect("read /etc/subuid");
-    c.lines()
-        .find_map(|l| l.strip_prefix("dockremap:"))
-        .and_then(|r| r.split(':').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("dockremap has a range in /etc/subuid")
+fn range_start() -> u32 {
+    range().0
+}
+
+/// `docker cp CONTAINER:PATH -` listed with numeric owners (`tar -tv --numeric-owner`).
+fn cp_listing(d: &Daemon, from: &str) -> String {
+    let out = d.docker(&["cp", from, "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tar = tmp.path().join("out.tar");
+    std::fs::write(&tar, &out.stdout).expect("write the archive");
+    let t = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&tar)
+        .output()
+        .expect("run tar");
+    String::from_utf8_lossy(&t.stdout).into_owned()
 }
 
 #[test]
@@ -115,7 +129,7 @@ fn a_running_process_is_the_range_start_on_the_host() {
     assert_eq!(conf["Spec"]["UidMappings"][0]["hostID"], start, "{conf}");
     assert_eq!(
         conf["Live"]["UidMap"],
-        format!("0 {start} {}", range_size()),
+        format!("0 {start} {}", range().1),
         "the kernel's uid_map: {conf}"
     );
     let user_ns = conf["Live"]["Namespaces"]
@@ -298,22 +312,7 @@ fn cp_shows_and_writes_the_containers_owners() {
         "busybox touch /made && busybox chown 1000:50 /made",
     ]));
     let tmp = tempfile::tempdir().expect("tempdir");
-    let listing = |path: &str| {
-        let out = d.docker(&["cp", &format!("c3:{path}"), "-"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let tar = tmp.path().join("out.tar");
-        std::fs::write(&tar, &out.stdout).expect("write the archive");
-        let t = std::process::Command::new("tar")
-            .args(["--numeric-owner", "-tvf"])
-            .arg(&tar)
-            .output()
-            .expect("run tar");
-        String::from_utf8_lossy(&t.stdout).into_owned()
-    };
+    let listing = |path: &str| cp_listing(&d, &format!("c3:{path}"));
     let l = listing("/made");
     assert!(l.contains(" 1000/50 "), "owner in the archive: {l}");
     let src = tmp.path().join("copied-in");
@@ -443,20 +442,7 @@ fn volumes_are_idmapped_so_the_containers_ids_are_the_volumes() {
         "a user's file on disk"
     );
     // docker cp through the volume: the same owners.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cp = d.docker(&["cp", "v1:/data/root-file", "-"]);
-    assert!(
-        cp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cp.stderr)
-    );
-    std::fs::write(tmp.path().join("a.tar"), &cp.stdout).expect("write");
-    let t = std::process::Command::new("tar")
-        .args(["--numeric-owner", "-tvf"])
-        .arg(tmp.path().join("a.tar"))
-        .output()
-        .expect("tar");
-    let l = String::from_utf8_lossy(&t.stdout);
+    let l = cp_listing(&d, "v1:/data/root-file");
     assert!(l.contains(" 1000/50 "), "{l}");
     // Removing the container unmounts its view of the volume and keeps the data.
     ok(d.docker(&["rm", "v1"]));

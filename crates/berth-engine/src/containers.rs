@@ -322,7 +322,7 @@ fn spec_err(e: SpecError) -> EngineError {
 /// Unmounts a remapped container's volume mounts (`volmap/NAME`) and removes their
 /// directories; an error when one stays mounted (the caller must not delete the
 /// container's directory then).
-fn unmap_volumes(dir: &Path) -> Result<()> {
+fn unmap_idmapped_mounts(dir: &Path) -> Result<()> {
     for sub in [VOLMAP_DIR, BINDMAP_DIR] {
         let base = dir.join(sub);
         let Ok(entries) = fs::read_dir(&base) else {
@@ -1300,7 +1300,7 @@ impl Engine {
     /// unless mounted already, e.g. after a reboot): host id N on disk is the
     /// container's N, so a volume's files are the same ids with and without remapping,
     /// and the copy of the image's content into it is root's inside.
-    fn map_volumes(&self, rec: &ContainerRecord) -> Result<()> {
+    fn map_idmapped_mounts(&self, rec: &ContainerRecord) -> Result<()> {
         if rec.userns.is_none() {
             return Ok(());
         }
@@ -1425,7 +1425,7 @@ impl Engine {
         let (rootfs, _rootfs_hold) = self.hold_rootfs(&rec)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
-        self.map_volumes(&rec)?;
+        self.map_idmapped_mounts(&rec)?;
         let (shim, driver) = shim_binaries()?;
         // Legacy links: their targets must run (Docker's check, before anything is made).
         let link_env = self.legacy_link_env(&rec)?;
@@ -1816,7 +1816,7 @@ impl Engine {
         self.release_cgroup(&rec);
         // Before anything below deletes the directory: through a mount it would delete
         // the volume's data.
-        unmap_volumes(&dir)?;
+        unmap_idmapped_mounts(&dir)?;
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         berth_runtime::userns::remove(&self.userns_path(&rec.id))
             .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;
