@@ -1055,7 +1055,15 @@ fn copy_up(
     if !read_dir_names(&dst)?.is_empty() {
         return Ok(());
     }
-    copy_dir_contents(&src, &dst, 0, &mut HardLinks(Default::default(), owners))?;
+    copy_dir_contents(
+        &src,
+        &dst,
+        0,
+        &mut CopyState {
+            links: Default::default(),
+            owners,
+        },
+    )?;
     let mut st = rfs::fstat(&src)?;
     if let Some(o) = &owners {
         o.apply(&mut st);
@@ -1131,10 +1139,6 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) {
 /// Deepest directory nesting copied (a bound on recursion).
 const MAX_DEPTH: usize = 512;
 
-/// Hard links of the source kept as hard links in the copy: the first copy of an inode
-/// with more than one link stays open, later names link to it (`linkat` with
-/// `AT_EMPTY_PATH`, no path walked). Bounded; past the bound, or where linking fails,
-/// further names are copied.
 /// A container's mounted rootfs and, when it is remapped, its id range (the rootfs shows
 /// the range's host ids).
 #[derive(Clone, Copy)]
@@ -1143,13 +1147,18 @@ struct RootfsView<'a> {
     owners: Option<berth_image::diff::OwnerShift>,
 }
 
-/// Also the owners' shift of a remapped container's rootfs (its idmapped layers show
-/// the range's host ids; the volume, idmapped in the container, holds the container's).
+/// What a copy-up carries through its walk.
 #[derive(Default)]
-struct HardLinks(
-    std::collections::HashMap<(u64, u64), OwnedFd>,
-    Option<berth_image::diff::OwnerShift>,
-);
+struct CopyState {
+    /// Hard links of the source kept as hard links in the copy: the first copy of an
+    /// inode with more than one link stays open, later names link to it (`linkat` with
+    /// `AT_EMPTY_PATH`, no path walked). Bounded; past the bound, or where linking
+    /// fails, further names are copied.
+    links: std::collections::HashMap<(u64, u64), OwnedFd>,
+    /// A remapped container's range: its rootfs (idmapped layers) shows the range's host
+    /// ids; the volume, idmapped in the container, gets the container's.
+    owners: Option<berth_image::diff::OwnerShift>,
+}
 
 const MAX_TRACKED_LINKS: usize = 1024;
 
@@ -1157,7 +1166,7 @@ fn copy_dir_contents(
     src: &OwnedFd,
     dst: &OwnedFd,
     depth: usize,
-    links: &mut HardLinks,
+    links: &mut CopyState,
 ) -> std::io::Result<()> {
     if depth > MAX_DEPTH {
         return Err(std::io::Error::other(format!(
@@ -1175,10 +1184,10 @@ fn copy_entry(
     dst: &OwnedFd,
     name: &CStr,
     depth: usize,
-    links: &mut HardLinks,
+    links: &mut CopyState,
 ) -> std::io::Result<()> {
     let mut st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if let Some(o) = &links.1 {
+    if let Some(o) = &links.owners {
         o.apply(&mut st);
     }
     let named = |e: Errno| {
@@ -1215,7 +1224,7 @@ fn copy_entry(
         FileType::RegularFile => {
             let key = (st.st_dev as u64, st.st_ino as u64);
             if st.st_nlink > 1 {
-                if let Some(first) = links.0.get(&key) {
+                if let Some(first) = links.links.get(&key) {
                     if rfs::linkat(first, c"", dst, name, AtFlags::EMPTY_PATH).is_ok() {
                         return Ok(());
                     }
@@ -1234,8 +1243,8 @@ fn copy_entry(
             let mut df = fs::File::from(d.try_clone()?);
             std::io::copy(&mut sf, &mut df)?;
             apply_meta(&s, &d, &st)?;
-            if st.st_nlink > 1 && links.0.len() < MAX_TRACKED_LINKS {
-                links.0.entry(key).or_insert(d);
+            if st.st_nlink > 1 && links.links.len() < MAX_TRACKED_LINKS {
+                links.links.entry(key).or_insert(d);
             }
         }
         FileType::Symlink => {
