@@ -542,3 +542,186 @@ fn a_bind_with_idmap_maps_the_hosts_ids_and_a_plain_bind_does_not() {
     let n = ok(plain.docker(&["ps", "-aq"]));
     assert!(n.trim().is_empty(), "a container was left: {n}");
 }
+
+/// Gives the user `containers` subordinate ids for `--userns=auto` when it has none, as
+/// an operator would (Podman's documented setting); a range already there is kept.
+/// Returns the pool's first range in `/etc/subuid`: (start, size).
+fn auto_pool() -> (u64, u64) {
+    use std::io::Write;
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let c = std::fs::read_to_string(file).unwrap_or_default();
+        if !c.lines().any(|l| l.starts_with("containers:")) {
+            let sep = if c.is_empty() || c.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
+                .and_then(|mut f| {
+                    f.write_all(format!("{sep}containers:2147483647:2147483648\n").as_bytes())
+                })
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+    let c = std::fs::read_to_string("/etc/subuid").expect("read /etc/subuid");
+    let r = c
+        .lines()
+        .find_map(|l| l.strip_prefix("containers:"))
+        .expect("containers has a range");
+    let mut f = r.split(':').map(|s| s.parse::<u64>().expect("a number"));
+    (f.next().expect("start"), f.next().expect("size"))
+}
+
+/// Runs NAME (`sleep 1000`, a file made as root in the volume `autovol`) with `--userns
+/// MODE`, through berth's CLI: the docker CLI 20.10 refuses any mode but `host` itself
+/// (`invalid USER mode`); the API takes Podman's `auto`.
+fn run_auto(d: &Daemon, name: &str, mode: &str) {
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--userns",
+        mode,
+        "-v",
+        "autovol:/data",
+        "fixture/app:1",
+        "busybox touch /data/by-root; sleep 1000",
+    ]));
+}
+
+/// A running container's uid mapping as the host sees it: (first host id, size).
+fn uid_map(d: &Daemon, name: &str) -> (u64, u64) {
+    let pid = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", name]));
+    let m = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).expect("uid_map");
+    let f: Vec<u64> = m
+        .split_whitespace()
+        .map(|s| s.parse().expect("a number"))
+        .collect();
+    assert_eq!((f.len(), f[0]), (3, 0), "one mapping of root: {m}");
+    (f[1], f[2])
+}
+
+/// `--userns=auto` (Podman's) without any daemon option: each container gets a user
+/// namespace with a range of its own from the `containers` user's subordinate ids,
+/// never one another container holds (also across a daemon SIGKILL); a removed
+/// container's range is given again; `auto:size=N` sizes it; the image's files and a
+/// volume's are root's inside; what cannot work in a user namespace is refused by name.
+#[test]
+fn userns_auto_gives_each_container_a_range_of_its_own() {
+    if !docker_available() {
+        return;
+    }
+    let (pool_start, pool_size) = auto_pool();
+    let mut d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    run_auto(&d, "a1", "auto");
+    run_auto(&d, "a2", "auto");
+    run_auto(&d, "a3", "auto:size=1024");
+    let (m1, m2, m3) = (uid_map(&d, "a1"), uid_map(&d, "a2"), uid_map(&d, "a3"));
+    assert_eq!((m1.1, m2.1, m3.1), (65536, 65536, 1024));
+    let mut spans = [m1, m2, m3];
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "ranges overlap: {spans:?}");
+    }
+    for (start, size) in spans {
+        assert!(
+            start >= pool_start && start + size <= pool_start + pool_size,
+            "{start}+{size} is outside the pool {pool_start}+{pool_size}"
+        );
+    }
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", "a3"])).trim(),
+        "auto:size=1024"
+    );
+    // Root inside is the range's first id on the host; the image's files are root's.
+    let pid = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "a1"]));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("status");
+    assert!(
+        status.lines().any(
+            |l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&m1.0.to_string())
+        ),
+        "{status}"
+    );
+    assert_eq!(
+        ok(d.docker(&[
+            "exec",
+            "a1",
+            "sh",
+            "-c",
+            "id -u; busybox stat -c '%u:%g' /bin /data/by-root"
+        ])),
+        "0\n0:0\n0:0\n"
+    );
+    // The volume's file is root's on disk too (volumes are idmapped mounts).
+    let vol = ok(d.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "autovol"]));
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(std::path::Path::new(vol.trim()).join("by-root")).expect("stat");
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    // The ranges are the records': after a SIGKILL of the daemon a new container still
+    // gets none that a running one holds.
+    d.restart_after_sigkill();
+    run_auto(&d, "a4", "auto");
+    let m4 = uid_map(&d, "a4");
+    for m in [m1, m2, m3] {
+        assert!(
+            m4.0 + m4.1 <= m.0 || m.0 + m.1 <= m4.0,
+            "{m4:?} overlaps {m:?}"
+        );
+    }
+    // A removed container's range is free again: the lowest is given first.
+    let lowest = [m1, m2, m3, m4].into_iter().min().expect("a range");
+    let name = [("a1", m1), ("a2", m2), ("a3", m3), ("a4", m4)]
+        .into_iter()
+        .find(|(_, m)| *m == lowest)
+        .map(|(n, _)| n)
+        .expect("name");
+    ok(d.docker(&["rm", "-f", name]));
+    run_auto(
+        &d,
+        "a5",
+        if lowest.1 == 1024 {
+            "auto:size=1024"
+        } else {
+            "auto"
+        },
+    );
+    assert_eq!(uid_map(&d, "a5"), lowest);
+    // Refused by name: an option berth does not take; what needs the host's namespaces.
+    for (flags, words) in [
+        (
+            vec!["--userns", "auto:uidmapping=0:1000:1"],
+            "\"uidmapping\" is not supported",
+        ),
+        (
+            vec!["--userns", "auto:size=0"],
+            "size must be a number of ids",
+        ),
+        (
+            vec!["--userns", "auto", "--privileged"],
+            "privileged mode is incompatible with user namespaces",
+        ),
+        (
+            vec!["--userns", "auto", "--network", "host"],
+            "cannot share the host's network namespace when user namespaces are enabled",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags.iter().copied());
+        args.extend(["fixture/app:1", "true"]);
+        let out = d.berth(&args);
+        assert!(!out.status.success(), "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{flags:?}: {err}");
+    }
+    for n in ["a2", "a3", "a4", "a5", "a1"] {
+        let _ = d.docker(&["rm", "-f", n]);
+    }
+}

@@ -296,8 +296,13 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
     }
     // Namespaces: the container's own (empty, `private`), or the host's (`host`, a
     // policy the engine checks). `--userns=host`: no user namespace although the daemon
-    // remaps (`userns_remap`).
+    // remaps (`userns_remap`); `--userns=auto[:size=N]`: one with a range of its own (the
+    // engine parses and allocates it).
     let mut host_ns = berth_engine::HostNamespaces::default();
+    let userns_auto = match hc.userns_mode.as_deref() {
+        Some(m) if m == "auto" || m.starts_with("auto:") => hc.userns_mode.take(),
+        _ => None,
+    };
     for (value, what, flag) in [
         (&hc.pid_mode, "--pid", Some(&mut host_ns.pid)),
         (&hc.ipc_mode, "--ipc", Some(&mut host_ns.ipc)),
@@ -422,6 +427,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOption
         settings,
         mounts,
         net,
+        userns_auto,
         ..CreateOptions::default()
     };
     if let Some(lc) = hc.log_config {
@@ -1160,7 +1166,7 @@ fn inspect_json(c: &ContainerSummary, log_path: &std::path::Path) -> Value {
             "PidMode": if rec.host_namespaces.pid { "host" } else { "" },
             "IpcMode": if rec.host_namespaces.ipc { "host" } else { "private" },
             "UTSMode": if rec.host_namespaces.uts { "host" } else { "" },
-            "UsernsMode": if rec.host_namespaces.user { "host" } else { "" },
+            "UsernsMode": if rec.host_namespaces.user { "host" } else { rec.userns_mode.as_str() },
             "CgroupnsMode": if rec.host_namespaces.cgroup { "host" } else { "private" },
             "Isolation": "",
             "AutoRemove": run.auto_remove,

@@ -95,6 +95,10 @@ pub struct ContainerRecord {
     /// (`containers/ID/userns`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<berth_runtime::userns::IdMap>,
+    /// `--userns` as asked when it was `auto[:size=N]` (inspect's `UsernsMode`); empty
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub userns_mode: String,
     /// The log driver: `json-file` (empty in older records) or `none` (nothing kept).
     #[serde(default)]
     pub log_driver: String,
@@ -233,6 +237,9 @@ pub struct CreateOptions {
     pub mounts: crate::volumes::MountOptions,
     /// Networks, ports, DNS (resolved by the engine; `runtime.network` follows it).
     pub net: crate::networks::NetRequest,
+    /// `--userns=auto[:size=N]` as asked: a user namespace with a range of its own,
+    /// allocated from the subordinate ids of the user `containers` (Podman's).
+    pub userns_auto: Option<String>,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -782,6 +789,42 @@ impl Engine {
         o
     }
 
+    /// An `--userns=auto` container's own range: the pool's lowest `size` ids that no
+    /// container's mapping (and not the daemon's `userns_remap`) overlaps. Called with
+    /// the record lock held, so two creates never get the same range; a removed
+    /// container's range is free again. The state root must take idmapped mounts, as
+    /// with `userns_remap` (checked once, with the first range given out).
+    fn allocate_auto_userns(
+        &self,
+        mode: &str,
+        size: u32,
+        pool: &berth_runtime::userns::AutoPool,
+    ) -> Result<berth_runtime::userns::IdMap> {
+        let mut used: Vec<berth_runtime::userns::IdMap> = self
+            .container_records()?
+            .iter()
+            .filter_map(|r| r.userns)
+            .collect();
+        used.extend(self.remap());
+        let map = pool.allocate(size, &used).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "--userns={mode}: no free range of {size} ids is left in the subordinate ids of the user {} ({} containers hold ranges); remove containers or add a range to /etc/subuid and /etc/subgid",
+                berth_runtime::userns::AUTO_USER,
+                used.len()
+            ))
+        })?;
+        if self.inner.idmap_checked.get().is_none() {
+            berth_runtime::userns::probe_idmap(self.store().root(), &map).map_err(|e| {
+                EngineError::invalid(format!(
+                    "--userns={mode}: the state root {} cannot be idmapped on this kernel: {e}; berth shares image layers with user namespaces only through idmapped mounts (Linux 5.19 for overlayfs over them; tmpfs from 6.3)",
+                    self.store().root().display()
+                ))
+            })?;
+            let _ = self.inner.idmap_checked.set(());
+        }
+        Ok(map)
+    }
+
     /// Where a remapped container's user namespace is kept.
     pub(crate) fn userns_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(USERNS_FILE)
@@ -917,8 +960,28 @@ impl Engine {
                 return Err(EngineError::invalid(format!("invalid stop signal: {s}")));
             }
         }
-        let remap = self.remap().filter(|_| !opts.runtime.host_namespaces.user);
-        if remap.is_some() {
+        let auto = match &opts.userns_auto {
+            Some(mode) => {
+                let size = berth_runtime::userns::parse_auto(mode)
+                    .map_err(EngineError::invalid)?
+                    .ok_or_else(|| {
+                        EngineError::invalid(format!("--userns={mode}: not an auto mode"))
+                    })?;
+                if opts.runtime.host_namespaces.user {
+                    return Err(EngineError::invalid(format!(
+                        "conflicting options: --userns=host and --userns={mode}"
+                    )));
+                }
+                let pool = berth_runtime::userns::AutoPool::read()
+                    .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;
+                Some((mode.clone(), size, pool))
+            }
+            None => None,
+        };
+        let remap = self
+            .remap()
+            .filter(|_| !opts.runtime.host_namespaces.user && auto.is_none());
+        if remap.is_some() || auto.is_some() {
             // Docker's rules and words (daemon/daemon_unix.go); ipc, uts and cgroupns
             // are refused too (the runtime joins the user namespace before any other).
             let hn = &opts.runtime.host_namespaces;
@@ -1001,6 +1064,10 @@ impl Engine {
             }
             None => format!("berth_{}", &id[..12]),
         };
+        let userns = match &auto {
+            Some((mode, size, pool)) => Some(self.allocate_auto_userns(mode, *size, pool)?),
+            None => remap,
+        };
         let dir = self.container_dir(&id);
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
         let cleanup = |dir: &Path| {
@@ -1017,7 +1084,8 @@ impl Engine {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             log_opts: Some(opts.log_opts.clone()),
             host_namespaces: opts.runtime.host_namespaces,
-            userns: remap,
+            userns,
+            userns_mode: auto.map(|(mode, _, _)| mode).unwrap_or_default(),
             log_driver: if opts.log_driver == "none" {
                 "none".to_string()
             } else {

@@ -94,6 +94,9 @@ struct Inner {
     rootfs_holds: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// `userns_remap` resolved at open: the id mapping of remapped containers.
     remap: Option<berth_runtime::userns::IdMap>,
+    /// Set once the state root took an idmapped mount (at open with `userns_remap`,
+    /// else with the first `--userns=auto` container).
+    idmap_checked: std::sync::OnceLock<()>,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -196,6 +199,10 @@ impl Engine {
                 reserve,
                 min_free_bytes,
                 rootfs_holds: Default::default(),
+                idmap_checked: match remap {
+                    Some(_) => std::sync::OnceLock::from(()),
+                    None => std::sync::OnceLock::new(),
+                },
                 remap,
             }),
         };

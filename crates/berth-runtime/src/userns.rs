@@ -65,6 +65,8 @@ impl IdMap {
 pub enum UsernsError {
     #[error("userns-remap {spec:?}: {rule}")]
     Spec { spec: String, rule: String },
+    #[error("--userns=auto: {rule}")]
+    Auto { rule: String },
     #[error("user namespace {path}: {action}: {source}")]
     Io {
         path: PathBuf,
@@ -77,7 +79,7 @@ pub enum UsernsError {
 impl UsernsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            UsernsError::Spec { .. } => ErrorKind::InvalidArgument,
+            UsernsError::Spec { .. } | UsernsError::Auto { .. } => ErrorKind::InvalidArgument,
             UsernsError::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -94,7 +96,17 @@ fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) ->
 /// The first range of `name` (or of its numeric id `id`) in a subuid/subgid file's
 /// `content` (`NAME:START:COUNT` lines): `(start, count)`.
 pub fn parse_subid(content: &str, name: &str, id: Option<u32>) -> Option<(u32, u32)> {
-    content.lines().find_map(|l| {
+    subid_ranges(content, name, id).next()
+}
+
+/// Every range of `name` (or of its numeric id `id`) in a subuid/subgid file's `content`,
+/// in the file's order; empty and overflowing ranges are skipped.
+pub fn subid_ranges<'a>(
+    content: &'a str,
+    name: &'a str,
+    id: Option<u32>,
+) -> impl Iterator<Item = (u32, u32)> + 'a {
+    content.lines().filter_map(move |l| {
         let l = l.trim();
         if l.is_empty() || l.starts_with('#') {
             return None;
@@ -246,6 +258,138 @@ pub fn resolve_in(etc: &Path, spec: &str) -> Result<IdMap, UsernsError> {
         gid: gid_start,
         size: ucount.min(gcount),
     })
+}
+
+/// The user whose subordinate ids `--userns=auto` containers get their ranges from
+/// (Podman's: one `/etc/subuid` line serves both engines).
+pub const AUTO_USER: &str = "containers";
+/// How many ids an `--userns=auto` container gets unless it asks `auto:size=N`: as many as
+/// `--userns-remap` gives, so an image's files owned by any 16-bit id stay mapped.
+pub const AUTO_DEFAULT_SIZE: u32 = 65536;
+
+/// Parses a `--userns` mode that asks for a range of its own: `auto` or
+/// `auto:size=N` (Podman's syntax; its other keys are refused by name). `Ok(None)` for
+/// any other mode; the size asked for otherwise.
+pub fn parse_auto(mode: &str) -> Result<Option<u32>, String> {
+    let opts = match mode.split_once(':') {
+        None if mode == "auto" => "",
+        Some(("auto", o)) => o,
+        _ => return Ok(None),
+    };
+    let mut size = AUTO_DEFAULT_SIZE;
+    for opt in opts.split(',').filter(|o| !o.is_empty()) {
+        match opt.split_once('=') {
+            Some(("size", n)) => {
+                size = n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=AUTO_DEFAULT_SIZE * 16).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "--userns={mode}: size must be a number of ids from 1 to {}, not {n:?}",
+                            AUTO_DEFAULT_SIZE * 16
+                        )
+                    })?;
+            }
+            _ => {
+                let key = opt.split('=').next().unwrap_or(opt);
+                return Err(format!(
+                    "--userns={mode}: option {key:?} is not supported (berth takes auto and auto:size=N)"
+                ));
+            }
+        }
+    }
+    Ok(Some(size))
+}
+
+/// The subordinate ids `--userns=auto` allocates from: every range of [`AUTO_USER`] in
+/// `/etc/subuid` and `/etc/subgid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPool {
+    pub uids: Vec<(u32, u32)>,
+    pub gids: Vec<(u32, u32)>,
+}
+
+impl AutoPool {
+    /// Reads the pool from the host's `/etc`.
+    pub fn read() -> Result<AutoPool, UsernsError> {
+        AutoPool::read_in(Path::new("/etc"))
+    }
+
+    /// [`AutoPool::read`] against the files of `etc` (tests). The user need not exist in
+    /// `passwd` (its ranges are found by name; by its uid too when it does).
+    pub fn read_in(etc: &Path) -> Result<AutoPool, UsernsError> {
+        let read = |name: &str| -> Result<String, UsernsError> {
+            let path = etc.join(name);
+            match fs::read_to_string(&path) {
+                Ok(c) => Ok(c),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(io_err(&path, "read")(e)),
+            }
+        };
+        let uid = lookup_id(&read("passwd")?, AUTO_USER).map(|(_, id)| id);
+        let gid = lookup_id(&read("group")?, AUTO_USER).map(|(_, id)| id);
+        let mut pool = AutoPool {
+            uids: Vec::new(),
+            gids: Vec::new(),
+        };
+        for (file, id, out) in [
+            ("subuid", uid, &mut pool.uids),
+            ("subgid", gid, &mut pool.gids),
+        ] {
+            // Id 0 would map a container's root to the host's.
+            *out = subid_ranges(&read(file)?, AUTO_USER, id)
+                .filter(|(start, _)| *start > 0)
+                .collect();
+            if out.is_empty() {
+                return Err(UsernsError::Auto {
+                    rule: format!(
+                        "no subordinate ids for the user {AUTO_USER} in {}: add a range for it to /etc/subuid and /etc/subgid, e.g. the line {AUTO_USER}:2147483647:2147483648 (Podman's setting)",
+                        etc.join(file).display()
+                    ),
+                });
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The first `size` uids and `size` gids of the pool that no mapping of `used`
+    /// overlaps: a container's own range.
+    pub fn allocate(&self, size: u32, used: &[IdMap]) -> Option<IdMap> {
+        let uids: Vec<(u64, u64)> = used.iter().map(|m| span(m.uid, m.size)).collect();
+        let gids: Vec<(u64, u64)> = used.iter().map(|m| span(m.gid, m.size)).collect();
+        Some(IdMap {
+            uid: first_fit(&self.uids, &uids, size)?,
+            gid: first_fit(&self.gids, &gids, size)?,
+            size,
+        })
+    }
+}
+
+fn span(start: u32, size: u32) -> (u64, u64) {
+    (u64::from(start), u64::from(start) + u64::from(size))
+}
+
+/// The lowest start, within one range of `pool`, of `size` ids that overlap no span of
+/// `used` (`[start, end)`).
+fn first_fit(pool: &[(u32, u32)], used: &[(u64, u64)], size: u32) -> Option<u32> {
+    let mut pool = pool.to_vec();
+    pool.sort_unstable();
+    for (start, count) in pool {
+        let (lo, hi) = span(start, count);
+        let mut at = lo;
+        // Each step moves past one overlapping span: at most `used.len()` steps.
+        while let Some(&(_, end)) = used
+            .iter()
+            .find(|(s, e)| *s < at + u64::from(size) && at < *e)
+        {
+            at = end;
+        }
+        if at + u64::from(size) <= hi {
+            return u32::try_from(at).ok();
+        }
+    }
+    None
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -538,6 +682,73 @@ pub fn chown_to_root(path: &Path, map: &IdMap) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_modes_parse_with_podmans_size_and_refuse_other_keys() {
+        assert_eq!(parse_auto("auto"), Ok(Some(AUTO_DEFAULT_SIZE)));
+        assert_eq!(parse_auto("auto:size=1024"), Ok(Some(1024)));
+        assert_eq!(parse_auto("host"), Ok(None));
+        assert_eq!(parse_auto(""), Ok(None));
+        assert_eq!(parse_auto("automatic"), Ok(None));
+        let e = parse_auto("auto:size=0").expect_err("size 0");
+        assert!(e.contains("size must be a number"), "{e}");
+        let e = parse_auto("auto:size=lots").expect_err("size lots");
+        assert!(e.contains("\"lots\""), "{e}");
+        let e = parse_auto("auto:uidmapping=0:1000:1").expect_err("uidmapping");
+        assert!(e.contains("\"uidmapping\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn the_auto_pool_is_every_range_of_containers_and_its_absence_is_named() {
+        let etc = tempfile::tempdir().expect("tempdir");
+        std::fs::write(etc.path().join("passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+        let e = AutoPool::read_in(etc.path()).expect_err("no subuid");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("no subordinate ids for the user containers")
+                && msg.contains("subuid")
+                && msg.contains("containers:2147483647:2147483648"),
+            "{msg}"
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        std::fs::write(
+            etc.path().join("subuid"),
+            "dockremap:100000:65536\ncontainers:1000000:131072\ncontainers:0:10\ncontainers:5000000:65536\n",
+        )
+        .expect("subuid");
+        let e = AutoPool::read_in(etc.path()).expect_err("no subgid");
+        assert!(e.to_string().contains("subgid"), "{e}");
+        std::fs::write(etc.path().join("subgid"), "containers:2000000:65536\n").expect("subgid");
+        let pool = AutoPool::read_in(etc.path()).expect("pool");
+        assert_eq!(pool.uids, vec![(1_000_000, 131_072), (5_000_000, 65536)]);
+        assert_eq!(pool.gids, vec![(2_000_000, 65536)]);
+    }
+
+    #[test]
+    fn auto_ranges_never_overlap_a_used_one_and_are_reused_when_freed() {
+        let pool = AutoPool {
+            uids: vec![(1_000_000, 200_000)],
+            gids: vec![(3_000_000, 200_000)],
+        };
+        let a = pool.allocate(65536, &[]).expect("a");
+        assert_eq!((a.uid, a.gid, a.size), (1_000_000, 3_000_000, 65536));
+        let b = pool.allocate(65536, &[a]).expect("b");
+        assert_eq!((b.uid, b.gid), (1_065_536, 3_065_536));
+        // A smaller range fits in a gap; one that overlaps the pool's start is skipped.
+        let remap = IdMap {
+            uid: 999_000,
+            gid: 2_999_000,
+            size: 2000,
+        };
+        let c = pool.allocate(1024, &[remap, b]).expect("c");
+        assert_eq!((c.uid, c.gid), (1_001_000, 3_001_000));
+        // Full: the third 65536 fits (200000 >= 3 * 65536), a fourth does not.
+        let d = pool.allocate(65536, &[a, b]).expect("d");
+        assert_eq!(d.uid, 1_131_072);
+        assert_eq!(pool.allocate(65536, &[a, b, d]), None);
+        // Freed (its container removed): the lowest range is given again.
+        assert_eq!(pool.allocate(65536, &[b, d]), Some(a));
+    }
 
     #[test]
     fn subid_ranges_are_found_by_name_or_id() {

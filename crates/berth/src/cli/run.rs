@@ -139,6 +139,21 @@ pub struct ContainerOpts {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// PID namespace to use (host: the daemon must allow it)
+    #[arg(long, value_name = "MODE")]
+    pub pid: Option<String>,
+    /// IPC mode to use (private, shareable, host)
+    #[arg(long, value_name = "MODE")]
+    pub ipc: Option<String>,
+    /// UTS namespace to use (host)
+    #[arg(long, value_name = "MODE")]
+    pub uts: Option<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long, value_name = "MODE")]
+    pub cgroupns: Option<String>,
+    /// User namespace to use (host, auto, auto:size=N)
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     pub read_only: bool,
@@ -633,6 +648,17 @@ pub fn create_body(
     host.insert("CapAdd".into(), list(&o.cap_add));
     host.insert("CapDrop".into(), list(&o.cap_drop));
     host.insert("Privileged".into(), json!(o.privileged));
+    for (key, mode) in [
+        ("PidMode", &o.pid),
+        ("IpcMode", &o.ipc),
+        ("UTSMode", &o.uts),
+        ("CgroupnsMode", &o.cgroupns),
+        ("UsernsMode", &o.userns),
+    ] {
+        if let Some(m) = mode {
+            host.insert(key.into(), json!(m));
+        }
+    }
     host.insert("PublishAllPorts".into(), json!(o.publish_all));
     host.insert("ReadonlyRootfs".into(), json!(o.read_only));
     host.insert("SecurityOpt".into(), list(&o.security_opt));
