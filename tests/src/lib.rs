@@ -102,12 +102,22 @@ impl Daemon {
         let root = dir.path().join("root");
         let sock = dir.path().join("berth.sock");
         let netns = own_netns.then(new_netns);
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // A lane's daemon flags (e.g. every test under `--userns-remap default`), unless
+        // the test sets that flag itself.
+        if let Ok(lane) = std::env::var("BERTH_TEST_DAEMON_ARGS") {
+            let lane: Vec<&str> = lane.split_whitespace().collect();
+            let flag = lane.first().copied().unwrap_or_default();
+            if !args.iter().any(|a| a == flag) {
+                args.extend(lane.iter().map(|s| s.to_string()));
+            }
+        }
         let mut d = Daemon {
             dir,
             root,
             sock,
             netns,
-            args: extra.iter().map(|s| s.to_string()).collect(),
+            args,
             child: None,
         };
         d.spawn();

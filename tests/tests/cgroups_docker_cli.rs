@@ -402,6 +402,29 @@ fn docker_cli_stats_and_top_show_the_container() {
             .is_some_and(|l| l.trim_end().ends_with("sleep")),
         "{top}"
     );
+    // A container whose processes run as another uid: `ps -o` alone would list only the
+    // daemon's uid and terminal; berth selects the container's pids (`-q`), as Docker.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--no-healthcheck",
+        "--name",
+        "cg-user",
+        "--user",
+        "1234:1234",
+        "--network",
+        "none",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    let top = ok(d.docker(&["top", "cg-user", "-o", "pid,uid,comm"]));
+    let rows: Vec<&str> = top.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{top}");
+    assert!(
+        rows[0].split_whitespace().skip(1).eq(["1234", "sleep"]),
+        "{top}"
+    );
+    ok(d.docker(&["rm", "-f", "cg-user"]));
 
     ok(d.docker(&["kill", "cg-stats"]));
     ok(d.docker(&["wait", "cg-stats"]));

@@ -297,4 +297,27 @@ fn links_on_a_user_network_are_dns_aliases_of_the_linking_container() {
     assert_eq!(inspect(&d, "client", "{{json .HostConfig.Links}}"), "null");
     let hosts = sh(&d, "client", "cat /etc/hosts");
     assert!(!hosts.contains("backend"), "{hosts}");
+    // `network connect --link`: the same, given to a running container on a network it
+    // joins; still its own.
+    ok(d.docker(&["network", "create", "back"]));
+    ok(d.docker(&["network", "connect", "back", "srv"]));
+    let srv_back: Ipv4Addr = inspect(&d, "srv", "{{.NetworkSettings.Networks.back.IPAddress}}")
+        .parse()
+        .expect("address");
+    ok(d.docker(&["network", "connect", "--link", "srv:store", "back", "other"]));
+    assert_eq!(lookup(&d, "other", "store"), Some(vec![srv_back]));
+    assert_eq!(lookup(&d, "client", "store"), None);
+    assert_eq!(
+        inspect(&d, "other", "{{json .NetworkSettings.Networks.back.Links}}"),
+        r#"["srv:store"]"#
+    );
+    let out = d.docker(&[
+        "network", "connect", "--link", "srv:bad", "bridge", "client",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("links are only supported for user-defined networks"),
+        "{err}"
+    );
 }

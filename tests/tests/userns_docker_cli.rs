@@ -725,3 +725,50 @@ fn userns_auto_gives_each_container_a_range_of_its_own() {
         let _ = d.docker(&["rm", "-f", n]);
     }
 }
+
+/// `--device` in a remapped container: the runtime cannot mknod in a user namespace, so
+/// each node is a bind mount of the host's node (under its own or a new name), and the
+/// device cgroup still decides what may be opened (the node's mode too: the host's
+/// root owns it, so the container's root is "other" to it).
+#[test]
+fn devices_are_the_hosts_nodes_under_their_own_or_a_new_name() {
+    if !docker_available() {
+        return;
+    }
+    let d = setup();
+    // A node no driver serves (major 4000), writable by all, in /dev (a bind keeps its
+    // source's nodev, which a temporary directory's filesystem may have).
+    let fake = format!("/dev/berth-userns-fake-{}", std::process::id());
+    let st = std::process::Command::new("mknod")
+        .args(["-m", "666", &fake, "c", "4000", "1"])
+        .status()
+        .expect("mknod");
+    assert!(st.success(), "mknod {fake}");
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _gone = Gone(fake.clone());
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--device",
+        "/dev/null:/dev/mynull:rw",
+        "--device",
+        "/dev/zero:/dev/sub/myzero",
+        "--device",
+        &format!("{fake}:/dev/fake:r"),
+        "fixture/app:1",
+        "echo gone > /dev/mynull && echo null:ok; busybox stat -c 'null:%t:%T' /dev/mynull; busybox head -c 2 /dev/sub/myzero | busybox od -An -tx1; (: < /dev/fake) 2>&1; (: > /dev/fake) 2>&1; true",
+    ]);
+    let out = ok(out);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[..3], ["null:ok", "null:1:3", "00 00"], "{out}");
+    // Reads reach the (absent) driver; writes are refused by the device cgroup.
+    assert!(lines[3].contains("No such device or address"), "{out}");
+    assert!(lines[4].contains("Operation not permitted"), "{out}");
+}

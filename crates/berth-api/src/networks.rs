@@ -456,7 +456,12 @@ pub(crate) async fn connect(
             "network connect: a container is required",
         ));
     }
-    let settings = b.endpoint_config.unwrap_or_default().settings()?;
+    let mut endpoint = b.endpoint_config.unwrap_or_default();
+    let links = endpoint.take_links();
+    let settings = NetAttachment {
+        links,
+        ..endpoint.settings()?
+    };
     blocking(move || engine.connect_network(&id, &b.container, settings)).await?;
     Ok(StatusCode::OK)
 }

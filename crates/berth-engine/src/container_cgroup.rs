@@ -194,15 +194,33 @@ impl Engine {
         } else {
             ps_args.split_whitespace().collect()
         };
-        let out = Command::new("ps")
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                EngineError::internal(format!(
-                    "running ps: {e} (berth's top needs procps installed on the host)"
-                ))
-            })?;
+        let ps = |extra: Option<String>| {
+            Command::new("ps")
+                .args(&args)
+                .args(extra.map(|q| vec!["-q".to_string(), q]).unwrap_or_default())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| {
+                    EngineError::internal(format!(
+                        "running ps: {e} (berth's top needs procps installed on the host)"
+                    ))
+                })
+        };
+        // As Docker's daemon: `-q PID,…` selects the container's processes whatever their
+        // user and terminal (plain `ps -o pid,comm` lists only the caller's uid and
+        // terminal, so a container running as another uid would show nothing); some
+        // options cannot be combined with `-q` (`f`), so again without it.
+        let mut list: Vec<i32> = pids.iter().copied().collect();
+        list.sort_unstable();
+        let q = list
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut out = ps((!q.is_empty()).then_some(q))?;
+        if !out.status.success() {
+            out = ps(None)?;
+        }
         if !out.status.success() {
             return Err(EngineError::invalid(format!(
                 "ps {}: {}: {}",

@@ -1876,10 +1876,23 @@ impl Engine {
                 ),
             ));
         }
+        // `network connect --link NAME:ALIAS`: as at create, DNS aliases only this
+        // container resolves, on a user-defined network only (Docker's rule and words).
+        let mut links = Vec::with_capacity(settings.links.len());
+        for l in &settings.links {
+            if nrec.default_bridge {
+                return Err(EngineError::invalid(
+                    "links are only supported for user-defined networks",
+                ));
+            }
+            let (name, alias) = parse_link(l)?;
+            links.push(format!("{name}:{alias}"));
+        }
         let mut att = check_attachment(
             &nrec,
             NetAttachment {
                 network_id: nrec.id.clone(),
+                links,
                 ..settings
             },
         )?;

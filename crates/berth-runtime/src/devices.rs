@@ -185,6 +185,22 @@ fn allow(dev: &LinuxDevice, access: &str) -> Option<LinuxDeviceCgroup> {
 pub fn resolve(
     m: &DeviceMapping,
 ) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), DeviceError> {
+    let (nodes, rules) = resolve_nodes(m)?;
+    Ok((nodes.into_iter().map(|n| n.device).collect(), rules))
+}
+
+/// A device node a mapping gives the container: its node in the spec and the host's
+/// node it is (what a user-namespaced container gets bind-mounted: it cannot mknod).
+#[derive(Debug, Clone)]
+pub struct MappedNode {
+    pub host: PathBuf,
+    pub device: LinuxDevice,
+}
+
+/// [`resolve`], keeping each node's host path.
+pub fn resolve_nodes(
+    m: &DeviceMapping,
+) -> Result<(Vec<MappedNode>, Vec<LinuxDeviceCgroup>), DeviceError> {
     check_mapping(m)?;
     let gather = |reason: String| DeviceError::Gather {
         path: m.path_on_host.clone(),
@@ -207,7 +223,10 @@ pub fn resolve(
         Ok(Some((typ, md))) => {
             if let Some(d) = spec_device(&container_path, typ, &md) {
                 rules.extend(allow(&d, &m.cgroup_permissions));
-                devs.push(d);
+                devs.push(MappedNode {
+                    host: host.clone(),
+                    device: d,
+                });
             }
         }
         Ok(None) => {
@@ -215,7 +234,7 @@ pub fn resolve(
                 walk(&host, &host, &container_path, &mut devs);
                 rules = devs
                     .iter()
-                    .filter_map(|d| allow(d, &m.cgroup_permissions))
+                    .filter_map(|n| allow(&n.device, &m.cgroup_permissions))
                     .collect();
             }
         }
@@ -229,7 +248,7 @@ pub fn resolve(
 
 /// Every device node below `dir` (symlinks are not followed), depth first in lexical
 /// order as Go's `filepath.WalkDir`; unreadable entries are skipped, as Docker does.
-fn walk(root: &Path, dir: &Path, container_root: &Path, out: &mut Vec<LinuxDevice>) {
+fn walk(root: &Path, dir: &Path, container_root: &Path, out: &mut Vec<MappedNode>) {
     let Ok(rd) = fs::read_dir(dir) else {
         return;
     };
@@ -246,7 +265,10 @@ fn walk(root: &Path, dir: &Path, container_root: &Path, out: &mut Vec<LinuxDevic
         if let Ok(Some((typ, md))) = node(&path) {
             let rel = path.strip_prefix(root).unwrap_or(&path);
             if let Some(d) = spec_device(&container_root.join(rel), typ, &md) {
-                out.push(d);
+                out.push(MappedNode {
+                    host: path.clone(),
+                    device: d,
+                });
             }
         }
     }
@@ -315,12 +337,35 @@ pub fn apply(
     mappings: &[DeviceMapping],
     rules: &[String],
 ) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), DeviceError> {
-    let mut nodes: Vec<LinuxDevice> = Vec::new();
+    let a = apply_nodes(defaults, mappings, rules)?;
+    let mut out = a.defaults;
+    out.extend(a.mapped.into_iter().map(|n| n.device));
+    Ok((out, a.allow))
+}
+
+/// What [`apply_nodes`] gives: the mapped nodes apart from the defaults.
+#[derive(Debug, Clone)]
+pub struct AppliedDevices {
+    /// The default nodes no mapping replaces.
+    pub defaults: Vec<LinuxDevice>,
+    /// The nodes the mappings give, with their host paths.
+    pub mapped: Vec<MappedNode>,
+    /// The device cgroup's allow rules for them and for `--device-cgroup-rule`.
+    pub allow: Vec<LinuxDeviceCgroup>,
+}
+
+/// [`apply`] with the mapped nodes apart.
+pub fn apply_nodes(
+    defaults: Vec<LinuxDevice>,
+    mappings: &[DeviceMapping],
+    rules: &[String],
+) -> Result<AppliedDevices, DeviceError> {
+    let mut nodes: Vec<MappedNode> = Vec::new();
     let mut allow = Vec::new();
     for m in mappings {
-        let (devs, r) = resolve(m)?;
+        let (devs, r) = resolve_nodes(m)?;
         for d in devs {
-            if !nodes.iter().any(|n| n.path() == d.path()) {
+            if !nodes.iter().any(|n| n.device.path() == d.device.path()) {
                 nodes.push(d);
             }
         }
@@ -329,12 +374,15 @@ pub fn apply(
     for r in rules {
         allow.push(parse_rule(r)?);
     }
-    let mut out: Vec<LinuxDevice> = defaults
+    let kept: Vec<LinuxDevice> = defaults
         .into_iter()
-        .filter(|d| !nodes.iter().any(|n| n.path() == d.path()))
+        .filter(|d| !nodes.iter().any(|n| n.device.path() == d.path()))
         .collect();
-    out.extend(nodes);
-    Ok((out, allow))
+    Ok(AppliedDevices {
+        defaults: kept,
+        mapped: nodes,
+        allow,
+    })
 }
 
 #[cfg(test)]

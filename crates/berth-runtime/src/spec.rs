@@ -815,6 +815,35 @@ pub fn generate_for_host(
         // node too (as Docker 23 does; its permissions and the rules change nothing).
         let (devs, _) = devices::apply(res::host_devices(Path::new("/dev")), &opts.devices, &[])?;
         devs
+    } else if opts.userns.is_some() {
+        // In a user namespace the runtime cannot mknod: it bind-mounts each node from
+        // the host path the spec names, which for a mapped device is its path in the
+        // container (`--device /dev/null:/dev/mynull` would look for a host
+        // /dev/mynull). A mapped node is a bind mount of its host node instead (as
+        // Podman does rootless); the device cgroup rules are the same.
+        let applied = devices::apply_nodes(
+            res::default_devices(),
+            &opts.devices,
+            &opts.device_cgroup_rules,
+        )?;
+        rules.extend(applied.allow);
+        for n in applied.mapped {
+            all_mounts.push(
+                MountBuilder::default()
+                    .destination(n.device.path().clone())
+                    .typ("bind")
+                    .source(n.host)
+                    .options(vec![
+                        "bind".to_string(),
+                        "rprivate".to_string(),
+                        "nosuid".to_string(),
+                        "noexec".to_string(),
+                    ])
+                    .build()
+                    .map_err(build_err("device mount"))?,
+            );
+        }
+        applied.defaults
     } else {
         let (devs, allow) = devices::apply(
             res::default_devices(),
