@@ -1428,6 +1428,54 @@ mod tests {
     }
 
     #[test]
+    fn in_a_user_namespace_a_mapped_device_is_a_bind_of_the_hosts_node() {
+        let j = gen(
+            &image(),
+            &ContainerOptions {
+                devices: vec![DeviceMapping {
+                    path_on_host: "/dev/zero".into(),
+                    path_in_container: "/dev/myzero".into(),
+                    cgroup_permissions: "r".into(),
+                }],
+                userns: Some((
+                    "/run/berth-test-userns".into(),
+                    crate::userns::IdMap {
+                        uid: 100000,
+                        gid: 100000,
+                        size: 65536,
+                    },
+                )),
+                ..opts()
+            },
+        )
+        .unwrap();
+        // Not a node the runtime would look for at the container's path on the host...
+        assert!(!j["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["path"] == "/dev/myzero"));
+        // ...but a bind of the host's node, with the cgroup rule as without a namespace.
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/myzero")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (m["source"].clone(), m["type"].clone()),
+            (json!("/dev/zero"), json!("bind"))
+        );
+        assert!(!m["options"].as_array().unwrap().contains(&json!("nodev")));
+        let rules = j["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            rules[rules.len() - 1],
+            json!({"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"})
+        );
+    }
+
+    #[test]
     fn devices_and_cgroup_rules_reach_the_spec() {
         let devices = vec![DeviceMapping {
             path_on_host: "/dev/zero".into(),
