@@ -5,8 +5,9 @@
 #   none-host     --userns=host  (no user namespace: berth's default without remapping)
 #   none-remap    the daemon's remapping (the dockremap range)
 #   none-auto     --userns=auto  (a range of its own, allocated at create)
-# each with `--network none`, and the same three on the default bridge (`bridge-*`).
-# Prints each median and its ratio to the same network without a user namespace.
+# each with `--network none`, and the same three on the default bridge (`bridge-*`);
+# and Podman 4.3 with `--userns host` and `--userns auto` (`--network none`).
+# Prints each median and its ratio to the same tool and network without a user namespace.
 #
 # Environment:
 #   RUNS=20 WARMUP=3
@@ -78,15 +79,37 @@ for net in none bridge; do
         args+=(-n "$net-$mode" "$cmd")
     done
 done
+# Podman (the peer with --userns=auto), --network none, on a root of its own: the
+# flags this machine needs (docs: ../shared/PEERS.md).
+if command -v podman >/dev/null; then
+    P="podman --root $WORK/podman-root --runroot $WORK/podman-run --cgroup-manager=cgroupfs --runtime runc"
+    $P load -q -i "$REPO_DIR/tests/fixtures/app-docker-save.tar" >/dev/null
+    for mode in host auto; do
+        cmd="$P run --rm --network none --userns $mode --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --no-healthcheck $IMAGE true"
+        if $cmd >/dev/null 2>"$WORK/podman-$mode.err"; then
+            args+=(-n "podman-none-$mode" "$cmd")
+        else
+            log "podman --userns $mode does not run here: $(tail -1 "$WORK/podman-$mode.err")"
+        fi
+    done
+fi
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/results.json" "${args[@]}" >&2
 
 python3 - "$WORK/results.json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-print("%-14s %10s %8s" % ("run", "median ms", "ratio"))
-for net in ("none", "bridge"):
-    base = r[net + "-host"]["median"]
-    for mode in ("host", "remap", "auto"):
-        m = r["%s-%s" % (net, mode)]["median"]
-        print("%-14s %10.1f %8.2f" % ("%s-%s" % (net, mode), m * 1000, m / base))
+print("%-18s %10s %8s" % ("run", "median ms", "ratio"))
+for tool, net, modes in (("", "none", ("host", "remap", "auto")),
+                         ("", "bridge", ("host", "remap", "auto")),
+                         ("podman-", "none", ("host", "auto"))):
+    if tool + net + "-host" not in r:
+        continue
+    base = r[tool + net + "-host"]["median"]
+    for mode in modes:
+        name = "%s%s-%s" % (tool, net, mode)
+        if name in r:
+            m = r[name]["median"]
+            print("%-18s %10.1f %8.2f" % (name, m * 1000, m / base))
+if "podman-none-auto" in r:
+    print("berth auto / podman auto (none): %.2f" % (r["none-auto"]["median"] / r["podman-none-auto"]["median"]))
 EOF
