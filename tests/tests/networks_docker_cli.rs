@@ -308,9 +308,11 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
         "taken",
         "fixture/app:1",
     ]));
+    // Links on connect are for user-defined networks (Docker's rule; links_docker_cli
+    // covers them there).
     let err = fails(d.docker(&["network", "connect", "--link", "c1:x", "bridge", "c1"]));
     assert!(
-        err.contains("links (--link) is not supported yet by berth"),
+        err.contains("links are only supported for user-defined networks"),
         "{err}"
     );
     let err = fails(d.docker(&["network", "connect", "--ip6", "fd00::5", "bridge", "c1"]));
