@@ -917,3 +917,216 @@ fn a_udp_client_that_keeps_sending_follows_the_port_to_a_new_container() {
     );
     ok(d.docker(&["rm", "-f", "second"]));
 }
+
+/// The container's global IPv6 address on `eth0`, read from inside it.
+fn eth0_address6(d: &Daemon, name: &str) -> std::net::Ipv6Addr {
+    let out = sh(d, name, "ip -6 -o addr show eth0 scope global");
+    let cidr = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no inet6 address in {out:?}"));
+    cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// An HTTP GET of `path` on port 80 of an IPv6 address from inside a container.
+fn http6_from(d: &Daemon, container: &str, ip: std::net::Ipv6Addr, path: &str) -> Option<String> {
+    let out = d.docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && text.contains(" 200 ")).then_some(text)
+}
+
+/// Whether the container resolves `name`'s AAAA records (busybox nslookup), and to which.
+fn lookup6(d: &Daemon, container: &str, name: &str) -> Vec<std::net::Ipv6Addr> {
+    let out = d.docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!("nslookup -type=AAAA {name}"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split("Name:")
+        .skip(1)
+        .flat_map(|part| {
+            part.lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .filter_map(|a| a.trim().parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Dual-stack networks (`--ipv6 --subnet fd00:…/64`): containers get an IPv6 address (or
+/// the one asked with `--ip6`) and route, reach each other over IPv6 by name (AAAA),
+/// not another network's; a port published on every address answers on the host's IPv6
+/// addresses (DNAT in `ip6 berth`, no proxy); `::1` and an IPv6 network without a subnet
+/// are refused by name; removing the last dual-stack network removes the ip6 table.
+#[test]
+fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
+    let Some(d) = daemon() else { return };
+    let have_ipv6 = d
+        .netns_cmd(&["test", "-d", "/proc/sys/net/ipv6"])
+        .status()
+        .unwrap()
+        .success();
+    if !have_ipv6 {
+        // The documented refusal on a kernel without IPv6.
+        let err = fails(d.docker(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd00:b0::/64",
+            "ds",
+        ]));
+        assert!(err.contains("has no IPv6"), "{err}");
+        return;
+    }
+    ok(d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:b0::/64",
+        "ds",
+    ]));
+    ok(d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:b1::/64",
+        "other6",
+    ]));
+    let cfg = ok(d.docker(&[
+        "network",
+        "inspect",
+        "ds",
+        "-f",
+        "{{.EnableIPv6}} {{json .IPAM.Config}}",
+    ]));
+    assert!(
+        cfg.starts_with("true ")
+            && cfg.contains(r#"{"Subnet":"fd00:b0::/64","Gateway":"fd00:b0::1"}"#),
+        "{cfg}"
+    );
+    httpd(&d, &["--name", "web", "--network", "ds", "-p", "8080:80"]);
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "ds",
+        "--ip6",
+        "fd00:b0::99",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    httpd(&d, &["--name", "far", "--network", "other6"]);
+    let web6 = eth0_address6(&d, "web");
+    assert!(web6.segments()[..4] == [0xfd00, 0xb0, 0, 0], "{web6}");
+    assert_eq!(
+        ok(d.docker(&["inspect", "web", "-f", "{{with .NetworkSettings.Networks.ds}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}{{end}}"])).trim(),
+        format!("{web6}/64 fd00:b0::1")
+    );
+    assert_eq!(eth0_address6(&d, "cli").to_string(), "fd00:b0::99");
+    let route = sh(&d, "cli", "ip -6 route show default");
+    assert!(
+        route.starts_with("default via fd00:b0::1 dev eth0"),
+        "{route}"
+    );
+    // By name over IPv6 on the same network: AAAA, and traffic.
+    assert_eq!(lookup6(&d, "cli", "web"), vec![web6]);
+    let page = http6_from(&d, "cli", web6, "/hostname").expect("cli reaches web over IPv6");
+    assert!(
+        page.trim_end().ends_with(sh(&d, "web", "hostname").trim()),
+        "{page}"
+    );
+    // Not across networks.
+    let far6 = eth0_address6(&d, "far");
+    assert!(lookup6(&d, "cli", "far").is_empty());
+    assert!(
+        http6_from(&d, "cli", far6, "/hostname").is_none(),
+        "ds reached other6"
+    );
+    assert!(
+        http6_from(&d, "far", web6, "/hostname").is_none(),
+        "other6 reached ds"
+    );
+    // A published port on every address: the host's IPv6 addresses too (one put on the
+    // daemon's loopback, in the test's network namespace).
+    assert!(d
+        .netns_cmd(&["ip", "addr", "add", "fd00:ee::1/128", "dev", "lo", "nodad"])
+        .status()
+        .unwrap()
+        .success());
+    let got = eventually(|| {
+        d.in_netns(|| -> std::io::Result<String> {
+            let addr: std::net::SocketAddr = "[fd00:ee::1]:8080".parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+    });
+    assert!(got.contains(" 200 "), "{got}");
+    // Refused by name.
+    let err = fails(d.docker(&[
+        "run",
+        "--rm",
+        "-p",
+        "[::1]:9000:80",
+        "fixture/app:1",
+        "true",
+    ]));
+    assert!(err.contains("cannot publish on ::1"), "{err}");
+    let err = fails(d.docker(&["network", "create", "--ipv6", "x6"]));
+    assert!(err.contains("--ipv6 needs an IPv6 --subnet"), "{err}");
+    let err = fails(d.docker(&["network", "create", "--subnet", "fd00:b2::/64", "x7"]));
+    assert!(err.contains("given without --ipv6"), "{err}");
+    let err = fails(d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:b0:0:0:1::/80",
+        "x8",
+    ]));
+    assert!(err.contains("overlaps network ds"), "{err}");
+    // The addresses survive a daemon SIGKILL: a new container gets another one.
+    let mut d = d;
+    d.restart_after_sigkill();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "ds",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    let late6 = eth0_address6(&d, "late");
+    assert!(
+        late6 != web6 && late6.to_string() != "fd00:b0::99",
+        "{late6}"
+    );
+    // Teardown: the ip6 table goes with the last dual-stack network.
+    ok(d.docker(&["rm", "-f", "web", "cli", "far", "late"]));
+    ok(d.docker(&["network", "rm", "ds", "other6"]));
+    let out = d
+        .netns_cmd(&["nft", "list", "table", "ip6", "berth"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the ip6 table outlived the networks");
+}

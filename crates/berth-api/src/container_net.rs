@@ -89,6 +89,9 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
     if let Some(ip) = att.ipv4_address {
         ipam.insert("IPv4Address".into(), json!(ip.to_string()));
     }
+    if let Some(ip6) = att.ipv6_address {
+        ipam.insert("IPv6Address".into(), json!(ip6.to_string()));
+    }
     if !att.link_local_ips.is_empty() {
         let ll: Vec<String> = att.link_local_ips.iter().map(|i| i.to_string()).collect();
         ipam.insert("LinkLocalIPs".into(), json!(ll));
@@ -110,9 +113,9 @@ fn endpoint_json(att: &NetAttachment, ep: Option<&Endpoint>) -> Value {
         "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": ep.map(|e| e.prefix_len).unwrap_or(0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": ep.and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": ep.and_then(|e| e.ip6).map(|ip| ip.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": ep.filter(|e| e.ip6.is_some()).map(|e| e.prefix_len6).unwrap_or(0),
         "DNSNames": ep.map(|e| null_if_empty(&e.dns_names)).unwrap_or(Value::Null),
     })
 }

@@ -60,7 +60,11 @@ pub(crate) fn network_json(info: &NetworkInfo, containers: bool) -> Value {
             c.insert("IPRange".into(), json!(range.to_string()));
         }
         c.insert("Gateway".into(), json!(r.gateway.to_string()));
-        json!([c])
+        let mut list = vec![Value::Object(c)];
+        if let (Some(s6), Some(g6)) = (r.subnet6, r.gateway6) {
+            list.push(json!({ "Subnet": s6.to_string(), "Gateway": g6.to_string() }));
+        }
+        Value::Array(list)
     };
     let eps: serde_json::Map<String, Value> = if containers {
         info.containers
@@ -73,7 +77,7 @@ pub(crate) fn network_json(info: &NetworkInfo, containers: bool) -> Value {
                         "EndpointID": ep.endpoint_id,
                         "MacAddress": ep.mac,
                         "IPv4Address": format!("{}/{}", ep.ip, ep.prefix_len),
-                        "IPv6Address": "",
+                        "IPv6Address": ep.ip6.map(|ip6| format!("{ip6}/{}", ep.prefix_len6)).unwrap_or_default(),
                     }),
                 )
             })
@@ -88,7 +92,7 @@ pub(crate) fn network_json(info: &NetworkInfo, containers: bool) -> Value {
         "Scope": "local",
         "Driver": r.driver,
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": r.enable_ipv6,
         "IPAM": { "Driver": "default", "Options": null, "Config": config },
         "Internal": r.internal,
         "Attachable": r.attachable,
@@ -277,10 +281,15 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
         return Err(not_supported("IPAM driver options (--ipam-opt)"));
     }
     let configs = ipam.config.unwrap_or_default();
-    if configs.len() > 1 {
+    // One IPv4 and one IPv6 (dual-stack) config at most, told apart by their subnet.
+    let (v6, v4): (Vec<IpamConfigBody>, Vec<IpamConfigBody>) = configs
+        .into_iter()
+        .partition(|c| c.subnet.contains(':') || (c.subnet.is_empty() && c.gateway.contains(':')));
+    if v4.len() > 1 || v6.len() > 1 {
         return Err(not_supported(&format!(
-            "more than one IPAM config ({} subnets given; one IPv4 subnet per network)",
-            configs.len()
+            "more than one IPAM config per address family ({} IPv4 and {} IPv6 subnets given)",
+            v4.len(),
+            v6.len()
         )));
     }
     let mut req = NetworkCreate {
@@ -293,18 +302,23 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
         options: b.options.unwrap_or_default(),
         ..NetworkCreate::default()
     };
-    if let Some(c) = configs.into_iter().next() {
+    for c in v4.iter().chain(&v6) {
         if c.auxiliary_addresses
             .as_ref()
             .is_some_and(|a| !a.is_empty())
         {
             return Err(not_supported("auxiliary addresses (--aux-address)"));
         }
+    }
+    if let Some(c) = v4.into_iter().next() {
         req.subnet = parse_net("subnet", &c.subnet)?;
         req.ip_range = parse_net("ip-range", &c.ip_range)?;
         if !c.gateway.is_empty() {
             if c.gateway.contains(':') {
-                return Err(not_supported(&format!("IPv6 gateway {}", c.gateway)));
+                return Err(ApiError::bad_request(format!(
+                    "invalid gateway {}: an IPv6 gateway for the IPv4 subnet {}",
+                    c.gateway, c.subnet
+                )));
             }
             req.gateway = Some(c.gateway.parse::<Ipv4Addr>().map_err(|_| {
                 ApiError::bad_request(format!(
@@ -317,6 +331,33 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
             return Err(ApiError::bad_request(
                 "a gateway or an IP range needs a subnet (--subnet)",
             ));
+        }
+    }
+    if let Some(c) = v6.into_iter().next() {
+        if c.subnet.is_empty() {
+            return Err(ApiError::bad_request(
+                "an IPv6 gateway needs an IPv6 subnet (--subnet)",
+            ));
+        }
+        req.subnet6 = Some(c.subnet.parse::<ipnet::Ipv6Net>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid subnet {} : invalid CIDR address: {}",
+                c.subnet, c.subnet
+            ))
+        })?);
+        if !c.ip_range.is_empty() {
+            return Err(not_supported(&format!(
+                "an IPv6 IP range ({}): IPv6 addresses come from the whole subnet",
+                c.ip_range
+            )));
+        }
+        if !c.gateway.is_empty() {
+            req.gateway6 = Some(c.gateway.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid gateway {}: not an IPv6 address (for the IPv6 subnet {})",
+                    c.gateway, c.subnet
+                ))
+            })?);
         }
     }
     Ok(req)
@@ -384,17 +425,28 @@ impl EndpointBody {
         self.links.take().unwrap_or_default()
     }
 
-    /// Aliases, `--ip`, `--mac-address`, `--link-local-ip` and the endpoint driver
-    /// options (the engine checks their values); links left in the body and IPv6
-    /// addresses are refused.
+    /// Aliases, `--ip`, `--ip6`, `--mac-address`, `--link-local-ip` and the endpoint
+    /// driver options (the engine checks their values); links left in the body are
+    /// refused.
     pub(crate) fn settings(self) -> Result<NetAttachment, ApiError> {
         if self.links.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(not_supported("links (--link)"));
         }
         let ipam = self.ipam_config.unwrap_or_default();
-        if !ipam.ipv6_address.is_empty() {
-            return Err(not_supported("an IPv6 address (--ip6)"));
-        }
+        let ipv6_address = if ipam.ipv6_address.is_empty() {
+            None
+        } else {
+            Some(
+                ipam.ipv6_address
+                    .parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "invalid IPv6 address {}: not an IPv6 address",
+                            ipam.ipv6_address
+                        ))
+                    })?,
+            )
+        };
         let ipv4_address = if ipam.ipv4_address.is_empty() {
             None
         } else {
@@ -421,6 +473,7 @@ impl EndpointBody {
             network_id: String::new(),
             aliases: self.aliases.unwrap_or_default(),
             ipv4_address,
+            ipv6_address,
             mac_address: Some(self.mac_address).filter(|m| !m.is_empty()),
             link_local_ips,
             driver_opts: self.driver_opts.unwrap_or_default(),
@@ -540,8 +593,12 @@ mod tests {
                 "more than one",
             ),
             (
-                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"fd00::/64"}]}}"#,
-                "IPv6",
+                r#"{"Name":"n","EnableIPv6":true,"IPAM":{"Config":[{"Subnet":"fd00::/64","IPRange":"fd00::/80"}]}}"#,
+                "an IPv6 IP range",
+            ),
+            (
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"fd00::/64"},{"Subnet":"fd01::/64"}]}}"#,
+                "more than one IPAM config per address family",
             ),
             (
                 r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"10.0.0.0/24","AuxiliaryAddresses":{"a":"10.0.0.5"}}]}}"#,
@@ -558,6 +615,15 @@ mod tests {
                 e.message
             );
         }
+        // Dual-stack: one config of each family, told apart by the subnet.
+        let r = create_request(body(
+            r#"{"Name":"n","EnableIPv6":true,"IPAM":{"Config":[{"Subnet":"fd00:b::/64","Gateway":"fd00:b::fe"},{"Subnet":"10.0.0.0/24"}]}}"#,
+        ))
+        .expect("dual-stack");
+        assert!(r.enable_ipv6);
+        assert_eq!(r.subnet6, Some("fd00:b::/64".parse().expect("address")));
+        assert_eq!(r.gateway6, Some("fd00:b::fe".parse().expect("address")));
+        assert_eq!(r.subnet, Some("10.0.0.0/24".parse().expect("address")));
         let e = create_request(body(
             r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"nope"}]}}"#,
         ))

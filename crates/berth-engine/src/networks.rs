@@ -21,13 +21,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use berth_net::{dns, ipam, link, netns, nft};
 use berth_types::ErrorKind;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -105,10 +105,21 @@ pub struct NetworkRecord {
     /// (Docker's rule), and it cannot be removed.
     #[serde(default)]
     pub default_bridge: bool,
+    /// Dual-stack (`--ipv6`): containers get an address of `subnet6` too.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// `docker network create`'s request.
@@ -123,6 +134,10 @@ pub struct NetworkCreate {
     pub internal: bool,
     pub attachable: bool,
     pub enable_ipv6: bool,
+    /// The IPv6 subnet of a dual-stack network (`--ipv6 --subnet fd00:…/64`) and its
+    /// gateway (the subnet's first host address when None).
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
 }
@@ -136,6 +151,9 @@ pub struct NetAttachment {
     /// `--ip`.
     #[serde(default)]
     pub ipv4_address: Option<Ipv4Addr>,
+    /// `--ip6` (on a dual-stack network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<Ipv6Addr>,
     /// `--mac-address` (`aa:bb:cc:dd:ee:ff` once checked); None: derived from the
     /// address, as Docker derives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +378,13 @@ pub struct Endpoint {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// On a dual-stack network: the IPv6 address, its prefix length and the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prefix_len6: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     pub mac: String,
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -425,6 +450,9 @@ impl NetState {
         for ep in endpoints {
             if let Some(n) = self.networks.get_mut(&ep.network_id) {
                 n.alloc.release(ep.ip);
+                if let (Some(a6), Some(ip6)) = (n.alloc6.as_mut(), ep.ip6) {
+                    a6.release(ip6);
+                }
             }
         }
     }
@@ -433,6 +461,8 @@ impl NetState {
 struct NetRuntime {
     rec: NetworkRecord,
     alloc: ipam::Allocator,
+    /// A dual-stack network's IPv6 addresses.
+    alloc6: Option<ipam::Allocator6>,
     dns: Option<dns::DnsServer>,
 }
 
@@ -599,6 +629,34 @@ impl Engine {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// The IPv6 cursor of a dual-stack network (`ID.cursor6`).
+    fn save_cursor6(&self, id: &str, cursor: Option<Ipv6Addr>) {
+        if let Some(c) = cursor {
+            let _ = write_replace(
+                &self.networks_dir(),
+                &format!("{id}.cursor6"),
+                c.to_string().as_bytes(),
+            );
+        }
+    }
+
+    fn load_cursor6(&self, id: &str) -> Option<Ipv6Addr> {
+        fs::read_to_string(self.networks_dir().join(format!("{id}.cursor6")))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Turns IPv6 forwarding on for dual-stack networks, warning about the interfaces
+    /// that stop taking router advertisements with it.
+    fn enable_ipv6_forward(&self) {
+        match nft::enable_ipv6_forward() {
+            Ok(Some(ra1)) if ra1.is_empty() => info!("net.ipv6.conf.all.forwarding set to 1 (dual-stack networks reach the outside through the host)"),
+            Ok(Some(ra1)) => warn!(interfaces = %ra1.join(","), "net.ipv6.conf.all.forwarding set to 1 for dual-stack networks: these interfaces had accept_ra=1 and no longer take router advertisements (set net.ipv6.conf.IFACE.accept_ra=2 to keep them)"),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot enable IPv6 forwarding: dual-stack containers cannot reach the outside over IPv6"),
+        }
+    }
+
     /// The host's routes and berth's own subnets: what a new subnet must not overlap.
     fn taken_subnets(&self, st: &NetState) -> Vec<Ipv4Net> {
         let mut taken: Vec<Ipv4Net> = st.networks.values().map(|n| n.rec.subnet).collect();
@@ -614,10 +672,25 @@ impl Engine {
     fn activate_network(&self, rec: &NetworkRecord) -> Result<NetRuntime> {
         let gw = Ipv4Net::new(rec.gateway, rec.subnet.prefix_len())
             .map_err(|e| EngineError::internal(format!("network {}: {e}", rec.name)))?;
-        link::ensure_bridge(&rec.bridge, gw, rec.mtu).map_err(net_err)?;
+        let gw6 = match (rec.subnet6, rec.gateway6) {
+            (Some(s6), Some(g6)) => Some(
+                Ipv6Net::new(g6, s6.prefix_len())
+                    .map_err(|e| EngineError::internal(format!("network {}: {e}", rec.name)))?,
+            ),
+            _ => None,
+        };
+        link::ensure_bridge(&rec.bridge, gw, gw6, rec.mtu).map_err(net_err)?;
         let mut alloc =
             ipam::Allocator::new(rec.subnet, rec.ip_range, rec.gateway).map_err(net_err)?;
         alloc.set_cursor(self.load_cursor(&rec.id));
+        let alloc6 = match (rec.subnet6, rec.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let mut a = ipam::Allocator6::new(s6, g6).map_err(net_err)?;
+                a.set_cursor(self.load_cursor6(&rec.id));
+                Some(a)
+            }
+            _ => None,
+        };
         let resolver: Arc<dyn dns::Resolver> = Arc::new(NetResolver {
             engine: self.downgrade(),
             network_id: rec.id.clone(),
@@ -632,6 +705,7 @@ impl Engine {
         Ok(NetRuntime {
             rec: rec.clone(),
             alloc,
+            alloc6,
             dns,
         })
     }
@@ -656,6 +730,9 @@ impl Engine {
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "cannot enable IPv4 forwarding"),
             }
+        }
+        if self.config().ip_forward && records.iter().any(|r| r.subnet6.is_some()) {
+            self.enable_ipv6_forward();
         }
         for rec in records {
             if rec.default_bridge && !want_default {
@@ -687,6 +764,11 @@ impl Engine {
                     if let Some(n) = st.networks.get_mut(&ep.network_id) {
                         if let Err(e) = n.alloc.reserve(ep.ip) {
                             warn!(container.id = %rec.id, error = %e, "address of a running container");
+                        }
+                        if let (Some(a6), Some(ip6)) = (n.alloc6.as_mut(), ep.ip6) {
+                            if let Err(e) = a6.reserve(ip6) {
+                                warn!(container.id = %rec.id, error = %e, "IPv6 address of a running container");
+                            }
                         }
                     }
                 }
@@ -787,6 +869,9 @@ impl Engine {
                 (OPT_MASQUERADE.to_string(), "true".to_string()),
             ]),
             default_bridge: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
         };
         self.write_network_record(&rec)?;
         info!(network.id = %rec.id, subnet = %subnet, bridge = %rec.bridge, "default bridge network created");
@@ -796,7 +881,10 @@ impl Engine {
     /// Regenerates berth's nftables table from the state and applies it (removes it when
     /// there is no network).
     fn apply_rules(&self, st: &NetState) -> Result<()> {
-        let mut rules = nft::Ruleset::default();
+        let mut rules = nft::Ruleset {
+            ip6: link::ipv6_available(),
+            ..nft::Ruleset::default()
+        };
         for n in st.networks.values() {
             rules.bridges.push(nft::BridgeRules {
                 bridge: n.rec.bridge.clone(),
@@ -804,6 +892,7 @@ impl Engine {
                 masquerade: n.rec.masquerade && !n.rec.internal,
                 internal: n.rec.internal,
                 icc: n.rec.icc,
+                subnet6: n.rec.subnet6,
             });
         }
         for live in st.live.values() {
@@ -825,6 +914,10 @@ impl Engine {
                     container_ip: ep.ip,
                     container_port: p.container_port,
                     bridge: n.rec.bridge.clone(),
+                    host_ip6: None,
+                    // On every address: the host's IPv6 ones too, for a dual-stack
+                    // container.
+                    container_ip6: ep.ip6.filter(|_| p.host_ip.is_unspecified()),
                 });
             }
         }
@@ -875,6 +968,9 @@ impl Engine {
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             default_bridge: false,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
         }
     }
 
@@ -948,9 +1044,28 @@ impl Engine {
                 )))
             }
         }
-        if req.enable_ipv6 {
+        match (req.enable_ipv6, req.subnet6) {
+            (true, None) => {
+                return Err(EngineError::invalid(format!(
+                    "network {name}: --ipv6 needs an IPv6 --subnet (berth has no default IPv6 pool: choose a unique local /64, e.g. from fd00::/8)"
+                )))
+            }
+            (false, Some(s6)) => {
+                return Err(EngineError::invalid(format!(
+                    "network {name}: IPv6 subnet {s6} given without --ipv6 (EnableIPv6)"
+                )))
+            }
+            (true, Some(_)) if !link::ipv6_available() => {
+                return Err(EngineError::new(
+                    ErrorKind::Unavailable,
+                    format!("network {name}: --ipv6: this host's kernel has no IPv6"),
+                ))
+            }
+            _ => {}
+        }
+        if req.gateway6.is_some() && req.subnet6.is_none() {
             return Err(EngineError::invalid(format!(
-                "network {name}: IPv6 is not supported yet by berth"
+                "network {name}: an IPv6 gateway needs an IPv6 subnet"
             )));
         }
         let mut icc = true;
@@ -1034,6 +1149,32 @@ impl Engine {
         // Validates the gateway and range against the subnet.
         ipam::Allocator::new(subnet, req.ip_range, gateway)
             .map_err(|e| EngineError::invalid(format!("network {name}: {e}")))?;
+        let gateway6 = match req.subnet6 {
+            Some(s6) => {
+                if let Some(other) = st.networks.values().find(|n| {
+                    n.rec
+                        .subnet6
+                        .is_some_and(|o| o.contains(&s6.network()) || s6.contains(&o.network()))
+                }) {
+                    return Err(EngineError::new(
+                        ErrorKind::Forbidden,
+                        format!(
+                            "Pool overlaps with other one on this address space: IPv6 subnet {s6} overlaps network {}",
+                            other.rec.name
+                        ),
+                    ));
+                }
+                let g6 = match req.gateway6 {
+                    Some(g) => g,
+                    None => ipam::default_gateway6(&s6)
+                        .map_err(|e| EngineError::invalid(format!("network {name}: {e}")))?,
+                };
+                ipam::Allocator6::new(s6, g6)
+                    .map_err(|e| EngineError::invalid(format!("network {name}: {e}")))?;
+                Some(g6)
+            }
+            None => None,
+        };
         let mut options = req.options.clone();
         options.retain(|_, v| !v.is_empty());
         let rec = NetworkRecord {
@@ -1055,10 +1196,16 @@ impl Engine {
             labels: req.labels.clone(),
             options,
             default_bridge: false,
+            enable_ipv6: req.enable_ipv6,
+            subnet6: req.subnet6,
+            gateway6,
         };
         if self.config().ip_forward {
             if let Ok(true) = nft::enable_ip_forward() {
                 info!("net.ipv4.ip_forward set to 1 (containers on bridge networks reach the outside through the host)");
+            }
+            if rec.subnet6.is_some() {
+                self.enable_ipv6_forward();
             }
         }
         // The record last: a crash before it leaves a bridge the next create of the
@@ -1292,9 +1439,14 @@ impl Engine {
                             b.host_ip
                         ))
                     })?;
+                    if ip.is_ipv6() && ip.is_loopback() {
+                        return Err(EngineError::invalid(format!(
+                            "port {k}: host IP {ip}: the kernel routes no loopback IPv6 traffic off the host, so berth (which has no userland proxy) cannot publish on ::1; publish on 127.0.0.1, or on every address"
+                        )));
+                    }
                     if ip.is_ipv6() && !ip.is_unspecified() {
                         return Err(EngineError::invalid(format!(
-                            "port {k}: host IP {ip}: IPv6 is not supported yet by berth"
+                            "port {k}: host IP {ip}: publishing on one IPv6 address is not supported yet by berth; a port published on every address is reachable over the host's IPv6 addresses for a container on a dual-stack network"
                         )));
                     }
                 }
@@ -1529,6 +1681,7 @@ impl Engine {
             .filter_map(|e| st.networks.get(&e.network_id))
         {
             self.save_cursor(&n.rec.id, n.alloc.cursor());
+            self.save_cursor6(&n.rec.id, n.alloc6.as_ref().and_then(|a| a.cursor()));
         }
         let made = (|| -> Result<()> {
             if rec.userns.is_some() {
@@ -1615,6 +1768,25 @@ impl Engine {
                 )
             })?,
         };
+        let ip6 = match (n.alloc6.as_mut(), a.ipv6_address) {
+            (Some(a6), Some(want)) => Some(a6.reserve(want).map(|()| want)),
+            (Some(a6), None) => Some(a6.allocate()),
+            (None, Some(want)) => Some(Err(berth_net::Error::invalid(
+                format!("address {want}"),
+                "the network has no IPv6 (create it with --ipv6 and an IPv6 --subnet)",
+            ))),
+            (None, None) => None,
+        };
+        let ip6 = match ip6.transpose() {
+            Ok(v) => v,
+            Err(e) => {
+                n.alloc.release(ip);
+                return Err(EngineError::new(
+                    e.kind,
+                    format!("container {}: network {}: {e}", rec.name, n.rec.name),
+                ));
+            }
+        };
         let mut dns_names = Vec::new();
         if !n.rec.default_bridge {
             dns_names.push(rec.name.clone());
@@ -1635,6 +1807,13 @@ impl Engine {
             ip,
             prefix_len: n.rec.subnet.prefix_len(),
             gateway: n.rec.gateway,
+            ip6,
+            prefix_len6: if ip6.is_some() {
+                n.rec.subnet6.map_or(0, |s6| s6.prefix_len())
+            } else {
+                0
+            },
+            gateway6: n.rec.gateway6.filter(|_| ip6.is_some()),
             mac,
             aliases: with_short_id(&n.rec, &a.aliases, &rec.id),
             dns_names,
@@ -1665,6 +1844,14 @@ impl Engine {
             mac: parse_mac(&ep.mac)?,
             address,
             gateway: (primary && !n.rec.internal).then_some(ep.gateway),
+            address6: match ep.ip6 {
+                Some(ip6) => Some(
+                    Ipv6Net::new(ip6, ep.prefix_len6)
+                        .map_err(|e| EngineError::internal(format!("endpoint {ip6}: {e}")))?,
+                ),
+                None => None,
+            },
+            gateway6: ep.gateway6.filter(|_| primary && !n.rec.internal),
             mtu: Some(link_mtu),
             route_mtu,
             link_local: ep.link_local_ips.clone(),
@@ -1942,6 +2129,7 @@ impl Engine {
             });
             if let Some(n) = st.networks.get(&nrec.id) {
                 self.save_cursor(&n.rec.id, n.alloc.cursor());
+                self.save_cursor6(&n.rec.id, n.alloc6.as_ref().and_then(|a| a.cursor()));
             }
             st.live.insert(rec.id.clone(), live);
             r?;
@@ -2363,6 +2551,23 @@ fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAt
             )));
         }
     }
+    if let Some(ip6) = att.ipv6_address {
+        match rec.subnet6 {
+            None => {
+                return Err(EngineError::invalid(format!(
+                    "--ip6 {ip6}: network {} has no IPv6 (create it with --ipv6 and an IPv6 --subnet)",
+                    rec.name
+                )))
+            }
+            Some(s6) if !s6.contains(&ip6) => {
+                return Err(EngineError::invalid(format!(
+                    "--ip6 {ip6}: not in the IPv6 subnet {s6} of network {}",
+                    rec.name
+                )))
+            }
+            Some(_) => {}
+        }
+    }
     if let Some(m) = &att.mac_address {
         att.mac_address = Some(ipam::format_mac(&parse_mac(m)?));
     }
@@ -2380,6 +2585,13 @@ fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAt
                 )))
             }
             IpAddr::V4(_) => {}
+            IpAddr::V6(v6) if rec.subnet6.is_some() => {
+                if (v6.segments()[0] & 0xffc0) != 0xfe80 {
+                    return Err(EngineError::invalid(format!(
+                        "invalid link-local IP address {ip}: not in fe80::/10"
+                    )));
+                }
+            }
             IpAddr::V6(_) => {
                 return Err(EngineError::invalid(format!(
                     "link-local IP address {ip}: network {} has no IPv6 (IPv6 link-local addresses need an IPv6 network)",
@@ -2517,10 +2729,17 @@ fn parse_endpoint_sysctls(v: &str, rec: &NetworkRecord) -> Result<Vec<(String, S
             return Err(unrecognised());
         }
         if parts[1] == "ipv6" && parts[4] == "disable_ipv6" {
-            return Err(EngineError::invalid(format!(
-                "sysctl '{sc}': network {} is IPv4 only; IPv6 on its interfaces would go around its isolation rules",
-                rec.name
-            )));
+            return Err(EngineError::invalid(if rec.subnet6.is_some() {
+                format!(
+                    "sysctl '{sc}': berth sets IPv6 on the interfaces of dual-stack network {} itself",
+                    rec.name
+                )
+            } else {
+                format!(
+                    "sysctl '{sc}': network {} is IPv4 only; IPv6 on its interfaces would go around its isolation rules (create a dual-stack network with --ipv6)",
+                    rec.name
+                )
+            }));
         }
         out.push((
             format!("{}/{}", parts[1], parts[2]),
@@ -2620,13 +2839,23 @@ fn client_of<'a>(st: &'a NetState, network_id: &str, client: IpAddr) -> Option<&
     })
 }
 
+/// An endpoint's addresses (its IPv6 one on a dual-stack network) added to a DNS
+/// answer's, each once.
+fn push_addresses(out: &mut Vec<IpAddr>, ep: &Endpoint) {
+    for ip in std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6)) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+}
+
 impl dns::Resolver for NetResolver {
     fn is_client(&self, client: IpAddr) -> bool {
         self.with_state(|st, nid| client_of(st, nid, client).map(|_| ()))
             .is_some()
     }
 
-    fn lookup(&self, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, client: IpAddr, name: &str) -> Option<Vec<IpAddr>> {
         self.with_state(|st, nid| {
             let me = client_of(st, nid, client)?;
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -2644,10 +2873,8 @@ impl dns::Resolver for NetResolver {
                         .iter()
                         .filter(|e| e.network_id == mine.network_id)
                     {
-                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(target))
-                            && !out.contains(&ep.ip)
-                        {
-                            out.push(ep.ip);
+                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(target)) {
+                            push_addresses(&mut out, ep);
                         }
                     }
                 }
@@ -2663,10 +2890,8 @@ impl dns::Resolver for NetResolver {
                         .iter()
                         .filter(|e| e.network_id == mine.network_id)
                     {
-                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(&name))
-                            && !out.contains(&ep.ip)
-                        {
-                            out.push(ep.ip);
+                        if ep.dns_names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                            push_addresses(&mut out, ep);
                         }
                     }
                 }
@@ -2675,17 +2900,15 @@ impl dns::Resolver for NetResolver {
         })
     }
 
-    fn reverse(&self, client: IpAddr, ip: Ipv4Addr) -> Option<String> {
+    fn reverse(&self, client: IpAddr, ip: IpAddr) -> Option<String> {
         self.with_state(|st, nid| {
             let me = client_of(st, nid, client)?;
             for mine in &me.net.endpoints {
                 for other in st.live.values() {
-                    if let Some(ep) = other
-                        .net
-                        .endpoints
-                        .iter()
-                        .find(|e| e.network_id == mine.network_id && e.ip == ip)
-                    {
+                    if let Some(ep) = other.net.endpoints.iter().find(|e| {
+                        e.network_id == mine.network_id
+                            && (IpAddr::V4(e.ip) == ip || e.ip6.map(IpAddr::V6) == Some(ip))
+                    }) {
                         return ep.dns_names.first().cloned();
                     }
                 }

@@ -12,10 +12,11 @@
 //!    FORMERR;
 //! 4. a name the resolver knows for this client ([`Resolver::lookup`], class IN): an
 //!    authoritative answer, TTL [`LOCAL_TTL`] (600 s, like Docker), with every IPv4
-//!    address for A and ANY, and NOERROR with no record for any other type (AAAA, MX...),
-//!    so that a client never falls through to an upstream for a container's name;
-//! 5. a PTR query for `d.c.b.a.in-addr.arpa` whose address the resolver names
-//!    ([`Resolver::reverse`]): that name;
+//!    address for A, every IPv6 address (dual-stack networks) for AAAA, both for ANY, and
+//!    NOERROR with no record otherwise (MX..., or AAAA of an IPv4-only container), so
+//!    that a client never falls through to an upstream for a container's name;
+//! 5. a PTR query for `d.c.b.a.in-addr.arpa` or a full `ip6.arpa` name whose address the
+//!    resolver names ([`Resolver::reverse`]): that name;
 //! 6. anything else is forwarded to the client's upstreams ([`Resolver::upstreams`]) in
 //!    order, [`UPSTREAM_TIMEOUT`] each, moving on when one times out, cannot be reached or
 //!    answers SERVFAIL. The first other answer is relayed byte for byte except its id
@@ -59,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use berth_types::ErrorKind;
 use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
@@ -93,14 +94,15 @@ pub trait Resolver: Send + Sync + 'static {
     /// Whether `client` is a container of this server's network. False: the query is
     /// REFUSED and nothing else is asked.
     fn is_client(&self, client: IpAddr) -> bool;
-    /// The IPv4 addresses of the container `name` (lowercase, no trailing dot) as seen by
+    /// The addresses of the container `name` (lowercase, no trailing dot) as seen by
     /// `client`: names, aliases and short ids of the containers sharing a network with
-    /// it. `None`: not a container's name (the query is forwarded); `Some` with no
-    /// address: a known name without IPv4 address (answered NOERROR, empty).
-    fn lookup(&self, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>>;
+    /// it; IPv4 ones answer A queries, IPv6 ones (dual-stack networks) AAAA. `None`: not
+    /// a container's name (the query is forwarded); `Some` without an address of the
+    /// asked family: a known name (answered NOERROR, empty).
+    fn lookup(&self, client: IpAddr, name: &str) -> Option<Vec<IpAddr>>;
     /// The name (no trailing dot) of the container that has address `ip` on a network
     /// `client` shares with it, for PTR queries. `None`: forwarded.
-    fn reverse(&self, client: IpAddr, ip: Ipv4Addr) -> Option<String>;
+    fn reverse(&self, client: IpAddr, ip: IpAddr) -> Option<String>;
     /// Where to forward what is not a container's name, in order of preference (usually
     /// [`HostResolvConf::upstreams`] of the host's resolv.conf).
     fn upstreams(&self, client: IpAddr) -> Vec<SocketAddr>;
@@ -324,23 +326,31 @@ fn decide(
         if let Some(name) = local_name(qname) {
             if let Some(addresses) = resolver.lookup(client, &name) {
                 let mut answer = local_answer(&query);
-                if matches!(qtype, RecordType::A | RecordType::ANY) {
-                    for ip in addresses {
-                        answer.add_answer(Record::from_rdata(
-                            qname.clone(),
-                            LOCAL_TTL,
-                            RData::A(A(ip)),
-                        ));
-                    }
+                for ip in addresses {
+                    let rdata = match ip {
+                        IpAddr::V4(v4) if matches!(qtype, RecordType::A | RecordType::ANY) => {
+                            RData::A(A(v4))
+                        }
+                        IpAddr::V6(v6) if matches!(qtype, RecordType::AAAA | RecordType::ANY) => {
+                            RData::AAAA(AAAA(v6))
+                        }
+                        _ => continue,
+                    };
+                    answer.add_answer(Record::from_rdata(qname.clone(), LOCAL_TTL, rdata));
                 }
                 return reply(answer);
             }
         }
         if qtype == RecordType::PTR {
-            if let Ok(IpNet::V4(net)) = qname.parse_arpa_name() {
-                if net.prefix_len() == 32 {
+            let host = match qname.parse_arpa_name() {
+                Ok(IpNet::V4(net)) if net.prefix_len() == 32 => Some(IpAddr::V4(net.addr())),
+                Ok(IpNet::V6(net)) if net.prefix_len() == 128 => Some(IpAddr::V6(net.addr())),
+                _ => None,
+            };
+            if let Some(host) = host {
+                {
                     if let Some(target) = resolver
-                        .reverse(client, net.addr())
+                        .reverse(client, host)
                         .and_then(|name| Name::from_ascii(format!("{name}.")).ok())
                     {
                         let mut answer = local_answer(&query);
@@ -821,11 +831,12 @@ impl Resolver for FuzzResolver {
     fn is_client(&self, client: IpAddr) -> bool {
         client == IpAddr::V4(FUZZ_CLIENT)
     }
-    fn lookup(&self, _client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
-        fuzz_addresses(name)
+    fn lookup(&self, _client: IpAddr, name: &str) -> Option<Vec<IpAddr>> {
+        fuzz_addresses(name).map(|v| v.into_iter().map(IpAddr::V4).collect())
     }
-    fn reverse(&self, _client: IpAddr, ip: Ipv4Addr) -> Option<String> {
-        matches!(ip.octets(), [100, 72, 0, 2 | 3]).then(|| "web".to_string())
+    fn reverse(&self, _client: IpAddr, ip: IpAddr) -> Option<String> {
+        matches!(ip, IpAddr::V4(v4) if matches!(v4.octets(), [100, 72, 0, 2 | 3]))
+            .then(|| "web".to_string())
     }
     fn upstreams(&self, _client: IpAddr) -> Vec<SocketAddr> {
         Vec::new()
@@ -964,12 +975,15 @@ mod tests {
     const WEB1: Ipv4Addr = Ipv4Addr::new(100, 72, 0, 2);
     const WEB2: Ipv4Addr = Ipv4Addr::new(100, 72, 0, 3);
     const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+    const DUAL6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xb, 0, 0, 0, 0, 0, 0x20);
     /// Long enough for any answer on a loopback; a failure guard, not a timing assertion.
     const WAIT: Duration = Duration::from_secs(10);
 
     struct FakeResolver {
         clients: HashSet<IpAddr>,
         names: HashMap<String, Vec<Ipv4Addr>>,
+        /// IPv6 addresses of names (dual-stack), beside `names`' IPv4 ones.
+        names6: HashMap<String, Vec<Ipv6Addr>>,
         upstreams: Vec<SocketAddr>,
     }
 
@@ -977,14 +991,27 @@ mod tests {
         fn is_client(&self, client: IpAddr) -> bool {
             self.clients.contains(&client)
         }
-        fn lookup(&self, _client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
-            self.names.get(name).cloned()
+        fn lookup(&self, _client: IpAddr, name: &str) -> Option<Vec<IpAddr>> {
+            let v4 = self.names.get(name);
+            let v6 = self.names6.get(name);
+            if v4.is_none() && v6.is_none() {
+                return None;
+            }
+            let mut all: Vec<IpAddr> = v4.into_iter().flatten().map(|ip| IpAddr::V4(*ip)).collect();
+            all.extend(v6.into_iter().flatten().map(|ip| IpAddr::V6(*ip)));
+            Some(all)
         }
-        fn reverse(&self, _client: IpAddr, ip: Ipv4Addr) -> Option<String> {
-            self.names
+        fn reverse(&self, _client: IpAddr, ip: IpAddr) -> Option<String> {
+            let v4 = self
+                .names
                 .iter()
-                .find(|(_, ips)| ips.contains(&ip))
-                .map(|(name, _)| name.clone())
+                .find(|(_, ips)| ips.iter().any(|a| IpAddr::V4(*a) == ip));
+            let v6 = self
+                .names6
+                .iter()
+                .find(|(_, ips)| ips.iter().any(|a| IpAddr::V6(*a) == ip));
+            v4.map(|(name, _)| name.clone())
+                .or_else(|| v6.map(|(name, _)| name.clone()))
         }
         fn upstreams(&self, _client: IpAddr) -> Vec<SocketAddr> {
             self.upstreams.clone()
@@ -1006,7 +1033,9 @@ mod tests {
                     "db.internal".to_string(),
                     vec![Ipv4Addr::new(100, 72, 0, 9)],
                 ),
+                ("dual".to_string(), vec![Ipv4Addr::new(100, 72, 0, 20)]),
             ]),
+            names6: HashMap::from([("dual".to_string(), vec![DUAL6])]),
             upstreams,
         };
         DnsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(resolver)).unwrap()
@@ -1203,6 +1232,34 @@ mod tests {
             assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
             assert!(answer.answers.is_empty());
         }
+        // A dual-stack container: A gives its IPv4 address, AAAA its IPv6 one, ANY
+        // both; its IPv6 address's PTR names it.
+        let records = |qtype| {
+            let answer = udp_ask(dns.local_addr(), &query("dual", qtype));
+            assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+            answer
+                .answers
+                .iter()
+                .map(|r| r.data.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(records(RecordType::A), ["100.72.0.20"]);
+        assert_eq!(records(RecordType::AAAA), ["fd00:b::20"]);
+        assert_eq!(records(RecordType::ANY), ["100.72.0.20", "fd00:b::20"]);
+        let ptr = udp_ask(
+            dns.local_addr(),
+            &query(
+                "0.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.0.0.0.0.0.d.f.ip6.arpa",
+                RecordType::PTR,
+            ),
+        );
+        assert_eq!(
+            ptr.answers
+                .iter()
+                .map(|r| r.data.to_string())
+                .collect::<Vec<_>>(),
+            ["dual."]
+        );
         // A search domain appended is another name: forwarded.
         let answer = udp_ask(dns.local_addr(), &query("web.example.com", RecordType::A));
         assert_eq!(a_records(&answer), vec![OUTSIDE]);
@@ -1215,6 +1272,7 @@ mod tests {
         let resolver = FakeResolver {
             clients: HashSet::from([IpAddr::V4(Ipv4Addr::LOCALHOST)]),
             names: HashMap::from([("replicas".to_string(), many.clone())]),
+            names6: HashMap::new(),
             upstreams: vec![],
         };
         let dns = DnsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(resolver)).unwrap();
@@ -1404,6 +1462,7 @@ mod tests {
         let resolver = FakeResolver {
             clients: HashSet::from([IpAddr::V4(Ipv4Addr::LOCALHOST)]),
             names: HashMap::from([("web".to_string(), vec![WEB1])]),
+            names6: HashMap::new(),
             upstreams: vec![],
         };
         let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -1634,6 +1693,7 @@ mod tests {
         let resolver = Arc::new(FakeResolver {
             clients: HashSet::new(),
             names: HashMap::new(),
+            names6: HashMap::new(),
             upstreams: vec![],
         });
         let Err(e) = DnsServer::start(dns.local_addr(), resolver.clone()) else {

@@ -15,9 +15,9 @@
 //!   use; this type is the arithmetic.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -277,9 +277,209 @@ impl Allocator {
     }
 }
 
+/// The longest IPv6 prefix a network may have: a /126 still leaves the subnet-router
+/// anycast address, a gateway and two containers.
+pub const MAX_PREFIX6: u8 = 126;
+
+/// The IPv6 addresses of one subnet (a dual-stack network's second family): as
+/// [`Allocator`], sequential after a cursor, wrapping around. The subnet-router anycast
+/// address (the subnet's first) and the gateway are never handed out. A /64 is never
+/// walked whole: the search stops after [`Allocator6::SEARCH`] addresses.
+#[derive(Debug, Clone)]
+pub struct Allocator6 {
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    used: BTreeSet<Ipv6Addr>,
+    cursor: Option<Ipv6Addr>,
+}
+
+impl Allocator6 {
+    /// How many addresses one allocation looks at, at most.
+    pub const SEARCH: u128 = 1 << 20;
+
+    /// Checks the subnet (a network address, at most [`MAX_PREFIX6`] bits, not link-local,
+    /// multicast or loopback) and that `gateway` is one of its host addresses.
+    pub fn new(subnet: Ipv6Net, gateway: Ipv6Addr) -> Result<Allocator6> {
+        let object = format!("IPv6 subnet {subnet}");
+        if subnet.trunc() != subnet {
+            return Err(Error::invalid(
+                object,
+                format!("not a network address (did you mean {}?)", subnet.trunc()),
+            ));
+        }
+        if subnet.prefix_len() > MAX_PREFIX6 {
+            return Err(Error::invalid(
+                object,
+                format!("a network needs a prefix of at most /{MAX_PREFIX6}"),
+            ));
+        }
+        let first = subnet.network().segments()[0];
+        if subnet.network().is_loopback()
+            || subnet.network().is_unspecified()
+            || first & 0xffc0 == 0xfe80
+            || first & 0xff00 == 0xff00
+        {
+            return Err(Error::invalid(
+                object,
+                "link-local, multicast, loopback and unspecified addresses cannot be a network's",
+            ));
+        }
+        if !subnet.contains(&gateway) || gateway == subnet.network() {
+            return Err(Error::invalid(
+                format!("IPv6 gateway {gateway}"),
+                format!("not a host address of the subnet {subnet}"),
+            ));
+        }
+        Ok(Allocator6 {
+            subnet,
+            gateway,
+            used: BTreeSet::new(),
+            cursor: None,
+        })
+    }
+
+    pub fn subnet(&self) -> Ipv6Net {
+        self.subnet
+    }
+
+    pub fn gateway(&self) -> Ipv6Addr {
+        self.gateway
+    }
+
+    /// The last address handed out (to persist), and restoring it.
+    pub fn cursor(&self) -> Option<Ipv6Addr> {
+        self.cursor
+    }
+    pub fn set_cursor(&mut self, c: Option<Ipv6Addr>) {
+        self.cursor = c.filter(|c| self.subnet.contains(c));
+    }
+
+    fn assignable(&self, ip: Ipv6Addr) -> bool {
+        self.subnet.contains(&ip) && ip != self.subnet.network() && ip != self.gateway
+    }
+
+    /// Marks a known address as used (recorded before a restart, or asked for with
+    /// `--ip6`). Refused when it is not assignable or already used.
+    pub fn reserve(&mut self, ip: Ipv6Addr) -> Result<()> {
+        if !self.assignable(ip) {
+            return Err(Error::invalid(
+                format!("address {ip}"),
+                format!(
+                    "not an assignable address of the subnet {} (its first address and the gateway {} are not)",
+                    self.subnet, self.gateway
+                ),
+            ));
+        }
+        if !self.used.insert(ip) {
+            return Err(Error::conflict(
+                format!("address {ip}"),
+                "Address already in use",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands out the next free address after the cursor (wrapping around).
+    pub fn allocate(&mut self) -> Result<Ipv6Addr> {
+        let first = u128::from(self.subnet.network());
+        let last = u128::from(self.subnet.broadcast());
+        let span = (last - first).saturating_add(1).min(Self::SEARCH);
+        let mut n = match self.cursor {
+            Some(c) => u128::from(c).wrapping_add(1),
+            None => first,
+        };
+        for _ in 0..span {
+            if n < first || n > last {
+                n = first;
+            }
+            let ip = Ipv6Addr::from(n);
+            if self.assignable(ip) && !self.used.contains(&ip) {
+                self.used.insert(ip);
+                self.cursor = Some(ip);
+                return Ok(ip);
+            }
+            n = n.wrapping_add(1);
+        }
+        Err(Error::unavailable(
+            format!("subnet {}", self.subnet),
+            "no available IPv6 addresses".to_string(),
+        ))
+    }
+
+    /// Returns an address to the free set.
+    pub fn release(&mut self, ip: Ipv6Addr) {
+        self.used.remove(&ip);
+    }
+}
+
+/// The default IPv6 gateway of a subnet: its first host address (`::1` of a /64).
+pub fn default_gateway6(subnet: &Ipv6Net) -> Result<Ipv6Addr> {
+    let first = u128::from(subnet.network());
+    let gw = Ipv6Addr::from(first + 1);
+    if subnet.contains(&gw) && subnet.prefix_len() <= MAX_PREFIX6 {
+        Ok(gw)
+    } else {
+        Err(Error::invalid(
+            format!("IPv6 subnet {subnet}"),
+            format!("a network needs a prefix of at most /{MAX_PREFIX6}"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_are_handed_out_in_order_never_the_anycast_or_gateway() {
+        let net: Ipv6Net = "fd00:b::/64".parse().unwrap();
+        let gw = default_gateway6(&net).unwrap();
+        assert_eq!(gw, "fd00:b::1".parse::<Ipv6Addr>().unwrap());
+        let mut a = Allocator6::new(net, gw).unwrap();
+        assert_eq!(
+            a.allocate().unwrap(),
+            "fd00:b::2".parse::<Ipv6Addr>().unwrap()
+        );
+        a.reserve("fd00:b::3".parse().unwrap()).unwrap();
+        assert_eq!(
+            a.allocate().unwrap(),
+            "fd00:b::4".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(a.reserve("fd00:b::1".parse().unwrap()).is_err());
+        assert!(a.reserve("fd00:b::4".parse().unwrap()).is_err());
+        assert!(a.reserve("fd00:c::4".parse().unwrap()).is_err());
+        // A /126: ::, the gateway ::1, then ::2 and ::3; then full.
+        let small: Ipv6Net = "fd00:d::/126".parse().unwrap();
+        let mut s = Allocator6::new(small, default_gateway6(&small).unwrap()).unwrap();
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:d::2".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:d::3".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(s.allocate().is_err());
+        s.release("fd00:d::2".parse().unwrap());
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:d::2".parse::<Ipv6Addr>().unwrap()
+        );
+        // Subnets that cannot be a network's.
+        for bad in [
+            "fd00:b::1/64",
+            "fe80::/64",
+            "ff02::/64",
+            "fd00::/127",
+            "::1/128",
+        ] {
+            let n: Ipv6Net = bad.parse().unwrap();
+            assert!(
+                Allocator6::new(n, Ipv6Addr::from(u128::from(n.network()) + 1)).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

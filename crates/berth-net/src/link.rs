@@ -16,17 +16,17 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use berth_types::ErrorKind;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED,
     NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -309,6 +309,67 @@ impl Netlink {
             .collect())
     }
 
+    /// The global IPv6 addresses of link `index` (address, prefix length).
+    fn ipv6_addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv6Addr, u8)>> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        let replies = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    let addr = a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
+                        _ => None,
+                    });
+                    addr.map(|l| (l, a.header.prefix_len))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds an IPv6 address without duplicate address detection (berth hands out each
+    /// address once: waiting a second for DAD would only delay the container's start).
+    fn add_address6(&mut self, index: u32, net: Ipv6Net) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = net.prefix_len();
+        m.header.scope = AddressScope::Universe;
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(net.addr())));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.ack(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// The IPv6 default route through `gateway`.
+    fn add_default_route6(
+        &mut self,
+        index: u32,
+        gateway: Ipv6Addr,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Static;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+        m.attributes.push(RouteAttribute::Oif(index));
+        if let Some(mtu) = mtu {
+            m.attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+        }
+        self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
     fn address_message(index: u32, net: Ipv4Net) -> AddressMessage {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
@@ -418,7 +479,12 @@ pub(crate) fn set_up(name: &str) -> Result<()> {
 ///   leave through the bridge with a 127.0.0.0/8 source, which the kernel drops as
 ///   martian unless route_localnet is on for that interface (the nft masquerade rule
 ///   then rewrites the source to the gateway address).
-pub fn ensure_bridge(name: &str, gateway: Ipv4Net, mtu: Option<u32>) -> Result<()> {
+pub fn ensure_bridge(
+    name: &str,
+    gateway: Ipv4Net,
+    gateway6: Option<Ipv6Net>,
+    mtu: Option<u32>,
+) -> Result<()> {
     check_ifname("bridge", name)?;
     let obj = format!("bridge {name}");
     let mut nl = open_netlink(&obj)?;
@@ -456,7 +522,15 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Net, mtu: Option<u32>) -> Result<(
             (link, true)
         }
     };
-    let configured = configure_bridge(&mut nl, &obj, name, &link, created, gateway, mtu);
+    let configured = configure_bridge(
+        &mut nl,
+        &obj,
+        name,
+        &link,
+        created,
+        (gateway, gateway6),
+        mtu,
+    );
     if configured.is_err() && created {
         let _ = nl.delete(name);
     }
@@ -469,7 +543,7 @@ fn configure_bridge(
     name: &str,
     link: &LinkMessage,
     created: bool,
-    gateway: Ipv4Net,
+    (gateway, gateway6): (Ipv4Net, Option<Ipv6Net>),
     mtu: Option<u32>,
 ) -> Result<()> {
     let index = link.header.index;
@@ -502,7 +576,40 @@ fn configure_bridge(
             .map_err(|e| nl_err(obj, &format!("add address {gateway}"), e))?;
     }
     set_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
+    if let Some(gw6) = gateway6 {
+        // A dual-stack network: IPv6 on, no router advertisements taken from the
+        // bridge's ports (the containers are not routers), the gateway address added
+        // when missing (other addresses are left alone, as for IPv4).
+        enable_ipv6(name).map_err(|e| Error::new(e.kind, obj, e.to_string()))?;
+        let have = nl
+            .ipv6_addresses(index)
+            .map_err(|e| nl_err(obj, "list IPv6 addresses", e))?;
+        if !have.contains(&(gw6.addr(), gw6.prefix_len())) {
+            nl.add_address6(index, gw6)
+                .map_err(|e| nl_err(obj, &format!("add address {gw6}"), e))?;
+        }
+    }
     nl.set_up(index).map_err(|e| nl_err(obj, "set up", e))
+}
+
+/// Turns IPv6 on for an interface of the calling thread's namespace, with router
+/// advertisements ignored. Refused by name on a kernel without IPv6.
+fn enable_ipv6(ifname: &str) -> Result<()> {
+    let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+    if !Path::new("/proc/sys").join(&key).exists() {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("interface {ifname}"),
+            "this kernel has no IPv6 (booted with ipv6.disable=1 or built without it)",
+        ));
+    }
+    set_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"), "0")?;
+    set_sysctl(&key, "0")
+}
+
+/// Whether the kernel of the calling thread's namespace has IPv6.
+pub fn ipv6_available() -> bool {
+    Path::new("/proc/sys/net/ipv6").exists()
 }
 
 /// Deletes the link `name` (for a veth, both ends). Ok if there is none.
@@ -613,6 +720,10 @@ pub struct VethSpec {
     pub address: Ipv4Net,
     /// When Some, the default route in the namespace goes through this gateway.
     pub gateway: Option<Ipv4Addr>,
+    /// A dual-stack network's IPv6 address for the peer (IPv6 stays off on it without).
+    pub address6: Option<Ipv6Net>,
+    /// When Some, the IPv6 default route goes through this gateway.
+    pub gateway6: Option<Ipv6Addr>,
     /// The pair's MTU. Default: the bridge's.
     pub mtu: Option<u32>,
     /// The default route's MTU, when traffic leaving through the gateway must stay below
@@ -771,19 +882,40 @@ fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec, mtu: u32) -> Res
         let index = peer.header.index;
         nl.add_address(index, spec.address)
             .map_err(|e| nl_err(&inside, &format!("add address {}", spec.address), e))?;
-        for ip in &spec.link_local {
-            let IpAddr::V4(v4) = ip else {
-                return Err(Error::invalid(
-                    &inside,
-                    format!("link-local address {ip}: IPv6 is not enabled on this interface"),
-                ));
-            };
-            let net = Ipv4Net::new(*v4, 16)
-                .map_err(|e| Error::internal(&inside, format!("address {v4}/16: {e}")))?;
-            nl.add_address(index, net)
-                .map_err(|e| nl_err(&inside, &format!("add link-local address {net}"), e))?;
+        match spec.address6 {
+            Some(a6) => {
+                enable_ipv6(&spec.ifname)
+                    .map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
+                nl.add_address6(index, a6)
+                    .map_err(|e| nl_err(&inside, &format!("add address {a6}"), e))?;
+            }
+            None => disable_ipv6(&spec.ifname)
+                .map_err(|e| Error::new(e.kind, &inside, e.to_string()))?,
         }
-        disable_ipv6(&spec.ifname).map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
+        for ip in &spec.link_local {
+            match ip {
+                IpAddr::V4(v4) => {
+                    let net = Ipv4Net::new(*v4, 16)
+                        .map_err(|e| Error::internal(&inside, format!("address {v4}/16: {e}")))?;
+                    nl.add_address(index, net).map_err(|e| {
+                        nl_err(&inside, &format!("add link-local address {net}"), e)
+                    })?;
+                }
+                IpAddr::V6(v6) if spec.address6.is_some() => {
+                    let net = Ipv6Net::new(*v6, 64)
+                        .map_err(|e| Error::internal(&inside, format!("address {v6}/64: {e}")))?;
+                    nl.add_address6(index, net).map_err(|e| {
+                        nl_err(&inside, &format!("add link-local address {net}"), e)
+                    })?;
+                }
+                IpAddr::V6(_) => {
+                    return Err(Error::invalid(
+                        &inside,
+                        format!("link-local address {ip}: IPv6 is not enabled on this interface"),
+                    ))
+                }
+            }
+        }
         for (key, value) in &spec.sysctls {
             set_sysctl(key, value).map_err(|e| Error::new(e.kind, &inside, e.to_string()))?;
         }
@@ -792,12 +924,16 @@ fn configure_veth(nl: &mut Netlink, obj: &str, spec: &VethSpec, mtu: u32) -> Res
             nl.add_default_route(index, gw, spec.route_mtu.filter(|m| *m < mtu))
                 .map_err(|e| nl_err(&inside, &format!("add default route via {gw}"), e))?;
         }
+        if let (Some(gw6), Some(_)) = (spec.gateway6, spec.address6) {
+            nl.add_default_route6(index, gw6, spec.route_mtu.filter(|m| *m < mtu))
+                .map_err(|e| nl_err(&inside, &format!("add IPv6 default route via {gw6}"), e))?;
+        }
         Ok(())
     })?
 }
 
 /// Turns IPv6 off on an interface of the calling thread's namespace before it comes up:
-/// berth's networks are IPv4 only, and an interface left with a link-local IPv6 address
+/// on an IPv4-only network an interface left with a link-local IPv6 address
 /// would let containers reach each other and the host over IPv6, past the IPv4 rules
 /// that isolate them (Docker does the same). Nothing to do on a kernel without IPv6.
 fn disable_ipv6(ifname: &str) -> Result<()> {
@@ -917,6 +1053,8 @@ mod tests {
             mac: [0x02, 0x42, 100, 72, 0, last],
             address: net(&format!("100.72.0.{last}/24")),
             gateway: Some("100.72.0.1".parse().expect("ip")),
+            address6: None,
+            gateway6: None,
             mtu: None,
             route_mtu: None,
             link_local: Vec::new(),
@@ -927,8 +1065,8 @@ mod tests {
     #[test]
     fn ensure_bridge_is_idempotent() {
         in_fresh_netns(|| {
-            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("create");
-            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("again");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None, None).expect("create");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None, None).expect("again");
             let addrs = sh(&["ip", "-4", "-o", "addr", "show", "dev", "brt0"]);
             assert_eq!(addrs.lines().count(), 1, "{addrs}");
             assert!(
@@ -947,7 +1085,7 @@ mod tests {
             // bridge set down is set up again.
             sh(&["ip", "addr", "add", "100.99.0.1/24", "dev", "brt0"]);
             sh(&["ip", "link", "set", "brt0", "down"]);
-            ensure_bridge("brt0", net("100.72.0.1/24"), Some(1400)).expect("reconcile");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None, Some(1400)).expect("reconcile");
             let link = sh(&["ip", "-o", "link", "show", "brt0"]);
             assert!(link.contains("mtu 1400"), "{link}");
             assert!(link.contains(",UP"), "{link}");
@@ -956,7 +1094,7 @@ mod tests {
             assert!(addrs.contains("100.99.0.1/24"), "{addrs}");
 
             // A new bridge with an MTU.
-            ensure_bridge("brt1", net("100.72.1.1/24"), Some(1450)).expect("create");
+            ensure_bridge("brt1", net("100.72.1.1/24"), None, Some(1450)).expect("create");
             assert!(sh(&["ip", "-o", "link", "show", "brt1"]).contains("mtu 1450"));
             assert!(links_with_prefix("brt").expect("list") == ["brt0", "brt1"]);
 
@@ -974,7 +1112,7 @@ mod tests {
             sh(&[
                 "ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1",
             ]);
-            let err = ensure_bridge("notbr0", net("100.72.0.1/24"), None).expect_err("veth");
+            let err = ensure_bridge("notbr0", net("100.72.0.1/24"), None, None).expect_err("veth");
             assert_eq!(err.kind, ErrorKind::Conflict);
             let msg = err.to_string();
             assert!(
@@ -985,7 +1123,7 @@ mod tests {
             assert!(!sh(&["ip", "-4", "addr", "show", "dev", "notbr0"]).contains("inet"));
 
             for bad in ["", "a/b", "has space", "sixteen-chars-xx", "..", "a:b"] {
-                let err = ensure_bridge(bad, net("100.72.0.1/24"), None).expect_err(bad);
+                let err = ensure_bridge(bad, net("100.72.0.1/24"), None, None).expect_err(bad);
                 assert_eq!(err.kind, ErrorKind::InvalidArgument, "{bad}");
             }
             assert_eq!(link_names(), ["lo", "notbr1", "notbr0"]);
@@ -1026,7 +1164,7 @@ mod tests {
     #[test]
     fn veth_pairs_carry_traffic_between_namespaces_and_the_bridge() {
         in_fresh_netns(|| {
-            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("bridge");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None, None).expect("bridge");
             let (a, b) = (Ns::new(), Ns::new());
             let t = Instant::now();
             add_veth(&spec("bthtesta", &a, 2)).expect("veth a");
@@ -1130,6 +1268,65 @@ mod tests {
     }
 
     #[test]
+    fn a_dual_stack_veth_gets_its_ipv6_address_and_route_and_carries_traffic() {
+        in_fresh_netns(|| {
+            let gw6: Ipv6Net = "fd00:b::1/64".parse().expect("net");
+            ensure_bridge("brt0", net("100.72.0.1/24"), Some(gw6), None).expect("bridge");
+            ensure_bridge("brt0", net("100.72.0.1/24"), Some(gw6), None).expect("again");
+            let bridge6 = sh(&[
+                "ip", "-6", "-o", "addr", "show", "dev", "brt0", "scope", "global",
+            ]);
+            assert_eq!(
+                bridge6.matches("inet6 fd00:b::1/64").count(),
+                1,
+                "{bridge6}"
+            );
+            let (a, b) = (Ns::new(), Ns::new());
+            for (host, ns, last) in [("bthtesta", &a, 2u8), ("bthtestb", &b, 3)] {
+                let mut sp = spec(host, ns, last);
+                sp.address6 = Some(format!("fd00:b::{last}/64").parse().expect("net"));
+                sp.gateway6 = Some("fd00:b::1".parse().expect("ip"));
+                add_veth(&sp).expect("veth");
+            }
+            let (addr6, route6, ra) = netns::run_in(&a.path, || {
+                (
+                    sh(&[
+                        "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global",
+                    ]),
+                    sh(&["ip", "-6", "route", "show", "default"]),
+                    get_sysctl("net/ipv6/conf/eth0/accept_ra"),
+                )
+            })
+            .expect("run_in a");
+            assert!(addr6.contains("inet6 fd00:b::2/64"), "{addr6}");
+            // No duplicate address detection pending: usable at once.
+            assert!(!addr6.contains("tentative"), "{addr6}");
+            assert!(
+                route6.starts_with("default via fd00:b::1 dev eth0"),
+                "{route6}"
+            );
+            assert_eq!(ra.expect("accept_ra"), "0");
+            // TCP over IPv6: B to A, and the host (bridge) to A.
+            let listener = netns::run_in(&a.path, || TcpListener::bind("[fd00:b::2]:0"))
+                .expect("run_in")
+                .expect("bind in a");
+            let to = listener.local_addr().expect("addr");
+            let server = serve(listener, 2);
+            assert_eq!(
+                netns::run_in(&b.path, || ping(to, "from b")).expect("run_in b"),
+                "pong"
+            );
+            assert_eq!(ping(to, "from host"), "pong");
+            let seen = server.join().expect("server");
+            assert_eq!(seen[0].0.ip().to_string(), "fd00:b::3");
+            assert_eq!(seen[1].0.ip().to_string(), "fd00:b::1");
+            remove_veth("bthtesta").expect("remove a");
+            remove_veth("bthtestb").expect("remove b");
+        })
+        .expect("fresh netns");
+    }
+
+    #[test]
     fn add_veth_failures_leave_nothing() {
         in_fresh_netns(|| {
             let ns = Ns::new();
@@ -1143,7 +1340,7 @@ mod tests {
             );
             assert_eq!(link_names(), ["lo"]);
 
-            ensure_bridge("brt0", net("100.72.0.1/24"), None).expect("bridge");
+            ensure_bridge("brt0", net("100.72.0.1/24"), None, None).expect("bridge");
             // No namespace.
             let mut s = spec("bthtesta", &ns, 2);
             s.netns = Path::new("/nonexistent/ns").to_path_buf();

@@ -11,7 +11,8 @@
 //! berth's own table is ever read or changed. Plain nft syntax is rendered (not JSON) so
 //! that the output is easy to read in review, in `nft list table ip berth` and in tests.
 //!
-//! What the rules do (IPv4 only):
+//! What the rules do (IPv4; the `ip6 berth` table does the same for dual-stack networks,
+//! see `render6`):
 //!
 //! - `published` (jumped to from the nat `prerouting` and `output` hooks for packets to
 //!   an address of the host, `fib daddr type local`): DNAT of each published port to its
@@ -45,7 +46,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,8 @@ use crate::{Error, Result};
 
 /// The family and name of berth's table.
 pub const TABLE: &str = "ip berth";
+/// Its IPv6 twin, for dual-stack networks (present only while one exists).
+pub const TABLE6: &str = "ip6 berth";
 
 /// The nft binary: where Debian's `nftables` package puts it, else looked up in PATH
 /// (a daemon's PATH does not always include the sbin directories).
@@ -79,6 +82,10 @@ pub fn program_found() -> bool {
 pub struct Ruleset {
     pub bridges: Vec<BridgeRules>,
     pub ports: Vec<PortRule>,
+    /// The kernel has IPv6: the `ip6 berth` table is managed (written while a bridge has
+    /// an IPv6 subnet, deleted otherwise). Without IPv6 it is never named.
+    #[serde(default)]
+    pub ip6: bool,
 }
 
 /// One bridge network.
@@ -96,6 +103,9 @@ pub struct BridgeRules {
     /// Containers on this bridge may talk to each other (Docker's
     /// `com.docker.network.bridge.enable_icc`, default true).
     pub icc: bool,
+    /// A dual-stack network's IPv6 subnet (its gateway is on the bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<ipnet::Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,6 +142,34 @@ pub struct PortRule {
     pub container_port: u16,
     /// The bridge the container address is on (must be one of the model's bridges).
     pub bridge: String,
+    /// Published on this IPv6 address of the host only (then `host_ip` is None and
+    /// nothing is published on IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip6: Option<Ipv6Addr>,
+    /// The container's IPv6 address on a dual-stack bridge: a port published on every
+    /// address (or on `host_ip6`) is also translated for IPv6 to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_ip6: Option<Ipv6Addr>,
+}
+
+impl PortRule {
+    /// The IPv4 addresses it is published on: None when none (IPv6 only), Some(None)
+    /// every one.
+    fn v4_scope(&self) -> Option<Option<Ipv4Addr>> {
+        self.host_ip6.is_none().then_some(self.host_ip)
+    }
+    /// The IPv6 addresses it claims: None when none (an IPv4 address only), Some(None)
+    /// every one (claimed even for a container without IPv6, as Docker binds `[::]`).
+    fn v6_scope(&self) -> Option<Option<Ipv6Addr>> {
+        self.host_ip.is_none().then_some(self.host_ip6)
+    }
+}
+
+fn scopes_overlap<T: PartialEq>(a: Option<Option<T>>, b: Option<Option<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.is_none() || b.is_none() || a == b,
+        _ => false,
+    }
 }
 
 /// Checks that `r` can be rendered safely and means something: bridge names are plain
@@ -166,6 +204,28 @@ pub fn validate(r: &Ruleset) -> Result<()> {
             ));
         }
     }
+    for (i, b) in r.bridges.iter().enumerate() {
+        let Some(s6) = b.subnet6 else { continue };
+        let object = format!("bridge {:?}", b.bridge);
+        if !r.ip6 {
+            return Err(Error::invalid(
+                object,
+                format!("IPv6 subnet {s6}: this host has no IPv6"),
+            ));
+        }
+        if let Some(other) = r.bridges[..i].iter().find(|o| {
+            o.subnet6
+                .is_some_and(|o6| o6.contains(&s6.network()) || s6.contains(&o6.network()))
+        }) {
+            return Err(Error::invalid(
+                object,
+                format!(
+                    "IPv6 subnet {s6} overlaps the IPv6 subnet of bridge {:?}",
+                    other.bridge
+                ),
+            ));
+        }
+    }
     for (i, p) in r.ports.iter().enumerate() {
         let object = format!("published port {}", describe_port(p));
         let Some(b) = r.bridges.iter().find(|b| b.bridge == p.bridge) else {
@@ -195,10 +255,39 @@ pub fn validate(r: &Ruleset) -> Result<()> {
         if p.host_port == 0 || p.container_port == 0 {
             return Err(Error::invalid(object, "port 0 cannot be published"));
         }
+        if p.host_ip.is_some() && p.host_ip6.is_some() {
+            return Err(Error::invalid(
+                object,
+                "one port rule publishes on one host address (IPv4 or IPv6) or on all",
+            ));
+        }
+        if let Some(c6) = p.container_ip6 {
+            if !b.subnet6.is_some_and(|s6| s6.contains(&c6)) {
+                return Err(Error::invalid(
+                    object,
+                    format!(
+                        "container address {c6} is not in the IPv6 subnet of bridge {:?}",
+                        b.bridge
+                    ),
+                ));
+            }
+        } else if p.host_ip6.is_some() {
+            return Err(Error::invalid(
+                object,
+                "published on an IPv6 address of the host, but the container has no IPv6 address on this bridge",
+            ));
+        }
+        if p.host_ip6.is_some_and(|h| h.is_loopback()) {
+            return Err(Error::invalid(
+                object,
+                "::1: the kernel routes no loopback IPv6 traffic off the host, so a port cannot be published on it without a userland proxy (publish on 127.0.0.1 or on every address)",
+            ));
+        }
         if let Some(other) = r.ports[..i].iter().find(|o| {
             o.proto == p.proto
                 && o.host_port == p.host_port
-                && (o.host_ip.is_none() || p.host_ip.is_none() || o.host_ip == p.host_ip)
+                && (scopes_overlap(o.v4_scope(), p.v4_scope())
+                    || scopes_overlap(o.v6_scope(), p.v6_scope()))
         }) {
             return Err(Error::conflict(
                 object,
@@ -221,9 +310,11 @@ fn valid_ifname(name: &str) -> bool {
 }
 
 fn describe_port(p: &PortRule) -> String {
-    let host = p
-        .host_ip
-        .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
+    let host = match (p.host_ip, p.host_ip6) {
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(ip6)) => format!("[{ip6}]"),
+        (None, None) => "0.0.0.0".to_string(),
+    };
     format!(
         "{host}:{}/{} -> {}:{} on {}",
         p.host_port, p.proto, p.container_ip, p.container_port, p.bridge
@@ -236,7 +327,7 @@ fn describe_port(p: &PortRule) -> String {
 /// into the script as they are.
 pub fn render(r: &Ruleset) -> String {
     let mut published = Vec::new();
-    for p in &r.ports {
+    for p in r.ports.iter().filter(|p| p.v4_scope().is_some()) {
         let daddr = p
             .host_ip
             .map(|ip| format!("ip daddr {ip} "))
@@ -348,7 +439,83 @@ pub fn render(r: &Ruleset) -> String {
         &forward,
     );
     s.push_str("}\n");
+    if r.ip6 {
+        render6(r, &forward, &mut s);
+    }
     s
+}
+
+/// The `ip6 berth` table: deleted, then written again while some bridge is dual-stack.
+/// The same forward rules as IPv4's (they name interfaces only); published ports of
+/// containers with an IPv6 address translated for the host's IPv6 addresses (never
+/// `::1`: see [`validate`]); masquerade of a dual-stack subnet leaving it (outbound, and
+/// hairpin to a published port).
+fn render6(r: &Ruleset, forward: &[String], s: &mut String) {
+    s.push_str(&format!("table {TABLE6} {{}}\n"));
+    s.push_str(&format!("delete table {TABLE6}\n"));
+    if !r.bridges.iter().any(|b| b.subnet6.is_some()) {
+        return;
+    }
+    let mut published = Vec::new();
+    for p in &r.ports {
+        let (Some(c6), Some(_)) = (p.container_ip6, p.v6_scope()) else {
+            continue;
+        };
+        let daddr = p
+            .host_ip6
+            .map(|ip| format!("ip6 daddr {ip} "))
+            .unwrap_or_default();
+        published.push(format!(
+            "{daddr}{proto} dport {} dnat to [{c6}]:{} comment \"{}\"",
+            p.host_port,
+            p.container_port,
+            describe_port(p),
+            proto = p.proto,
+        ));
+    }
+    let mut postrouting = Vec::new();
+    for b in &r.bridges {
+        let (Some(s6), false) = (b.subnet6, b.internal) else {
+            continue;
+        };
+        let (br, net) = (&b.bridge, s6.trunc());
+        postrouting.push(format!(
+            "oifname \"{br}\" ip6 saddr {net} ct status dnat masquerade comment \"hairpin: {br} to a published port on {br}\""
+        ));
+        if b.masquerade {
+            postrouting.push(format!(
+                "oifname != \"{br}\" ip6 saddr {net} masquerade comment \"outbound from {br}\""
+            ));
+        }
+    }
+    s.push_str(&format!("table {TABLE6} {{\n"));
+    s.push_str("\tcomment \"managed by berth: changes are overwritten\"\n");
+    chain(s, "published", None, &published);
+    chain(
+        s,
+        "prerouting",
+        Some("type nat hook prerouting priority dstnat; policy accept;"),
+        &["ip6 daddr != ::1 fib daddr type local jump published comment \"to the host from outside\"".to_string()],
+    );
+    chain(
+        s,
+        "output",
+        Some("type nat hook output priority -100; policy accept;"),
+        &["ip6 daddr != ::1 fib daddr type local jump published comment \"from the host to itself (not ::1)\"".to_string()],
+    );
+    chain(
+        s,
+        "postrouting",
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+        &postrouting,
+    );
+    chain(
+        s,
+        "forward",
+        Some("type filter hook forward priority filter; policy accept;"),
+        forward,
+    );
+    s.push_str("}\n");
 }
 
 fn chain(s: &mut String, name: &str, base: Option<&str>, rules: &[String]) {
@@ -377,10 +544,11 @@ pub fn check(r: &Ruleset) -> Result<()> {
 
 /// Deletes berth's table if it exists (in one transaction; fine if it does not).
 pub fn remove() -> Result<()> {
-    run_nft(
-        &["-f", "-"],
-        &format!("table {TABLE} {{}}\ndelete table {TABLE}\n"),
-    )
+    let mut script = format!("table {TABLE} {{}}\ndelete table {TABLE}\n");
+    if crate::link::ipv6_available() {
+        script.push_str(&format!("table {TABLE6} {{}}\ndelete table {TABLE6}\n"));
+    }
+    run_nft(&["-f", "-"], &script)
 }
 
 fn run_nft(args: &[&str], script: &str) -> Result<()> {
@@ -420,6 +588,36 @@ fn run_nft(args: &[&str], script: &str) -> Result<()> {
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Turns IPv6 forwarding on (in the calling thread's network namespace) if it is off,
+/// for dual-stack networks; returns the interfaces that take router advertisements only
+/// while the host does not forward (`accept_ra` 1): with forwarding on they stop doing
+/// so, which the engine warns about (set their `accept_ra` to 2 to keep them), as the
+/// kernel's rule is the same for every engine. Ok(None) when it was on already.
+pub fn enable_ipv6_forward() -> Result<Option<Vec<String>>> {
+    let cur =
+        std::fs::read_to_string(IP6_FORWARD).map_err(|e| Error::io(IP6_FORWARD, "read", e))?;
+    if cur.trim() != "0" {
+        return Ok(None);
+    }
+    let mut ra1 = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc/sys/net/ipv6/conf") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if matches!(name.as_str(), "all" | "default" | "lo") {
+                continue;
+            }
+            let ra = std::fs::read_to_string(e.path().join("accept_ra")).unwrap_or_default();
+            if ra.trim() == "1" {
+                ra1.push(name);
+            }
+        }
+    }
+    ra1.sort();
+    std::fs::write(IP6_FORWARD, "1").map_err(|e| Error::io(IP6_FORWARD, "write", e))?;
+    Ok(Some(ra1))
+}
 
 /// Turns IPv4 forwarding on (in the calling thread's network namespace) if it is off;
 /// returns whether it changed, so that the engine can log it.
@@ -445,6 +643,7 @@ mod tests {
                     masquerade: true,
                     internal: false,
                     icc: true,
+                    subnet6: None,
                 },
                 BridgeRules {
                     bridge: "berth-0a1b2c3d4".into(),
@@ -452,6 +651,7 @@ mod tests {
                     masquerade: false,
                     internal: true,
                     icc: false,
+                    subnet6: None,
                 },
             ],
             ports: vec![
@@ -462,6 +662,8 @@ mod tests {
                     container_ip: "100.72.0.2".parse().expect("ip"),
                     container_port: 80,
                     bridge: "berth0".into(),
+                    host_ip6: None,
+                    container_ip6: None,
                 },
                 PortRule {
                     proto: Proto::Udp,
@@ -470,8 +672,11 @@ mod tests {
                     container_ip: "100.72.0.3".parse().expect("ip"),
                     container_port: 53,
                     bridge: "berth0".into(),
+                    host_ip6: None,
+                    container_ip6: None,
                 },
             ],
+            ip6: false,
         }
     }
 
@@ -544,6 +749,95 @@ mod tests {
             remove().expect("remove");
             remove().expect("remove twice");
         });
+    }
+
+    /// The example with berth0 dual-stack and its first port translated for IPv6 too.
+    fn dual_stack() -> Ruleset {
+        let mut r = example();
+        r.ip6 = true;
+        r.bridges[0].subnet6 = Some("fd00:b::/64".parse().expect("subnet"));
+        r.ports[0].container_ip6 = Some("fd00:b::2".parse().expect("ip"));
+        r
+    }
+
+    #[test]
+    fn a_dual_stack_bridge_gets_an_ip6_table_that_goes_with_it() {
+        let text = render(&dual_stack());
+        assert!(text.contains("table ip6 berth {\n"), "{text}");
+        assert!(
+            text.contains("tcp dport 8080 dnat to [fd00:b::2]:80"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oifname != \"berth0\" ip6 saddr fd00:b::/64 masquerade"),
+            "{text}"
+        );
+        // The loopback-only IPv4 port has no IPv6 twin.
+        assert_eq!(text.matches("dport 5353").count(), 1, "{text}");
+        // Without a dual-stack bridge the ip6 table is only deleted; without IPv6 on the
+        // host it is never named.
+        let mut r = dual_stack();
+        r.bridges[0].subnet6 = None;
+        r.ports[0].container_ip6 = None;
+        let text = render(&r);
+        assert!(text.contains("delete table ip6 berth") && !text.contains("table ip6 berth {\n"));
+        assert!(!render(&example()).contains("ip6"));
+        in_fresh_netns(|| {
+            apply(&dual_stack()).expect("apply dual-stack");
+            let listed = Command::new(nft_binary())
+                .args(["list", "table", "ip6", "berth"])
+                .output()
+                .expect("nft list");
+            let listed = String::from_utf8_lossy(&listed.stdout);
+            assert!(listed.contains("dnat to [fd00:b::2]:80"), "{listed}");
+            apply(&r).expect("apply without it");
+            let gone = Command::new(nft_binary())
+                .args(["list", "table", "ip6", "berth"])
+                .output()
+                .expect("nft list");
+            assert!(!gone.status.success(), "the ip6 table is gone");
+            remove().expect("remove");
+        });
+    }
+
+    #[test]
+    fn ipv6_ports_and_subnets_are_checked() {
+        let mut r = dual_stack();
+        r.ports[0].container_ip6 = Some("fd00:c::2".parse().expect("ip"));
+        assert!(
+            refused(&r).contains("not in the IPv6 subnet"),
+            "{}",
+            refused(&r)
+        );
+        let mut r = dual_stack();
+        r.ports[0].host_ip6 = Some(Ipv6Addr::LOCALHOST);
+        assert!(refused(&r).contains("userland proxy"), "{}", refused(&r));
+        let mut r = dual_stack();
+        r.ports[1].host_ip = None;
+        r.ports[1].host_ip6 = Some("fd00:1::5".parse().expect("ip"));
+        assert!(refused(&r).contains("no IPv6 address"), "{}", refused(&r));
+        let mut r = dual_stack();
+        r.bridges[1].subnet6 = Some("fd00:b:0:0:1::/80".parse().expect("subnet"));
+        assert!(
+            refused(&r).contains("overlaps the IPv6 subnet"),
+            "{}",
+            refused(&r)
+        );
+        let mut r = dual_stack();
+        r.ip6 = false;
+        assert!(refused(&r).contains("no IPv6"), "{}", refused(&r));
+        // A port on an IPv4 address and one on an IPv6 address with the same number do
+        // not collide; one on every address collides with both.
+        let mut r = dual_stack();
+        r.ports[0].host_ip = Some(Ipv4Addr::LOCALHOST);
+        r.ports[1].proto = Proto::Tcp;
+        r.ports[1].host_port = 8080;
+        r.ports[1].host_ip = None;
+        r.ports[1].host_ip6 = Some("fd00:1::5".parse().expect("ip"));
+        r.ports[1].container_ip6 = Some("fd00:b::3".parse().expect("ip"));
+        validate(&r).expect("an IPv4 address beside an IPv6 one");
+        r.ports[0].host_ip = None;
+        assert!(refused(&r).contains("already published"), "{}", refused(&r));
     }
 
     fn refused(r: &Ruleset) -> String {

@@ -331,6 +331,7 @@ fn bridge(name: &str, subnet: &str) -> BridgeRules {
         masquerade: true,
         internal: false,
         icc: true,
+        subnet6: None,
     }
 }
 
@@ -349,6 +350,8 @@ fn port(
         container_ip: to.parse().expect("container ip"),
         container_port,
         bridge: br.into(),
+        host_ip6: None,
+        container_ip6: None,
     }
 }
 
@@ -361,6 +364,7 @@ fn port_published_on_loopback_reaches_the_container_from_the_host() {
         let c1 = lab.container("br0", "100.72.0.2/24", "100.72.0.1");
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -393,6 +397,7 @@ fn port_published_on_loopback_is_not_reachable_from_a_neighbour() {
         let ext = lab.external();
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -439,6 +444,7 @@ fn port_published_on_all_addresses_reaches_the_container_from_outside() {
         let ext = lab.external();
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -470,6 +476,7 @@ fn udp_port_round_trip() {
         let ext = lab.external();
         let _srv = lab.ns(c1).serve_udp(53, "c1");
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Udp, None, 5353, "100.72.0.2", 53, "br0")],
         })
@@ -499,6 +506,7 @@ fn hairpin_container_reaches_published_ports_of_its_own_bridge() {
         let _ext = lab.external(); // gives the host its address 10.99.0.1
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -554,6 +562,7 @@ fn bridges_are_isolated_and_only_published_ports_are_reachable_from_outside() {
         assert_eq!(ext_to_a81().expect("control ext -> a1:81"), "a1 10.99.0.2");
 
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![
                 bridge("bra", "100.72.0.0/24"),
                 bridge("brb", "100.72.1.0/24"),
@@ -634,6 +643,7 @@ fn internal_bridge_and_disabled_icc() {
         let mut no_icc = bridge("brn", "100.72.3.0/24");
         no_icc.icc = false;
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![internal, no_icc],
             ports: vec![],
         })
@@ -672,6 +682,7 @@ fn apply_replaces_the_table_and_leaves_other_tables_alone() {
         let _s80 = lab.ns(c1).serve_tcp(80, "c1:80");
         let _s81 = lab.ns(c1).serve_tcp(81, "c1:81");
         let mut model = Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0"),
@@ -729,6 +740,7 @@ fn a_published_port_53_does_not_capture_the_embedded_dns() {
         let _dnsu = serve(None, gw, 53, "dns", true);
         let _dnst = serve(None, gw, 53, "dns", false);
         nft::apply(&Ruleset {
+            ip6: false,
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Udp, None, 53, "100.72.0.2", 53, "br0"),
