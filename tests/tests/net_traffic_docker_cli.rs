@@ -1068,18 +1068,58 @@ fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
         .status()
         .unwrap()
         .success());
-    let got = eventually(|| {
-        d.in_netns(|| -> std::io::Result<String> {
-            let addr: std::net::SocketAddr = "[fd00:ee::1]:8080".parse().unwrap();
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
+    let get6 = |port: u16| {
+        eventually(|| {
+            d.in_netns(move || -> std::io::Result<String> {
+                let addr = std::net::SocketAddr::new("fd00:ee::1".parse().unwrap(), port);
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })
         })
-    });
+    };
+    let got = get6(8080);
     assert!(got.contains(" 200 "), "{got}");
+    // On that one IPv6 address only: `-p [ADDR]:8081:80`.
+    httpd(
+        &d,
+        &[
+            "--name",
+            "web2",
+            "--network",
+            "ds",
+            "-p",
+            "[fd00:ee::1]:8081:80",
+        ],
+    );
+    let got = get6(8081);
+    assert!(
+        got.trim_end().ends_with(sh(&d, "web2", "hostname").trim()),
+        "{got}"
+    );
+    assert_eq!(
+        ok(d.docker(&["port", "web2", "80"])).trim(),
+        "[fd00:ee::1]:8081"
+    );
+    // A container without IPv6 on its first network cannot be published on one.
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "v4only",
+        "-p",
+        "[fd00:ee::1]:8082:80",
+        "fixture/app:1",
+        "exec sleep 300",
+    ]));
+    assert!(
+        err.contains("the container has no IPv6 address on its first network"),
+        "{err}"
+    );
+    let _ = d.docker(&["rm", "-f", "v4only"]);
     // Refused by name.
     let err = fails(d.docker(&[
         "run",
@@ -1122,7 +1162,7 @@ fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
         "{late6}"
     );
     // Teardown: the ip6 table goes with the last dual-stack network.
-    ok(d.docker(&["rm", "-f", "web", "cli", "far", "late"]));
+    ok(d.docker(&["rm", "-f", "web", "web2", "cli", "far", "late"]));
     ok(d.docker(&["network", "rm", "ds", "other6"]));
     let out = d
         .netns_cmd(&["nft", "list", "table", "ip6", "berth"])

@@ -321,7 +321,10 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
     // An IPv6 address on an IPv4-only network: refused by name (dual-stack networks
     // take one: net_traffic_docker_cli).
     let err = fails(d.docker(&["network", "connect", "--ip6", "fd00::5", "bridge", "c1"]));
-    assert!(err.contains("--ip6 fd00::5: network bridge has no IPv6"), "{err}");
+    assert!(
+        err.contains("--ip6 fd00::5: network bridge has no IPv6"),
+        "{err}"
+    );
     // A legacy link's target must run (links_docker_cli covers links).
     let err = fails(d.docker(&["run", "--rm", "--link", "c1:x", "fixture/app:1", "true"]));
     assert!(

@@ -410,8 +410,9 @@ pub struct PublishedPort {
     /// `tcp` or `udp`.
     pub proto: String,
     pub container_port: u16,
-    /// `0.0.0.0`: every address of the host.
-    pub host_ip: Ipv4Addr,
+    /// `0.0.0.0`: every address of the host (IPv6 ones too, for a container on a
+    /// dual-stack network); an IPv6 address: that one only.
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
@@ -434,7 +435,10 @@ pub struct NetworkInfo {
 }
 
 /// A port to publish: protocol, container port, host address, host port range.
-type WantedPort = (String, u16, Ipv4Addr, Option<(u16, u16)>);
+type WantedPort = (String, u16, IpAddr, Option<(u16, u16)>);
+
+/// Every address of the host, as a published port records it.
+const ALL_ADDRESSES: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// In-memory networking state (behind the engine's `net` mutex).
 #[derive(Default)]
@@ -548,7 +552,7 @@ fn ephemeral_range() -> (u16, u16) {
 
 /// Whether a host process holds `ip:port` (tried by binding, then closing at once: berth
 /// itself never listens on a published port).
-fn host_port_free(proto: &str, ip: Ipv4Addr, port: u16) -> std::io::Result<bool> {
+fn host_port_free(proto: &str, ip: IpAddr, port: u16) -> std::io::Result<bool> {
     let addr = SocketAddr::from((ip, port));
     let r = if proto == "udp" {
         std::net::UdpSocket::bind(addr).map(drop)
@@ -909,15 +913,23 @@ impl Engine {
                     } else {
                         nft::Proto::Tcp
                     },
-                    host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+                    host_ip: match p.host_ip {
+                        IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+                        _ => None,
+                    },
                     host_port: p.host_port,
                     container_ip: ep.ip,
                     container_port: p.container_port,
                     bridge: n.rec.bridge.clone(),
-                    host_ip6: None,
+                    host_ip6: match p.host_ip {
+                        IpAddr::V6(v6) => Some(v6),
+                        IpAddr::V4(_) => None,
+                    },
                     // On every address: the host's IPv6 ones too, for a dual-stack
-                    // container.
-                    container_ip6: ep.ip6.filter(|_| p.host_ip.is_unspecified()),
+                    // container; on an IPv6 address: that one.
+                    container_ip6: ep
+                        .ip6
+                        .filter(|_| p.host_ip.is_unspecified() || p.host_ip.is_ipv6()),
                 });
             }
         }
@@ -1444,11 +1456,6 @@ impl Engine {
                             "port {k}: host IP {ip}: the kernel routes no loopback IPv6 traffic off the host, so berth (which has no userland proxy) cannot publish on ::1; publish on 127.0.0.1, or on every address"
                         )));
                     }
-                    if ip.is_ipv6() && !ip.is_unspecified() {
-                        return Err(EngineError::invalid(format!(
-                            "port {k}: host IP {ip}: publishing on one IPv6 address is not supported yet by berth; a port published on every address is reachable over the host's IPv6 addresses for a container on a dual-stack network"
-                        )));
-                    }
                 }
                 parse_host_ports(&b.host_port).map_err(|m| {
                     EngineError::invalid(format!("port {k}: host port {:?}: {m}", b.host_port))
@@ -1654,7 +1661,8 @@ impl Engine {
                 }
             }
         }
-        let ports = match self.allocate_ports(&st, rec) {
+        let dual_stack = endpoints.first().is_some_and(|e| e.ip6.is_some());
+        let ports = match self.allocate_ports(&st, rec, dual_stack) {
             Ok(p) => p,
             Err(e) => {
                 st.release(&endpoints);
@@ -1878,7 +1886,14 @@ impl Engine {
 
     /// Host ports for the container's bindings (and `-P`), free of berth's other
     /// published ports and of host processes.
-    fn allocate_ports(&self, st: &NetState, rec: &ContainerRecord) -> Result<Vec<PublishedPort>> {
+    /// `dual_stack`: the container's first network gives it an IPv6 address (a port on
+    /// one IPv6 address of the host needs one).
+    fn allocate_ports(
+        &self,
+        st: &NetState,
+        rec: &ContainerRecord,
+        dual_stack: bool,
+    ) -> Result<Vec<PublishedPort>> {
         let mut wanted: Vec<WantedPort> = Vec::new();
         for (key, bindings) in &rec.net.port_bindings {
             let (cport, proto) = parse_port_key(key)?;
@@ -1889,8 +1904,14 @@ impl Engine {
             };
             for b in list {
                 let ip = match b.host_ip.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(ip)) => ip,
-                    _ => Ipv4Addr::UNSPECIFIED,
+                    Ok(ip) if ip.is_unspecified() => ALL_ADDRESSES,
+                    Ok(IpAddr::V6(v6)) if !dual_stack => {
+                        return Err(EngineError::invalid(format!(
+                            "port {key}: host IP {v6}: the container has no IPv6 address on its first network (create that network with --ipv6)"
+                        )))
+                    }
+                    Ok(ip) => ip,
+                    Err(_) => ALL_ADDRESSES,
                 };
                 let range = parse_host_ports(&b.host_port).map_err(EngineError::invalid)?;
                 wanted.push((proto.clone(), cport, ip, range));
@@ -1909,7 +1930,7 @@ impl Engine {
                 }) {
                     continue;
                 }
-                wanted.push((proto, cport, Ipv4Addr::UNSPECIFIED, None));
+                wanted.push((proto, cport, ALL_ADDRESSES, None));
             }
         }
         let mut taken: Vec<PublishedPort> = st
@@ -1917,7 +1938,7 @@ impl Engine {
             .values()
             .flat_map(|l| l.net.ports.iter().cloned())
             .collect();
-        let clash = |taken: &[PublishedPort], proto: &str, ip: Ipv4Addr, port: u16| {
+        let clash = |taken: &[PublishedPort], proto: &str, ip: IpAddr, port: u16| {
             taken.iter().any(|t| {
                 t.proto == proto
                     && t.host_port == port
@@ -2553,12 +2574,10 @@ fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAt
     }
     if let Some(ip6) = att.ipv6_address {
         match rec.subnet6 {
-            None => {
-                return Err(EngineError::invalid(format!(
-                    "--ip6 {ip6}: network {} has no IPv6 (create it with --ipv6 and an IPv6 --subnet)",
-                    rec.name
-                )))
-            }
+            None => return Err(EngineError::invalid(format!(
+                "--ip6 {ip6}: network {} has no IPv6 (create it with --ipv6 and an IPv6 --subnet)",
+                rec.name
+            ))),
             Some(s6) if !s6.contains(&ip6) => {
                 return Err(EngineError::invalid(format!(
                     "--ip6 {ip6}: not in the IPv6 subnet {s6} of network {}",
