@@ -2574,10 +2574,12 @@ fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAt
     }
     if let Some(ip6) = att.ipv6_address {
         match rec.subnet6 {
-            None => return Err(EngineError::invalid(format!(
+            None => {
+                return Err(EngineError::invalid(format!(
                 "--ip6 {ip6}: network {} has no IPv6 (create it with --ipv6 and an IPv6 --subnet)",
                 rec.name
-            ))),
+            )))
+            }
             Some(s6) if !s6.contains(&ip6) => {
                 return Err(EngineError::invalid(format!(
                     "--ip6 {ip6}: not in the IPv6 subnet {s6} of network {}",

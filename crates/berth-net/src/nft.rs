@@ -48,6 +48,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -439,13 +440,15 @@ pub fn render(r: &Ruleset) -> String {
         &forward,
     );
     s.push_str("}\n");
-    if r.ip6 {
+    if r.ip6 && r.bridges.iter().any(|b| b.subnet6.is_some()) {
         render6(r, &forward, &mut s);
     }
     s
 }
 
-/// The `ip6 berth` table: deleted, then written again while some bridge is dual-stack.
+/// The `ip6 berth` table, in the same transaction as `ip berth`: deleted, then written
+/// again (only while some bridge is dual-stack: a host whose nftables lacks the ip6
+/// family never sees it otherwise).
 /// The same forward rules as IPv4's (they name interfaces only); published ports of
 /// containers with an IPv6 address translated for the host's IPv6 addresses (never
 /// `::1`: see [`validate`]); masquerade of a dual-stack subnet leaving it (outbound, and
@@ -453,9 +456,6 @@ pub fn render(r: &Ruleset) -> String {
 fn render6(r: &Ruleset, forward: &[String], s: &mut String) {
     s.push_str(&format!("table {TABLE6} {{}}\n"));
     s.push_str(&format!("delete table {TABLE6}\n"));
-    if !r.bridges.iter().any(|b| b.subnet6.is_some()) {
-        return;
-    }
     let mut published = Vec::new();
     for p in &r.ports {
         let (Some(c6), Some(_)) = (p.container_ip6, p.v6_scope()) else {
@@ -533,8 +533,24 @@ fn chain(s: &mut String, name: &str, base: Option<&str>, rules: &[String]) {
 /// transaction). An invalid model changes nothing.
 pub fn apply(r: &Ruleset) -> Result<()> {
     validate(r)?;
-    run_nft(&["-f", "-"], &render(r))
+    run_nft(&["-f", "-"], &render(r))?;
+    let dual = r.bridges.iter().any(|b| b.subnet6.is_some());
+    if dual {
+        IP6_TABLE_MAYBE.store(true, Ordering::Relaxed);
+    } else if r.ip6 && IP6_TABLE_MAYBE.swap(false, Ordering::Relaxed) {
+        // The last dual-stack network is gone (or a previous daemon may have left the
+        // table): removed on its own, once, so that the IPv4 rules never depend on the
+        // ip6 family. A failure (no such family) means there is no such table.
+        let _ = run_nft(
+            &["-f", "-"],
+            &format!("table {TABLE6} {{}}\ndelete table {TABLE6}\n"),
+        );
+    }
+    Ok(())
 }
+
+/// Whether `ip6 berth` may exist (unknown at start: a previous daemon may have left it).
+static IP6_TABLE_MAYBE: AtomicBool = AtomicBool::new(true);
 
 /// Checks `r` with `nft -c` (parse and kernel validation, nothing is committed).
 pub fn check(r: &Ruleset) -> Result<()> {
@@ -544,11 +560,17 @@ pub fn check(r: &Ruleset) -> Result<()> {
 
 /// Deletes berth's table if it exists (in one transaction; fine if it does not).
 pub fn remove() -> Result<()> {
-    let mut script = format!("table {TABLE} {{}}\ndelete table {TABLE}\n");
-    if crate::link::ipv6_available() {
-        script.push_str(&format!("table {TABLE6} {{}}\ndelete table {TABLE6}\n"));
+    run_nft(
+        &["-f", "-"],
+        &format!("table {TABLE} {{}}\ndelete table {TABLE}\n"),
+    )?;
+    if IP6_TABLE_MAYBE.swap(false, Ordering::Relaxed) {
+        let _ = run_nft(
+            &["-f", "-"],
+            &format!("table {TABLE6} {{}}\ndelete table {TABLE6}\n"),
+        );
     }
-    run_nft(&["-f", "-"], &script)
+    Ok(())
 }
 
 fn run_nft(args: &[&str], script: &str) -> Result<()> {
@@ -774,13 +796,12 @@ mod tests {
         );
         // The loopback-only IPv4 port has no IPv6 twin.
         assert_eq!(text.matches("dport 5353").count(), 1, "{text}");
-        // Without a dual-stack bridge the ip6 table is only deleted; without IPv6 on the
-        // host it is never named.
+        // Without a dual-stack bridge the ip6 table is not in the script (apply deletes
+        // it on its own); without IPv6 on the host it is never named.
         let mut r = dual_stack();
         r.bridges[0].subnet6 = None;
         r.ports[0].container_ip6 = None;
-        let text = render(&r);
-        assert!(text.contains("delete table ip6 berth") && !text.contains("table ip6 berth {\n"));
+        assert!(!render(&r).contains("ip6"));
         assert!(!render(&example()).contains("ip6"));
         in_fresh_netns(|| {
             apply(&dual_stack()).expect("apply dual-stack");
