@@ -13,7 +13,7 @@
 #   RUNS=20 WARMUP=3
 #   BENCH_DIR=bench/out
 #   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
-# Needs root, hyperfine; adds `containers:2147483647:2147483648` to /etc/subuid and
+# Needs root; installs hyperfine and podman (Debian's) when missing; adds `containers:2147483647:2147483648` to /etc/subuid and
 # /etc/subgid when the user containers has no range (Podman's setting, for --userns=auto).
 set -euo pipefail
 
@@ -27,7 +27,12 @@ log() { printf '[userns-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (containers)"
-command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
+for t in hyperfine podman; do
+    command -v "$t" >/dev/null || {
+        log "installing $t"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$t" >/dev/null
+    }
+done
 
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
