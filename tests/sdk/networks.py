@@ -133,6 +133,41 @@ def main():
             expect(e.status_code == 403, f"remove in use: {e.status_code} {e}")
     finally:
         ctr.remove(force=True)
+    # A dual-stack network: an IPv4 and an IPv6 pool, EnableIPv6; the container gets an
+    # address of each and the IPv6 gateway.
+    net6 = c.networks.create(
+        "sdknet6",
+        driver="bridge",
+        enable_ipv6=True,
+        ipam=IPAMConfig(
+            pool_configs=[
+                IPAMPool(subnet="100.90.31.0/24"),
+                IPAMPool(subnet="fd00:90:31::/64", gateway="fd00:90:31::1"),
+            ]
+        ),
+    )
+    try:
+        net6.reload()
+        expect(net6.attrs["EnableIPv6"] is True, f"EnableIPv6 {net6.attrs}")
+        subnets = sorted(x["Subnet"] for x in net6.attrs["IPAM"]["Config"])
+        expect(subnets == ["100.90.31.0/24", "fd00:90:31::/64"], f"ipam {net6.attrs['IPAM']}")
+        ctr6 = c.containers.run("fixture/app:1", ["sleep 300"], detach=True, name="sdk-six", network="sdknet6")
+        try:
+            ctr6.reload()
+            ep = ctr6.attrs["NetworkSettings"]["Networks"]["sdknet6"]
+            expect(ep["IPAddress"].startswith("100.90.31."), f"endpoint {ep}")
+            expect(
+                ep["GlobalIPv6Address"].startswith("fd00:90:31::") and ep["GlobalIPv6PrefixLen"] == 64,
+                f"IPv6 endpoint {ep}",
+            )
+            expect(ep["IPv6Gateway"] == "fd00:90:31::1", f"IPv6 gateway {ep}")
+            code, out = ctr6.exec_run(["sh", "-c", "ip -6 -o addr show eth0 scope global"])
+            expect(code == 0 and ep["GlobalIPv6Address"] + "/64" in out.decode(), f"eth0 {out}")
+        finally:
+            ctr6.remove(force=True)
+    finally:
+        net6.remove()
+
     report = c.networks.prune()
     expect(report.get("NetworksDeleted") == ["sdknet"], f"prune {report}")
     print("ok")
