@@ -311,13 +311,17 @@ fn links_on_a_user_network_are_dns_aliases_of_the_linking_container() {
         inspect(&d, "other", "{{json .NetworkSettings.Networks.back.Links}}"),
         r#"["srv:store"]"#
     );
+    // On the default bridge such a link would do nothing: Docker 20.10 records it and
+    // ignores it; berth refuses it by name (docs/TESTING.md, differences).
     let out = d.docker(&[
         "network", "connect", "--link", "srv:bad", "bridge", "client",
     ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("links are only supported for user-defined networks"),
-        "{err}"
-    );
+    if against_docker().is_none() {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("links are only supported for user-defined networks"),
+            "{err}"
+        );
+    }
 }
