@@ -75,6 +75,20 @@ def main():
     except docker.errors.APIError as e:
         expect(e.status_code == 503, f"services status {e.status_code}")
 
+    # A swarm of one: init, the node, the join tokens, leave --force.
+    node_id = c.swarm.init(advertise_addr="127.0.0.1")
+    try:
+        nodes = c.nodes.list()
+        expect(len(nodes) == 1 and nodes[0].id == node_id, f"nodes {[n.id for n in nodes]} vs {node_id}")
+        expect(nodes[0].attrs["Spec"]["Role"] == "manager", f"node {nodes[0].attrs['Spec']}")
+        expect(nodes[0].attrs["ManagerStatus"]["Leader"] is True, f"node {nodes[0].attrs.get('ManagerStatus')}")
+        c.swarm.reload()
+        expect(c.swarm.attrs["JoinTokens"]["Worker"].startswith("SWMTKN-1-"), f"tokens {c.swarm.attrs['JoinTokens']}")
+        expect(c.info()["Swarm"]["LocalNodeState"] == "active", "info: swarm active")
+    finally:
+        expect(c.swarm.leave(force=True) is True, "swarm leave --force")
+    expect(c.info()["Swarm"]["LocalNodeState"] == "inactive", "info: swarm inactive after leave")
+
     # Inspect has the fields clients read; LogConfig shows what was asked.
     ctr = c.containers.create("fixture/app:1", ["true"], environment=["BARE", "SET=1"])
     hc = ctr.attrs["HostConfig"]

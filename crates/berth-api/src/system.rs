@@ -221,8 +221,13 @@ fn daemon_id(root: &std::path::Path) -> String {
 /// `GET /info`. Field names and JSON types follow Docker's `system.Info` (the CLI
 /// decodes into it; a wrong type makes `docker info` fail).
 pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(info_value(engine).await?))
+}
+
+/// `docker info`'s document (also what a swarm node's description is made of).
+pub(crate) async fn info_value(engine: Engine) -> Result<Value, ApiError> {
     let e = engine.clone();
-    let (images, host, backing, containers) = blocking(move || {
+    let (images, host, backing, containers, swarm) = blocking(move || {
         let images = e.image_count()?;
         let containers = e.list_containers()?;
         // Docker counts a paused container as paused, not running.
@@ -238,6 +243,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
             read_host(),
             backing_filesystem(&e.config().root),
             (containers, paused),
+            e.swarm()?,
         ))
     })
     .await?;
@@ -313,14 +319,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         "ServerVersion": BERTH_VERSION,
         "Runtimes": { "berth": { "path": "libcontainer" } },
         "DefaultRuntime": "berth",
-        "Swarm": {
-            "NodeID": "",
-            "NodeAddr": "",
-            "LocalNodeState": "inactive",
-            "ControlAvailable": false,
-            "Error": "",
-            "RemoteManagers": null,
-        },
+        "Swarm": crate::swarm::info_json(swarm.as_ref()),
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
@@ -333,7 +332,7 @@ pub(crate) async fn info(State(engine): State<Engine>) -> Result<Json<Value>, Ap
         // berth's own: the whole probe (cgroup mode, controllers, limits, kernel features).
         "BerthHost": probe,
     });
-    Ok(Json(v))
+    Ok(v)
 }
 
 /// `GET /system/df`.

@@ -24,6 +24,7 @@ pub mod logs;
 pub mod networks;
 pub mod policy;
 mod space;
+pub mod swarm;
 pub mod volumes;
 
 pub use archive::PathStat;
