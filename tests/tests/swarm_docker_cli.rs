@@ -88,7 +88,10 @@ fn swarm_init_makes_this_daemon_the_one_manager_until_it_leaves() {
         "{err}"
     );
     let err = fails(d.docker(&["swarm", "init", "--autolock"]));
-    assert!(err.contains("swarm autolock (--autolock) is not supported"), "{err}");
+    assert!(
+        err.contains("swarm autolock (--autolock) is not supported"),
+        "{err}"
+    );
 
     // Update (the spec's version index is checked by the CLI's read-modify-write),
     // token rotation, the node's availability.
