@@ -28,6 +28,13 @@ if [ "${#vm_need[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_need[@]}" >/dev/null
 fi
+# podman (Debian's 4.3): a peer the registry tests pull with (registry.rs), and the
+# peer of bench/userns.sh; without the recommends.
+if ! dpkg-query -W -f='${Status}' podman 2>/dev/null | grep -q "ok installed"; then
+    echo "installing: podman" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null
+fi
 # The Docker SDK for Python, from PyPI (Debian's python marks itself externally managed).
 if ! python3 -c "import docker" 2>/dev/null; then
     echo "installing the Docker SDK for Python (pip)" >&2
