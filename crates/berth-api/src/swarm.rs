@@ -150,12 +150,8 @@ struct InitBody {
     #[serde(deserialize_with = "nullable")]
     advertise_addr: String,
     #[serde(deserialize_with = "nullable")]
-    data_path_addr: String,
-    #[serde(deserialize_with = "nullable")]
     data_path_port: u32,
     default_addr_pool: Option<Vec<String>>,
-    #[serde(deserialize_with = "nullable")]
-    force_new_cluster: bool,
     spec: Option<Value>,
     #[serde(deserialize_with = "nullable")]
     auto_lock_managers: bool,
@@ -179,16 +175,15 @@ pub(crate) async fn init(State(engine): State<Engine>, JsonBody(body): JsonBody)
     }
     let req = SwarmInit {
         listen_addr: b.listen_addr,
-        // The data path address is another node's concern: with one node there is none.
+        // DataPathAddr and ForceNewCluster concern other nodes and a cluster's quorum:
+        // with one node and nothing to recover from, they have no effect (not decoded).
         advertise_addr: b.advertise_addr,
         data_path_port: b.data_path_port,
         default_addr_pool: b.default_addr_pool.unwrap_or_default(),
         subnet_size: b.subnet_size,
-        force_new_cluster: b.force_new_cluster,
         spec: b.spec.unwrap_or(Value::Null),
         availability: b.availability,
     };
-    let _ = b.data_path_addr;
     match blocking(move || engine.swarm_init(&req)).await {
         Ok(st) => Json(json!(st.node_id)).into_response(),
         Err(e) => e.into_response(),

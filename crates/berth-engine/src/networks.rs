@@ -2607,7 +2607,7 @@ fn check_attachment(rec: &NetworkRecord, mut att: NetAttachment) -> Result<NetAt
             }
             IpAddr::V4(_) => {}
             IpAddr::V6(v6) if rec.subnet6.is_some() => {
-                if (v6.segments()[0] & 0xffc0) != 0xfe80 {
+                if !v6.is_unicast_link_local() {
                     return Err(EngineError::invalid(format!(
                         "invalid link-local IP address {ip}: not in fe80::/10"
                     )));

@@ -63,7 +63,6 @@ pub struct SwarmInit {
     pub data_path_port: u32,
     pub default_addr_pool: Vec<String>,
     pub subnet_size: u32,
-    pub force_new_cluster: bool,
     pub spec: Value,
     pub availability: String,
 }

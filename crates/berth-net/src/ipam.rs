@@ -313,11 +313,11 @@ impl Allocator6 {
                 format!("a network needs a prefix of at most /{MAX_PREFIX6}"),
             ));
         }
-        let first = subnet.network().segments()[0];
-        if subnet.network().is_loopback()
-            || subnet.network().is_unspecified()
-            || first & 0xffc0 == 0xfe80
-            || first & 0xff00 == 0xff00
+        let net = subnet.network();
+        if net.is_loopback()
+            || net.is_unspecified()
+            || net.is_unicast_link_local()
+            || net.is_multicast()
         {
             return Err(Error::invalid(
                 object,
