@@ -53,6 +53,23 @@ def main():
         expect("restarting container" in str(e), f"message {e}")
     ctr.remove(force=True)
 
+    # At no point of a restart cycle (running, exiting, waiting out the backoff, starting)
+    # does a remove without force succeed: the exit and the restarting state are one step.
+    ctr = c.containers.run("fixture/app:1", ["exit 3"], detach=True,
+                           restart_policy={"Name": "always"})
+    deadline = time.time() + 3
+    tries = 0
+    while time.time() < deadline:
+        tries += 1
+        try:
+            ctr.remove()
+            sys.exit(f"FAIL: remove without force worked on try {tries} of a restart cycle")
+        except docker.errors.APIError as e:
+            expect(e.status_code == 409, f"status {e.status_code} on try {tries}: {e}")
+    ctr.reload()
+    expect(ctr.attrs["RestartCount"] >= 3, f"only {ctr.attrs['RestartCount']} restarts in 3 s")
+    ctr.remove(force=True)
+
     # images.load of garbage: the error comes in the stream (ImageLoadError).
     try:
         c.images.load(b"\x07" * 10000)

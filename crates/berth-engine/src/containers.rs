@@ -1847,6 +1847,16 @@ impl Engine {
     pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
+        if !force
+            && matches!(
+                self.container_state(&rec.id)?,
+                ContainerState::Exited(_) | ContainerState::Dead
+            )
+        {
+            // An exit the monitor is still handling: its restart policy decides first
+            // whether the container is restarting.
+            self.wait_monitor_done(&rec.id);
+        }
         if !force && self.is_restarting(&rec.id) {
             // Docker's words (daemon/delete.go).
             return Err(EngineError::conflict(format!(

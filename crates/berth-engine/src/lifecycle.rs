@@ -62,6 +62,17 @@ pub(crate) struct Tracking {
     pub(crate) stopped_by_user: std::collections::HashSet<String>,
 }
 
+/// What follows a container's exit.
+#[derive(Debug, Clone, Copy)]
+enum AfterExit {
+    /// `--health-on-failure=restart` stopped it: start it again at once.
+    HealthRestart,
+    /// Its restart policy starts it again after the backoff.
+    Restart,
+    /// It stays exited (removed with `--rm`).
+    Nothing { auto_remove: bool },
+}
+
 /// `--restart`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartPolicy {
@@ -510,29 +521,35 @@ impl Engine {
             });
         if let Err(e) = spawned {
             warn!(container.id = %id, error = %e, "cannot start the container's monitor");
-            self.inner
-                .lifecycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .monitored
-                .remove(&id);
+            let mut l = self.tracking();
+            l.monitored.remove(&id);
+            l.restarting.remove(&id);
         }
     }
 
     /// The monitor's work once the container exited (`None`: its shim is gone without
     /// an exit status).
     fn after_wait(&self, id: &str, exit: Option<ExitRecord>) {
-        let done = || {
-            self.inner
+        // `restarting`: the restart policy takes the container up in the same step as
+        // the monitor lets go of it, as Docker sets Restarting with the exit: else a
+        // `rm` without force in between found it exited and removed it.
+        let done = |restarting: bool| {
+            let mut l = self
+                .inner
                 .lifecycle
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .monitored
-                .remove(id);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            l.monitored.remove(id);
+            if restarting {
+                l.restarting.insert(id.to_string());
+            } else {
+                l.restarting.remove(id);
+            }
+            drop(l);
             self.inner.monitor_done.notify_all();
         };
         let Ok(rec) = self.container(id) else {
-            done();
+            done(false);
             return; // removed meanwhile
         };
         // A shim gone without an exit status: berth does not leave the container running
@@ -551,8 +568,12 @@ impl Engine {
         self.unmount_rootfs_if_idle(&rec.id);
         // Done with this run: a stop or remove waiting for the monitor goes on now, so
         // its own events come after `die` (before any restart starts a new monitor).
-        done();
-        self.after_exit(&rec, code, ran_for);
+        let next = self.next_after_exit(&rec, code);
+        done(matches!(
+            next,
+            AfterExit::HealthRestart | AfterExit::Restart
+        ));
+        self.apply_after_exit(&rec, next, ran_for);
     }
 
     /// A container whose shim is gone without an exit status (killed, crashed): its
@@ -606,36 +627,61 @@ impl Engine {
     /// What happens once a container exited: nothing after a user's stop, removal with
     /// `--rm`, else its restart policy.
     fn after_exit(&self, rec: &ContainerRecord, code: i32, ran_for: Option<Duration>) {
-        let health_restart = self
-            .inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .health_restart
-            .remove(&rec.id);
+        let next = self.next_after_exit(rec, code);
+        let mut l = self.tracking();
+        if matches!(next, AfterExit::HealthRestart | AfterExit::Restart) {
+            l.restarting.insert(rec.id.clone());
+        } else {
+            l.restarting.remove(&rec.id);
+        }
+        drop(l);
+        self.apply_after_exit(rec, next, ran_for);
+    }
+
+    /// What the exit of `rec` with `code` leads to.
+    fn next_after_exit(&self, rec: &ContainerRecord, code: i32) -> AfterExit {
+        let health_restart = self.tracking().health_restart.remove(&rec.id);
         let status = self.container_status(&rec.id);
-        if health_restart && !status.manually_stopped {
-            let r = self
-                .update_status(&rec.id, |s| s.restart_count += 1)
-                .and_then(|_| self.start_inner(&rec.id, false));
-            match r {
-                Ok(()) => self.emit_container(rec, "restart", &[]),
-                Err(e) => {
-                    warn!(container.id = %rec.id, error = %e, "health-on-failure: start failed")
+        if status.manually_stopped {
+            AfterExit::Nothing {
+                auto_remove: rec.run.auto_remove,
+            }
+        } else if health_restart {
+            AfterExit::HealthRestart
+        } else if self.should_restart(rec, &status, code) {
+            AfterExit::Restart
+        } else {
+            AfterExit::Nothing {
+                auto_remove: rec.run.auto_remove,
+            }
+        }
+    }
+
+    /// Carries out [`Engine::next_after_exit`]'s decision; the two restarts find the
+    /// container marked `restarting` and clear the mark once it runs (or is left alone).
+    fn apply_after_exit(&self, rec: &ContainerRecord, next: AfterExit, ran_for: Option<Duration>) {
+        match next {
+            AfterExit::HealthRestart => {
+                let r = self
+                    .update_status(&rec.id, |s| s.restart_count += 1)
+                    .and_then(|_| self.start_inner(&rec.id, false));
+                self.restart_done(&rec.id);
+                match r {
+                    Ok(()) => self.emit_container(rec, "restart", &[]),
+                    Err(e) => {
+                        warn!(container.id = %rec.id, error = %e, "health-on-failure: start failed")
+                    }
                 }
             }
-            return;
-        }
-        if !status.manually_stopped && self.should_restart(rec, &status, code) {
-            self.restart_with_backoff(rec, ran_for);
-            return;
-        }
-        if rec.run.auto_remove {
-            if let Err(e) = self.remove_container_and_volumes(&rec.id, false, true) {
-                if e.kind != berth_types::ErrorKind::NotFound {
-                    warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
+            AfterExit::Restart => self.restart_with_backoff(rec, ran_for),
+            AfterExit::Nothing { auto_remove: true } => {
+                if let Err(e) = self.remove_container_and_volumes(&rec.id, false, true) {
+                    if e.kind != berth_types::ErrorKind::NotFound {
+                        warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
+                    }
                 }
             }
+            AfterExit::Nothing { auto_remove: false } => {}
         }
     }
 
@@ -696,24 +742,35 @@ impl Engine {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         };
-        let result = if cancelled {
-            Ok(())
-        } else {
-            self.update_status(&rec.id, |s| s.restart_count += 1)
-                .and_then(|_| self.start_inner(&rec.id, false))
-        };
-        self.inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .restarting
-            .remove(&rec.id);
-        if let Err(e) = result {
-            warn!(container.id = %rec.id, error = %e, "restart policy: start failed");
-            // A start that fails is a failure too: try again later (Docker does).
-            if self.container(&rec.id).is_ok() {
-                self.after_exit(rec, 255, None);
+        if cancelled {
+            self.tracking().restarting.remove(&rec.id);
+            return;
+        }
+        let result = self
+            .update_status(&rec.id, |s| s.restart_count += 1)
+            .and_then(|_| self.start_inner(&rec.id, false));
+        match result {
+            Ok(()) => self.restart_done(&rec.id),
+            Err(e) => {
+                warn!(container.id = %rec.id, error = %e, "restart policy: start failed");
+                // A start that fails is a failure too: try again later (Docker does).
+                // `after_exit` says whether it is still restarting.
+                if self.container(&rec.id).is_ok() {
+                    self.after_exit(rec, 255, None);
+                } else {
+                    self.tracking().restarting.remove(&rec.id);
+                }
             }
+        }
+    }
+
+    /// A restart started the container: it is no longer restarting, unless its new run
+    /// already ended and that run's monitor said what comes next (it keeps the last
+    /// word: the mark stays as it set it).
+    fn restart_done(&self, id: &str) {
+        let mut l = self.tracking();
+        if l.monitored.contains(id) {
+            l.restarting.remove(id);
         }
     }
 
