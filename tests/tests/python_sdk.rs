@@ -73,3 +73,8 @@ fn docker_sdk_for_python_commits_a_container() {
 fn docker_sdk_for_python_stop_during_a_restart_delay_holds() {
     run_sdk_script("restart_race");
 }
+
+#[test]
+fn docker_sdk_for_python_runs_services() {
+    run_sdk_script("services");
+}

@@ -166,7 +166,7 @@ pub(crate) const HEALTH_ON_FAILURE_LABEL: &str = "berth.health-on-failure";
 /// Docker's `ContainerConfig` with a `HostConfig` member (the create body).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     image: String,
     cmd: Option<StrSlice>,
     entrypoint: Option<StrSlice>,
@@ -281,7 +281,10 @@ fn net_request(
 
 use berth_engine::config::parse_size;
 
-fn create_options(body: CreateBody, name: Option<String>) -> Result<CreateOptions, ApiError> {
+pub(crate) fn create_options(
+    body: CreateBody,
+    name: Option<String>,
+) -> Result<CreateOptions, ApiError> {
     let mut hc = body.host_config.unwrap_or_default();
     let net = net_request(
         &mut hc,

@@ -41,6 +41,8 @@ mod middleware;
 mod mounts;
 mod networks;
 mod params;
+mod services;
+mod services_spec;
 mod stream;
 mod swarm;
 mod system;
@@ -61,6 +63,8 @@ pub const SERVER_HEADER: &str = concat!("berth/", env!("CARGO_PKG_VERSION"), " (
 /// The whole Docker API as an axum router. Requests may carry a `/v{major}.{minor}`
 /// prefix; it is checked and stripped before routing.
 pub fn router(engine: Engine) -> Router {
+    // The services' reconcile loop decodes task templates as this API does.
+    engine.start_services(services::task_factory());
     let api = Router::new()
         .route("/_ping", get(system::ping))
         .route("/version", get(system::version))
@@ -144,13 +148,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/nodes", get(swarm::nodes))
         .route("/nodes/{id}", get(swarm::node).delete(swarm::node_remove))
         .route("/nodes/{id}/update", post(swarm::node_update))
-        .route("/services", axum::routing::any(swarm::not_a_manager))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
         .route(
-            "/services/{*rest}",
-            axum::routing::any(swarm::not_a_manager),
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
         )
-        .route("/tasks", axum::routing::any(swarm::not_a_manager))
-        .route("/tasks/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/services/{id}/update", post(services::update))
+        .route("/tasks", get(services::tasks))
+        .route("/tasks/{id}", get(services::task))
         .route("/secrets", axum::routing::any(swarm::not_a_manager))
         .route("/secrets/{*rest}", axum::routing::any(swarm::not_a_manager))
         .route("/configs", axum::routing::any(swarm::not_a_manager))

@@ -1,8 +1,8 @@
 //! Swarm mode on one host: `/swarm` (init, inspect, update, leave; join refused by name),
 //! `/nodes` (this daemon, the one manager). Outside a swarm every swarm endpoint answers
 //! Docker's 503, which clients expect (the Docker SDK calls `swarm/leave` in its cleanup
-//! and reads the message). Inside one, `/services`, `/tasks`, `/secrets` and `/configs`
-//! are not wired yet (issue 15): 501, by name.
+//! and reads the message). Services and tasks are `services.rs`'; inside a swarm,
+//! `/secrets` and `/configs` are not wired yet (issue 15): 501, by name.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,13 +25,13 @@ fn not_a_manager_error() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_A_MANAGER)
 }
 
-/// `/services`, `/tasks`, `/secrets`, `/configs` (any method): Docker's 503 outside a
-/// swarm; inside berth's swarm, 501 until services are wired.
+/// `/secrets`, `/configs` (any method): Docker's 503 outside a swarm; inside berth's
+/// swarm, 501 until they are wired.
 pub(crate) async fn not_a_manager(State(engine): State<Engine>) -> ApiError {
     match blocking(move || engine.swarm()).await {
         Ok(Some(_)) => ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "swarm services, tasks, secrets and configs are not supported yet by berth (the swarm itself is: init, inspect, update, leave, nodes)",
+            "swarm secrets and configs are not supported yet by berth (the swarm, its nodes, services and tasks are)",
         ),
         Ok(None) => not_a_manager_error(),
         Err(e) => e,

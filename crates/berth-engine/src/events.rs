@@ -28,6 +28,7 @@ pub enum EventType {
     Volume,
     Network,
     Daemon,
+    Service,
 }
 
 impl EventType {
@@ -38,6 +39,7 @@ impl EventType {
             EventType::Volume => "volume",
             EventType::Network => "network",
             EventType::Daemon => "daemon",
+            EventType::Service => "service",
         }
     }
 }
@@ -176,6 +178,11 @@ impl crate::Engine {
         action: impl Into<String>,
         extra: &[(&str, String)],
     ) {
+        if rec.labels.contains_key(crate::services::LABEL_TASK_ID) {
+            // A task's container changed (started, died, health): the services' loop
+            // looks at once.
+            self.wake_services();
+        }
         let mut attrs: BTreeMap<String, String> = rec.labels.clone();
         attrs.insert("image".into(), rec.image.clone());
         attrs.insert("name".into(), rec.name.clone());

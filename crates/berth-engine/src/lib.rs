@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod networks;
 pub mod policy;
+pub mod services;
 mod space;
 pub mod swarm;
 pub mod volumes;
@@ -98,6 +99,8 @@ struct Inner {
     /// Set once the state root took an idmapped mount (at open with `userns_remap`,
     /// else with the first `--userns=auto` container).
     idmap_checked: std::sync::OnceLock<()>,
+    /// The services' reconcile loop (see `services.rs`).
+    services: services::ServicesState,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -205,6 +208,7 @@ impl Engine {
                     None => std::sync::OnceLock::new(),
                 },
                 remap,
+                services: Default::default(),
             }),
         };
         engine.sweep_incomplete_containers();

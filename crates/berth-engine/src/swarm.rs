@@ -146,7 +146,7 @@ fn merge_spec(base: Value, given: &Value) -> Result<Value> {
 }
 
 /// `n` random lowercase base-36 characters.
-fn base36(n: usize) -> Result<String> {
+pub(crate) fn base36(n: usize) -> Result<String> {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut raw = vec![0u8; n];
     use std::io::Read;
@@ -308,6 +308,9 @@ impl Engine {
                 "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ",
             ));
         }
+        // The services go with the swarm (Docker's last manager erases them); the
+        // reconcile loop stops and removes their tasks.
+        self.remove_all_services()?;
         let path = self.swarm_path();
         fs::remove_file(&path)
             .map_err(|e| EngineError::internal(format!("{}: remove: {e}", path.display())))?;

@@ -487,7 +487,10 @@ pub fn plan(desired: &Desired, tasks: &[Task], now: Millis) -> Plan {
             None if stopped_for_update => SlotRollout::Refill,
             None => SlotRollout::Empty,
         };
-        let has_old = !old.is_empty() || stopping_for_update || stopped_for_update;
+        // Wanted tasks of another revision still run: a rollout has work here. (An old
+        // task already shut down and stopping is not: once the rollout completed, its
+        // stop would otherwise start the rollout over.)
+        let has_old = !old.is_empty();
         states.push((slot, state, old, has_old));
     }
 

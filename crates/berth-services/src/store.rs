@@ -115,6 +115,14 @@ pub struct TaskRecord {
     pub shutdown: Option<Reason>,
     /// When the task was first seen ready (running, healthy where it has a check).
     pub ready_at: Option<Millis>,
+    /// When the task ended without its container saying so: its container could not be
+    /// created or started, or was removed or lost its shim.
+    #[serde(default)]
+    pub ended_at: Option<Millis>,
+    /// Why the task failed before or outside its container's run (Docker's
+    /// `Status.Err`).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// The services' records, over the metadata database. Writes are serialized here (one
@@ -305,6 +313,31 @@ impl ServiceStore {
         })
     }
 
+    /// A change that leaves the tasks as they are (the replica count, the service's
+    /// labels, the update and rollback settings: the task template is the same): the
+    /// current revision's spec is replaced, no rollout starts. `version` is checked.
+    pub fn respec<S: Serialize + DeserializeOwned>(
+        &self,
+        id: &str,
+        version: u64,
+        spec: S,
+        now: Millis,
+    ) -> Result<ServiceRecord<S>> {
+        self.change(id, Some(version), now, |rec| {
+            let current = rec.revision;
+            match rec.revisions.iter_mut().find(|r| r.number == current) {
+                Some(r) => {
+                    r.spec = spec;
+                    Ok(())
+                }
+                None => Err(StoreError::NoRevision {
+                    id: id.to_string(),
+                    revision: current,
+                }),
+            }
+        })
+    }
+
     /// Makes `to` (default: the previous revision) current again and starts a rollback
     /// (`docker service rollback`, `berth service rollback --to`, `failure_action:
     /// rollback`). `version` is checked when given.
@@ -488,6 +521,21 @@ mod tests {
     }
 
     #[test]
+    fn respec_keeps_the_revision_and_checks_the_version() {
+        let (_d, s) = store();
+        s.create("a", "web", json!({"r": 1}), "sha256:x", 1)
+            .unwrap();
+        let r = s.respec("a", 1, json!({"r": 3}), 2).unwrap();
+        assert_eq!((r.revision, r.version, r.revisions.len()), (1, 2, 1));
+        assert_eq!(r.current().unwrap().spec, json!({"r": 3}));
+        assert_eq!(r.rollout, Rollout::Completed);
+        assert!(matches!(
+            s.respec("a", 1, json!({"r": 4}), 3),
+            Err(StoreError::OutOfSequence { .. })
+        ));
+    }
+
+    #[test]
     fn removing_a_service_removes_its_tasks_only() {
         let (_d, s) = store();
         s.create("a", "web", json!({}), "sha256:x", 1).unwrap();
@@ -503,6 +551,8 @@ mod tests {
                 created_at: 1,
                 shutdown: None,
                 ready_at: None,
+                ended_at: None,
+                error: None,
             })
             .unwrap();
         }

@@ -527,3 +527,39 @@ fn planning_twice_on_the_same_state_decides_the_same() {
     let b = plan(&w.desired, &w.tasks, w.now);
     assert_eq!(a, b);
 }
+
+#[test]
+fn an_old_task_still_stopping_after_the_rollout_completed_starts_no_new_rollout() {
+    // A start-first rollout completed while the last old task is still within its stop
+    // grace period (longer than `monitor`): nothing is left to do; the rollout stays
+    // completed (it flapped back to updating, raising the service's version).
+    let mut w = World::new(1, Behaviour::Good { healthcheck: false });
+    w.desired.revision = 2;
+    w.desired.rollout = Rollout::Completed;
+    w.desired.can_roll_back = true;
+    let running = |since| TaskState::Running {
+        since,
+        health: Health::None,
+        ready_at: Some(since),
+    };
+    let tasks = vec![
+        Task {
+            id: "old".into(),
+            slot: 1,
+            revision: 1,
+            state: running(10),
+            shutdown: Some(Reason::Update),
+            created_at: 10,
+        },
+        Task {
+            id: "new".into(),
+            slot: 1,
+            revision: 2,
+            state: running(20),
+            shutdown: None,
+            created_at: 20,
+        },
+    ];
+    let p = plan(&w.desired, &tasks, 100_000);
+    assert_eq!(p.actions, Vec::<Action>::new());
+}

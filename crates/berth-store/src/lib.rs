@@ -47,7 +47,8 @@ pub struct Store {
     _lock: fs::File,
     pub content: ContentStore,
     pub snapshots: Snapshots,
-    pub meta: MetaDb,
+    /// Shared with the services' store (`berth-services`), which keeps its documents here.
+    pub meta: std::sync::Arc<MetaDb>,
     pub leases: Leases,
 }
 
@@ -108,7 +109,7 @@ impl Store {
         fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, "create", e))?;
         let content = ContentStore::open(&root.join("content"), &trash)?;
         let snapshots = Snapshots::open(&root.join("snapshots"), &trash)?;
-        let meta = MetaDb::open(&root.join("meta.redb"))?;
+        let meta = std::sync::Arc::new(MetaDb::open(&root.join("meta.redb"))?);
         let store = Store {
             root,
             _lock: lock,

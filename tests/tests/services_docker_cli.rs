@@ -1,0 +1,331 @@
+//! Services on one host through the real docker CLI: `docker service create` converges
+//! (the CLI's own progress and its 5 s stability check), `ls`/`ps`/`inspect` show
+//! Docker's fields, a replica removed behind the engine's back is replaced, `scale` up
+//! and down, a rolling `update` and `rollback` go through every slot, an update whose
+//! tasks fail rolls back by itself, a daemon SIGKILL keeps the services and starts no
+//! duplicates, `service rm` and `swarm leave --force` take the tasks away.
+
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+fn docker_available() -> bool {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return false;
+    }
+    true
+}
+
+fn swarm_with_app() -> Daemon {
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    ok(d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]));
+    d
+}
+
+/// Polls `f` until it returns true (the reconcile loop acts on its own).
+fn eventually(what: &str, d: &Daemon, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: not reached in 60 s\n{}", d.log());
+}
+
+/// The running containers of service `name` (its tasks), as `docker ps` lists them.
+fn task_containers(d: &Daemon, name: &str) -> Vec<String> {
+    ok(d.docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={name}"),
+    ]))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// `docker service ps NAME` rows whose desired state is running: `name state`.
+fn running_tasks(d: &Daemon, name: &str) -> Vec<String> {
+    let mut rows: Vec<String> = ok(d.docker(&[
+        "service",
+        "ps",
+        name,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Name}} {{.CurrentState}}",
+    ]))
+    .lines()
+    .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    .collect();
+    rows.sort();
+    rows
+}
+
+fn service_field(d: &Daemon, name: &str, format: &str) -> String {
+    ok(d.docker(&["service", "inspect", name, "--format", format]))
+        .trim()
+        .to_string()
+}
+
+/// The command line of each running task of `name` (what its containers run).
+fn task_args(d: &Daemon, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = task_containers(d, name)
+        .iter()
+        .map(|c| {
+            ok(d.docker(&["inspect", c, "--format", "{{json .Config.Cmd}}"]))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn services_converge_heal_scale_update_and_roll_back() {
+    if !docker_available() {
+        return;
+    }
+    let mut d = swarm_with_app();
+
+    // Create: the CLI waits for the tasks and checks they stay up (its own 5 s).
+    let out = d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--restart-delay",
+        "200ms",
+        "--stop-grace-period",
+        "2s",
+        "--label",
+        "tier=front",
+        "fixture/app:1",
+        "sleep 1000",
+    ]);
+    let text = ok(out);
+    let id = text.lines().next().unwrap_or_default().trim().to_string();
+    assert_eq!(id.len(), 25, "service ID: {text}");
+    assert_eq!(
+        ok(d.docker(&[
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}"
+        ]))
+        .trim(),
+        "web replicated 2/2 fixture/app:1"
+    );
+    assert_eq!(running_tasks(&d, "web"), ["web.1 Running", "web.2 Running"]);
+    assert_eq!(task_containers(&d, "web").len(), 2);
+    assert_eq!(
+        service_field(
+            &d,
+            "web",
+            "{{.ID}} {{.Spec.Name}} {{.Spec.Labels.tier}} {{.Spec.Mode.Replicated.Replicas}}"
+        ),
+        format!("{id} web front 2")
+    );
+    // Filters of `service ls`.
+    assert_eq!(
+        ok(d.docker(&["service", "ls", "-q", "--filter", "label=tier=front"])).trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        ok(d.docker(&["service", "ls", "-q", "--filter", "label=tier=back"])).trim(),
+        ""
+    );
+
+    // A replica removed behind the engine's back is replaced; the old task stays in the
+    // history, failed.
+    let victim = task_containers(&d, "web")[0].clone();
+    ok(d.docker(&["rm", "-f", &victim]));
+    eventually("the removed replica replaced", &d, || {
+        let c = task_containers(&d, "web");
+        c.len() == 2 && !c.contains(&victim)
+    });
+    let history = ok(d.docker(&[
+        "service",
+        "ps",
+        "web",
+        "--format",
+        "{{.Name}} {{.DesiredState}}",
+    ]));
+    assert!(
+        history.lines().filter(|l| l.ends_with("Shutdown")).count() >= 1,
+        "{history}"
+    );
+
+    // Scale up and down (no rollout: the tasks that run stay).
+    let before = task_containers(&d, "web");
+    ok(d.docker(&["service", "scale", "web=3"]));
+    eventually("three replicas", &d, || {
+        task_containers(&d, "web").len() == 3
+    });
+    let after = task_containers(&d, "web");
+    assert!(
+        before.iter().all(|c| after.contains(c)),
+        "{before:?} {after:?}"
+    );
+    ok(d.docker(&["service", "scale", "--detach", "web=1"]));
+    eventually("one replica", &d, || task_containers(&d, "web").len() == 1);
+    ok(d.docker(&["service", "scale", "web=2"]));
+    eventually("two replicas", &d, || task_containers(&d, "web").len() == 2);
+
+    // A rolling update: every slot gets a task of the new revision; the CLI waits for it.
+    // (`--args` is split as a shell would: the quotes keep one argument for `sh -c`.)
+    ok(d.docker(&["service", "update", "--args", "'sleep 999'", "web"]));
+    assert_eq!(task_args(&d, "web"), ["[\"sleep 999\"]", "[\"sleep 999\"]"]);
+    assert_eq!(
+        service_field(&d, "web", "{{.UpdateStatus.State}}"),
+        "completed"
+    );
+    assert_eq!(
+        service_field(
+            &d,
+            "web",
+            "{{json .PreviousSpec.TaskTemplate.ContainerSpec.Args}}"
+        ),
+        "[\"sleep 1000\"]"
+    );
+    // Rollback on demand: the previous revision's tasks again.
+    ok(d.docker(&["service", "rollback", "web"]));
+    eventually("rolled back", &d, || {
+        task_args(&d, "web") == ["[\"sleep 1000\"]", "[\"sleep 1000\"]"]
+    });
+    eventually("the rollback recorded complete", &d, || {
+        service_field(&d, "web", "{{.UpdateStatus.State}}") == "rollback_completed"
+    });
+
+    // An update whose tasks fail within the monitor period rolls back by itself.
+    ok(d.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--args",
+        "'exit 1'",
+        "--update-failure-action",
+        "rollback",
+        "--update-monitor",
+        "3s",
+        "web",
+    ]));
+    eventually("the failed update rolled back", &d, || {
+        service_field(&d, "web", "{{.UpdateStatus.State}}") == "rollback_completed"
+    });
+    eventually("the previous tasks run", &d, || {
+        task_args(&d, "web") == ["[\"sleep 1000\"]", "[\"sleep 1000\"]"]
+    });
+    assert_eq!(
+        service_field(&d, "web", "{{json .Spec.TaskTemplate.ContainerSpec.Args}}"),
+        "[\"sleep 1000\"]"
+    );
+
+    // A daemon SIGKILL: the service and its tasks are kept; no duplicate starts.
+    if against_docker().is_none() {
+        let before = task_containers(&d, "web");
+        d.restart_after_sigkill();
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(task_containers(&d, "web"), before);
+        assert_eq!(running_tasks(&d, "web"), ["web.1 Running", "web.2 Running"]);
+    }
+
+    // Remove: its tasks go, within their grace period.
+    ok(d.docker(&["service", "rm", "web"]));
+    eventually("the tasks removed", &d, || {
+        ok(d.docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+        ]))
+        .trim()
+        .is_empty()
+    });
+    let err = fails(d.docker(&["service", "inspect", "web"]));
+    assert!(err.contains("web"), "{err}");
+    ok(d.docker(&["swarm", "leave", "--force"]));
+}
+
+#[test]
+fn leaving_the_swarm_takes_the_services_and_refusals_name_what_berth_lacks() {
+    if !docker_available() {
+        return;
+    }
+    let d = swarm_with_app();
+    ok(d.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "api",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    eventually("the task runs", &d, || {
+        task_containers(&d, "api").len() == 1
+    });
+    // The same name twice: Docker's conflict.
+    let err = fails(d.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "api",
+        "fixture/app:1",
+    ]));
+    assert!(
+        err.contains("already exists") || err.contains("name conflicts"),
+        "{err}"
+    );
+    if against_docker().is_none() {
+        // What berth cannot do yet is refused by name, and creates nothing.
+        let err = fails(d.docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "pub",
+            "-p",
+            "18080:80",
+            "fixture/app:1",
+        ]));
+        assert!(err.contains("published service ports"), "{err}");
+        let err = fails(d.docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "nosuch",
+            "fixture/nosuch:1",
+        ]));
+        assert!(err.contains("fixture/nosuch:1"), "{err}");
+        assert_eq!(
+            ok(d.docker(&["service", "ls", "--format", "{{.Name}}"])).trim(),
+            "api"
+        );
+    }
+    ok(d.docker(&["swarm", "leave", "--force"]));
+    eventually("the tasks removed with the swarm", &d, || {
+        ok(d.docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.swarm.service.name=api",
+        ]))
+        .trim()
+        .is_empty()
+    });
+    let err = fails(d.docker(&["service", "ls"]));
+    assert!(err.contains("This node is not a swarm manager."), "{err}");
+}
