@@ -329,3 +329,122 @@ fn leaving_the_swarm_takes_the_services_and_refusals_name_what_berth_lacks() {
     let err = fails(d.docker(&["service", "ls"]));
     assert!(err.contains("This node is not a swarm manager."), "{err}");
 }
+
+#[test]
+fn stacks_deploy_redeploy_and_remove_through_the_docker_cli() {
+    if !docker_available() {
+        return;
+    }
+    let d = swarm_with_app();
+    let file = d.dir.path().join("stack.yml");
+    let compose = |cmd: &str| {
+        format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: fixture/app:1
+    command: ["{cmd}"]
+    environment:
+      - GREETING=hi
+    stop_grace_period: 1s
+    deploy:
+      replicas: 2
+      update_config:
+        order: start-first
+        monitor: 1s
+      restart_policy:
+        delay: 200ms
+  db:
+    image: fixture/app:1
+    command: ["sleep 1001"]
+    stop_grace_period: 1s
+"#
+        )
+    };
+    std::fs::write(&file, compose("sleep 1000")).expect("write stack file");
+    let f = file.to_str().expect("path");
+    ok(d.docker(&["stack", "deploy", "-c", f, "s"]));
+    assert_eq!(
+        ok(d.docker(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"])).trim(),
+        "s 2"
+    );
+    eventually("the stack's replicas run", &d, || {
+        ok(d.docker(&[
+            "stack",
+            "services",
+            "s",
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ]))
+        .lines()
+        .collect::<Vec<_>>()
+            == ["s_db 1/1", "s_web 2/2"]
+    });
+    // The stack's network: a swarm overlay network, which is a bridge on this one host;
+    // its tasks are on it, other containers only when it is attachable.
+    assert_eq!(
+        ok(d.docker(&[
+            "network",
+            "inspect",
+            "s_default",
+            "--format",
+            "{{.Driver}} {{.Scope}} {{index .Labels \"com.docker.stack.namespace\"}}"
+        ]))
+        .trim(),
+        "overlay swarm s"
+    );
+    let web = task_containers(&d, "s_web");
+    let nets = ok(d.docker(&[
+        "inspect",
+        &web[0],
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{json $v.Aliases}}{{end}}",
+    ]));
+    assert!(nets.starts_with("s_default "), "{nets}");
+    if against_docker().is_none() {
+        // berth resolves a service's name to its tasks' addresses as network aliases
+        // (Docker answers with a virtual IP instead, and shows no such alias).
+        assert!(
+            nets.contains("\"web\""),
+            "the service's name is an alias: {nets}"
+        );
+    }
+    let err = fails(d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "s_default",
+        "fixture/app:1",
+        "true",
+    ]));
+    assert!(err.contains("not manually attachable"), "{err}");
+
+    // A redeploy with a changed service rolls it; the other service is left alone.
+    let db = task_containers(&d, "s_db");
+    std::fs::write(&file, compose("sleep 999")).expect("write stack file");
+    ok(d.docker(&["stack", "deploy", "-c", f, "s"]));
+    eventually("the redeployed service rolled", &d, || {
+        task_args(&d, "s_web") == ["[\"sleep 999\"]", "[\"sleep 999\"]"]
+    });
+    assert_eq!(task_containers(&d, "s_db"), db);
+
+    // Remove: services, their tasks and the network go.
+    ok(d.docker(&["stack", "rm", "s"]));
+    assert_eq!(
+        ok(d.docker(&["stack", "ls", "--format", "{{.Name}}"])).trim(),
+        ""
+    );
+    eventually("the stack's tasks removed", &d, || {
+        ok(d.docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.stack.namespace=s",
+        ]))
+        .trim()
+        .is_empty()
+    });
+    let err = fails(d.docker(&["network", "inspect", "s_default"]));
+    assert!(err.contains("s_default"), "{err}");
+    ok(d.docker(&["swarm", "leave", "--force"]));
+}

@@ -157,9 +157,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/services/{id}/update", post(services::update))
         .route("/tasks", get(services::tasks))
         .route("/tasks/{id}", get(services::task))
-        .route("/secrets", axum::routing::any(swarm::not_a_manager))
+        .route(
+            "/secrets",
+            get(swarm::none_listed).fallback(swarm::not_a_manager),
+        )
         .route("/secrets/{*rest}", axum::routing::any(swarm::not_a_manager))
-        .route("/configs", axum::routing::any(swarm::not_a_manager))
+        .route(
+            "/configs",
+            get(swarm::none_listed).fallback(swarm::not_a_manager),
+        )
         .route("/configs/{*rest}", axum::routing::any(swarm::not_a_manager))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

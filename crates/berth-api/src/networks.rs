@@ -89,7 +89,7 @@ pub(crate) fn network_json(info: &NetworkInfo, containers: bool) -> Value {
         "Name": r.name,
         "Id": r.id,
         "Created": if r.created.is_empty() { ZERO_TIME } else { r.created.as_str() },
-        "Scope": "local",
+        "Scope": scope_of(r),
         "Driver": r.driver,
         "EnableIPv4": true,
         "EnableIPv6": r.enable_ipv6,
@@ -103,6 +103,16 @@ pub(crate) fn network_json(info: &NetworkInfo, containers: bool) -> Value {
         "Options": r.options,
         "Labels": r.labels,
     })
+}
+
+/// Docker's scope: `swarm` for a swarm's overlay network (a bridge on this one host),
+/// `local` for the others.
+fn scope_of(r: &berth_engine::NetworkRecord) -> &'static str {
+    if r.driver == "overlay" {
+        "swarm"
+    } else {
+        "local"
+    }
 }
 
 const LIST_FILTERS: &[&str] = &["driver", "id", "label", "name", "scope", "type", "dangling"];
@@ -127,7 +137,7 @@ fn list_match(info: &NetworkInfo, f: &Filters) -> Result<bool, ApiError> {
     Ok(any("driver", &|v| r.driver == v)
         && any("id", &|v| r.id.contains(v))
         && any("name", &|v| r.name.contains(v))
-        && any("scope", &|v| v == "local")
+        && any("scope", &|v| v == scope_of(r))
         && any("type", &|v| (v == "builtin") == builtin(info))
         && f.labels_match("label", &r.labels)
         && dangling.is_none_or(|d| d == (!builtin(info) && info.containers.is_empty())))
@@ -159,13 +169,23 @@ pub(crate) async fn inspect(
     if params.bool("verbose")? {
         return Err(not_supported("verbose network inspect (swarm services)"));
     }
-    if let Some(s) = params.non_empty("scope").filter(|s| *s != "local") {
+    let scope = params.non_empty("scope").map(str::to_string);
+    if let Some(s) = scope
+        .as_deref()
+        .filter(|s| !matches!(*s, "local" | "swarm"))
+    {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("network {id} not found (scope {s}: berth has local networks only)"),
+            format!("network {id} not found (scope {s}: berth has local and swarm networks)"),
         ));
     }
     let n = blocking(move || engine.network(&id)).await?;
+    if scope.as_deref().is_some_and(|s| s != scope_of(&n.record)) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("network {} not found", n.record.name),
+        ));
+    }
     Ok(Json(network_json(&n, true)))
 }
 
@@ -261,7 +281,7 @@ fn create_request(b: CreateBody) -> Result<NetworkCreate, ApiError> {
             "a network configured from another (--config-from)",
         ));
     }
-    if !b.scope.is_empty() && b.scope != "local" {
+    if !b.scope.is_empty() && b.scope != "local" && !(b.scope == "swarm" && b.driver == "overlay") {
         return Err(not_supported(&format!(
             "network scope {:?} (local only)",
             b.scope

@@ -38,6 +38,13 @@ pub(crate) async fn not_a_manager(State(engine): State<Engine>) -> ApiError {
     }
 }
 
+/// `GET /secrets`, `GET /configs` inside a swarm: none (creating one is refused by
+/// name), so `docker stack rm` and `docker secret ls` work; 503 outside a swarm.
+pub(crate) async fn none_listed(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
+    blocking(move || engine.swarm_required()).await?;
+    Ok(Json(json!([])))
+}
+
 /// Docker's `Swarm` document.
 fn swarm_json(st: &SwarmState) -> Value {
     json!({

@@ -1021,6 +1021,10 @@ impl Engine {
             net_req.mode = "host".into();
         }
         let net = self.resolve_net_request(&net_req)?;
+        let is_task = opts.labels.contains_key(crate::services::LABEL_TASK_ID);
+        for att in &net.networks {
+            self.check_manually_attachable(&att.network_id, is_task)?;
+        }
         runtime_opts.network = if net.mode == "host" {
             NetworkMode::Host
         } else {

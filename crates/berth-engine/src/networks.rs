@@ -1050,6 +1050,12 @@ impl Engine {
         }
         match req.driver.as_deref() {
             None | Some("") | Some("bridge") => {}
+            // A swarm of one host: an overlay network spans this host only, so it is a
+            // bridge here (shown as `overlay`, scope `swarm`); Docker's 503 outside a
+            // swarm.
+            Some("overlay") => {
+                self.swarm_required()?;
+            }
             Some(d) => {
                 return Err(EngineError::invalid(format!(
                     "network {name}: driver {d} is not supported by berth (bridge only)"
@@ -1193,7 +1199,11 @@ impl Engine {
             version: NETWORK_RECORD_VERSION,
             id: id.clone(),
             name: name.to_string(),
-            driver: "bridge".into(),
+            driver: if req.driver.as_deref() == Some("overlay") {
+                "overlay".into()
+            } else {
+                "bridge".into()
+            },
             created: now_rfc3339(),
             bridge,
             subnet,
@@ -1255,7 +1265,37 @@ impl Engine {
     }
 
     /// `docker network rm`: refused while a container (running or not) is connected.
+    /// A swarm's overlay network whose only users are tasks of removed services (being
+    /// stopped within their grace period, as after `docker stack rm` removed the
+    /// services) goes once they are gone: swarm removes it then too.
     pub fn remove_network(&self, key: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let departing = {
+                let st = self.net_state();
+                match Self::find_network(&st, key) {
+                    Some(r) if r.driver == "overlay" => Some(r.id.clone()),
+                    _ => None,
+                }
+            };
+            let Some(id) = departing else { break };
+            let users: Vec<ContainerRecord> = self
+                .container_records()?
+                .into_iter()
+                .filter(|c| c.net.networks.iter().any(|a| a.network_id == id))
+                .collect();
+            if users.is_empty()
+                || !users.iter().all(|c| self.is_departing_task(c))
+                || std::time::Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.remove_network_now(key)
+    }
+
+    fn remove_network_now(&self, key: &str) -> Result<()> {
         let mut st = self.net_state();
         let rec = match Self::find_network(&st, key) {
             Some(r) => r.clone(),
@@ -2047,6 +2087,25 @@ impl Engine {
     }
 
     /// `docker network connect`: records the network in the container's configuration
+    /// An overlay network (a swarm's) takes services' tasks; other containers only when
+    /// it was created `--attachable` (Docker's rule and words).
+    pub(crate) fn check_manually_attachable(&self, network_id: &str, is_task: bool) -> Result<()> {
+        if is_task {
+            return Ok(());
+        }
+        let st = self.net_state();
+        match Self::find_network(&st, network_id) {
+            Some(r) if r.driver == "overlay" && !r.attachable => Err(EngineError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "Could not attach to network {}: rpc error: code = PermissionDenied desc = network {} not manually attachable",
+                    r.name, r.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// and, when it runs, plugs it in at once.
     pub fn connect_network(
         &self,
@@ -2061,6 +2120,10 @@ impl Engine {
                 .cloned()
                 .ok_or_else(|| Self::network_not_found(network))?
         };
+        self.check_manually_attachable(
+            &nrec.id,
+            rec.labels.contains_key(crate::services::LABEL_TASK_ID),
+        )?;
         if !rec.net.bridged() {
             return Err(EngineError::new(
                 ErrorKind::Forbidden,

@@ -984,6 +984,18 @@ impl Engine {
         Ok(())
     }
 
+    /// A task's container whose task is gone (its service was removed): the loop is
+    /// stopping and removing it.
+    pub(crate) fn is_departing_task(&self, c: &crate::ContainerRecord) -> bool {
+        let Some(task) = c.labels.get(LABEL_TASK_ID) else {
+            return false;
+        };
+        match self.service_store().tasks(None) {
+            Ok(tasks) => !tasks.iter().any(|t| &t.id == task),
+            Err(_) => false,
+        }
+    }
+
     fn reconcile_all(&self) -> Result<Option<Millis>> {
         self.sweep_task_containers()?;
         let Some(swarm) = self.swarm()? else {
