@@ -660,3 +660,39 @@ fn a_container_directory_without_a_record_is_swept_at_start() {
     assert!(!stray.exists(), "the incomplete directory is still there");
     assert_eq!(inspect(&d, "keep", "{{.State.Status}}"), "created");
 }
+
+#[test]
+fn health_checks_go_on_after_a_daemon_kill() {
+    if !docker_available() || against_docker().is_some() {
+        return;
+    }
+    let mut d = daemon_with_app();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test \"$(cat /tmp/state)\" = ok",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "20s",
+        "--health-retries",
+        "2",
+        "fixture/app:1",
+        "echo ok > /tmp/state; sleep 1000",
+    ]));
+    eventually("healthy", &d, || {
+        inspect(&d, "hc", "{{.State.Health.Status}}") == "healthy"
+    });
+    d.restart_after_sigkill();
+    // The last health stays (not `starting` again), and the probes run on: a failing
+    // probe makes it unhealthy.
+    assert_eq!(inspect(&d, "hc", "{{.State.Health.Status}}"), "healthy");
+    ok(d.docker(&["exec", "hc", "sh", "-c", "echo bad > /tmp/state"]));
+    eventually("unhealthy after the restart", &d, || {
+        inspect(&d, "hc", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    ok(d.docker(&["rm", "-f", "hc"]));
+}

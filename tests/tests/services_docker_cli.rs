@@ -448,3 +448,71 @@ services:
     assert!(err.contains("s_default"), "{err}");
     ok(d.docker(&["swarm", "leave", "--force"]));
 }
+
+#[test]
+fn a_daemon_killed_mid_update_finishes_it_without_duplicates() {
+    if !docker_available() || against_docker().is_some() {
+        // (The daemon is killed: berth's own.)
+        return;
+    }
+    let mut d = swarm_with_app();
+    ok(d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--stop-grace-period",
+        "1s",
+        "--update-order",
+        "start-first",
+        "--update-monitor",
+        "1s",
+        "--restart-delay",
+        "200ms",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    ok(d.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--args",
+        "'sleep 998'",
+        "web",
+    ]));
+    // Mid-update: the first slot's new task is starting or running.
+    eventually("the update under way", &d, || {
+        task_args(&d, "web").contains(&"[\"sleep 998\"]".to_string())
+    });
+    d.restart_after_sigkill();
+    eventually("the update finished after the restart", &d, || {
+        task_args(&d, "web") == ["[\"sleep 998\"]"; 3]
+            && service_field(&d, "web", "{{.UpdateStatus.State}}") == "completed"
+    });
+    // One task of the new revision per slot was ever created, and one runs per slot.
+    let all_new: Vec<String> = ok(d.docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        "label=com.docker.swarm.service.name=web",
+        "--format",
+        "{{.Command}}",
+    ]))
+    .lines()
+    .filter(|l| l.contains("sleep 998"))
+    .map(str::to_string)
+    .collect();
+    assert_eq!(all_new.len(), 3, "{all_new:?}\n{}", d.log());
+    let rows = running_tasks(&d, "web");
+    assert_eq!(
+        rows,
+        ["web.1 Running", "web.2 Running", "web.3 Running"],
+        "{}",
+        d.log()
+    );
+    ok(d.docker(&["service", "rm", "web"]));
+    ok(d.docker(&["swarm", "leave", "--force"]));
+}

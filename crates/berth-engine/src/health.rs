@@ -62,6 +62,17 @@ fn now() -> String {
 impl Engine {
     /// Starts the health checker of a container's run that began at `started_at`.
     pub(crate) fn start_health_checks(&self, id: &str, started_at: &str) {
+        self.run_health_checks(id, started_at, false);
+    }
+
+    /// Resumes the health checker of a container that ran on while the daemon was down:
+    /// the last recorded health stays until the next probe says otherwise (Docker's
+    /// restore keeps it too).
+    pub(crate) fn resume_health_checks(&self, id: &str, started_at: &str) {
+        self.run_health_checks(id, started_at, true);
+    }
+
+    fn run_health_checks(&self, id: &str, started_at: &str, resume: bool) {
         let Ok(rec) = self.container(id) else { return };
         let Some(hc) = rec.run.healthcheck.clone() else {
             return;
@@ -71,10 +82,12 @@ impl Engine {
             return;
         };
         let _ = self.update_status(id, |s| {
-            s.health = Some(HealthState {
-                status: "starting".into(),
-                ..HealthState::default()
-            })
+            if !(resume && s.health.is_some()) {
+                s.health = Some(HealthState {
+                    status: "starting".into(),
+                    ..HealthState::default()
+                })
+            }
         });
         let weak = self.downgrade();
         let (id, started_at) = (id.to_string(), started_at.to_string());

@@ -787,7 +787,13 @@ impl Engine {
                 for c in all {
                     let rec = &c.record;
                     match &c.state {
-                        ContainerState::Running { .. } => engine.monitor(&rec.id),
+                        ContainerState::Running { started_at, .. } => {
+                            engine.monitor(&rec.id);
+                            // Its health checks ran in the daemon that stopped.
+                            if rec.run.healthcheck.is_some() {
+                                engine.resume_health_checks(&rec.id, started_at);
+                            }
+                        }
                         ContainerState::Created => {}
                         ContainerState::Exited(_) | ContainerState::Dead => {
                             let code = match &c.state {
