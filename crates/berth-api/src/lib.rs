@@ -42,6 +42,7 @@ mod mounts;
 mod networks;
 mod params;
 mod services;
+mod services_logs;
 mod services_spec;
 mod stream;
 mod swarm;
@@ -155,8 +156,10 @@ pub fn router(engine: Engine) -> Router {
             get(services::inspect).delete(services::remove),
         )
         .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(services_logs::service_logs))
         .route("/tasks", get(services::tasks))
         .route("/tasks/{id}", get(services::task))
+        .route("/tasks/{id}/logs", get(services_logs::task_logs))
         .route(
             "/secrets",
             get(swarm::none_listed).fallback(swarm::not_a_manager),

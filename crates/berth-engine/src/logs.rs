@@ -544,6 +544,19 @@ impl Engine {
     /// `follow`, then what the container writes until it stops (see the module docs).
     /// `emit` is told when it has been given everything there is for now.
     pub fn read_logs(&self, name: &str, q: &LogQuery, emit: &mut dyn LogSink) -> Result<()> {
+        self.read_logs_while(name, q, emit, &|| true)
+    }
+
+    /// [`Engine::read_logs`], and a follower also ends (`Ok`) once `wanted` returns false
+    /// (asked before each poll for new output): a reader whose consumer went away ends
+    /// though the container stays quiet (one reader among many, as a service's logs).
+    pub fn read_logs_while(
+        &self,
+        name: &str,
+        q: &LogQuery,
+        emit: &mut dyn LogSink,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let rec = self.container(name)?;
         if rec.log_driver == "none" {
             // Docker's words and kind (501): nothing was kept to read.
@@ -561,7 +574,7 @@ impl Engine {
         }
         let mut polls: u32 = 0;
         loop {
-            if q.until.is_some_and(|u| crate::events::now_nano() >= u) {
+            if !wanted() || q.until.is_some_and(|u| crate::events::now_nano() >= u) {
                 return Ok(());
             }
             // Checked before reading: a container that stopped has written everything.
