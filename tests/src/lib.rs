@@ -592,6 +592,13 @@ pub fn udp_echo_binary() -> PathBuf {
     BUILT.get_or_init(|| static_tool("udp_echo")).clone()
 }
 
+/// `tests/tools/tcp_serve.c` built static: answers each TCP connection with a name,
+/// finishes what it accepted on SIGTERM (services' load-balancing tests).
+pub fn tcp_serve_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| static_tool("tcp_serve")).clone()
+}
+
 /// The attacker's probe of the isolation tests (`tests/tools/probe.c`, static): clone
 /// with namespace flags, process_vm_readv/writev, name_to_handle_at, AF_PACKET.
 pub fn probe_binary() -> PathBuf {

@@ -296,11 +296,11 @@ fn leaving_the_swarm_takes_the_services_and_refusals_name_what_berth_lacks() {
             "--detach",
             "--name",
             "pub",
-            "-p",
-            "18080:80",
+            "--publish",
+            "mode=host,target=80,published=18080",
             "fixture/app:1",
         ]));
-        assert!(err.contains("published service ports"), "{err}");
+        assert!(err.contains("host mode is not supported yet"), "{err}");
         let err = fails(d.docker(&[
             "service",
             "create",

@@ -49,7 +49,7 @@ fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
         "CreatedAt": rfc3339(s.created_at),
         "UpdatedAt": rfc3339(s.updated_at),
         "Spec": spec,
-        "Endpoint": { "Spec": { "Mode": "vip" } },
+        "Endpoint": endpoint_json(&spec),
     });
     if let Some(prev) = s.previous.and_then(|p| s.revision_of(p)) {
         out["PreviousSpec"] = prev.spec.clone();
@@ -79,6 +79,35 @@ fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
             "DesiredTasks": v.desired,
             "CompletedTasks": v.completed,
         });
+    }
+    out
+}
+
+/// Docker's `Endpoint`: the spec's mode and ports, with the published ports as
+/// allocated (no virtual IP: a service's name resolves to its tasks).
+fn endpoint_json(spec: &Value) -> Value {
+    let es = spec.get("EndpointSpec").cloned().unwrap_or(Value::Null);
+    let mode = es
+        .get("Mode")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or("vip");
+    let ports: Vec<Value> = berth_engine::services::service_ports(spec)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            json!({
+                "Protocol": p.proto.as_str(),
+                "TargetPort": p.target,
+                "PublishedPort": p.published,
+                "PublishMode": "ingress",
+            })
+        })
+        .collect();
+    let mut out = json!({ "Spec": { "Mode": mode } });
+    if !ports.is_empty() {
+        out["Spec"]["Ports"] = json!(ports.clone());
+        out["Ports"] = json!(ports);
     }
     out
 }
@@ -281,20 +310,9 @@ fn spec_of(body: &[u8], what: &str) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// Refusals of the parts of a spec that are the service's (the task template's are
-/// `services_spec`'s): published ports need the load balancer berth does not have yet.
+/// Checks of the parts of a spec that are the service's (the task template's are
+/// `services_spec`'s; the published ports the engine's).
 fn check_service_fields(spec: &Value) -> Result<(), ApiError> {
-    if let Some(ports) = spec
-        .pointer("/EndpointSpec/Ports")
-        .and_then(Value::as_array)
-    {
-        if !ports.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "EndpointSpec.Ports: published service ports are not supported yet by berth (publish through a container, or reach the tasks on their network)",
-            ));
-        }
-    }
     match spec.pointer("/EndpointSpec/Mode").and_then(Value::as_str) {
         None | Some("" | "vip" | "dnsrr") => {}
         Some(m) => {

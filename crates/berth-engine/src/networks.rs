@@ -446,6 +446,9 @@ pub(crate) struct NetState {
     networks: BTreeMap<String, NetRuntime>,
     /// Running containers' network state, by container id.
     live: BTreeMap<String, LiveNet>,
+    /// Services' published ports with their ready tasks, by service id (the services'
+    /// reconcile loop sets them).
+    services: BTreeMap<String, Vec<nft::ServicePortRule>>,
 }
 
 impl NetState {
@@ -933,11 +936,81 @@ impl Engine {
                 });
             }
         }
+        rules.services = st.services.values().flatten().cloned().collect();
         // No network at all (`bridge = "none"` and no user network): no table either.
         if rules.bridges.is_empty() && rules.ports.is_empty() {
             return nft::remove().map_err(net_err);
         }
         nft::apply(&rules).map_err(net_err)
+    }
+
+    /// Sets a service's published ports and the tasks they go to (`rules` empty: the
+    /// service publishes nothing, or is gone) and applies the table when that changed.
+    /// The change is atomic: a connection arriving meanwhile sees the old or the new map.
+    pub(crate) fn set_service_ports(
+        &self,
+        service_id: &str,
+        rules: Vec<nft::ServicePortRule>,
+    ) -> Result<()> {
+        let mut st = self.net_state();
+        let old = st.services.get(service_id).cloned().unwrap_or_default();
+        if old == rules {
+            return Ok(());
+        }
+        if rules.is_empty() {
+            st.services.remove(service_id);
+        } else {
+            st.services.insert(service_id.to_string(), rules);
+        }
+        if let Err(e) = self.apply_rules(&st) {
+            if old.is_empty() {
+                st.services.remove(service_id);
+            } else {
+                st.services.insert(service_id.to_string(), old);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The services that have published ports in the table.
+    pub(crate) fn services_with_ports(&self) -> Vec<String> {
+        self.net_state().services.keys().cloned().collect()
+    }
+
+    /// A running container's IPv4 address on its first network.
+    pub(crate) fn container_ipv4(&self, id: &str) -> Option<Ipv4Addr> {
+        self.net_state()
+            .live
+            .get(id)
+            .and_then(|l| l.net.endpoints.first())
+            .map(|ep| ep.ip)
+    }
+
+    /// Whether `proto/port` is published on the host's IPv4 addresses by a running
+    /// container or by a service other than `except`.
+    pub(crate) fn host_port_in_use(&self, proto: &str, port: u16, except: &str) -> Option<String> {
+        let st = self.net_state();
+        for (sid, rules) in &st.services {
+            if sid != except
+                && rules
+                    .iter()
+                    .any(|r| r.proto.as_str() == proto && r.host_port == port)
+            {
+                return Some(format!("service {sid}"));
+            }
+        }
+        for live in st.live.values() {
+            if live
+                .net
+                .ports
+                .iter()
+                .any(|p| p.proto == proto && p.host_port == port && !p.host_ip.is_ipv6())
+            {
+                return Some(format!("container {}", live.name));
+            }
+        }
+        None
     }
 
     /// Looks a network up by exact ID, exact name, or unique ID prefix (Docker's order).

@@ -316,7 +316,213 @@ fn image_of(spec: &Value) -> Result<String> {
     }
 }
 
+/// One of a service's published ports (`EndpointSpec.Ports`, ingress mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePort {
+    pub proto: berth_net::nft::Proto,
+    /// 0 until allocated (create and update allocate it).
+    pub published: u16,
+    pub target: u16,
+}
+
+/// The first port Docker allocates for a service that publishes without choosing one.
+const SERVICE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// A service's published ports as its spec asks (the errors name the field).
+pub fn service_ports(spec: &Value) -> Result<Vec<ServicePort>> {
+    let Some(ports) = field(spec, &["EndpointSpec", "Ports"]) else {
+        return Ok(Vec::new());
+    };
+    let Some(ports) = ports.as_array() else {
+        return Err(EngineError::invalid("EndpointSpec.Ports: a list"));
+    };
+    let mut out = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let at = format!("EndpointSpec.Ports[{i}]");
+        let proto = match string(p, &["Protocol"])? {
+            "" | "tcp" => berth_net::nft::Proto::Tcp,
+            "udp" => berth_net::nft::Proto::Udp,
+            other => {
+                return Err(EngineError::new(
+                    ErrorKind::NotImplemented,
+                    format!("{at}.Protocol: {other:?} is not supported by berth (tcp, udp)"),
+                ))
+            }
+        };
+        match string(p, &["PublishMode"])? {
+            "" | "ingress" => {}
+            "host" => {
+                return Err(EngineError::new(
+                    ErrorKind::NotImplemented,
+                    format!("{at}.PublishMode: host mode is not supported yet by berth (ingress: the port spreads over the tasks)"),
+                ))
+            }
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "{at}.PublishMode: {other:?} is not one of ingress, host"
+                )))
+            }
+        }
+        let port = |name: &str| -> Result<u16> {
+            let n = uint(p, &[name], 0)?;
+            u16::try_from(n)
+                .map_err(|_| EngineError::invalid(format!("{at}.{name}: {n} is not a port")))
+        };
+        let target = port("TargetPort")?;
+        if target == 0 {
+            return Err(EngineError::invalid(format!(
+                "{at}.TargetPort: a published port needs a target port"
+            )));
+        }
+        let published = port("PublishedPort")?;
+        if let Some(o) = out
+            .iter()
+            .find(|o: &&ServicePort| o.proto == proto && published != 0 && o.published == published)
+        {
+            return Err(EngineError::invalid(format!(
+                "{at}: port {}/{} is published twice",
+                o.published, o.proto
+            )));
+        }
+        out.push(ServicePort {
+            proto,
+            published,
+            target,
+        });
+    }
+    Ok(out)
+}
+
 impl Engine {
+    /// Gives each published port of `spec` asking for none (PublishedPort 0) a free port
+    /// of Docker's range (written into the spec), and refuses a port another service or
+    /// a running container holds.
+    fn allocate_service_ports(&self, spec: &mut Value, service_id: &str) -> Result<()> {
+        let ports = service_ports(spec)?;
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let others: Vec<ServicePort> = self
+            .service_store()
+            .services::<Value>()
+            .map_err(store_err)?
+            .iter()
+            .filter(|s| s.id != service_id)
+            .filter_map(|s| s.current())
+            .map(|r| service_ports(&r.spec))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let taken = |proto: berth_net::nft::Proto, port: u16, mine: &[ServicePort]| {
+            others
+                .iter()
+                .chain(mine)
+                .any(|o| o.proto == proto && o.published == port)
+                || self
+                    .host_port_in_use(proto.as_str(), port, service_id)
+                    .is_some()
+        };
+        let mut done: Vec<ServicePort> = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let published = if p.published == 0 {
+                SERVICE_PORT_RANGE
+                    .clone()
+                    .find(|&n| !taken(p.proto, n, &done))
+                    .ok_or_else(|| {
+                        EngineError::new(
+                            ErrorKind::Unavailable,
+                            "no free port left in 30000-32767 for a service",
+                        )
+                    })?
+            } else {
+                if others
+                    .iter()
+                    .any(|o| o.proto == p.proto && o.published == p.published)
+                {
+                    return Err(EngineError::invalid(format!(
+                        "port '{}' is already in use by another service",
+                        p.published
+                    )));
+                }
+                if let Some(who) = self.host_port_in_use(p.proto.as_str(), p.published, service_id)
+                {
+                    return Err(EngineError::invalid(format!(
+                        "port {}/{} is already published by {who}",
+                        p.published, p.proto
+                    )));
+                }
+                p.published
+            };
+            if let Some(slot) = spec
+                .pointer_mut(&format!("/EndpointSpec/Ports/{i}"))
+                .and_then(Value::as_object_mut)
+            {
+                slot.insert("PublishedPort".into(), Value::from(published));
+            }
+            done.push(ServicePort { published, ..*p });
+        }
+        Ok(())
+    }
+
+    /// Whether a task's container runs and is ready (healthy, where it has a check).
+    fn task_ready(&self, t: &TaskRecord) -> Option<std::net::Ipv4Addr> {
+        if t.shutdown.is_some() || t.error.is_some() {
+            return None;
+        }
+        let cid = t.container_id.as_deref()?;
+        let rec = self.container(cid).ok()?;
+        if !matches!(
+            self.container_state(cid).ok()?,
+            ContainerState::Running { .. }
+        ) {
+            return None;
+        }
+        if rec.run.healthcheck.is_some()
+            && self
+                .container_status(cid)
+                .health
+                .as_ref()
+                .map(|h| h.status.as_str())
+                != Some("healthy")
+        {
+            return None;
+        }
+        self.container_ipv4(cid)
+    }
+
+    /// Points the service's published ports at its ready tasks (none: the ports are
+    /// released). Called after every round and before a task is stopped, so a task
+    /// leaves the load balancer before it gets its stop signal.
+    fn refresh_service_lb(&self, svc: &Service) -> Result<()> {
+        let ports = svc
+            .current()
+            .map_or(Ok(Vec::new()), |r| service_ports(&r.spec))?;
+        if ports.is_empty() {
+            return self.set_service_ports(&svc.id, Vec::new());
+        }
+        let mut backends: Vec<std::net::Ipv4Addr> = self
+            .service_store()
+            .tasks(Some(&svc.id))
+            .map_err(store_err)?
+            .iter()
+            .filter_map(|t| self.task_ready(t))
+            .collect();
+        backends.sort();
+        let rules = ports
+            .iter()
+            .filter(|p| p.published != 0)
+            .map(|p| berth_net::nft::ServicePortRule {
+                service: svc.name.clone(),
+                proto: p.proto,
+                host_port: p.published,
+                target_port: p.target,
+                backends: backends.clone(),
+            })
+            .collect();
+        self.set_service_ports(&svc.id, rules)
+    }
+
     fn service_store(&self) -> ServiceStore {
         ServiceStore::new(self.store().meta.clone())
     }
@@ -377,12 +583,13 @@ impl Engine {
 
     /// `POST /services/create`: checks the spec (the task template through the factory,
     /// the image on this host), records revision 1; the loop starts the tasks.
-    pub fn create_service(&self, name: &str, spec: Value) -> Result<Service> {
+    pub fn create_service(&self, name: &str, mut spec: Value) -> Result<Service> {
         let swarm = self.swarm_required()?;
         check_spec(&spec)?;
         self.task_options(&spec)?;
         let image_id = self.resolve_service_image(&spec)?;
         let id = crate::swarm::base36(25)?;
+        self.allocate_service_ports(&mut spec, &id)?;
         let rec = self
             .service_store()
             .create(&id, name, spec, &image_id, now_ms())
@@ -434,7 +641,7 @@ impl Engine {
         &self,
         key: &str,
         version: u64,
-        spec: Value,
+        mut spec: Value,
         rollback: bool,
     ) -> Result<Service> {
         let cur = self.service(key)?;
@@ -446,6 +653,9 @@ impl Engine {
                 .map_err(store_err)?
         } else {
             check_spec(&spec)?;
+            // A port the service had stays its own when the new spec asks for any.
+            self.keep_published_ports(&cur, &mut spec);
+            self.allocate_service_ports(&mut spec, &cur.id)?;
             if let Some(n) = field(&spec, &["Name"]).and_then(Value::as_str) {
                 if !n.is_empty() && n != cur.name {
                     return Err(EngineError::invalid(format!(
@@ -473,6 +683,35 @@ impl Engine {
         self.emit_service(&rec, "update");
         self.wake_services();
         Ok(rec)
+    }
+
+    /// An update asking for a port without a number (PublishedPort 0) for a target the
+    /// service already publishes keeps the port it has (Docker keeps it too).
+    fn keep_published_ports(&self, cur: &Service, spec: &mut Value) {
+        let Some(had) = cur.current().and_then(|r| service_ports(&r.spec).ok()) else {
+            return;
+        };
+        let Some(ports) = spec
+            .pointer_mut("/EndpointSpec/Ports")
+            .and_then(Value::as_array_mut)
+        else {
+            return;
+        };
+        for p in ports {
+            let zero = p.get("PublishedPort").and_then(Value::as_u64).unwrap_or(0) == 0;
+            let target = p.get("TargetPort").and_then(Value::as_u64).unwrap_or(0);
+            let proto = p.get("Protocol").and_then(Value::as_str).unwrap_or("tcp");
+            if let Some(h) = had.iter().find(|h| {
+                u64::from(h.target) == target
+                    && h.proto.as_str() == if proto.is_empty() { "tcp" } else { proto }
+            }) {
+                if zero {
+                    if let Some(o) = p.as_object_mut() {
+                        o.insert("PublishedPort".into(), Value::from(h.published));
+                    }
+                }
+            }
+        }
     }
 
     /// `berth service rollback --to REVISION`.
@@ -771,6 +1010,8 @@ impl Engine {
             let p = plan(&desired, &tasks, now);
             wake = p.wake_at;
             if p.actions.is_empty() {
+                // Ready tasks in, the others out.
+                self.refresh_service_lb(&svc)?;
                 break;
             }
             for a in p.actions {
@@ -797,6 +1038,11 @@ impl Engine {
                 r.shutdown = Some(reason);
                 store.put_task(r).map_err(store_err)?;
                 info!(service.name = %svc.name, task.id = %r.id, slot = r.slot, ?reason, "task shut down");
+                // Out of the load balancer first: no new connection reaches it once it
+                // gets its stop signal; the ones it has finish within its grace period.
+                if let Err(e) = self.refresh_service_lb(svc) {
+                    warn!(service.name = %svc.name, error = %e, "load balancer not updated");
+                }
                 if let Some(cid) = r.container_id.clone() {
                     let grace = svc
                         .revision_of(r.revision)
@@ -998,13 +1244,25 @@ impl Engine {
 
     fn reconcile_all(&self) -> Result<Option<Millis>> {
         self.sweep_task_containers()?;
-        let Some(swarm) = self.swarm()? else {
+        let swarm = self.swarm()?;
+        let services: Vec<Service> = match swarm {
+            Some(_) => self.service_store().services().map_err(store_err)?,
+            None => Vec::new(),
+        };
+        // The ports of removed services (or of a swarm left) are released.
+        for gone in self
+            .services_with_ports()
+            .into_iter()
+            .filter(|id| !services.iter().any(|s| &s.id == id))
+        {
+            self.set_service_ports(&gone, Vec::new())?;
+        }
+        let Some(swarm) = swarm else {
             return Ok(None);
         };
         let history_limit = field(&swarm.spec, &["Orchestration", "TaskHistoryRetentionLimit"])
             .and_then(Value::as_u64)
             .map_or(5, |n| usize::try_from(n).unwrap_or(5));
-        let services: Vec<Service> = self.service_store().services().map_err(store_err)?;
         let mut wake: Option<Millis> = None;
         for s in services {
             match self.reconcile_service(&s.id, history_limit) {

@@ -87,6 +87,26 @@ pub struct Ruleset {
     /// an IPv6 subnet, deleted otherwise). Without IPv6 it is never named.
     #[serde(default)]
     pub ip6: bool,
+    /// Services' published ports (IPv4, every address of the host), each spread over
+    /// the service's ready tasks.
+    #[serde(default)]
+    pub services: Vec<ServicePortRule>,
+}
+
+/// A service's published port: new connections to `host_port` on any address of the
+/// host go to one of `backends` (random, per connection: `numgen random`), on
+/// `target_port`. A backend taken out gets no new connection; the ones it has keep
+/// their translation (conntrack) until they end. No backend: no rule (the host's port
+/// answers as unpublished).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePortRule {
+    /// The service's name (in the rule's comment).
+    pub service: String,
+    pub proto: Proto,
+    pub host_port: u16,
+    pub target_port: u16,
+    /// The ready tasks' addresses, each on one of the model's bridges.
+    pub backends: Vec<Ipv4Addr>,
 }
 
 /// One bridge network.
@@ -296,7 +316,85 @@ pub fn validate(r: &Ruleset) -> Result<()> {
             ));
         }
     }
+    validate_services(r)
+}
+
+/// Service ports: names safe in a comment, ports non-zero, backends on a bridge that
+/// is not internal, no overlap with each other or with a container's published port.
+fn validate_services(r: &Ruleset) -> Result<()> {
+    for (i, sp) in r.services.iter().enumerate() {
+        let object = format!(
+            "published port {}/{} of service {:?}",
+            sp.host_port, sp.proto, sp.service
+        );
+        if sp.service.is_empty()
+            || !sp
+                .service
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            return Err(Error::invalid(object, "a service name is [A-Za-z0-9_.-]+"));
+        }
+        if sp.host_port == 0 || sp.target_port == 0 {
+            return Err(Error::invalid(object, "port 0 cannot be published"));
+        }
+        for ip in &sp.backends {
+            if !r
+                .bridges
+                .iter()
+                .any(|b| !b.internal && b.subnet.contains(ip))
+            {
+                return Err(Error::invalid(
+                    object,
+                    format!("task address {ip} is on no bridge that may publish ports"),
+                ));
+            }
+        }
+        if let Some(other) = r.services[..i]
+            .iter()
+            .find(|o| o.proto == sp.proto && o.host_port == sp.host_port)
+        {
+            return Err(Error::conflict(
+                object,
+                format!("already published by service {:?}", other.service),
+            ));
+        }
+        if let Some(p) = r
+            .ports
+            .iter()
+            .find(|p| p.proto == sp.proto && p.host_port == sp.host_port && p.v4_scope().is_some())
+        {
+            return Err(Error::conflict(
+                object,
+                format!("already published by {}", describe_port(p)),
+            ));
+        }
+    }
     Ok(())
+}
+
+fn render_service_port(sp: &ServicePortRule) -> Option<String> {
+    let to = match sp.backends.as_slice() {
+        [] => return None,
+        [one] => one.to_string(),
+        many => format!(
+            "numgen random mod {} map {{ {} }}",
+            many.len(),
+            many.iter()
+                .enumerate()
+                .map(|(i, ip)| format!("{i} : {ip}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(format!(
+        "{proto} dport {} dnat to {to}:{} comment \"service {}: 0.0.0.0:{}/{proto}\"",
+        sp.host_port,
+        sp.target_port,
+        sp.service,
+        sp.host_port,
+        proto = sp.proto,
+    ))
 }
 
 /// Linux interface names are at most 15 bytes; berth keeps to characters that need no
@@ -342,6 +440,7 @@ pub fn render(r: &Ruleset) -> String {
             proto = p.proto,
         ));
     }
+    published.extend(r.services.iter().filter_map(render_service_port));
 
     let mut postrouting = Vec::new();
     for b in &r.bridges {
@@ -699,7 +798,86 @@ mod tests {
                 },
             ],
             ip6: false,
+            services: Vec::new(),
         }
+    }
+
+    fn with_services() -> Ruleset {
+        let mut r = example();
+        r.services = vec![
+            ServicePortRule {
+                service: "web".into(),
+                proto: Proto::Tcp,
+                host_port: 9000,
+                target_port: 80,
+                backends: vec![
+                    "100.72.0.4".parse().expect("ip"),
+                    "100.72.0.5".parse().expect("ip"),
+                ],
+            },
+            ServicePortRule {
+                service: "one".into(),
+                proto: Proto::Udp,
+                host_port: 9001,
+                target_port: 53,
+                backends: vec!["100.72.0.6".parse().expect("ip")],
+            },
+            ServicePortRule {
+                service: "none-ready".into(),
+                proto: Proto::Tcp,
+                host_port: 9002,
+                target_port: 80,
+                backends: vec![],
+            },
+        ];
+        r
+    }
+
+    #[test]
+    fn service_ports_spread_over_their_ready_tasks() {
+        let r = with_services();
+        validate(&r).expect("valid");
+        let text = render(&r);
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for want in [
+            "tcp dport 9000 dnat to numgen random mod 2 map { 0 : 100.72.0.4, 1 : 100.72.0.5 }:80 comment \"service web: 0.0.0.0:9000/tcp\"",
+            "udp dport 9001 dnat to 100.72.0.6:53 comment \"service one: 0.0.0.0:9001/udp\"",
+        ] {
+            assert!(lines.contains(&want), "missing line {want:?}\n{text}");
+        }
+        assert!(
+            !text.contains("9002"),
+            "a service without a ready task has no rule"
+        );
+        in_fresh_netns(|| check(&r).expect("nft takes the service rules"));
+    }
+
+    #[test]
+    fn service_ports_are_checked() {
+        let mut r = with_services();
+        r.services[1].host_port = 9000;
+        r.services[1].proto = Proto::Tcp;
+        let e = validate(&r).expect_err("two services on one port");
+        assert!(
+            e.to_string()
+                .contains("already published by service \"web\""),
+            "{e}"
+        );
+        let mut r = with_services();
+        r.services[0].host_port = 8080;
+        let e = validate(&r).expect_err("a container's port");
+        assert!(
+            e.to_string()
+                .contains("already published by 0.0.0.0:8080/tcp"),
+            "{e}"
+        );
+        let mut r = with_services();
+        r.services[0].backends.push("10.9.9.9".parse().expect("ip"));
+        let e = validate(&r).expect_err("a backend off the bridges");
+        assert!(e.to_string().contains("10.9.9.9"), "{e}");
+        let mut r = with_services();
+        r.services[0].service = "we\"b".into();
+        assert!(validate(&r).is_err());
     }
 
     /// Runs `f` on a new thread moved into a fresh network namespace.

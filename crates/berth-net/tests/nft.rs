@@ -365,6 +365,7 @@ fn port_published_on_loopback_reaches_the_container_from_the_host() {
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -398,6 +399,7 @@ fn port_published_on_loopback_is_not_reachable_from_a_neighbour() {
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -445,6 +447,7 @@ fn port_published_on_all_addresses_reaches_the_container_from_outside() {
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -477,6 +480,7 @@ fn udp_port_round_trip() {
         let _srv = lab.ns(c1).serve_udp(53, "c1");
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Udp, None, 5353, "100.72.0.2", 53, "br0")],
         })
@@ -507,6 +511,7 @@ fn hairpin_container_reaches_published_ports_of_its_own_bridge() {
         let _srv = lab.ns(c1).serve_tcp(80, "c1");
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -563,6 +568,7 @@ fn bridges_are_isolated_and_only_published_ports_are_reachable_from_outside() {
 
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![
                 bridge("bra", "100.72.0.0/24"),
                 bridge("brb", "100.72.1.0/24"),
@@ -644,6 +650,7 @@ fn internal_bridge_and_disabled_icc() {
         no_icc.icc = false;
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![internal, no_icc],
             ports: vec![],
         })
@@ -683,6 +690,7 @@ fn apply_replaces_the_table_and_leaves_other_tables_alone() {
         let _s81 = lab.ns(c1).serve_tcp(81, "c1:81");
         let mut model = Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0"),
@@ -741,6 +749,7 @@ fn a_published_port_53_does_not_capture_the_embedded_dns() {
         let _dnst = serve(None, gw, 53, "dns", false);
         nft::apply(&Ruleset {
             ip6: false,
+            services: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Udp, None, 53, "100.72.0.2", 53, "br0"),

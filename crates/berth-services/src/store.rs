@@ -73,6 +73,12 @@ pub struct ServiceRecord<S> {
     pub id: String,
     pub name: String,
     pub version: u64,
+    /// The version of the last change of the spec (create, update, rollback): an update
+    /// naming any version from this one on is in sequence. A change of the rollout's
+    /// state alone raises `version` (Docker shows it changed) but does not make a
+    /// client's read of the spec stale: Docker refuses such an update, berth takes it.
+    #[serde(default)]
+    pub spec_version: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// The revision tasks must run.
@@ -231,6 +237,7 @@ impl ServiceStore {
             id: id.to_string(),
             name: name.to_string(),
             version: 1,
+            spec_version: 1,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -266,12 +273,13 @@ impl ServiceStore {
         id: &str,
         version: Option<u64>,
         now: Millis,
+        spec_change: bool,
         change: impl FnOnce(&mut ServiceRecord<S>) -> Result<()>,
     ) -> Result<ServiceRecord<S>> {
         let _g = self.lock();
         let mut rec: ServiceRecord<S> = self.service(id)?;
         if let Some(v) = version {
-            if v != rec.version {
+            if v < rec.spec_version || v > rec.version {
                 return Err(StoreError::OutOfSequence {
                     id: id.to_string(),
                     given: v,
@@ -281,6 +289,9 @@ impl ServiceStore {
         }
         change(&mut rec)?;
         rec.version += 1;
+        if spec_change {
+            rec.spec_version = rec.version;
+        }
         rec.updated_at = now;
         self.put(&rec)?;
         Ok(rec)
@@ -295,7 +306,7 @@ impl ServiceStore {
         image_digest: &str,
         now: Millis,
     ) -> Result<ServiceRecord<S>> {
-        self.change(id, Some(version), now, |rec| {
+        self.change(id, Some(version), now, true, |rec| {
             let number = rec.next_number();
             rec.revisions.push(Revision {
                 number,
@@ -323,7 +334,7 @@ impl ServiceStore {
         spec: S,
         now: Millis,
     ) -> Result<ServiceRecord<S>> {
-        self.change(id, Some(version), now, |rec| {
+        self.change(id, Some(version), now, true, |rec| {
             let current = rec.revision;
             match rec.revisions.iter_mut().find(|r| r.number == current) {
                 Some(r) => {
@@ -348,7 +359,7 @@ impl ServiceStore {
         to: Option<u64>,
         now: Millis,
     ) -> Result<ServiceRecord<S>> {
-        self.change(id, version, now, |rec| {
+        self.change(id, version, now, true, |rec| {
             let target = match to.or(rec.previous) {
                 Some(t) => t,
                 None => return Err(StoreError::NoPrevious(id.to_string())),
@@ -375,7 +386,7 @@ impl ServiceStore {
         rollout: Rollout,
         now: Millis,
     ) -> Result<ServiceRecord<S>> {
-        self.change(id, None, now, |rec| {
+        self.change(id, None, now, false, |rec| {
             if matches!(rollout, Rollout::Completed | Rollout::RollbackCompleted) {
                 rec.rollout_completed_at = Some(now);
             }
@@ -518,6 +529,32 @@ mod tests {
         assert!(rec.revision_of(15).is_some());
         let e = s.rollback::<Value>("id", None, Some(2), 99).unwrap_err();
         assert!(e.to_string().contains("revision 2 is not kept"), "{e}");
+    }
+
+    #[test]
+    fn a_rollout_state_change_does_not_make_a_read_of_the_spec_stale() {
+        let (_d, s) = store();
+        s.create("a", "web", json!({"r": 1}), "sha256:x", 1)
+            .unwrap();
+        let r = s.update("a", 1, json!({"r": 2}), "sha256:y", 2).unwrap();
+        assert_eq!((r.version, r.spec_version), (2, 2));
+        // The client read version 2; the loop then records the rollout complete.
+        let r = s
+            .set_rollout::<serde_json::Value>("a", Rollout::Completed, 3)
+            .unwrap();
+        assert_eq!((r.version, r.spec_version), (3, 2));
+        let r = s.respec("a", 2, json!({"r": 3}), 4).unwrap();
+        assert_eq!((r.version, r.spec_version), (4, 4));
+        // A read from before that spec change is stale; one from the future is wrong.
+        for v in [3, 5] {
+            assert!(matches!(
+                s.respec("a", v, json!({"r": 9}), 5),
+                Err(StoreError::OutOfSequence { .. })
+            ));
+        }
+        // An automatic rollback is a change of the spec too.
+        let r = s.rollback::<serde_json::Value>("a", None, None, 6).unwrap();
+        assert_eq!(r.spec_version, r.version);
     }
 
     #[test]
