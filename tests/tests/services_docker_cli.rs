@@ -516,3 +516,72 @@ fn a_daemon_killed_mid_update_finishes_it_without_duplicates() {
     ok(d.docker(&["service", "rm", "web"]));
     ok(d.docker(&["swarm", "leave", "--force"]));
 }
+
+#[test]
+fn a_broken_image_rolls_back_by_itself_to_the_recorded_image_not_the_moved_tag() {
+    // Not against Docker: with an image no registry knows, Docker records no digest and
+    // its rollback looks the moved tag up again (it runs the broken image and never
+    // completes); berth records the image ID with each revision.
+    if !docker_available() || against_docker().is_some() {
+        return;
+    }
+    let d = swarm_with_app();
+    // A broken image: its entrypoint fails at once.
+    ok(d.docker(&["create", "--name", "base", "fixture/app:1", "true"]));
+    ok(d.docker(&[
+        "commit",
+        "--change",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\", \"exit 1\"]",
+        "base",
+        "fixture/broken:1",
+    ]));
+    ok(d.docker(&["rm", "base"]));
+    let good_id = ok(d.docker(&["image", "inspect", "fixture/app:1", "--format", "{{.Id}}"]))
+        .trim()
+        .to_string();
+    ok(d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "app",
+        "--replicas",
+        "2",
+        "--stop-grace-period",
+        "1s",
+        "--restart-delay",
+        "200ms",
+        "--update-failure-action",
+        "rollback",
+        "--update-monitor",
+        "2s",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    // The tag the service was created from now names the broken image: what runs, and
+    // what a rollback runs, is the image the service recorded.
+    ok(d.docker(&["tag", "fixture/broken:1", "fixture/app:1"]));
+    ok(d.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--image",
+        "fixture/broken:1",
+        "app",
+    ]));
+    eventually("the broken update rolled back", &d, || {
+        service_field(&d, "app", "{{.UpdateStatus.State}}") == "rollback_completed"
+    });
+    eventually("two tasks of the recorded image run", &d, || {
+        let c = task_containers(&d, "app");
+        c.len() == 2
+            && c.iter()
+                .all(|c| ok(d.docker(&["inspect", c, "--format", "{{.Image}}"])).trim() == good_id)
+    });
+    assert!(
+        service_field(&d, "app", "{{.Spec.TaskTemplate.ContainerSpec.Image}}")
+            .starts_with("fixture/app:1"),
+        "the spec is the previous one again"
+    );
+    ok(d.docker(&["service", "rm", "app"]));
+    ok(d.docker(&["swarm", "leave", "--force"]));
+}
