@@ -10,6 +10,7 @@ pub mod network;
 pub mod opts;
 pub mod progress;
 pub mod run;
+pub mod service;
 pub mod stdio;
 pub mod system;
 pub mod transfer;
@@ -217,6 +218,12 @@ pub enum Verb {
     Network(network::NetworkVerb),
     /// List port mappings or a specific mapping for the container
     Port(network::PortArgs),
+    /// Manage Swarm
+    #[command(subcommand)]
+    Swarm(service::SwarmVerb),
+    /// Manage Swarm services
+    #[command(subcommand)]
+    Service(service::ServiceVerb),
     /// Show the berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -395,6 +402,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Volume(v) => volume::run(c, v).await,
         Verb::Network(v) => network::run(c, v).await,
         Verb::Port(a) | Verb::Container(ContainerVerb::Port(a)) => network::port(c, a).await,
+        Verb::Swarm(v) => service::swarm(c, v).await,
+        Verb::Service(v) => service::run(c, v).await,
     }
 }
 
