@@ -1,5 +1,6 @@
 //! The daemon itself: socket permissions, one daemon per root, its config file, and a
-//! daemon killed in the middle of a load leaving nothing half-loaded behind.
+//! daemon killed in the middle of a load leaving nothing half-loaded behind, and
+//! refusals that reach a client still writing its body.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -555,4 +556,78 @@ fn prune_during_a_load_does_not_take_what_the_load_will_use() {
         ok(d2.berth(&["image", "inspect", "--format", "{{.Id}}", "race/x:1"])),
         id
     );
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body: (status line, body).
+fn read_response(conn: &mut std::os::unix::net::UnixStream) -> (String, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = conn.read(&mut byte).expect("response head");
+        assert_eq!(
+            n,
+            1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).expect("response body");
+    let status = head.lines().next().unwrap_or("").to_string();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn a_refusal_waits_for_the_request_body_and_keeps_the_connection() {
+    let d = Daemon::start();
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    let body = br#"{"JoinToken":"SWMTKN-1-x-y","RemoteAddrs":["127.0.0.1:2377"]}"#;
+    // Refused before any handler reads a body: by the route (join), by the version
+    // prefix, by an unknown path. The head goes first and the body later, as a client
+    // writing a large body does: the body must still be taken and the error must reach
+    // the client, on a connection that stays usable.
+    for (path, status, want) in [
+        (
+            "/v1.47/swarm/join",
+            "400",
+            "joining another swarm is not supported",
+        ),
+        (
+            "/v9.99/containers/create",
+            "400",
+            "client version 9.99 is too new",
+        ),
+        ("/v1.47/no/such/endpoint", "404", "page not found"),
+    ] {
+        conn.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("request head");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        conn.write_all(body)
+            .expect("the body is taken, not refused with a closed connection");
+        let (line, text) = read_response(&mut conn);
+        assert!(line.contains(status), "{path}: {line} {text}");
+        assert!(text.contains(want), "{path}: {text}");
+    }
+    conn.write_all(b"GET /_ping HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .expect("ping on the same connection");
+    let (line, text) = read_response(&mut conn);
+    assert!(line.contains("200"), "{line}");
+    assert_eq!(text, "OK");
 }

@@ -232,8 +232,13 @@ fn what_berth_cannot_do_with_networks_is_refused_clearly() {
             "not a network address (did you mean 100.90.21.0/24?)",
         ),
         (
-            vec!["-d", "overlay", "x4"],
-            "driver overlay is not supported",
+            vec!["-d", "macvlan", "x4"],
+            "network x4: driver macvlan is not supported by berth (bridge only)",
+        ),
+        // An overlay network needs a swarm (Docker's 503 outside one).
+        (
+            vec!["-d", "overlay", "x4o"],
+            "This node is not a swarm manager",
         ),
         (
             vec!["--ingress", "x5"],

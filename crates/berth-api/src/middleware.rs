@@ -1,5 +1,6 @@
 //! What every request goes through before routing: the request log line, the headers
-//! Docker puts on every response, and the `/v{major}.{minor}` prefix, which is checked
+//! Docker puts on every response, a small body read whole (so that an early refusal
+//! reaches the client), and the `/v{major}.{minor}` prefix, which is checked
 //! against the versions berth speaks and stripped (the handlers see the version as an
 //! [`ApiVersion`] request extension).
 
@@ -71,6 +72,35 @@ async fn version_prefix(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Bodies up to this size (by their `Content-Length`) are read before routing.
+const SMALL_BODY: u64 = 1 << 20;
+
+/// Reads a small request body whole before anything can answer the request. A refusal
+/// (a bad version prefix, a query parameter, an unknown route, an endpoint berth
+/// refuses) otherwise answers before the body is read, and hyper then closes the
+/// connection under a client that is still writing: the client sees `broken pipe`
+/// instead of the error message. Large and chunked bodies (archives, build contexts)
+/// stay streamed; their handlers read them.
+async fn read_small_body(req: Request, next: Next) -> Response {
+    let len = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(len) = len.filter(|l| (1..=SMALL_BODY).contains(l)) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, len as usize).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!("reading the request body: {e}")).into_response()
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// The headers Docker sends on every response.
 async fn common_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -123,6 +153,7 @@ pub(crate) fn wrap(api: Router) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(middleware::from_fn(version_prefix))
+        .layer(middleware::from_fn(read_small_body))
         .layer(middleware::from_fn(common_headers))
         .layer(middleware::from_fn(log_request))
 }

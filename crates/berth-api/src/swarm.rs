@@ -2,7 +2,8 @@
 //! `/nodes` (this daemon, the one manager). Outside a swarm every swarm endpoint answers
 //! Docker's 503, which clients expect (the Docker SDK calls `swarm/leave` in its cleanup
 //! and reads the message). Services and tasks are `services.rs`'; inside a swarm,
-//! `/secrets` and `/configs` are not wired yet (issue 15): 501, by name.
+//! `/secrets` and `/configs` are not wired yet (issue 15): none is listed, anything else
+//! is refused by name.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -57,7 +57,6 @@ const PLANS_PER_ROUND: usize = 8;
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// The loop's shared state (in the engine).
-#[derive(Default)]
 pub(crate) struct ServicesState {
     factory: std::sync::OnceLock<TaskFactory>,
     /// Set by anything that changes a service or a task; the loop clears it.
@@ -65,6 +64,22 @@ pub(crate) struct ServicesState {
     wake_cv: Condvar,
     /// Task containers being stopped in the background (not stopped twice).
     stopping: Mutex<HashSet<String>>,
+    /// Outside a swarm, task containers are swept only when this is set: at daemon start
+    /// (a kill may have left orphans) and when the swarm is left. Inside one, every round
+    /// sweeps.
+    sweep_due: std::sync::atomic::AtomicBool,
+}
+
+impl Default for ServicesState {
+    fn default() -> Self {
+        ServicesState {
+            factory: Default::default(),
+            wake: Default::default(),
+            wake_cv: Default::default(),
+            stopping: Default::default(),
+            sweep_due: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 /// Where a task is, for Docker's `Status` (its `State`, `Message`, `Err`).
@@ -745,6 +760,9 @@ impl Engine {
             store.remove(&s.id).map_err(store_err)?;
             self.emit_service(&s, "remove");
         }
+        self.services_state()
+            .sweep_due
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake_services();
         Ok(())
     }
@@ -1217,15 +1235,16 @@ impl Engine {
             .into_iter()
             .map(|t| t.id)
             .collect();
-        for c in self.list_containers()? {
-            let Some(task) = c.record.labels.get(LABEL_TASK_ID) else {
+        // The records only (no state): this runs every round inside a swarm.
+        for c in self.container_records()? {
+            let Some(task) = c.labels.get(LABEL_TASK_ID) else {
                 continue;
             };
             if known.contains(task) {
                 continue;
             }
-            let grace = c.record.run.stop_timeout;
-            self.stop_task_container(c.record.id.clone(), grace, true);
+            let grace = c.run.stop_timeout;
+            self.stop_task_container(c.id.clone(), grace, true);
         }
         Ok(())
     }
@@ -1243,8 +1262,20 @@ impl Engine {
     }
 
     fn reconcile_all(&self) -> Result<Option<Millis>> {
-        self.sweep_task_containers()?;
         let swarm = self.swarm()?;
+        let sweep_due = self
+            .services_state()
+            .sweep_due
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if swarm.is_some() || sweep_due {
+            if let Err(e) = self.sweep_task_containers() {
+                // Tried again next round.
+                self.services_state()
+                    .sweep_due
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        }
         let services: Vec<Service> = match swarm {
             Some(_) => self.service_store().services().map_err(store_err)?,
             None => Vec::new(),
