@@ -1,6 +1,7 @@
 """The Docker SDK for Python against a berth daemon: a swarm of one, a replicated service
 with a health check converges to healthy tasks, scales, updates through every slot with
-start-first order, rolls back on demand, and goes with its tasks when removed.
+start-first order, rolls back on demand, and goes with its tasks when removed; secrets
+and configs reach a service's task as files.
 
 Usage: python3 services.py unix:///path/berth.sock FIXTURES_DIR
 """
@@ -117,6 +118,38 @@ def main():
         eventually("the tasks removed", lambda: not c.api.containers(
             all=True, filters={"label": "com.docker.swarm.service.name=api"}))
         expect(c.services.list() == [], "services after remove")
+
+        # Secrets and configs: created, listed and inspected through the SDK (a secret's
+        # value never comes back, a config's does), given to a service's task as files.
+        sec = c.secrets.create(name="token", data=b"t0ken-abc", labels={"k": "v"})
+        expect([x.name for x in c.secrets.list(filters={"label": "k=v"})] == ["token"],
+               "secrets.list by label")
+        expect("Data" not in c.secrets.get(sec.id).attrs["Spec"], "a secret's value came back")
+        conf = c.configs.create(name="conf", data=b"x=1\n")
+        expect(c.configs.get("conf").attrs["Spec"]["Data"] == "eD0xCg==",
+               f"config data {c.configs.get('conf').attrs['Spec']}")
+        from docker.types import ConfigReference, SecretReference
+        with_files = c.services.create(
+            "fixture/app:1", command=["sh", "-c", "sleep 1000"], name="files",
+            secrets=[SecretReference(sec.id, "token", filename="tok", mode=0o400)],
+            configs=[ConfigReference(conf.id, "conf", filename="/etc/conf")],
+            stop_grace_period=1_000_000_000)
+        eventually("the files task runs", lambda: len(running(with_files)) == 1)
+        cid = running(with_files)[0]["Status"]["ContainerStatus"]["ContainerID"]
+        out = c.containers.get(cid).exec_run(
+            ["sh", "-c", "cat /run/secrets/tok; stat -c %a /run/secrets/tok; cat /etc/conf"])
+        expect(out.output == b"t0ken-abc400\nx=1\n", f"task files {out}")
+        try:
+            sec.remove()
+            sys.exit("FAIL: a secret in use was removed")
+        except docker.errors.APIError as e:
+            expect("in use by the following service: files" in str(e), f"message {e}")
+        with_files.remove()
+        eventually("the files task removed", lambda: not c.api.containers(
+            all=True, filters={"label": "com.docker.swarm.service.name=files"}))
+        sec.remove()
+        conf.remove()
+        expect(c.secrets.list() == [] and c.configs.list() == [], "secrets and configs removed")
     finally:
         c.swarm.leave(force=True)
     print("ok")

@@ -41,6 +41,7 @@ mod middleware;
 mod mounts;
 mod networks;
 mod params;
+mod secrets;
 mod services;
 mod services_logs;
 mod services_spec;
@@ -160,16 +161,20 @@ pub fn router(engine: Engine) -> Router {
         .route("/tasks", get(services::tasks))
         .route("/tasks/{id}", get(services::task))
         .route("/tasks/{id}/logs", get(services_logs::task_logs))
+        .route("/secrets", get(secrets::secret_list))
+        .route("/secrets/create", post(secrets::secret_create))
         .route(
-            "/secrets",
-            get(swarm::none_listed).fallback(swarm::not_a_manager),
+            "/secrets/{id}",
+            get(secrets::secret_inspect).delete(secrets::secret_remove),
         )
-        .route("/secrets/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/secrets/{id}/update", post(secrets::secret_update))
+        .route("/configs", get(secrets::config_list))
+        .route("/configs/create", post(secrets::config_create))
         .route(
-            "/configs",
-            get(swarm::none_listed).fallback(swarm::not_a_manager),
+            "/configs/{id}",
+            get(secrets::config_inspect).delete(secrets::config_remove),
         )
-        .route("/configs/{*rest}", axum::routing::any(swarm::not_a_manager))
+        .route("/configs/{id}/update", post(secrets::config_update))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(engine);

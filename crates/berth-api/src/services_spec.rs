@@ -47,6 +47,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_engine::swarm_objects::{ObjectKind, TaskFile};
 use berth_image::model::HealthConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -743,12 +744,8 @@ pub(crate) fn task_create_body(spec: &serde_json::Value) -> Result<serde_json::V
             "ContainerSpec: image reference must be provided",
         ));
     }
-    if c.secrets.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(not_supported("service secrets"));
-    }
-    if c.configs.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(not_supported("service configs"));
-    }
+    task_files_of(c.secrets.as_deref(), ObjectKind::Secret)?;
+    task_files_of(c.configs.as_deref(), ObjectKind::Config)?;
     // Docker's `Isolation.IsDefault` (case-insensitive).
     if !(c.isolation.is_empty() || c.isolation.eq_ignore_ascii_case("default")) {
         return Err(ApiError::bad_request(format!(
@@ -932,8 +929,88 @@ pub(crate) fn task_options(
         .unwrap_or_default()
         .to_string();
     let create: CreateBody = crate::decode::value_as(body, "task create body")?;
-    let opts = create_options(create, None)?;
+    let mut opts = create_options(create, None)?;
+    let c = spec.pointer("/TaskTemplate/ContainerSpec");
+    let list = |key: &str| c.and_then(|c| c.get(key)).and_then(Value::as_array);
+    opts.task_files = task_files_of(list("Secrets").map(Vec::as_slice), ObjectKind::Secret)?;
+    opts.task_files.extend(task_files_of(
+        list("Configs").map(Vec::as_slice),
+        ObjectKind::Config,
+    )?);
     Ok((image, opts))
+}
+
+/// `ContainerSpec.Secrets` / `.Configs` (`{File: {Name, UID, GID, Mode}, SecretID,
+/// SecretName}`) as the files a task gets; swarmkit's checks of their form (the engine
+/// checks that the objects exist).
+fn task_files_of(refs: Option<&[Value]>, kind: ObjectKind) -> Result<Vec<TaskFile>, ApiError> {
+    let (what, id_key, name_key) = match kind {
+        ObjectKind::Secret => ("secret", "SecretID", "SecretName"),
+        ObjectKind::Config => ("config", "ConfigID", "ConfigName"),
+    };
+    let mut out = Vec::new();
+    for r in refs.unwrap_or_default() {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (id, name) = (s(id_key), s(name_key));
+        if id.is_empty() || name.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "malformed {what} reference {r}: {id_key} and {name_key} must be given"
+            )));
+        }
+        if r.get("Runtime").is_some_and(|v| !is_zero(v)) {
+            return Err(not_supported(&format!(
+                "{what} {name}: a Runtime reference (a credential spec, Windows only)"
+            )));
+        }
+        let Some(file) = r.get("File").filter(|f| f.is_object()) else {
+            return Err(ApiError::bad_request(format!(
+                "malformed {what} reference {name}: its File target must be given"
+            )));
+        };
+        let target = file.get("Name").and_then(Value::as_str).unwrap_or_default();
+        if target.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "malformed {what} reference {name}: File.Name must be given"
+            )));
+        }
+        if target.split('/').any(|c| c == "..") {
+            return Err(ApiError::bad_request(format!(
+                "invalid {what} reference {name}: target {target:?} must not contain \"..\""
+            )));
+        }
+        let id_of = |k: &str| -> Result<u32, ApiError> {
+            match file.get(k) {
+                None | Some(Value::Null) => Ok(0),
+                Some(Value::String(v)) if v.is_empty() => Ok(0),
+                Some(Value::String(v)) => v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid {what} reference {name}: File.{k} {v:?} is not a numeric ID"
+                    ))
+                }),
+                Some(v) => Err(ApiError::bad_request(format!(
+                    "invalid {what} reference {name}: File.{k} {v} is not a string"
+                ))),
+            }
+        };
+        let mode = match file.get("Mode") {
+            None | Some(Value::Null) => 0o444,
+            Some(v) => v.as_u64().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid {what} reference {name}: File.Mode {v} is not a file mode"
+                ))
+            })? as u32,
+        };
+        out.push(TaskFile {
+            kind,
+            id: id.to_string(),
+            name: name.to_string(),
+            target: TaskFile::target_of(kind, target),
+            uid: id_of("UID")?,
+            gid: id_of("GID")?,
+            mode,
+        });
+    }
+    Ok(out)
 }
 
 /// The longest service name (a DNS label).
@@ -1305,15 +1382,52 @@ mod tests {
     }
 
     #[test]
+    fn secret_and_config_references_become_task_files() {
+        let s = spec(
+            json!({"Image":"a","Secrets":[
+                {"SecretID":"s1","SecretName":"db","File":{"Name":"db","UID":"0","GID":"0","Mode":292}},
+                {"SecretID":"s1","SecretName":"db","File":{"Name":"/etc/pw","UID":"1000","GID":"","Mode":256}}
+            ],"Configs":[{"ConfigID":"c1","ConfigName":"conf","File":{"Name":"app.conf"}}]}),
+            json!({}),
+        );
+        let (_, opts) = task_options(&s).unwrap();
+        let got: Vec<(&str, &str, u32, u32, u32)> = opts
+            .task_files
+            .iter()
+            .map(|f| (f.name.as_str(), f.target.as_str(), f.uid, f.gid, f.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("db", "/run/secrets/db", 0, 0, 0o444),
+                ("db", "/etc/pw", 1000, 0, 0o400),
+                ("conf", "/app.conf", 0, 0, 0o444),
+            ]
+        );
+    }
+
+    #[test]
     fn what_berth_cannot_honour_is_refused_by_name() {
         let c = |container: Value| refused(&spec(container, json!({})));
         let t = |task: Value| refused(&spec(json!({"Image":"a"}), task));
 
-        assert_eq!(
-            c(json!({"Image":"a","Secrets":[{"SecretName":"s","File":{"Name":"s"}}]})),
-            "service secrets is not supported yet by berth"
+        // Malformed references, and what berth lacks in them.
+        let m = c(json!({"Image":"a","Secrets":[{"SecretName":"s","File":{"Name":"s"}}]}));
+        assert!(m.contains("malformed secret reference"), "{m}");
+        let m = c(json!({"Image":"a","Configs":[{"ConfigID":"c1","ConfigName":"c"}]}));
+        assert!(m.contains("its File target must be given"), "{m}");
+        let m = c(
+            json!({"Image":"a","Configs":[{"ConfigID":"c1","ConfigName":"c","Runtime":{"X":1}}]}),
         );
-        assert!(c(json!({"Image":"a","Configs":[{"ConfigName":"c"}]})).contains("service configs"));
+        assert!(m.contains("a Runtime reference"), "{m}");
+        let m = c(
+            json!({"Image":"a","Secrets":[{"SecretID":"s1","SecretName":"s","File":{"Name":"../x"}}]}),
+        );
+        assert!(m.contains("must not contain"), "{m}");
+        let m = c(
+            json!({"Image":"a","Secrets":[{"SecretID":"s1","SecretName":"s","File":{"Name":"s","UID":"root"}}]}),
+        );
+        assert!(m.contains("File.UID \"root\" is not a numeric ID"), "{m}");
         let m = c(json!({"Image":"a","Frobnicate":true}));
         assert!(m.contains("TaskTemplate.ContainerSpec.Frobnicate"), "{m}");
         let m = t(json!({"Frobnicate":{"X":1}}));

@@ -1,9 +1,8 @@
 //! Swarm mode on one host: `/swarm` (init, inspect, update, leave; join refused by name),
 //! `/nodes` (this daemon, the one manager). Outside a swarm every swarm endpoint answers
 //! Docker's 503, which clients expect (the Docker SDK calls `swarm/leave` in its cleanup
-//! and reads the message). Services and tasks are `services.rs`'; inside a swarm,
-//! `/secrets` and `/configs` are not wired yet (issue 15): none is listed, anything else
-//! is refused by name.
+//! and reads the message). Services and tasks are `services.rs`', secrets and configs
+//! `secrets.rs`'.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,32 +18,6 @@ use crate::error::ApiError;
 use crate::images::blocking;
 use crate::networks::nullable;
 use crate::params::Params;
-
-const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
-
-fn not_a_manager_error() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_A_MANAGER)
-}
-
-/// `/secrets`, `/configs` (any method): Docker's 503 outside a swarm; inside berth's
-/// swarm, 501 until they are wired.
-pub(crate) async fn not_a_manager(State(engine): State<Engine>) -> ApiError {
-    match blocking(move || engine.swarm()).await {
-        Ok(Some(_)) => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "swarm secrets and configs are not supported yet by berth (the swarm, its nodes, services and tasks are)",
-        ),
-        Ok(None) => not_a_manager_error(),
-        Err(e) => e,
-    }
-}
-
-/// `GET /secrets`, `GET /configs` inside a swarm: none (creating one is refused by
-/// name), so `docker stack rm` and `docker secret ls` work; 503 outside a swarm.
-pub(crate) async fn none_listed(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
-    blocking(move || engine.swarm_required()).await?;
-    Ok(Json(json!([])))
-}
 
 /// Docker's `Swarm` document.
 fn swarm_json(st: &SwarmState) -> Value {

@@ -175,6 +175,10 @@ pub struct ContainerRecord {
     /// `--device-cgroup-rule` as given (inspect's `HostConfig.DeviceCgroupRules`).
     #[serde(default)]
     pub device_cgroup_rules: Vec<String>,
+    /// A service task's files from secrets and configs, bound read-only from the tmpfs
+    /// the engine fills at each start (see `swarm_objects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_files: Vec<crate::swarm_objects::TaskFile>,
 }
 
 /// The words the docker CLI derives `docker run`'s exit status from, as Docker's daemon
@@ -240,6 +244,8 @@ pub struct CreateOptions {
     /// `--userns=auto[:size=N]` as asked: a user namespace with a range of its own,
     /// allocated from the subordinate ids of the user `containers` (Podman's).
     pub userns_auto: Option<String>,
+    /// A service task's files from secrets and configs (see `swarm_objects`).
+    pub task_files: Vec<crate::swarm_objects::TaskFile>,
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is allowed).
@@ -696,6 +702,7 @@ impl Engine {
                 warn!(path = %path.display(), "container directory without a record has a live shim; left alone");
                 continue;
             }
+            let _ = crate::swarm_objects::unmount_task_files(&path);
             let _ = berth_runtime::rootfs::unmount(&path);
             match fs::remove_dir_all(&path) {
                 Ok(()) => info!(container.id = %name, "incomplete container directory removed"),
@@ -1128,6 +1135,7 @@ impl Engine {
             etc_mounts: Vec::new(),
             devices: opts.runtime.devices.clone(),
             device_cgroup_rules: opts.runtime.device_cgroup_rules.clone(),
+            task_files: opts.task_files.clone(),
         };
         // Held until the record is written: volumes this create uses cannot be removed
         // meanwhile (see volumes.rs).
@@ -1252,6 +1260,28 @@ impl Engine {
                     propagation: "rprivate".into(),
                     anonymous: false,
                     resolved,
+                });
+            }
+            // A task's secrets and configs: files of its tmpfs (filled at each start),
+            // read-only at their targets.
+            for (i, f) in rec.task_files.iter().enumerate() {
+                // An empty placeholder until the first start mounts the tmpfs over it.
+                let source = crate::swarm_objects::task_file_source(&dir, i);
+                if let Some(parent) = source.parent() {
+                    fs::create_dir_all(parent).map_err(|e| io_err(parent, "create", e))?;
+                }
+                fs::write(&source, b"").map_err(|e| io_err(&source, "create", e))?;
+                let resolved = crate::volumes::prepare_target(
+                    &rootfs,
+                    &f.target,
+                    true,
+                    rec.userns.map(|m| (m.uid, m.gid)),
+                )?;
+                ropts.bind_policy.allowed.push(source.clone());
+                ropts.mounts.push(MountSpec::Bind {
+                    source,
+                    target: resolved,
+                    read_only: true,
                 });
             }
             if ropts.host_namespaces.uts {
@@ -1498,6 +1528,7 @@ impl Engine {
         crate::volumes::check_mount_targets(&rootfs, &rec.mounts)?;
         crate::volumes::check_mount_targets(&rootfs, &rec.etc_mounts)?;
         self.map_idmapped_mounts(&rec)?;
+        self.write_task_files(&rec)?;
         let (shim, driver) = shim_binaries()?;
         // Legacy links: their targets must run (Docker's check, before anything is made).
         let link_env = self.legacy_link_env(&rec)?;
@@ -1899,6 +1930,7 @@ impl Engine {
         // Before anything below deletes the directory: through a mount it would delete
         // the volume's data.
         unmap_idmapped_mounts(&dir)?;
+        crate::swarm_objects::unmount_task_files(&dir)?;
         berth_runtime::rootfs::unmount(&dir).map_err(rootfs_err)?;
         berth_runtime::userns::remove(&self.userns_path(&rec.id))
             .map_err(|e| EngineError::new(e.kind(), e.to_string()))?;

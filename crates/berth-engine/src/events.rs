@@ -29,6 +29,8 @@ pub enum EventType {
     Network,
     Daemon,
     Service,
+    Secret,
+    Config,
 }
 
 impl EventType {
@@ -40,6 +42,8 @@ impl EventType {
             EventType::Network => "network",
             EventType::Daemon => "daemon",
             EventType::Service => "service",
+            EventType::Secret => "secret",
+            EventType::Config => "config",
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod services;
 mod space;
 pub mod swarm;
+pub mod swarm_objects;
 pub mod volumes;
 
 pub use archive::PathStat;

@@ -564,6 +564,10 @@ impl Engine {
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
         self.network_teardown(&rec.id);
+        // Its secrets leave memory with it.
+        if let Err(e) = crate::swarm_objects::unmount_task_files(&self.container_dir(&rec.id)) {
+            warn!(container.id = %rec.id, error = %e, "task files left mounted");
+        }
         // A stopped container's rootfs is not mounted (a restart mounts it again).
         self.unmount_rootfs_if_idle(&rec.id);
         // Done with this run: a stop or remove waiting for the monitor goes on now, so

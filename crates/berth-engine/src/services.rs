@@ -123,7 +123,7 @@ pub struct ServiceView {
     pub completed: u64,
 }
 
-fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -538,7 +538,7 @@ impl Engine {
         self.set_service_ports(&svc.id, rules)
     }
 
-    fn service_store(&self) -> ServiceStore {
+    pub(crate) fn service_store(&self) -> ServiceStore {
         ServiceStore::new(self.store().meta.clone())
     }
 
@@ -601,7 +601,8 @@ impl Engine {
     pub fn create_service(&self, name: &str, mut spec: Value) -> Result<Service> {
         let swarm = self.swarm_required()?;
         check_spec(&spec)?;
-        self.task_options(&spec)?;
+        let opts = self.task_options(&spec)?;
+        self.check_task_files(&opts.task_files)?;
         let image_id = self.resolve_service_image(&spec)?;
         let id = crate::swarm::base36(25)?;
         self.allocate_service_ports(&mut spec, &id)?;
@@ -687,7 +688,8 @@ impl Engine {
                     .respec(&cur.id, version, spec, now)
                     .map_err(store_err)?
             } else {
-                self.task_options(&spec)?;
+                let opts = self.task_options(&spec)?;
+                self.check_task_files(&opts.task_files)?;
                 let image_id = self.resolve_service_image(&spec)?;
                 store
                     .update(&cur.id, version, spec, &image_id, now)
@@ -760,6 +762,7 @@ impl Engine {
             store.remove(&s.id).map_err(store_err)?;
             self.emit_service(&s, "remove");
         }
+        self.remove_all_objects()?;
         self.services_state()
             .sweep_due
             .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -561,10 +561,13 @@ fn exchange_udp(
                 }
                 // Not the answer to our query (stale or forged): keep waiting.
             }
+            // A signal to this thread (EINTR) is no failure of the upstream.
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e),
         }
@@ -1058,7 +1061,12 @@ mod tests {
 
     fn recv_message(socket: &UdpSocket) -> Message {
         let mut buf = vec![0u8; 65535];
-        let n = socket.recv(&mut buf).expect("an answer");
+        let n = loop {
+            match socket.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.expect("an answer"),
+            }
+        };
         Message::from_vec(&buf[..n]).unwrap()
     }
 
