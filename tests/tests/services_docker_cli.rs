@@ -585,3 +585,161 @@ fn a_broken_image_rolls_back_by_itself_to_the_recorded_image_not_the_moved_tag()
     ok(d.docker(&["service", "rm", "app"]));
     ok(d.docker(&["swarm", "leave", "--force"]));
 }
+
+/// The IPv4 addresses `name` resolves to from `container` (busybox nslookup through the
+/// embedded DNS server); empty when there is no answer.
+fn resolve(d: &Daemon, container: &str, name: &str) -> Vec<String> {
+    // Fully qualified: busybox would also ask for NAME.SEARCH-DOMAIN, which the DNS
+    // server forwards to the host's resolvers (unreachable from the test's namespace).
+    let out = d.docker(&[
+        "exec",
+        container,
+        "busybox",
+        "nslookup",
+        &format!("{name}."),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut ips: Vec<String> = text
+        .split("Name:")
+        .skip(1)
+        .flat_map(|part| {
+            part.lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .filter_map(|a| a.trim().split(' ').next().map(str::to_string))
+                .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// A container's address on network `net`.
+fn address_on(d: &Daemon, container: &str, net: &str) -> String {
+    ok(d.docker(&[
+        "inspect",
+        container,
+        "--format",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+    ]))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_service_name_resolves_to_its_healthy_tasks_only() {
+    if !docker_available() || against_docker().is_some() {
+        // Docker answers a virtual IP (its overlay networks do not work on these
+        // machines); this is berth's DNS round robin over ready tasks.
+        return;
+    }
+    let d = swarm_with_app();
+    ok(d.docker(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        "front",
+    ]));
+    ok(d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "api",
+        "--replicas",
+        "2",
+        "--network",
+        "name=front,alias=backend",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        // Not ready until a check passes; failures count from then on.
+        "--health-start-period",
+        "10m",
+        "--health-start-interval",
+        "200ms",
+        "--restart-delay",
+        "200ms",
+        "--stop-grace-period",
+        "1s",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    let mut tasks = Vec::new();
+    eventually("two tasks run", &d, || {
+        tasks = task_containers(&d, "api");
+        tasks.len() == 2
+    });
+    // Running but not healthy yet: the name answers nothing.
+    std::thread::sleep(Duration::from_millis(600));
+    for name in ["api", "tasks.api", "backend"] {
+        assert_eq!(resolve(&d, "client", name), Vec::<String>::new(), "{name}");
+    }
+    let (a, b) = (tasks[0].clone(), tasks[1].clone());
+    let (ip_a, ip_b) = (address_on(&d, &a, "front"), address_on(&d, &b, "front"));
+    ok(d.docker(&["exec", &a, "busybox", "touch", "/tmp/ok"]));
+    eventually("api resolves to the healthy task", &d, || {
+        resolve(&d, "client", "api") == [ip_a.clone()]
+    });
+    ok(d.docker(&["exec", &b, "busybox", "touch", "/tmp/ok"]));
+    let mut both = vec![ip_a.clone(), ip_b.clone()];
+    both.sort();
+    eventually("api resolves to both", &d, || {
+        resolve(&d, "client", "api") == both
+    });
+    assert_eq!(resolve(&d, "client", "tasks.api"), both);
+    assert_eq!(resolve(&d, "client", "backend"), both);
+
+    // A task that turns unhealthy leaves the answer (and is replaced by one that is not
+    // healthy until it says so).
+    ok(d.docker(&["exec", &a, "busybox", "rm", "/tmp/ok"]));
+    eventually("the unhealthy task leaves the answer", &d, || {
+        resolve(&d, "client", "api") == [ip_b.clone()]
+    });
+    for _ in 0..5 {
+        let got = resolve(&d, "client", "api");
+        if got != [ip_b.clone()] {
+            let raw = d.docker(&["exec", "client", "busybox", "nslookup", "api."]);
+            panic!(
+                "{got:?} != {ip_b}: {}\n{}\n{}",
+                String::from_utf8_lossy(&raw.stdout),
+                String::from_utf8_lossy(&raw.stderr),
+                ok(d.docker(&[
+                    "network",
+                    "inspect",
+                    "front",
+                    "--format",
+                    "{{json .Containers}}"
+                ]))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Gone with the service.
+    ok(d.docker(&["service", "rm", "api"]));
+    eventually("the name is gone", &d, || {
+        resolve(&d, "client", "api").is_empty()
+            && !d
+                .docker(&["exec", "client", "busybox", "nslookup", "api"])
+                .status
+                .success()
+    });
+    ok(d.docker(&["rm", "-f", "client"]));
+}

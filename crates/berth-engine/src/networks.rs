@@ -449,6 +449,22 @@ pub(crate) struct NetState {
     /// Services' published ports with their ready tasks, by service id (the services'
     /// reconcile loop sets them).
     services: BTreeMap<String, Vec<nft::ServicePortRule>>,
+    /// Services' names on their networks with their ready tasks, by service id (the
+    /// services' reconcile loop sets them; the embedded DNS server answers them).
+    service_dns: BTreeMap<String, ServiceDns>,
+}
+
+/// A service as the embedded DNS server knows it: on each of its networks, its name,
+/// `tasks.NAME` and its network aliases resolve to the addresses of its ready tasks
+/// (running, and healthy where they have a health check) and to nothing else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ServiceDns {
+    /// The networks' IDs.
+    pub networks: Vec<String>,
+    /// Lowercase.
+    pub names: Vec<String>,
+    /// The ready tasks' container IDs.
+    pub ready: Vec<String>,
 }
 
 impl NetState {
@@ -971,6 +987,38 @@ impl Engine {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Sets what a service's names resolve to; `None` forgets the service. `networks`
+    /// are names or IDs as the spec gives them (those that do not exist are left out).
+    pub(crate) fn set_service_dns(
+        &self,
+        service_id: &str,
+        dns: Option<(Vec<String>, Vec<String>, Vec<String>)>,
+    ) {
+        let mut st = self.net_state();
+        let Some((networks, names, ready)) = dns else {
+            st.service_dns.remove(service_id);
+            return;
+        };
+        let networks = networks
+            .iter()
+            .filter_map(|n| Self::find_network(&st, n).map(|r| r.id.clone()))
+            .collect();
+        let names = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        st.service_dns.insert(
+            service_id.to_string(),
+            ServiceDns {
+                networks,
+                names,
+                ready,
+            },
+        );
+    }
+
+    /// The services the DNS server knows.
+    pub(crate) fn services_with_dns(&self) -> Vec<String> {
+        self.net_state().service_dns.keys().cloned().collect()
     }
 
     /// The services that have published ports in the table.
@@ -2969,6 +3017,9 @@ fn parse_host_ports(s: &str) -> std::result::Result<Option<(u16, u16)>, String> 
     }
 }
 
+/// Turns the order of a service's addresses in successive answers.
+static ROUND_ROBIN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The embedded DNS server's view of the engine, for one network.
 struct NetResolver {
     engine: WeakEngine,
@@ -3037,6 +3088,40 @@ impl dns::Resolver for NetResolver {
                 }
             }
             if !out.is_empty() {
+                return Some(out);
+            }
+            // A service's name on one of its networks: its ready tasks only (none ready:
+            // an empty answer, never a task that is starting, unhealthy or stopping),
+            // in a rotating order (DNS round robin).
+            let mut is_service = false;
+            for mine in &me.net.endpoints {
+                for svc in st
+                    .service_dns
+                    .values()
+                    .filter(|s| s.networks.contains(&mine.network_id) && s.names.contains(&name))
+                {
+                    is_service = true;
+                    for cid in &svc.ready {
+                        let Some(live) = st.live.get(cid) else {
+                            continue;
+                        };
+                        for ep in live
+                            .net
+                            .endpoints
+                            .iter()
+                            .filter(|e| e.network_id == mine.network_id)
+                        {
+                            push_addresses(&mut out, ep);
+                        }
+                    }
+                }
+            }
+            if is_service {
+                if !out.is_empty() {
+                    let turn = ROUND_ROBIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let n = out.len();
+                    out.rotate_left(turn % n);
+                }
                 return Some(out);
             }
             for mine in &me.net.endpoints {

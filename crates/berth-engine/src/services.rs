@@ -344,6 +344,34 @@ pub struct ServicePort {
 const SERVICE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// A service's published ports as its spec asks (the errors name the field).
+/// The networks a spec's tasks attach to (names or IDs as given: `TaskTemplate.Networks`,
+/// else the deprecated top-level `Networks`) and the aliases they ask for there.
+fn service_networks(spec: &Value) -> (Vec<String>, Vec<String>) {
+    let list = field(spec, &["TaskTemplate", "Networks"])
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .or_else(|| field(spec, &["Networks"]).and_then(Value::as_array));
+    let mut networks = Vec::new();
+    let mut aliases = Vec::new();
+    for n in list.into_iter().flatten() {
+        if let Some(t) = n.get("Target").and_then(Value::as_str) {
+            networks.push(t.to_string());
+        }
+        for a in n
+            .get("Aliases")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !aliases.iter().any(|x: &String| x == a) {
+                aliases.push(a.to_string());
+            }
+        }
+    }
+    (networks, aliases)
+}
+
 pub fn service_ports(spec: &Value) -> Result<Vec<ServicePort>> {
     let Some(ports) = field(spec, &["EndpointSpec", "Ports"]) else {
         return Ok(Vec::new());
@@ -481,7 +509,7 @@ impl Engine {
     }
 
     /// Whether a task's container runs and is ready (healthy, where it has a check).
-    fn task_ready(&self, t: &TaskRecord) -> Option<std::net::Ipv4Addr> {
+    fn task_ready(&self, t: &TaskRecord) -> Option<(String, std::net::Ipv4Addr)> {
         if t.shutdown.is_some() || t.error.is_some() {
             return None;
         }
@@ -503,26 +531,38 @@ impl Engine {
         {
             return None;
         }
-        self.container_ipv4(cid)
+        self.container_ipv4(cid).map(|ip| (cid.to_string(), ip))
     }
 
     /// Points the service's published ports at its ready tasks (none: the ports are
     /// released). Called after every round and before a task is stopped, so a task
     /// leaves the load balancer before it gets its stop signal.
     fn refresh_service_lb(&self, svc: &Service) -> Result<()> {
-        let ports = svc
-            .current()
-            .map_or(Ok(Vec::new()), |r| service_ports(&r.spec))?;
-        if ports.is_empty() {
-            return self.set_service_ports(&svc.id, Vec::new());
-        }
-        let mut backends: Vec<std::net::Ipv4Addr> = self
+        let ready: Vec<(String, std::net::Ipv4Addr)> = self
             .service_store()
             .tasks(Some(&svc.id))
             .map_err(store_err)?
             .iter()
             .filter_map(|t| self.task_ready(t))
             .collect();
+        // Its names on its networks: the ready tasks.
+        let spec = svc.current().map_or(&Value::Null, |r| &r.spec);
+        let (networks, aliases) = service_networks(spec);
+        let mut names = vec![svc.name.clone(), format!("tasks.{}", svc.name)];
+        names.extend(aliases);
+        self.set_service_dns(
+            &svc.id,
+            Some((
+                networks,
+                names,
+                ready.iter().map(|(c, _)| c.clone()).collect(),
+            )),
+        );
+        let ports = service_ports(spec)?;
+        if ports.is_empty() {
+            return self.set_service_ports(&svc.id, Vec::new());
+        }
+        let mut backends: Vec<std::net::Ipv4Addr> = ready.iter().map(|(_, ip)| *ip).collect();
         backends.sort();
         let rules = ports
             .iter()
@@ -1290,6 +1330,13 @@ impl Engine {
             .filter(|id| !services.iter().any(|s| &s.id == id))
         {
             self.set_service_ports(&gone, Vec::new())?;
+        }
+        for gone in self
+            .services_with_dns()
+            .into_iter()
+            .filter(|id| !services.iter().any(|s| &s.id == id))
+        {
+            self.set_service_dns(&gone, None);
         }
         let Some(swarm) = swarm else {
             return Ok(None);

@@ -575,6 +575,22 @@ fn configure_bridge(
         nl.add_address(index, gateway)
             .map_err(|e| nl_err(obj, &format!("add address {gateway}"), e))?;
     }
+    // A bridge whose address was never set takes the lowest MAC among its ports, so a
+    // container joining or leaving changes the gateway's MAC under the others: their
+    // ARP caches then point at nothing until they expire, and DNS and outbound traffic
+    // time out meanwhile. Its current address is made its own (Docker sets one too).
+    if let Some(mac) = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) if m.len() == 6 => Some(m.clone()),
+        _ => None,
+    }) {
+        nl.set_link(
+            index,
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+            vec![LinkAttribute::Address(mac)],
+        )
+        .map_err(|e| nl_err(obj, "set its MAC address", e))?;
+    }
     set_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
     if let Some(gw6) = gateway6 {
         // A dual-stack network: IPv6 on, no router advertisements taken from the
@@ -1165,6 +1181,17 @@ mod tests {
     fn veth_pairs_carry_traffic_between_namespaces_and_the_bridge() {
         in_fresh_netns(|| {
             ensure_bridge("brt0", net("100.72.0.1/24"), None, None).expect("bridge");
+            // The bridge keeps its MAC whatever ports come and go (the gateway's MAC in
+            // the containers' ARP caches stays right).
+            let bridge_mac = || {
+                let l = sh(&["ip", "-o", "link", "show", "brt0"]);
+                l.split("link/ether ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .expect("bridge mac")
+                    .to_string()
+            };
+            let mac_before = bridge_mac();
             let (a, b) = (Ns::new(), Ns::new());
             let t = Instant::now();
             add_veth(&spec("bthtesta", &a, 2)).expect("veth a");
@@ -1187,6 +1214,16 @@ mod tests {
             );
             let port = sh(&["bridge", "-d", "link", "show", "dev", "bthtesta"]);
             assert!(port.contains("hairpin on"), "{port}");
+            // A port with a MAC below the bridge's does not move it.
+            sh(&[
+                "ip",
+                "link",
+                "set",
+                "bthtesta",
+                "address",
+                "02:00:00:00:00:01",
+            ]);
+            assert_eq!(bridge_mac(), mac_before);
             // No peer in the host namespace.
             assert_eq!(link_names(), ["lo", "brt0", "bthtesta", "bthtestb"]);
 
