@@ -9,6 +9,7 @@ import sys
 import time
 
 import docker
+from _engine import ON_DOCKER
 from docker.types import EndpointSpec, Healthcheck, RestartPolicy, ServiceMode, UpdateConfig
 
 
@@ -103,6 +104,32 @@ def main():
         eventually("rollback completed", rollback_done)
         expect(svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Command"][-1] == "sleep 1000",
                f"spec after rollback {svc.attrs['Spec']['TaskTemplate']['ContainerSpec']}")
+
+        # berth's extension (Docker has none): the revisions kept, and a rollback to one
+        # by number (here back to the update's revision 2).
+        if not ON_DOCKER:
+            svc.reload()
+            revs = svc.attrs["Revisions"]
+            expect([r["Number"] for r in revs] == [1, 2] and svc.attrs["Revision"] == 1,
+                   f"revisions {revs} current {svc.attrs.get('Revision')}")
+            expect(all(r["ImageID"].startswith("sha256:") for r in revs), f"revisions {revs}")
+
+            def rollback_to(n):
+                svc.reload()
+                c.api._raise_for_status(c.api._post_json(
+                    c.api._url("/services/{0}/update", svc.id), data=svc.attrs["Spec"],
+                    params={"version": svc.version, "rollback": str(n)}))
+            for bad, words in [(7, "revision 7 is not kept"), (1, "revision 1 is the current one")]:
+                try:
+                    rollback_to(bad)
+                    sys.exit(f"FAIL: rollback to {bad} worked")
+                except docker.errors.APIError as e:
+                    expect(words in str(e), f"message {e}")
+            rollback_to(2)
+            eventually("rolled back to revision 2", lambda: sorted(
+                c.containers.get(t["Status"]["ContainerStatus"]["ContainerID"]).attrs["Config"]["Entrypoint"][-1]
+                for t in running(svc)) == ["sleep 999"] * 3)
+            eventually("rollback to 2 completed", rollback_done)
 
         # An out-of-sequence update is refused (Docker's optimistic concurrency).
         try:

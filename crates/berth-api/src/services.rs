@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_engine::services::{Service, ServiceView, TaskView};
+use berth_engine::services::{Rollback, Service, ServiceView, TaskView};
 use berth_engine::{Engine, EngineError};
 use serde_json::{json, Value};
 
@@ -73,6 +73,22 @@ fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
         });
         out["UpdateStatus"] = st;
     }
+    // berth's extension (Docker's clients ignore it): the revisions kept, each with the
+    // image ID it runs, for `rollback=N`.
+    out["Revision"] = json!(s.revision);
+    out["Revisions"] = Value::Array(
+        s.revisions
+            .iter()
+            .map(|r| {
+                json!({
+                    "Number": r.number,
+                    "Image": r.spec.pointer("/TaskTemplate/ContainerSpec/Image").cloned().unwrap_or(Value::Null),
+                    "ImageID": r.image_digest,
+                    "CreatedAt": rfc3339(r.created_at),
+                })
+            })
+            .collect(),
+    );
     if let Some(v) = status {
         out["ServiceStatus"] = json!({
             "RunningTasks": v.running,
@@ -452,11 +468,19 @@ pub(crate) async fn update(
         }
     };
     let rollback = match params.get("rollback") {
-        None | Some("") => false,
-        Some("previous") => true,
+        None | Some("") => Rollback::No,
+        Some("previous") => Rollback::Previous,
+        // berth's extension: a kept revision by number (`Revisions` in the document).
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => match n.parse() {
+            Ok(n) => Rollback::To(n),
+            Err(_) => {
+                return ApiError::bad_request(format!("service update: rollback={n}: too large"))
+                    .into_response()
+            }
+        },
         Some(other) => {
             return ApiError::bad_request(format!(
-                "service update: rollback={other:?}: only \"previous\" is supported"
+                "service update: rollback={other:?}: \"previous\" or a revision number"
             ))
             .into_response()
         }
@@ -465,7 +489,7 @@ pub(crate) async fn update(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    if !rollback {
+    if rollback == Rollback::No {
         if let Err(e) = check_service_fields(&spec) {
             return e.into_response();
         }

@@ -56,6 +56,17 @@ const PLANS_PER_ROUND: usize = 8;
 /// (a shim killed) are seen within this.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
+/// What an update asks besides a new spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollback {
+    /// None: the spec is the new one.
+    No,
+    /// Docker's `rollback=previous`.
+    Previous,
+    /// A kept revision by number (berth's `rollback=N`, `berth service rollback --to N`).
+    To(u64),
+}
+
 /// The loop's shared state (in the engine).
 pub(crate) struct ServicesState {
     factory: std::sync::OnceLock<TaskFactory>,
@@ -689,23 +700,35 @@ impl Engine {
         self.service_store().find(key).map_err(store_err)
     }
 
-    /// `POST /services/{id}/update?version=N[&rollback=previous]`: a spec whose task
-    /// template changed is a new revision (its image resolved now) and a rolling update;
-    /// one that only changes the service (replicas, labels, update settings) changes the
-    /// current revision in place. `rollback`: the previous revision becomes current.
+    /// `POST /services/{id}/update?version=N[&rollback=previous|REVISION]`: a spec whose
+    /// task template changed is a new revision (its image resolved now) and a rolling
+    /// update; one that only changes the service (replicas, labels, update settings)
+    /// changes the current revision in place. `rollback`: the previous revision (or the
+    /// kept revision named) becomes current, with the image ID it recorded.
     pub fn update_service(
         &self,
         key: &str,
         version: u64,
         mut spec: Value,
-        rollback: bool,
+        rollback: Rollback,
     ) -> Result<Service> {
         let cur = self.service(key)?;
         let store = self.service_store();
         let now = now_ms();
-        let rec = if rollback {
+        let to = match rollback {
+            Rollback::No => None,
+            Rollback::Previous => Some(None),
+            Rollback::To(n) => Some(Some(n)),
+        };
+        let rec = if let Some(to) = to {
+            if to == Some(cur.revision) {
+                return Err(EngineError::invalid(format!(
+                    "service {}: revision {} is the current one",
+                    cur.name, cur.revision
+                )));
+            }
             store
-                .rollback::<Value>(&cur.id, Some(version), None, now)
+                .rollback::<Value>(&cur.id, Some(version), to, now)
                 .map_err(store_err)?
         } else {
             check_spec(&spec)?;
@@ -736,7 +759,7 @@ impl Engine {
                     .map_err(store_err)?
             }
         };
-        info!(service.id = %rec.id, revision = rec.revision, rollback, "service updated");
+        info!(service.id = %rec.id, revision = rec.revision, ?rollback, "service updated");
         self.emit_service(&rec, "update");
         self.wake_services();
         Ok(rec)
@@ -769,18 +792,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// `berth service rollback --to REVISION`.
-    pub fn rollback_service(&self, key: &str, to: Option<u64>) -> Result<Service> {
-        let cur = self.service(key)?;
-        let rec = self
-            .service_store()
-            .rollback::<Value>(&cur.id, None, to, now_ms())
-            .map_err(store_err)?;
-        self.emit_service(&rec, "update");
-        self.wake_services();
-        Ok(rec)
     }
 
     /// `DELETE /services/{id}`: the record and its tasks' records go now; the loop stops
