@@ -627,11 +627,35 @@ fn address_on(d: &Daemon, container: &str, net: &str) -> String {
     .to_string()
 }
 
+/// One HTTP GET of `http://HOST/` from the client (busybox nc, 2 s timeout; the
+/// image's busybox wget crashes): the body (a task's hostname), or None.
+fn fetch(d: &Daemon, host: &str) -> Option<String> {
+    let out = d.docker(&[
+        "exec",
+        "client",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {host} 80"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() || !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.lines().last().map(|l| l.trim().to_string())
+}
+
+/// The hostnames that answered `n` requests to `host`.
+fn answered_by(d: &Daemon, host: &str, n: usize) -> Vec<String> {
+    let mut seen: Vec<String> = (0..n).filter_map(|_| fetch(d, host)).collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
 #[test]
-fn a_service_name_resolves_to_its_healthy_tasks_only() {
+fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
     if !docker_available() || against_docker().is_some() {
-        // Docker answers a virtual IP (its overlay networks do not work on these
-        // machines); this is berth's DNS round robin over ready tasks.
+        // Docker's overlay networks do not work on these machines.
         return;
     }
     let d = swarm_with_app();
@@ -641,36 +665,44 @@ fn a_service_name_resolves_to_its_healthy_tasks_only() {
         "-d",
         "overlay",
         "--attachable",
+        "--subnet",
+        "100.90.40.0/24",
         "front",
     ]));
-    ok(d.docker(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "api",
-        "--replicas",
-        "2",
-        "--network",
-        "name=front,alias=backend",
-        "--health-cmd",
-        "test -f /tmp/ok",
-        "--health-interval",
-        "200ms",
-        "--health-retries",
-        "1",
-        // Not ready until a check passes; failures count from then on.
-        "--health-start-period",
-        "10m",
-        "--health-start-interval",
-        "200ms",
-        "--restart-delay",
-        "200ms",
-        "--stop-grace-period",
-        "1s",
-        "fixture/app:1",
-        "sleep 1000",
-    ]));
+    // Each task serves its hostname on port 80; it is healthy while /tmp/ok exists.
+    let service = |name: &str, mode: &str| {
+        ok(d.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--replicas",
+            "2",
+            "--endpoint-mode",
+            mode,
+            "--network",
+            &format!("name=front,alias={name}-alias"),
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+            // Not ready until a check passes; failures count from then on.
+            "--health-start-period",
+            "10m",
+            "--health-start-interval",
+            "200ms",
+            "--restart-delay",
+            "200ms",
+            "--stop-grace-period",
+            "1s",
+            "fixture/app:1",
+            "busybox mkdir -p /www && busybox hostname > /www/index.html && exec busybox httpd -f -p 80 -h /www",
+        ]));
+    };
+    service("api", "vip");
     ok(d.docker(&[
         "run",
         "-d",
@@ -686,60 +718,94 @@ fn a_service_name_resolves_to_its_healthy_tasks_only() {
         tasks = task_containers(&d, "api");
         tasks.len() == 2
     });
-    // Running but not healthy yet: the name answers nothing.
+    // The virtual IP: the highest free address of the network, shown as Docker shows
+    // it; the name and the alias resolve to it, `tasks.api` to the ready tasks.
+    let net_id = ok(d.docker(&["network", "inspect", "front", "-f", "{{.Id}}"]));
+    let vips = ok(d.docker(&[
+        "service",
+        "inspect",
+        "api",
+        "-f",
+        "{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{end}}",
+    ]));
+    assert_eq!(vips.trim(), format!("{} 100.90.40.254/24", net_id.trim()));
+    let vip = "100.90.40.254";
+    assert_eq!(resolve(&d, "client", "api"), [vip]);
+    assert_eq!(resolve(&d, "client", "api-alias"), [vip]);
+    // Running but not healthy yet: no task answers, through the name or otherwise.
     std::thread::sleep(Duration::from_millis(600));
-    for name in ["api", "tasks.api", "backend"] {
-        assert_eq!(resolve(&d, "client", name), Vec::<String>::new(), "{name}");
-    }
+    assert_eq!(resolve(&d, "client", "tasks.api"), Vec::<String>::new());
+    assert_eq!(fetch(&d, "api"), None);
+
+    let host = |c: &str| c[..12].to_string();
     let (a, b) = (tasks[0].clone(), tasks[1].clone());
     let (ip_a, ip_b) = (address_on(&d, &a, "front"), address_on(&d, &b, "front"));
     ok(d.docker(&["exec", &a, "busybox", "touch", "/tmp/ok"]));
-    eventually("api resolves to the healthy task", &d, || {
-        resolve(&d, "client", "api") == [ip_a.clone()]
+    eventually("the healthy task answers", &d, || {
+        resolve(&d, "client", "tasks.api") == [ip_a.clone()]
     });
+    assert_eq!(answered_by(&d, "api", 8), [host(&a)]);
     ok(d.docker(&["exec", &b, "busybox", "touch", "/tmp/ok"]));
     let mut both = vec![ip_a.clone(), ip_b.clone()];
     both.sort();
-    eventually("api resolves to both", &d, || {
-        resolve(&d, "client", "api") == both
+    eventually("both tasks are ready", &d, || {
+        resolve(&d, "client", "tasks.api") == both
     });
-    assert_eq!(resolve(&d, "client", "tasks.api"), both);
-    assert_eq!(resolve(&d, "client", "backend"), both);
+    let mut hosts = vec![host(&a), host(&b)];
+    hosts.sort();
+    assert_eq!(answered_by(&d, "api", 24), hosts);
 
-    // A task that turns unhealthy leaves the answer (and is replaced by one that is not
-    // healthy until it says so).
+    // A task that turns unhealthy gets no new connection (and is replaced by one that
+    // is not ready until it says so).
     ok(d.docker(&["exec", &a, "busybox", "rm", "/tmp/ok"]));
-    eventually("the unhealthy task leaves the answer", &d, || {
-        resolve(&d, "client", "api") == [ip_b.clone()]
+    eventually("the unhealthy task leaves", &d, || {
+        resolve(&d, "client", "tasks.api") == [ip_b.clone()]
     });
-    for _ in 0..5 {
-        let got = resolve(&d, "client", "api");
-        if got != [ip_b.clone()] {
-            let raw = d.docker(&["exec", "client", "busybox", "nslookup", "api."]);
-            panic!(
-                "{got:?} != {ip_b}: {}\n{}\n{}",
-                String::from_utf8_lossy(&raw.stdout),
-                String::from_utf8_lossy(&raw.stderr),
-                ok(d.docker(&[
-                    "network",
-                    "inspect",
-                    "front",
-                    "--format",
-                    "{{json .Containers}}"
-                ]))
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(answered_by(&d, "api", 8), [host(&b)]);
+    assert_eq!(resolve(&d, "client", "api"), [vip]);
 
-    // Gone with the service.
-    ok(d.docker(&["service", "rm", "api"]));
-    eventually("the name is gone", &d, || {
-        resolve(&d, "client", "api").is_empty()
-            && !d
-                .docker(&["exec", "client", "busybox", "nslookup", "api"])
-                .status
-                .success()
+    // endpoint_mode dnsrr: no virtual IP; the name resolves to the ready tasks.
+    service("rr", "dnsrr");
+    let mut rr = Vec::new();
+    eventually("two rr tasks run", &d, || {
+        rr = task_containers(&d, "rr");
+        rr.len() == 2
     });
+    assert_eq!(
+        ok(d.docker(&[
+            "service",
+            "inspect",
+            "rr",
+            "-f",
+            "{{len .Endpoint.VirtualIPs}}"
+        ]))
+        .trim(),
+        "0"
+    );
+    ok(d.docker(&["exec", &rr[0], "busybox", "touch", "/tmp/ok"]));
+    let rr_ip = address_on(&d, &rr[0], "front");
+    eventually("rr resolves to its ready task", &d, || {
+        resolve(&d, "client", "rr") == [rr_ip.clone()]
+    });
+    assert_eq!(answered_by(&d, "rr", 4), [host(&rr[0])]);
+
+    // Gone with the service: the name, and the address (free for another service).
+    ok(d.docker(&["service", "rm", "api", "rr"]));
+    eventually("the names are gone", &d, || {
+        resolve(&d, "client", "api").is_empty() && resolve(&d, "client", "rr").is_empty()
+    });
+    service("api2", "vip");
+    eventually("api2 gets the released address", &d, || {
+        ok(d.docker(&[
+            "service",
+            "inspect",
+            "api2",
+            "-f",
+            "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+        ]))
+        .trim()
+            == "100.90.40.254/24"
+    });
+    ok(d.docker(&["service", "rm", "api2"]));
     ok(d.docker(&["rm", "-f", "client"]));
 }

@@ -41,7 +41,7 @@ fn rfc3339(ms: u64) -> String {
 }
 
 /// Docker's `Service` document.
-fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
+fn service_json(s: &Service, status: Option<&ServiceView>, vips: &[(String, String)]) -> Value {
     let spec = s.current().map_or(Value::Null, |r| r.spec.clone());
     let mut out = json!({
         "ID": s.id,
@@ -49,7 +49,7 @@ fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
         "CreatedAt": rfc3339(s.created_at),
         "UpdatedAt": rfc3339(s.updated_at),
         "Spec": spec,
-        "Endpoint": endpoint_json(&spec),
+        "Endpoint": endpoint_json(&spec, vips),
     });
     if let Some(prev) = s.previous.and_then(|p| s.revision_of(p)) {
         out["PreviousSpec"] = prev.spec.clone();
@@ -100,8 +100,8 @@ fn service_json(s: &Service, status: Option<&ServiceView>) -> Value {
 }
 
 /// Docker's `Endpoint`: the spec's mode and ports, with the published ports as
-/// allocated (no virtual IP: a service's name resolves to its tasks).
-fn endpoint_json(spec: &Value) -> Value {
+/// allocated, and the virtual IPs the service holds on its networks.
+fn endpoint_json(spec: &Value, vips: &[(String, String)]) -> Value {
     let es = spec.get("EndpointSpec").cloned().unwrap_or(Value::Null);
     let mode = es
         .get("Mode")
@@ -124,6 +124,13 @@ fn endpoint_json(spec: &Value) -> Value {
     if !ports.is_empty() {
         out["Spec"]["Ports"] = json!(ports.clone());
         out["Ports"] = json!(ports);
+    }
+    if !vips.is_empty() {
+        out["VirtualIPs"] = Value::Array(
+            vips.iter()
+                .map(|(nid, addr)| json!({ "NetworkID": nid, "Addr": addr }))
+                .collect(),
+        );
     }
     out
 }
@@ -409,7 +416,12 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
     let result = blocking(move || {
         engine.swarm_required()?;
         checked.check(&["id", "name", "label", "mode"])?;
-        engine.services()
+        let all = engine.services()?;
+        let vips: Vec<Vec<(String, String)>> = all
+            .iter()
+            .map(|v| engine.service_virtual_ips(&v.service.id))
+            .collect();
+        Ok::<_, berth_engine::EngineError>(all.into_iter().zip(vips).collect::<Vec<_>>())
     })
     .await;
     let all = match result {
@@ -418,7 +430,7 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
     };
     let out: Vec<Value> = all
         .iter()
-        .filter(|v| {
+        .filter(|(v, _)| {
             let s = &v.service;
             let spec = s.current().map_or(&Value::Null, |r| &r.spec);
             let ids = filters.get("id");
@@ -438,15 +450,21 @@ pub(crate) async fn list(State(engine): State<Engine>, params: Params) -> Respon
                 && (modes.is_empty() || modes.iter().any(|m| m == mode))
                 && filters.labels_match("label", &labels)
         })
-        .map(|v| service_json(&v.service, status.then_some(v)))
+        .map(|(v, vips)| service_json(&v.service, status.then_some(v), vips))
         .collect();
     Json(out).into_response()
 }
 
 /// `GET /services/{id}`.
 pub(crate) async fn inspect(State(engine): State<Engine>, Path(id): Path<String>) -> Response {
-    match blocking(move || engine.service(&id)).await {
-        Ok(s) => Json(service_json(&s, None)).into_response(),
+    let found = blocking(move || {
+        let s = engine.service(&id)?;
+        let vips = engine.service_virtual_ips(&s.id);
+        Ok::<_, berth_engine::EngineError>((s, vips))
+    })
+    .await;
+    match found {
+        Ok((s, vips)) => Json(service_json(&s, None, &vips)).into_response(),
         Err(e) => e.into_response(),
     }
 }

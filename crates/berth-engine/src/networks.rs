@@ -112,6 +112,19 @@ pub struct NetworkRecord {
     pub subnet6: Option<Ipv6Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<Ipv6Addr>,
+    /// Services' virtual IPs on this network, by service ID. Kept in the network's
+    /// record so that they are reserved before any container takes an address at
+    /// daemon start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_vips: BTreeMap<String, ServiceVip>,
+}
+
+/// A service's virtual IP on a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceVip {
+    /// The service's name (for the rule's comment).
+    pub service: String,
+    pub vip: Ipv4Addr,
 }
 
 fn yes() -> bool {
@@ -452,6 +465,9 @@ pub(crate) struct NetState {
     /// Services' names on their networks with their ready tasks, by service id (the
     /// services' reconcile loop sets them; the embedded DNS server answers them).
     service_dns: BTreeMap<String, ServiceDns>,
+    /// The virtual IPs' backends in the table, by service id (applied again only when
+    /// they change).
+    vips_applied: BTreeMap<String, Vec<(Ipv4Addr, Vec<Ipv4Addr>)>>,
 }
 
 /// A service as the embedded DNS server knows it: on each of its networks, its name,
@@ -706,6 +722,11 @@ impl Engine {
         let mut alloc =
             ipam::Allocator::new(rec.subnet, rec.ip_range, rec.gateway).map_err(net_err)?;
         alloc.set_cursor(self.load_cursor(&rec.id));
+        for (sid, v) in &rec.service_vips {
+            if let Err(e) = alloc.reserve(v.vip) {
+                warn!(network = %rec.name, service.id = %sid, vip = %v.vip, error = %e, "a service's virtual IP is not reserved");
+            }
+        }
         let alloc6 = match (rec.subnet6, rec.gateway6) {
             (Some(s6), Some(g6)) => {
                 let mut a = ipam::Allocator6::new(s6, g6).map_err(net_err)?;
@@ -870,6 +891,7 @@ impl Engine {
             }
         };
         let rec = NetworkRecord {
+            service_vips: BTreeMap::new(),
             version: NETWORK_RECORD_VERSION,
             id: random_id()?,
             name: DEFAULT_NETWORK.into(),
@@ -953,6 +975,30 @@ impl Engine {
             }
         }
         rules.services = st.services.values().flatten().cloned().collect();
+        // Virtual IPs: each goes to the service's ready tasks on that network.
+        for n in st.networks.values() {
+            for (sid, v) in &n.rec.service_vips {
+                let backends = st
+                    .service_dns
+                    .get(sid)
+                    .map(|d| {
+                        d.ready
+                            .iter()
+                            .filter_map(|cid| st.live.get(cid))
+                            .flat_map(|l| l.net.endpoints.iter())
+                            .filter(|ep| ep.network_id == n.rec.id)
+                            .map(|ep| ep.ip)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rules.vips.push(nft::ServiceVipRule {
+                    service: v.service.clone(),
+                    bridge: n.rec.bridge.clone(),
+                    vip: v.vip,
+                    backends,
+                });
+            }
+        }
         // No network at all (`bridge = "none"` and no user network): no table either.
         if rules.bridges.is_empty() && rules.ports.is_empty() {
             return nft::remove().map_err(net_err);
@@ -1014,6 +1060,144 @@ impl Engine {
                 ready,
             },
         );
+    }
+
+    /// Gives a service a virtual IP on each of `networks` (names or IDs; none: it has
+    /// none, as with `endpoint_mode: dnsrr` or once it is gone) and points them at its
+    /// ready tasks (as [`Engine::set_service_dns`] last set them). A new one is the
+    /// highest free address of the network, kept in the network's record and held by
+    /// the host on the bridge; one no longer wanted is released. Returns the service's
+    /// virtual IPs by network ID, with the subnet's prefix length.
+    pub(crate) fn set_service_vips(
+        &self,
+        service_id: &str,
+        service_name: &str,
+        networks: &[String],
+    ) -> Result<BTreeMap<String, Ipv4Net>> {
+        let mut st = self.net_state();
+        let wanted: BTreeSet<String> = networks
+            .iter()
+            .filter_map(|n| Self::find_network(&st, n))
+            .filter(|r| !r.default_bridge)
+            .map(|r| r.id.clone())
+            .collect();
+        let mut out = BTreeMap::new();
+        let mut changed = false;
+        let ids: Vec<String> = st.networks.keys().cloned().collect();
+        for nid in ids {
+            let Some(n) = st.networks.get_mut(&nid) else {
+                continue;
+            };
+            let has = n.rec.service_vips.get(service_id).cloned();
+            match (wanted.contains(&nid), has) {
+                (true, Some(v)) => {
+                    // The host holds it (again after a reboot).
+                    link::add_host_address(&n.rec.bridge, v.vip).map_err(net_err)?;
+                    if let Ok(net) = Ipv4Net::new(v.vip, n.rec.subnet.prefix_len()) {
+                        out.insert(nid.clone(), net);
+                    }
+                }
+                (true, None) => {
+                    let vip = n.alloc.allocate_from_top().map_err(net_err)?;
+                    let mut rec = n.rec.clone();
+                    rec.service_vips.insert(
+                        service_id.to_string(),
+                        ServiceVip {
+                            service: service_name.to_string(),
+                            vip,
+                        },
+                    );
+                    let done = self
+                        .write_network_record(&rec)
+                        .and_then(|()| link::add_host_address(&rec.bridge, vip).map_err(net_err));
+                    if let Err(e) = done {
+                        n.alloc.release(vip);
+                        return Err(e);
+                    }
+                    info!(network = %rec.name, service = service_name, %vip, "service virtual IP allocated");
+                    if let Ok(net) = Ipv4Net::new(vip, rec.subnet.prefix_len()) {
+                        out.insert(nid.clone(), net);
+                    }
+                    n.rec = rec;
+                    changed = true;
+                }
+                (false, Some(v)) => {
+                    let mut rec = n.rec.clone();
+                    rec.service_vips.remove(service_id);
+                    self.write_network_record(&rec)?;
+                    link::remove_host_address(&rec.bridge, v.vip).map_err(net_err)?;
+                    n.alloc.release(v.vip);
+                    info!(network = %rec.name, service.id = service_id, vip = %v.vip, "service virtual IP released");
+                    n.rec = rec;
+                    changed = true;
+                }
+                (false, None) => {}
+            }
+        }
+        // The backends follow the ready tasks: the table is applied when anything about
+        // this service's virtual IPs differs from what it holds.
+        let rules_now = self.vip_rules_of(&st, service_id);
+        let rules_applied = st.vips_applied.get(service_id).cloned().unwrap_or_default();
+        if changed || rules_now != rules_applied {
+            self.apply_rules(&st)?;
+            if rules_now.is_empty() {
+                st.vips_applied.remove(service_id);
+            } else {
+                st.vips_applied.insert(service_id.to_string(), rules_now);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A service's virtual IPs with their backends, as the table would hold them.
+    fn vip_rules_of(&self, st: &NetState, service_id: &str) -> Vec<(Ipv4Addr, Vec<Ipv4Addr>)> {
+        let mut out = Vec::new();
+        for n in st.networks.values() {
+            let Some(v) = n.rec.service_vips.get(service_id) else {
+                continue;
+            };
+            let backends: Vec<Ipv4Addr> = st
+                .service_dns
+                .get(service_id)
+                .map(|d| {
+                    d.ready
+                        .iter()
+                        .filter_map(|cid| st.live.get(cid))
+                        .flat_map(|l| l.net.endpoints.iter())
+                        .filter(|ep| ep.network_id == n.rec.id)
+                        .map(|ep| ep.ip)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((v.vip, backends));
+        }
+        out
+    }
+
+    /// A service's virtual IPs: (network ID, `ADDR/PREFIX`), as Docker's
+    /// `Endpoint.VirtualIPs` shows them.
+    pub fn service_virtual_ips(&self, service_id: &str) -> Vec<(String, String)> {
+        let st = self.net_state();
+        st.networks
+            .values()
+            .filter_map(|n| {
+                let v = n.rec.service_vips.get(service_id)?;
+                Some((
+                    n.rec.id.clone(),
+                    format!("{}/{}", v.vip, n.rec.subnet.prefix_len()),
+                ))
+            })
+            .collect()
+    }
+
+    /// The services that hold a virtual IP on some network.
+    pub(crate) fn services_with_vips(&self) -> Vec<String> {
+        let st = self.net_state();
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for n in st.networks.values() {
+            out.extend(n.rec.service_vips.keys().cloned());
+        }
+        out.into_iter().collect()
     }
 
     /// The services the DNS server knows.
@@ -1083,6 +1267,7 @@ impl Engine {
     /// The predefined `host` and `none` networks, as records for listing.
     fn predefined(name: &str) -> NetworkRecord {
         NetworkRecord {
+            service_vips: BTreeMap::new(),
             version: NETWORK_RECORD_VERSION,
             id: predefined_id(name),
             name: name.into(),
@@ -1317,6 +1502,7 @@ impl Engine {
         let mut options = req.options.clone();
         options.retain(|_, v| !v.is_empty());
         let rec = NetworkRecord {
+            service_vips: BTreeMap::new(),
             version: NETWORK_RECORD_VERSION,
             id: id.clone(),
             name: name.to_string(),
@@ -2961,6 +3147,7 @@ fn endpoint_sysctls(a: &NetAttachment, ifname: &str) -> Result<Vec<(String, Stri
         return Ok(Vec::new());
     };
     let rec = NetworkRecord {
+        service_vips: BTreeMap::new(),
         name: a.network_id.clone(),
         ..Engine::predefined("")
     };
@@ -3095,12 +3282,21 @@ impl dns::Resolver for NetResolver {
             // in a rotating order (DNS round robin).
             let mut is_service = false;
             for mine in &me.net.endpoints {
-                for svc in st
-                    .service_dns
-                    .values()
-                    .filter(|s| s.networks.contains(&mine.network_id) && s.names.contains(&name))
-                {
+                for (sid, svc) in st.service_dns.iter().filter(|(_, s)| {
+                    s.networks.contains(&mine.network_id) && s.names.contains(&name)
+                }) {
                     is_service = true;
+                    // Its virtual IP on this network, unless `tasks.NAME` is asked.
+                    let vip = st
+                        .networks
+                        .get(&mine.network_id)
+                        .and_then(|n| n.rec.service_vips.get(sid));
+                    if let Some(v) = vip.filter(|_| !name.starts_with("tasks.")) {
+                        if !out.contains(&IpAddr::V4(v.vip)) {
+                            out.push(IpAddr::V4(v.vip));
+                        }
+                        continue;
+                    }
                     for cid in &svc.ready {
                         let Some(live) = st.live.get(cid) else {
                             continue;

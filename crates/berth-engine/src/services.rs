@@ -561,6 +561,9 @@ impl Engine {
         let (networks, aliases) = service_networks(spec);
         let mut names = vec![svc.name.clone(), format!("tasks.{}", svc.name)];
         names.extend(aliases);
+        // A virtual IP on each network unless `EndpointSpec.Mode` is dnsrr.
+        let dnsrr = field(spec, &["EndpointSpec", "Mode"]).and_then(Value::as_str) == Some("dnsrr");
+        let vip_networks = if dnsrr { Vec::new() } else { networks.clone() };
         self.set_service_dns(
             &svc.id,
             Some((
@@ -569,6 +572,7 @@ impl Engine {
                 ready.iter().map(|(c, _)| c.clone()).collect(),
             )),
         );
+        self.set_service_vips(&svc.id, &svc.name, &vip_networks)?;
         let ports = service_ports(spec)?;
         if ports.is_empty() {
             return self.set_service_ports(&svc.id, Vec::new());
@@ -1348,6 +1352,13 @@ impl Engine {
             .filter(|id| !services.iter().any(|s| &s.id == id))
         {
             self.set_service_dns(&gone, None);
+        }
+        for gone in self
+            .services_with_vips()
+            .into_iter()
+            .filter(|id| !services.iter().any(|s| &s.id == id))
+        {
+            self.set_service_vips(&gone, "", &[])?;
         }
         let Some(swarm) = swarm else {
             return Ok(None);

@@ -267,6 +267,25 @@ impl Allocator {
         ))
     }
 
+    /// Hands out the highest free address of the range, leaving the cursor alone: a
+    /// service's virtual IP, kept apart from the containers' addresses, which come from
+    /// the bottom.
+    pub fn allocate_from_top(&mut self) -> Result<Ipv4Addr> {
+        let first = u32::from(self.range.network());
+        let last = u32::from(self.range.broadcast());
+        for n in (first..=last).rev() {
+            let ip = Ipv4Addr::from(n);
+            if self.assignable(ip) && !self.used.contains(&ip) {
+                self.used.insert(ip);
+                return Ok(ip);
+            }
+        }
+        Err(Error::unavailable(
+            format!("subnet {}", self.subnet),
+            format!("no available IPv4 addresses in the range {}", self.range),
+        ))
+    }
+
     /// Returns an address to the free set.
     pub fn release(&mut self, ip: Ipv4Addr) {
         self.used.remove(&ip);

@@ -628,6 +628,49 @@ pub fn ipv6_available() -> bool {
     Path::new("/proc/sys/net/ipv6").exists()
 }
 
+/// Adds `ip`/32 to the interface `ifname` (a service's virtual IP on its network's
+/// bridge: the host answers ARP for it there). Ok if it is there already.
+pub fn add_host_address(ifname: &str, ip: Ipv4Addr) -> Result<()> {
+    host_address(ifname, ip, true)
+}
+
+/// Removes `ip`/32 from the interface `ifname`. Ok if it is not there (or the interface
+/// is gone).
+pub fn remove_host_address(ifname: &str, ip: Ipv4Addr) -> Result<()> {
+    host_address(ifname, ip, false)
+}
+
+fn host_address(ifname: &str, ip: Ipv4Addr, add: bool) -> Result<()> {
+    check_ifname("link", ifname)?;
+    let obj = format!("link {ifname}");
+    let mut nl = open_netlink(&obj)?;
+    let Some(link) = nl
+        .get_link(ifname)
+        .map_err(|e| nl_err(&obj, "look up", e))?
+    else {
+        return if add {
+            Err(Error::new(ErrorKind::NotFound, obj, "no such interface"))
+        } else {
+            Ok(())
+        };
+    };
+    let index = link.header.index;
+    let have = nl
+        .ipv4_addresses(index)
+        .map_err(|e| nl_err(&obj, "list addresses", e))?
+        .contains(&(ip, 32));
+    let net = Ipv4Net::new(ip, 32).map_err(|e| Error::internal(&obj, e.to_string()))?;
+    match (add, have) {
+        (true, false) => nl
+            .add_address(index, net)
+            .map_err(|e| nl_err(&obj, &format!("add address {net}"), e)),
+        (false, true) => nl
+            .del_address(index, net)
+            .map_err(|e| nl_err(&obj, &format!("remove address {net}"), e)),
+        _ => Ok(()),
+    }
+}
+
 /// Deletes the link `name` (for a veth, both ends). Ok if there is none.
 pub fn delete_link(name: &str) -> Result<()> {
     check_ifname("link", name)?;

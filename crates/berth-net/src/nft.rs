@@ -91,6 +91,24 @@ pub struct Ruleset {
     /// the service's ready tasks.
     #[serde(default)]
     pub services: Vec<ServicePortRule>,
+    /// Services' virtual IPs, one per service and network.
+    #[serde(default)]
+    pub vips: Vec<ServiceVipRule>,
+}
+
+/// A service's virtual IP on one bridge network (an address of the bridge's subnet,
+/// held by the host): new connections from that bridge to `vip`, on any protocol and
+/// port, go to one of `backends` (random, per connection), unchanged in port. No backend:
+/// packets to it are dropped (the host's own services are never reached through it).
+/// Replies come back through the host (the hairpin masquerade), so the task sees the
+/// gateway's address as the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceVipRule {
+    pub service: String,
+    pub bridge: String,
+    pub vip: Ipv4Addr,
+    /// The ready tasks' addresses on that bridge.
+    pub backends: Vec<Ipv4Addr>,
 }
 
 /// A service's published port: new connections to `host_port` on any address of the
@@ -316,7 +334,8 @@ pub fn validate(r: &Ruleset) -> Result<()> {
             ));
         }
     }
-    validate_services(r)
+    validate_services(r)?;
+    validate_vips(r)
 }
 
 /// Service ports: names safe in a comment, ports non-zero, backends on a bridge that
@@ -371,6 +390,59 @@ fn validate_services(r: &Ruleset) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn validate_vips(r: &Ruleset) -> Result<()> {
+    for (i, v) in r.vips.iter().enumerate() {
+        let object = format!("virtual IP {} of service {:?}", v.vip, v.service);
+        if v.service.is_empty()
+            || !v
+                .service
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            return Err(Error::invalid(object, "a service name is [A-Za-z0-9_.-]+"));
+        }
+        let Some(b) = r.bridges.iter().find(|b| b.bridge == v.bridge) else {
+            return Err(Error::invalid(
+                object,
+                format!("bridge {:?} is not in the model", v.bridge),
+            ));
+        };
+        for ip in std::iter::once(&v.vip).chain(&v.backends) {
+            if !b.subnet.contains(ip) {
+                return Err(Error::invalid(
+                    object,
+                    format!("{ip} is not in {}'s subnet {}", b.bridge, b.subnet),
+                ));
+            }
+        }
+        if r.vips[..i].iter().any(|o| o.vip == v.vip) {
+            return Err(Error::conflict(
+                object,
+                "the address is another service's virtual IP",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn render_vip(v: &ServiceVipRule) -> String {
+    let head = format!("iifname \"{}\" ip daddr {}", v.bridge, v.vip);
+    let comment = format!("service {}: virtual IP on {}", v.service, v.bridge);
+    match v.backends.as_slice() {
+        [] => format!("{head} drop comment \"{comment} (no ready task)\""),
+        [one] => format!("{head} dnat to {one} comment \"{comment}\""),
+        many => format!(
+            "{head} dnat to numgen random mod {} map {{ {} }} comment \"{comment}\"",
+            many.len(),
+            many.iter()
+                .enumerate()
+                .map(|(i, ip)| format!("{i} : {ip}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn render_service_port(sp: &ServicePortRule) -> Option<String> {
@@ -502,7 +574,8 @@ pub fn render(r: &Ruleset) -> String {
     s.push_str(&format!("table {TABLE} {{\n"));
     s.push_str("\tcomment \"managed by berth: changes are overwritten\"\n");
     chain(&mut s, "published", None, &published);
-    let mut prerouting = Vec::new();
+    // Virtual IPs first: a port published on all addresses must not capture them.
+    let mut prerouting: Vec<String> = r.vips.iter().map(render_vip).collect();
     for b in &r.bridges {
         // the embedded DNS server listens on the gateway: the address of the host that
         // is in the bridge's subnet; a port 53 published on all addresses must not
@@ -799,6 +872,7 @@ mod tests {
             ],
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
         }
     }
 
@@ -831,6 +905,68 @@ mod tests {
             },
         ];
         r
+    }
+
+    #[test]
+    fn virtual_ips_translate_from_their_bridge_only_and_drop_without_tasks() {
+        let bridge = |name: &str, net: &str| BridgeRules {
+            bridge: name.into(),
+            subnet: net.parse().unwrap(),
+            masquerade: true,
+            internal: false,
+            icc: true,
+            subnet6: None,
+        };
+        let mut r = Ruleset {
+            bridges: vec![bridge("brs1", "100.72.5.0/24")],
+            vips: vec![
+                ServiceVipRule {
+                    service: "web".into(),
+                    bridge: "brs1".into(),
+                    vip: "100.72.5.254".parse().unwrap(),
+                    backends: vec!["100.72.5.2".parse().unwrap(), "100.72.5.3".parse().unwrap()],
+                },
+                ServiceVipRule {
+                    service: "db".into(),
+                    bridge: "brs1".into(),
+                    vip: "100.72.5.253".parse().unwrap(),
+                    backends: vec![],
+                },
+            ],
+            ..Ruleset::default()
+        };
+        validate(&r).unwrap();
+        let text = render(&r);
+        let web = "iifname \"brs1\" ip daddr 100.72.5.254 dnat to numgen random mod 2 map { 0 : 100.72.5.2, 1 : 100.72.5.3 }";
+        let db = "iifname \"brs1\" ip daddr 100.72.5.253 drop";
+        let dns = "th dport 53 return";
+        let (w, d, n) = (
+            text.find(web).expect(&text),
+            text.find(db).expect(&text),
+            text.find(dns).expect(&text),
+        );
+        assert!(
+            w < n && d < n,
+            "virtual IPs come before the DNS return: {text}"
+        );
+        // A backend or address outside the bridge's subnet, a bridge not in the model,
+        // two services on one address: refused.
+        r.vips[1].vip = "100.72.5.254".parse().unwrap();
+        assert!(validate(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("another service's virtual IP"));
+        r.vips[1].vip = "100.72.6.1".parse().unwrap();
+        assert!(validate(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("not in brs1's subnet"));
+        r.vips[1].vip = "100.72.5.253".parse().unwrap();
+        r.vips[1].bridge = "brs9".into();
+        assert!(validate(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("not in the model"));
     }
 
     #[test]

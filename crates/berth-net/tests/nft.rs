@@ -366,6 +366,7 @@ fn port_published_on_loopback_reaches_the_container_from_the_host() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -400,6 +401,7 @@ fn port_published_on_loopback_is_not_reachable_from_a_neighbour() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(
                 Proto::Tcp,
@@ -448,6 +450,7 @@ fn port_published_on_all_addresses_reaches_the_container_from_outside() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -481,6 +484,7 @@ fn udp_port_round_trip() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Udp, None, 5353, "100.72.0.2", 53, "br0")],
         })
@@ -512,6 +516,7 @@ fn hairpin_container_reaches_published_ports_of_its_own_bridge() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0")],
         })
@@ -569,6 +574,7 @@ fn bridges_are_isolated_and_only_published_ports_are_reachable_from_outside() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![
                 bridge("bra", "100.72.0.0/24"),
                 bridge("brb", "100.72.1.0/24"),
@@ -651,6 +657,7 @@ fn internal_bridge_and_disabled_icc() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![internal, no_icc],
             ports: vec![],
         })
@@ -691,6 +698,7 @@ fn apply_replaces_the_table_and_leaves_other_tables_alone() {
         let mut model = Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Tcp, None, 8080, "100.72.0.2", 80, "br0"),
@@ -750,6 +758,7 @@ fn a_published_port_53_does_not_capture_the_embedded_dns() {
         nft::apply(&Ruleset {
             ip6: false,
             services: Vec::new(),
+            vips: Vec::new(),
             bridges: vec![bridge("br0", "100.72.0.0/24")],
             ports: vec![
                 port(Proto::Udp, None, 53, "100.72.0.2", 53, "br0"),
