@@ -11,6 +11,7 @@ pub mod opts;
 pub mod progress;
 pub mod run;
 pub mod service;
+pub mod stack;
 pub mod stdio;
 pub mod system;
 pub mod transfer;
@@ -224,6 +225,9 @@ pub enum Verb {
     /// Manage Swarm services
     #[command(subcommand)]
     Service(service::ServiceVerb),
+    /// Manage Swarm stacks
+    #[command(subcommand)]
+    Stack(stack::StackVerb),
     /// Show the berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -404,6 +408,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Port(a) | Verb::Container(ContainerVerb::Port(a)) => network::port(c, a).await,
         Verb::Swarm(v) => service::swarm(c, v).await,
         Verb::Service(v) => service::run(c, v).await,
+        Verb::Stack(v) => stack::run(c, v).await,
     }
 }
 

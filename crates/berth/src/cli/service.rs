@@ -1144,7 +1144,7 @@ async fn create(client: &Client, args: CreateArgs) -> anyhow::Result<()> {
     wait_on_service(client, &id, Await::Converge, args.wait.quiet).await
 }
 
-fn print_warnings(v: &Value) {
+pub(crate) fn print_warnings(v: &Value) {
     for w in v
         .get("Warnings")
         .and_then(Value::as_array)
@@ -1163,14 +1163,14 @@ async fn get_service(client: &Client, name: &str) -> anyhow::Result<Value> {
         .await
 }
 
-fn version_of(service: &Value) -> u64 {
+pub(crate) fn version_of(service: &Value) -> u64 {
     service
         .pointer("/Version/Index")
         .and_then(Value::as_u64)
         .unwrap_or(0)
 }
 
-fn id_of(service: &Value) -> &str {
+pub(crate) fn id_of(service: &Value) -> &str {
     service
         .get("ID")
         .and_then(Value::as_str)
@@ -1178,7 +1178,7 @@ fn id_of(service: &Value) -> &str {
 }
 
 /// `POST /services/{id}/update?version=N[&rollback=previous]`.
-async fn post_update(
+pub(crate) async fn post_update(
     client: &Client,
     service: &Value,
     spec: &Value,
@@ -1398,7 +1398,7 @@ pub fn display_image(image: &str) -> String {
     }
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -1496,12 +1496,22 @@ fn service_row(s: &Value) -> Value {
 }
 
 async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
-    let format = service_format(args.format.as_deref().unwrap_or(""), args.quiet);
-    let fmt = ListFormat::parse(&format, SERVICE_TABLE, SERVICE_FIELDS)?;
     let q = Query::new("/services")
         .arg("status", "true")
         .opt("filters", format::filters_json(&args.filters)?.as_deref());
-    let mut list: Vec<Value> = client.get_json(&q.build()).await?;
+    let list: Vec<Value> = client.get_json(&q.build()).await?;
+    print_services(list, args.format.as_deref().unwrap_or(""), args.quiet)
+}
+
+/// Prints services as `service ls` does (also `stack services`): sorted by name, in
+/// docker's table or the given `--format`.
+pub(crate) fn print_services(
+    mut list: Vec<Value>,
+    format: &str,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let format = service_format(format, quiet);
+    let fmt = ListFormat::parse(&format, SERVICE_TABLE, SERVICE_FIELDS)?;
     list.sort_by(|x, y| {
         let (a, b) = (str_at(x, "/Spec/Name"), str_at(y, "/Spec/Name"));
         if natural_less(a, b) {
@@ -1659,7 +1669,7 @@ fn task_rows(
     rows
 }
 
-fn is_not_found(e: &anyhow::Error) -> bool {
+pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ApiError>()
         .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND)
 }
@@ -1707,44 +1717,71 @@ async fn ps(client: &Client, args: PsArgs) -> anyhow::Result<()> {
     }
     let q = Query::new("/tasks").opt("filters", format::add_filters(filters)?.as_deref());
     let tasks: Vec<Value> = client.get_json(&q.build()).await?;
-    let nodes = if args.no_resolve {
-        HashMap::new()
-    } else {
-        node_names(client).await?
+    let listing = TaskListing {
+        no_resolve: args.no_resolve,
+        no_trunc: args.no_trunc,
+        quiet: args.quiet,
+        format: args.format.as_deref().unwrap_or(""),
     };
-    let names = if args.no_resolve {
-        HashMap::new()
-    } else {
-        service_names
-    };
-    let format = match args.format.as_deref() {
-        None | Some("") | Some("table") if args.quiet => "{{.ID}}",
-        None | Some("") | Some("table") => TASK_TABLE,
-        Some(f) => f,
-    };
-    let fmt = ListFormat::parse(format, TASK_TABLE, TASK_FIELDS)?;
-    // As docker: -q shows whole IDs.
-    let trunc = !(args.no_trunc || args.quiet);
-    let rows = task_rows(
-        &tasks,
-        &names,
-        &nodes,
-        trunc,
-        format.starts_with("table"),
-        chrono::Utc::now(),
-    );
-    super::out(&fmt.render(&rows, TASK_FIELDS)?)?;
+    print_tasks(client, &tasks, service_names, &listing).await?;
     if !not_found.is_empty() {
         bail!("{}", not_found.join("\n"));
     }
     Ok(())
 }
 
+/// How `service ps` and `stack ps` print tasks.
+pub(crate) struct TaskListing<'a> {
+    /// Do not map service and node IDs to names.
+    pub no_resolve: bool,
+    pub no_trunc: bool,
+    pub quiet: bool,
+    /// `--format` (empty: docker's table).
+    pub format: &'a str,
+}
+
+/// Prints tasks as `service ps` does: `service_names` maps the IDs of their services
+/// to names.
+pub(crate) async fn print_tasks(
+    client: &Client,
+    tasks: &[Value],
+    service_names: HashMap<String, String>,
+    listing: &TaskListing<'_>,
+) -> anyhow::Result<()> {
+    let nodes = if listing.no_resolve {
+        HashMap::new()
+    } else {
+        node_names(client).await?
+    };
+    let names = if listing.no_resolve {
+        HashMap::new()
+    } else {
+        service_names
+    };
+    let format = match listing.format {
+        "" | "table" if listing.quiet => "{{.ID}}",
+        "" | "table" => TASK_TABLE,
+        f => f,
+    };
+    let fmt = ListFormat::parse(format, TASK_TABLE, TASK_FIELDS)?;
+    // As docker: -q shows whole IDs.
+    let trunc = !(listing.no_trunc || listing.quiet);
+    let rows = task_rows(
+        tasks,
+        &names,
+        &nodes,
+        trunc,
+        format.starts_with("table"),
+        chrono::Utc::now(),
+    );
+    super::out(&fmt.render(&rows, TASK_FIELDS)?)
+}
+
 // ---------------------------------------------------------- waiting on a service
 
 /// What a verb waits for after its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Await {
+pub(crate) enum Await {
     /// The tasks of the current spec run (create, scale, an update of the service only).
     Converge,
     /// A rolling update completes (`UpdateStatus.State` `completed`).
@@ -1854,7 +1891,7 @@ fn short_error(e: &str) -> String {
 /// Follows a service until it converged (docker's `ServiceProgress`): a progress line
 /// per change, then the monitor period during which the tasks must stay up. Fails when
 /// the update pauses or rolls back, or when tasks keep failing for a minute.
-async fn wait_on_service(
+pub(crate) async fn wait_on_service(
     client: &Client,
     id: &str,
     what: Await,
