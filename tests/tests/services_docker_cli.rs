@@ -361,6 +361,16 @@ services:
 "#
         )
     };
+    // A service outside the stack: `stack ps` does not show its task.
+    ok(d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "loner",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
     std::fs::write(&file, compose("sleep 1000")).expect("write stack file");
     let f = file.to_str().expect("path");
     ok(d.docker(&["stack", "deploy", "-c", f, "s"]));
@@ -380,6 +390,13 @@ services:
         .collect::<Vec<_>>()
             == ["s_db 1/1", "s_web 2/2"]
     });
+    let names = ok(d.docker(&["stack", "ps", "s", "--format", "{{.Name}}"]));
+    assert!(
+        !names.is_empty() && names.lines().all(|n| n.starts_with("s_")),
+        "{names}"
+    );
+    ok(d.docker(&["service", "rm", "loner"]));
+
     // The stack's network: a swarm overlay network, which is a bridge on this one host;
     // its tasks are on it, other containers only when it is attachable.
     assert_eq!(

@@ -580,6 +580,15 @@ pub(crate) async fn tasks(State(engine): State<Engine>, params: Params) -> Respo
                                 || (d == "accepted" && t.desired_state == "running")
                         }))
                     && up_to_date.is_none_or(|u| u == t.up_to_date)
+                    // The service's labels (swarmkit matches a task by its service's
+                    // annotations: `docker stack ps` filters on the stack's label).
+                    && filters.labels_match(
+                        "label",
+                        &t.spec
+                            .get("Labels")
+                            .and_then(|l| serde_json::from_value(l.clone()).ok())
+                            .unwrap_or_default(),
+                    )
             })
             .map(|t| task_json(&t))
             .collect::<Vec<_>>())
