@@ -1286,6 +1286,11 @@ impl Engine {
     /// or the daemon was killed between a container's create and its record): stopped
     /// within their grace period and removed.
     fn sweep_task_containers(&self) -> Result<()> {
+        match self.service_store().prune_orphan_tasks() {
+            Ok(0) => {}
+            Ok(n) => info!(tasks = n, "records of tasks whose service is gone removed"),
+            Err(e) => warn!(error = %e, "records of tasks whose service is gone not removed"),
+        }
         let known: HashSet<String> = self
             .service_store()
             .tasks(None)

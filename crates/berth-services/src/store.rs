@@ -426,7 +426,14 @@ impl ServiceStore {
         Ok(out)
     }
 
+    /// Writes a task's record, if its service still exists (checked under the write
+    /// lock, so a task the loop creates while its service is removed is refused, not
+    /// left behind with no service to remove it).
     pub fn put_task(&self, task: &TaskRecord) -> Result<()> {
+        let _g = self.lock();
+        if self.db.doc(SERVICE, &task.service_id)?.is_none() {
+            return Err(StoreError::NotFound(task.service_id.clone()));
+        }
         let doc = encode("task", &task.id, task)?;
         self.db.write_docs(&[DocChange::Put {
             kind: TASK,
@@ -434,6 +441,30 @@ impl ServiceStore {
             doc: &doc,
         }])?;
         Ok(())
+    }
+
+    /// Removes the records of tasks whose service is gone (left by an older berth);
+    /// returns how many.
+    pub fn prune_orphan_tasks(&self) -> Result<usize> {
+        let _g = self.lock();
+        let services: Vec<ServiceRecord<serde_json::Value>> = self.services()?;
+        let orphans: Vec<TaskRecord> = self
+            .tasks(None)?
+            .into_iter()
+            .filter(|t| !services.iter().any(|s| s.id == t.service_id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let changes: Vec<DocChange<'_>> = orphans
+            .iter()
+            .map(|t| DocChange::Delete {
+                kind: TASK,
+                key: &t.id,
+            })
+            .collect();
+        self.db.write_docs(&changes)?;
+        Ok(orphans.len())
     }
 
     pub fn remove_task(&self, id: &str) -> Result<()> {
@@ -597,6 +628,32 @@ mod tests {
         let left: Vec<String> = s.tasks(None).unwrap().into_iter().map(|t| t.id).collect();
         assert_eq!(left, ["t3"]);
         assert!(matches!(s.remove("a"), Err(StoreError::NotFound(_))));
+        // A task of the removed service written afterwards (the loop was creating it)
+        // is refused; one left by an older berth is pruned.
+        let late = TaskRecord {
+            schema: SCHEMA,
+            id: "t4".into(),
+            service_id: "a".into(),
+            slot: 1,
+            revision: 1,
+            container_id: None,
+            created_at: 1,
+            shutdown: None,
+            ready_at: None,
+            ended_at: None,
+            error: None,
+        };
+        assert!(matches!(s.put_task(&late), Err(StoreError::NotFound(_))));
+        let doc = serde_json::to_vec(&late).unwrap();
+        s.db.write_docs(&[DocChange::Put {
+            kind: TASK,
+            key: "t4",
+            doc: &doc,
+        }])
+        .unwrap();
+        assert_eq!(s.prune_orphan_tasks().unwrap(), 1);
+        let left: Vec<String> = s.tasks(None).unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(left, ["t3"]);
     }
 
     #[test]
