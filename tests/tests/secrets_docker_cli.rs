@@ -3,7 +3,8 @@
 //! secret in use), a service's tasks get them as read-only files with the owner and mode
 //! asked (a secret under /run/secrets, on a tmpfs of its own, never written to berth's
 //! disk), a replaced task gets them again, `--secret-rm` then `secret rm`, a stack file's
-//! `secrets:` through `docker stack deploy`, and `swarm leave --force` takes them away.
+//! `secrets:` through `docker stack deploy`, and `swarm leave --force` takes them away
+//! (with the stack's overlay network).
 
 use std::time::{Duration, Instant};
 
@@ -313,11 +314,19 @@ configs:
 
     // Leaving the swarm takes the services, their secrets and configs, and the tasks'
     // tmpfs mounts.
+    assert!(ok(d.docker(&["network", "ls", "--format", "{{.Name}}"])).contains("s_default"));
     ok(d.docker(&["swarm", "leave", "--force"]));
     eventually("the task is gone", &d, || {
         task_containers(&d, "s_web").is_empty()
     });
-    assert_eq!(tmpfs_mounts_under(&d.root), Vec::<String>::new());
+    // (Unmounted as the exit is handled, a moment after the process ends.)
+    eventually("the task's tmpfs is unmounted", &d, || {
+        tmpfs_mounts_under(&d.root).is_empty()
+    });
+    // The stack's overlay network goes with the swarm (as on a Docker node that leaves).
+    eventually("the overlay network is gone", &d, || {
+        !ok(d.docker(&["network", "ls", "--format", "{{.Name}}"])).contains("s_default")
+    });
     ok(d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]));
     assert_eq!(ok(d.docker(&["secret", "ls", "-q"])), "");
     assert_eq!(ok(d.docker(&["config", "ls", "-q"])), "");

@@ -1602,7 +1602,7 @@ impl Engine {
         self.remove_network_now(key)
     }
 
-    fn remove_network_now(&self, key: &str) -> Result<()> {
+    pub(crate) fn remove_network_now(&self, key: &str) -> Result<()> {
         let mut st = self.net_state();
         let rec = match Self::find_network(&st, key) {
             Some(r) => r.clone(),

@@ -79,6 +79,9 @@ pub(crate) struct ServicesState {
     /// (a kill may have left orphans) and when the swarm is left. Inside one, every round
     /// sweeps.
     sweep_due: std::sync::atomic::AtomicBool,
+    /// Outside a swarm: the overlay networks (the swarm's) are to be removed once their
+    /// tasks are gone. Set at daemon start and when the swarm is left.
+    swarm_networks_due: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ServicesState {
@@ -89,6 +92,7 @@ impl Default for ServicesState {
             wake_cv: Default::default(),
             stopping: Default::default(),
             sweep_due: std::sync::atomic::AtomicBool::new(true),
+            swarm_networks_due: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
@@ -821,8 +825,44 @@ impl Engine {
         self.services_state()
             .sweep_due
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.services_state()
+            .swarm_networks_due
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake_services();
         Ok(())
+    }
+
+    /// Outside a swarm: removes the overlay networks (they went with the swarm, as on a
+    /// Docker node that leaves) that nothing uses any more. Returns whether some wait for
+    /// task containers still stopping. One that a container which is not a task uses
+    /// stays, with a warning (the operator removes it).
+    fn remove_swarm_networks(&self) -> Result<bool> {
+        let overlays: Vec<(String, String)> = self
+            .list_networks()
+            .into_iter()
+            .filter(|n| n.record.driver == "overlay")
+            .map(|n| (n.record.id, n.record.name))
+            .collect();
+        if overlays.is_empty() {
+            return Ok(false);
+        }
+        let records = self.container_records()?;
+        let mut pending = false;
+        for (id, name) in overlays {
+            let users: Vec<&crate::ContainerRecord> = records
+                .iter()
+                .filter(|c| c.net.networks.iter().any(|a| a.network_id == id))
+                .collect();
+            if users.is_empty() {
+                self.remove_network_now(&id)?;
+                info!(network = %name, "overlay network removed with the swarm");
+            } else if users.iter().all(|c| c.labels.contains_key(LABEL_TASK_ID)) {
+                pending = true;
+            } else {
+                warn!(network = %name, "overlay network kept after the swarm: containers that are not tasks use it");
+            }
+        }
+        Ok(pending)
     }
 
     fn emit_service(&self, s: &Service, action: &str) {
@@ -1337,6 +1377,22 @@ impl Engine {
                     .sweep_due
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 return Err(e);
+            }
+        }
+        if swarm.is_none()
+            && self
+                .services_state()
+                .swarm_networks_due
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let pending = self.remove_swarm_networks().unwrap_or_else(|e| {
+                warn!(error = %e, "overlay networks not removed after the swarm");
+                true
+            });
+            if pending {
+                self.services_state()
+                    .swarm_networks_due
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
         let services: Vec<Service> = match swarm {
