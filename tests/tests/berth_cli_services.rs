@@ -279,6 +279,21 @@ fn berth_service_verbs_create_scale_update_roll_back_and_remove() {
         task_args(d, "web") == ["[\"sleep 1000\"]"]
     });
 
+    // --to: any kept revision by number (berth's; `inspect` lists them), with the image
+    // ID it recorded; a revision that is not kept is refused by name.
+    assert_eq!(
+        service_field(d, "web", "{{.Revision}} {{len .Revisions}}"),
+        "1 3"
+    );
+    let err = fails(d.berth(&["service", "rollback", "--to", "9", "web"]));
+    assert!(err.contains("revision 9 is not kept"), "{err}");
+    ok(d.berth(&["service", "rollback", "--to", "2", "web"]));
+    assert_eq!(service_field(d, "web", "{{.Revision}}"), "2");
+    // (Revision 2 is the update's: two replicas of the new command.)
+    eventually("revision 2's command runs", d, || {
+        task_args(d, "web") == ["[\"sleep 999\"]", "[\"sleep 999\"]"]
+    });
+
     // Remove: the tasks go; the service is no more.
     assert_eq!(ok(d.berth(&["service", "rm", "web"])), "web\n");
     eventually("the tasks removed", d, || {

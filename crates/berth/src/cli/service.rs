@@ -402,6 +402,10 @@ pub struct ScaleArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub wait: WaitFlags,
+    /// Roll back to this kept revision instead of the previous one (berth's; `service
+    /// inspect` lists them under Revisions)
+    #[arg(long, value_name = "REVISION")]
+    pub to: Option<u64>,
     #[arg(value_name = "SERVICE")]
     pub service: String,
 }
@@ -1178,15 +1182,16 @@ pub(crate) fn id_of(service: &Value) -> &str {
 }
 
 /// `POST /services/{id}/update?version=N[&rollback=previous]`.
+/// Docker's update (`rollback`: `previous`, or berth's revision number).
 pub(crate) async fn post_update(
     client: &Client,
     service: &Value,
     spec: &Value,
-    rollback: bool,
+    rollback: Option<&str>,
 ) -> anyhow::Result<()> {
     let q = Query::new(format!("/services/{}/update", path_escape(id_of(service))))
         .arg("version", version_of(service).to_string())
-        .opt("rollback", rollback.then_some("previous"));
+        .opt("rollback", rollback);
     let resp = client.post_body(&q.build(), spec).await?;
     let bytes = read_all(resp).await?;
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
@@ -1224,7 +1229,7 @@ async fn update(client: &Client, args: UpdateArgs) -> anyhow::Result<()> {
         if others || probe != spec {
             bail!("other flags may not be combined with --rollback");
         }
-        post_update(client, &service, &current, true).await?;
+        post_update(client, &service, &current, Some("previous")).await?;
         super::out(&format!("{}\n", args.service))?;
         if args.wait.detach {
             return Ok(());
@@ -1233,7 +1238,7 @@ async fn update(client: &Client, args: UpdateArgs) -> anyhow::Result<()> {
     }
     update_spec(&args, &mut spec)?;
     let new_tasks = spec.get("TaskTemplate") != current.get("TaskTemplate");
-    post_update(client, &service, &Value::Object(spec), false).await?;
+    post_update(client, &service, &Value::Object(spec), None).await?;
     super::out(&format!("{}\n", args.service))?;
     if args.wait.detach {
         return Ok(());
@@ -1249,7 +1254,14 @@ async fn update(client: &Client, args: UpdateArgs) -> anyhow::Result<()> {
 async fn rollback(client: &Client, args: RollbackArgs) -> anyhow::Result<()> {
     let service = get_service(client, &args.service).await?;
     let spec = service.get("Spec").cloned().unwrap_or_else(|| json!({}));
-    post_update(client, &service, &spec, true).await?;
+    let to = args.to.map(|n| n.to_string());
+    post_update(
+        client,
+        &service,
+        &spec,
+        Some(to.as_deref().unwrap_or("previous")),
+    )
+    .await?;
     super::out(&format!("{}\n", args.service))?;
     if args.wait.detach {
         return Ok(());
@@ -1306,7 +1318,7 @@ async fn scale_one(client: &Client, name: &str, replicas: u64) -> anyhow::Result
         }
         _ => bail!("scale can only be used with replicated or replicated-job mode"),
     }
-    post_update(client, &service, &spec, false).await?;
+    post_update(client, &service, &spec, None).await?;
     Ok(id_of(&service).to_string())
 }
 

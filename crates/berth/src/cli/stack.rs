@@ -546,7 +546,7 @@ async fn deploy_services(
                     *f = force;
                 }
                 let changed = spec.get("TaskTemplate") != current.get("TaskTemplate");
-                service::post_update(client, svc, &spec, false)
+                service::post_update(client, svc, &spec, None)
                     .await
                     .map_err(|e| anyhow::anyhow!("failed to update service {name}: {e:#}"))?;
                 out.push((
