@@ -2372,12 +2372,16 @@ impl Engine {
             return;
         };
         st.release(&net.endpoints);
-        teardown_kernel(&net);
+        // The published ports go before the interfaces: a connection arriving between
+        // the two would be sent to an address that no longer exists and wait for ARP
+        // (about 3 s, EHOSTUNREACH) where it is now refused at once (found by
+        // bench/services.sh during compose recreates).
         if !net.ports.is_empty() {
             if let Err(e) = self.apply_rules(&st) {
                 warn!(container.id = %id, error = %e, "rules not updated after the container's exit");
             }
         }
+        teardown_kernel(&net);
         let nets: Vec<NetworkRecord> = net
             .endpoints
             .iter()
