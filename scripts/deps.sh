@@ -29,11 +29,16 @@ if [ "${#vm_need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_need[@]}" >/dev/null
 fi
 # podman (Debian's 4.3): a peer the registry tests pull with (registry.rs), and the
-# peer of bench/userns.sh; without the recommends.
-if ! dpkg-query -W -f='${Status}' podman 2>/dev/null | grep -q "ok installed"; then
-    echo "installing: podman" >&2
+# peer of bench/userns.sh; docker-compose (Debian's 1.29): the compose tests
+# (compose_cli.rs); both without the recommends (no docker.io).
+peers=()
+for pkg in podman docker-compose; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || peers+=("$pkg")
+done
+if [ "${#peers[@]}" -gt 0 ]; then
+    echo "installing: ${peers[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${peers[@]}" >/dev/null
 fi
 # The Docker SDK for Python, from PyPI (Debian's python marks itself externally managed).
 if ! python3 -c "import docker" 2>/dev/null; then

@@ -147,8 +147,10 @@ fn inspect_json(d: &ImageDetails, version: ApiVersion) -> Value {
             json!(rfc3339_nano(created).unwrap_or_else(|| created.to_string())),
         );
     }
-    // Docker dropped these in API 1.45; older clients still read them.
-    if version < ApiVersion::new(1, 45) {
+    // Docker dropped these in API 1.45, but clients that negotiate a newer version still
+    // read them: docker-compose 1.29's recreate fails with `KeyError: 'ContainerConfig'`
+    // (as it does against Docker 25 and later). berth keeps them in every version.
+    {
         v.insert(
             "Container".into(),
             cfg.other
