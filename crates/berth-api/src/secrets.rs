@@ -76,7 +76,7 @@ fn decode_spec(kind: ObjectKind, body: &[u8]) -> Result<Spec, ApiError> {
     }
     let data = match b.data {
         None => None,
-        Some(d) => Some(berth_services_b64(&d).map_err(|e| {
+        Some(d) => Some(berth_engine::swarm_objects::decode_base64(&d).map_err(|e| {
             ApiError::bad_request(format!("invalid {kind} spec: Data: not base64: {e}"))
         })?),
     };
@@ -85,13 +85,6 @@ fn decode_spec(kind: ObjectKind, body: &[u8]) -> Result<Spec, ApiError> {
         labels: b.labels.unwrap_or_default(),
         data,
     })
-}
-
-fn berth_services_b64(s: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_bytes())
-        .map_err(|e| e.to_string())
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -104,8 +97,7 @@ fn rfc3339(ms: u64) -> String {
 fn object_json(o: &ObjectRecord) -> Value {
     let mut spec = json!({ "Name": o.name, "Labels": o.labels });
     if o.kind == ObjectKind::Config {
-        use base64::Engine as _;
-        spec["Data"] = json!(base64::engine::general_purpose::STANDARD.encode(&o.data));
+        spec["Data"] = json!(berth_engine::swarm_objects::encode_base64(&o.data));
     }
     json!({
         "ID": o.id,

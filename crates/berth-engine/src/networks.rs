@@ -978,19 +978,7 @@ impl Engine {
         // Virtual IPs: each goes to the service's ready tasks on that network.
         for n in st.networks.values() {
             for (sid, v) in &n.rec.service_vips {
-                let backends = st
-                    .service_dns
-                    .get(sid)
-                    .map(|d| {
-                        d.ready
-                            .iter()
-                            .filter_map(|cid| st.live.get(cid))
-                            .flat_map(|l| l.net.endpoints.iter())
-                            .filter(|ep| ep.network_id == n.rec.id)
-                            .map(|ep| ep.ip)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let backends = vip_backends(st, sid, &n.rec.id);
                 rules.vips.push(nft::ServiceVipRule {
                     service: v.service.clone(),
                     bridge: n.rec.bridge.clone(),
@@ -1156,19 +1144,7 @@ impl Engine {
             let Some(v) = n.rec.service_vips.get(service_id) else {
                 continue;
             };
-            let backends: Vec<Ipv4Addr> = st
-                .service_dns
-                .get(service_id)
-                .map(|d| {
-                    d.ready
-                        .iter()
-                        .filter_map(|cid| st.live.get(cid))
-                        .flat_map(|l| l.net.endpoints.iter())
-                        .filter(|ep| ep.network_id == n.rec.id)
-                        .map(|ep| ep.ip)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let backends = vip_backends(st, service_id, &n.rec.id);
             out.push((v.vip, backends));
         }
         out
@@ -3206,6 +3182,23 @@ fn parse_host_ports(s: &str) -> std::result::Result<Option<(u16, u16)>, String> 
             Ok(Some((x, x)))
         }
     }
+}
+
+/// The addresses on network `network_id` of a service's ready tasks: its virtual IP's
+/// backends.
+fn vip_backends(st: &NetState, service_id: &str, network_id: &str) -> Vec<Ipv4Addr> {
+    st.service_dns
+        .get(service_id)
+        .map(|d| {
+            d.ready
+                .iter()
+                .filter_map(|cid| st.live.get(cid))
+                .flat_map(|l| l.net.endpoints.iter())
+                .filter(|ep| ep.network_id == network_id)
+                .map(|ep| ep.ip)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turns the order of a service's addresses in successive answers.

@@ -18,6 +18,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_services::objects::ObjectError;
+pub use berth_services::objects::{decode_base64, encode_base64};
 use berth_services::ObjectStore;
 pub use berth_services::{ObjectKind, ObjectRecord};
 use berth_types::ErrorKind;
