@@ -1876,42 +1876,57 @@ impl Engine {
         Ok(())
     }
 
+    /// Without force, only a container its restart policy has let go of is removed.
+    /// From the exit on, a container is always either monitored (running, or its exit
+    /// being handled) or restarting (the monitor hands it over in one step), so the two
+    /// sets read under one lock say whether the state is the last one: a container read
+    /// as running that exits the next instant is not removed.
+    fn refuse_unless_released(&self, id: &str) -> Result<()> {
+        let handled_by = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (monitored, restarting) = {
+                let l = self.tracking();
+                (l.monitored.contains(id), l.restarting.contains(id))
+            };
+            if restarting {
+                // Docker's words (daemon/delete.go).
+                return Err(EngineError::conflict(format!(
+                        "You cannot remove a restarting container {id}. Stop the container before attempting removal or force remove"
+                    )));
+            }
+            if !monitored {
+                break;
+            }
+            if let ContainerState::Running { .. } = self.container_state(id)? {
+                return Err(running_conflict(id));
+            }
+            if std::time::Instant::now() > handled_by {
+                return Err(EngineError::conflict(format!(
+                    "cannot remove container {id}: its exit is still being handled: try again"
+                )));
+            }
+            // An exit the monitor is still handling: its restart policy decides first.
+            self.wait_monitor_done(id);
+        }
+        Ok(())
+    }
+
     /// `docker rm`: refuses a running container unless `force` (then kills it first),
     /// unmounts the rootfs and deletes the container's directory.
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
-        if !force
-            && matches!(
-                self.container_state(&rec.id)?,
-                ContainerState::Exited(_) | ContainerState::Dead
-            )
-        {
-            // An exit the monitor is still handling: its restart policy decides first
-            // whether the container is restarting.
-            self.wait_monitor_done(&rec.id);
-        }
-        if !force && self.is_restarting(&rec.id) {
-            // Docker's words (daemon/delete.go).
-            return Err(EngineError::conflict(format!(
-                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
-                rec.id
-            )));
-        }
-        if force {
+        if !force {
+            self.refuse_unless_released(&rec.id)?;
+        } else {
             // The restart policy leaves it alone from here; a restart under way settles
             // first, so the state below is the last one.
             self.mark_stopped_by_user(&rec.id)?;
             self.settle_restart(&rec.id);
         }
         match self.container_state(&rec.id)? {
-            ContainerState::Running { .. } if !force => {
-                return Err(EngineError::conflict(format!(
-                    "cannot remove container {}: container is running: stop the container before removing or force remove",
-                    rec.id
-                )))
-            }
+            ContainerState::Running { .. } if !force => return Err(running_conflict(&rec.id)),
             ContainerState::Running { .. } => {
                 match self.kill_container(&rec.id, libc::SIGKILL) {
                     // It exited between the check and the kill: nothing to kill.
@@ -1946,6 +1961,13 @@ impl Engine {
         self.emit_container(&rec, "destroy", &[]);
         Ok(())
     }
+}
+
+/// Docker's refusal to remove a running container without force (daemon/delete.go).
+fn running_conflict(id: &str) -> EngineError {
+    EngineError::conflict(format!(
+        "cannot remove container {id}: container is running: stop the container before removing or force remove"
+    ))
 }
 
 #[cfg(test)]
