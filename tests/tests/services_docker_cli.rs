@@ -720,6 +720,17 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
         ]));
     };
     service("api", "vip");
+    // The virtual IP, allocated before the create answers: the highest free address
+    // of the network, shown as Docker shows it.
+    let net_id = ok(d.docker(&["network", "inspect", "front", "-f", "{{.Id}}"]));
+    let vips = ok(d.docker(&[
+        "service",
+        "inspect",
+        "api",
+        "-f",
+        "{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{end}}",
+    ]));
+    assert_eq!(vips.trim(), format!("{} 100.90.40.254/24", net_id.trim()));
     ok(d.docker(&[
         "run",
         "-d",
@@ -735,17 +746,7 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
         tasks = task_containers(&d, "api");
         tasks.len() == 2
     });
-    // The virtual IP: the highest free address of the network, shown as Docker shows
-    // it; the name and the alias resolve to it, `tasks.api` to the ready tasks.
-    let net_id = ok(d.docker(&["network", "inspect", "front", "-f", "{{.Id}}"]));
-    let vips = ok(d.docker(&[
-        "service",
-        "inspect",
-        "api",
-        "-f",
-        "{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{end}}",
-    ]));
-    assert_eq!(vips.trim(), format!("{} 100.90.40.254/24", net_id.trim()));
+    // The name and the alias resolve to it, `tasks.api` to the ready tasks.
     let vip = "100.90.40.254";
     assert_eq!(resolve(&d, "client", "api"), [vip]);
     assert_eq!(resolve(&d, "client", "api-alias"), [vip]);
@@ -812,7 +813,7 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
         resolve(&d, "client", "api").is_empty() && resolve(&d, "client", "rr").is_empty()
     });
     service("api2", "vip");
-    eventually("api2 gets the released address", &d, || {
+    assert_eq!(
         ok(d.docker(&[
             "service",
             "inspect",
@@ -820,9 +821,10 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
             "-f",
             "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
         ]))
-        .trim()
-            == "100.90.40.254/24"
-    });
+        .trim(),
+        "100.90.40.254/24",
+        "api2 gets the address api released"
+    );
     ok(d.docker(&["service", "rm", "api2"]));
     ok(d.docker(&["rm", "-f", "client"]));
 }

@@ -82,6 +82,9 @@ pub(crate) struct ServicesState {
     /// Outside a swarm: the overlay networks (the swarm's) are to be removed once their
     /// tasks are gone. Set at daemon start and when the swarm is left.
     swarm_networks_due: std::sync::atomic::AtomicBool,
+    /// Held while a service's virtual IPs change: a round that read a service just
+    /// before its removal does not allocate them again after the removal freed them.
+    vips: Mutex<()>,
 }
 
 impl Default for ServicesState {
@@ -93,6 +96,7 @@ impl Default for ServicesState {
             stopping: Default::default(),
             sweep_due: std::sync::atomic::AtomicBool::new(true),
             swarm_networks_due: std::sync::atomic::AtomicBool::new(true),
+            vips: Mutex::new(()),
         }
     }
 }
@@ -565,9 +569,6 @@ impl Engine {
         let (networks, aliases) = service_networks(spec);
         let mut names = vec![svc.name.clone(), format!("tasks.{}", svc.name)];
         names.extend(aliases);
-        // A virtual IP on each network unless `EndpointSpec.Mode` is dnsrr.
-        let dnsrr = field(spec, &["EndpointSpec", "Mode"]).and_then(Value::as_str) == Some("dnsrr");
-        let vip_networks = if dnsrr { Vec::new() } else { networks.clone() };
         self.set_service_dns(
             &svc.id,
             Some((
@@ -576,7 +577,7 @@ impl Engine {
                 ready.iter().map(|(c, _)| c.clone()).collect(),
             )),
         );
-        self.set_service_vips(&svc.id, &svc.name, &vip_networks)?;
+        self.sync_service_vips(svc)?;
         let ports = service_ports(spec)?;
         if ports.is_empty() {
             return self.set_service_ports(&svc.id, Vec::new());
@@ -595,6 +596,28 @@ impl Engine {
             })
             .collect();
         self.set_service_ports(&svc.id, rules)
+    }
+
+    /// A virtual IP on each of the service's networks unless `EndpointSpec.Mode` is
+    /// dnsrr (allocated, kept or released to match its current spec).
+    fn sync_service_vips(&self, svc: &Service) -> Result<()> {
+        let _g = self
+            .services_state()
+            .vips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.service_store().service::<Value>(&svc.id).is_err() {
+            return Ok(()); // removed meanwhile: its removal released them
+        }
+        let spec = svc.current().map_or(&Value::Null, |r| &r.spec);
+        let dnsrr = field(spec, &["EndpointSpec", "Mode"]).and_then(Value::as_str) == Some("dnsrr");
+        let vip_networks = if dnsrr {
+            Vec::new()
+        } else {
+            service_networks(spec).0
+        };
+        self.set_service_vips(&svc.id, &svc.name, &vip_networks)
+            .map(drop)
     }
 
     pub(crate) fn service_store(&self) -> ServiceStore {
@@ -669,6 +692,12 @@ impl Engine {
             .service_store()
             .create(&id, name, spec, &image_id, now_ms())
             .map_err(store_err)?;
+        // Its virtual IPs before the answer, as Docker's (inspect shows them at once).
+        if let Err(e) = self.sync_service_vips(&rec) {
+            let _ = self.set_service_vips(&id, name, &[]);
+            let _ = self.service_store().remove(&id);
+            return Err(e);
+        }
         info!(service.id = %id, service.name = name, node.id = %swarm.node_id, image = %image_id, "service created");
         self.emit_service(&rec, "create");
         self.wake_services();
@@ -767,6 +796,10 @@ impl Engine {
                     .map_err(store_err)?
             }
         };
+        // Networks the new spec names get their virtual IPs before the answer.
+        if let Err(e) = self.sync_service_vips(&rec) {
+            warn!(service.id = %rec.id, error = %e, "service virtual IPs: the reconcile loop tries again");
+        }
         info!(service.id = %rec.id, revision = rec.revision, ?rollback, "service updated");
         self.emit_service(&rec, "update");
         self.wake_services();
@@ -806,7 +839,18 @@ impl Engine {
     /// the tasks' containers (within their grace period) and removes them.
     pub fn remove_service(&self, key: &str) -> Result<()> {
         let cur = self.service(key)?;
-        self.service_store().remove(&cur.id).map_err(store_err)?;
+        {
+            let _g = self
+                .services_state()
+                .vips
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.service_store().remove(&cur.id).map_err(store_err)?;
+            // Its virtual IPs are free once the answer is given (its tasks stop meanwhile).
+            if let Err(e) = self.set_service_vips(&cur.id, &cur.name, &[]) {
+                warn!(service.id = %cur.id, error = %e, "service virtual IPs: the reconcile loop releases them");
+            }
+        }
         info!(service.id = %cur.id, service.name = %cur.name, "service removed");
         self.emit_service(&cur, "remove");
         self.wake_services();
