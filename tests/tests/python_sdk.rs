@@ -78,3 +78,8 @@ fn docker_sdk_for_python_stop_during_a_restart_delay_holds() {
 fn docker_sdk_for_python_runs_services() {
     run_sdk_script("services");
 }
+
+#[test]
+fn docker_sdk_for_python_builds_images() {
+    run_sdk_script("build");
+}

@@ -242,9 +242,9 @@ pub(crate) async fn list(
     Extension(version): Extension<ApiVersion>,
     params: Params,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    // `all` (intermediate images) and `digests` change nothing: berth keeps no
-    // intermediate images and always lists digests. They are still checked.
-    params.bool("all")?;
+    // `all`: also the intermediate images (untagged parents of other images, a build's
+    // steps). `digests` changes nothing: berth always lists them (still checked).
+    let all = params.bool("all")?;
     params.bool("digests")?;
     params.bool("manifests")?;
     let shared = params.bool("shared-size")?;
@@ -255,7 +255,7 @@ pub(crate) async fn list(
             filters.insert("reference", f);
         }
     }
-    let images = blocking(move || engine.list_images(&filters)).await?;
+    let images = blocking(move || engine.list_images(&filters, all)).await?;
     Ok(Json(
         images
             .iter()

@@ -26,6 +26,7 @@ use berth_engine::Engine;
 mod archive;
 mod attach;
 mod body;
+mod build;
 mod cgroups;
 mod commit;
 mod container_net;
@@ -75,6 +76,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
+        .route("/build", post(build::build))
         .route("/images/get", get(images::save_many))
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))

@@ -43,7 +43,8 @@ pub(crate) async fn ping() -> Response {
             (PRAGMA, HeaderValue::from_static("no-cache")),
             (
                 HeaderName::from_static("builder-version"),
-                HeaderValue::from_static(""),
+                // The classic builder (Docker's BuilderV1).
+                HeaderValue::from_static("1"),
             ),
         ],
         "OK",

@@ -166,6 +166,77 @@ impl Engine {
         }
     }
 
+    /// The container's filesystem changes as a layer: its overlay upper directory
+    /// without berth's own mount points.
+    fn container_layer(
+        &self,
+        rec: &crate::containers::ContainerRecord,
+    ) -> Result<berth_image::layer::IngestedLayer> {
+        let overlay = self.overlay(rec);
+        let upper = overlay.container_dir.join("upper");
+        let mut ingest = self.load_options().ingest();
+        // The container's own files: its setuid bits and file capabilities are kept
+        // (they are already on this host's disk, in its upper directory).
+        ingest.unpack.preserve_privileged_bits = true;
+        berth_image::diff::ingest_upper_diff(
+            self.store(),
+            &upper,
+            &overlay.lower_dirs(),
+            &crate::changes::INIT_LAYER,
+            crate::changes::owner_shift(rec),
+            &ingest,
+        )
+        .map_err(|e| {
+            let msg = format!("commit of container {}: {e}", rec.id);
+            if e.is_no_space() {
+                EngineError::new(berth_types::ErrorKind::Unavailable, msg)
+            } else {
+                EngineError::internal(msg)
+            }
+        })
+    }
+
+    /// A build step's commit (Docker's `CommitBuildStep`): the stopped container's
+    /// changes over its image, with `config` as the new image's config as it is (no
+    /// merge with the container's), `container_config` kept as Docker keeps it (the
+    /// build cache compares it) and `created_by` in the history. No event.
+    pub(crate) fn commit_build_step(
+        &self,
+        container: &str,
+        config: RunConfig,
+        container_config: &RunConfig,
+        created_by: String,
+        author: Option<String>,
+    ) -> Result<berth_types::Digest> {
+        let rec = self.container(container)?;
+        let (base, _) = self.resolve(&rec.image_id.to_string())?;
+        let layer = self.container_layer(&rec)?;
+        let mut extra = Map::new();
+        extra.insert("container".into(), json!(rec.id));
+        extra.insert(
+            "container_config".into(),
+            serde_json::to_value(container_config).unwrap_or(Value::Null),
+        );
+        Ok(derive_image(
+            self.store(),
+            Derivation {
+                base: Some(base),
+                steps: vec![Step {
+                    layer: Some(layer),
+                    history: History {
+                        created_by: Some(created_by),
+                        ..Default::default()
+                    },
+                }],
+                config,
+                author,
+                extra,
+                tags: Vec::new(),
+                source: "build".into(),
+            },
+        )?)
+    }
+
     /// `POST /commit` (see the module docs); returns the new image's ID.
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn commit_container(&self, name: &str, opts: &CommitOptions) -> Result<String> {
@@ -221,20 +292,7 @@ impl Engine {
                     }
                 }
             };
-        let overlay = self.overlay(&rec);
-        let upper = overlay.container_dir.join("upper");
-        let mut ingest = self.load_options().ingest();
-        // The container's own files: its setuid bits and file capabilities are kept
-        // (they are already on this host's disk, in its upper directory).
-        ingest.unpack.preserve_privileged_bits = true;
-        let layer = berth_image::diff::ingest_upper_diff(
-            self.store(),
-            &upper,
-            &overlay.lower_dirs(),
-            &crate::changes::INIT_LAYER,
-            crate::changes::owner_shift(&rec),
-            &ingest,
-        );
+        let layer = self.container_layer(&rec);
         let unpause = |engine: &Engine| {
             if paused_here {
                 if let Err(e) = engine.unpause_container(&rec.id) {
@@ -246,12 +304,7 @@ impl Engine {
             Ok(l) => l,
             Err(e) => {
                 unpause(self);
-                let msg = format!("commit of container {}: {e}", rec.id);
-                return Err(if e.is_no_space() {
-                    EngineError::new(berth_types::ErrorKind::Unavailable, msg)
-                } else {
-                    EngineError::internal(msg)
-                });
+                return Err(e);
             }
         };
         let created_by = container_config.cmd.clone().unwrap_or_default().join(" ");

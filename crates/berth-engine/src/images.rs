@@ -241,7 +241,7 @@ impl Engine {
         Err(not_found())
     }
 
-    fn config_of(&self, rec: &ImageRecord) -> Result<ImageConfig> {
+    pub(crate) fn config_of(&self, rec: &ImageRecord) -> Result<ImageConfig> {
         let bytes = self
             .store()
             .content
@@ -331,10 +331,22 @@ impl Engine {
     }
 
     /// Lists images, newest first. Filters: `dangling`, `label`, `before`, `since`,
-    /// `reference` (a glob over `repo` or `repo:tag`).
-    pub fn list_images(&self, filters: &Filters) -> Result<Vec<ImageSummary>> {
+    /// `reference` (a glob over `repo` or `repo:tag`). Without `all`, an untagged image
+    /// that is the parent of another (a build's intermediate image) is left out, as
+    /// Docker leaves it out.
+    pub fn list_images(&self, filters: &Filters, all: bool) -> Result<Vec<ImageSummary>> {
         filters.check(&["dangling", "label", "before", "since", "reference", "until"])?;
         let dangling = filters.bool("dangling")?;
+        let parents: HashSet<Digest> = if all {
+            HashSet::new()
+        } else {
+            self.store()
+                .meta
+                .images()?
+                .into_iter()
+                .filter_map(|r| r.parent)
+                .collect()
+        };
         let all = self.summaries()?;
         let created_of = |name: &str| -> Result<i64> {
             let (rec, _) = self.resolve(name)?;
@@ -359,6 +371,7 @@ impl Engine {
         Ok(all
             .into_iter()
             .map(|(s, _)| s)
+            .filter(|s| !s.repo_tags.is_empty() || !parents.contains(&s.id))
             .filter(|s| match dangling {
                 Some(true) => s.repo_tags.is_empty(),
                 Some(false) => !s.repo_tags.is_empty(),
@@ -598,26 +611,45 @@ impl Engine {
             .map(|u| parse_until(u))
             .collect::<Result<Vec<_>>>()?;
         let mut report = PruneReport::default();
-        for (s, _) in self.summaries()? {
-            if dangling_only && !s.repo_tags.is_empty() {
-                continue;
+        // Dangling, as Docker means it: untagged and no image's parent (a build's
+        // intermediate images stay while the image built on them does). A pass that
+        // removed an image may have left its parent dangling: passes go on until one
+        // removes nothing.
+        loop {
+            let parents: HashSet<Digest> = self
+                .store()
+                .meta
+                .images()?
+                .into_iter()
+                .filter_map(|r| r.parent)
+                .collect();
+            let before = report.deleted.len();
+            for (s, _) in self.summaries()? {
+                if dangling_only && (!s.repo_tags.is_empty() || parents.contains(&s.id)) {
+                    continue;
+                }
+                if !self.users_of(&s.id)?.is_empty() {
+                    continue;
+                }
+                if !until.iter().all(|u| s.created < *u)
+                    || !filters.labels_match("label", &s.labels)
+                {
+                    continue;
+                }
+                if filters.get("label!").iter().any(|f| {
+                    Filters(BTreeMap::from([("l".to_string(), vec![f.clone()])]))
+                        .labels_match("l", &s.labels)
+                }) {
+                    continue;
+                }
+                for t in self.store().meta.delete_image(&s.id)? {
+                    report.deleted.push(DeleteItem::Untagged(t.familiar()));
+                }
+                report.deleted.push(DeleteItem::Deleted(s.id));
             }
-            if !self.users_of(&s.id)?.is_empty() {
-                continue;
+            if !dangling_only || report.deleted.len() == before {
+                break;
             }
-            if !until.iter().all(|u| s.created < *u) || !filters.labels_match("label", &s.labels) {
-                continue;
-            }
-            if filters.get("label!").iter().any(|f| {
-                Filters(BTreeMap::from([("l".to_string(), vec![f.clone()])]))
-                    .labels_match("l", &s.labels)
-            }) {
-                continue;
-            }
-            for t in self.store().meta.delete_image(&s.id)? {
-                report.deleted.push(DeleteItem::Untagged(t.familiar()));
-            }
-            report.deleted.push(DeleteItem::Deleted(s.id));
         }
         report.space_reclaimed = self.collect_after_delete();
         info!(

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod build;
 pub mod cgroups;
 mod changes;
 mod commit;
@@ -213,6 +214,7 @@ impl Engine {
             }),
         };
         engine.sweep_incomplete_containers();
+        engine.sweep_builds();
         engine.rediscover_containers();
         engine.resume_containers();
         Ok(engine)

@@ -1,5 +1,6 @@
 //! The command line: `berth daemon` and the client verbs, spelled like docker's.
 
+pub mod build;
 pub mod containers;
 pub mod distribution;
 pub mod inspect;
@@ -183,6 +184,8 @@ pub enum Verb {
     Images(list::ImagesArgs),
     /// Load an image from a tar archive or STDIN
     Load(transfer::LoadArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(transfer::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -295,6 +298,8 @@ pub enum ImageVerb {
     History(inspect::HistoryArgs),
     /// Load an image from a tar archive or STDIN
     Load(transfer::LoadArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(transfer::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -355,6 +360,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Login(a) => login::login(c, a).await,
         Verb::Images(a) | Verb::Image(ImageVerb::Ls(a)) => list::images(c, a).await,
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
+        Verb::Build(a) | Verb::Image(ImageVerb::Build(a)) => build::build(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
         Verb::Import(a) | Verb::Image(ImageVerb::Import(a)) => transfer::import(c, a).await,
         Verb::Commit(a) => transfer::commit(c, a).await,

@@ -119,6 +119,19 @@ async fn upload(
     }
 }
 
+/// [`upload`] of a file (its size known, for the bar).
+pub async fn upload_file(
+    client: &Client,
+    path: &str,
+    file: std::fs::File,
+    label: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let size = file.metadata().ok().map(|m| m.len());
+    let reader: Reader = Box::new(tokio::fs::File::from_std(file));
+    upload(client, path, reader, size, label, progress).await
+}
+
 pub async fn load(client: &Client, args: LoadArgs) -> anyhow::Result<()> {
     let (reader, size) = open_input(args.input.as_deref(), "load").await?;
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());

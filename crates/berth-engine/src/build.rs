@@ -1,0 +1,1555 @@
+//! `POST /build`: Docker's classic builder (the protocol of `DOCKER_BUILDKIT=0 docker
+//! build`, the Docker SDK's `images.build` and docker-compose 1.29's `build:`).
+//!
+//! The client's context (a tar) is extracted with the `docker cp` extractor (hostile
+//! names, links and devices refused) into a private directory of the state root
+//! (`builds/<random>/context`, removed when the build ends and at daemon start). The
+//! Dockerfile is parsed by `berth-build`; then, as Docker's classic builder does, every
+//! stage up to the target is built step by step, each step's result an image whose
+//! parent is the previous one (untagged: `docker images -a` lists them, `docker images`
+//! does not):
+//!
+//! - RUN runs in a container of the current image with berth's defaults (seccomp,
+//!   capabilities, no-new-privileges), **no network** unless the build asks for one
+//!   (`networkmode`), the image's health check off, the build args in scope in its
+//!   environment; its output is streamed; a non-zero exit ends the build in Docker's
+//!   words. Its changes are committed (`commit_build_step`).
+//! - COPY and ADD select their sources in the context (or a previous stage's or an
+//!   image's root filesystem with `--from`) without ever leaving it, write them as a tar
+//!   with the owner and mode asked, and extract it into a created (never started)
+//!   container of the current image, whose changes are committed.
+//! - Every other instruction changes the config only: an image with an empty-layer
+//!   history entry.
+//!
+//! The cache is Docker's: a step whose parent image has a child built from the same
+//! instruction (its `container_config`, with COPY's content checksum in it) reuses that
+//! child (`---> Using cache`). Removing images removes the cache with them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Seek};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use berth_build::dockerfile::{
+    self, ArgDecl, Command, CopySpec, Dockerfile, Health, Instruction, Stage,
+};
+use berth_build::ignore::Matcher;
+use berth_build::{context, lex};
+use berth_image::model::{HealthConfig, RunConfig};
+use berth_store::ImageRecord;
+use berth_types::{Digest, ErrorKind, Reference};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::containers::CreateOptions;
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+/// What `POST /build` asks (Docker's query parameters).
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's path in the context (`Dockerfile` when empty).
+    pub dockerfile: String,
+    /// `t`: names to tag the result with.
+    pub tags: Vec<String>,
+    /// `buildargs`: a value of None takes the daemon's environment's (Docker) — berth
+    /// takes none from its own environment: such an arg stays unset.
+    pub build_args: BTreeMap<String, Option<String>>,
+    /// The stage to build (the last one when empty).
+    pub target: String,
+    /// `labels`: set on the result.
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// Pull every base image even when it is present.
+    pub pull: bool,
+    /// `networkmode`: RUN steps' network (`""`, `default` and `none`: none).
+    pub network: String,
+    pub platform: String,
+    /// Images whose steps may serve as cache (Docker's `cachefrom`).
+    pub cache_from: Vec<String>,
+    /// Remove intermediate containers after a successful build (Docker's default).
+    pub remove: bool,
+    /// Remove them whatever happens.
+    pub force_remove: bool,
+}
+
+/// Where a build's progress goes (Docker's JSON message stream).
+pub trait BuildProgress {
+    /// Text as Docker's `{"stream": ...}`.
+    fn stream(&mut self, text: &str) -> std::io::Result<()>;
+    /// The result's ID (Docker's `{"aux": {"ID": ...}}`).
+    fn result(&mut self, id: &str) -> std::io::Result<()>;
+}
+
+/// Build args Docker knows without an ARG (proxies), kept out of the image's history.
+const PREDEFINED_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The largest Dockerfile or `.dockerignore` read.
+const MAX_DOCKERFILE_BYTES: u64 = 4 << 20;
+
+fn build_err(msg: impl Into<String>) -> EngineError {
+    EngineError::invalid(msg.into())
+}
+
+fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..12.min(hex.len())]
+}
+
+/// Docker's Go duration (`1m30s`, `500ms`) from the parser, as nanoseconds.
+fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
+    d.and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .filter(|n| *n > 0)
+}
+
+/// The state of the stage being built.
+struct StageState {
+    /// The current image; None while a `FROM scratch` stage has no step yet.
+    image: Option<ImageRecord>,
+    config: RunConfig,
+    author: Option<String>,
+    /// ARGs declared in this stage, with their values (None: declared, no value).
+    args: BTreeMap<String, Option<String>>,
+}
+
+impl StageState {
+    fn env_value(&self, key: &str) -> Option<String> {
+        self.config.env.iter().flatten().rev().find_map(|e| {
+            e.split_once('=')
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    /// A variable as a step sees it: the image's environment over the ARGs in scope.
+    fn lookup(&self, key: &str) -> Option<String> {
+        self.env_value(key)
+            .or_else(|| self.args.get(key).cloned().flatten())
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .shell
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    }
+
+    /// The build args in scope that RUN sees in its environment (those the image's ENV
+    /// does not set), sorted, as `KEY=value`.
+    fn run_args(&self) -> Vec<String> {
+        self.args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .filter(|(k, _)| self.env_value(k).is_none())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+/// `/a/b/../c` → `/a/c`; a path that is not absolute is taken from `/`.
+fn clean_abs(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// A path of the step, relative ones from the working directory; a trailing `/` kept.
+fn in_workdir(workdir: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{workdir}/{path}")
+    };
+    let mut cleaned = clean_abs(&joined);
+    if (path.ends_with('/') || path.ends_with("/.") || path == ".") && cleaned != "/" {
+        cleaned.push('/');
+    }
+    cleaned
+}
+
+/// The text Docker shows for a command in history (`/bin/sh -c #(nop) …`).
+fn nop(shell: &[String], text: &str) -> Vec<String> {
+    let mut v = shell.to_vec();
+    v.push(format!("#(nop) {text}"));
+    v
+}
+
+/// A build: its work directory is removed when it ends.
+struct Work {
+    dir: PathBuf,
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(dir = %self.dir.display(), error = %e, "build: cannot remove the work directory");
+            }
+        }
+    }
+}
+
+/// The build's containers, removed as Docker's `rm` and `forcerm` say.
+#[derive(Default)]
+struct Intermediates {
+    done: Vec<String>,
+}
+
+/// A build in progress.
+struct Build<'a> {
+    engine: &'a Engine,
+    opts: &'a BuildOptions,
+    out: &'a mut dyn BuildProgress,
+    context: PathBuf,
+    ignore: Option<Matcher>,
+    escape: char,
+    containers: Intermediates,
+    /// Build args some ARG consumed.
+    used_args: BTreeSet<String>,
+    /// Each stage's result by index, and names to indexes.
+    stage_images: Vec<Option<ImageRecord>>,
+    stage_names: BTreeMap<String, usize>,
+    /// Images the build pulled or resolved by name (a base used twice resolves once).
+    step: usize,
+    steps_total: usize,
+}
+
+impl Engine {
+    /// Removes what interrupted builds left (their work directories); at daemon start.
+    pub(crate) fn sweep_builds(&self) {
+        let dir = self.store().root().join("builds");
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(dir = %dir.display(), error = %e, "cannot remove interrupted builds");
+            }
+        }
+    }
+
+    /// `POST /build` (see the module docs): builds the context `input` (a tar, plain or
+    /// compressed) and returns the image's ID.
+    pub fn build_image(
+        &self,
+        input: &mut dyn Read,
+        opts: &BuildOptions,
+        out: &mut dyn BuildProgress,
+    ) -> Result<String> {
+        if !opts.platform.is_empty() {
+            let want = crate::images::parse_platform(&opts.platform)?;
+            let host = berth_image::model::host_platform();
+            if want.os != host.os || want.architecture != host.architecture {
+                return Err(EngineError::new(
+                    ErrorKind::NotImplemented,
+                    format!(
+                        "platform {}: berth builds for this host's platform only ({}/{})",
+                        opts.platform, host.os, host.architecture
+                    ),
+                ));
+            }
+        }
+        let builds = self.store().root().join("builds");
+        fs::create_dir_all(&builds).map_err(|e| crate::containers::io_err(&builds, "create", e))?;
+        let id = crate::swarm::base36(16)?;
+        let work = Work {
+            dir: builds.join(&id),
+        };
+        let context = work.dir.join("context");
+        fs::create_dir_all(&context)
+            .map_err(|e| crate::containers::io_err(&context, "create", e))?;
+        self.extract_context(input, &context)?;
+        let dockerfile_name = if opts.dockerfile.is_empty() {
+            "Dockerfile"
+        } else {
+            opts.dockerfile.as_str()
+        };
+        let text = read_in_context(&context, dockerfile_name)?.ok_or_else(|| {
+            build_err(format!(
+                "Cannot locate specified Dockerfile: {dockerfile_name}"
+            ))
+        })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| build_err(format!("{dockerfile_name}: not UTF-8 text")))?;
+        let ignore = match read_in_context(&context, ".dockerignore")? {
+            Some(bytes) => Some(
+                Matcher::parse(&String::from_utf8_lossy(&bytes))
+                    .map_err(|e| build_err(format!(".dockerignore: {e}")))?,
+            ),
+            None => None,
+        };
+        let df = dockerfile::parse(&text).map_err(|e| build_err(e.to_string()))?;
+        let mut b = Build {
+            engine: self,
+            opts,
+            out,
+            context,
+            ignore,
+            escape: df.escape,
+            containers: Intermediates::default(),
+            used_args: BTreeSet::new(),
+            stage_images: Vec::new(),
+            stage_names: BTreeMap::new(),
+            step: 0,
+            steps_total: 0,
+        };
+        // `cachefrom`: every image built on this host serves as cache already (its
+        // intermediate images are kept); one that came whole from elsewhere cannot.
+        for name in &opts.cache_from {
+            let usable = self
+                .resolve(name)
+                .is_ok_and(|(rec, _)| rec.source == "build");
+            if !usable {
+                b.say(&format!(
+                    "[Warning] cache-from {name}: not an image built on this host; its layers cannot serve as cache\n"
+                ))?;
+            }
+        }
+        let result = b.run(&df);
+        // The failed step's containers: removed with `forcerm` only (Docker leaves them
+        // for a look at what went wrong).
+        if result.is_err() && opts.force_remove {
+            b.remove_intermediates();
+        }
+        let image = result?;
+        let id = image.to_string();
+        let unused: Vec<&String> = opts
+            .build_args
+            .keys()
+            .filter(|k| !b.used_args.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            b.out
+                .stream(&format!(
+                    "[Warning] One or more build-args [{}] were not consumed\n",
+                    names.join(" ")
+                ))
+                .map_err(gone)?;
+        }
+        b.out.result(&id).map_err(gone)?;
+        b.out
+            .stream(&format!("Successfully built {}\n", short(&id)))
+            .map_err(gone)?;
+        for t in &opts.tags {
+            let r = Reference::parse_with_default_tag(t)?;
+            let repo = r.familiar_repository();
+            self.tag(&id, &repo, r.tag())?;
+            b.out
+                .stream(&format!("Successfully tagged {}\n", r.familiar()))
+                .map_err(gone)?;
+        }
+        info!(image.id = %id, tags = ?opts.tags, "image built");
+        Ok(id)
+    }
+
+    /// Extracts the client's context into `dir` (see the module docs).
+    fn extract_context(&self, input: &mut dyn Read, dir: &Path) -> Result<()> {
+        use rustix::fs::{self as rfs, Mode, OFlags};
+        let root = rfs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| crate::containers::io_err(dir, "open", e.into()))?;
+        let dest = berth_image::cp::CtrPath::parse("/")
+            .map_err(|e| EngineError::internal(format!("build context: {e}")))?;
+        let opts = berth_image::cp::ExtractOptions {
+            min_free_bytes: self.min_free_bytes(),
+            ..Default::default()
+        };
+        let input = berth_image::cp::decompressed(input)
+            .map_err(|e| build_err(format!("build context: {e}")))?;
+        berth_image::cp::extract_archive(root.as_fd(), &dest, input, &opts)
+            .map_err(|e| EngineError::new(e.kind(), format!("build context: {e}")))?;
+        Ok(())
+    }
+}
+
+/// A file of the context (resolved inside it, never outside); None when absent.
+fn read_in_context(context: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let rel = clean_abs(name);
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() {
+        return Ok(None);
+    }
+    match berth_runtime::user::open_in_root(context, Path::new(rel)) {
+        Ok(Some(f)) => {
+            let mut buf = Vec::new();
+            f.take(MAX_DOCKERFILE_BYTES + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| build_err(format!("{name}: {e}")))?;
+            if buf.len() as u64 > MAX_DOCKERFILE_BYTES {
+                return Err(build_err(format!(
+                    "{name}: larger than {MAX_DOCKERFILE_BYTES} bytes"
+                )));
+            }
+            Ok(Some(buf))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(build_err(format!("{name}: {e}"))),
+    }
+}
+
+fn gone(e: std::io::Error) -> EngineError {
+    EngineError::internal(format!("build: the client went away: {e}"))
+}
+
+impl Build<'_> {
+    fn say(&mut self, text: &str) -> Result<()> {
+        self.out.stream(text).map_err(gone)
+    }
+
+    fn run(&mut self, df: &Dockerfile) -> Result<Digest> {
+        if let Some(s) = &df.syntax {
+            self.say(&format!(
+                "[Warning] the syntax directive ({s}) is ignored: berth builds with its own Dockerfile frontend\n"
+            ))?;
+        }
+        let target = if self.opts.target.is_empty() {
+            df.stages.len().saturating_sub(1)
+        } else {
+            let t = self.opts.target.to_ascii_lowercase();
+            df.stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.as_str()))
+                .ok_or_else(|| {
+                    build_err(format!(
+                        "failed to reach build target {} in Dockerfile",
+                        self.opts.target
+                    ))
+                })?
+        };
+        let stages = &df.stages[..=target];
+        // The build's labels are one more LABEL step at the end (Docker's classic builder).
+        self.steps_total = stages.iter().map(|s| 1 + s.steps.len()).sum::<usize>()
+            + usize::from(!self.opts.labels.is_empty());
+        // Global ARGs: their values for FROM lines.
+        let mut globals: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for a in &df.args {
+            let v = self.arg_value(a, &|k| globals.get(k).cloned().flatten())?;
+            globals.insert(a.name.clone(), v);
+        }
+        let mut last = None;
+        for (i, stage) in stages.iter().enumerate() {
+            let img = self.build_stage(i, stage, &globals, i + 1 == stages.len())?;
+            if let Some(n) = &stage.name {
+                self.stage_names.insert(n.clone(), i);
+            }
+            last = img.as_ref().map(|r| r.id);
+            self.stage_images.push(img);
+        }
+        last.ok_or_else(|| build_err("No image was generated. Is your Dockerfile empty?"))
+    }
+
+    /// An ARG's value: the build's, else its default expanded.
+    fn arg_value(
+        &mut self,
+        a: &ArgDecl,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>> {
+        if let Some(v) = self.opts.build_args.get(&a.name) {
+            self.used_args.insert(a.name.clone());
+            if v.is_some() {
+                return Ok(v.clone());
+            }
+        }
+        match &a.default {
+            Some(d) => Ok(Some(
+                lex::expand(d, self.escape, lookup).map_err(|e| build_err(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// A step succeeded: its containers go (`rm`, Docker's default), else they stay.
+    fn step_done(&mut self) {
+        if self.opts.remove || self.opts.force_remove {
+            self.remove_intermediates();
+        } else {
+            self.containers.done.clear();
+        }
+    }
+
+    fn remove_intermediates(&mut self) {
+        for c in std::mem::take(&mut self.containers.done) {
+            let _ = self
+                .out
+                .stream(&format!("Removing intermediate container {}\n", short(&c)));
+            if let Err(e) = self.engine.remove_container(&c, true) {
+                warn!(container.id = %c, error = %e, "build: cannot remove an intermediate container");
+            }
+        }
+    }
+
+    fn begin_step(&mut self, original: &str) -> Result<()> {
+        self.step += 1;
+        let (n, total) = (self.step, self.steps_total);
+        self.say(&format!("Step {n}/{total} : {original}\n"))
+    }
+
+    fn build_stage(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        globals: &BTreeMap<String, Option<String>>,
+        last: bool,
+    ) -> Result<Option<ImageRecord>> {
+        self.begin_step(&stage.original)?;
+        let base = lex::expand(&stage.base, self.escape, &|k| {
+            globals.get(k).cloned().flatten()
+        })
+        .map_err(|e| build_err(e.to_string()))?;
+        if let Some(p) = &stage.platform {
+            let p = lex::expand(p, self.escape, &|k| globals.get(k).cloned().flatten())
+                .map_err(|e| build_err(e.to_string()))?;
+            let host = berth_image::model::host_platform();
+            if !p.is_empty() && p != format!("{}/{}", host.os, host.architecture) {
+                return Err(EngineError::new(
+                    ErrorKind::NotImplemented,
+                    format!(
+                        "FROM --platform={p}: berth builds for this host's platform only ({}/{})",
+                        host.os, host.architecture
+                    ),
+                ));
+            }
+        }
+        let image = self.base_image(&base, index)?;
+        let config = match &image {
+            Some(rec) => self.engine.config_of(rec)?.config.unwrap_or_default(),
+            None => RunConfig::default(),
+        };
+        if let Some(rec) = &image {
+            self.say(&format!(
+                " ---> {}
+",
+                short(&rec.id.to_string())
+            ))?;
+        }
+        let mut st = StageState {
+            image,
+            config,
+            author: None,
+            args: BTreeMap::new(),
+        };
+        // The base's ONBUILD triggers run first, and are not inherited.
+        let triggers = st.config.on_build.take().unwrap_or_default();
+        if !triggers.is_empty() {
+            self.say(&format!("# Executing {} build trigger", triggers.len()))?;
+            self.say(if triggers.len() == 1 { "\n" } else { "s\n" })?;
+        }
+        for t in &triggers {
+            let step = dockerfile::parse_onbuild(t, self.escape)
+                .map_err(|e| build_err(format!("ONBUILD trigger {t:?}: {e}")))?;
+            self.step_in(&mut st, &step.instruction)?;
+            self.step_done();
+        }
+        for step in &stage.steps {
+            self.begin_step(&step.original)?;
+            self.step_in(&mut st, &step.instruction)?;
+            self.step_done();
+        }
+        if last && !self.opts.labels.is_empty() {
+            let pairs: Vec<(String, String)> = self
+                .opts
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let text: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+                .collect();
+            self.begin_step(&format!("LABEL {}", text.join(" ")))?;
+            let labels = st.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in pairs {
+                labels.insert(k, v);
+            }
+            self.config_step(&mut st, &format!("LABEL {}", text.join(" ")))?;
+        }
+        Ok(st.image)
+    }
+
+    /// The image a FROM names: `scratch`, an earlier stage, or an image (pulled when
+    /// missing or when the build asks to pull).
+    fn base_image(&mut self, base: &str, index: usize) -> Result<Option<ImageRecord>> {
+        if base.eq_ignore_ascii_case("scratch") {
+            return Ok(None);
+        }
+        if let Some(&i) = self.stage_names.get(&base.to_ascii_lowercase()) {
+            if i < index {
+                return Ok(self.stage_images[i].clone());
+            }
+        }
+        self.image_named(base, self.opts.pull).map(Some)
+    }
+
+    fn image_named(&mut self, name: &str, pull: bool) -> Result<ImageRecord> {
+        if !pull {
+            if let Ok((rec, _)) = self.engine.resolve(name) {
+                return Ok(rec);
+            }
+        }
+        let reference = Reference::parse_with_default_tag(name)
+            .map_err(|e| build_err(format!("invalid reference format: {name}: {e}")))?;
+        self.say(&format!("Pulling {}\n", reference.familiar()))?;
+        self.engine
+            .pull(
+                &reference,
+                (!self.opts.platform.is_empty()).then_some(self.opts.platform.as_str()),
+                Default::default(),
+                &|_| {},
+            )
+            .map_err(|e| {
+                EngineError::new(
+                    e.kind,
+                    format!("base image {}: {}", reference.familiar(), e.message),
+                )
+            })?;
+        Ok(self.engine.resolve(&reference.familiar())?.0)
+    }
+
+    /// Expands a word with the step's variables.
+    fn expand(&self, st: &StageState, word: &str) -> Result<String> {
+        lex::expand(word, self.escape, &|k| st.lookup(k)).map_err(|e| build_err(e.to_string()))
+    }
+
+    /// A step whose result is cached: a child of the current image made from the same
+    /// `container_config`.
+    fn cached(&self, st: &StageState, container_config: &RunConfig) -> Result<Option<ImageRecord>> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let want = serde_json::to_value(container_config).unwrap_or(Value::Null);
+        let parent = st.image.as_ref().map(|r| r.id);
+        let mut best: Option<(ImageRecord, String)> = None;
+        for rec in self.engine.store().meta.images()? {
+            if rec.parent != parent || rec.source != "build" {
+                continue;
+            }
+            let cfg = self.engine.config_of(&rec)?;
+            if cfg.other.get("container_config") != Some(&want) {
+                continue;
+            }
+            let created = cfg.created.clone().unwrap_or_default();
+            if best.as_ref().is_none_or(|(_, c)| created > *c) {
+                best = Some((rec, created));
+            }
+        }
+        Ok(best.map(|(r, _)| r))
+    }
+
+    /// Runs one instruction on the stage's state.
+    fn step_in(&mut self, st: &mut StageState, ins: &Instruction) -> Result<()> {
+        match ins {
+            Instruction::Run {
+                command,
+                heredocs,
+                network,
+                security,
+                mounts,
+            } => {
+                if !mounts.is_empty() {
+                    return Err(not_supported("RUN --mount"));
+                }
+                if security.is_some() {
+                    return Err(not_supported("RUN --security"));
+                }
+                let argv = match command {
+                    Command::Exec(v) => {
+                        if !heredocs.is_empty() {
+                            return Err(not_supported("a heredoc in an exec form RUN"));
+                        }
+                        v.clone()
+                    }
+                    Command::Shell(s) => {
+                        let mut v = st.shell();
+                        match heredocs.as_slice() {
+                            [] => v.push(s.clone()),
+                            [h] if s.trim() == format!("<<{}", h.name)
+                                || s.trim() == format!("<<-{}", h.name)
+                                || s.trim() == format!("<<\"{}\"", h.name)
+                                || s.trim() == format!("<<'{}'", h.name) =>
+                            {
+                                // The heredoc is the script, run by the shell.
+                                let body = if h.expand {
+                                    lex::expand_heredoc(&h.body(), &|k| st.lookup(k))
+                                        .map_err(|e| build_err(e.to_string()))?
+                                } else {
+                                    h.body()
+                                };
+                                v.push(body);
+                            }
+                            _ => {
+                                return Err(not_supported(
+                                    "a heredoc given to a RUN command as its input (only `RUN <<EOF` alone is supported)",
+                                ))
+                            }
+                        }
+                        v
+                    }
+                };
+                let network = match network {
+                    Some(n) => n.clone(),
+                    None => self.opts.network.clone(),
+                };
+                self.run_step(st, argv, &network)
+            }
+            Instruction::Copy(spec) => self.copy_step(st, spec, false),
+            Instruction::Add(spec) => self.copy_step(st, spec, true),
+            Instruction::Env(pairs) => {
+                let mut expanded = Vec::new();
+                for (k, v) in pairs {
+                    expanded.push((self.expand(st, k)?, self.expand(st, v)?));
+                }
+                for (k, v) in &expanded {
+                    if k.is_empty() {
+                        return Err(build_err("ENV names can not be blank"));
+                    }
+                    st.set_env(k, v);
+                }
+                let text: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.config_step(st, &format!("ENV {}", text.join(" ")))
+            }
+            Instruction::Arg(decls) => {
+                let mut text = Vec::new();
+                for a in decls {
+                    let v = self.arg_value(a, &|k| st.lookup(k))?;
+                    text.push(match &a.default {
+                        Some(d) => format!("{}={d}", a.name),
+                        None => a.name.clone(),
+                    });
+                    st.args.insert(a.name.clone(), v);
+                }
+                // An image of its own, as Docker's classic builder makes (the values
+                // reach RUN steps, and their cache keys, not the config).
+                self.config_step(st, &format!("ARG {}", text.join(" ")))
+            }
+            Instruction::Workdir(w) => {
+                let w = self.expand(st, w)?;
+                let dir = in_workdir(&st.workdir(), &w);
+                let dir = dir.trim_end_matches('/');
+                st.config.working_dir = Some(if dir.is_empty() {
+                    "/".into()
+                } else {
+                    dir.into()
+                });
+                self.workdir_step(st)
+            }
+            Instruction::User(u) => {
+                st.config.user = Some(self.expand(st, u)?);
+                self.config_step(
+                    st,
+                    &format!("USER {}", st.config.user.clone().unwrap_or_default()),
+                )
+            }
+            Instruction::Expose(ports) => {
+                let mut words = Vec::new();
+                for p in ports {
+                    for w in lex::expand_words(p, self.escape, &|k| st.lookup(k))
+                        .map_err(|e| build_err(e.to_string()))?
+                    {
+                        words.push(w);
+                    }
+                }
+                let map = st.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for w in &words {
+                    for p in expose_ports(w)? {
+                        map.insert(p, json!({}));
+                    }
+                }
+                let mut all: Vec<String> = map.keys().cloned().collect();
+                all.sort();
+                self.config_step(st, &format!("EXPOSE {}", words.join(" ")))
+            }
+            Instruction::Volume(vols) => {
+                let mut list = Vec::new();
+                for v in vols {
+                    let v = self.expand(st, v)?;
+                    if v.trim().is_empty() {
+                        return Err(build_err("VOLUME specified can not be an empty string"));
+                    }
+                    list.push(v);
+                }
+                let map = st.config.volumes.get_or_insert_with(BTreeMap::new);
+                for v in &list {
+                    map.insert(v.clone(), json!({}));
+                }
+                self.config_step(st, &format!("VOLUME {list:?}"))
+            }
+            Instruction::Label(pairs) => {
+                let mut text = Vec::new();
+                for (k, v) in pairs {
+                    let (k, v) = (self.expand(st, k)?, self.expand(st, v)?);
+                    if k.is_empty() {
+                        return Err(build_err("LABEL names can not be blank"));
+                    }
+                    text.push(format!("{k}={v}"));
+                    st.config
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, v);
+                }
+                self.config_step(st, &format!("LABEL {}", text.join(" ")))
+            }
+            Instruction::Entrypoint(c) => {
+                let argv = self.argv(st, c);
+                // An inherited CMD does not survive a new ENTRYPOINT (Docker).
+                st.config.cmd = None;
+                st.config.entrypoint = Some(argv.clone());
+                self.config_step(st, &format!("ENTRYPOINT {}", json_list(&argv)))
+            }
+            Instruction::Cmd(c) => {
+                let argv = self.argv(st, c);
+                st.config.cmd = Some(argv.clone());
+                self.config_step(st, &format!("CMD {}", json_list(&argv)))
+            }
+            Instruction::Healthcheck(h) => {
+                st.config.healthcheck = Some(match h {
+                    Health::None => HealthConfig {
+                        test: Some(vec!["NONE".into()]),
+                        ..Default::default()
+                    },
+                    Health::Check {
+                        test,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => HealthConfig {
+                        test: Some(match test {
+                            Command::Exec(v) => {
+                                let mut t = vec!["CMD".to_string()];
+                                t.extend(v.iter().cloned());
+                                t
+                            }
+                            Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        }),
+                        interval: nanos(*interval),
+                        timeout: nanos(*timeout),
+                        start_period: nanos(*start_period),
+                        start_interval: nanos(*start_interval),
+                        retries: retries.map(i64::from).filter(|r| *r > 0),
+                    },
+                });
+                let test = st
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .and_then(|h| h.test.clone())
+                    .unwrap_or_default();
+                self.config_step(st, &format!("HEALTHCHECK {}", json_list(&test)))
+            }
+            Instruction::Shell(sh) => {
+                if sh.is_empty() {
+                    return Err(build_err("SHELL requires at least one argument"));
+                }
+                st.config.shell = Some(sh.clone());
+                self.config_step(st, &format!("SHELL {}", json_list(sh)))
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand(st, s)?;
+                if crate::lifecycle::parse_signal(&s).is_none() {
+                    return Err(build_err(format!("Invalid signal: {s}")));
+                }
+                st.config.stop_signal = Some(s.clone());
+                self.config_step(st, &format!("STOPSIGNAL {s}"))
+            }
+            Instruction::OnBuild(text) => {
+                st.config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(text.clone());
+                self.config_step(st, &format!("ONBUILD {text}"))
+            }
+            Instruction::Maintainer(m) => {
+                st.author = Some(self.expand(st, m)?);
+                self.config_step(
+                    st,
+                    &format!("MAINTAINER {}", st.author.clone().unwrap_or_default()),
+                )
+            }
+        }
+    }
+
+    /// CMD and ENTRYPOINT: the exec form as written, the shell form through SHELL.
+    fn argv(&self, st: &StageState, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = st.shell();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    /// A step that changes the config only: an image with an empty-layer history entry,
+    /// or the cached one.
+    fn config_step(&mut self, st: &mut StageState, text: &str) -> Result<()> {
+        let mut cc = st.config.clone();
+        cc.cmd = Some(nop(&st.shell(), &format!(" {text}")));
+        if let Some(hit) = self.cached(st, &cc)? {
+            self.say(" ---> Using cache\n")?;
+            return self.advance(st, hit);
+        }
+        let base = st.image.clone();
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "container_config".into(),
+            serde_json::to_value(&cc).unwrap_or(Value::Null),
+        );
+        let id = berth_image::derive::derive_image(
+            self.engine.store(),
+            berth_image::derive::Derivation {
+                base,
+                steps: vec![berth_image::derive::Step {
+                    layer: None,
+                    history: berth_image::model::History {
+                        created_by: cc.cmd.as_ref().map(|c| c.join(" ")),
+                        ..Default::default()
+                    },
+                }],
+                config: st.config.clone(),
+                author: st.author.clone(),
+                extra,
+                tags: Vec::new(),
+                source: "build".into(),
+            },
+        )?;
+        let rec = self.image_record(&id)?;
+        self.advance(st, rec)
+    }
+
+    /// WORKDIR: the directory is made in the image when it is missing (a layer with
+    /// the directories made, owned by root, 0755), else the config changes alone.
+    fn workdir_step(&mut self, st: &mut StageState) -> Result<()> {
+        let dir = st.workdir();
+        let text = format!("WORKDIR {dir}");
+        let mut cc = st.config.clone();
+        cc.cmd = Some(nop(&st.shell(), &text));
+        if let Some(hit) = self.cached(st, &cc)? {
+            self.say(" ---> Using cache\n")?;
+            return self.advance(st, hit);
+        }
+        if st.image.is_none() && dir == "/" {
+            return self.config_step(st, &text);
+        }
+        let cid = self.step_container(st, None, "none")?;
+        self.containers.done.push(cid.clone());
+        let mut missing = Vec::new();
+        let mut path = String::new();
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            path.push('/');
+            path.push_str(c);
+            match self.engine.stat_path(&cid, &path) {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => missing.push(path.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        if missing.is_empty() {
+            return self.config_step(st, &text);
+        }
+        let mut t = tar::Builder::new(tempfile_in(&self.context)?);
+        for m in &missing {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            t.append_data(
+                &mut h,
+                format!("{}/", m.trim_start_matches('/')),
+                std::io::empty(),
+            )
+            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+        }
+        let mut f = t
+            .into_inner()
+            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+        f.rewind()
+            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+        self.engine.put_archive(&cid, "/", &mut f, false, false)?;
+        let id = self.engine.commit_build_step(
+            &cid,
+            st.config.clone(),
+            &cc,
+            cc.cmd.clone().unwrap_or_default().join(" "),
+            st.author.clone(),
+        )?;
+        let rec = self.image_record(&id)?;
+        self.advance(st, rec)
+    }
+
+    fn image_record(&self, id: &Digest) -> Result<ImageRecord> {
+        self.engine
+            .store()
+            .meta
+            .image(id)?
+            .ok_or_else(|| EngineError::internal(format!("build: image {id} vanished")))
+    }
+
+    /// The step's result becomes the current image.
+    fn advance(&mut self, st: &mut StageState, rec: ImageRecord) -> Result<()> {
+        let cfg = self.engine.config_of(&rec)?;
+        // The image's config is the truth (a cached step's carries what it set).
+        let args = std::mem::take(&mut st.args);
+        st.config = cfg.config.unwrap_or_default();
+        st.config.on_build = st.config.on_build.take().filter(|v| !v.is_empty());
+        st.args = args;
+        self.say(&format!(" ---> {}\n", short(&rec.id.to_string())))?;
+        st.image = Some(rec);
+        Ok(())
+    }
+
+    /// The step's container: of the current image (`FROM scratch` with no step yet has
+    /// none: an empty image is made first).
+    fn step_container(
+        &mut self,
+        st: &mut StageState,
+        argv: Option<Vec<String>>,
+        network: &str,
+    ) -> Result<String> {
+        let image = match &st.image {
+            Some(rec) => rec.id.to_string(),
+            None => {
+                let id = berth_image::derive::derive_image(
+                    self.engine.store(),
+                    berth_image::derive::Derivation {
+                        base: None,
+                        steps: Vec::new(),
+                        config: st.config.clone(),
+                        author: None,
+                        extra: serde_json::Map::new(),
+                        tags: Vec::new(),
+                        source: "build".into(),
+                    },
+                )?;
+                st.image = Some(self.image_record(&id)?);
+                id.to_string()
+            }
+        };
+        let mut env = st.config.env.clone().unwrap_or_default();
+        env.extend(st.run_args());
+        let mut opts = CreateOptions::default();
+        opts.runtime.args_override = argv;
+        opts.runtime.entrypoint_override = Some(Vec::new());
+        opts.runtime.env = env;
+        opts.runtime.workdir = st.config.working_dir.clone().filter(|w| !w.is_empty());
+        opts.runtime.user = st.config.user.clone().filter(|u| !u.is_empty());
+        opts.net.mode = match network {
+            "" | "default" | "none" => "none".into(),
+            other => other.to_string(),
+        };
+        opts.settings.healthcheck = Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        });
+        opts.labels.insert("com.berth.build".into(), "step".into());
+        let created = self.engine.create_container(&image, &opts)?;
+        Ok(created.id)
+    }
+
+    fn run_step(&mut self, st: &mut StageState, argv: Vec<String>, network: &str) -> Result<()> {
+        // Docker's cache key: the command with the build args it ran with (`|N k=v …`).
+        let run_args = st.run_args();
+        let mut key = Vec::new();
+        if !run_args.is_empty() {
+            key.push(format!("|{}", run_args.len()));
+            key.extend(run_args.iter().cloned());
+        }
+        key.extend(argv.iter().cloned());
+        let mut cc = st.config.clone();
+        cc.cmd = Some(key);
+        if let Some(hit) = self.cached(st, &cc)? {
+            self.say(" ---> Using cache\n")?;
+            return self.advance(st, hit);
+        }
+        let cid = self.step_container(st, Some(argv.clone()), network)?;
+        self.containers.done.push(cid.clone());
+        self.say(&format!(" ---> Running in {}\n", short(&cid)))?;
+        self.engine.start_container(&cid)?;
+        let q = crate::logs::LogQuery {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            ..Default::default()
+        };
+        let mut sink = StepOutput {
+            out: &mut *self.out,
+        };
+        self.engine.read_logs(&cid, &q, &mut sink)?;
+        let code = self.engine.wait_container(&cid)?;
+        if code != 0 {
+            return Err(EngineError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "The command '{}' returned a non-zero code: {code}",
+                    argv.join(" ")
+                ),
+            ));
+        }
+        let id = self.engine.commit_build_step(
+            &cid,
+            st.config.clone(),
+            &cc,
+            cc.cmd.clone().unwrap_or_default().join(" "),
+            st.author.clone(),
+        )?;
+        let rec = self.image_record(&id)?;
+        self.advance(st, rec)
+    }
+
+    fn copy_step(&mut self, st: &mut StageState, spec: &CopySpec, add: bool) -> Result<()> {
+        let what = if add { "ADD" } else { "COPY" };
+        if spec.link {
+            return Err(not_supported(&format!("{what} --link")));
+        }
+        if spec.parents {
+            return Err(not_supported(&format!("{what} --parents")));
+        }
+        if !spec.exclude.is_empty() {
+            return Err(not_supported(&format!("{what} --exclude")));
+        }
+        if spec.checksum.is_some() || spec.keep_git_dir {
+            return Err(not_supported(&format!(
+                "{what} --checksum / --keep-git-dir"
+            )));
+        }
+        if !spec.heredocs.is_empty() {
+            return Err(not_supported(&format!("{what} of a heredoc")));
+        }
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            let s = self.expand(st, s)?;
+            if add
+                && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@"))
+            {
+                return Err(not_supported(
+                    "ADD from a URL (berth builds from the context only)",
+                ));
+            }
+            sources.push(s);
+        }
+        let dest = self.expand(st, &spec.dest)?;
+        let dest = in_workdir(&st.workdir(), &dest);
+        let chmod = match &spec.chmod {
+            Some(m) => {
+                let m = self.expand(st, m)?;
+                Some(
+                    u32::from_str_radix(&m, 8)
+                        .ok()
+                        .filter(|v| *v <= 0o7777)
+                        .ok_or_else(|| {
+                            build_err(format!(
+                                "invalid chmod parameter {m}: an octal mode is expected"
+                            ))
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let chown = match &spec.chown {
+            Some(c) => Some(self.expand(st, c)?),
+            None => None,
+        };
+        // Where the sources are: the context, or a stage's or an image's filesystem.
+        let from = match &spec.from {
+            Some(f) => Some(self.expand(st, f)?),
+            None => None,
+        };
+        let mut from_container = None;
+        let source_root: PathBuf = match &from {
+            None => self.context.clone(),
+            Some(f) => {
+                let image = match self.stage_image(f) {
+                    Some(rec) => rec,
+                    None => self.image_named(f, false)?,
+                };
+                let mut o = CreateOptions::default();
+                o.net.mode = "none".into();
+                o.labels.insert("com.berth.build".into(), "source".into());
+                let c = self.engine.create_container(&image.id.to_string(), &o)?;
+                self.containers.done.push(c.id.clone());
+                let rec = self.engine.container(&c.id)?;
+                let (path, hold) = self.engine.hold_rootfs(&rec)?;
+                from_container = Some(hold);
+                path
+            }
+        };
+        let cid = self.step_container(st, None, "none")?;
+        self.containers.done.push(cid.clone());
+        let owner = match &chown {
+            Some(c) => Some(self.resolve_owner(&cid, c)?),
+            None => None,
+        };
+        let ignore = if from.is_none() {
+            self.ignore.as_ref()
+        } else {
+            None
+        };
+        // ADD: local archives named as such are unpacked, not copied.
+        let mut archives = Vec::new();
+        if add && from.is_none() {
+            let mut rest = Vec::new();
+            for s in sources {
+                if !has_wildcard(&s) && is_archive(&self.context, &s)? {
+                    archives.push(s);
+                } else {
+                    rest.push(s);
+                }
+            }
+            sources = rest;
+            if !archives.is_empty() && !dest.ends_with('/') {
+                return Err(build_err(format!(
+                    "ADD {}: an archive is unpacked into a directory: end the destination {dest} with /",
+                    archives.join(" ")
+                )));
+            }
+        }
+        // What of the destination exists already: the copy makes only what is missing
+        // (an existing directory keeps its owner and mode).
+        let dest_state = {
+            use rustix::fs::{self as rfs, Mode, OFlags};
+            let rec = self.engine.container(&cid)?;
+            let (root, _hold) = self.engine.hold_rootfs(&rec)?;
+            let fd = rfs::open(
+                &root,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| crate::containers::io_err(&root, "open", e.into()))?;
+            context::probe_dest(fd.as_fd(), &dest)
+                .map_err(|e| build_err(format!("{what} failed: {e}")))?
+        };
+        let req = context::CopyRequest {
+            context: &source_root,
+            sources: &sources,
+            dest: &dest,
+            dest_state,
+            owner,
+            chmod,
+            ignore,
+        };
+        let mut key = String::new();
+        if !sources.is_empty() {
+            let sum = context::copy_checksum(&req)
+                .map_err(|e| build_err(format!("{what} failed: {e}")))?;
+            key.push_str(&sum.checksum);
+        }
+        for a in &archives {
+            key.push_str(&format!(" archive:{}", self.file_digest(a)?));
+        }
+        let hex = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        };
+        let text = format!(
+            "{what} {}:{hex} in {dest} ",
+            if sources.len() + archives.len() == 1 {
+                "file"
+            } else {
+                "multi"
+            }
+        );
+        let mut cc = st.config.clone();
+        cc.cmd = Some(nop(&st.shell(), &text));
+        if let Some(hit) = self.cached(st, &cc)? {
+            self.say(" ---> Using cache\n")?;
+            return self.advance(st, hit);
+        }
+        if !sources.is_empty() {
+            let mut tmp = tempfile_in(&self.context)?;
+            context::copy_archive(&req, &mut tmp)
+                .map_err(|e| build_err(format!("{what} failed: {e}")))?;
+            tmp.rewind()
+                .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+            self.engine.put_archive(&cid, "/", &mut tmp, false, false)?;
+        }
+        drop(from_container);
+        self.add_archives(&cid, &archives, &dest, owner)?;
+        let id = self.engine.commit_build_step(
+            &cid,
+            st.config.clone(),
+            &cc,
+            cc.cmd.clone().unwrap_or_default().join(" "),
+            st.author.clone(),
+        )?;
+        let rec = self.image_record(&id)?;
+        self.advance(st, rec)
+    }
+
+    /// ADD of local tar archives (plain, gzip or zstd): each is unpacked in the
+    /// destination directory (created first, owned by `owner`), with the archive's
+    /// owners and modes, by the `docker cp` extractor (Docker unpacks them too).
+    fn add_archives(
+        &mut self,
+        cid: &str,
+        archives: &[String],
+        dest: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        if archives.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = tempfile_in(&self.context)?;
+        {
+            let mut t = tar::Builder::new(&mut dirs);
+            let mut path = String::new();
+            for c in dest.split('/').filter(|c| !c.is_empty()) {
+                path.push_str(c);
+                path.push('/');
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                let (uid, gid) = owner.unwrap_or((0, 0));
+                h.set_uid(u64::from(uid));
+                h.set_gid(u64::from(gid));
+                h.set_size(0);
+                t.append_data(&mut h, &path, std::io::empty())
+                    .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+            }
+            t.finish()
+                .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+        }
+        dirs.rewind()
+            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
+        self.engine.put_archive(cid, "/", &mut dirs, false, false)?;
+        for a in archives {
+            let f = berth_runtime::user::open_in_root(
+                &self.context,
+                Path::new(a.trim_start_matches('/')),
+            )
+            .map_err(|e| build_err(format!("ADD {a}: {e}")))?
+            .ok_or_else(|| {
+                build_err(format!("ADD failed: file not found in build context: {a}"))
+            })?;
+            let mut input =
+                berth_image::cp::decompressed(f).map_err(|e| build_err(format!("ADD {a}: {e}")))?;
+            self.engine
+                .put_archive(cid, dest, &mut input, false, false)
+                .map_err(|e| EngineError::new(e.kind, format!("ADD {a}: {}", e.message)))?;
+        }
+        Ok(())
+    }
+
+    /// A context file's sha256 (an ADD archive's part of the cache key).
+    fn file_digest(&self, name: &str) -> Result<String> {
+        use sha2::Digest as _;
+        let mut f = berth_runtime::user::open_in_root(
+            &self.context,
+            Path::new(name.trim_start_matches('/')),
+        )
+        .map_err(|e| build_err(format!("ADD {name}: {e}")))?
+        .ok_or_else(|| {
+            build_err(format!(
+                "ADD failed: file not found in build context: {name}"
+            ))
+        })?;
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| build_err(format!("ADD {name}: {e}")))?;
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn stage_image(&self, name: &str) -> Option<ImageRecord> {
+        let idx = match name.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => self.stage_names.get(&name.to_ascii_lowercase()).copied(),
+        }?;
+        self.stage_images.get(idx).cloned().flatten()
+    }
+
+    /// `--chown=user[:group]` against the step container's /etc/passwd and /etc/group;
+    /// a user alone gives the same number as the group (Docker).
+    fn resolve_owner(&self, cid: &str, spec: &str) -> Result<(u32, u32)> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let rec = self.engine.container(cid)?;
+        let (root, _hold) = self.engine.hold_rootfs(&rec)?;
+        let uid = match user.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                berth_runtime::user::resolve(&root, user, &[])
+                    .map_err(|e| build_err(format!("--chown={spec}: {e}")))?
+                    .uid
+            }
+        };
+        let gid = match group {
+            None => uid,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    berth_runtime::user::resolve(&root, &format!("0:{g}"), &[])
+                        .map_err(|e| build_err(format!("--chown={spec}: {e}")))?
+                        .gid
+                }
+            },
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// A RUN step's output, as the stream's text.
+struct StepOutput<'a> {
+    out: &'a mut dyn BuildProgress,
+}
+
+impl crate::logs::LogSink for StepOutput<'_> {
+    fn record(&mut self, r: &crate::logs::LogRecord) -> std::io::Result<()> {
+        self.out.stream(&r.log)
+    }
+}
+
+fn not_supported(what: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::NotImplemented,
+        format!("{what} is not supported by berth's builder"),
+    )
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// EXPOSE's word: `80`, `80/udp`, `8000-8002` as `N/proto` keys.
+fn expose_ports(word: &str) -> Result<Vec<String>> {
+    let (ports, proto) = match word.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (word, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(build_err(format!("invalid proto: {proto}")));
+    }
+    let bad = || build_err(format!("invalid containerPort: {ports}"));
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
+        None => {
+            let p = ports.parse::<u16>().map_err(|_| bad())?;
+            (p, p)
+        }
+    };
+    if hi < lo {
+        return Err(bad());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// A regular file of the context that is a tar archive (plain, gzip, zstd, bzip2, xz:
+/// the last two are refused when unpacked, by name).
+fn is_archive(context: &Path, name: &str) -> Result<bool> {
+    let rel = clean_abs(name);
+    let Ok(Some(mut f)) =
+        berth_runtime::user::open_in_root(context, Path::new(rel.trim_start_matches('/')))
+    else {
+        return Ok(false);
+    };
+    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Ok(false);
+    }
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(build_err(format!("ADD {name}: {e}"))),
+        }
+    }
+    let head = &head[..n];
+    Ok(head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || head.starts_with(b"BZh")
+        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || (n == 512 && &head[257..262] == b"ustar"))
+}
+
+/// An anonymous file next to the context (the same filesystem, removed with the build).
+fn tempfile_in(context: &Path) -> Result<fs::File> {
+    let dir = context.parent().unwrap_or(context);
+    let path = dir.join(format!("copy-{}", std::process::id()));
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| crate::containers::io_err(&path, "create", e))?;
+    let _ = fs::remove_file(&path);
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_a_step_are_taken_from_the_working_directory() {
+        assert_eq!(in_workdir("/app", "src"), "/app/src");
+        assert_eq!(in_workdir("/app", "src/"), "/app/src/");
+        assert_eq!(in_workdir("/app", "."), "/app/");
+        assert_eq!(in_workdir("/app", "../x"), "/x");
+        assert_eq!(in_workdir("/", "/etc/../../opt/"), "/opt/");
+        assert_eq!(clean_abs("a//b/./c/.."), "/a/b");
+    }
+
+    #[test]
+    fn expose_takes_ports_ranges_and_protocols() {
+        assert_eq!(expose_ports("80").expect("ports"), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").expect("ports"), ["53/udp"]);
+        assert_eq!(
+            expose_ports("8000-8002").expect("ports"),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(expose_ports("http").is_err());
+        assert!(expose_ports("80/icmp").is_err());
+        assert!(expose_ports("9-1").is_err());
+    }
+}

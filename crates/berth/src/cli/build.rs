@@ -1,0 +1,252 @@
+//! `berth build`: docker's `build` verb (the classic builder's flags). The context
+//! directory is sent as a tar without what its `.dockerignore` excludes (the Dockerfile
+//! and the `.dockerignore` itself always go, as docker sends them), through
+//! `POST /build`; the daemon's messages are shown as they come.
+
+use std::io::{IsTerminal as _, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use berth_build::ignore::Matcher;
+use clap::Args;
+
+use super::progress::Progress;
+use crate::cli::transfer::upload_file;
+use crate::client::{Client, Query};
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: 'PATH/Dockerfile'; '-' reads it from STDIN)
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<String>,
+    /// Set build-time variables (KEY=VALUE; KEY alone takes this shell's value)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pub pull: bool,
+    /// The networking mode for the RUN instructions (default none)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long)]
+    pub force_rm: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The context: a directory, or '-' for a tar on STDIN
+    #[arg(value_name = "PATH")]
+    pub context: String,
+}
+
+/// `KEY=VALUE` list as a JSON object (`KEY` alone: this shell's value, else unset).
+fn pairs(list: &[String], from_env: bool, what: &str) -> anyhow::Result<serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for item in list {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                m.insert(k.to_string(), v.into());
+            }
+            None if from_env && !item.is_empty() => {
+                m.insert(
+                    item.clone(),
+                    std::env::var(item).map_or(serde_json::Value::Null, Into::into),
+                );
+            }
+            _ => bail!("invalid {what} {item:?}: KEY=VALUE expected"),
+        }
+    }
+    Ok(serde_json::Value::Object(m))
+}
+
+/// The context directory as a tar in a temporary file, without what `.dockerignore`
+/// excludes; the Dockerfile read from STDIN is added under `stdin_name`.
+fn context_tar(
+    dir: &Path,
+    dockerfile: Option<&str>,
+    stdin: Option<(&str, &[u8])>,
+) -> anyhow::Result<std::fs::File> {
+    let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => Matcher::parse(&text).context(".dockerignore")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Matcher::default(),
+        Err(e) => return Err(e).context(".dockerignore"),
+    };
+    let mut file = tempfile::tempfile().context("a temporary file for the context")?;
+    {
+        let mut t = tar::Builder::new(&mut file);
+        t.follow_symlinks(false);
+        let keep: Vec<&str> = [Some(".dockerignore"), dockerfile]
+            .into_iter()
+            .flatten()
+            .collect();
+        walk(&mut t, dir, "", &ignore, &keep)?;
+        if let Some((name, bytes)) = stdin {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            t.append_data(&mut h, name, bytes)?;
+        }
+        t.finish()?;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+fn walk(
+    t: &mut tar::Builder<&mut std::fs::File>,
+    dir: &Path,
+    rel: &str,
+    ignore: &Matcher,
+    keep: &[&str],
+) -> anyhow::Result<()> {
+    let path = if rel.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(rel)
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+        .with_context(|| format!("read {}", path.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for p in entries {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: not a UTF-8 name", p.display()))?;
+        let r = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = std::fs::symlink_metadata(&p)?;
+        let excluded = ignore.excluded(&r) && !keep.contains(&r.as_str());
+        if meta.is_dir() {
+            // An excluded directory is still entered for an exception below it, or for
+            // the Dockerfile (always sent).
+            let holds_kept = keep.iter().any(|k| k.starts_with(&format!("{r}/")));
+            if !excluded || holds_kept {
+                t.append_dir(&r, &p)?;
+            }
+            if !excluded || holds_kept || ignore.may_descend(&r) {
+                walk(t, dir, &r, ignore, keep)?;
+            }
+        } else if !excluded {
+            t.append_path_with_name(&p, &r)
+                .with_context(|| format!("add {} to the context", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
+    let mut stdin_dockerfile = None;
+    let (input, dockerfile): (std::fs::File, Option<String>) = if args.context == "-" {
+        if args.file.as_deref() == Some("-") {
+            bail!("invalid argument: can't use stdin for both build context and dockerfile");
+        }
+        let mut f = tempfile::tempfile()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f)?;
+        f.seek(SeekFrom::Start(0))?;
+        (f, args.file.clone())
+    } else {
+        let dir = Path::new(&args.context);
+        if !dir.is_dir() {
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
+        }
+        let dockerfile = match args.file.as_deref() {
+            Some("-") => {
+                let mut text = Vec::new();
+                std::io::stdin().read_to_end(&mut text)?;
+                stdin_dockerfile = Some(text);
+                Some(format!(".dockerfile.{:x}", std::process::id()))
+            }
+            Some(f) => {
+                // A Dockerfile is named relative to the context (docker also takes one
+                // outside it; berth asks for it inside).
+                let p = Path::new(f);
+                let rel = if p.is_absolute() {
+                    p.strip_prefix(dir.canonicalize()?)
+                        .or_else(|_| p.strip_prefix(dir))
+                        .map(|r| r.to_string_lossy().into_owned())
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "the Dockerfile ({f}) must be within the build context ({})",
+                                args.context
+                            )
+                        })?
+                } else {
+                    f.to_string()
+                };
+                Some(rel)
+            }
+            None => None,
+        };
+        let f = context_tar(
+            dir,
+            Some(dockerfile.as_deref().unwrap_or("Dockerfile")),
+            dockerfile.as_deref().zip(stdin_dockerfile.as_deref()),
+        )?;
+        (f, dockerfile)
+    };
+    let mut q = Query::new("/build")
+        .opt("dockerfile", dockerfile.as_deref())
+        .opt("target", args.target.as_deref())
+        .opt("networkmode", args.network.as_deref())
+        .opt("platform", args.platform.as_deref())
+        .flag("nocache", args.no_cache)
+        .flag("pull", args.pull)
+        .flag("forcerm", args.force_rm)
+        .flag("q", args.quiet)
+        .arg("rm", if args.rm { "1" } else { "0" });
+    for t in &args.tags {
+        q = q.arg("t", t);
+    }
+    if !args.build_args.is_empty() {
+        q = q.arg(
+            "buildargs",
+            pairs(&args.build_args, true, "--build-arg")?.to_string(),
+        );
+    }
+    if !args.labels.is_empty() {
+        q = q.arg("labels", pairs(&args.labels, false, "--label")?.to_string());
+    }
+    if !args.cache_from.is_empty() {
+        q = q.arg("cachefrom", &serde_json::to_string(&args.cache_from)?);
+    }
+    let mut progress = Progress::new(std::io::stderr().is_terminal() && !args.quiet);
+    std::io::stderr().flush().ok();
+    upload_file(
+        client,
+        &q.build(),
+        input,
+        "Sending build context",
+        &mut progress,
+    )
+    .await
+}

@@ -1,0 +1,385 @@
+//! `DOCKER_BUILDKIT=0 docker build` against berth (issue 16): a multi-stage Dockerfile with
+//! build args, COPY from the context and from a stage (owner and mode asked), ADD of a
+//! local archive, metadata instructions; the image runs as built; a rebuild with nothing
+//! changed takes every step from the cache and gives the same ID, a changed source file
+//! only the steps after it; RUN has no network; a failing RUN, a parse error and
+//! sources outside the context fail by name and tag nothing.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+
+use berth_tests::*;
+
+fn docker_available() -> bool {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return false;
+    }
+    true
+}
+
+fn load_fixture(d: &Daemon) {
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+}
+
+/// `docker build` with the classic builder; its output (stdout and stderr) and status.
+fn build(d: &Daemon, ctx: &Path, args: &[&str]) -> (bool, String) {
+    let out = d
+        .docker_cmd(&["build"])
+        .args(args)
+        .arg(ctx)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker build");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).expect("mkdir");
+    }
+    fs::write(path, text).expect("write");
+}
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    ok(d.docker(&["image", "inspect", name, "-f", "{{.Id}}"]))
+        .trim()
+        .to_string()
+}
+
+const DOCKERFILE: &str = r#"# A comment, then a global ARG used by FROM.
+ARG BASE=fixture/app:1
+FROM $BASE AS builder
+ARG SUFFIX=default
+WORKDIR /work
+COPY src/ ./src/
+RUN busybox cat src/a.txt src/b.txt > joined.txt \
+ && echo "suffix=$SUFFIX" >> joined.txt
+# No network in a RUN step unless the build asks for one: only lo.
+RUN test "$(busybox ls /sys/class/net)" = lo
+
+FROM fixture/app:1
+LABEL org.example.name="demo app" org.example.tier=web
+ENV GREETING=hello WHO=world
+ENV BOTH="${GREETING} ${WHO}"
+COPY --from=builder /work/joined.txt /data/
+COPY --chown=1234:5678 --chmod=640 src/a.txt /data/owned.txt
+COPY . /ctx/
+ADD files.tar /unpacked/
+EXPOSE 8080 9090/udp
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --timeout=2s CMD busybox true
+USER 1234
+# The fixture's ENTRYPOINT is /bin/sh -c: CMD is its script.
+CMD ["echo $BOTH; busybox cat /data/joined.txt"]
+"#;
+
+fn context(dir: &Path) {
+    write(&dir.join("Dockerfile"), DOCKERFILE);
+    write(&dir.join("src/a.txt"), "alpha\n");
+    write(&dir.join("src/b.txt"), "beta\n");
+    write(&dir.join("secret.txt"), "not for the image\n");
+    write(&dir.join(".dockerignore"), "secret.txt\n*.tmp\n");
+    write(&dir.join("junk.tmp"), "ignored\n");
+    // A local archive: ADD unpacks it.
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(9);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "inside/packed.txt", &b"unpacked\n"[..])
+        .expect("tar");
+    fs::write(dir.join("files.tar"), t.into_inner().expect("tar")).expect("write tar");
+}
+
+#[test]
+fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    load_fixture(&d);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    context(ctx.path());
+
+    let (built, out) = build(
+        &d,
+        ctx.path(),
+        &[
+            "-t",
+            "demo:1",
+            "-t",
+            "demo:latest",
+            "--build-arg",
+            "SUFFIX=given",
+        ],
+    );
+    assert!(built, "build failed:\n{out}");
+    assert!(out.contains("Step 1/"), "{out}");
+    assert!(out.contains("Successfully built"), "{out}");
+    assert!(out.contains("Successfully tagged demo:1"), "{out}");
+    let id = image_id(&d, "demo:1");
+    assert_eq!(id, image_id(&d, "demo:latest"));
+
+    // It runs as built.
+    let run = ok(d.docker(&["run", "--rm", "demo:1"]));
+    assert_eq!(run, "hello world\nalpha\nbeta\nsuffix=given\n");
+    let stat = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "demo:1",
+        "busybox stat -c '%u:%g %a' /data/owned.txt; busybox cat /unpacked/inside/packed.txt; busybox ls /ctx",
+    ]));
+    let mut lines = stat.lines();
+    assert_eq!(lines.next(), Some("1234:5678 640"), "{stat}");
+    assert_eq!(lines.next(), Some("unpacked"), "{stat}");
+    let listed: Vec<&str> = lines.collect();
+    assert!(
+        listed.contains(&"Dockerfile") && listed.contains(&"src"),
+        "{stat}"
+    );
+    assert!(
+        !listed.contains(&"secret.txt") && !listed.contains(&"junk.tmp"),
+        ".dockerignore'd files were copied: {stat}"
+    );
+
+    // The config as the Dockerfile says.
+    let cfg = ok(d.docker(&[
+        "image",
+        "inspect",
+        "demo:1",
+        "-f",
+        "{{json .Config.Env}}|{{json .Config.Labels}}|{{json .Config.ExposedPorts}}|{{.Config.User}}|{{.Config.StopSignal}}|{{json .Config.Healthcheck.Test}}|{{json .Config.Cmd}}",
+    ]));
+    assert!(cfg.contains(r#""GREETING=hello""#), "{cfg}");
+    assert!(cfg.contains(r#""BOTH=hello world""#), "{cfg}");
+    assert!(cfg.contains(r#""org.example.name":"demo app""#), "{cfg}");
+    assert!(
+        cfg.contains(r#""8080/tcp":{}"#) && cfg.contains(r#""9090/udp":{}"#),
+        "{cfg}"
+    );
+    assert!(cfg.contains("|1234|SIGINT|"), "{cfg}");
+    assert!(cfg.contains(r#"["CMD-SHELL","busybox true"]"#), "{cfg}");
+    // The build arg reached RUN only: not in the image's environment.
+    assert!(!cfg.contains("SUFFIX"), "{cfg}");
+    let history = ok(d.docker(&["history", "--no-trunc", "demo:1"]));
+    assert!(history.contains("COPY file:"), "{history}");
+    assert!(
+        history.contains("#(nop)  ENV GREETING=hello WHO=world"),
+        "{history}"
+    );
+
+    // Nothing changed: every step from the cache, the same image.
+    let (built, again) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:1", "--build-arg", "SUFFIX=given"],
+    );
+    assert!(built, "rebuild failed:\n{again}");
+    let steps = again.matches("Step ").count();
+    let cached = again.matches("Using cache").count();
+    assert!(!again.contains("Running in"), "a step ran again:\n{again}");
+    // FROM lines are not cached steps: every other step is.
+    assert_eq!(cached, steps - 2, "{again}");
+    assert_eq!(image_id(&d, "demo:1"), id);
+
+    // Another build arg: the RUN that uses it runs again, the steps before it do not.
+    let (built, other) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:2", "--build-arg", "SUFFIX=other"],
+    );
+    assert!(built, "{other}");
+    assert_ne!(image_id(&d, "demo:2"), id);
+    assert!(ok(d.docker(&["run", "--rm", "demo:2"])).ends_with("suffix=other\n"));
+
+    // One source file changed: the COPY of it and what follows are built again.
+    write(&ctx.path().join("src/b.txt"), "gamma\n");
+    let (built, changed) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:1", "--build-arg", "SUFFIX=given"],
+    );
+    assert!(built, "{changed}");
+    assert!(changed.contains("Running in"), "{changed}");
+    assert_ne!(image_id(&d, "demo:1"), id);
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "demo:1"])),
+        "hello world\nalpha\ngamma\nsuffix=given\n"
+    );
+    // `--no-cache` runs everything.
+    let (built, fresh) = build(&d, ctx.path(), &["--no-cache", "-t", "demo:3"]);
+    assert!(built && !fresh.contains("Using cache"), "{fresh}");
+
+    // Intermediate containers are gone; intermediate images are listed with -a only.
+    assert_eq!(ok(d.docker(&["ps", "-aq"])).trim(), "");
+    let top = ok(d.docker(&["images", "-q"]));
+    let all = ok(d.docker(&["images", "-aq"]));
+    assert!(
+        all.lines().count() > top.lines().count(),
+        "{top}\n--\n{all}"
+    );
+    // --target stops at a stage.
+    let (built, out) = build(&d, ctx.path(), &["--target", "builder", "-t", "stage:1"]);
+    assert!(built, "{out}");
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "stage:1", "busybox cat /work/joined.txt"])),
+        "alpha\ngamma\nsuffix=default\n"
+    );
+}
+
+#[test]
+fn failing_steps_and_hostile_contexts_fail_by_name_and_tag_nothing() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    load_fixture(&d);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let dockerfile = ctx.path().join("Dockerfile");
+
+    // A RUN that fails: Docker's words, the exit code, nothing tagged.
+    write(&dockerfile, "FROM fixture/app:1\nRUN echo before; exit 3\n");
+    let (built, out) = build(&d, ctx.path(), &["-t", "bad:1"]);
+    assert!(!built, "{out}");
+    assert!(out.contains("before"), "the step's output is shown: {out}");
+    assert!(
+        out.contains("The command '/bin/sh -c echo before; exit 3' returned a non-zero code: 3"),
+        "{out}"
+    );
+    fails(d.docker(&["image", "inspect", "bad:1"]));
+    // `--force-rm` leaves no container behind.
+    let (_, _) = build(&d, ctx.path(), &["--force-rm", "-t", "bad:1"]);
+    let before = ok(d.docker(&["ps", "-aq"])).lines().count();
+    let (_, _) = build(&d, ctx.path(), &["--force-rm", "-t", "bad:1"]);
+    assert_eq!(ok(d.docker(&["ps", "-aq"])).lines().count(), before);
+
+    // A parse error names the line and the instruction.
+    write(&dockerfile, "FROM fixture/app:1\nFOO bar\n");
+    let (built, out) = build(&d, ctx.path(), &["-t", "bad:1"]);
+    assert!(!built, "{out}");
+    assert!(out.contains("unknown instruction: FOO"), "{out}");
+
+    // Sources outside the context: a path climbing out and a symlink to the host's
+    // files never reach the image.
+    std::os::unix::fs::symlink("/etc/shadow", ctx.path().join("shadow")).expect("symlink");
+    write(
+        &dockerfile,
+        "FROM fixture/app:1\nCOPY shadow /x\nCMD [\"busybox cat /x\"]\n",
+    );
+    let (built, out) = build(&d, ctx.path(), &["-t", "escape:1"]);
+    if built {
+        let got = d.docker(&["run", "--rm", "escape:1"]);
+        let host = fs::read("/etc/shadow").unwrap_or_default();
+        assert!(
+            host.is_empty() || got.stdout != host,
+            "the host's /etc/shadow reached the image"
+        );
+    } else {
+        assert!(out.contains("shadow"), "the error names the source: {out}");
+    }
+    write(
+        &dockerfile,
+        "FROM fixture/app:1\nCOPY ../../../../etc/passwd /x\n",
+    );
+    let (built, out) = build(&d, ctx.path(), &["-t", "escape:2"]);
+    if built {
+        let got = ok(d.docker(&["run", "--rm", "escape:2", "busybox cat /x"]));
+        let host = fs::read_to_string("/etc/passwd").unwrap_or_default();
+        assert_ne!(got, host, "the host's /etc/passwd reached the image");
+    } else {
+        assert!(out.contains("passwd"), "{out}");
+    }
+
+    // What the builder does not do is refused by name.
+    write(
+        &dockerfile,
+        "FROM fixture/app:1\nRUN --mount=type=cache,target=/c true\n",
+    );
+    let (built, out) = build(&d, ctx.path(), &["-t", "bad:2"]);
+    assert!(!built && out.contains("RUN --mount"), "{out}");
+    write(
+        &dockerfile,
+        "FROM fixture/app:1\nADD https://example.invalid/x /x\n",
+    );
+    let (built, out) = build(&d, ctx.path(), &["-t", "bad:3"]);
+    assert!(!built && out.contains("ADD from a URL"), "{out}");
+}
+
+#[test]
+fn berth_build_sends_the_context_as_dockerignore_says() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    load_fixture(&d);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let dir = ctx.path();
+    write(
+        &dir.join("build/app.Dockerfile"),
+        "FROM fixture/app:1\nARG V\nCOPY . /ctx/\nRUN echo \"v=$V\" > /v\n",
+    );
+    write(&dir.join("logs/a.log"), "log\n");
+    write(&dir.join("logs/keep.log"), "kept\n");
+    write(&dir.join("main.txt"), "main\n");
+    write(&dir.join(".dockerignore"), "logs\n!logs/keep.log\nbuild\n");
+    let out = d.berth(&[
+        "build",
+        "-f",
+        "build/app.Dockerfile",
+        "-t",
+        "mine:1",
+        "--build-arg",
+        "V=7",
+        "--label",
+        "a=b",
+        dir.to_str().expect("path"),
+    ]);
+    let text = ok(out);
+    assert!(text.contains("Successfully tagged mine:1"), "{text}");
+    let listed = ok(d.docker(&[
+        "run",
+        "--rm",
+        "mine:1",
+        "cd /ctx && busybox find . -type f | busybox sort; busybox cat /v",
+    ]));
+    // The Dockerfile is sent although ignored (the build reads it) but not copied (as
+    // Docker's daemon drops it); the exception comes back.
+    assert_eq!(
+        listed,
+        "./.dockerignore\n./logs/keep.log\n./main.txt\nv=7\n"
+    );
+    assert_eq!(
+        ok(d.docker(&[
+            "image",
+            "inspect",
+            "mine:1",
+            "-f",
+            "{{index .Config.Labels \"a\"}}"
+        ]))
+        .trim(),
+        "b"
+    );
+    // A failing build fails the command with the daemon's message.
+    write(
+        &dir.join("build/app.Dockerfile"),
+        "FROM fixture/app:1\nRUN exit 4\n",
+    );
+    let err = fails(d.berth(&[
+        "build",
+        "-f",
+        "build/app.Dockerfile",
+        dir.to_str().expect("path"),
+    ]));
+    assert!(err.contains("returned a non-zero code: 4"), "{err}");
+}
