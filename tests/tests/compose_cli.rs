@@ -82,3 +82,70 @@ fn compose_up_recreate_and_down_with_the_negotiated_api() {
     assert!(!nets.contains("proj_default"), "{nets}");
     assert!(ok(d.docker(&["volume", "ls", "--format", "{{.Name}}"])).contains("proj_data"));
 }
+
+/// compose 1.29's `build:`: `up -d --build` builds the service's image through berth's
+/// classic builder (build args, target, the image name compose gives it) and runs it;
+/// a second `build` takes every step from the cache.
+#[test]
+fn compose_builds_the_service_image() {
+    if !have("docker-compose") || !have("docker") {
+        eprintln!("docker-compose or the docker CLI not installed; skipping");
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let dir = d.dir.path().join("app");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM fixture/app:1 AS base\nARG WHO=nobody\nRUN echo \"hello $WHO\" > /greeting\n\
+         FROM base AS final\nCOPY note.txt /note.txt\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("note.txt"), "a note\n").expect("write");
+    let file = d.dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        r#"version: "3.8"
+services:
+  web:
+    build:
+      context: ./app
+      target: final
+      args:
+        WHO: compose
+    image: built/web:1
+    command: ["busybox cat /greeting /note.txt; sleep 1000"]
+    stop_grace_period: 1s
+"#,
+    )
+    .expect("write");
+    let out = compose(&d, &file, &["up", "-d", "--build"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = || ok(d.docker(&["logs", "proj_web_1"]));
+    for _ in 0..100 {
+        if logs().contains("a note") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs(), "hello compose\na note\n");
+    let out = compose(&d, &file, &["build"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Using cache") && !text.contains("Running in"),
+        "{text}"
+    );
+    ok(compose(&d, &file, &["down"]));
+}
