@@ -18,8 +18,14 @@ def main():
     c = docker.DockerClient(base_url=host)
     with open(f"{fixtures}/app-docker-save.tar", "rb") as f:
         c.images.load(f.read())
+    # No health check: the image's probes are execs, and `top` would list one.
     ctr = c.containers.run(
-        "fixture/app:1", ["sleep 1000"], detach=True, name="sdk-cg", mem_limit="48m"
+        "fixture/app:1",
+        ["sleep 1000"],
+        detach=True,
+        name="sdk-cg",
+        mem_limit="48m",
+        healthcheck={"test": ["NONE"]},
     )
     try:
         s = ctr.stats(stream=False)

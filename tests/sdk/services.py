@@ -21,8 +21,13 @@ def expect(cond, what):
 def eventually(what, f, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if f():
-            return
+        try:
+            if f():
+                return
+        except docker.errors.NotFound:
+            # A task listed, its container gone before it was read (an update or a
+            # replacement in between): not yet.
+            pass
         time.sleep(0.2)
     sys.exit(f"FAIL: {what}: not reached in {timeout} s")
 
@@ -45,7 +50,10 @@ def main():
             name="api",
             mode=ServiceMode("replicated", replicas=2),
             restart_policy=RestartPolicy(condition="any", delay=200_000_000),
-            healthcheck=Healthcheck(test=["CMD", "true"], interval=200_000_000),
+            # A 20 s timeout: the image's 1 s is too short for a probe on a loaded host
+            # (a task replaced as unhealthy would break the counts below).
+            healthcheck=Healthcheck(test=["CMD", "true"], interval=200_000_000,
+                                    timeout=20_000_000_000),
             update_config=UpdateConfig(parallelism=1, order="start-first", monitor=1_000_000_000),
             stop_grace_period=1_000_000_000,
             labels={"team": "a"},
@@ -56,10 +64,16 @@ def main():
         expect(svc.attrs["Spec"]["Labels"] == {"team": "a"}, f"labels {svc.attrs['Spec']['Labels']}")
         expect(svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 2, f"mode {svc.attrs['Spec']['Mode']}")
         expect(len(c.services.list(filters={"name": "api"})) == 1, "services.list by name")
-        for t in running(svc):
-            cid = t["Status"]["ContainerStatus"]["ContainerID"]
-            ctr = c.containers.get(cid)
-            expect(ctr.labels["com.docker.swarm.service.id"] == svc.id, f"labels {ctr.labels}")
+        labels = []
+
+        def labelled():
+            tasks = running(svc)
+            labels[:] = [c.containers.get(t["Status"]["ContainerStatus"]["ContainerID"]).labels
+                         for t in tasks]
+            return len(tasks) == 2
+        eventually("the running tasks' containers read", labelled)
+        expect(all(lb.get("com.docker.swarm.service.id") == svc.id for lb in labels),
+               f"labels {labels}")
         # The tasks' health checks run (the containers report healthy).
         eventually("healthy tasks", lambda: all(
             c.containers.get(t["Status"]["ContainerStatus"]["ContainerID"]).attrs["State"]
@@ -158,6 +172,9 @@ def main():
         from docker.types import ConfigReference, SecretReference
         with_files = c.services.create(
             "fixture/app:1", command=["sh", "-c", "sleep 1000"], name="files",
+            # Not about health: a task replaced after a probe timed out would be gone
+            # under the exec below.
+            healthcheck=Healthcheck(test=["NONE"]),
             secrets=[SecretReference(sec.id, "token", filename="tok", mode=0o400)],
             configs=[ConfigReference(conf.id, "conf", filename="/etc/conf")],
             stop_grace_period=1_000_000_000)

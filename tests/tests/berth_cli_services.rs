@@ -114,6 +114,9 @@ fn berth_service_verbs_create_scale_update_roll_back_and_remove() {
         "2s",
         "--label",
         "tier=front",
+        // Not about health: the image's probe, timing out on a loaded host, would have
+        // a task replaced (one more row of `service ps`).
+        "--no-healthcheck",
         "fixture/app:1",
         "sleep 1000",
     ]));
@@ -343,6 +346,7 @@ fn berth_service_detached_global_and_refusals() {
         "-d",
         "--name",
         "api",
+        "--no-healthcheck",
         "fixture/app:1",
         "sleep 1000",
     ]));
@@ -360,6 +364,7 @@ fn berth_service_detached_global_and_refusals() {
         "global",
         "--name",
         "agent",
+        "--no-healthcheck",
         "fixture/app:1",
         "sleep 1000",
     ]));

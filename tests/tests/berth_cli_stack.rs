@@ -135,6 +135,9 @@ services:
     healthcheck:
       test: "true"
       interval: 1s
+      # Without one the image's 1 s applies: too short for a probe on a loaded host
+      # (a task replaced as unhealthy); the health check gates the rolling update.
+      timeout: 20s
       retries: 2
     stop_grace_period: 1s
     deploy:
@@ -156,6 +159,9 @@ services:
     command: ["sleep 1001"]
     networks: [front]
     stop_grace_period: 1s
+    # Not about health: a task replaced after a probe timed out would not be "left alone".
+    healthcheck:
+      disable: true
     deploy:
       update_config:
         monitor: 1s

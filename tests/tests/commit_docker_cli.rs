@@ -200,12 +200,28 @@ fn a_running_container_is_paused_while_it_is_committed() {
         "-d",
         "--name",
         "live",
+        // The image's probes are execs: their events would slip into the list below.
+        "--no-healthcheck",
         "--entrypoint",
         "/bin/sh",
         "fixture/app:1",
         "-c",
-        "echo up > /state; exec sleep 300",
+        "echo up > /state; echo ready; exec sleep 300",
     ]));
+    // /state written before the first commit (read from the logs: an exec or a copy
+    // would add events of its own).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let logs = ok(d.docker(&["logs", "live"]));
+        if logs.trim() == "ready" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "live never wrote /state: {logs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let start = chrono_now();
     ok(d.docker(&["commit", "live", "live/img:1"]));
     ok(d.docker(&["commit", "--pause=false", "live", "live/img:2"]));

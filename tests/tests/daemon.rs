@@ -46,23 +46,21 @@ fn daemon_reads_its_config_file() {
         ),
     )
     .expect("config");
+    let log = dir.path().join("c.log");
     let mut child = std::process::Command::new(berth_bin())
         .args(["daemon", "--bridge", "none", "--config"])
         .arg(&cfg)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("daemon log"))
         .spawn()
         .expect("daemon");
-    let mut up = false;
-    for _ in 0..400 {
-        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let up = wait_for_socket(&sock, &mut child);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(up, "daemon did not listen where its config file said");
+    assert!(
+        up,
+        "daemon did not listen where its config file said: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     assert!(
         dir.path().join("r/meta.redb").exists(),
         "daemon did not use the configured root"
@@ -136,7 +134,8 @@ fn daemon_killed_mid_load_leaves_no_image_and_no_stray_blobs() {
     let ingest = d.root.join("content/ingest");
     let staging = d.root.join("snapshots/.staging");
     let mut busy = false;
-    for _ in 0..1000 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let n = |p: &std::path::Path| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
         busy = n(&ingest) > 0 && n(&staging) > 0;
         if busy {
@@ -217,19 +216,39 @@ fn daemon_on(
         ),
     )
     .expect("config");
-    let child = std::process::Command::new(berth_bin())
+    let log = dir.join("fs.log");
+    let mut child = std::process::Command::new(berth_bin())
         .args(["daemon", "--bridge", "none", "--config"])
         .arg(&cfg)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("daemon log"))
         .spawn()
         .expect("daemon");
-    for _ in 0..400 {
-        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-            break;
+    if !wait_for_socket(&sock, &mut child) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "daemon did not come up on {}: {}",
+            sock.display(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    (child, format!("unix://{}", sock.display()))
+}
+
+/// Waits (60 s: a loaded host or a TCG guest is slow) until the daemon `child` accepts
+/// connections on `sock`; false if it never does or exits first.
+fn wait_for_socket(sock: &std::path::Path, child: &mut std::process::Child) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
+            return true;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    (child, format!("unix://{}", sock.display()))
+    false
 }
 
 fn berth_at(host: &str, args: &[&str]) -> std::process::Output {

@@ -175,19 +175,33 @@ fn rm_flag_removes_the_container_when_it_exits() {
     });
 }
 
+/// Waits (60 s) until container `name` has logged "ready": its script installed its
+/// signal trap, so a stop signal sent now is handled, not the shell's default.
+fn wait_ready(d: &Daemon, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let logs = ok(d.docker(&["logs", name]));
+        if logs.lines().any(|l| l == "ready") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never logged ready: {logs}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
     if !docker_available() {
         return;
     }
     let d = daemon_with_app();
-    let events = Command::new("docker")
-        .args(["events", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"signal\"}}{{index .Actor.Attributes \"exitCode\"}}"])
-        .env("DOCKER_HOST", d.host())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker events");
-    std::thread::sleep(Duration::from_millis(300));
+    // The events are read from the daemon's history afterwards (--since/--until): a
+    // stream started now may not be subscribed yet when the first action happens.
+    let since = chrono_now_secs() - 1;
 
     // A process that handles SIGTERM exits at once with its own status.
     ok(d.docker(&[
@@ -196,12 +210,12 @@ fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
         "--name",
         "polite",
         "fixture/app:1",
-        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+        "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
     ]));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_ready(&d, "polite");
     assert_eq!(ok(d.docker(&["stop", "polite"])).trim(), "polite");
     assert_eq!(inspect(&d, "polite", "{{.State.ExitCode}}"), "0");
-    assert_eq!(ok(d.docker(&["logs", "polite"])).trim(), "bye");
+    assert_eq!(ok(d.docker(&["logs", "polite"])).trim(), "ready\nbye");
 
     // One that ignores it is killed after -t.
     ok(d.docker(&[
@@ -210,9 +224,9 @@ fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
         "--name",
         "stubborn",
         "fixture/app:1",
-        "trap '' TERM; sleep 1000",
+        "trap '' TERM; echo ready; sleep 1000",
     ]));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_ready(&d, "stubborn");
     ok(d.docker(&["stop", "-t", "1", "stubborn"]));
     assert_eq!(inspect(&d, "stubborn", "{{.State.ExitCode}}"), "137");
 
@@ -227,13 +241,13 @@ fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
         "--stop-timeout",
         "30",
         "fixture/app:1",
-        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+        "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done",
     ]));
     assert_eq!(
         inspect(&d, "usr1", "{{.Config.StopSignal}} {{.Config.StopTimeout}}"),
         "SIGUSR1 30"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_ready(&d, "usr1");
     ok(d.docker(&["stop", "usr1"]));
     assert_eq!(inspect(&d, "usr1", "{{.State.ExitCode}}"), "42");
 
@@ -248,11 +262,15 @@ fn stop_uses_the_stop_signal_then_kills_after_the_grace_period() {
     ok(d.docker(&["rm", "-f", "stubborn"]));
 
     // The events tell the story in order.
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
-    let out = events.wait_with_output().expect("events output");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ok(d.docker(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &(chrono_now_secs() + 1).to_string(),
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"signal\"}}{{index .Actor.Attributes \"exitCode\"}}",
+    ]));
     let lines: Vec<&str> = text.lines().collect();
     let pos = |needle: &str| {
         lines

@@ -505,7 +505,7 @@ fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 64];
         loop {
             s.send_to(b"over-udp", "127.0.0.1:5353").unwrap();
@@ -799,7 +799,7 @@ fn links_carry_large_frames_within_the_host_and_the_default_route_keeps_1500() {
             .unwrap();
         let mut buf = vec![0u8; 65536];
         // The server starts asynchronously: small datagrams until it answers.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let small = loop {
             s.send_to(b"hello", "198.19.0.1:5354").unwrap();
             if let Ok((n, _)) = s.recv_from(&mut buf) {
@@ -888,7 +888,7 @@ fn a_udp_client_that_keeps_sending_follows_the_port_to_a_new_container() {
     s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let echoed = |what: &[u8]| {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 64];
         loop {
             s.send_to(what, "127.0.0.1:5357").unwrap();

@@ -110,6 +110,9 @@ fn services_converge_heal_scale_update_and_roll_back() {
         "2s",
         "--label",
         "tier=front",
+        // Not about health: the image's probe, timing out on a loaded host, would have
+        // a task replaced behind the counts below.
+        "--no-healthcheck",
         "fixture/app:1",
         "sleep 1000",
     ]);
@@ -235,6 +238,10 @@ fn services_converge_heal_scale_update_and_roll_back() {
     if against_docker().is_none() {
         let before = task_containers(&d, "web");
         d.restart_after_sigkill();
+        eventually("both tasks running after the restart", &d, || {
+            running_tasks(&d, "web") == ["web.1 Running", "web.2 Running"]
+        });
+        // A window for a duplicate start to show.
         std::thread::sleep(Duration::from_secs(3));
         assert_eq!(task_containers(&d, "web"), before);
         assert_eq!(running_tasks(&d, "web"), ["web.1 Running", "web.2 Running"]);
@@ -347,6 +354,10 @@ services:
     environment:
       - GREETING=hi
     stop_grace_period: 1s
+    # Not about health: a task replaced after the image's probe timed out on a loaded
+    # host would break the counts below.
+    healthcheck:
+      disable: true
     deploy:
       replicas: 2
       update_config:
@@ -358,6 +369,8 @@ services:
     image: fixture/app:1
     command: ["sleep 1001"]
     stop_grace_period: 1s
+    healthcheck:
+      disable: true
 "#
         )
     };
@@ -488,6 +501,11 @@ fn a_daemon_killed_mid_update_finishes_it_without_duplicates() {
         "1s",
         "--restart-delay",
         "200ms",
+        // The image's health check gates each slot of the update (a window for the
+        // kill); its 1 s timeout is too short for a probe on a loaded host, and a task
+        // replaced as unhealthy would be one more of the new revision.
+        "--health-timeout",
+        "20s",
         "fixture/app:1",
         "sleep 1000",
     ]));
@@ -571,6 +589,10 @@ fn a_broken_image_rolls_back_by_itself_to_the_recorded_image_not_the_moved_tag()
         "rollback",
         "--update-monitor",
         "2s",
+        // The image's 1 s probe timeout is too short on a loaded host: a good task
+        // replaced as unhealthy mid-rollback would pause it.
+        "--health-timeout",
+        "20s",
         "fixture/app:1",
         "sleep 1000",
     ]));
@@ -706,6 +728,10 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
             "200ms",
             "--health-retries",
             "1",
+            // The default 1 s timeout is too short for a probe on a loaded host: one slow
+            // probe would make a ready task unhealthy and replaced.
+            "--health-timeout",
+            "20s",
             // Not ready until a check passes; failures count from then on.
             "--health-start-period",
             "10m",

@@ -239,6 +239,8 @@ fn a_published_service_port_spreads_over_ready_replicas_and_survives_rolling_upd
     });
     if against_docker().is_none() {
         eventually("a container may publish the port", &d, || {
+            // A failed try may leave the container created (a name taken on the next).
+            let _ = d.docker(&["rm", "-f", "after"]);
             d.docker(&[
                 "run",
                 "-d",
