@@ -383,3 +383,51 @@ fn berth_build_sends_the_context_as_dockerignore_says() {
     ]));
     assert!(err.contains("returned a non-zero code: 4"), "{err}");
 }
+
+/// SOURCE_DATE_EPOCH: two daemons with their own state roots build the same context
+/// (RUN writing files, COPY, metadata) to the same image ID; the times are the epoch's.
+#[test]
+fn a_build_at_source_date_epoch_gives_the_same_image_on_another_root() {
+    if !docker_available() {
+        return;
+    }
+    let ctx = tempfile::tempdir().expect("tempdir");
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM fixture/app:1 AS b\nRUN busybox mkdir -p /out && echo built > /out/f && busybox touch /out/g\n\
+         FROM fixture/app:1\nCOPY --from=b /out /out\nCOPY src /src\nENV A=1\nWORKDIR /w\nCMD [\"busybox ls /out\"]\n",
+    );
+    write(&ctx.path().join("src/one.txt"), "one\n");
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        let d = Daemon::start();
+        load_fixture(&d);
+        if round == 1 {
+            // Later file times on the second host.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            write(&ctx.path().join("src/one.txt"), "one\n");
+        }
+        let (built, out) = build(
+            &d,
+            ctx.path(),
+            &[
+                "-t",
+                "repro:1",
+                "--build-arg",
+                "SOURCE_DATE_EPOCH=1700000000",
+            ],
+        );
+        assert!(built, "{out}");
+        ids.push(image_id(&d, "repro:1"));
+        let created = ok(d.docker(&["image", "inspect", "repro:1", "-f", "{{.Created}}"]));
+        assert_eq!(created.trim(), "2023-11-14T22:13:20Z");
+        let times = ok(d.docker(&[
+            "run",
+            "--rm",
+            "repro:1",
+            "busybox stat -c %Y /out/f /out/g /src/one.txt /w",
+        ]));
+        assert_eq!(times, "1700000000\n1700000000\n1700000000\n1700000000\n");
+    }
+    assert_eq!(ids[0], ids[1], "the same context built to different images");
+}

@@ -83,7 +83,8 @@ pub trait BuildProgress {
 }
 
 /// Build args Docker knows without an ARG (proxies), kept out of the image's history.
-const PREDEFINED_ARGS: [&str; 10] = [
+const PREDEFINED_ARGS: [&str; 11] = [
+    "SOURCE_DATE_EPOCH",
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -253,6 +254,16 @@ struct Build<'a> {
     /// Images the build pulled or resolved by name (a base used twice resolves once).
     step: usize,
     steps_total: usize,
+    /// `SOURCE_DATE_EPOCH` (a build arg, as BuildKit takes it): the images' times, and
+    /// later file times clamped to it, so that the same context gives the same ID.
+    epoch: Option<u64>,
+}
+
+/// Seconds since the epoch as the RFC 3339 time of a config.
+pub(crate) fn epoch_rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Engine {
@@ -317,6 +328,14 @@ impl Engine {
             None => None,
         };
         let df = dockerfile::parse(&text).map_err(|e| build_err(e.to_string()))?;
+        let epoch = match opts.build_args.get("SOURCE_DATE_EPOCH") {
+            Some(Some(v)) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
+                build_err(format!(
+                    "SOURCE_DATE_EPOCH={v}: a number of seconds since 1970-01-01 is expected"
+                ))
+            })?),
+            _ => None,
+        };
         let mut b = Build {
             engine: self,
             opts,
@@ -330,6 +349,7 @@ impl Engine {
             stage_names: BTreeMap::new(),
             step: 0,
             steps_total: 0,
+            epoch,
         };
         // `cachefrom`: every image built on this host serves as cache already (its
         // intermediate images are kept); one that came whole from elsewhere cannot.
@@ -669,6 +689,13 @@ impl Build<'_> {
             if cfg.other.get("container_config") != Some(&want) {
                 continue;
             }
+            // A reproducible build takes only steps made with its epoch (their times
+            // are part of the image).
+            if let Some(e) = self.epoch {
+                if cfg.created.as_deref() != Some(epoch_rfc3339(e).as_str()) {
+                    continue;
+                }
+            }
             let created = cfg.created.clone().unwrap_or_default();
             if best.as_ref().is_none_or(|(_, c)| created > *c) {
                 best = Some((rec, created));
@@ -954,6 +981,7 @@ impl Build<'_> {
                 extra,
                 tags: Vec::new(),
                 source: "build".into(),
+                created: self.epoch.map(epoch_rfc3339),
             },
         )?;
         let rec = self.image_record(&id)?;
@@ -995,6 +1023,7 @@ impl Build<'_> {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
+            h.set_mtime(self.dir_mtime());
             h.set_size(0);
             t.append_data(
                 &mut h,
@@ -1015,9 +1044,20 @@ impl Build<'_> {
             &cc,
             cc.cmd.clone().unwrap_or_default().join(" "),
             st.author.clone(),
+            self.epoch,
         )?;
         let rec = self.image_record(&id)?;
         self.advance(st, rec)
+    }
+
+    /// The time of a directory the build makes: the epoch of a reproducible build,
+    /// else now.
+    fn dir_mtime(&self) -> u64 {
+        self.epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
     }
 
     fn image_record(&self, id: &Digest) -> Result<ImageRecord> {
@@ -1062,6 +1102,7 @@ impl Build<'_> {
                         extra: serde_json::Map::new(),
                         tags: Vec::new(),
                         source: "build".into(),
+                        created: self.epoch.map(epoch_rfc3339),
                     },
                 )?;
                 st.image = Some(self.image_record(&id)?);
@@ -1134,6 +1175,7 @@ impl Build<'_> {
             &cc,
             cc.cmd.clone().unwrap_or_default().join(" "),
             st.author.clone(),
+            self.epoch,
         )?;
         let rec = self.image_record(&id)?;
         self.advance(st, rec)
@@ -1313,6 +1355,7 @@ impl Build<'_> {
             &cc,
             cc.cmd.clone().unwrap_or_default().join(" "),
             st.author.clone(),
+            self.epoch,
         )?;
         let rec = self.image_record(&id)?;
         self.advance(st, rec)
@@ -1341,6 +1384,8 @@ impl Build<'_> {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                h.set_mtime(self.dir_mtime());
+                h.set_mtime(self.dir_mtime());
                 let (uid, gid) = owner.unwrap_or((0, 0));
                 h.set_uid(u64::from(uid));
                 h.set_gid(u64::from(gid));

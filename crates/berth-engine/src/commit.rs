@@ -171,6 +171,7 @@ impl Engine {
     fn container_layer(
         &self,
         rec: &crate::containers::ContainerRecord,
+        clamp_mtime: Option<u64>,
     ) -> Result<berth_image::layer::IngestedLayer> {
         let overlay = self.overlay(rec);
         let upper = overlay.container_dir.join("upper");
@@ -178,13 +179,14 @@ impl Engine {
         // The container's own files: its setuid bits and file capabilities are kept
         // (they are already on this host's disk, in its upper directory).
         ingest.unpack.preserve_privileged_bits = true;
-        berth_image::diff::ingest_upper_diff(
+        berth_image::diff::ingest_upper_diff_clamped(
             self.store(),
             &upper,
             &overlay.lower_dirs(),
             &crate::changes::INIT_LAYER,
             crate::changes::owner_shift(rec),
             &ingest,
+            clamp_mtime,
         )
         .map_err(|e| {
             let msg = format!("commit of container {}: {e}", rec.id);
@@ -207,12 +209,16 @@ impl Engine {
         container_config: &RunConfig,
         created_by: String,
         author: Option<String>,
+        epoch: Option<u64>,
     ) -> Result<berth_types::Digest> {
         let rec = self.container(container)?;
         let (base, _) = self.resolve(&rec.image_id.to_string())?;
-        let layer = self.container_layer(&rec)?;
+        let layer = self.container_layer(&rec, epoch)?;
         let mut extra = Map::new();
-        extra.insert("container".into(), json!(rec.id));
+        // A reproducible build names no container (its ID is random).
+        if epoch.is_none() {
+            extra.insert("container".into(), json!(rec.id));
+        }
         extra.insert(
             "container_config".into(),
             serde_json::to_value(container_config).unwrap_or(Value::Null),
@@ -233,6 +239,7 @@ impl Engine {
                 extra,
                 tags: Vec::new(),
                 source: "build".into(),
+                created: epoch.map(crate::build::epoch_rfc3339),
             },
         )?)
     }
@@ -292,7 +299,7 @@ impl Engine {
                     }
                 }
             };
-        let layer = self.container_layer(&rec);
+        let layer = self.container_layer(&rec, None);
         let unpause = |engine: &Engine| {
             if paused_here {
                 if let Err(e) = engine.unpause_container(&rec.id) {
@@ -332,6 +339,7 @@ impl Engine {
                 extra,
                 tags: reference.iter().cloned().collect(),
                 source: "commit".into(),
+                created: None,
             },
         );
         let id = match derived {

@@ -46,6 +46,9 @@ pub struct Derivation {
     pub tags: Vec<Reference>,
     /// How the image arrived (`commit`, `build`), kept in its record.
     pub source: String,
+    /// The time written as the config's `created` and the new history entries' (RFC
+    /// 3339); now when None (a reproducible build gives `SOURCE_DATE_EPOCH`'s).
+    pub created: Option<String>,
 }
 
 /// Stores the derived image (see the module docs); returns its ID.
@@ -87,7 +90,10 @@ pub fn derive_image(store: &Store, d: Derivation) -> Result<Digest> {
     let mut history = base_cfg.history.clone();
     let mut blobs = Vec::new();
     let mut snapshots = Vec::new();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let now = d
+        .created
+        .clone()
+        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
     for step in d.steps {
         let mut h = step.history;
         if h.created.is_none() {

@@ -423,6 +423,21 @@ pub fn ingest_upper_diff(
     owners: Option<OwnerShift>,
     opts: &IngestOptions,
 ) -> Result<IngestedLayer, DiffError> {
+    ingest_upper_diff_clamped(store, upper, lowers, skip, owners, opts, None)
+}
+
+/// [`ingest_upper_diff`], every mtime after `clamp_mtime` (seconds since the epoch)
+/// written as `clamp_mtime`: a reproducible build's layer (`SOURCE_DATE_EPOCH`) does not
+/// depend on when its files were made.
+pub fn ingest_upper_diff_clamped(
+    store: &Store,
+    upper: &Path,
+    lowers: &[PathBuf],
+    skip: &[&str],
+    owners: Option<OwnerShift>,
+    opts: &IngestOptions,
+    clamp_mtime: Option<u64>,
+) -> Result<IngestedLayer, DiffError> {
     let (upper_fd, entries) = if upper.is_dir() {
         let (fd, entries) = walk(upper, lowers, skip, owners)?;
         (Some(fd), entries)
@@ -437,6 +452,7 @@ pub fn ingest_upper_diff(
                 upper_fd.as_ref().map(|f| f.as_fd()),
                 &entries,
                 owners,
+                clamp_mtime,
                 writer,
             )
         })
@@ -457,12 +473,14 @@ fn write_tar<W: Write>(
     upper: Option<BorrowedFd<'_>>,
     entries: &[Entry],
     owners: Option<OwnerShift>,
+    clamp_mtime: Option<u64>,
     out: W,
 ) -> Result<(), DiffError> {
     let mut t = TarOut {
         b: tar::Builder::new(io::BufWriter::with_capacity(256 << 10, out)),
         links: HashMap::new(),
         owners,
+        clamp_mtime,
     };
     if let Some(upper) = upper {
         for e in entries {
@@ -481,6 +499,8 @@ struct TarOut<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
     /// A remapped container's range: headers carry the ids the container sees.
     owners: Option<OwnerShift>,
+    /// Later mtimes are written as this one (seconds).
+    clamp_mtime: Option<u64>,
 }
 
 /// The xattrs a layer keeps: `user.*` and `security.capability`.
@@ -536,7 +556,8 @@ impl<W: Write> TarOut<W> {
         }
         h.set_uid(u64::from(seen.st_uid));
         h.set_gid(u64::from(seen.st_gid));
-        h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
+        h.set_mtime(self.clamp_mtime.map_or(mtime, |c| mtime.min(c)));
         h.set_size(size);
         h
     }

@@ -55,6 +55,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print image ID on success
     #[arg(short, long)]
     pub quiet: bool,
+    /// Build reproducibly: image and file times at SOURCE_DATE_EPOCH (this shell's, else 0)
+    #[arg(long)]
+    pub reproducible: bool,
     /// The context: a directory, or '-' for a tar on STDIN
     #[arg(value_name = "PATH")]
     pub context: String,
@@ -227,11 +230,24 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     for t in &args.tags {
         q = q.arg("t", t);
     }
-    if !args.build_args.is_empty() {
-        q = q.arg(
-            "buildargs",
-            pairs(&args.build_args, true, "--build-arg")?.to_string(),
-        );
+    let mut build_args = pairs(&args.build_args, true, "--build-arg")?;
+    // SOURCE_DATE_EPOCH in this shell reaches the build (as docker buildx passes it);
+    // `--reproducible` without it builds at the epoch 0.
+    if let Some(m) = build_args.as_object_mut() {
+        if !m.contains_key("SOURCE_DATE_EPOCH") {
+            match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) if !v.is_empty() => {
+                    m.insert("SOURCE_DATE_EPOCH".into(), v.into());
+                }
+                _ if args.reproducible => {
+                    m.insert("SOURCE_DATE_EPOCH".into(), "0".into());
+                }
+                _ => {}
+            }
+        }
+    }
+    if build_args.as_object().is_some_and(|m| !m.is_empty()) {
+        q = q.arg("buildargs", build_args.to_string());
     }
     if !args.labels.is_empty() {
         q = q.arg("labels", pairs(&args.labels, false, "--label")?.to_string());
