@@ -229,6 +229,29 @@ fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
         all.lines().count() > top.lines().count(),
         "{top}\n--\n{all}"
     );
+    // The cache shows as Build Cache, and `builder prune -a` empties it: the next build
+    // runs its steps again.
+    let cache_count = |d: &Daemon| -> usize {
+        let df = ok(d.docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]));
+        df.lines()
+            .find_map(|l| l.strip_prefix("Build Cache "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Build Cache row: {df}"))
+    };
+    assert!(cache_count(&d) > 5, "{}", cache_count(&d));
+    let pruned = ok(d.docker(&["builder", "prune", "-a", "-f"]));
+    assert!(pruned.contains("Total"), "{pruned}");
+    assert_eq!(cache_count(&d), 0);
+    let (built, cold) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:4", "--build-arg", "SUFFIX=given"],
+    );
+    assert!(built && cold.contains("Running in"), "{cold}");
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "demo:4"])),
+        "hello world\nalpha\ngamma\nsuffix=given\n"
+    );
     // --target stops at a stage.
     let (built, out) = build(&d, ctx.path(), &["--target", "builder", "-t", "stage:1"]);
     assert!(built, "{out}");

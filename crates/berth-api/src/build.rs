@@ -140,3 +140,28 @@ pub(crate) async fn build(State(engine): State<Engine>, params: Params, body: Bo
     })
     .await
 }
+
+/// `POST /build/prune` (`docker builder prune`): the build cache that no container uses;
+/// `all` also what other images are built on. Filters and `keep-storage` are refused by
+/// name (berth's cache has no LRU to keep).
+pub(crate) async fn prune(
+    State(engine): State<Engine>,
+    params: Params,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let all = params.bool("all")?;
+    if params.int("keep-storage")?.is_some_and(|k| k != 0) {
+        return Err(ApiError::not_implemented(
+            "keep-storage is not supported by berth's build cache",
+        ));
+    }
+    if !params.filters()?.0.is_empty() {
+        return Err(ApiError::not_implemented(
+            "filters of build cache prune are not supported by berth",
+        ));
+    }
+    let (removed, freed) = crate::images::blocking(move || engine.prune_build_cache(all)).await?;
+    let ids: Vec<String> = removed.iter().map(|d| d.to_string()).collect();
+    Ok(axum::Json(
+        json!({ "CachesDeleted": ids, "SpaceReclaimed": freed }),
+    ))
+}

@@ -77,6 +77,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/images/get", get(images::save_many))
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))

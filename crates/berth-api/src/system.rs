@@ -354,14 +354,20 @@ pub(crate) async fn disk_usage(
     }
     let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
     let with_volumes = want("volume");
-    let (du, volumes) = blocking(move || {
+    let with_cache = want("build-cache");
+    let (du, volumes, cache) = blocking(move || {
         let du = engine.disk_usage()?;
         let volumes = if with_volumes {
             engine.volume_usage()?
         } else {
             Vec::new()
         };
-        Ok((du, volumes))
+        let cache = if with_cache {
+            engine.build_cache()?
+        } else {
+            Vec::new()
+        };
+        Ok((du, volumes, cache))
     })
     .await?;
     let images: Vec<Value> = du
@@ -385,7 +391,27 @@ pub(crate) async fn disk_usage(
         v.insert("Volumes".into(), Value::Array(vols));
     }
     if want("build-cache") {
-        v.insert("BuildCache".into(), json!([]));
+        // The classic builder's cache: the builds' intermediate images.
+        let entries: Vec<Value> = cache
+            .iter()
+            .map(|e| {
+                let parents: Vec<String> = e.parent.iter().map(|p| p.to_string()).collect();
+                json!({
+                    "ID": e.id.to_string(),
+                    "Parent": parents.first().cloned().unwrap_or_default(),
+                    "Parents": parents,
+                    "Type": "regular",
+                    "Description": e.description,
+                    "InUse": e.in_use,
+                    "Shared": e.shared,
+                    "Size": e.size,
+                    "CreatedAt": e.created,
+                    "LastUsedAt": null,
+                    "UsageCount": 0,
+                })
+            })
+            .collect();
+        v.insert("BuildCache".into(), Value::Array(entries));
     }
     Ok(Json(Value::Object(v)))
 }

@@ -66,6 +66,23 @@ pub struct PruneReport {
     pub space_reclaimed: u64,
 }
 
+/// An entry of the build cache: a build's intermediate image.
+#[derive(Debug, Clone)]
+pub struct BuildCacheEntry {
+    pub id: Digest,
+    pub parent: Option<Digest>,
+    /// The step that made it (its history's `created_by`).
+    pub description: String,
+    /// A container uses it.
+    pub in_use: bool,
+    /// Another image is built on it.
+    pub shared: bool,
+    /// Bytes of the layer it added.
+    pub size: u64,
+    /// RFC 3339.
+    pub created: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DiskUsage {
     /// Bytes of all unpacked layers.
@@ -658,6 +675,83 @@ impl Engine {
             "images pruned"
         );
         Ok(report)
+    }
+
+    /// The build cache (`docker system df`'s Build Cache): the intermediate images of
+    /// builds here, untagged, each with the size of the layer it added (0 for a step that
+    /// changed the config only) and the step that made it.
+    pub fn build_cache(&self) -> Result<Vec<BuildCacheEntry>> {
+        let images = self.store().meta.images()?;
+        let tagged: HashSet<Digest> = self
+            .store()
+            .meta
+            .tags()?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        let sizes = self.snapshot_sizes()?;
+        let by_id: HashMap<Digest, &ImageRecord> = images.iter().map(|r| (r.id, r)).collect();
+        let children: HashSet<Digest> = images.iter().filter_map(|r| r.parent).collect();
+        let mut out = Vec::new();
+        for rec in &images {
+            if rec.source != "build" || tagged.contains(&rec.id) {
+                continue;
+            }
+            let parent_layers = rec
+                .parent
+                .and_then(|p| by_id.get(&p))
+                .map_or(0, |p| p.layers.len());
+            let size = rec
+                .layers
+                .get(parent_layers..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|l| sizes.get(&l.diff_id).copied().unwrap_or(0))
+                .sum();
+            let cfg = self.config_of(rec)?;
+            out.push(BuildCacheEntry {
+                id: rec.id,
+                parent: rec.parent,
+                description: cfg
+                    .history
+                    .last()
+                    .and_then(|h| h.created_by.clone())
+                    .unwrap_or_default(),
+                in_use: !self.users_of(&rec.id)?.is_empty(),
+                shared: children.contains(&rec.id),
+                size,
+                created: cfg.created.clone().unwrap_or_default(),
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// `docker builder prune`: removes the build cache (see [`Engine::build_cache`]) that
+    /// no container uses; with `all` false, only the entries no other image is built on
+    /// (in passes, so a chain of them goes). Returns the IDs removed and the bytes freed.
+    pub fn prune_build_cache(&self, all: bool) -> Result<(Vec<Digest>, u64)> {
+        let mut removed = Vec::new();
+        loop {
+            let before = removed.len();
+            for e in self.build_cache()? {
+                if e.in_use || (!all && e.shared) {
+                    continue;
+                }
+                self.store().meta.delete_image(&e.id)?;
+                removed.push(e.id);
+            }
+            if removed.len() == before {
+                break;
+            }
+        }
+        let freed = self.collect_after_delete();
+        info!(
+            entries = removed.len(),
+            bytes_freed = freed,
+            "build cache pruned"
+        );
+        Ok((removed, freed))
     }
 
     /// Disk usage of images and layers (`docker system df`).
