@@ -30,9 +30,11 @@ if [ "${#vm_need[@]}" -gt 0 ]; then
 fi
 # podman (Debian's 4.3): a peer the registry tests pull with (registry.rs), and the
 # peer of bench/userns.sh; docker-compose (Debian's 1.29): the compose tests
-# (compose_cli.rs); both without the recommends (no docker.io).
+# (compose_cli.rs); docker-registry (Distribution 2.8): the registry the pull/push and
+# outdated-base tests run against (pull_push.rs; each starts its own on a free loopback
+# port); all without the recommends (no docker.io).
 peers=()
-for pkg in podman docker-compose; do
+for pkg in podman docker-compose docker-registry; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || peers+=("$pkg")
 done
 if [ "${#peers[@]}" -gt 0 ]; then

@@ -857,3 +857,68 @@ fn image_copy_refuses_an_archive_whose_layer_is_not_its_diff_id() {
     assert!(err.contains("diff_id"), "{err}");
     assert!(err.contains(&target), "{err}");
 }
+
+/// A build records its base (name and the registry's digest, as labels with OCI's
+/// annotation keys); `berth image outdated` compares it with the registry's digest now:
+/// up to date, then outdated once the base's tag moves (`--exit-code` says so).
+#[test]
+fn a_built_image_records_its_base_and_outdated_sees_the_tag_move() {
+    if !have("docker-registry") {
+        eprintln!("skipped: docker-registry (Distribution) not installed");
+        return;
+    }
+    let dist = Distribution::start();
+    let host = dist.host();
+    let base = format!("{host}/base:1");
+    let d = Daemon::start_host_net(&[
+        "--allow-registry",
+        &host,
+        "--allow-registry",
+        "docker.io/fixture/*",
+    ]);
+    ok(berth(&d, &["load", "-i", &fixture_archive()], None));
+    ok(berth(&d, &["tag", "fixture/app:1", &base], None));
+    let digest = digest_line(&ok(berth(&d, &["push", &base], None)), "1");
+    ok(berth(&d, &["rmi", &base], None));
+    ok(berth(&d, &["pull", &base], None));
+
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let dockerfile = ctx.path().join("Dockerfile");
+    std::fs::write(&dockerfile, format!("FROM {base}\nRUN echo app > /app\n")).expect("write");
+    let ctx_path = ctx.path().to_str().expect("path");
+    ok(berth(&d, &["build", "-t", "app:1", ctx_path], None));
+    let labels = ok(berth(
+        &d,
+        &["image", "inspect", "app:1", "-f", "{{json .Config.Labels}}"],
+        None,
+    ));
+    assert!(
+        labels.contains(&format!(r#""org.opencontainers.image.base.name":"{base}""#)),
+        "{labels}"
+    );
+    assert!(
+        labels.contains(&format!(
+            r#""org.opencontainers.image.base.digest":"{digest}""#
+        )),
+        "{labels}"
+    );
+    let table = ok(berth(&d, &["image", "outdated", "--exit-code"], None));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("app:1"))
+        .expect(&table);
+    assert!(row.ends_with("up to date"), "{table}");
+
+    // The base's tag moves in the registry: the image is outdated.
+    std::fs::write(&dockerfile, "FROM fixture/app:1\nRUN echo newer > /base\n").expect("write");
+    ok(berth(&d, &["build", "-t", &base, ctx_path], None));
+    ok(berth(&d, &["push", &base], None));
+    let out = berth(&d, &["image", "outdated", "--exit-code"], None);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("app:1"))
+        .expect(&table);
+    assert!(row.ends_with("outdated"), "{table}");
+}

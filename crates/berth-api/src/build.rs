@@ -165,3 +165,24 @@ pub(crate) async fn prune(
         json!({ "CachesDeleted": ids, "SpaceReclaimed": freed }),
     ))
 }
+
+/// `GET /images/outdated` (berth's, no Docker endpoint): the images built here whose
+/// base image has another digest in its registry now.
+pub(crate) async fn outdated(
+    State(engine): State<Engine>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let rows = crate::images::blocking(move || engine.outdated_images()).await?;
+    Ok(axum::Json(serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "Image": r.image,
+                    "Base": r.base,
+                    "Recorded": r.recorded,
+                    "Current": r.current,
+                    "Status": r.status,
+                })
+            })
+            .collect(),
+    )))
+}

@@ -75,6 +75,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/system/df", get(system::disk_usage))
         .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
+        .route("/images/outdated", get(build::outdated))
         .route("/images/load", post(images::load))
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))

@@ -97,6 +97,39 @@ const PREDEFINED_ARGS: [&str; 11] = [
     "all_proxy",
 ];
 
+/// The labels that name the base image of a build (OCI's annotation keys for it).
+pub const BASE_NAME_LABEL: &str = "org.opencontainers.image.base.name";
+pub const BASE_DIGEST_LABEL: &str = "org.opencontainers.image.base.digest";
+
+/// A base image as recorded: its name (normalized, with its tag) and the digest of the
+/// registry's manifest it was pulled by, else its image ID (an image loaded from an
+/// archive).
+fn base_record(rec: &ImageRecord, name: &str) -> (String, String) {
+    let Ok(r) = Reference::parse_with_default_tag(name) else {
+        return (name.to_string(), rec.id.to_string());
+    };
+    let prefix = format!("{}@", r.repository());
+    let digest = rec
+        .repo_digests
+        .iter()
+        .find_map(|d| d.strip_prefix(&prefix))
+        .map_or_else(|| rec.id.to_string(), str::to_string);
+    (r.familiar(), digest)
+}
+
+/// A row of `berth image outdated`.
+#[derive(Debug, Clone)]
+pub struct OutdatedRow {
+    /// The image's names (or its short ID when untagged).
+    pub image: String,
+    pub base: String,
+    pub recorded: String,
+    /// What the registry has now (empty when it could not be asked).
+    pub current: String,
+    /// `outdated`, `up to date`, or why it is unknown.
+    pub status: String,
+}
+
 /// The largest Dockerfile or `.dockerignore` read.
 const MAX_DOCKERFILE_BYTES: u64 = 4 << 20;
 
@@ -424,6 +457,91 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `berth image outdated`: every tagged image built here on a base from a registry,
+    /// with its base's recorded digest and the registry's now (the manifest's digest, or
+    /// for a base loaded from an archive its config digest on this platform). The
+    /// registry is asked anonymously, through the trust policy like a pull.
+    pub fn outdated_images(&self) -> Result<Vec<OutdatedRow>> {
+        let tags = self.store().meta.tags()?;
+        let mut rows = Vec::new();
+        for rec in self.store().meta.images()? {
+            let names: Vec<String> = tags
+                .iter()
+                .filter(|(_, id)| *id == rec.id)
+                .map(|(r, _)| r.familiar())
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let labels = self
+                .config_of(&rec)?
+                .config
+                .and_then(|c| c.labels)
+                .unwrap_or_default();
+            let (Some(base), Some(recorded)) =
+                (labels.get(BASE_NAME_LABEL), labels.get(BASE_DIGEST_LABEL))
+            else {
+                continue;
+            };
+            let (current, status) = match self.base_now(base, recorded) {
+                Ok((current, same)) => {
+                    let status = if same { "up to date" } else { "outdated" };
+                    (current, status.to_string())
+                }
+                Err(e) => (String::new(), format!("unknown: {}", e.message)),
+            };
+            rows.push(OutdatedRow {
+                image: names.join(", "),
+                base: base.clone(),
+                recorded: recorded.clone(),
+                current,
+                status,
+            });
+        }
+        rows.sort_by(|a, b| a.image.cmp(&b.image));
+        Ok(rows)
+    }
+
+    /// The registry's digest of `base` now, and whether it is the `recorded` one.
+    fn base_now(&self, base: &str, recorded: &str) -> Result<(String, bool)> {
+        let r = Reference::parse_with_default_tag(base)?;
+        self.check_policy(crate::policy::Operation::Pull, &r)?;
+        let client =
+            berth_image::registry::RegistryClient::connect(r.domain(), Default::default(), &[])?;
+        let (bytes, media_type, digest) = client.get_manifest(&r)?;
+        if digest.to_string() == recorded {
+            return Ok((digest.to_string(), true));
+        }
+        // Recorded as an image ID: the config digest of this platform's manifest.
+        let manifest = if media_type.contains("index") || media_type.contains("manifest.list") {
+            let index = berth_image::model::Index::parse(&bytes).map_err(build_err)?;
+            let host = berth_image::model::host_platform();
+            let Some(d) = index.manifests.iter().find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+            }) else {
+                return Ok((digest.to_string(), false));
+            };
+            let (bytes, _, _) =
+                client.get_manifest_at(r.path(), &d.digest.to_string(), Some(&d.digest))?;
+            berth_image::model::Manifest::parse(&bytes).map_err(build_err)?
+        } else {
+            berth_image::model::Manifest::parse(&bytes).map_err(build_err)?
+        };
+        let config = manifest.config.digest.to_string();
+        Ok((
+            if config == recorded {
+                config.clone()
+            } else {
+                digest.to_string()
+            },
+            config == recorded,
+        ))
+    }
+}
+
 /// A file of the context (resolved inside it, never outside); None when absent.
 fn read_in_context(context: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     let rel = clean_abs(name);
@@ -573,10 +691,20 @@ impl Build<'_> {
             }
         }
         let image = self.base_image(&base, index)?;
-        let config = match &image {
+        let mut config = match &image {
             Some(rec) => self.engine.config_of(rec)?.config.unwrap_or_default(),
             None => RunConfig::default(),
         };
+        // The base an image is built on, by name and digest (the OCI annotations' keys):
+        // what `berth image outdated` checks against the registry. A stage built on a
+        // stage keeps that stage's.
+        let from_stage = self.stage_names.contains_key(&base.to_ascii_lowercase());
+        if let (Some(rec), false) = (&image, from_stage) {
+            let labels = config.labels.get_or_insert_with(BTreeMap::new);
+            let (name, digest) = base_record(rec, &base);
+            labels.insert(BASE_NAME_LABEL.into(), name);
+            labels.insert(BASE_DIGEST_LABEL.into(), digest);
+        }
         if let Some(rec) = &image {
             self.say(&format!(
                 " ---> {}

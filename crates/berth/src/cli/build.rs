@@ -266,3 +266,54 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     )
     .await
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct OutdatedArgs {
+    /// Exit with status 1 when an image is outdated (for scripts and CI)
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// `berth image outdated`: a table of the images built here, their base image, the
+/// digest recorded at build time and the registry's now.
+pub async fn outdated(client: &Client, args: OutdatedArgs) -> anyhow::Result<()> {
+    let rows: Vec<serde_json::Value> = client.get_json("/images/outdated").await?;
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_string();
+    let short = |d: String| {
+        let hex = d.strip_prefix("sha256:").unwrap_or(&d).to_string();
+        hex.chars().take(12).collect::<String>()
+    };
+    let mut table = vec![[
+        "IMAGE".to_string(),
+        "BASE".to_string(),
+        "RECORDED".to_string(),
+        "CURRENT".to_string(),
+        "STATUS".to_string(),
+    ]];
+    let mut outdated = false;
+    for r in &rows {
+        outdated |= field(r, "Status") == "outdated";
+        table.push([
+            field(r, "Image"),
+            field(r, "Base"),
+            short(field(r, "Recorded")),
+            short(field(r, "Current")),
+            field(r, "Status"),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+    if args.exit_code && outdated {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -292,6 +292,8 @@ pub enum ImageVerb {
     /// List images
     #[command(visible_alias = "list")]
     Ls(list::ImagesArgs),
+    /// List the images built here whose base image has a newer digest in its registry
+    Outdated(build::OutdatedArgs),
     /// Display detailed information on one or more images
     Inspect(inspect::InspectArgs),
     /// Show the history of an image
@@ -361,6 +363,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Verb::Images(a) | Verb::Image(ImageVerb::Ls(a)) => list::images(c, a).await,
         Verb::Load(a) | Verb::Image(ImageVerb::Load(a)) => transfer::load(c, a).await,
         Verb::Build(a) | Verb::Image(ImageVerb::Build(a)) => build::build(c, a).await,
+        Verb::Image(ImageVerb::Outdated(a)) => build::outdated(c, a).await,
         Verb::Save(a) | Verb::Image(ImageVerb::Save(a)) => transfer::save(c, a).await,
         Verb::Import(a) | Verb::Image(ImageVerb::Import(a)) => transfer::import(c, a).await,
         Verb::Commit(a) => transfer::commit(c, a).await,
