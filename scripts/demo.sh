@@ -71,6 +71,15 @@ step curl -s "http://127.0.0.1:$PORT/hostname"
 step "$BERTH" network ls
 step "$BERTH" rm -f web
 step "$BERTH" network rm demo-net
+# Builds: a Dockerfile through Docker's classic builder (RUN steps have no network
+# unless asked); a rebuild with nothing changed takes every step from the cache.
+mkdir -p "$STATE/ctx"
+printf 'FROM demo/busybox:1\nRUN echo built at build time > /built\nCOPY note.txt /note.txt\nCMD ["cat", "/built", "/note.txt"]\n' >"$STATE/ctx/Dockerfile"
+echo "a note from the build context" >"$STATE/ctx/note.txt"
+step "$BERTH" build -t demo/app:1 "$STATE/ctx"
+step "$BERTH" run --rm demo/app:1
+step "$BERTH" build -t demo/app:1 "$STATE/ctx"
+step "$BERTH" rmi demo/app:1
 # A named volume outlives the containers that use it.
 step "$BERTH" volume create demo-data
 step "$BERTH" run --rm -v demo-data:/data demo/busybox:1 sh -c 'echo kept > /data/f'
