@@ -454,3 +454,30 @@ fn a_build_at_source_date_epoch_gives_the_same_image_on_another_root() {
     }
     assert_eq!(ids[0], ids[1], "the same context built to different images");
 }
+
+/// A context larger than the daemon's `max_layer_bytes` is refused by name, and the
+/// build leaves nothing behind in the state root.
+#[test]
+fn a_context_over_the_daemon_s_limit_is_refused_by_name() {
+    if !docker_available() {
+        return;
+    }
+    let cfg = tempfile::NamedTempFile::new().expect("config");
+    fs::write(cfg.path(), "max_layer_bytes = 8000000\n").expect("write config");
+    let d = Daemon::start_with(&["--config", cfg.path().to_str().expect("path")]);
+    load_fixture(&d);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM fixture/app:1\nCOPY big /big\n",
+    );
+    fs::write(ctx.path().join("big"), vec![7u8; 9_000_000]).expect("write");
+    let (built, out) = build(&d, ctx.path(), &["-t", "big:1"]);
+    assert!(!built, "{out}");
+    assert!(out.contains("max_layer_bytes"), "{out}");
+    fails(d.docker(&["image", "inspect", "big:1"]));
+    let left: Vec<_> = fs::read_dir(d.root.join("builds"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a build's files stayed: {left:?}");
+}

@@ -449,8 +449,16 @@ impl Engine {
             min_free_bytes: self.min_free_bytes(),
             ..Default::default()
         };
+        let limit = self.config().max_layer_bytes;
         let input = berth_image::cp::decompressed(input)
             .map_err(|e| build_err(format!("build context: {e}")))?;
+        // A context is held to the daemon's layer limit (`max_layer_bytes`), counted
+        // after decompression.
+        let input = Limited {
+            inner: input,
+            left: limit,
+            limit,
+        };
         berth_image::cp::extract_archive(root.as_fd(), &dest, input, &opts)
             .map_err(|e| EngineError::new(e.kind(), format!("build context: {e}")))?;
         Ok(())
@@ -539,6 +547,26 @@ impl Engine {
             },
             config == recorded,
         ))
+    }
+}
+
+/// A reader that fails once more than `limit` bytes came through.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the build context is larger than {} bytes (daemon setting max_layer_bytes)",
+                self.limit
+            ))
+        })?;
+        Ok(n)
     }
 }
 
