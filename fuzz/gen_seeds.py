@@ -3,7 +3,8 @@
 
 Seeds are generated at run time (nothing binary is committed): the two archives of
 /work/shared/fixtures (or $BERTH_FIXTURES) as they are, the members extracted from them,
-and small synthetic archives, layers, JSON documents, references and change lines.
+and small synthetic archives, layers, JSON documents, references, change lines, DNS
+queries, Dockerfiles and .dockerignore files.
 Usage: gen_seeds.py [CORPUS_DIR]   (default: fuzz/corpus next to this script)
 """
 import gzip
@@ -395,6 +396,131 @@ def main():
     put("dns_query", "tcp_stream_three", b"\x04" + stream)
     put("dns_query", "tcp_stream_cut", b"\x04" + stream[:-5])
     put("dns_query", "tcp_stream_empty_frame", b"\x04\x00\x00" + stream)
+
+    # dockerfile: whole Dockerfiles
+    dockerfiles = {
+        "multistage": """# syntax=docker/dockerfile:1
+ARG GO_VERSION=1.22
+ARG BASE=${REGISTRY:-docker.io}/library/alpine:3.19
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+WORKDIR /src
+COPY --link go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+ARG TARGETOS TARGETARCH
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -o /out/app ./cmd/app
+
+FROM ${BASE} as Runtime
+LABEL org.opencontainers.image.title="app" \\
+      org.opencontainers.image.version="${VERSION:-dev}" maintainer='me <me@x>'
+COPY --from=build --chown=1000:1000 --chmod=0755 /out/app /usr/local/bin/app
+ENV PATH=/usr/local/bin:$PATH APP_HOME="/var/lib/app" LEGACY_FORM=no
+ENV OLD value with spaces
+EXPOSE 8080/tcp 53/udp 9000-9010
+VOLUME ["/data", "/logs"]
+USER 1000:1000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=1m30s --retries=3 CMD wget -q -O- http://localhost:8080/health || exit 1
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/app"]
+CMD ["--serve", "--port=8080"]
+""",
+        "heredocs": """FROM debian:bookworm-slim
+RUN <<EOF
+set -eux
+apt-get update
+apt-get install -y --no-install-recommends ca-certificates
+EOF
+RUN <<-'SCRIPT' bash
+\techo "no $EXPANSION here"
+\tSCRIPT
+COPY <<CONF /etc/app.conf
+name=${NAME:-app}
+home=$HOME
+CONF
+COPY <<"A" <<B /etc/
+literal $A
+A
+expanded ${B:+yes}
+B
+RUN python3 <<PY > /out.txt && cat /out.txt
+print("hi")
+PY
+RUN 3<<EOF cat /dev/fd/3
+three
+EOF
+""",
+        "escape_backtick": """# escape=`
+FROM mcr.microsoft.com/windows/servercore:ltsc2022
+SHELL ["powershell", "-Command", "$ErrorActionPreference = 'Stop';"]
+WORKDIR C:\\app
+COPY . C:\\app\\
+RUN Write-Host `
+    'line one' `
+    # a comment inside the continuation
+    'line two'
+ENV DIR=C:\\data X="a`"b"
+ONBUILD COPY . C:\\onbuild\\
+""",
+        "modifiers": """ARG A=1 B="two words" C
+FROM alpine:${TAG:-latest}
+ARG VERSION=v1.2.3
+ENV FILE=app-${VERSION#v}.tar.gz DIR=${HOME%/*} BASE=${FILE%%.*} \\
+    STRIPPED=${FILE##*-} R1=${FILE/app/lib} R2=${FILE//./_} REQ=${VERSION:?version_required} \\
+    ALT=${C:+set} OR=${C-unset} Q='${single}' DQ="${A} \\"quoted\\" \\$literal"
+WORKDIR /opt/${BASE:-x}
+RUN echo $A ${B} "$C" '$D' \\$E && echo ${#} $1 $@
+USER ${USER:-nobody}:${GROUP:-nogroup}
+LABEL "key with space"="value" multi.line="a\\
+b"
+""",
+        "onbuild": """FROM node:20 AS base
+ONBUILD ARG NODE_ENV=production
+ONBUILD COPY package*.json ./
+ONBUILD RUN npm ci --omit=dev
+ONBUILD RUN <<EOF
+echo onbuild heredoc
+EOF
+ONBUILD ENV A=1 B=$A
+ONBUILD WORKDIR /app
+ONBUILD HEALTHCHECK NONE
+FROM base
+CMD node server.js
+""",
+        "odd": """\ufeff# directive=ignored
+FROM scratch
+# comment
+
+ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 --keep-git-dir=true https://example.com/a.tgz /
+ADD --exclude=*.md --exclude=docs/ . /src
+COPY --parents --exclude=x ["a b", "c", "/dst/"]
+RUN --network=none --security=sandbox ["sh", "-c", "echo $HOME"]
+CMD
+ENTRYPOINT sh -c 'exec "$@"' --
+MAINTAINER someone
+HEALTHCHECK --interval=1.5h --retries=+2 CMD ["true"]
+EXPOSE 80 443
+""",
+    }
+    for name, text in dockerfiles.items():
+        put("dockerfile", name, text)
+
+    # dockerignore: the patterns, then NUL and the paths to match, one a line (without a
+    # NUL the target matches a few fixed paths)
+    ignores = {
+        "typical": ("# comment\n.git\nnode_modules\n**/*.log\n*.md\n!README.md\n/build/\ntmp*\n"
+                    "!tmp/keep\n**/.DS_Store\n",
+                    "README.md\nx.md\nnode_modules/a/b\nsrc/x.log\ntmp/keep\ntmp/other\n"
+                    ".git/HEAD\nbuild/out\na/.DS_Store"),
+        "classes": ("[a-c]?.txt\n[^x]*.o\nfile\\*\n\\[lit\\]\ndir/**\n**\n!dir/keep/**\n",
+                    "b1.txt\nz.o\nfile*\n[lit]\ndir/keep/x\ndir/y\n"),
+        "clean": ("./a//b/../c/\n../up\n/abs\n/\n!  spaced\n  # not a comment\r\n\ufeffbom\n",
+                  "a/c\nup\nabs\nspaced\n# not a comment\n../x\n./a/c/d"),
+        "exceptions": ("*\n!src\n!src/**\nsrc/**/*.test.js\n!**/keep.test.js\n^x\n",
+                       "src/a.js\nsrc/b/c.test.js\nsrc/b/keep.test.js\nother\nx"),
+    }
+    for name, (patterns, paths) in ignores.items():
+        put("dockerignore", name, patterns + "\0" + paths)
+        put("dockerignore", name + "_default_paths", patterns)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #   fuzz/run.sh TARGET [SECONDS] [libFuzzer args...]
 #
 # TARGET: load_archive | unpack_layer | cp_extract | image_json | reference | changes | registry_challenge | dns_query
+#         | dockerfile | dockerignore
 # SECONDS: -max_total_time (default 60)
 # Environment:
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer (default none: berth has no unsafe code; use
@@ -19,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -lt 1 ]; then
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 target=$1
