@@ -1160,50 +1160,10 @@ impl Build<'_> {
         }
         let cid = self.step_container(st, None, "none")?;
         self.containers.done.push(cid.clone());
-        let mut missing = Vec::new();
-        let mut path = String::new();
-        for c in dir.split('/').filter(|c| !c.is_empty()) {
-            path.push('/');
-            path.push_str(c);
-            match self.engine.stat_path(&cid, &path) {
-                Ok(_) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => missing.push(path.clone()),
-                Err(e) => return Err(e),
-            }
-        }
-        if missing.is_empty() {
+        if !self.make_missing_dirs(&cid, &dir, None)? {
             return self.config_step(st, &text);
         }
-        let mut t = tar::Builder::new(tempfile_in(&self.context)?);
-        for m in &missing {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_mtime(self.dir_mtime());
-            h.set_size(0);
-            t.append_data(
-                &mut h,
-                format!("{}/", m.trim_start_matches('/')),
-                std::io::empty(),
-            )
-            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-        }
-        let mut f = t
-            .into_inner()
-            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-        f.rewind()
-            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-        self.engine.put_archive(&cid, "/", &mut f, false, false)?;
-        let id = self.engine.commit_build_step(
-            &cid,
-            st.config.clone(),
-            &cc,
-            cc.cmd.clone().unwrap_or_default().join(" "),
-            st.author.clone(),
-            self.epoch,
-        )?;
-        let rec = self.image_record(&id)?;
-        self.advance(st, rec)
+        self.commit_step(st, &cid, &cc)
     }
 
     /// The time of a directory the build makes: the epoch of a reproducible build,
@@ -1214,6 +1174,63 @@ impl Build<'_> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
         })
+    }
+
+    /// Commits the step's container (`cc`: the cache key it is found by) and makes the
+    /// result the current image.
+    fn commit_step(&mut self, st: &mut StageState, cid: &str, cc: &RunConfig) -> Result<()> {
+        let id = self.engine.commit_build_step(
+            cid,
+            st.config.clone(),
+            cc,
+            cc.cmd.clone().unwrap_or_default().join(" "),
+            st.author.clone(),
+            self.epoch,
+        )?;
+        let rec = self.image_record(&id)?;
+        self.advance(st, rec)
+    }
+
+    /// Makes the components of `dir` that the container's filesystem lacks (0755, owned
+    /// by `owner` or root); existing ones keep their owner and mode. Returns whether it
+    /// made any.
+    fn make_missing_dirs(&self, cid: &str, dir: &str, owner: Option<(u32, u32)>) -> Result<bool> {
+        let mut missing = Vec::new();
+        let mut path = String::new();
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            path.push('/');
+            path.push_str(c);
+            match self.engine.stat_path(cid, &path) {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => missing.push(path.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        let tar_err = |e: std::io::Error| EngineError::internal(format!("build: {e}"));
+        let mut t = tar::Builder::new(tempfile_in(&self.context)?);
+        let (uid, gid) = owner.unwrap_or((0, 0));
+        for m in &missing {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_mtime(self.dir_mtime());
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
+            h.set_size(0);
+            t.append_data(
+                &mut h,
+                format!("{}/", m.trim_start_matches('/')),
+                std::io::empty(),
+            )
+            .map_err(tar_err)?;
+        }
+        let mut f = t.into_inner().map_err(tar_err)?;
+        f.rewind().map_err(tar_err)?;
+        self.engine.put_archive(cid, "/", &mut f, false, false)?;
+        Ok(true)
     }
 
     fn image_record(&self, id: &Digest) -> Result<ImageRecord> {
@@ -1325,16 +1342,7 @@ impl Build<'_> {
                 ),
             ));
         }
-        let id = self.engine.commit_build_step(
-            &cid,
-            st.config.clone(),
-            &cc,
-            cc.cmd.clone().unwrap_or_default().join(" "),
-            st.author.clone(),
-            self.epoch,
-        )?;
-        let rec = self.image_record(&id)?;
-        self.advance(st, rec)
+        self.commit_step(st, &cid, &cc)
     }
 
     fn copy_step(&mut self, st: &mut StageState, spec: &CopySpec, add: bool) -> Result<()> {
@@ -1505,20 +1513,11 @@ impl Build<'_> {
         }
         drop(from_container);
         self.add_archives(&cid, &archives, &dest, owner)?;
-        let id = self.engine.commit_build_step(
-            &cid,
-            st.config.clone(),
-            &cc,
-            cc.cmd.clone().unwrap_or_default().join(" "),
-            st.author.clone(),
-            self.epoch,
-        )?;
-        let rec = self.image_record(&id)?;
-        self.advance(st, rec)
+        self.commit_step(st, &cid, &cc)
     }
 
     /// ADD of local tar archives (plain, gzip or zstd): each is unpacked in the
-    /// destination directory (created first, owned by `owner`), with the archive's
+    /// destination directory (what is missing of it made, owned by `owner`), with the archive's
     /// owners and modes, by the `docker cp` extractor (Docker unpacks them too).
     fn add_archives(
         &mut self,
@@ -1530,31 +1529,7 @@ impl Build<'_> {
         if archives.is_empty() {
             return Ok(());
         }
-        let mut dirs = tempfile_in(&self.context)?;
-        {
-            let mut t = tar::Builder::new(&mut dirs);
-            let mut path = String::new();
-            for c in dest.split('/').filter(|c| !c.is_empty()) {
-                path.push_str(c);
-                path.push('/');
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_mtime(self.dir_mtime());
-                h.set_mtime(self.dir_mtime());
-                let (uid, gid) = owner.unwrap_or((0, 0));
-                h.set_uid(u64::from(uid));
-                h.set_gid(u64::from(gid));
-                h.set_size(0);
-                t.append_data(&mut h, &path, std::io::empty())
-                    .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-            }
-            t.finish()
-                .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-        }
-        dirs.rewind()
-            .map_err(|e| EngineError::internal(format!("build: {e}")))?;
-        self.engine.put_archive(cid, "/", &mut dirs, false, false)?;
+        self.make_missing_dirs(cid, dest, owner)?;
         for a in archives {
             let f = berth_runtime::user::open_in_root(
                 &self.context,
