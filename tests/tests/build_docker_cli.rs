@@ -300,30 +300,16 @@ fn failing_steps_and_hostile_contexts_fail_by_name_and_tag_nothing() {
         &dockerfile,
         "FROM fixture/app:1\nCOPY shadow /x\nCMD [\"busybox cat /x\"]\n",
     );
+    // The symlink resolves inside the context (as if the context were `/`), where
+    // there is no /etc/shadow: not found, named.
     let (built, out) = build(&d, ctx.path(), &["-t", "escape:1"]);
-    if built {
-        let got = d.docker(&["run", "--rm", "escape:1"]);
-        let host = fs::read("/etc/shadow").unwrap_or_default();
-        assert!(
-            host.is_empty() || got.stdout != host,
-            "the host's /etc/shadow reached the image"
-        );
-    } else {
-        assert!(out.contains("shadow"), "the error names the source: {out}");
-    }
+    assert!(!built && out.contains("shadow"), "{out}");
     write(
         &dockerfile,
         "FROM fixture/app:1\nCOPY ../../../../etc/passwd /x\n",
     );
     let (built, out) = build(&d, ctx.path(), &["-t", "escape:2"]);
-    if built {
-        let got = ok(d.docker(&["run", "--rm", "escape:2", "busybox cat /x"]));
-        let host = fs::read_to_string("/etc/passwd").unwrap_or_default();
-        assert_ne!(got, host, "the host's /etc/passwd reached the image");
-    } else {
-        assert!(out.contains("passwd"), "{out}");
-    }
-
+    assert!(!built && out.contains("outside the build context"), "{out}");
     // What the builder does not do is refused by name.
     write(
         &dockerfile,
