@@ -100,6 +100,14 @@ fn context(dir: &Path) {
     fs::write(dir.join("files.tar"), t.into_inner().expect("tar")).expect("write tar");
 }
 
+/// Now, as `docker events --since/--until` take it (seconds.nanoseconds).
+fn unix_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
 #[test]
 fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
     if !docker_available() {
@@ -179,7 +187,9 @@ fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
         "{history}"
     );
 
-    // Nothing changed: every step from the cache, the same image.
+    // Nothing changed: every step from the cache, the same image, and no step
+    // container made (only COPY --from reads its stage through a container).
+    let since = unix_now();
     let (built, again) = build(
         &d,
         ctx.path(),
@@ -192,6 +202,26 @@ fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
     // FROM lines are not cached steps: every other step is.
     assert_eq!(cached, steps - 2, "{again}");
     assert_eq!(image_id(&d, "demo:1"), id);
+    let until = unix_now();
+    let made = ok(d.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--format",
+        r#"{{index .Actor.Attributes "com.berth.build"}}"#,
+    ]));
+    let made: Vec<&str> = made.lines().collect();
+    assert_eq!(
+        made,
+        ["source"],
+        "containers made by a rebuild from the cache"
+    );
 
     // Another build arg: the RUN that uses it runs again, the steps before it do not.
     let (built, other) = build(
@@ -217,6 +247,30 @@ fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
         ok(d.docker(&["run", "--rm", "demo:1"])),
         "hello world\nalpha\ngamma\nsuffix=given\n"
     );
+    // A file added, then removed again: the image has it, then is the one from before
+    // (the daemon keeps this tag's context and brings it up to date at each build).
+    let before = image_id(&d, "demo:1");
+    write(&ctx.path().join("src/c.txt"), "new\n");
+    let (built, added) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:1", "--build-arg", "SUFFIX=given"],
+    );
+    assert!(built, "{added}");
+    let listed = ok(d.docker(&["run", "--rm", "demo:1", "busybox ls /ctx/src"]));
+    assert_eq!(listed, "a.txt\nb.txt\nc.txt\n");
+    fs::remove_file(ctx.path().join("src/c.txt")).expect("remove c.txt");
+    let (built, removed) = build(
+        &d,
+        ctx.path(),
+        &["-t", "demo:1", "--build-arg", "SUFFIX=given"],
+    );
+    assert!(built, "{removed}");
+    assert!(!removed.contains("Running in"), "{removed}");
+    assert_eq!(image_id(&d, "demo:1"), before);
+    let listed = ok(d.docker(&["run", "--rm", "demo:1", "busybox ls /ctx/src"]));
+    assert_eq!(listed, "a.txt\nb.txt\n");
+
     // `--no-cache` runs everything.
     let (built, fresh) = build(&d, ctx.path(), &["--no-cache", "-t", "demo:3"]);
     assert!(built && !fresh.contains("Using cache"), "{fresh}");
@@ -462,8 +516,19 @@ fn a_context_over_the_daemon_s_limit_is_refused_by_name() {
     assert!(!built, "{out}");
     assert!(out.contains("max_layer_bytes"), "{out}");
     fails(d.docker(&["image", "inspect", "big:1"]));
-    let left: Vec<_> = fs::read_dir(d.root.join("builds"))
-        .map(|r| r.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    // Nothing but empty directories (`contexts/`) under builds/.
+    fn files(dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || depth > 0 {
+                out.push(e.path());
+            }
+            if is_dir {
+                files(&e.path(), depth + 1, out);
+            }
+        }
+    }
+    let mut left = Vec::new();
+    files(&d.root.join("builds"), 0, &mut left);
     assert!(left.is_empty(), "a build's files stayed: {left:?}");
 }

@@ -414,6 +414,7 @@ impl Engine {
             preserve_privileged_bits: self.config().preserve_setuid,
             min_free_bytes: self.min_free_bytes(),
             owners: Self::owners(&rec, &loc),
+            ..Default::default()
         };
         let input = cp::decompressed(input).map_err(|e| self.cp_err(e, name, path))?;
         let stats = cp::extract_archive(loc.root.as_fd(), &loc.path, input, &opts)

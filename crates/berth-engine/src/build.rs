@@ -2,8 +2,15 @@
 //! build`, the Docker SDK's `images.build` and docker-compose 1.29's `build:`).
 //!
 //! The client's context (a tar) is extracted with the `docker cp` extractor (hostile
-//! names, links and devices refused) into a private directory of the state root
-//! (`builds/<random>/context`, removed when the build ends and at daemon start). The
+//! names, links and devices refused) into a private directory of the state root. A
+//! tagged build uses the context kept for its first tag (`builds/contexts/<key>`, the
+//! daemon's `build_contexts_kept` most recent, each locked while a build uses it): the
+//! extraction then keeps the files whose content has not changed and removes what the new
+//! context no longer has, so a rebuild writes only what changed. Any other build (or one
+//! whose kept context another build holds) extracts into `builds/<random>/context`,
+//! removed after the build (in the background after a success). A kept context has a
+//! record (`builds/contexts/<key>.json`) only once a build from it succeeded; at daemon
+//! start, work directories and kept contexts without a record are removed. The
 //! Dockerfile is parsed by `berth-build`; then, as Docker's classic builder does, every
 //! stage up to the target is built step by step, each step's result an image whose
 //! parent is the previous one (untagged: `docker images -a` lists them, `docker images`
@@ -40,7 +47,7 @@ use berth_image::model::{HealthConfig, RunConfig};
 use berth_store::ImageRecord;
 use berth_types::{Digest, ErrorKind, Reference};
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::containers::CreateOptions;
 use crate::error::{EngineError, Result};
@@ -249,19 +256,83 @@ fn nop(shell: &[String], text: &str) -> Vec<String> {
     v
 }
 
-/// A build: its work directory is removed when it ends.
+/// A build: its work directory is removed when it ends (by a thread of its own after a
+/// success, so that the client does not wait for a large context's removal).
 struct Work {
     dir: PathBuf,
+    in_background: bool,
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!(dir = %dir.display(), error = %e, "build: cannot remove a work directory");
+        }
+    }
+}
+
+/// Removes `dir` in a thread of its own (inline when no thread can be started).
+fn remove_dir_later(dir: PathBuf) {
+    let d = dir.clone();
+    if std::thread::Builder::new()
+        .name("berth-build-rm".into())
+        .spawn(move || remove_dir(&d))
+        .is_err()
+    {
+        remove_dir(&dir);
+    }
 }
 
 impl Drop for Work {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(dir = %self.dir.display(), error = %e, "build: cannot remove the work directory");
-            }
+        if self.in_background {
+            remove_dir_later(std::mem::take(&mut self.dir));
+        } else {
+            remove_dir(&self.dir);
         }
     }
+}
+
+/// A context kept for a tag (see the module docs), locked while this build uses it.
+struct KeptContext {
+    dir: PathBuf,
+    record: PathBuf,
+    /// The directory's fd, holding its `flock`.
+    _lock: rustix::fd::OwnedFd,
+}
+
+/// What the record of a kept context says.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptRecord {
+    /// The build's first tag.
+    tag: String,
+    /// The image built from it last.
+    image: String,
+    /// When (RFC 3339).
+    built: String,
+}
+
+/// Takes the exclusive `flock` of directory `dir` without waiting (None when another
+/// build holds it, or when `dir` was replaced meanwhile).
+fn lock_dir(dir: &Path) -> Result<Option<rustix::fd::OwnedFd>> {
+    use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+    let fd = rfs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| crate::containers::io_err(dir, "open", e.into()))?;
+    match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+        Err(e) => return Err(crate::containers::io_err(dir, "lock", e.into())),
+    }
+    // An eviction renamed it away between the open and the lock: not the kept one.
+    let same = match (rfs::fstat(&fd), rfs::lstat(dir)) {
+        (Ok(a), Ok(b)) => a.st_ino == b.st_ino && a.st_dev == b.st_dev,
+        _ => false,
+    };
+    Ok(same.then_some(fd))
 }
 
 /// The build's containers, removed as Docker's `rm` and `forcerm` say.
@@ -276,7 +347,9 @@ struct Build<'a> {
     opts: &'a BuildOptions,
     out: &'a mut dyn BuildProgress,
     context: PathBuf,
-    ignore: Option<Matcher>,
+    /// The build's own directory (temporary files).
+    work: PathBuf,
+    ignore: Option<std::rc::Rc<Matcher>>,
     escape: char,
     containers: Intermediates,
     /// Build args some ARG consumed.
@@ -301,11 +374,109 @@ pub(crate) fn epoch_rfc3339(secs: u64) -> String {
 
 impl Engine {
     /// Removes what interrupted builds left (their work directories); at daemon start.
+    /// Kept contexts stay when a build from them succeeded (they have a record).
     pub(crate) fn sweep_builds(&self) {
         let dir = self.store().root().join("builds");
-        if let Err(e) = fs::remove_dir_all(&dir) {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name() != "contexts" {
+                remove_dir(&e.path());
+            }
+        }
+        let kept = dir.join("contexts");
+        let Ok(entries) = fs::read_dir(&kept) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let recorded = path.with_extension("json");
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && !recorded.is_file() {
+                remove_dir(&path);
+            } else if !is_dir && !path.with_extension("").is_dir() {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// The kept context of `tag`, locked (None when contexts are not kept, or another
+    /// build holds it). Its record is removed until this build succeeds.
+    fn kept_context(&self, builds: &Path, tag: &str) -> Result<Option<KeptContext>> {
+        if self.config().build_contexts_kept == 0 {
+            return Ok(None);
+        }
+        let key = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(tag.as_bytes()))
+        };
+        let kept = builds.join("contexts");
+        let dir = kept.join(key.get(..32).unwrap_or(&key));
+        fs::create_dir_all(&dir).map_err(|e| crate::containers::io_err(&dir, "create", e))?;
+        let Some(lock) = lock_dir(&dir)? else {
+            return Ok(None);
+        };
+        let record = dir.with_extension("json");
+        if let Err(e) = fs::remove_file(&record) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(dir = %dir.display(), error = %e, "cannot remove interrupted builds");
+                return Err(crate::containers::io_err(&record, "remove", e));
+            }
+        }
+        Ok(Some(KeptContext {
+            dir,
+            record,
+            _lock: lock,
+        }))
+    }
+
+    /// Records a kept context after a successful build, then removes the least recently
+    /// used ones past `build_contexts_kept` (those no build holds).
+    fn keep_context(&self, kept: &KeptContext, tag: &str, image: &str) {
+        let rec = KeptRecord {
+            tag: tag.to_string(),
+            image: image.to_string(),
+            built: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let written = serde_json::to_vec(&rec)
+            .map_err(std::io::Error::other)
+            .and_then(|b| fs::write(&kept.record, b));
+        if let Err(e) = written {
+            warn!(file = %kept.record.display(), error = %e, "build: the kept context is not recorded");
+        }
+        let Some(parent) = kept.dir.parent() else {
+            return;
+        };
+        let mut records: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(parent)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .map(|p| {
+                        let t = fs::metadata(&p)
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        (t, p)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.sort_by_key(|r| std::cmp::Reverse(r.0));
+        for (_, record) in records.into_iter().skip(self.config().build_contexts_kept) {
+            let dir = record.with_extension("");
+            // One a build holds stays (it is the most recent then, anyway).
+            let Ok(Some(lock)) = lock_dir(&dir) else {
+                continue;
+            };
+            let _ = fs::remove_file(&record);
+            let gone = parent.with_file_name(format!(
+                "evicted-{}",
+                crate::swarm::base36(16).unwrap_or_default()
+            ));
+            if fs::rename(&dir, &gone).is_ok() {
+                drop(lock);
+                debug!(context = %dir.display(), "build: kept context evicted");
+                remove_dir_later(gone);
             }
         }
     }
@@ -334,13 +505,33 @@ impl Engine {
         let builds = self.store().root().join("builds");
         fs::create_dir_all(&builds).map_err(|e| crate::containers::io_err(&builds, "create", e))?;
         let id = crate::swarm::base36(16)?;
-        let work = Work {
+        let mut work = Work {
             dir: builds.join(&id),
+            in_background: false,
         };
-        let context = work.dir.join("context");
+        fs::create_dir_all(&work.dir)
+            .map_err(|e| crate::containers::io_err(&work.dir, "create", e))?;
+        let first_tag = match opts.tags.first() {
+            Some(t) => Some(Reference::parse_with_default_tag(t)?.familiar()),
+            None => None,
+        };
+        let kept = match &first_tag {
+            Some(tag) => self.kept_context(&builds, tag)?,
+            None => None,
+        };
+        let context = match &kept {
+            Some(k) => k.dir.clone(),
+            None => work.dir.join("context"),
+        };
         fs::create_dir_all(&context)
             .map_err(|e| crate::containers::io_err(&context, "create", e))?;
-        self.extract_context(input, &context)?;
+        if let Err(e) = self.extract_context(input, &context, kept.is_some()) {
+            // What a failed extraction left of a kept context is not kept.
+            if let Some(k) = &kept {
+                remove_dir(&k.dir);
+            }
+            return Err(e);
+        }
         let dockerfile_name = if opts.dockerfile.is_empty() {
             "Dockerfile"
         } else {
@@ -354,10 +545,10 @@ impl Engine {
         let text = String::from_utf8(text)
             .map_err(|_| build_err(format!("{dockerfile_name}: not UTF-8 text")))?;
         let ignore = match read_in_context(&context, ".dockerignore")? {
-            Some(bytes) => Some(
+            Some(bytes) => Some(std::rc::Rc::new(
                 Matcher::parse(&String::from_utf8_lossy(&bytes))
                     .map_err(|e| build_err(format!(".dockerignore: {e}")))?,
-            ),
+            )),
             None => None,
         };
         let df = dockerfile::parse(&text).map_err(|e| build_err(e.to_string()))?;
@@ -374,6 +565,7 @@ impl Engine {
             opts,
             out,
             context,
+            work: work.dir.clone(),
             ignore,
             escape: df.escape,
             containers: Intermediates::default(),
@@ -430,12 +622,18 @@ impl Engine {
                 .stream(&format!("Successfully tagged {}\n", r.familiar()))
                 .map_err(gone)?;
         }
+        if let (Some(k), Some(tag)) = (&kept, &first_tag) {
+            self.keep_context(k, tag, &id);
+        }
+        work.in_background = true;
         info!(image.id = %id, tags = ?opts.tags, "image built");
         Ok(id)
     }
 
-    /// Extracts the client's context into `dir` (see the module docs).
-    fn extract_context(&self, input: &mut dyn Read, dir: &Path) -> Result<()> {
+    /// Extracts the client's context into `dir` (see the module docs); with `sync`,
+    /// `dir` holds an earlier context: identical files are kept and what the new one
+    /// does not have is removed.
+    fn extract_context(&self, input: &mut dyn Read, dir: &Path, sync: bool) -> Result<()> {
         use rustix::fs::{self as rfs, Mode, OFlags};
         let root = rfs::open(
             dir,
@@ -447,6 +645,8 @@ impl Engine {
             .map_err(|e| EngineError::internal(format!("build context: {e}")))?;
         let opts = berth_image::cp::ExtractOptions {
             min_free_bytes: self.min_free_bytes(),
+            reuse_identical: sync,
+            record_paths: sync,
             ..Default::default()
         };
         let limit = self.config().max_layer_bytes;
@@ -459,8 +659,18 @@ impl Engine {
             left: limit,
             limit,
         };
-        berth_image::cp::extract_archive(root.as_fd(), &dest, input, &opts)
+        let stats = berth_image::cp::extract_archive(root.as_fd(), &dest, input, &opts)
             .map_err(|e| EngineError::new(e.kind(), format!("build context: {e}")))?;
+        if sync {
+            let removed = berth_image::cp::remove_unlisted(root.as_fd(), &stats.paths)
+                .map_err(|e| crate::containers::io_err(dir, "clean up", e))?;
+            debug!(
+                entries = stats.entries,
+                kept = stats.reused,
+                removed,
+                "build: kept context brought up to date"
+            );
+        }
         Ok(())
     }
 }
@@ -1210,7 +1420,7 @@ impl Build<'_> {
             return Ok(false);
         }
         let tar_err = |e: std::io::Error| EngineError::internal(format!("build: {e}"));
-        let mut t = tar::Builder::new(tempfile_in(&self.context)?);
+        let mut t = tar::Builder::new(tempfile_in(&self.work)?);
         let (uid, gid) = owner.unwrap_or((0, 0));
         for m in &missing {
             let mut h = tar::Header::new_gnu();
@@ -1422,17 +1632,12 @@ impl Build<'_> {
                 path
             }
         };
-        let cid = self.step_container(st, None, "none")?;
-        self.containers.done.push(cid.clone());
-        let owner = match &chown {
-            Some(c) => Some(self.resolve_owner(&cid, c)?),
-            None => None,
-        };
         let ignore = if from.is_none() {
-            self.ignore.as_ref()
+            self.ignore.clone()
         } else {
             None
         };
+        let ignore = ignore.as_deref();
         // ADD: local archives named as such are unpacked, not copied.
         let mut archives = Vec::new();
         if add && from.is_none() {
@@ -1452,6 +1657,55 @@ impl Build<'_> {
                 )));
             }
         }
+        // The cache key: the sources' checksum as they would land in an image with
+        // nothing at the destination, and the `--chown` as written. What the parent
+        // image has at the destination, and whom its passwd names, the parent (part of
+        // the key) decides; so a hit needs no container.
+        let mut key = String::new();
+        if !sources.is_empty() {
+            let req = context::CopyRequest {
+                context: &source_root,
+                sources: &sources,
+                dest: &dest,
+                dest_state: context::DestState::default(),
+                owner: None,
+                chmod,
+                ignore,
+            };
+            let sum = context::copy_checksum(&req)
+                .map_err(|e| build_err(format!("{what} failed: {e}")))?;
+            key.push_str(&sum.checksum);
+        }
+        for a in &archives {
+            key.push_str(&format!(" archive:{}", self.file_digest(a)?));
+        }
+        if let Some(c) = &chown {
+            key.push_str(&format!(" chown:{c}"));
+        }
+        let hex = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        };
+        let text = format!(
+            "{what} {}:{hex} in {dest} ",
+            if sources.len() + archives.len() == 1 {
+                "file"
+            } else {
+                "multi"
+            }
+        );
+        let mut cc = st.config.clone();
+        cc.cmd = Some(nop(&st.shell(), &text));
+        if let Some(hit) = self.cached(st, &cc)? {
+            self.say(" ---> Using cache\n")?;
+            return self.advance(st, hit);
+        }
+        let cid = self.step_container(st, None, "none")?;
+        self.containers.done.push(cid.clone());
+        let owner = match &chown {
+            Some(c) => Some(self.resolve_owner(&cid, c)?),
+            None => None,
+        };
         // What of the destination exists already: the copy makes only what is missing
         // (an existing directory keeps its owner and mode).
         let dest_state = {
@@ -1476,35 +1730,8 @@ impl Build<'_> {
             chmod,
             ignore,
         };
-        let mut key = String::new();
         if !sources.is_empty() {
-            let sum = context::copy_checksum(&req)
-                .map_err(|e| build_err(format!("{what} failed: {e}")))?;
-            key.push_str(&sum.checksum);
-        }
-        for a in &archives {
-            key.push_str(&format!(" archive:{}", self.file_digest(a)?));
-        }
-        let hex = {
-            use sha2::Digest as _;
-            hex::encode(sha2::Sha256::digest(key.as_bytes()))
-        };
-        let text = format!(
-            "{what} {}:{hex} in {dest} ",
-            if sources.len() + archives.len() == 1 {
-                "file"
-            } else {
-                "multi"
-            }
-        );
-        let mut cc = st.config.clone();
-        cc.cmd = Some(nop(&st.shell(), &text));
-        if let Some(hit) = self.cached(st, &cc)? {
-            self.say(" ---> Using cache\n")?;
-            return self.advance(st, hit);
-        }
-        if !sources.is_empty() {
-            let mut tmp = tempfile_in(&self.context)?;
+            let mut tmp = tempfile_in(&self.work)?;
             context::copy_archive(&req, &mut tmp)
                 .map_err(|e| build_err(format!("{what} failed: {e}")))?;
             tmp.rewind()
@@ -1687,9 +1914,8 @@ fn is_archive(context: &Path, name: &str) -> Result<bool> {
         || (n == 512 && &head[257..262] == b"ustar"))
 }
 
-/// An anonymous file next to the context (the same filesystem, removed with the build).
-fn tempfile_in(context: &Path) -> Result<fs::File> {
-    let dir = context.parent().unwrap_or(context);
+/// An anonymous file in the build's directory (the context's filesystem).
+fn tempfile_in(dir: &Path) -> Result<fs::File> {
     let path = dir.join(format!("copy-{}", std::process::id()));
     let f = fs::OpenOptions::new()
         .read(true)

@@ -27,6 +27,10 @@ pub struct DaemonConfig {
     pub max_layer_bytes: u64,
     /// Refuse a compressed layer expanding more than this many times (past 1 GiB).
     pub max_compression_ratio: u64,
+    /// Build contexts kept after a tagged build (the most recently used, one per first
+    /// tag), so that the next build of that tag writes only the files that changed; 0
+    /// keeps none.
+    pub build_contexts_kept: usize,
     /// Keep this many bytes free on the state filesystem while loading images and
     /// copying into containers. Unset: [`DEFAULT_MIN_FREE_BYTES`] or a tenth of the
     /// state filesystem, whichever is smaller (see [`DaemonConfig::min_free_bytes_for`]).
@@ -125,6 +129,7 @@ impl Default for DaemonConfig {
             preserve_setuid: false,
             max_layer_bytes: 64 << 30,
             max_compression_ratio: 1000,
+            build_contexts_kept: 8,
             min_free_bytes: None,
             allow_bind_sources: Vec::new(),
             allow_host_namespaces: Vec::new(),

@@ -573,12 +573,15 @@ impl Engine {
             return Ok(());
         }
         let mut polls: u32 = 0;
+        // The monitor let go of the container during the last wait: its state is asked
+        // at once, so a follower ends with the exit rather than up to five polls later.
+        let mut exited = false;
         loop {
             if !wanted() || q.until.is_some_and(|u| crate::events::now_nano() >= u) {
                 return Ok(());
             }
             // Checked before reading: a container that stopped has written everything.
-            let running = !polls.is_multiple_of(5) || self.still_running(&rec)?;
+            let running = !(exited || polls.is_multiple_of(5)) || self.still_running(&rec)?;
             polls = polls.wrapping_add(1);
             let mut read = 0;
             match cur.as_mut() {
@@ -632,8 +635,29 @@ impl Engine {
             if !running && read == 0 {
                 return Ok(());
             }
-            std::thread::sleep(FOLLOW_POLL);
+            exited = self.wait_exit_or(&rec.id, FOLLOW_POLL);
         }
+    }
+
+    /// Sleeps `timeout`, or less when the monitor of container `id` lets go of it
+    /// (its process exited and the exit is recorded): true then.
+    fn wait_exit_or(&self, id: &str, timeout: Duration) -> bool {
+        let tracking = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !tracking.monitored.contains(id) {
+            drop(tracking);
+            std::thread::sleep(timeout);
+            return false;
+        }
+        let (tracking, _) = self
+            .inner
+            .monitor_done
+            .wait_timeout_while(tracking, timeout, |t| t.monitored.contains(id))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !tracking.monitored.contains(id)
     }
 
     fn still_running(&self, rec: &ContainerRecord) -> Result<bool> {

@@ -741,7 +741,18 @@ pub struct ExtractOptions {
     /// the container's ids) are written as the host ids they map to; one outside the
     /// range is refused.
     pub owners: Option<OwnerShift>,
+    /// A regular file already at an entry's path whose content equals the entry's (files
+    /// up to [`REUSE_MAX_BYTES`]) is kept, its owner, mode and times set from the entry,
+    /// instead of being written again: extracting into a directory that holds an earlier
+    /// version of the same tree creates only what changed.
+    pub reuse_identical: bool,
+    /// Record every path the archive names, and their parents, in
+    /// [`ExtractStats::paths`] (to remove afterwards what the archive did not name).
+    pub record_paths: bool,
 }
+
+/// The largest file [`ExtractOptions::reuse_identical`] compares (held in memory once).
+pub const REUSE_MAX_BYTES: u64 = 1 << 20;
 
 /// What an extraction did.
 #[derive(Debug, Clone, Default)]
@@ -752,6 +763,11 @@ pub struct ExtractStats {
     pub stripped_privileged: u64,
     /// Xattrs not applied (namespace other than `user.*`, or refused by the filesystem).
     pub skipped_xattrs: u64,
+    /// Files kept as they were ([`ExtractOptions::reuse_identical`]).
+    pub reused: u64,
+    /// With [`ExtractOptions::record_paths`]: every path the archive named and their
+    /// parents, relative to the root (the extraction directory's own included).
+    pub paths: std::collections::HashSet<Vec<u8>>,
 }
 
 /// Opens the extraction directory `dest` (every component followed, in the root):
@@ -835,6 +851,53 @@ pub fn extract_archive<R: Read>(
     let _ = io::copy(&mut rest, &mut io::sink());
     x.finish()?;
     Ok(x.stats)
+}
+
+/// Removes beneath `root` every entry whose path (relative to `root`) is not in `keep`
+/// (what an extraction with [`ExtractOptions::record_paths`] recorded), never following
+/// a symlink; returns how many entries were removed (a directory counts once).
+pub fn remove_unlisted(
+    root: BorrowedFd<'_>,
+    keep: &std::collections::HashSet<Vec<u8>>,
+) -> io::Result<u64> {
+    let mut removed = 0u64;
+    let mut todo: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(rel) = todo.pop() {
+        let fd =
+            in_root(root, &rel, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io::Error::from)?;
+        let mut dir = rfs::Dir::read_from(&fd)?;
+        let mut names: Vec<(Vec<u8>, FileType)> = Vec::new();
+        while let Some(ent) = dir.read() {
+            let ent = ent?;
+            let name = ent.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            names.push((name.to_vec(), ent.file_type()));
+        }
+        for (name, ty) in names {
+            let child = join(&rel, &name);
+            let ty = match ty {
+                FileType::Unknown => FileType::from_raw_mode(
+                    rfs::statat(&fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                ),
+                t => t,
+            };
+            if keep.contains(&child) {
+                if ty == FileType::Directory {
+                    todo.push(child);
+                }
+                continue;
+            }
+            if ty == FileType::Directory {
+                remove_tree(fd.as_fd(), &name)?;
+            } else {
+                rfs::unlinkat(&fd, name.as_slice(), AtFlags::empty())?;
+            }
+            removed = removed.saturating_add(1);
+        }
+    }
+    Ok(removed)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -951,6 +1014,9 @@ impl Extractor<'_> {
         let full = join(&self.dest.rel, &path.joined);
         let name = path.name().to_vec();
         let pfd = self.parent(&parent_rel, &raw)?;
+        if self.opts.record_paths {
+            self.record(&full);
+        }
 
         // What is there already.
         if let Some(existing) = match rfs::statat(&pfd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
@@ -984,6 +1050,33 @@ impl Extractor<'_> {
                     .and_then(|l| clean_path(l).ok())
                     .is_some_and(|t| t.joined == path.joined);
             if same_link {
+                return Ok(());
+            }
+            if self.opts.reuse_identical
+                && kind == Kind::File
+                && existing == FileType::RegularFile
+                && entry.size() <= REUSE_MAX_BYTES
+                && entry.header().entry_type() != tar::EntryType::GNUSparse
+            {
+                let content = self.read_small(entry, &raw)?;
+                if self.keep_if_same(&content, &raw, pfd.as_fd(), &name, &meta)? {
+                    self.cache = Some((parent_rel, pfd));
+                    return Ok(());
+                }
+                rfs::unlinkat(&pfd, name.as_slice(), AtFlags::empty()).map_err(|e| {
+                    io_err(format!("entry {}: remove existing entry", lossy(&raw)), e)
+                })?;
+                let size = content.len() as u64;
+                self.write_file(
+                    &mut content.as_slice(),
+                    size,
+                    false,
+                    &raw,
+                    pfd.as_fd(),
+                    &name,
+                    &meta,
+                )?;
+                self.cache = Some((parent_rel, pfd));
                 return Ok(());
             }
             if !(is_dir && kind == Kind::Dir) {
@@ -1226,6 +1319,89 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// Adds `full` and its parents to the recorded paths.
+    fn record(&mut self, full: &[u8]) {
+        let mut p = full;
+        while self.stats.paths.insert(p.to_vec()) {
+            match p.iter().rposition(|b| *b == b'/') {
+                Some(i) => p = p.get(..i).unwrap_or_default(),
+                None if !p.is_empty() => p = b"",
+                None => break,
+            }
+        }
+    }
+
+    /// The whole content of a file entry of at most [`REUSE_MAX_BYTES`].
+    fn read_small<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+    ) -> Result<Vec<u8>, CpError> {
+        let size = entry.size();
+        let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        entry
+            .take(size)
+            .read_to_end(&mut content)
+            .map_err(|e| CpError::Malformed(format!("entry {}: {e}", lossy(raw))))?;
+        if (content.len() as u64) < size {
+            return Err(CpError::Malformed(format!(
+                "entry {}: stream ends inside the file's data ({} of {size} bytes)",
+                lossy(raw),
+                content.len()
+            )));
+        }
+        Ok(content)
+    }
+
+    /// Keeps the regular file `name` in `pfd` when it holds exactly `content`: its
+    /// owner, mode and times are set from `meta` (when they differ) and true returned.
+    fn keep_if_same(
+        &mut self,
+        content: &[u8],
+        raw: &[u8],
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        meta: &Meta,
+    ) -> Result<bool, CpError> {
+        let fd = match rfs::openat(
+            pfd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // Not a file we may read as it is: replaced.
+            Err(_) => return Ok(false),
+        };
+        let st = rfs::fstat(&fd).map_err(|e| io_err(format!("entry {}: stat", lossy(raw)), e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || u64::try_from(st.st_size).ok() != Some(content.len() as u64)
+        {
+            return Ok(false);
+        }
+        let mut file = File::from(fd);
+        let mut have = Vec::with_capacity(content.len());
+        if (&mut file)
+            .take(content.len() as u64 + 1)
+            .read_to_end(&mut have)
+            .is_err()
+            || have != content
+        {
+            return Ok(false);
+        }
+        let same_meta = st.st_uid == meta.uid
+            && st.st_gid == meta.gid
+            && st.st_mode & 0o7777 == meta.mode
+            && st.st_mtime == meta.times.last_modification.tv_sec
+            && i64::try_from(st.st_mtime_nsec).ok() == Some(meta.times.last_modification.tv_nsec)
+            && meta.xattrs.is_empty();
+        if !same_meta {
+            self.apply(file.as_fd(), meta, raw, true)?;
+        }
+        self.stats.reused = self.stats.reused.saturating_add(1);
+        Ok(true)
+    }
+
     fn file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -1233,6 +1409,24 @@ impl Extractor<'_> {
         pfd: BorrowedFd<'_>,
         name: &[u8],
         meta: &mut Meta,
+    ) -> Result<(), CpError> {
+        let size = entry.size();
+        let sparse = entry.header().entry_type() == tar::EntryType::GNUSparse;
+        self.write_file(entry, size, sparse, raw, pfd, name, meta)
+    }
+
+    /// Creates the file `name` in `pfd` with `content` (`size` bytes are expected, fewer
+    /// only for a sparse entry) and `meta`.
+    #[allow(clippy::too_many_arguments)]
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut R,
+        size: u64,
+        sparse: bool,
+        raw: &[u8],
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        meta: &Meta,
     ) -> Result<(), CpError> {
         let fd = rfs::openat(
             pfd,
@@ -1242,7 +1436,6 @@ impl Extractor<'_> {
         )
         .map_err(|e| io_err(format!("entry {}: create file", lossy(raw)), e))?;
         let mut file = File::from(fd);
-        let size = entry.size();
         let mut total: u64 = 0;
         let mut buf = std::mem::take(&mut self.buf);
         let copied = (|| -> Result<(), CpError> {
@@ -1264,7 +1457,7 @@ impl Extractor<'_> {
         })();
         self.buf = buf;
         copied?;
-        if total < size && entry.header().entry_type() != tar::EntryType::GNUSparse {
+        if total < size && !sparse {
             return Err(CpError::Malformed(format!(
                 "entry {}: stream ends inside the file's data ({total} of {size} bytes)",
                 lossy(raw)
@@ -1532,6 +1725,76 @@ mod tests {
             &tar[..],
             opts,
         )
+    }
+
+    #[test]
+    fn extracting_again_keeps_identical_files_and_removes_what_the_archive_dropped() {
+        use std::os::unix::fs::MetadataExt;
+        let (_tmp, root, fd) = scratch();
+        let opts = ExtractOptions {
+            reuse_identical: true,
+            record_paths: true,
+            ..Default::default()
+        };
+        let tar = |files: &[(&str, &[u8])]| {
+            let mut b = tar::Builder::new(Vec::new());
+            raw(&mut b, "d/", tar::EntryType::Directory, "", b"");
+            for (name, data) in files {
+                raw(&mut b, name, tar::EntryType::Regular, "", data);
+            }
+            b.into_inner().expect("tar")
+        };
+        let first = tar(&[
+            ("d/same", b"one"),
+            ("d/changes", b"old"),
+            ("d/goes", b"x"),
+            ("top", b"t"),
+        ]);
+        extract(&fd, "/dest", first, &opts).expect("first");
+        let ino = |p: &str| std::fs::metadata(root.join(p)).expect(p).ino();
+        let (same, changes) = (ino("dest/d/same"), ino("dest/d/changes"));
+        // A file the next archive names under a new directory (its parent is implied).
+        let second = tar(&[
+            ("d/same", b"one"),
+            ("d/changes", b"new"),
+            ("e/f/new", b"n"),
+            ("top", b"t"),
+        ]);
+        let stats = extract(&fd, "/dest", second, &opts).expect("second");
+        assert_eq!(stats.reused, 2, "d/same and top are kept");
+        assert_eq!(
+            ino("dest/d/same"),
+            same,
+            "an identical file is not written again"
+        );
+        assert_ne!(ino("dest/d/changes"), changes);
+        assert_eq!(
+            std::fs::read(root.join("dest/d/changes")).expect("read"),
+            b"new"
+        );
+        // Metadata comes from the archive all the same (raw() sets 0o4755, stripped).
+        let m = std::fs::metadata(root.join("dest/d/same")).expect("same");
+        assert_eq!((m.mode() & 0o7777, m.mtime()), (0o755, 1_600_000_000));
+        // What the second archive did not name goes; the root's own entries stay.
+        let dest = rustix::fs::open(
+            root.join("dest"),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("dest");
+        let keep: std::collections::HashSet<Vec<u8>> = stats
+            .paths
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix(b"dest/".as_slice())
+                    .map(<[u8]>::to_vec)
+                    .or_else(|| (p == b"dest").then(Vec::new))
+            })
+            .collect();
+        assert_eq!(remove_unlisted(dest.as_fd(), &keep).expect("prune"), 1);
+        assert!(!root.join("dest/d/goes").exists());
+        assert!(root.join("dest/e/f/new").is_file() && root.join("dest/top").is_file());
+        assert!(root.join("escape").exists(), "outside the pruned directory");
     }
 
     #[test]
