@@ -532,3 +532,43 @@ fn a_context_over_the_daemon_s_limit_is_refused_by_name() {
     files(&d.root.join("builds"), 0, &mut left);
     assert!(left.is_empty(), "a build's files stayed: {left:?}");
 }
+
+#[test]
+fn removing_a_built_image_removes_its_unused_intermediate_images() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    load_fixture(&d);
+    let all = || {
+        let mut ids: Vec<String> = ok(d.docker(&["images", "-aq", "--no-trunc"]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = all();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM fixture/app:1\nRUN echo one > /one\nENV STEP=two\nLABEL step=three\n",
+    );
+    for tag in ["chain:1", "kept:1"] {
+        let (built, out) = build(&d, ctx.path(), &["--no-cache", "-t", tag]);
+        assert!(built, "{out}");
+    }
+    // Three steps each: the image and two intermediate images.
+    assert_eq!(all().len(), before.len() + 6);
+
+    // Docker's rmi: the untagged parents nothing else uses go with the image.
+    let out = ok(d.docker(&["rmi", "chain:1"]));
+    assert_eq!(out.matches("Deleted: sha256:").count(), 3, "{out}");
+    assert_eq!(all().len(), before.len() + 3);
+    // --no-prune keeps them (dangling then, for `image prune`).
+    let out = ok(d.docker(&["rmi", "--no-prune", "kept:1"]));
+    assert_eq!(out.matches("Deleted: sha256:").count(), 1, "{out}");
+    assert_eq!(all().len(), before.len() + 2);
+    ok(d.docker(&["image", "prune", "-f"]));
+    assert_eq!(all(), before);
+}

@@ -525,7 +525,9 @@ impl Engine {
 
     /// `docker rmi`: untags, and deletes the image once nothing names it.
     #[instrument(skip_all, fields(image = %name))]
-    pub fn remove_image(&self, name: &str, force: bool, _noprune: bool) -> Result<Vec<DeleteItem>> {
+    /// Without `noprune`, the image's untagged parents that nothing else uses go with
+    /// it (a build's intermediate images), as Docker's `imageDeleteHelper` does.
+    pub fn remove_image(&self, name: &str, force: bool, noprune: bool) -> Result<Vec<DeleteItem>> {
         let (rec, by_ref) = self.resolve(name)?;
         let meta = &self.store().meta;
         let tags: Vec<Reference> = meta
@@ -609,11 +611,42 @@ impl Engine {
             out.push(DeleteItem::Untagged(d.clone()));
         }
         out.push(DeleteItem::Deleted(rec.id));
+        if !noprune {
+            self.remove_unused_parents(rec.parent, &mut out)?;
+        }
         // The deletion is committed and answered as done; what it frees is collected
         // now, or by the next collection if this one fails (a full disk).
         self.collect_after_delete();
         info!(image.id = %rec.id, "image deleted");
         Ok(out)
+    }
+
+    /// Deletes `parent` and its own parents, up to the first one that is tagged, has a
+    /// repo digest, another child or a container.
+    fn remove_unused_parents(
+        &self,
+        mut parent: Option<Digest>,
+        out: &mut Vec<DeleteItem>,
+    ) -> Result<()> {
+        let meta = &self.store().meta;
+        while let Some(p) = parent {
+            let Some(prec) = meta.image(&p)? else {
+                break;
+            };
+            let tagged = meta.tags()?.iter().any(|(_, id)| *id == p);
+            let has_children = meta.images()?.iter().any(|i| i.parent == Some(p));
+            if tagged
+                || has_children
+                || !prec.repo_digests.is_empty()
+                || !self.users_of(&p)?.is_empty()
+            {
+                break;
+            }
+            self.with_space_reserve(|| meta.delete_image(&p))?;
+            out.push(DeleteItem::Deleted(p));
+            parent = prec.parent;
+        }
+        Ok(())
     }
 
     /// `docker image prune`: deletes dangling images (all unused ones with
