@@ -922,3 +922,56 @@ fn a_built_image_records_its_base_and_outdated_sees_the_tag_move() {
         .expect(&table);
     assert!(row.ends_with("outdated"), "{table}");
 }
+
+/// A base image from a registry that wants credentials: `berth build` sends what
+/// `login` stored (X-Registry-Config, as `docker build`), so the build pulls it, and
+/// `image outdated` asks the registry with them too.
+#[test]
+fn a_build_pulls_its_base_with_the_stored_credentials_and_outdated_uses_them() {
+    let (reg, pw) = berth_registry();
+    let pw = pw.expect("registry user added");
+    let host = reg.host();
+    let base = format!("{host}/base/app:1");
+    let d = Daemon::start_host_net(&[
+        "--allow-registry",
+        &format!("{host}/base/*"),
+        "--allow-registry",
+        "docker.io/fixture/*",
+    ]);
+    ok(berth(&d, &["load", "-i", &fixture_archive()], None));
+    ok(berth(&d, &["tag", "fixture/app:1", &base], None));
+    login(&d, &host, Some(pw));
+    ok(berth(&d, &["push", &base], None));
+    ok(berth(&d, &["rmi", &base], None));
+
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo app > /app\n"),
+    )
+    .expect("write");
+    let ctx_path = ctx.path().to_str().expect("path");
+    let built = ok(berth(&d, &["build", "-t", "app:1", ctx_path], None));
+    assert!(built.contains(&format!("Pulling {base}")), "{built}");
+    let table = ok(berth(&d, &["image", "outdated", "--exit-code"], None));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("app:1"))
+        .expect(&table);
+    assert!(row.ends_with("up to date"), "{table}");
+
+    // Without the credentials the registry refuses: the build says so by name.
+    ok(berth(&d, &["logout", &host], None));
+    ok(berth(&d, &["rmi", &base], None));
+    let out = berth(&d, &["build", "--pull", "-t", "app:2", ctx_path], None);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("base image {base}")), "{text}");
+    let table = ok(berth(&d, &["image", "outdated"], None));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("app:1"))
+        .expect(&table);
+    assert!(row.contains("unknown"), "{table}");
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use berth_engine::build::{BuildOptions, BuildProgress};
+use berth_engine::build::{BuildOptions, BuildProgress, RegistryAuths};
 use berth_engine::Engine;
 use serde_json::json;
 
@@ -96,6 +96,7 @@ fn options(params: &Params) -> Result<(BuildOptions, bool), ApiError> {
             cache_from,
             remove,
             force_remove: params.bool("forcerm")?,
+            registry_auth: RegistryAuths::default(),
         },
         params.bool("q")?,
     ))
@@ -125,11 +126,17 @@ impl BuildProgress for Progress<'_> {
 }
 
 /// `POST /build`.
-pub(crate) async fn build(State(engine): State<Engine>, params: Params, body: Body) -> Response {
-    let (opts, quiet) = match options(&params) {
+pub(crate) async fn build(
+    State(engine): State<Engine>,
+    params: Params,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let (mut opts, quiet) = match options(&params) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
+    opts.registry_auth = crate::distribution::registry_config(&headers);
     let mut reader = stream::body_reader(body);
     stream::respond(JSON, LateError::JsonLine, move |sink| {
         let mut progress = Progress { sink, quiet };
@@ -170,8 +177,10 @@ pub(crate) async fn prune(
 /// base image has another digest in its registry now.
 pub(crate) async fn outdated(
     State(engine): State<Engine>,
+    headers: axum::http::HeaderMap,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let rows = crate::images::blocking(move || engine.outdated_images()).await?;
+    let auths = crate::distribution::registry_config(&headers);
+    let rows = crate::images::blocking(move || engine.outdated_images(&auths)).await?;
     Ok(axum::Json(serde_json::Value::Array(
         rows.iter()
             .map(|r| {

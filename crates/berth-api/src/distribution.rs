@@ -91,6 +91,22 @@ pub(crate) fn registry_auth(headers: &HeaderMap) -> RegistryAuth {
         .unwrap_or_default()
 }
 
+/// Credentials of `X-Registry-Config` (what `docker build` sends: base64url JSON of
+/// server → auth config, everything the client has stored); absent or unreadable means
+/// anonymous everywhere, as Docker.
+pub(crate) fn registry_config(headers: &HeaderMap) -> berth_engine::build::RegistryAuths {
+    let auths: std::collections::BTreeMap<String, AuthConfig> = headers
+        .get("x-registry-config")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .and_then(decode_b64)
+        .and_then(|b| crate::decode::body(&b, "X-Registry-Config").ok())
+        .unwrap_or_default();
+    berth_engine::build::RegistryAuths::new(
+        auths.into_iter().map(|(server, a)| (server, a.into_auth())),
+    )
+}
+
 fn status(s: impl Into<String>) -> Value {
     json!({ "status": s.into() })
 }

@@ -44,6 +44,7 @@ use berth_build::dockerfile::{
 use berth_build::ignore::Matcher;
 use berth_build::{context, lex};
 use berth_image::model::{HealthConfig, RunConfig};
+use berth_image::registry::RegistryAuth;
 use berth_store::ImageRecord;
 use berth_types::{Digest, ErrorKind, Reference};
 use serde_json::{json, Value};
@@ -79,6 +80,32 @@ pub struct BuildOptions {
     pub remove: bool,
     /// Remove them whatever happens.
     pub force_remove: bool,
+    /// Credentials by registry (`X-Registry-Config`, keys as [`RegistryAuths::new`]
+    /// takes them), for the base images the build pulls.
+    pub registry_auth: RegistryAuths,
+}
+
+/// Credentials for several registries (Docker's `X-Registry-Config`: what the client
+/// has stored), each used only for images of its own registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAuths(BTreeMap<String, RegistryAuth>);
+
+impl RegistryAuths {
+    /// `auths` keyed by server as a login names it (`127.0.0.1:5000`,
+    /// `https://index.docker.io/v1/`).
+    pub fn new(auths: impl IntoIterator<Item = (String, RegistryAuth)>) -> RegistryAuths {
+        RegistryAuths(
+            auths
+                .into_iter()
+                .map(|(server, a)| (crate::distribution::registry_of_server(&server), a))
+                .collect(),
+        )
+    }
+
+    /// The credentials for images of `domain` (anonymous when none).
+    pub fn for_domain(&self, domain: &str) -> RegistryAuth {
+        self.0.get(domain).cloned().unwrap_or_default()
+    }
 }
 
 /// Where a build's progress goes (Docker's JSON message stream).
@@ -680,7 +707,7 @@ impl Engine {
     /// with its base's recorded digest and the registry's now (the manifest's digest, or
     /// for a base loaded from an archive its config digest on this platform). The
     /// registry is asked anonymously, through the trust policy like a pull.
-    pub fn outdated_images(&self) -> Result<Vec<OutdatedRow>> {
+    pub fn outdated_images(&self, auths: &RegistryAuths) -> Result<Vec<OutdatedRow>> {
         let tags = self.store().meta.tags()?;
         let mut rows = Vec::new();
         for rec in self.store().meta.images()? {
@@ -702,7 +729,7 @@ impl Engine {
             else {
                 continue;
             };
-            let (current, status) = match self.base_now(base, recorded) {
+            let (current, status) = match self.base_now(base, recorded, auths) {
                 Ok((current, same)) => {
                     let status = if same { "up to date" } else { "outdated" };
                     (current, status.to_string())
@@ -722,11 +749,19 @@ impl Engine {
     }
 
     /// The registry's digest of `base` now, and whether it is the `recorded` one.
-    fn base_now(&self, base: &str, recorded: &str) -> Result<(String, bool)> {
+    fn base_now(
+        &self,
+        base: &str,
+        recorded: &str,
+        auths: &RegistryAuths,
+    ) -> Result<(String, bool)> {
         let r = Reference::parse_with_default_tag(base)?;
         self.check_policy(crate::policy::Operation::Pull, &r)?;
-        let client =
-            berth_image::registry::RegistryClient::connect(r.domain(), Default::default(), &[])?;
+        let client = berth_image::registry::RegistryClient::connect(
+            r.domain(),
+            auths.for_domain(r.domain()),
+            &[],
+        )?;
         let (bytes, media_type, digest) = client.get_manifest(&r)?;
         if digest.to_string() == recorded {
             return Ok((digest.to_string(), true));
@@ -1021,7 +1056,7 @@ impl Build<'_> {
             .pull(
                 &reference,
                 (!self.opts.platform.is_empty()).then_some(self.opts.platform.as_str()),
-                Default::default(),
+                self.opts.registry_auth.for_domain(reference.domain()),
                 &|_| {},
             )
             .map_err(|e| {

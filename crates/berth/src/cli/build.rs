@@ -257,12 +257,18 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     }
     let mut progress = Progress::new(std::io::stderr().is_terminal() && !args.quiet);
     std::io::stderr().flush().ok();
+    // The stored credentials, for base images from registries that want them.
+    let headers: Vec<(&str, String)> = crate::cli::login::registry_config_header()
+        .map(|v| ("X-Registry-Config", v))
+        .into_iter()
+        .collect();
     upload_file(
         client,
         &q.build(),
         input,
         "Sending build context",
         &mut progress,
+        &headers,
     )
     .await
 }
@@ -277,7 +283,22 @@ pub struct OutdatedArgs {
 /// `berth image outdated`: a table of the images built here, their base image, the
 /// digest recorded at build time and the registry's now.
 pub async fn outdated(client: &Client, args: OutdatedArgs) -> anyhow::Result<()> {
-    let rows: Vec<serde_json::Value> = client.get_json("/images/outdated").await?;
+    let headers: Vec<(&str, String)> = crate::cli::login::registry_config_header()
+        .map(|v| ("X-Registry-Config", v))
+        .into_iter()
+        .collect();
+    let resp = client
+        .request_with(
+            hyper::Method::GET,
+            "/images/outdated",
+            crate::client::empty(),
+            None,
+            &headers,
+        )
+        .await?;
+    let bytes = crate::client::read_all(resp).await?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+        .context("the daemon's answer to GET /images/outdated is not the expected JSON")?;
     let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_string();
     let short = |d: String| {
         let hex = d.strip_prefix("sha256:").unwrap_or(&d).to_string();

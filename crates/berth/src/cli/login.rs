@@ -113,6 +113,33 @@ pub fn registry_auth_header(registry: &str) -> Option<String> {
     Some(encode_auth(&user, &pass, &server_key(Some(registry))))
 }
 
+/// Docker's `X-Registry-Config` (what `docker build` sends): every stored credential,
+/// base64url of the JSON map server → auth config; None when none is stored.
+pub fn registry_config_header() -> Option<String> {
+    let cfg = read_config().ok()?;
+    let auths = cfg.get("auths")?.as_object()?;
+    let mut out = serde_json::Map::new();
+    for (server, entry) in auths {
+        let Some(decoded) = entry
+            .get("auth")
+            .and_then(Value::as_str)
+            .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            continue;
+        };
+        let Some((user, pass)) = decoded.split_once(':') else {
+            continue;
+        };
+        out.insert(
+            server.clone(),
+            json!({ "username": user, "password": pass, "serveraddress": server }),
+        );
+    }
+    (!out.is_empty())
+        .then(|| base64::engine::general_purpose::URL_SAFE.encode(Value::Object(out).to_string()))
+}
+
 /// The stored user and password for images on `registry`.
 pub fn credentials(registry: &str) -> Option<(String, String)> {
     let cfg = read_config().ok()?;

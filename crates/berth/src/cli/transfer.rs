@@ -103,6 +103,7 @@ async fn upload(
     size: Option<u64>,
     label: &str,
     progress: &mut Progress,
+    headers: &[(&str, String)],
 ) -> anyhow::Result<()> {
     let counter = progress.transfer_bar(label, size);
     let body = stream_body(reader, move |n| {
@@ -110,7 +111,16 @@ async fn upload(
             b.inc(n as u64);
         }
     });
-    match client.post(path, body, Some("application/x-tar")).await {
+    match client
+        .request_with(
+            hyper::Method::POST,
+            path,
+            body,
+            Some("application/x-tar"),
+            headers,
+        )
+        .await
+    {
         Ok(resp) => progress.show_stream(resp).await,
         Err(e) => {
             progress.settle();
@@ -119,17 +129,18 @@ async fn upload(
     }
 }
 
-/// [`upload`] of a file (its size known, for the bar).
+/// [`upload`] of a file (its size known, for the bar), with extra request `headers`.
 pub async fn upload_file(
     client: &Client,
     path: &str,
     file: std::fs::File,
     label: &str,
     progress: &mut Progress,
+    headers: &[(&str, String)],
 ) -> anyhow::Result<()> {
     let size = file.metadata().ok().map(|m| m.len());
     let reader: Reader = Box::new(tokio::fs::File::from_std(file));
-    upload(client, path, reader, size, label, progress).await
+    upload(client, path, reader, size, label, progress, headers).await
 }
 
 pub async fn load(client: &Client, args: LoadArgs) -> anyhow::Result<()> {
@@ -146,6 +157,7 @@ pub async fn load(client: &Client, args: LoadArgs) -> anyhow::Result<()> {
         size,
         "Sending archive",
         &mut progress,
+        &[],
     )
     .await
 }
@@ -180,6 +192,7 @@ pub async fn import(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
         size,
         "Sending tarball",
         &mut progress,
+        &[],
     )
     .await
 }
