@@ -921,6 +921,35 @@ fn a_built_image_records_its_base_and_outdated_sees_the_tag_move() {
         .find(|l| l.starts_with("app:1"))
         .expect(&table);
     assert!(row.ends_with("outdated"), "{table}");
+
+    // `build --rebuild-outdated`: app:1 again, from the context the daemon kept, on the
+    // base as the registry has it now.
+    let old_id = ok(berth(
+        &d,
+        &["image", "inspect", "app:1", "-f", "{{.Id}}"],
+        None,
+    ));
+    let out = ok(berth(&d, &["build", "--rebuild-outdated"], None));
+    assert!(out.contains("Rebuilding app:1"), "{out}");
+    assert!(out.contains("1 outdated image(s) rebuilt"), "{out}");
+    let new_id = ok(berth(
+        &d,
+        &["image", "inspect", "app:1", "-f", "{{.Id}}"],
+        None,
+    ));
+    assert_ne!(old_id, new_id);
+    let ran = ok(berth(
+        &d,
+        &["run", "--rm", "app:1", "busybox cat /base /app"],
+        None,
+    ));
+    assert_eq!(ran, "newer\napp\n");
+    let table = ok(berth(&d, &["image", "outdated", "--exit-code"], None));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("app:1"))
+        .expect(&table);
+    assert!(row.ends_with("up to date"), "{table}");
 }
 
 /// A base image from a registry that wants credentials: `berth build` sends what

@@ -148,6 +148,25 @@ pub(crate) async fn build(
     .await
 }
 
+/// `POST /images/outdated/rebuild` (berth's, `berth build --rebuild-outdated`): builds
+/// every outdated image again from its kept context (see `Engine::rebuild_outdated`),
+/// answered as `/build`'s JSON stream; credentials as `/build`'s (`X-Registry-Config`).
+pub(crate) async fn rebuild_outdated(
+    State(engine): State<Engine>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let auths = crate::distribution::registry_config(&headers);
+    stream::respond(JSON, LateError::JsonLine, move |sink| {
+        let mut progress = Progress { sink, quiet: false };
+        let n = engine.rebuild_outdated(&auths, &mut progress)?;
+        progress
+            .stream(&format!("{n} outdated image(s) rebuilt\n"))
+            .map_err(|e| berth_engine::EngineError::internal(e.to_string()))?;
+        Ok(())
+    })
+    .await
+}
+
 /// `POST /build/prune` (`docker builder prune`): the build cache that no container uses;
 /// `all` also what other images are built on. Filters and `keep-storage` are refused by
 /// name (berth's cache has no LRU to keep).

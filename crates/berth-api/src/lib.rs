@@ -76,6 +76,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/outdated", get(build::outdated))
+        .route("/images/outdated/rebuild", post(build::rebuild_outdated))
         .route("/images/load", post(images::load))
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))

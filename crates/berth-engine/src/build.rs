@@ -154,6 +154,8 @@ fn base_record(rec: &ImageRecord, name: &str) -> (String, String) {
 /// A row of `berth image outdated`.
 #[derive(Debug, Clone)]
 pub struct OutdatedRow {
+    /// The image's ID.
+    pub id: String,
     /// The image's names (or its short ID when untagged).
     pub image: String,
     pub base: String,
@@ -337,6 +339,54 @@ struct KeptRecord {
     image: String,
     /// When (RFC 3339).
     built: String,
+    /// What that build asked (to build it again: `rebuild_outdated`).
+    #[serde(default)]
+    options: KeptOptions,
+}
+
+/// The parts of [`BuildOptions`] a rebuild repeats (not credentials, not cache flags).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct KeptOptions {
+    dockerfile: String,
+    tags: Vec<String>,
+    build_args: BTreeMap<String, Option<String>>,
+    target: String,
+    labels: BTreeMap<String, String>,
+    network: String,
+    platform: String,
+}
+
+impl KeptOptions {
+    fn of(o: &BuildOptions) -> KeptOptions {
+        KeptOptions {
+            dockerfile: o.dockerfile.clone(),
+            tags: o.tags.clone(),
+            build_args: o.build_args.clone(),
+            target: o.target.clone(),
+            labels: o.labels.clone(),
+            network: o.network.clone(),
+            platform: o.platform.clone(),
+        }
+    }
+
+    /// The options of a rebuild: every base pulled again, intermediate containers
+    /// removed.
+    fn rebuild(&self, registry_auth: RegistryAuths) -> BuildOptions {
+        BuildOptions {
+            dockerfile: self.dockerfile.clone(),
+            tags: self.tags.clone(),
+            build_args: self.build_args.clone(),
+            target: self.target.clone(),
+            labels: self.labels.clone(),
+            network: self.network.clone(),
+            platform: self.platform.clone(),
+            pull: true,
+            remove: true,
+            force_remove: true,
+            registry_auth,
+            ..Default::default()
+        }
+    }
 }
 
 /// Takes the exclusive `flock` of directory `dir` without waiting (None when another
@@ -459,11 +509,12 @@ impl Engine {
 
     /// Records a kept context after a successful build, then removes the least recently
     /// used ones past `build_contexts_kept` (those no build holds).
-    fn keep_context(&self, kept: &KeptContext, tag: &str, image: &str) {
+    fn keep_context(&self, kept: &KeptContext, tag: &str, image: &str, opts: &BuildOptions) {
         let rec = KeptRecord {
             tag: tag.to_string(),
             image: image.to_string(),
             built: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            options: KeptOptions::of(opts),
         };
         let written = serde_json::to_vec(&rec)
             .map_err(std::io::Error::other)
@@ -559,19 +610,36 @@ impl Engine {
             }
             return Err(e);
         }
+        let id = self.build_in(&context, &work.dir, opts, out)?;
+        if let (Some(k), Some(tag)) = (&kept, &first_tag) {
+            self.keep_context(k, tag, &id, opts);
+        }
+        work.in_background = true;
+        Ok(id)
+    }
+
+    /// Builds what `opts` asks from the extracted `context`, with temporary files in
+    /// `work`; returns the image's ID.
+    fn build_in(
+        &self,
+        context: &Path,
+        work: &Path,
+        opts: &BuildOptions,
+        out: &mut dyn BuildProgress,
+    ) -> Result<String> {
         let dockerfile_name = if opts.dockerfile.is_empty() {
             "Dockerfile"
         } else {
             opts.dockerfile.as_str()
         };
-        let text = read_in_context(&context, dockerfile_name)?.ok_or_else(|| {
+        let text = read_in_context(context, dockerfile_name)?.ok_or_else(|| {
             build_err(format!(
                 "Cannot locate specified Dockerfile: {dockerfile_name}"
             ))
         })?;
         let text = String::from_utf8(text)
             .map_err(|_| build_err(format!("{dockerfile_name}: not UTF-8 text")))?;
-        let ignore = match read_in_context(&context, ".dockerignore")? {
+        let ignore = match read_in_context(context, ".dockerignore")? {
             Some(bytes) => Some(std::rc::Rc::new(
                 Matcher::parse(&String::from_utf8_lossy(&bytes))
                     .map_err(|e| build_err(format!(".dockerignore: {e}")))?,
@@ -591,8 +659,8 @@ impl Engine {
             engine: self,
             opts,
             out,
-            context,
-            work: work.dir.clone(),
+            context: context.to_path_buf(),
+            work: work.to_path_buf(),
             ignore,
             escape: df.escape,
             containers: Intermediates::default(),
@@ -649,10 +717,6 @@ impl Engine {
                 .stream(&format!("Successfully tagged {}\n", r.familiar()))
                 .map_err(gone)?;
         }
-        if let (Some(k), Some(tag)) = (&kept, &first_tag) {
-            self.keep_context(k, tag, &id);
-        }
-        work.in_background = true;
         info!(image.id = %id, tags = ?opts.tags, "image built");
         Ok(id)
     }
@@ -737,6 +801,7 @@ impl Engine {
                 Err(e) => (String::new(), format!("unknown: {}", e.message)),
             };
             rows.push(OutdatedRow {
+                id: rec.id.to_string(),
                 image: names.join(", "),
                 base: base.clone(),
                 recorded: recorded.clone(),
@@ -746,6 +811,106 @@ impl Engine {
         }
         rows.sort_by(|a, b| a.image.cmp(&b.image));
         Ok(rows)
+    }
+
+    /// `berth build --rebuild-outdated`: builds again, from the context kept for it, every
+    /// image [`Engine::outdated_images`] says is outdated, pulling its base anew, with the
+    /// options it was built with (its tags move to the new image). An outdated image
+    /// whose context is not kept is named in a warning line. Returns how many were
+    /// rebuilt; an error after trying them all when one failed.
+    pub fn rebuild_outdated(
+        &self,
+        auths: &RegistryAuths,
+        out: &mut dyn BuildProgress,
+    ) -> Result<usize> {
+        let kept_dir = self.store().root().join("builds").join("contexts");
+        let records: Vec<(PathBuf, KeptRecord)> = fs::read_dir(&kept_dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .filter_map(|p| {
+                        let rec = serde_json::from_slice(&fs::read(&p).ok()?).ok()?;
+                        Some((p, rec))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rebuilt = 0;
+        let mut failed = Vec::new();
+        for row in self.outdated_images(auths)? {
+            if row.status != "outdated" {
+                continue;
+            }
+            let Some((record_path, rec)) = records
+                .iter()
+                .find(|(_, r)| r.image == row.id && !r.options.tags.is_empty())
+            else {
+                out.stream(&format!(
+                    "[Warning] {}: its build context is not kept (built untagged, by another tag, or evicted: build_contexts_kept); build it again with berth build\n",
+                    row.image
+                ))
+                .map_err(gone)?;
+                continue;
+            };
+            out.stream(&format!(
+                "Rebuilding {}: its base {} moved ({} -> {})\n",
+                row.image, row.base, row.recorded, row.current
+            ))
+            .map_err(gone)?;
+            match self.rebuild_kept(record_path, rec, auths, out) {
+                Ok(id) => {
+                    rebuilt += 1;
+                    info!(image = %row.image, image.id = %id, "outdated image rebuilt");
+                }
+                Err(e) => {
+                    out.stream(&format!("Rebuilding {} failed: {}\n", row.image, e.message))
+                        .map_err(gone)?;
+                    failed.push(row.image.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            return Err(build_err(format!(
+                "rebuilding outdated images failed for: {}",
+                failed.join("; ")
+            )));
+        }
+        Ok(rebuilt)
+    }
+
+    /// Builds the kept context of `record` again (see [`Engine::rebuild_outdated`]).
+    fn rebuild_kept(
+        &self,
+        record: &Path,
+        rec: &KeptRecord,
+        auths: &RegistryAuths,
+        out: &mut dyn BuildProgress,
+    ) -> Result<String> {
+        let builds = self.store().root().join("builds");
+        let dir = record.with_extension("");
+        let Some(lock) = lock_dir(&dir)? else {
+            return Err(EngineError::conflict(format!(
+                "the build context of {} is in use by another build",
+                rec.tag
+            )));
+        };
+        let kept = KeptContext {
+            dir,
+            record: record.to_path_buf(),
+            _lock: lock,
+        };
+        let mut work = Work {
+            dir: builds.join(crate::swarm::base36(16)?),
+            in_background: false,
+        };
+        fs::create_dir_all(&work.dir)
+            .map_err(|e| crate::containers::io_err(&work.dir, "create", e))?;
+        let opts = rec.options.rebuild(auths.clone());
+        let id = self.build_in(&kept.dir, &work.dir, &opts, out)?;
+        self.keep_context(&kept, &rec.tag, &id, &opts);
+        work.in_background = true;
+        Ok(id)
     }
 
     /// The registry's digest of `base` now, and whether it is the `recorded` one.

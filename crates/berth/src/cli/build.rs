@@ -58,9 +58,37 @@ pub struct BuildArgs {
     /// Build reproducibly: image and file times at SOURCE_DATE_EPOCH (this shell's, else 0)
     #[arg(long)]
     pub reproducible: bool,
+    /// Build again, from the contexts the daemon kept, every image whose base image
+    /// has moved in its registry (see `berth image outdated`), pulling the new base
+    #[arg(long, conflicts_with = "context")]
+    pub rebuild_outdated: bool,
     /// The context: a directory, or '-' for a tar on STDIN
-    #[arg(value_name = "PATH")]
-    pub context: String,
+    #[arg(value_name = "PATH", required_unless_present = "rebuild_outdated")]
+    pub context: Option<String>,
+}
+
+/// The stored credentials as `X-Registry-Config` (for base images of registries that
+/// want them).
+fn registry_config() -> Vec<(&'static str, String)> {
+    crate::cli::login::registry_config_header()
+        .map(|v| ("X-Registry-Config", v))
+        .into_iter()
+        .collect()
+}
+
+/// `berth build --rebuild-outdated`.
+async fn rebuild_outdated(client: &Client) -> anyhow::Result<()> {
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let resp = client
+        .request_with(
+            hyper::Method::POST,
+            "/images/outdated/rebuild",
+            crate::client::empty(),
+            None,
+            &registry_config(),
+        )
+        .await?;
+    progress.show_stream(resp).await
 }
 
 /// `KEY=VALUE` list as a JSON object (`KEY` alone: this shell's value, else unset).
@@ -165,8 +193,12 @@ fn walk(
 }
 
 pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
+    if args.rebuild_outdated {
+        return rebuild_outdated(client).await;
+    }
+    let context = args.context.clone().unwrap_or_default();
     let mut stdin_dockerfile = None;
-    let (input, dockerfile): (std::fs::File, Option<String>) = if args.context == "-" {
+    let (input, dockerfile): (std::fs::File, Option<String>) = if context == "-" {
         if args.file.as_deref() == Some("-") {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");
         }
@@ -175,12 +207,9 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
         f.seek(SeekFrom::Start(0))?;
         (f, args.file.clone())
     } else {
-        let dir = Path::new(&args.context);
+        let dir = Path::new(&context);
         if !dir.is_dir() {
-            bail!(
-                "unable to prepare context: path {:?} not found",
-                args.context
-            );
+            bail!("unable to prepare context: path {:?} not found", context);
         }
         let dockerfile = match args.file.as_deref() {
             Some("-") => {
@@ -200,7 +229,7 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
                         .map_err(|_| {
                             anyhow::anyhow!(
                                 "the Dockerfile ({f}) must be within the build context ({})",
-                                args.context
+                                context
                             )
                         })?
                 } else {
@@ -257,11 +286,7 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     }
     let mut progress = Progress::new(std::io::stderr().is_terminal() && !args.quiet);
     std::io::stderr().flush().ok();
-    // The stored credentials, for base images from registries that want them.
-    let headers: Vec<(&str, String)> = crate::cli::login::registry_config_header()
-        .map(|v| ("X-Registry-Config", v))
-        .into_iter()
-        .collect();
+    let headers = registry_config();
     upload_file(
         client,
         &q.build(),
@@ -283,10 +308,7 @@ pub struct OutdatedArgs {
 /// `berth image outdated`: a table of the images built here, their base image, the
 /// digest recorded at build time and the registry's now.
 pub async fn outdated(client: &Client, args: OutdatedArgs) -> anyhow::Result<()> {
-    let headers: Vec<(&str, String)> = crate::cli::login::registry_config_header()
-        .map(|v| ("X-Registry-Config", v))
-        .into_iter()
-        .collect();
+    let headers = registry_config();
     let resp = client
         .request_with(
             hyper::Method::GET,
