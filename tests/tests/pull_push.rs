@@ -1004,3 +1004,80 @@ fn a_build_pulls_its_base_with_the_stored_credentials_and_outdated_uses_them() {
         .expect(&table);
     assert!(row.contains("unknown"), "{table}");
 }
+
+/// `--cache-from` an image pulled from a registry (built and pushed by another host):
+/// its history serves as the cache, as Docker's classic builder does, so the build on
+/// a new host runs nothing and gives the pushed image itself.
+#[test]
+fn a_pulled_image_serves_as_cache_from() {
+    if !have("docker-registry") {
+        eprintln!("skipped: docker-registry (Distribution) not installed");
+        return;
+    }
+    let dist = Distribution::start();
+    let host = dist.host();
+    let name = format!("{host}/app:1");
+    let args = [
+        "--allow-registry",
+        host.as_str(),
+        "--allow-registry",
+        "docker.io/fixture/*",
+    ];
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM fixture/app:1\nRUN echo one > /one\nENV STEP=two\nCOPY a.txt /a.txt\nCMD [\"busybox cat /one /a.txt\"]\n",
+    )
+    .expect("write");
+    std::fs::write(ctx.path().join("a.txt"), "first\n").expect("write");
+    let ctx_path = ctx.path().to_str().expect("path");
+
+    let ci = Daemon::start_host_net(&args);
+    ok(berth(&ci, &["load", "-i", &fixture_archive()], None));
+    ok(berth(&ci, &["build", "-t", &name, ctx_path], None));
+    ok(berth(&ci, &["push", &name], None));
+    let pushed = ok(berth(
+        &ci,
+        &["image", "inspect", &name, "-f", "{{.Id}}"],
+        None,
+    ));
+
+    let d = Daemon::start_host_net(&args);
+    ok(berth(&d, &["load", "-i", &fixture_archive()], None));
+    ok(berth(&d, &["pull", &name], None));
+    let out = ok(berth(
+        &d,
+        &["build", "--cache-from", &name, "-t", "app:2", ctx_path],
+        None,
+    ));
+    assert!(!out.contains("Running in"), "a step ran:\n{out}");
+    assert_eq!(out.matches("Using cache").count(), 4, "{out}");
+    let built = ok(berth(
+        &d,
+        &["image", "inspect", "app:2", "-f", "{{.Id}}"],
+        None,
+    ));
+    assert_eq!(built, pushed, "the build is the pushed image");
+
+    // A changed file: the steps before its COPY still come from the pulled image.
+    std::fs::write(ctx.path().join("a.txt"), "changed\n").expect("write");
+    let out = ok(berth(
+        &d,
+        &["build", "--cache-from", &name, "-t", "app:3", ctx_path],
+        None,
+    ));
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert_eq!(
+        ok(berth(&d, &["run", "--rm", "app:3"], None)),
+        "one\nchanged\n"
+    );
+    // The steps restored from it are this host's build cache now (as with Docker).
+    let out = ok(berth(&d, &["build", "-t", "app:4", ctx_path], None));
+    assert!(!out.contains("Running in"), "{out}");
+    // On a host that did not name it, the pulled image serves as nothing.
+    let other = Daemon::start_host_net(&args);
+    ok(berth(&other, &["load", "-i", &fixture_archive()], None));
+    ok(berth(&other, &["pull", &name], None));
+    let out = ok(berth(&other, &["build", "-t", "app:2", ctx_path], None));
+    assert!(!out.contains("Using cache"), "{out}");
+}

@@ -440,6 +440,8 @@ struct Build<'a> {
     /// `SOURCE_DATE_EPOCH` (a build arg, as BuildKit takes it): the images' times, and
     /// later file times clamped to it, so that the same context gives the same ID.
     epoch: Option<u64>,
+    /// `cachefrom` images, with their configs.
+    cache_sources: Vec<(ImageRecord, berth_image::model::ImageConfig)>,
 }
 
 /// Seconds since the epoch as the RFC 3339 time of a config.
@@ -670,17 +672,20 @@ impl Engine {
             step: 0,
             steps_total: 0,
             epoch,
+            cache_sources: Vec::new(),
         };
-        // `cachefrom`: every image built on this host serves as cache already (its
-        // intermediate images are kept); one that came whole from elsewhere cannot.
+        // `cachefrom`: images of this host (a pull, a load) whose history serves as cache
+        // where a step's parent has no child made by the same instruction (Docker's
+        // `imageCache`). Images built here serve already; one that is missing is named.
         for name in &opts.cache_from {
-            let usable = self
-                .resolve(name)
-                .is_ok_and(|(rec, _)| rec.source == "build");
-            if !usable {
-                b.say(&format!(
-                    "[Warning] cache-from {name}: not an image built on this host; its layers cannot serve as cache\n"
-                ))?;
+            match self.resolve(name) {
+                Ok((rec, _)) => {
+                    let cfg = self.config_of(&rec)?;
+                    b.cache_sources.push((rec, cfg));
+                }
+                Err(_) => b.say(&format!(
+                    "[Warning] cache-from {name}: no such image here (pull it first); not used\n"
+                ))?,
             }
         }
         let result = b.run(&df);
@@ -1267,7 +1272,95 @@ impl Build<'_> {
                 best = Some((rec, created));
             }
         }
-        Ok(best.map(|(r, _)| r))
+        match best {
+            Some((r, _)) => Ok(Some(r)),
+            None => self.cached_from_sources(st, container_config),
+        }
+    }
+
+    /// A step found in a `cachefrom` image (Docker's `imageCache.GetCache`): one whose
+    /// history begins with the parent's history and layers and goes on with an entry made
+    /// by this step's instruction. When that entry is the image's last, the image itself
+    /// is the result (recorded as the parent's child); else an image of the parent plus
+    /// that entry and its layer (already stored) is made.
+    fn cached_from_sources(&self, st: &StageState, cc: &RunConfig) -> Result<Option<ImageRecord>> {
+        if self.cache_sources.is_empty() {
+            return Ok(None);
+        }
+        let (p_hist, p_diffs) = match &st.image {
+            Some(p) => {
+                let c = self.engine.config_of(p)?;
+                (c.history, c.rootfs.diff_ids)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let want = cc.cmd.as_ref().map(|c| c.join(" "));
+        for (target, tcfg) in &self.cache_sources {
+            let valid_parent = tcfg.history.len() > p_hist.len()
+                && tcfg.rootfs.diff_ids.len() >= p_diffs.len()
+                && tcfg.history.get(..p_hist.len()) == Some(p_hist.as_slice())
+                && tcfg.rootfs.diff_ids.get(..p_diffs.len()) == Some(p_diffs.as_slice());
+            if !valid_parent {
+                continue;
+            }
+            let Some(h) = tcfg.history.get(p_hist.len()) else {
+                continue;
+            };
+            if h.created_by != want {
+                continue;
+            }
+            if let Some(e) = self.epoch {
+                if h.created.as_deref() != Some(epoch_rfc3339(e).as_str()) {
+                    continue;
+                }
+            }
+            if tcfg.history.len() == p_hist.len() + 1 {
+                let mut rec = target.clone();
+                if let (None, Some(p)) = (rec.parent, &st.image) {
+                    rec.parent = Some(p.id);
+                    self.engine.store().meta.put_image(&rec, &[])?;
+                }
+                return Ok(Some(rec));
+            }
+            let layer = if h.empty_layer {
+                None
+            } else {
+                let index = tcfg.history[..p_hist.len()]
+                    .iter()
+                    .filter(|h| !h.empty_layer)
+                    .count();
+                match target.layers.get(index) {
+                    Some(l) if tcfg.rootfs.diff_ids.get(index) == Some(&l.diff_id) => {
+                        Some(l.clone())
+                    }
+                    _ => continue,
+                }
+            };
+            let mut extra = serde_json::Map::new();
+            extra.insert(
+                "container_config".into(),
+                serde_json::to_value(cc).unwrap_or(Value::Null),
+            );
+            let id = berth_image::derive::derive_image(
+                self.engine.store(),
+                berth_image::derive::Derivation {
+                    base: st.image.clone(),
+                    steps: vec![berth_image::derive::Step {
+                        layer: None,
+                        stored: layer,
+                        history: h.clone(),
+                    }],
+                    config: st.config.clone(),
+                    author: st.author.clone(),
+                    extra,
+                    tags: Vec::new(),
+                    source: "build".into(),
+                    created: h.created.clone(),
+                },
+            )?;
+            return Ok(Some(self.image_record(&id)?));
+        }
+        Ok(None)
     }
 
     /// Runs one instruction on the stage's state.
@@ -1537,6 +1630,7 @@ impl Build<'_> {
                 base,
                 steps: vec![berth_image::derive::Step {
                     layer: None,
+                    stored: None,
                     history: berth_image::model::History {
                         created_by: cc.cmd.as_ref().map(|c| c.join(" ")),
                         ..Default::default()

@@ -229,6 +229,7 @@ impl Engine {
                 base: Some(base),
                 steps: vec![Step {
                     layer: Some(layer),
+                    stored: None,
                     history: History {
                         created_by: Some(created_by),
                         ..Default::default()
@@ -327,6 +328,7 @@ impl Engine {
                 base: Some(base),
                 steps: vec![Step {
                     layer: Some(layer),
+                    stored: None,
                     history: History {
                         created_by: Some(created_by),
                         author: non_empty(&opts.author),

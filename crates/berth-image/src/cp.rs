@@ -1752,7 +1752,11 @@ mod tests {
         ]);
         extract(&fd, "/dest", first, &opts).expect("first");
         let ino = |p: &str| std::fs::metadata(root.join(p)).expect(p).ino();
-        let (same, changes) = (ino("dest/d/same"), ino("dest/d/changes"));
+        // Hard links made beside them tell a kept file (still linked) from one written
+        // anew (an inode number alone may be reused).
+        std::fs::hard_link(root.join("dest/d/same"), root.join("same.link")).expect("link");
+        std::fs::hard_link(root.join("dest/d/changes"), root.join("changes.link")).expect("link");
+        let same = ino("dest/d/same");
         // A file the next archive names under a new directory (its parent is implied).
         let second = tar(&[
             ("d/same", b"one"),
@@ -1767,7 +1771,14 @@ mod tests {
             same,
             "an identical file is not written again"
         );
-        assert_ne!(ino("dest/d/changes"), changes);
+        assert_eq!(ino("same.link"), same);
+        let nlink = |p: &str| std::fs::metadata(root.join(p)).expect(p).nlink();
+        assert_eq!(nlink("dest/d/same"), 2);
+        assert_eq!(nlink("dest/d/changes"), 1, "a changed file is written anew");
+        assert_eq!(
+            std::fs::read(root.join("changes.link")).expect("read"),
+            b"old"
+        );
         assert_eq!(
             std::fs::read(root.join("dest/d/changes")).expect("read"),
             b"new"

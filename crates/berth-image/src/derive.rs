@@ -29,6 +29,9 @@ use crate::model::{host_platform, History, ImageConfig, RootFs, RunConfig, MAX_J
 /// changes the config) and its history entry.
 pub struct Step {
     pub layer: Option<IngestedLayer>,
+    /// A layer already in the store (another image's) that the step adds, when `layer`
+    /// is None: a build step restored from a `--cache-from` image.
+    pub stored: Option<LayerRecord>,
     pub history: History,
 }
 
@@ -119,8 +122,25 @@ pub fn derive_image(store: &Store, d: Derivation) -> Result<Digest> {
                 blobs.push(l.blob);
                 h.empty_layer = false;
             }
-            // Nothing changed (or a config-only step): no layer.
-            _ => h.empty_layer = true,
+            Some(_) => h.empty_layer = true,
+            None => match step.stored {
+                Some(l) if l.diff_id != empty => {
+                    lease.add_blob(l.blob.digest);
+                    lease.add_snapshot(l.diff_id);
+                    if !store.content.exists(&l.blob.digest) || !store.snapshots.exists(&l.diff_id)
+                    {
+                        return Err(ImageError::NotFound(format!(
+                            "layer {} is no longer stored (its image was removed)",
+                            l.diff_id
+                        )));
+                    }
+                    diff_ids.push(l.diff_id);
+                    layers.push(l);
+                    h.empty_layer = false;
+                }
+                // Nothing changed (or a config-only step): no layer.
+                _ => h.empty_layer = true,
+            },
         }
         history.push(h);
     }
