@@ -516,6 +516,10 @@ fn a_context_over_the_daemon_s_limit_is_refused_by_name() {
     assert!(!built, "{out}");
     assert!(out.contains("max_layer_bytes"), "{out}");
     fails(d.docker(&["image", "inspect", "big:1"]));
+    // berth's CLI streams the context: the daemon's refusal is what it says.
+    let err = fails(d.berth(&["build", "-t", "big:2", ctx.path().to_str().expect("path")]));
+    assert!(err.contains("max_layer_bytes"), "{err}");
+    fails(d.docker(&["image", "inspect", "big:2"]));
     // Nothing but empty directories (`contexts/`) under builds/.
     fn files(dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
         for e in fs::read_dir(dir).into_iter().flatten().flatten() {

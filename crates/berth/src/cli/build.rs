@@ -11,7 +11,7 @@ use berth_build::ignore::Matcher;
 use clap::Args;
 
 use super::progress::Progress;
-use crate::cli::transfer::upload_file;
+use crate::cli::transfer::{upload, Reader};
 use crate::client::{Client, Query};
 
 #[derive(Debug, Clone, Args)]
@@ -113,40 +113,48 @@ fn pairs(list: &[String], from_env: bool, what: &str) -> anyhow::Result<serde_js
 
 /// The context directory as a tar in a temporary file, without what `.dockerignore`
 /// excludes; the Dockerfile read from STDIN is added under `stdin_name`.
-fn context_tar(
+/// The context as a tar stream, written by a thread of its own while it is sent (as the
+/// docker CLI streams it): the reader, and the thread (its error explains a truncated
+/// upload best).
+fn context_stream(
     dir: &Path,
-    dockerfile: Option<&str>,
-    stdin: Option<(&str, &[u8])>,
-) -> anyhow::Result<std::fs::File> {
+    dockerfile: Option<String>,
+    stdin: Option<(String, Vec<u8>)>,
+) -> anyhow::Result<(Reader, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => Matcher::parse(&text).context(".dockerignore")?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Matcher::default(),
         Err(e) => return Err(e).context(".dockerignore"),
     };
-    let mut file = tempfile::tempfile().context("a temporary file for the context")?;
-    {
-        let mut t = tar::Builder::new(&mut file);
-        t.follow_symlinks(false);
-        let keep: Vec<&str> = [Some(".dockerignore"), dockerfile]
-            .into_iter()
-            .flatten()
-            .collect();
-        walk(&mut t, dir, "", &ignore, &keep)?;
-        if let Some((name, bytes)) = stdin {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            t.append_data(&mut h, name, bytes)?;
-        }
-        t.finish()?;
-    }
-    file.seek(SeekFrom::Start(0))?;
-    Ok(file)
+    let (reader, writer) = std::io::pipe().context("a pipe for the context")?;
+    let dir = dir.to_path_buf();
+    let producer = std::thread::Builder::new()
+        .name("context-tar".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let mut t = tar::Builder::new(std::io::BufWriter::with_capacity(256 << 10, writer));
+            t.follow_symlinks(false);
+            let keep: Vec<&str> = [Some(".dockerignore"), dockerfile.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            walk(&mut t, &dir, "", &ignore, &keep)?;
+            if let Some((name, bytes)) = stdin {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(bytes.len() as u64);
+                h.set_mode(0o644);
+                h.set_mtime(0);
+                t.append_data(&mut h, name, bytes.as_slice())?;
+            }
+            t.into_inner()?.flush()?;
+            Ok(())
+        })
+        .context("start the context writer")?;
+    let file = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+    Ok((Box::new(tokio::fs::File::from_std(file)), producer))
 }
 
-fn walk(
-    t: &mut tar::Builder<&mut std::fs::File>,
+fn walk<W: Write>(
+    t: &mut tar::Builder<W>,
     dir: &Path,
     rel: &str,
     ignore: &Matcher,
@@ -198,14 +206,21 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     }
     let context = args.context.clone().unwrap_or_default();
     let mut stdin_dockerfile = None;
-    let (input, dockerfile): (std::fs::File, Option<String>) = if context == "-" {
+    type Input = (
+        Reader,
+        Option<u64>,
+        Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    );
+    let (input, dockerfile): (Input, Option<String>) = if context == "-" {
         if args.file.as_deref() == Some("-") {
             bail!("invalid argument: can't use stdin for both build context and dockerfile");
         }
         let mut f = tempfile::tempfile()?;
         std::io::copy(&mut std::io::stdin().lock(), &mut f)?;
         f.seek(SeekFrom::Start(0))?;
-        (f, args.file.clone())
+        let size = f.metadata().ok().map(|m| m.len());
+        let reader: Reader = Box::new(tokio::fs::File::from_std(f));
+        ((reader, size, None), args.file.clone())
     } else {
         let dir = Path::new(&context);
         if !dir.is_dir() {
@@ -239,12 +254,13 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let f = context_tar(
+        let stdin = dockerfile.clone().zip(stdin_dockerfile);
+        let (reader, producer) = context_stream(
             dir,
-            Some(dockerfile.as_deref().unwrap_or("Dockerfile")),
-            dockerfile.as_deref().zip(stdin_dockerfile.as_deref()),
+            Some(dockerfile.clone().unwrap_or_else(|| "Dockerfile".into())),
+            stdin,
         )?;
-        (f, dockerfile)
+        ((reader, None, Some(producer)), dockerfile)
     };
     let mut q = Query::new("/build")
         .opt("dockerfile", dockerfile.as_deref())
@@ -287,15 +303,34 @@ pub async fn build(client: &Client, args: BuildArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(std::io::stderr().is_terminal() && !args.quiet);
     std::io::stderr().flush().ok();
     let headers = registry_config();
-    upload_file(
+    let (reader, size, producer) = input;
+    let sent = upload(
         client,
         &q.build(),
-        input,
+        reader,
+        size,
         "Sending build context",
         &mut progress,
         &headers,
     )
-    .await
+    .await;
+    // The writer's failure (an unreadable file) explains a failed upload best, unless
+    // it only saw the daemon stop reading (a refusal, explained by `sent`).
+    if let Some(p) = producer {
+        match p.join() {
+            Ok(Err(e)) => {
+                let broken_pipe = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+                if !broken_pipe || sent.is_ok() {
+                    return Err(e.context("the build context"));
+                }
+            }
+            Err(_) => bail!("the build context's writer panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    sent
 }
 
 #[derive(Debug, Clone, Args)]

@@ -66,7 +66,7 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// Opens the input: a file (with its size when it is a regular file) or stdin.
 async fn open_input(path: Option<&Path>, verb: &str) -> anyhow::Result<(Reader, Option<u64>)> {
@@ -96,7 +96,7 @@ async fn open_input(path: Option<&Path>, verb: &str) -> anyhow::Result<(Reader, 
 
 /// Streams `reader` as the body of `POST path`, with an upload bar, and shows the
 /// daemon's JSON-message answer.
-async fn upload(
+pub async fn upload(
     client: &Client,
     path: &str,
     reader: Reader,
@@ -127,20 +127,6 @@ async fn upload(
             Err(e)
         }
     }
-}
-
-/// [`upload`] of a file (its size known, for the bar), with extra request `headers`.
-pub async fn upload_file(
-    client: &Client,
-    path: &str,
-    file: std::fs::File,
-    label: &str,
-    progress: &mut Progress,
-    headers: &[(&str, String)],
-) -> anyhow::Result<()> {
-    let size = file.metadata().ok().map(|m| m.len());
-    let reader: Reader = Box::new(tokio::fs::File::from_std(file));
-    upload(client, path, reader, size, label, progress, headers).await
 }
 
 pub async fn load(client: &Client, args: LoadArgs) -> anyhow::Result<()> {
