@@ -293,9 +293,14 @@ fn a_multi_stage_dockerfile_builds_runs_and_rebuilds_from_the_cache() {
             .unwrap_or_else(|| panic!("no Build Cache row: {df}"))
     };
     assert!(cache_count(&d) > 5, "{}", cache_count(&d));
+    // The contexts kept for the tags are listed too (BuildKit's type for them).
+    let verbose = ok(d.docker(&["system", "df", "-v"]));
+    assert!(verbose.contains("source.local"), "{verbose}");
     let pruned = ok(d.docker(&["builder", "prune", "-a", "-f"]));
     assert!(pruned.contains("Total"), "{pruned}");
     assert_eq!(cache_count(&d), 0);
+    let verbose = ok(d.docker(&["system", "df", "-v"]));
+    assert!(!verbose.contains("source.local"), "{verbose}");
     let (built, cold) = build(
         &d,
         ctx.path(),

@@ -186,9 +186,8 @@ pub(crate) async fn prune(
         ));
     }
     let (removed, freed) = crate::images::blocking(move || engine.prune_build_cache(all)).await?;
-    let ids: Vec<String> = removed.iter().map(|d| d.to_string()).collect();
     Ok(axum::Json(
-        json!({ "CachesDeleted": ids, "SpaceReclaimed": freed }),
+        json!({ "CachesDeleted": removed, "SpaceReclaimed": freed }),
     ))
 }
 

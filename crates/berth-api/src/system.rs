@@ -363,9 +363,9 @@ pub(crate) async fn disk_usage(
             Vec::new()
         };
         let cache = if with_cache {
-            engine.build_cache()?
+            (engine.build_cache()?, engine.kept_contexts()?)
         } else {
-            Vec::new()
+            Default::default()
         };
         Ok((du, volumes, cache))
     })
@@ -391,8 +391,10 @@ pub(crate) async fn disk_usage(
         v.insert("Volumes".into(), Value::Array(vols));
     }
     if want("build-cache") {
-        // The classic builder's cache: the builds' intermediate images.
-        let entries: Vec<Value> = cache
+        // The classic builder's cache: the builds' intermediate images, and the kept
+        // contexts (BuildKit's `source.local` records are the like of them).
+        let (cache, contexts) = cache;
+        let mut entries: Vec<Value> = cache
             .iter()
             .map(|e| {
                 let parents: Vec<String> = e.parent.iter().map(|p| p.to_string()).collect();
@@ -411,6 +413,21 @@ pub(crate) async fn disk_usage(
                 })
             })
             .collect();
+        entries.extend(contexts.iter().map(|c| {
+            json!({
+                "ID": c.id,
+                "Parent": "",
+                "Parents": [],
+                "Type": "source.local",
+                "Description": c.description,
+                "InUse": c.in_use,
+                "Shared": false,
+                "Size": c.size,
+                "CreatedAt": c.created,
+                "LastUsedAt": null,
+                "UsageCount": 0,
+            })
+        }));
         v.insert("BuildCache".into(), Value::Array(entries));
     }
     Ok(Json(Value::Object(v)))

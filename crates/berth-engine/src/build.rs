@@ -330,6 +330,42 @@ struct KeptContext {
     _lock: rustix::fd::OwnedFd,
 }
 
+/// A kept build context as `system df` shows it.
+#[derive(Debug, Clone)]
+pub struct KeptContextUsage {
+    /// Its directory's name under `builds/contexts`.
+    pub id: String,
+    pub description: String,
+    /// A build holds it.
+    pub in_use: bool,
+    /// The image last built from it is gone.
+    pub dangling: bool,
+    /// Bytes of its files.
+    pub size: u64,
+    /// When a build from it last succeeded (RFC 3339; for one in progress, when its
+    /// directory last changed).
+    pub created: String,
+}
+
+/// Bytes of the regular files beneath `dir` (symlinks not followed).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 /// What the record of a kept context says.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct KeptRecord {
@@ -478,6 +514,81 @@ impl Engine {
                 let _ = fs::remove_file(&path);
             }
         }
+    }
+
+    /// The kept build contexts (`docker system df`'s Build Cache, type `source.local`).
+    pub fn kept_contexts(&self) -> Result<Vec<KeptContextUsage>> {
+        let dir = self.store().root().join("builds").join("contexts");
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let record: Option<KeptRecord> = fs::read(path.with_extension("json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let in_use = match lock_dir(&path) {
+                Ok(Some(lock)) => {
+                    drop(lock);
+                    false
+                }
+                _ => true,
+            };
+            let image_exists = record.as_ref().is_some_and(|r| {
+                r.image
+                    .parse::<Digest>()
+                    .ok()
+                    .and_then(|d| self.store().meta.image(&d).ok().flatten())
+                    .is_some()
+            });
+            out.push(KeptContextUsage {
+                id: e.file_name().to_string_lossy().into_owned(),
+                description: match &record {
+                    Some(r) => format!("local source for context of {}", r.tag),
+                    None => "local source for context (a build in progress)".into(),
+                },
+                in_use,
+                dangling: !image_exists,
+                size: tree_size(&path),
+                created: record.map(|r| r.built).unwrap_or_else(|| {
+                    let t: chrono::DateTime<chrono::Utc> = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH)
+                        .into();
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Removes the kept contexts no build holds (`all`), or only those whose image is
+    /// gone; returns their IDs and the bytes freed.
+    pub(crate) fn prune_kept_contexts(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        let dir = self.store().root().join("builds").join("contexts");
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        for c in self.kept_contexts()? {
+            if c.in_use || !(all || c.dangling) {
+                continue;
+            }
+            let path = dir.join(&c.id);
+            // Held while it goes: a build starting now makes a new one.
+            let Ok(Some(_lock)) = lock_dir(&path) else {
+                continue;
+            };
+            let _ = fs::remove_file(path.with_extension("json"));
+            remove_dir(&path);
+            freed += c.size;
+            removed.push(c.id);
+        }
+        Ok((removed, freed))
     }
 
     /// The kept context of `tag`, locked (None when contexts are not kept, or another

@@ -762,8 +762,10 @@ impl Engine {
 
     /// `docker builder prune`: removes the build cache (see [`Engine::build_cache`]) that
     /// no container uses; with `all` false, only the entries no other image is built on
-    /// (in passes, so a chain of them goes). Returns the IDs removed and the bytes freed.
-    pub fn prune_build_cache(&self, all: bool) -> Result<(Vec<Digest>, u64)> {
+    /// (in passes, so a chain of them goes); and the kept build contexts no build holds
+    /// (with `all` false, those whose image is gone). Returns the IDs removed and the
+    /// bytes freed.
+    pub fn prune_build_cache(&self, all: bool) -> Result<(Vec<String>, u64)> {
         let mut removed = Vec::new();
         loop {
             let before = removed.len();
@@ -779,12 +781,16 @@ impl Engine {
             }
         }
         let freed = self.collect_after_delete();
+        let (contexts, context_bytes) = self.prune_kept_contexts(all)?;
+        let mut ids: Vec<String> = removed.iter().map(|d| d.to_string()).collect();
+        ids.extend(contexts);
+        let freed = freed + context_bytes;
         info!(
-            entries = removed.len(),
+            entries = ids.len(),
             bytes_freed = freed,
             "build cache pruned"
         );
-        Ok((removed, freed))
+        Ok((ids, freed))
     }
 
     /// Disk usage of images and layers (`docker system df`).
