@@ -1013,6 +1013,9 @@ impl Extractor<'_> {
         let parent_rel = join(&self.dest.rel, path.parent());
         let full = join(&self.dest.rel, &path.joined);
         let name = path.name().to_vec();
+        if self.opts.reuse_identical {
+            self.replace_stale_parents(&parent_rel, &raw)?;
+        }
         let pfd = self.parent(&parent_rel, &raw)?;
         if self.opts.record_paths {
             self.record(&full);
@@ -1315,6 +1318,50 @@ impl Extractor<'_> {
         }
         if meta.privileged_dropped {
             self.stats.stripped_privileged = self.stats.stripped_privileged.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Extracting over an earlier tree: a parent of an entry that this archive has not
+    /// named (yet) and that is not a directory (a symlink left by the earlier tree) is
+    /// removed, so the entry lands where a fresh extraction would put it.
+    fn replace_stale_parents(&mut self, parent_rel: &[u8], raw: &[u8]) -> Result<(), CpError> {
+        let mut end = 0;
+        while end < parent_rel.len() {
+            end = parent_rel[end..]
+                .iter()
+                .position(|b| *b == b'/')
+                .map_or(parent_rel.len(), |i| end + i);
+            let prefix = &parent_rel[..end];
+            end += 1;
+            if prefix.len() <= self.dest.rel.len() || self.stats.paths.contains(prefix) {
+                continue;
+            }
+            let (dir, name) = match prefix.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&prefix[..i], &prefix[i + 1..]),
+                None => (&prefix[..0], prefix),
+            };
+            let Ok(dfd) = in_root(self.root, dir, OFlags::RDONLY | OFlags::DIRECTORY) else {
+                return Ok(()); // missing: parent() makes the rest
+            };
+            match rfs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                    self.cache = None;
+                    rfs::unlinkat(&dfd, name, AtFlags::empty()).map_err(|e| {
+                        io_err(
+                            format!(
+                                "entry {}: remove stale parent /{}",
+                                lossy(raw),
+                                lossy(prefix)
+                            ),
+                            e,
+                        )
+                    })?;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(()),
+            }
         }
         Ok(())
     }
@@ -1806,6 +1853,21 @@ mod tests {
         assert!(!root.join("dest/d/goes").exists());
         assert!(root.join("dest/e/f/new").is_file() && root.join("dest/top").is_file());
         assert!(root.join("escape").exists(), "outside the pruned directory");
+
+        // A symlink the earlier tree left where the next archive implies a directory
+        // (an entry without its parent's): the entry lands in a directory, as it would
+        // in a fresh extraction.
+        std::os::unix::fs::symlink("d", root.join("dest/s")).expect("symlink");
+        let mut b = tar::Builder::new(Vec::new());
+        raw(&mut b, "s/inner", tar::EntryType::Regular, "", b"i");
+        let stats = extract(&fd, "/dest", b.into_inner().expect("tar"), &opts).expect("third");
+        assert!(root.join("dest/s").symlink_metadata().expect("s").is_dir());
+        assert!(root.join("dest/s/inner").is_file());
+        assert!(
+            !root.join("dest/d/inner").exists(),
+            "the old target is not written through"
+        );
+        assert!(stats.paths.contains(b"dest/s/inner".as_slice()));
     }
 
     #[test]
