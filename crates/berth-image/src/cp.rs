@@ -1421,7 +1421,10 @@ impl Extractor<'_> {
             Err(_) => return Ok(false),
         };
         let st = rfs::fstat(&fd).map_err(|e| io_err(format!("entry {}: stat", lossy(raw)), e))?;
+        // A file hard-linked elsewhere (an earlier tree's link) is written anew: the
+        // archive may want the other name's content or mode to differ.
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || st.st_nlink != 1
             || u64::try_from(st.st_size).ok() != Some(content.len() as u64)
         {
             return Ok(false);
@@ -1799,10 +1802,12 @@ mod tests {
         ]);
         extract(&fd, "/dest", first, &opts).expect("first");
         let ino = |p: &str| std::fs::metadata(root.join(p)).expect(p).ino();
-        // Hard links made beside them tell a kept file (still linked) from one written
-        // anew (an inode number alone may be reused).
-        std::fs::hard_link(root.join("dest/d/same"), root.join("same.link")).expect("link");
-        std::fs::hard_link(root.join("dest/d/changes"), root.join("changes.link")).expect("link");
+        // Files held open tell a kept file (still linked) from one written anew (whose
+        // old inode is unlinked; an inode number alone may be reused).
+        let held = |p: &str| File::open(root.join(p)).expect(p);
+        let (same_fd, changes_fd) = (held("dest/d/same"), held("dest/d/changes"));
+        // A file hard-linked elsewhere is written anew even when its content is the same.
+        std::fs::hard_link(root.join("dest/top"), root.join("top.link")).expect("link");
         let same = ino("dest/d/same");
         // A file the next archive names under a new directory (its parent is implied).
         let second = tar(&[
@@ -1812,20 +1817,24 @@ mod tests {
             ("top", b"t"),
         ]);
         let stats = extract(&fd, "/dest", second, &opts).expect("second");
-        assert_eq!(stats.reused, 2, "d/same and top are kept");
+        assert_eq!(
+            stats.reused, 1,
+            "d/same is kept; top, linked elsewhere, is not"
+        );
+        assert_eq!(
+            std::fs::metadata(root.join("top.link"))
+                .expect("link")
+                .nlink(),
+            1
+        );
         assert_eq!(
             ino("dest/d/same"),
             same,
             "an identical file is not written again"
         );
-        assert_eq!(ino("same.link"), same);
-        let nlink = |p: &str| std::fs::metadata(root.join(p)).expect(p).nlink();
-        assert_eq!(nlink("dest/d/same"), 2);
-        assert_eq!(nlink("dest/d/changes"), 1, "a changed file is written anew");
-        assert_eq!(
-            std::fs::read(root.join("changes.link")).expect("read"),
-            b"old"
-        );
+        let links = |f: &File| f.metadata().expect("fstat").nlink();
+        assert_eq!(links(&same_fd), 1, "d/same kept");
+        assert_eq!(links(&changes_fd), 0, "a changed file is written anew");
         assert_eq!(
             std::fs::read(root.join("dest/d/changes")).expect("read"),
             b"new"
