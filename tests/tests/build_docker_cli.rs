@@ -581,3 +581,46 @@ fn removing_a_built_image_removes_its_unused_intermediate_images() {
     ok(d.docker(&["image", "prune", "-f"]));
     assert_eq!(all(), before);
 }
+
+#[test]
+fn the_daemon_keeps_the_contexts_of_its_most_recent_tags_only() {
+    if !docker_available() {
+        return;
+    }
+    let cfg = tempfile::NamedTempFile::new().expect("config");
+    fs::write(cfg.path(), "build_contexts_kept = 1\n").expect("write config");
+    let d = Daemon::start_with(&["--config", cfg.path().to_str().expect("path")]);
+    load_fixture(&d);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM fixture/app:1\nCOPY a.txt /a.txt\n",
+    );
+    write(&ctx.path().join("a.txt"), "a\n");
+    let kept = || -> Vec<String> {
+        ok(d.docker(&["system", "df", "-v"]))
+            .lines()
+            .filter(|l| l.contains("source.local"))
+            .map(str::to_string)
+            .collect()
+    };
+    for tag in ["first:1", "second:1"] {
+        let (built, out) = build(&d, ctx.path(), &["-t", tag]);
+        assert!(built, "{out}");
+    }
+    let rows = kept();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    // The record names the tag (docs/ON-DISK.md).
+    let records: Vec<String> = fs::read_dir(d.root.join("builds/contexts"))
+        .expect("contexts")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| fs::read_to_string(e.path()).expect("record"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].contains(r#""tag":"second:1""#), "{records:?}");
+    // The most recent one is kept: an untagged build keeps none.
+    let (built, out) = build(&d, ctx.path(), &[]);
+    assert!(built, "{out}");
+    assert_eq!(kept(), rows);
+}
