@@ -168,7 +168,7 @@ mkdir -p "$WORK"
 cd "$REPO_DIR"
 BERTH_BIN=${BERTH_BIN:-$REPO_DIR/target/release/berth}
 NETBENCH_BIN=${NETBENCH_BIN:-$REPO_DIR/target/release/berth-netbench}
-if [[ ! -x $BERTH_BIN || ! -x $(dirname "$BERTH_BIN")/berth-shim ]]; then
+if [[ ! -x $BERTH_BIN || ! -x $(dirname "$BERTH_BIN")/berth-shim || ! -x $(dirname "$BERTH_BIN")/berth-proxy ]]; then
     log "building berth (release)"
     cargo build --release --locked -p berth -p berth-shim >&2
 fi

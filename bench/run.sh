@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Container start-to-cleanup benchmark: `berth run --rm IMAGE /bin/true` end to end
 # (CLI -> socket -> daemon -> shim -> libcontainer -> exit -> removal), side by side with
-# `runc run` on a prepared bundle of the same rootfs (runc from Debian), in one run.
+# `runc run` on a prepared bundle of the same rootfs (runc from Debian), Docker 20.10 and
+# Podman 4.3, in one run.
 # runc runs two bundles: the spec `runc spec` writes (no seccomp profile, 3 capabilities,
 # no resource limits), and the spec berth generates for the same container (moby's
 # seccomp profile, Podman's capabilities, pids limit, masked paths) — the second is the
-# same work berth asks of libcontainer, so it is the like-for-like comparison.
+# same work berth asks of libcontainer.
 # berth runs with `--network none` (runc's spec has a network namespace with loopback
 # only: like for like) and, as `berth-bridge`, on the default bridge network (a veth
-# pair made before the start and removed after the exit).
-# For reference it also times the docker CLI against the same berth daemon
-# (`docker run --rm`, default bridge), which adds the docker CLI's own start-up.
+# pair made before the start, removed after the exit).
+# It also times the docker CLI against the same berth daemon (`docker-cli-on-berth`,
+# `--network none`: the same run as `berth`, so the difference is the client's).
+# Peers (PEERS): Docker 20.10's dockerd in a network namespace of its own (its default
+# bridge and iptables there, the host's untouched) with the docker CLI, `--network none`
+# and its default bridge; Podman 4.3 (`--network none`, cgroupfs, runc, its own --root).
+# Then PARALLEL `run --rm` (CONCURRENCY at a time, xargs -P) with each network: berth's
+# CLI against berth and the docker CLI against dockerd, the wall time of each batch. After
+# berth's batches every container, veth on the bench bridge and network namespace must be
+# gone once the daemon settles (the script fails otherwise).
 #
 # Environment:
 #   RUNS=30              timed runs per tool (hyperfine), after WARMUP runs
 #   WARMUP=3
 #   BENCH_DIR=bench/out  work dir (state root, bundle, results)
 #   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
-#   TOOLS="runc berth docker"        subset to run
-# Exit status: 0 when berth is no slower than runc (the issue's target), 3 otherwise.
+#   TOOLS="runc berth docker"        subset to run (docker: the docker CLI against berth)
+#   PEERS="dockerd podman"           peers to run (Debian's docker.io and podman)
+#   PARALLEL=100 CONCURRENCY=20      the parallel batches (PARALLEL=0: none)
+# Exit status: 0 when `berth run --rm --network none` is no slower than `runc run` on
+# runc's default bundle (issue 17's target), 3 otherwise; 1 on an error or a leak.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,11 +38,15 @@ BENCH_DIR=${BENCH_DIR:-$SCRIPT_DIR/out}
 RUNS=${RUNS:-30}
 WARMUP=${WARMUP:-3}
 TOOLS=${TOOLS:-runc berth docker}
+PEERS=${PEERS:-dockerd podman}
+PARALLEL=${PARALLEL:-100}
+CONCURRENCY=${CONCURRENCY:-20}
 IMAGE=bench/true:1
 
 log() { printf '[run-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 want() { [[ " ${TOOLS//,/ } " == *" $1 "* ]]; }
+peer() { [[ " ${PEERS//,/ } " == *" $1 "* ]]; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (containers)"
 for t in hyperfine runc busybox python3; do
@@ -80,9 +95,25 @@ EOF
 SOCK=$WORK/berth.sock
 "$BERTH_BIN" daemon --root "$WORK/root" --host "unix://$SOCK" --bridge berth-bench0 >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
+DOCKERD=""
+DOCKER_NS=berth-bench-run-$$
+DOCKER_EXEC=/tmp/berth-bench-run-$$
 cleanup() {
     kill "$DAEMON" 2>/dev/null || true
     wait "$DAEMON" 2>/dev/null || true
+    if [[ -n $DOCKERD ]]; then
+        kill "$DOCKERD" 2>/dev/null || true
+        wait "$DOCKERD" 2>/dev/null || true
+        # dockerd leaves its containerd running: the one whose socket is in our exec root.
+        for p in $(pgrep -x containerd || true); do
+            if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$DOCKER_EXEC"; then
+                kill "$p" 2>/dev/null || true
+            fi
+        done
+    fi
+    ip netns del "$DOCKER_NS" 2>/dev/null || true
+    for m in $(awk -v w="$DOCKER_EXEC" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || true; done
+    rm -rf "$DOCKER_EXEC"
     for m in $(awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount "$m" 2>/dev/null || true; done
     # The bench daemon's bridge and berth's nftables table (do not run this bench on a
     # host where a berth daemon serves: there is one berth table per network namespace).
@@ -113,7 +144,14 @@ for m in c.get("mounts", []):
         dst = os.path.join(os.path.dirname(sys.argv[2]), "etc-" + os.path.basename(src))
         shutil.copy(src, dst)
         m["source"] = dst
+# berth binds the container's own cgroup directories on v1 (`/sys/fs/cgroup/X/<cgroupsPath>`):
+# point them at runc's cgroup for this bundle, which runc makes before it mounts them.
+old_cg = c["linux"].get("cgroupsPath", "")
 c["linux"]["cgroupsPath"] = "/berth-bench/runc"
+for m in c.get("mounts", []):
+    src = m.get("source", "")
+    if old_cg and src.startswith("/sys/fs/cgroup/") and src.endswith(old_cg):
+        m["source"] = src[: -len(old_cg)] + "/berth-bench/runc"
 c["process"]["terminal"] = False
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 EOF
@@ -141,8 +179,44 @@ if want berth; then
     names+=("berth-bridge")
 fi
 if want docker && command -v docker >/dev/null; then
-    cmds+=("docker -H unix://$SOCK run --rm $IMAGE /bin/true")
+    cmds+=("docker -H unix://$SOCK run --rm --network none $IMAGE /bin/true")
     names+=("docker-cli-on-berth")
+fi
+
+# Docker 20.10 in a network namespace of its own (its bridge and iptables rules there).
+DSOCK=$WORK/docker.sock
+if peer dockerd && command -v dockerd >/dev/null && command -v docker >/dev/null; then
+    ip netns add "$DOCKER_NS"
+    ip -n "$DOCKER_NS" link set lo up
+    mkdir -p "$DOCKER_EXEC"
+    nsenter --net="/run/netns/$DOCKER_NS" -- dockerd --data-root "$WORK/docker-data" \
+        --exec-root "$DOCKER_EXEC" --host "unix://$DSOCK" --pidfile "$WORK/docker.pid" \
+        >"$WORK/dockerd.log" 2>&1 &
+    DOCKERD=$!
+    for _ in $(seq 300); do docker -H "unix://$DSOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
+    docker -H "unix://$DSOCK" version >/dev/null 2>&1 || die "dockerd did not start: $(tail "$WORK/dockerd.log")"
+    log "docker: $(dockerd --version)"
+    docker -H "unix://$DSOCK" import "$WORK/rootfs.tar.gz" "$IMAGE" >/dev/null
+    docker -H "unix://$DSOCK" run --rm "$IMAGE" /bin/true
+    cmds+=("docker -H unix://$DSOCK run --rm --network none $IMAGE /bin/true")
+    names+=("docker")
+    cmds+=("docker -H unix://$DSOCK run --rm $IMAGE /bin/true")
+    names+=("docker-bridge")
+elif peer dockerd; then
+    log "no dockerd (Debian's docker.io) or docker CLI here: no Docker figures"
+fi
+# Podman 4.3 with its own storage; cgroupfs and runc (crun refuses this hybrid cgroup
+# layout), limits within this machine's hard limits (../shared/PEERS.md).
+if peer podman && command -v podman >/dev/null; then
+    PODMAN="podman --root $WORK/podman-root --runroot $WORK/podman-run --cgroup-manager=cgroupfs --runtime runc --events-backend=none"
+    $PODMAN import "$WORK/rootfs.tar.gz" "$IMAGE" >/dev/null
+    PODMAN_RUN="$PODMAN run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/$IMAGE /bin/true"
+    $PODMAN_RUN
+    log "podman: $(podman --version)"
+    cmds+=("$PODMAN_RUN")
+    names+=("podman")
+elif peer podman; then
+    log "no podman here: no Podman figures"
 fi
 args=()
 for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
@@ -152,9 +226,50 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/results.json
 left=$("$BERTH_BIN" -H "unix://$SOCK" ps -aq | wc -l)
 [[ $left -eq 0 ]] || die "$left containers left behind by run --rm"
 
-python3 - "$WORK/results.json" <<'EOF'
+# The parallel batches: PARALLEL runs, CONCURRENCY at a time; the wall time of each.
+batch() { # NAME COMMAND...
+    local name=$1
+    shift
+    local t0 t1
+    t0=$(date +%s%N)
+    if ! seq "$PARALLEL" | xargs -P "$CONCURRENCY" -I{} "$@" >"$WORK/batch-$name.out" 2>&1; then
+        die "batch $name: a run failed: $(sort "$WORK/batch-$name.out" | uniq -c | head -5)"
+    fi
+    t1=$(date +%s%N)
+    echo "$name $(((t1 - t0) / 1000000))" >>"$WORK/parallel.txt"
+}
+# What berth has left once it settles (10 s at most): containers, veths on its bridge,
+# network namespaces. Prints their number when some are left.
+settled_leaks() {
+    local n=0
+    for _ in $(seq 100); do
+        n=$(($("$BERTH_BIN" -H "unix://$SOCK" ps -aq | wc -l) +
+            $(ip -o link show master berth-bench0 2>/dev/null | wc -l) +
+            $(find "$WORK/root/netns" -mindepth 1 2>/dev/null | wc -l)))
+        [[ $n -eq 0 ]] && return 0
+        sleep 0.1
+    done
+    echo "$n"
+    return 1
+}
+: >"$WORK/parallel.txt"
+if [[ $PARALLEL -gt 0 ]]; then
+    log "parallel: $PARALLEL run --rm, $CONCURRENCY at a time"
+    if want berth; then
+        batch berth "$BERTH_BIN" -H "unix://$SOCK" run --rm --network none "$IMAGE" /bin/true
+        batch berth-bridge "$BERTH_BIN" -H "unix://$SOCK" run --rm "$IMAGE" /bin/true
+        leaks=$(settled_leaks) || die "after the parallel batches berth left $leaks containers, veths on berth-bench0 or namespaces"
+    fi
+    if [[ -n $DOCKERD ]]; then
+        batch docker docker -H "unix://$DSOCK" run --rm --network none "$IMAGE" /bin/true
+        batch docker-bridge docker -H "unix://$DSOCK" run --rm "$IMAGE" /bin/true
+    fi
+fi
+
+python3 - "$WORK/results.json" "$WORK/parallel.txt" "$PARALLEL" "$CONCURRENCY" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+par = dict(l.split() for l in open(sys.argv[2]) if l.strip())
 def ms(name):
     x = r.get(name)
     return None if x is None else x["median"] * 1000
@@ -163,10 +278,37 @@ print("%-22s %10s %10s" % ("tool", "median ms", "mean ms"))
 for name, x in r.items():
     print("%-22s %10.1f %10.1f" % (name, x["median"] * 1000, x["mean"] * 1000))
 runc, berth, plain = ms("runc"), ms("berth"), ms("runc-default-spec")
-if plain and berth:
-    print("berth/runc with runc's default spec (median): %.2f" % (berth / plain))
+bridge, dcli = ms("berth-bridge"), ms("docker-cli-on-berth")
+docker, dbridge, podman = ms("docker"), ms("docker-bridge"), ms("podman")
 if runc and berth:
-    ratio = berth / runc
-    print("berth/runc with berth's spec (median): %.2f  (target <= 1.00: %s)" % (ratio, "met" if ratio <= 1.0 else "MISSED"))
-    sys.exit(0 if ratio <= 1.0 else 3)
+    print("berth/runc with berth's spec (median): %.2f" % (berth / runc))
+if bridge and berth:
+    print("berth-bridge - berth (median): %+.1f ms  (target <= 5 ms: %s)"
+          % (bridge - berth, "met" if bridge - berth <= 5 else "MISSED"))
+if dcli and berth:
+    print("docker CLI on berth / berth CLI (median): %.2f  (target <= 1.20: %s)"
+          % (dcli / berth, "met" if dcli / berth <= 1.2 else "MISSED"))
+if docker and berth:
+    print("docker/berth --network none (median): %.2f" % (docker / berth))
+if dbridge and bridge:
+    print("docker/berth default bridge (median): %.2f" % (dbridge / bridge))
+if podman and berth:
+    print("podman/berth --network none (median): %.2f" % (podman / berth))
+if par:
+    print("%d x run --rm, %s at a time (wall ms):" % (int(sys.argv[3]), sys.argv[4]))
+    for net, b, d in (("--network none", "berth", "docker"),
+                      ("default bridge", "berth-bridge", "docker-bridge")):
+        line = "  %-15s berth %6s" % (net, par.get(b, "-"))
+        if d in par:
+            line += "   docker %6s" % par[d]
+            if b in par:
+                line += "   docker/berth %.2f" % (int(par[d]) / int(par[b]))
+        print(line)
+status = 0
+if plain and berth:
+    ratio = berth / plain
+    print("berth/runc with runc's default spec (median): %.2f  (target <= 1.00: %s)"
+          % (ratio, "met" if ratio <= 1.0 else "MISSED"))
+    status = 0 if ratio <= 1.0 else 3
+sys.exit(status)
 EOF

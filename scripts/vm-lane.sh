@@ -231,8 +231,8 @@ run_lane() {
     # A snapshot of the binaries (hard links, a copy across filesystems), so a rebuild
     # during the run does not swap them under the guest.
     snap() { ln -f "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
-    # berth finds berth-shim and berth-driver next to itself.
-    for b in berth berth-shim berth-driver; do
+    # berth finds berth-shim, berth-driver and berth-proxy next to itself.
+    for b in berth berth-shim berth-driver berth-proxy; do
         [ -x "$REPO/target/debug/$b" ] || die "no target/debug/$b: build the workspace first"
         snap "$REPO/target/debug/$b" "$run/bin/$b"
     done

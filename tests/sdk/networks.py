@@ -3,6 +3,7 @@
 Usage: python3 networks.py unix:///path/berth.sock FIXTURE_DIR
 Exits non-zero with a message on the first expectation that does not hold.
 """
+import socket
 import sys
 
 import docker
@@ -14,6 +15,16 @@ from _engine import ON_DOCKER
 def expect(cond, what):
     if not cond:
         sys.exit(f"FAIL: {what}")
+
+
+def have_ipv6_loopback():
+    """Whether this host has [::1] (the daemon's namespace shares its kernel's IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def main():
@@ -167,6 +178,26 @@ def main():
             ctr6.remove(force=True)
     finally:
         net6.remove()
+
+    # The host's IPv6 loopback (the userland proxy's, as Docker's): the binding as asked.
+    if have_ipv6_loopback():
+        lo6 = c.containers.run(
+            "fixture/app:1",
+            ["exec httpd -f -p 80 -h /etc"],
+            detach=True,
+            name="sdk-lo6",
+            ports={"80/tcp": ("::1", None), "53/udp": ("::1", None)},
+        )
+        try:
+            lo6.reload()
+            for key in ("80/tcp", "53/udp"):
+                bound = lo6.ports.get(key)
+                expect(
+                    bound and len(bound) == 1 and bound[0]["HostIp"] == "::1" and int(bound[0]["HostPort"]) > 0,
+                    f"ports {lo6.ports}",
+                )
+        finally:
+            lo6.remove(force=True)
 
     report = c.networks.prune()
     expect(report.get("NetworksDeleted") == ["sdknet"], f"prune {report}")

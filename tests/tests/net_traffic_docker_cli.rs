@@ -966,8 +966,9 @@ fn lookup6(d: &Daemon, container: &str, name: &str) -> Vec<std::net::Ipv6Addr> {
 /// Dual-stack networks (`--ipv6 --subnet fd00:…/64`): containers get an IPv6 address (or
 /// the one asked with `--ip6`) and route, reach each other over IPv6 by name (AAAA),
 /// not another network's; a port published on every address answers on the host's IPv6
-/// addresses (DNAT in `ip6 berth`, no proxy); `::1` and an IPv6 network without a subnet
-/// are refused by name; removing the last dual-stack network removes the ip6 table.
+/// addresses (DNAT in `ip6 berth`, no proxy), an IPv6 address of the host for an
+/// IPv4-only container through the userland proxy; an IPv6 network without a subnet is
+/// refused by name; removing the last dual-stack network removes the ip6 table.
 #[test]
 fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
     let Some(d) = daemon() else { return };
@@ -1083,6 +1084,16 @@ fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
     };
     let got = get6(8080);
     assert!(got.contains(" 200 "), "{got}");
+    // And on the IPv6 loopback, which the kernel cannot translate: the userland proxy.
+    let got = eventually(|| http6_loopback(&d, 8080, "/hostname"));
+    assert!(
+        got.trim_end().ends_with(sh(&d, "web", "hostname").trim()),
+        "{got}"
+    );
+    assert_eq!(
+        ok(d.docker(&["port", "web", "80"])).trim(),
+        "0.0.0.0:8080\n[::1]:8080"
+    );
     // On that one IPv6 address only: `-p [ADDR]:8081:80`.
     httpd(
         &d,
@@ -1104,32 +1115,16 @@ fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
         ok(d.docker(&["port", "web2", "80"])).trim(),
         "[fd00:ee::1]:8081"
     );
-    // A container without IPv6 on its first network cannot be published on one.
-    let err = fails(d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "v4only",
-        "-p",
-        "[fd00:ee::1]:8082:80",
-        "fixture/app:1",
-        "exec sleep 300",
-    ]));
+    // A container without IPv6 on its first network is published on an IPv6 address
+    // through the userland proxy (no NAT from IPv6 to IPv4), as Docker does.
+    httpd(&d, &["--name", "v4only", "-p", "[fd00:ee::1]:8082:80"]);
+    let got = get6(8082);
     assert!(
-        err.contains("the container has no IPv6 address on its first network"),
-        "{err}"
+        got.trim_end()
+            .ends_with(sh(&d, "v4only", "hostname").trim()),
+        "{got}"
     );
-    let _ = d.docker(&["rm", "-f", "v4only"]);
-    // Refused by name.
-    let err = fails(d.docker(&[
-        "run",
-        "--rm",
-        "-p",
-        "[::1]:9000:80",
-        "fixture/app:1",
-        "true",
-    ]));
-    assert!(err.contains("cannot publish on ::1"), "{err}");
+    ok(d.docker(&["rm", "-f", "v4only"]));
     let err = fails(d.docker(&["network", "create", "--ipv6", "x6"]));
     assert!(err.contains("--ipv6 needs an IPv6 --subnet"), "{err}");
     let err = fails(d.docker(&["network", "create", "--subnet", "fd00:b2::/64", "x7"]));
@@ -1169,4 +1164,370 @@ fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "the ip6 table outlived the networks");
+}
+
+/// The host's IPv6 loopback in the daemon's namespace, if it has one.
+fn have_ipv6_loopback(d: &Daemon) -> bool {
+    d.in_netns(|| std::net::TcpListener::bind("[::1]:0").is_ok())
+}
+
+/// An HTTP GET to `[::1]:port` from the daemon's namespace.
+fn http6_loopback(d: &Daemon, port: u16, path: &str) -> std::io::Result<String> {
+    let path = path.to_string();
+    d.in_netns(move || {
+        let addr = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        if !out.contains(" 200 ") {
+            return Err(std::io::Error::other(format!("answer: {out:?}")));
+        }
+        Ok(out)
+    })
+}
+
+/// A datagram to `[::1]:port` from the daemon's namespace; the echo and where it came
+/// from.
+fn udp6_echo(d: &Daemon, port: u16, msg: &'static [u8]) -> (Vec<u8>, std::net::SocketAddr) {
+    d.in_netns(move || {
+        let s = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 64];
+        loop {
+            s.send_to(msg, ("::1", port)).unwrap();
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                return (buf[..n].to_vec(), from);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no UDP echo through [::1]:{port}"
+            );
+        }
+    })
+}
+
+/// The host port of `docker port NAME KEY`'s first line.
+fn published_port(d: &Daemon, name: &str, key: &str) -> (String, u16) {
+    let out = ok(d.docker(&["port", name, key]));
+    let line = out.lines().next().unwrap_or_else(|| panic!("{out:?}"));
+    let (host, port) = line.trim().rsplit_once(':').unwrap();
+    (host.to_string(), port.parse().unwrap())
+}
+
+/// A TCP listener on `[::]:0` that takes IPv6 only (IPV6_V6ONLY before the bind, so
+/// its port may be free on IPv4).
+fn socket2_v6only_listener() -> std::net::TcpListener {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket syscalls on a descriptor this function creates and owns; the
+    // option value is a live c_int.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let mut a: libc::sockaddr_in6 = std::mem::zeroed();
+        a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        assert_eq!(
+            libc::bind(
+                fd,
+                (&a as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            ),
+            0
+        );
+        assert_eq!(libc::listen(fd, 16), 0);
+        std::net::TcpListener::from_raw_fd(fd)
+    }
+}
+
+/// The status files of the userland proxies serving `[::1]:port` (their command lines
+/// name it).
+fn proxy_status(port: u16) -> Vec<String> {
+    let needle = format!("[::1]:{port}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = c
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first().is_some_and(|a| a.ends_with("berth-proxy")) && args.contains(&needle)
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .collect()
+}
+
+fn proxies_of(port: u16) -> usize {
+    proxy_status(port).len()
+}
+
+/// Ports published on the host's IPv6 loopback (`-p [::1]:…`) go through the userland
+/// proxy, bound when the container starts: TCP and UDP reach the container, inspect and
+/// `docker port` show them, a port in use is refused by name at start and leaves
+/// nothing behind, the relay lives through a daemon restart and ends with the
+/// container, and a restart binds again.
+#[test]
+fn ports_on_the_ipv6_loopback_go_through_the_userland_proxy() {
+    let Some(mut d) = daemon() else { return };
+    if !have_ipv6_loopback(&d) {
+        eprintln!("no IPv6 loopback ([::1]) in the daemon's network namespace; skipping");
+        return;
+    }
+    httpd(&d, &["--name", "web6", "-p", "[::1]::80"]);
+    let (host, port) = published_port(&d, "web6", "80/tcp");
+    assert_eq!(host, "[::1]");
+    let page = eventually(|| http6_loopback(&d, port, "/hostname"));
+    let hostname = sh(&d, "web6", "hostname");
+    assert!(page.trim_end().ends_with(hostname.trim()), "{page}");
+    // The container sees the host's address on its network (the gateway) as the
+    // client, as with docker-proxy: a connection held open shows in its /proc/net/tcp.
+    let gw: Ipv4Addr = ok(d.docker(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web6"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let held = d.in_netns(move || TcpStream::connect(("::1", port)).unwrap());
+    // httpd's socket may be IPv6 (the address then IPv4-mapped, in tcp6).
+    let gw_hex = format!("{:08X}", u32::from_le_bytes(gw.octets()));
+    let from_gw = [
+        format!(":0050 {gw_hex}:"),
+        format!(":0050 0000000000000000FFFF0000{gw_hex}:"),
+    ];
+    eventually(|| {
+        let t = sh(&d, "web6", "cat /proc/net/tcp /proc/net/tcp6");
+        match from_gw.iter().any(|f| t.contains(f)) {
+            true => Ok(()),
+            false => Err(std::io::Error::other(format!("no {from_gw:?} in {t}"))),
+        }
+    });
+    drop(held);
+    let ports = ok(d.docker(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web6"]));
+    assert!(
+        ports.contains(&format!(
+            r#""80/tcp":[{{"HostIp":"::1","HostPort":"{port}"}}]"#
+        )),
+        "{ports}"
+    );
+    // One proxy process for the container, unprivileged; no nftables rule for it.
+    let status = proxy_status(port);
+    assert_eq!(status.len(), 1);
+    let field = |name: &str| {
+        status[0]
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4]);
+    assert_eq!(field("Gid:"), ["65534"; 4]);
+    assert_eq!(field("NoNewPrivs:"), ["1"]);
+    assert_eq!(field("CapEff:"), ["0000000000000000"]);
+    let table = nft_table(&d);
+    assert!(!table.contains(&format!("dport {port}")), "{table}");
+
+    // UDP: each client address has its flow; the echo comes back from [::1]:PORT.
+    run_udp_echo(&d, "udp6", "[::1]:5353:53/udp");
+    let (echo, from) = udp6_echo(&d, 5353, b"over-udp6");
+    assert_eq!(echo, b"over-udp6");
+    assert_eq!(from, "[::1]:5353".parse().unwrap());
+
+    // Taken by another container: Docker's "already allocated"; by a host process:
+    // Docker's userland proxy error. Either way the container is left created, with no
+    // interface, namespace or proxy.
+    let veths = berth_veths(&d).len();
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dup",
+        "-p",
+        &format!("[::1]:{port}:80"),
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert!(err.contains("port is already allocated"), "{err}");
+    let held = d.in_netns(|| std::net::TcpListener::bind("[::1]:0").unwrap());
+    let busy = held.local_addr().unwrap().port();
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-p",
+        &format!("[::1]:{busy}:80"),
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert!(
+        err.contains(&format!(
+            "Error starting userland proxy: listen tcp6 [::1]:{busy}: bind: address already in use"
+        )),
+        "{err}"
+    );
+    assert_eq!(berth_veths(&d).len(), veths);
+    assert_eq!(proxies_of(busy), 0);
+    let state = ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "busy"]));
+    assert_eq!(state.trim(), "created");
+    drop(held);
+    ok(d.docker(&["rm", "dup", "busy"]));
+
+    // The relay is the shim's: it goes on while the daemon is down and after it is back.
+    d.kill(libc::SIGKILL);
+    http6_loopback(&d, port, "/hostname").expect("served while the daemon is down");
+    d.start_again();
+    let page = http6_loopback(&d, port, "/hostname").expect("served after the restart");
+    assert!(page.trim_end().ends_with(hostname.trim()), "{page}");
+    assert_eq!(udp6_echo(&d, 5353, b"again").0, b"again");
+    assert_eq!(proxies_of(port), 1);
+
+    // A port on every address of an IPv4-only container: the kernel translates IPv4,
+    // the proxy serves the host's IPv6 addresses (`[::]`, IPv6 only), as Docker's
+    // userland proxy does.
+    httpd(&d, &["--name", "every", "-p", "8090:80"]);
+    assert_eq!(
+        ok(d.docker(&["port", "every", "80"])).trim(),
+        "0.0.0.0:8090\n[::]:8090"
+    );
+    let page = eventually(|| http6_loopback(&d, 8090, "/hostname"));
+    assert!(
+        page.trim_end()
+            .ends_with(sh(&d, "every", "hostname").trim()),
+        "{page}"
+    );
+    eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8090, "/hostname"));
+    // A host process on [::]:PORT is named, as Docker names it.
+    let held6 = d.in_netns(socket2_v6only_listener);
+    let p6 = held6.local_addr().unwrap().port();
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "busy6",
+        "-p",
+        &format!("{p6}:80"),
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert!(
+        err.contains(&format!(
+            "Error starting userland proxy: listen tcp6 [::]:{p6}: bind: address already in use"
+        )),
+        "{err}"
+    );
+    drop(held6);
+    ok(d.docker(&["rm", "-f", "every", "busy6"]));
+
+    // Bounded: at most 64 ports of one container go through the proxy; the IPv6 twins
+    // of a larger range are left out (IPv4 is all there), explicit ones refused.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "many",
+        "-p",
+        "9100-9169:9100-9169",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    let lines = ok(d.docker(&["port", "many"]));
+    assert_eq!(lines.matches("0.0.0.0:").count(), 70, "{lines}");
+    assert_eq!(lines.matches("[::]:").count(), 64, "{lines}");
+    ok(d.docker(&["rm", "-f", "many"]));
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "toomany",
+        "-p",
+        "[::1]:9200-9269:9200-9269",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert!(
+        err.contains("more than 64 ports of one container would go through the userland proxy"),
+        "{err}"
+    );
+    ok(d.docker(&["rm", "toomany"]));
+
+    // Stopped: the port is closed (no proxy is left) and free for anyone.
+    ok(d.docker(&["stop", "-t", "1", "web6"]));
+    assert!(http6_loopback(&d, port, "/").is_err());
+    assert_eq!(proxies_of(port), 0);
+    assert!(d.in_netns(|| std::net::TcpListener::bind(("::1", port)).is_ok()));
+    // Started again: bound again (a new port: none was asked for).
+    ok(d.docker(&["start", "web6"]));
+    let (_, port2) = published_port(&d, "web6", "80/tcp");
+    eventually(|| http6_loopback(&d, port2, "/hostname"));
+
+    // A shim that dies takes its proxy along (parent-death signal): nothing relays to
+    // a container without a supervisor.
+    let st = proxy_status(5353);
+    assert_eq!(st.len(), 1);
+    let shim: i32 = st[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{shim}/comm")).unwrap();
+    assert_eq!(comm.trim(), "berth-shim");
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    eventually(|| match proxies_of(5353) {
+        0 => Ok(()),
+        _ => Err(std::io::Error::other("the proxy outlived its shim")),
+    });
+
+    ok(d.docker(&["rm", "-f", "web6", "udp6"]));
+    assert!(http6_loopback(&d, port2, "/").is_err());
+    assert_eq!(proxies_of(port2) + proxies_of(5353), 0);
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+}
+
+/// `userland_proxy = false`: what only the proxy can serve is refused by name, and a
+/// port on every address is IPv4 only (no process listens).
+#[test]
+fn without_the_userland_proxy_ipv6_loopback_ports_are_refused_by_name() {
+    if !have("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "userland_proxy = false\n").unwrap();
+    let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let err = fails(d.docker(&[
+        "run",
+        "-d",
+        "-p",
+        "[::1]:9000:80",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert!(
+        err.contains("only the userland proxy can publish there")
+            && err.contains("userland_proxy = false"),
+        "{err}"
+    );
+    httpd(&d, &["--name", "v4", "-p", "8091:80"]);
+    assert_eq!(ok(d.docker(&["port", "v4", "80"])).trim(), "0.0.0.0:8091");
+    eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8091, "/hostname"));
+    let ss = d.netns_cmd(&["ss", "-Hltn"]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+    assert!(!ss.contains(":8091"), "something listens on 8091:\n{ss}");
+    ok(d.docker(&["rm", "-f", "v4"]));
 }

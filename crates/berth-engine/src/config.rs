@@ -89,6 +89,14 @@ pub struct DaemonConfig {
     /// user `dockremap`, created with 65536 ids when missing) or `USER[:GROUP]` (their
     /// first `/etc/subuid` and `/etc/subgid` ranges). Unset: no remapping.
     pub userns_remap: Option<String>,
+    /// Serve the published ports the kernel's NAT cannot through the userland proxy
+    /// (`berth-proxy`, one process per container that has such ports; Docker's
+    /// `userland-proxy`): `-p [::1]:…`, `-p [ADDR]:…` (an IPv6 address) for a container
+    /// without IPv6, and for a port on every address the host's IPv6 addresses (`[::]`)
+    /// for a container without IPv6, `[::1]` for a dual-stack one. False: those
+    /// bindings are refused by name and a port on every address is published on the
+    /// host's IPv4 addresses only (dual-stack containers: and IPv6 ones but `::1`).
+    pub userland_proxy: bool,
 }
 
 /// The most `min_free_bytes` keeps free when unset: 512 MiB.
@@ -146,6 +154,7 @@ impl Default for DaemonConfig {
             mtu: 1500,
             link_mtu: DEFAULT_LINK_MTU,
             userns_remap: None,
+            userland_proxy: true,
         }
     }
 }

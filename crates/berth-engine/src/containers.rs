@@ -359,6 +359,44 @@ fn unmap_idmapped_mounts(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a removed container's directory goes to be deleted (`ROOT/removed-containers/`):
+/// the same filesystem, so a rename takes it out of `containers/` at once.
+pub(crate) const REMOVED_DIR: &str = "removed-containers";
+
+impl Engine {
+    /// Takes a removed container's directory (its record already gone, nothing mounted
+    /// in it) out of `containers/` with one rename and deletes it on a thread of its
+    /// own: the removal is complete for every reader (a `wait` for `removed`, `ps -a`,
+    /// a new container with the same name) before its files are unlinked, which on this
+    /// filesystem was most of a `run --rm`'s exit (each rmdir of the overlay's work dirs
+    /// milliseconds, with `discard` a trim per freed block). What a crash leaves in
+    /// `removed-containers/` is deleted when the engine opens next. If the rename fails,
+    /// the directory is deleted here.
+    fn discard_container_dir(&self, id: &str, dir: &Path) -> Result<()> {
+        let removed = self.store().root().join(REMOVED_DIR);
+        let to = removed.join(id);
+        let moved = fs::create_dir_all(&removed).and_then(|()| fs::rename(dir, &to));
+        if moved.is_err() {
+            return remove_dir_settled(dir).map_err(|e| io_err(dir, "remove", e));
+        }
+        let spawned = std::thread::Builder::new()
+            .name("remove-dir".into())
+            .stack_size(128 * 1024)
+            .spawn({
+                let to = to.clone();
+                move || {
+                    if let Err(e) = remove_dir_settled(&to) {
+                        warn!(path = %to.display(), error = %e, "removed container's directory not deleted");
+                    }
+                }
+            });
+        if spawned.is_err() {
+            remove_dir_settled(&to).map_err(|e| io_err(&to, "remove", e))?;
+        }
+        Ok(())
+    }
+}
+
 fn remove_dir_settled(dir: &Path) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
@@ -417,7 +455,13 @@ pub(crate) fn write_replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> 
 }
 
 /// [`write_replace`]'s I/O: a temp file renamed over `dir/name` (removed on failure).
+/// A file that already holds `bytes` is left as it is: reading it back costs less than
+/// a new inode (the /etc files and the shim's config are written again at every start,
+/// mostly unchanged).
 pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    if fs::read(dir.join(name)).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
     let tmp = dir.join(format!(".{name}.tmp"));
     let r = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -689,6 +733,11 @@ impl Engine {
     /// the engine opens, before anything can create a container.
     pub(crate) fn sweep_incomplete_containers(&self) {
         let dir = self.containers_dir();
+        // Directories of removed containers a stop interrupted the deletion of.
+        let removed = self.store().root().join(REMOVED_DIR);
+        if let Err(e) = remove_dir_settled(&removed) {
+            warn!(path = %removed.display(), error = %e, "removed containers' directories not deleted");
+        }
         let Ok(rd) = fs::read_dir(&dir) else { return };
         for e in rd.flatten() {
             let path = e.path();
@@ -1542,6 +1591,19 @@ impl Engine {
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
         }
+        // Sent to the shim over its stdin once it runs (`port_proxy.rs`).
+        let (proxy, proxy_fds): (Vec<_>, Vec<_>) =
+            self.take_proxy_sockets(&rec.id).into_iter().unzip();
+        let handoff = match crate::port_proxy::Handoff::new(proxy_fds) {
+            Ok(h) => h,
+            Err(e) => {
+                self.network_teardown(&rec.id);
+                return Err(EngineError::internal(format!(
+                    "container {}: userland proxy: {e}",
+                    rec.id
+                )));
+            }
+        };
         let cfg = ShimConfig {
             version: SHIM_PROTOCOL_VERSION,
             id: rec.id.clone(),
@@ -1555,19 +1617,28 @@ impl Engine {
             stdin_once: rec.stdin_once,
             wait_start: !pending.is_empty(),
             console_size: rec.console_size,
+            proxy,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
         })?;
         write_replace(&dir, SHIM_CONFIG_FILE, &bytes)?;
         // The shim answers on its stdout once the container runs, then detaches.
+        let (handoff, stdin) = match handoff {
+            Some((h, theirs)) => (Some(h), Stdio::from(theirs)),
+            None => (None, Stdio::null()),
+        };
         let mut child = Command::new(&shim)
             .arg(&dir)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| io_err(&shim, "spawn", e))?;
+        if let Some(Err(e)) = handoff.map(crate::port_proxy::Handoff::send) {
+            // The shim then reports the start as failed.
+            warn!(container.id = %rec.id, error = %e, "userland proxy: sockets not sent to the shim");
+        }
         let mut reply = String::new();
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_string(&mut reply);
@@ -1911,10 +1982,23 @@ impl Engine {
         Ok(())
     }
 
+    /// `--rm` after the container exited on its own (its monitor): removed with its
+    /// anonymous volumes; its network teardown may still be under way (the `removed`
+    /// wait of `docker run --rm` does not wait for the kernel to delete its veths).
+    pub(crate) fn auto_remove_container(&self, id: &str) -> Result<()> {
+        let rec = self.container(id)?;
+        self.remove_container_as(&rec.id, false, true)?;
+        self.remove_anonymous_volumes(&rec.mounts)
+    }
+
     /// `docker rm`: refuses a running container unless `force` (then kills it first),
     /// unmounts the rootfs and deletes the container's directory.
     #[instrument(skip_all, fields(container.id = %name))]
     pub fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        self.remove_container_as(name, force, false)
+    }
+
+    fn remove_container_as(&self, name: &str, force: bool, auto: bool) -> Result<()> {
         let rec = self.container(name)?;
         let dir = self.container_dir(&rec.id);
         if !force {
@@ -1940,6 +2024,9 @@ impl Engine {
             ContainerState::Created | ContainerState::Exited(_) => {}
         }
         self.inner.attachments.cancel(&rec.id);
+        if !auto {
+            self.wait_deferred_teardown(&rec.id);
+        }
         self.network_teardown(&rec.id);
         self.release_cgroup(&rec);
         // Before anything below deletes the directory: through a mount it would delete
@@ -1952,7 +2039,7 @@ impl Engine {
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
-        remove_dir_settled(&dir).map_err(|e| io_err(&dir, "remove", e))?;
+        self.discard_container_dir(&rec.id, &dir)?;
         self.forget_execs(&rec.id);
         self.forget_lifecycle(&rec.id);
         // The space it held is free: the reserve is taken again if it was used.

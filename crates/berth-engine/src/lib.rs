@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod networks;
 pub mod policy;
+mod port_proxy;
 pub mod services;
 mod space;
 pub mod swarm;

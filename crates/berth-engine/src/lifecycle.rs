@@ -563,7 +563,7 @@ impl Engine {
             self.emit_container(&rec, "oom", &[]);
         }
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
-        self.network_teardown(&rec.id);
+        self.network_teardown_deferred(&rec.id);
         // Its secrets leave memory with it.
         if let Err(e) = crate::swarm_objects::unmount_task_files(&self.container_dir(&rec.id)) {
             warn!(container.id = %rec.id, error = %e, "task files left mounted");
@@ -679,7 +679,7 @@ impl Engine {
             }
             AfterExit::Restart => self.restart_with_backoff(rec, ran_for),
             AfterExit::Nothing { auto_remove: true } => {
-                if let Err(e) = self.remove_container_and_volumes(&rec.id, false, true) {
+                if let Err(e) = self.auto_remove_container(&rec.id) {
                     if e.kind != berth_types::ErrorKind::NotFound {
                         warn!(container.id = %rec.id, error = %e, "--rm: removing the container failed");
                     }
@@ -941,6 +941,10 @@ impl Engine {
             .wait_timeout_while(tracking, Duration::from_secs(5), |t| {
                 t.monitored.contains(id)
             });
+        // A stop, kill or `rm -f` returns with the container's interfaces gone, as before
+        // their deletion left the exit path; only an exit nobody waits for (`run --rm`,
+        // `-d`) leaves it to the teardown thread.
+        self.wait_deferred_teardown(id);
     }
 
     /// `docker rename`.

@@ -13,9 +13,12 @@
 //!   `berth_net::ipam`): in use are the addresses of running containers' endpoints, read
 //!   back from their `network.json` at daemon start, so no address is handed out twice
 //!   across restarts; the cursor is kept in `networks/<id>.cursor`.
-//! - Published ports are DNAT rules in the kernel (no proxy process). berth's nftables
-//!   table is regenerated from this module's state and applied atomically whenever a
-//!   network or a published port changes, and at daemon start (reconcile).
+//! - Published ports are DNAT rules in the kernel, but for the addresses its NAT cannot
+//!   serve (`[::1]`, IPv6 for a container without IPv6), which the userland proxy serves
+//!   (`port_proxy.rs`: sockets bound here at start, relayed by the shim's `berth-proxy`).
+//!   berth's nftables table is regenerated from this module's state and applied
+//!   atomically whenever a network or a published port changes, and at daemon start
+//!   (reconcile).
 //! - `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` of a container are files of its
 //!   directory, bind-mounted, rewritten at each start (Docker's way).
 
@@ -34,7 +37,9 @@ use tracing::{info, warn};
 use crate::containers::{io_err, random_id, write_atomic, write_replace, ContainerRecord};
 use crate::error::{EngineError, Result};
 use crate::events::EventType;
-use crate::{Engine, WeakEngine};
+use crate::{port_proxy, Engine, WeakEngine};
+use berth_runtime::shim_protocol::{ProxyPort, PROXY_MAX_PORTS};
+use std::os::fd::OwnedFd;
 
 /// Version of `networks/<id>.json`.
 pub const NETWORK_RECORD_VERSION: u32 = 1;
@@ -427,6 +432,10 @@ pub struct PublishedPort {
     /// dual-stack network); an IPv6 address: that one only.
     pub host_ip: IpAddr,
     pub host_port: u16,
+    /// Served by the userland proxy (`port_proxy.rs`: `[::1]`, an IPv6 address for a
+    /// container without IPv6), not by nftables.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
 }
 
 /// The network state of a running container (`containers/<id>/network.json`).
@@ -447,8 +456,84 @@ pub struct NetworkInfo {
     pub containers: BTreeMap<String, (String, Endpoint)>,
 }
 
-/// A port to publish: protocol, container port, host address, host port range.
-type WantedPort = (String, u16, IpAddr, Option<(u16, u16)>);
+/// The userland proxy's sockets bound for a container's published ports.
+type ProxySockets = Vec<(PublishedPort, OwnedFd)>;
+
+/// A port to publish.
+struct WantedPort {
+    proto: String,
+    cport: u16,
+    /// The host address ([`ALL_ADDRESSES`]: every one).
+    ip: IpAddr,
+    /// Host port range (None: the ephemeral range).
+    range: Option<(u16, u16)>,
+    /// Served by the userland proxy.
+    proxy: bool,
+    /// With every address: the IPv6 address the proxy serves as well, on the same port
+    /// (`::` for an IPv4-only container, `::1` for a dual-stack one).
+    companion: Option<IpAddr>,
+}
+
+/// What trying one host port for a [`WantedPort`] found.
+enum Claim {
+    /// Free: the proxy's socket if it serves the port, and the companion's.
+    Got(Option<OwnedFd>, Option<(IpAddr, OwnedFd)>),
+    /// Published by another container.
+    Allocated,
+    /// A host process holds it.
+    HostBusy,
+    /// A host process holds the companion's address.
+    CompanionBusy(IpAddr),
+}
+
+/// Tries host port `port` for `w`: against berth's published ports (`taken`), then
+/// against host processes by binding (a probe closed at once, or the proxy's socket,
+/// kept). A companion address that cannot be bound for another reason than being in use
+/// (IPv6 turned off) is left out.
+fn claim(taken: &[PublishedPort], w: &WantedPort, port: u16) -> Result<Claim> {
+    let clash = |ip: IpAddr| {
+        taken.iter().any(|t| {
+            t.proto == w.proto
+                && t.host_port == port
+                && (t.host_ip == ip || t.host_ip.is_unspecified() || ip.is_unspecified())
+        })
+    };
+    if clash(w.ip) || w.companion.is_some_and(clash) {
+        return Ok(Claim::Allocated);
+    }
+    let socket = if w.proxy {
+        match port_proxy::bind(&w.proto, w.ip, port) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(Claim::HostBusy),
+            Err(e) => return Err(port_proxy::bind_error(&w.proto, w.ip, port, &e)),
+        }
+    } else {
+        match host_port_free(&w.proto, w.ip, port) {
+            Ok(true) => None,
+            Ok(false) => return Ok(Claim::HostBusy),
+            Err(e) => {
+                return Err(EngineError::invalid(format!(
+                    "Bind for {}:{port}/{} failed: {e}",
+                    w.ip, w.proto
+                )))
+            }
+        }
+    };
+    let also = match w.companion {
+        Some(ip) => match port_proxy::bind(&w.proto, ip, port) {
+            Ok(fd) => Some((ip, fd)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Ok(Claim::CompanionBusy(ip))
+            }
+            Err(e) => {
+                tracing::debug!(address = %ip, port, error = %e, "no userland proxy on this address");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(Claim::Got(socket, also))
+}
 
 /// Every address of the host, as a published port records it.
 const ALL_ADDRESSES: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -468,6 +553,15 @@ pub(crate) struct NetState {
     /// The virtual IPs' backends in the table, by service id (applied again only when
     /// they change).
     vips_applied: BTreeMap<String, Vec<(Ipv4Addr, Vec<Ipv4Addr>)>>,
+    /// The userland proxy's sockets bound by a start, by container id, until the shim
+    /// takes them (`port_proxy.rs`); dropped (closed) by a teardown.
+    proxy_sockets: BTreeMap<String, Vec<(ProxyPort, OwnedFd)>>,
+    /// Exited containers whose interfaces and namespace the teardown thread has yet to
+    /// delete (see [`Engine::network_teardown_deferred`]); their addresses stay taken
+    /// until it has.
+    deferred: BTreeSet<String>,
+    /// The teardown thread's queue (started with the first deferred teardown).
+    teardown_queue: Option<std::sync::mpsc::Sender<(String, ContainerNet)>>,
 }
 
 /// A service as the embedded DNS server knows it: on each of its networks, its name,
@@ -947,7 +1041,7 @@ impl Engine {
             let Some(n) = st.networks.get(&ep.network_id) else {
                 continue;
             };
-            for p in &live.net.ports {
+            for p in live.net.ports.iter().filter(|p| !p.proxy) {
                 rules.ports.push(nft::PortRule {
                     proto: if p.proto == "udp" {
                         nft::Proto::Udp
@@ -1219,6 +1313,14 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The userland proxy's sockets bound by this start (`port_proxy.rs`), for its shim.
+    pub(crate) fn take_proxy_sockets(&self, id: &str) -> Vec<(ProxyPort, OwnedFd)> {
+        self.net_state()
+            .proxy_sockets
+            .remove(id)
+            .unwrap_or_default()
     }
 
     /// Looks a network up by exact ID, exact name, or unique ID prefix (Docker's order).
@@ -1579,6 +1681,8 @@ impl Engine {
     }
 
     pub(crate) fn remove_network_now(&self, key: &str) -> Result<()> {
+        // Exited containers' veths go before their bridge does.
+        self.settle_network_teardowns(std::time::Duration::from_secs(30));
         let mut st = self.net_state();
         let rec = match Self::find_network(&st, key) {
             Some(r) => r.clone(),
@@ -1768,17 +1872,14 @@ impl Engine {
         for (k, bindings) in &cfg.port_bindings {
             for b in bindings {
                 if !b.host_ip.is_empty() {
-                    let ip: IpAddr = b.host_ip.parse().map_err(|_| {
+                    // `::1` and IPv6 addresses for IPv4-only containers go through the
+                    // userland proxy (`port_proxy.rs`).
+                    let _: IpAddr = b.host_ip.parse().map_err(|_| {
                         EngineError::invalid(format!(
                             "port {k}: host IP {} is not an IP address",
                             b.host_ip
                         ))
                     })?;
-                    if ip.is_ipv6() && ip.is_loopback() {
-                        return Err(EngineError::invalid(format!(
-                            "port {k}: host IP {ip}: the kernel routes no loopback IPv6 traffic off the host, so berth (which has no userland proxy) cannot publish on ::1; publish on 127.0.0.1, or on every address"
-                        )));
-                    }
                 }
                 parse_host_ports(&b.host_port).map_err(|m| {
                     EngineError::invalid(format!("port {k}: host port {:?}: {m}", b.host_port))
@@ -1966,6 +2067,8 @@ impl Engine {
     /// made is undone.
     pub(crate) fn network_setup(&self, rec: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&rec.id);
+        // Its previous run's interfaces (same names) are gone first.
+        self.wait_deferred_teardown(&rec.id);
         if !rec.net.bridged() {
             return self.write_etc_files(rec, None);
         }
@@ -1985,7 +2088,7 @@ impl Engine {
             }
         }
         let dual_stack = endpoints.first().is_some_and(|e| e.ip6.is_some());
-        let ports = match self.allocate_ports(&st, rec, dual_stack) {
+        let (ports, sockets) = match self.allocate_ports(&st, rec, dual_stack) {
             Ok(p) => p,
             Err(e) => {
                 st.release(&endpoints);
@@ -1999,9 +2102,14 @@ impl Engine {
             ports,
         };
         // Recorded before any kernel object exists: a crash from here on is repaired.
+        // Replaced atomically, not fsync'd (two syncs on the path of every start on a
+        // bridge): a daemon crash loses nothing (the page cache survives it), and after a
+        // power loss nothing it names exists any more (no container runs, interfaces and
+        // namespaces are gone with the boot; the daemon's start sweeps `bth*` interfaces
+        // and namespace files no running container claims).
         let written = serde_json::to_vec_pretty(&net)
             .map_err(|e| EngineError::internal(format!("container {}: network state: {e}", rec.id)))
-            .and_then(|b| write_atomic(&dir, NET_STATE_FILE, &b));
+            .and_then(|b| write_replace(&dir, NET_STATE_FILE, &b));
         if let Err(e) = written {
             st.release(&net.endpoints);
             return Err(e);
@@ -2031,6 +2139,18 @@ impl Engine {
             }
             Ok(())
         })();
+        if let Some(ep) = net.endpoints.first().filter(|_| !sockets.is_empty()) {
+            // The proxy relays to the container's IPv4 address (it always has one).
+            let held = sockets
+                .into_iter()
+                .map(|(p, fd)| {
+                    let listen = SocketAddr::from((p.host_ip, p.host_port));
+                    let target = SocketAddr::from((ep.ip, p.container_port));
+                    (port_proxy::proxy_port(&p.proto, listen, target), fd)
+                })
+                .collect();
+            st.proxy_sockets.insert(rec.id.clone(), held);
+        }
         let upstreams = self.upstreams_for(rec);
         st.live.insert(
             rec.id.clone(),
@@ -2208,15 +2328,25 @@ impl Engine {
     }
 
     /// Host ports for the container's bindings (and `-P`), free of berth's other
-    /// published ports and of host processes.
+    /// published ports and of host processes, with the userland proxy's sockets bound
+    /// (`port_proxy.rs`).
     /// `dual_stack`: the container's first network gives it an IPv6 address (a port on
-    /// one IPv6 address of the host needs one).
+    /// an IPv6 address of the host is then translated by the kernel).
     fn allocate_ports(
         &self,
         st: &NetState,
         rec: &ContainerRecord,
         dual_stack: bool,
-    ) -> Result<Vec<PublishedPort>> {
+    ) -> Result<(Vec<PublishedPort>, ProxySockets)> {
+        let userland_proxy = self.config().userland_proxy;
+        // A binding on every address also serves the host's IPv6 addresses the kernel
+        // cannot translate to this container through the proxy: all of them for an
+        // IPv4-only container, `::1` for a dual-stack one (Docker's userland proxy).
+        let companion = (userland_proxy && link::ipv6_available()).then_some(if dual_stack {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        });
         let mut wanted: Vec<WantedPort> = Vec::new();
         for (key, bindings) in &rec.net.port_bindings {
             let (cport, proto) = parse_port_key(key)?;
@@ -2228,16 +2358,24 @@ impl Engine {
             for b in list {
                 let ip = match b.host_ip.parse::<IpAddr>() {
                     Ok(ip) if ip.is_unspecified() => ALL_ADDRESSES,
-                    Ok(IpAddr::V6(v6)) if !dual_stack => {
-                        return Err(EngineError::invalid(format!(
-                            "port {key}: host IP {v6}: the container has no IPv6 address on its first network (create that network with --ipv6)"
-                        )))
-                    }
                     Ok(ip) => ip,
                     Err(_) => ALL_ADDRESSES,
                 };
                 let range = parse_host_ports(&b.host_port).map_err(EngineError::invalid)?;
-                wanted.push((proto.clone(), cport, ip, range));
+                let proxy = port_proxy::proxied(ip, dual_stack);
+                if proxy && !userland_proxy {
+                    return Err(EngineError::invalid(format!(
+                        "port {key}: host IP {ip}: only the userland proxy can publish there (the kernel routes no ::1 traffic off the host, and has no NAT from IPv6 to a container without IPv6), and the daemon's config turns it off (userland_proxy = false)"
+                    )));
+                }
+                wanted.push(WantedPort {
+                    proto: proto.clone(),
+                    cport,
+                    ip,
+                    range,
+                    proxy,
+                    companion: companion.filter(|_| ip.is_unspecified()),
+                });
             }
         }
         if rec.net.publish_all {
@@ -2253,7 +2391,14 @@ impl Engine {
                 }) {
                     continue;
                 }
-                wanted.push((proto, cport, ALL_ADDRESSES, None));
+                wanted.push(WantedPort {
+                    proto,
+                    cport,
+                    ip: ALL_ADDRESSES,
+                    range: None,
+                    proxy: false,
+                    companion,
+                });
             }
         }
         let mut taken: Vec<PublishedPort> = st
@@ -2261,84 +2406,129 @@ impl Engine {
             .values()
             .flat_map(|l| l.net.ports.iter().cloned())
             .collect();
-        let clash = |taken: &[PublishedPort], proto: &str, ip: IpAddr, port: u16| {
-            taken.iter().any(|t| {
-                t.proto == proto
-                    && t.host_port == port
-                    && (t.host_ip == ip || t.host_ip.is_unspecified() || ip.is_unspecified())
-            })
-        };
         let mut out = Vec::new();
-        for (proto, cport, ip, range) in wanted {
-            let port = match range {
-                Some((lo, hi)) if lo == hi => {
-                    if clash(&taken, &proto, ip, lo) {
-                        return Err(EngineError::conflict(format!(
-                            "Bind for {ip}:{lo} failed: port is already allocated"
-                        )));
-                    }
-                    match host_port_free(&proto, ip, lo) {
-                        Ok(true) => lo,
-                        Ok(false) => {
-                            return Err(EngineError::conflict(format!(
-                                "Bind for {ip}:{lo}/{proto} failed: a process of the host listens on it"
-                            )))
-                        }
-                        Err(e) => {
-                            return Err(EngineError::invalid(format!(
-                                "Bind for {ip}:{lo}/{proto} failed: {e}"
-                            )))
-                        }
-                    }
+        let mut sockets = Vec::new();
+        let mut capped = 0usize;
+        for mut w in wanted {
+            if sockets.len() >= PROXY_MAX_PORTS {
+                if w.proxy {
+                    return Err(EngineError::invalid(format!(
+                        "port {}/{}: host IP {}: more than {PROXY_MAX_PORTS} ports of one container would go through the userland proxy (publish fewer on IPv6 addresses the kernel cannot translate)",
+                        w.cport, w.proto, w.ip
+                    )));
                 }
+                capped += usize::from(w.companion.take().is_some());
+            }
+            let (port, socket, also) = match w.range {
+                Some((lo, hi)) if lo == hi => match claim(&taken, &w, lo)? {
+                    Claim::Got(socket, also) => (lo, socket, also),
+                    Claim::Allocated => {
+                        return Err(EngineError::conflict(format!(
+                            "Bind for {}:{lo} failed: port is already allocated",
+                            w.ip
+                        )))
+                    }
+                    Claim::HostBusy if w.proxy => {
+                        let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+                        return Err(port_proxy::bind_error(&w.proto, w.ip, lo, &e));
+                    }
+                    Claim::HostBusy => {
+                        return Err(EngineError::conflict(format!(
+                            "Bind for {}:{lo}/{} failed: a process of the host listens on it",
+                            w.ip, w.proto
+                        )))
+                    }
+                    Claim::CompanionBusy(ip) => {
+                        let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+                        return Err(port_proxy::bind_error(&w.proto, ip, lo, &e));
+                    }
+                },
                 r => {
                     let (lo, hi) = r.unwrap_or_else(ephemeral_range);
                     let span = u32::from(hi - lo) + 1;
-                    let start = u32::from(std::process::id() as u16 ^ (cport.rotate_left(7)));
+                    let start = u32::from(std::process::id() as u16 ^ (w.cport.rotate_left(7)));
                     let mut found = None;
                     for i in 0..span {
                         let p = lo + ((start + i) % span) as u16;
-                        if clash(&taken, &proto, ip, p) {
-                            continue;
-                        }
-                        match host_port_free(&proto, ip, p) {
-                            Ok(true) => {
-                                found = Some(p);
-                                break;
-                            }
-                            Ok(false) => continue,
-                            Err(e) => {
-                                return Err(EngineError::invalid(format!(
-                                    "Bind for {ip}:{p}/{proto} failed: {e}"
-                                )))
-                            }
+                        if let Claim::Got(socket, also) = claim(&taken, &w, p)? {
+                            found = Some((p, socket, also));
+                            break;
                         }
                     }
                     found.ok_or_else(|| {
                         EngineError::conflict(format!(
-                            "no free host port for {cport}/{proto} in {lo}-{hi}"
+                            "no free host port for {}/{} in {lo}-{hi}",
+                            w.cport, w.proto
                         ))
                     })?
                 }
             };
             let p = PublishedPort {
-                proto,
-                container_port: cport,
-                host_ip: ip,
+                proto: w.proto.clone(),
+                container_port: w.cport,
+                host_ip: w.ip,
                 host_port: port,
+                proxy: w.proxy,
             };
             taken.push(p.clone());
+            if let Some(fd) = socket {
+                sockets.push((p.clone(), fd));
+            }
             out.push(p);
+            if let Some((ip, fd)) = also {
+                let p = PublishedPort {
+                    proto: w.proto,
+                    container_port: w.cport,
+                    host_ip: ip,
+                    host_port: port,
+                    proxy: true,
+                };
+                taken.push(p.clone());
+                sockets.push((p.clone(), fd));
+                out.push(p);
+            }
+        }
+        if capped > 0 {
+            warn!(
+                container.id = %rec.id,
+                ports = capped,
+                "published on IPv4 (and the kernel's IPv6) only: beyond {PROXY_MAX_PORTS} ports of one container, the userland proxy serves no more IPv6 addresses"
+            );
         }
         out.sort();
-        Ok(out)
+        Ok((out, sockets))
     }
 
     /// After each exit (and before each start, and at remove): removes the container's
     /// interfaces and namespace, releases its addresses and ports. Idempotent.
     pub(crate) fn network_teardown(&self, id: &str) {
+        self.network_teardown_as(id, false);
+    }
+
+    /// The teardown after a container's exit (its monitor): what the API shows and what
+    /// routes traffic changes now — published ports withdrawn, the endpoints gone from
+    /// DNS and `inspect`, `disconnect` events — while the kernel's part (deleting the
+    /// veths, which waits for an RCU grace period: 15–40 ms each, and the namespace, then
+    /// the conntrack entries) is left to the engine's teardown thread, off the path of
+    /// the exit, the `die` event and a `run --rm`'s removal. Until that thread is done
+    /// the container's addresses stay taken (no other container gets them while the old
+    /// veth with that MAC is on the bridge), a start of the same container waits for it
+    /// (same interface names), and the daemon waits for it before it exits
+    /// ([`Engine::settle_network_teardowns`]). After a crash, the daemon's start removes
+    /// the `bth*` interfaces and namespaces no running container claims.
+    pub(crate) fn network_teardown_deferred(&self, id: &str) {
+        self.network_teardown_as(id, true);
+    }
+
+    fn network_teardown_as(&self, id: &str, defer: bool) {
         let path = self.container_dir(id).join(NET_STATE_FILE);
         let mut st = self.net_state();
+        // A start that failed before its shim took them: closed here.
+        st.proxy_sockets.remove(id);
+        if st.deferred.contains(id) {
+            // The teardown thread has it (and removes the file).
+            return;
+        }
         let live = st.live.remove(id).map(|l| l.net);
         let net = live.or_else(|| self.read_container_net(id));
         let Some(net) = net else {
@@ -2347,7 +2537,10 @@ impl Engine {
             // creating the file and... no: the file comes first). Nothing to do.
             return;
         };
-        st.release(&net.endpoints);
+        let deferred = defer && !net.endpoints.is_empty() && self.queue_teardown(&mut st, id, &net);
+        if !deferred {
+            st.release(&net.endpoints);
+        }
         // The published ports go before the interfaces: a connection arriving between
         // the two would be sent to an address that no longer exists and wait for ARP
         // (about 3 s, EHOSTUNREACH) where it is now refused at once (found by
@@ -2357,19 +2550,96 @@ impl Engine {
                 warn!(container.id = %id, error = %e, "rules not updated after the container's exit");
             }
         }
-        teardown_kernel(&net);
+        if !deferred {
+            // Under the lock: its addresses are free already.
+            teardown_kernel(&net);
+        }
         let nets: Vec<NetworkRecord> = net
             .endpoints
             .iter()
             .filter_map(|e| st.networks.get(&e.network_id).map(|n| n.rec.clone()))
             .collect();
         drop(st);
+        if deferred {
+            for n in nets {
+                self.emit_network(&n, "disconnect", Some(id));
+            }
+            return;
+        }
         // After the rules: a packet between the two would make a new entry to the old
         // address again.
         flush_conntrack(id, &net.endpoints);
         let _ = fs::remove_file(&path);
         for n in nets {
             self.emit_network(&n, "disconnect", Some(id));
+        }
+    }
+
+    /// Hands `net` to the teardown thread (started on first use); false if it cannot
+    /// run (the caller then tears down at once).
+    fn queue_teardown(&self, st: &mut NetState, id: &str, net: &ContainerNet) -> bool {
+        if st.teardown_queue.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<(String, ContainerNet)>();
+            let weak = self.downgrade();
+            let spawned = std::thread::Builder::new()
+                .name("net-teardown".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    while let Ok((id, net)) = rx.recv() {
+                        teardown_kernel(&net);
+                        flush_conntrack(&id, &net.endpoints);
+                        let Some(engine) = Engine::upgrade(&weak) else {
+                            continue;
+                        };
+                        let _ = fs::remove_file(engine.container_dir(&id).join(NET_STATE_FILE));
+                        let mut st = engine.net_state();
+                        st.release(&net.endpoints);
+                        st.deferred.remove(&id);
+                    }
+                });
+            match spawned {
+                Ok(_) => st.teardown_queue = Some(tx),
+                Err(e) => {
+                    warn!(error = %e, "cannot start the network teardown thread");
+                    return false;
+                }
+            }
+        }
+        let sent = st
+            .teardown_queue
+            .as_ref()
+            .is_some_and(|q| q.send((id.to_string(), net.clone())).is_ok());
+        if sent {
+            st.deferred.insert(id.to_string());
+        } else {
+            st.teardown_queue = None;
+        }
+        sent
+    }
+
+    /// Waits until the teardown thread is done with container `id` (at most 30 s).
+    pub(crate) fn wait_deferred_teardown(&self, id: &str) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.net_state().deferred.contains(id) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Waits (at most `timeout`) until every deferred network teardown is done: the
+    /// daemon calls it before it exits, so no interface, namespace or address of an
+    /// exited container outlives it. True when none is left.
+    pub fn settle_network_teardowns(&self, timeout: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let left = self.net_state().deferred.len();
+            if left == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                warn!(containers = left, "network teardowns still pending at exit");
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
@@ -2860,7 +3130,7 @@ fn flush_conntrack(id: &str, endpoints: &[Endpoint]) {
 fn flush_unpublished_flows(id: &str, ports: &[PublishedPort]) {
     let udp: Vec<u16> = ports
         .iter()
-        .filter(|p| p.proto == "udp")
+        .filter(|p| p.proto == "udp" && !p.proxy)
         .map(|p| p.host_port)
         .collect();
     if let Err(e) = berth_net::conntrack::flush_unanswered(libc::IPPROTO_UDP as u8, &udp) {

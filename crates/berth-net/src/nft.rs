@@ -23,7 +23,9 @@
 //!   otherwise reach ports published on loopback only (CVE-2020-8558), nor DNS queries
 //!   from a bridge to its gateway (the embedded DNS server), even when port 53 is
 //!   published. Published ports are reachable from every bridge through the host's
-//!   addresses, as with Docker's userland proxy (which berth does not have).
+//!   addresses, as with Docker's userland proxy. (berth's own userland proxy serves
+//!   only what these rules cannot: `::1`, and IPv6 for containers without IPv6; the
+//!   engine gives it no rule here.)
 //! - `postrouting`: masquerade of loopback sources leaving through a bridge (host to
 //!   127.0.0.1:published), of translated traffic from a bridge's subnet going back out
 //!   of that bridge (hairpin: a container reaching a published port of its own network,

@@ -20,7 +20,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
-use oci_spec::runtime::{LinuxSeccompOperator, Spec};
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompOperator, Spec};
 
 /// The directory under a bundle that holds the spec as libcontainer is given it
 /// ([`libcontainer_bundle`]).
@@ -36,16 +36,18 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
     let path = bundle.join("config.json");
     let mut spec = Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     raise_hard_rlimits(&spec);
-    let unchanged = |cgroups_path: Option<PathBuf>| LibcontainerBundle {
-        dir: bundle.to_path_buf(),
-        cgroups_path,
-    };
+    let unchanged =
+        |cgroups_path: Option<PathBuf>, seccomp: Option<LinuxSeccomp>| LibcontainerBundle {
+            dir: bundle.to_path_buf(),
+            cgroups_path,
+            seccomp,
+        };
     let Some(mut linux) = spec.linux().clone() else {
-        return Ok(unchanged(None));
+        return Ok(unchanged(None, None));
     };
     let cgroups_path = linux.cgroups_path().clone();
     let Some(seccomp) = linux.seccomp().as_ref() else {
-        return Ok(unchanged(cgroups_path));
+        return Ok(unchanged(cgroups_path, None));
     };
     let masked = seccomp.syscalls().iter().flatten().any(|r| {
         r.args()
@@ -54,9 +56,10 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
             .any(|a| a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq)
     });
     if !masked {
-        return Ok(unchanged(cgroups_path));
+        return Ok(unchanged(cgroups_path, Some(seccomp.clone())));
     }
-    linux.set_seccomp(Some(crate::seccomp::for_libcontainer(seccomp)));
+    let seccomp = crate::seccomp::for_libcontainer(seccomp);
+    linux.set_seccomp(Some(seccomp.clone()));
     spec.set_linux(Some(linux));
     if let Some(mut root) = spec.root().clone() {
         root.set_path(bundle.join(root.path()));
@@ -70,7 +73,11 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
     std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
     let to = dir.join("config.json");
     std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
-    Ok(LibcontainerBundle { dir, cgroups_path })
+    Ok(LibcontainerBundle {
+        dir,
+        cgroups_path,
+        seccomp: Some(seccomp),
+    })
 }
 
 /// Raises this process's hard resource limits to the spec's where they are lower, so the
@@ -124,6 +131,78 @@ pub struct LibcontainerBundle {
     pub dir: PathBuf,
     /// The spec's `linux.cgroupsPath`.
     pub cgroups_path: Option<PathBuf>,
+    /// The seccomp filter as libcontainer reads it from that bundle.
+    pub seccomp: Option<LinuxSeccomp>,
+}
+
+/// Where compiled seccomp filters are kept, one file per filter: `<sha256>.bpf`, the
+/// digest of the filter's rules, the architecture and libseccomp's version and the API
+/// level it found on the running kernel, so a file is only ever used for what it was
+/// compiled from (a new libseccomp or kernel gives new names; old files are never read). Written by root, mode 0600 in a 0700
+/// directory, temp file and rename.
+pub const SECCOMP_CACHE_DIR: &str = "/run/berth/seccomp";
+
+/// Hands libcontainer the compiled BPF program of `seccomp`, from [`SECCOMP_CACHE_DIR`],
+/// compiling it there first if it is not (once per filter, not once per start: libseccomp
+/// takes milliseconds of CPU for Docker's profile). The container's init, a fork of this
+/// process, then loads the program as is. Best effort: on any error nothing is handed
+/// over and the init compiles the filter itself, as without a cache.
+pub fn precompile_seccomp(seccomp: &LinuxSeccomp, cache: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let rules = serde_json::to_vec(seccomp).map_err(|e| format!("seccomp filter: {e}"))?;
+    let mut material = format!(
+        "berth seccomp bpf 1\n{}\n{}\n",
+        libcontainer::seccomp::compiler_id(),
+        std::env::consts::ARCH
+    )
+    .into_bytes();
+    material.extend_from_slice(&rules);
+    let key = berth_types::Digest::of(&material).hex();
+    let path = cache.join(format!("{key}.bpf"));
+    let valid = |b: &Vec<u8>| !b.is_empty() && b.len().is_multiple_of(8) && b.len() <= 8 * 4096;
+    let bpf = match std::fs::read(&path) {
+        Ok(b) if valid(&b) => b,
+        _ => {
+            let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(cache)
+                .map_err(|e| io(cache, e))?;
+            let tmp = cache.join(format!(".{key}.{}.tmp", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io(&tmp, e))?;
+            let compiled = libcontainer::seccomp::compile_bpf(seccomp, &f)
+                .map_err(|e| format!("compile the seccomp filter: {e}"))
+                .and_then(|()| {
+                    let mut b = Vec::new();
+                    f.rewind()
+                        .and_then(|_| f.read_to_end(&mut b))
+                        .map_err(|e| io(&tmp, e))?;
+                    Ok(b)
+                });
+            let b = match compiled {
+                Ok(b) if valid(&b) => b,
+                other => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(other
+                        .err()
+                        .unwrap_or_else(|| "the compiled seccomp filter is empty".into()));
+                }
+            };
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+            b
+        }
+    };
+    libcontainer::seccomp::set_precompiled(seccomp.clone(), bpf);
+    Ok(())
 }
 
 /// An error of the driver; the message names the container and the verb.
@@ -224,6 +303,10 @@ impl Driver {
                 eprintln!("container {id}: not placed in its own cgroup there: {e}");
             }
         }
+        if let Some(seccomp) = &bundle.seccomp {
+            // Best effort (see there): without it the init compiles the filter.
+            let _ = precompile_seccomp(seccomp, Path::new(SECCOMP_CACHE_DIR));
+        }
         let bundle = bundle.dir;
         let container = b
             .as_init(&bundle)
@@ -292,5 +375,64 @@ impl Driver {
             status: status.to_string(),
             pid: c.pid().map(|p| p.as_raw()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+
+    fn filter(allowed: &[&str]) -> LinuxSeccomp {
+        LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![LinuxSyscallBuilder::default()
+                .names(allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .build()
+                .expect("rule")])
+            .build()
+            .expect("filter")
+    }
+
+    fn cached(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("cache dir")
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("read"),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// One program per distinct filter, compiled on first use and read back after: the
+    /// same rules give the same file, other rules another; no temp file is left.
+    #[test]
+    fn each_distinct_seccomp_filter_is_compiled_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("seccomp");
+        precompile_seccomp(&filter(&["read"]), &cache).expect("compile");
+        let first = cached(&cache);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].0.ends_with(".bpf") && first[0].0.len() == 64 + 4);
+        assert!(!first[0].1.is_empty() && first[0].1.len().is_multiple_of(8));
+        precompile_seccomp(&filter(&["read"]), &cache).expect("cached");
+        assert_eq!(cached(&cache), first);
+        precompile_seccomp(&filter(&["read", "write"]), &cache).expect("compile");
+        let both = cached(&cache);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both.iter().all(|(n, _)| !n.starts_with('.')));
+        // A damaged file is compiled again, not loaded.
+        std::fs::write(cache.join(&first[0].0), b"bad").expect("write");
+        precompile_seccomp(&filter(&["read"]), &cache).expect("recompiled");
+        assert_eq!(
+            std::fs::read(cache.join(&first[0].0)).expect("read"),
+            first[0].1
+        );
     }
 }

@@ -14,6 +14,16 @@
 //! | `shim.log` | shim | the shim's own errors |
 //! | `console.sock` | shim, with a TTY, while the driver creates the container | libcontainer sends the pty master here (SCM_RIGHTS); removed once received |
 //!
+//! Published ports the kernel cannot translate (`[::1]`, an IPv6 address of the host for
+//! a container without IPv6) are served by the userland proxy: the engine binds their
+//! sockets ([`ShimConfig::proxy`] describes them) and, when there are any, spawns the
+//! shim with one end of a unix socket pair as its stdin and sends the sockets over the
+//! other end, in that order, in one `SCM_RIGHTS` message (one byte of data); the shim
+//! receives them first thing. It runs `berth-proxy PARENT_PID PROTO LISTEN TARGET ...`
+//! with the sockets as its fds 3, 4, … (in that order), as its child with a
+//! parent-death signal, and kills it when the container exits, before it writes
+//! `exit.json`.
+//!
 //! The shim's stdout, read by the engine to its end: `ok PID` once the container runs,
 //! `created PID` when [`ShimConfig::wait_start`] is set and the container is created but
 //! its process not started yet (the shim then waits for `start`), or `error MESSAGE`.
@@ -105,7 +115,44 @@ pub struct ShimConfig {
     /// process starts.
     #[serde(default)]
     pub console_size: Option<[u16; 2]>,
+    /// Ports published through the userland proxy (`berth-proxy`, next to the driver):
+    /// the engine binds each listening socket at start and sends it to the shim over its
+    /// stdin (see the module's documentation); the shim runs the proxy once the
+    /// container exists and ends it when the container exits. Empty: no proxy process
+    /// (and stdin is `/dev/null`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<ProxyPort>,
 }
+
+/// One port the userland proxy serves: connections (TCP) or datagrams (UDP) arriving on
+/// its socket (sent by the engine), bound to `listen`, are relayed to `target` (the
+/// container's address and port).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyPort {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The host address and port the socket is bound to (for messages).
+    pub listen: std::net::SocketAddr,
+    /// Where the traffic goes.
+    pub target: std::net::SocketAddr,
+}
+
+/// The userland proxy's binary, next to the driver.
+pub const PROXY_BINARY: &str = "berth-proxy";
+/// Connections (TCP) and flows (UDP) one proxy process serves at once; at the limit a
+/// TCP listener is not read (the kernel's backlog holds new connections until one ends)
+/// and datagrams of new UDP clients are dropped (known clients go on).
+pub const PROXY_MAX_CONNECTIONS: usize = 1024;
+/// Ports one container publishes through the proxy at most (the daemon holds their
+/// sockets during the start, and runs with the system's usual 1024 open files): an
+/// explicit binding beyond it is refused by name, the IPv6 twins of a port on every
+/// address beyond it are not made (a warning in the daemon's log), as for a large
+/// `-p 8000-8999:8000-8999`.
+pub const PROXY_MAX_PORTS: usize = 64;
+/// UDP: a client address's flow (its socket towards the container) is closed after this
+/// long without a datagram either way (docker-proxy's 90 s).
+pub const PROXY_UDP_IDLE_SECS: u64 = 90;
 
 impl ShimConfig {
     /// Docker's json-file defaults as berth applies them: 10 MB × 3 files.

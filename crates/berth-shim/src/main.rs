@@ -12,14 +12,15 @@
 //! 3. runs `berth-driver create` (libcontainer) with the pipes' ends; the driver exits
 //!    (with `wait_start` it waits for the `start` request first, so attached clients are
 //!    connected before the process writes anything); the container's init is
-//!    reparented to the shim;
+//!    reparented to the shim; with published ports the kernel cannot translate, runs
+//!    the userland proxy (`berth-proxy`, `proxy.rs`) on the sockets the engine bound;
 //! 4. loops on `poll`: output → json-file log (rotated; the shim always reads, so a
 //!    container never blocks on an absent or slow reader) and every attached client,
 //!    clients' input → the container's stdin, control requests, and the init's pidfd;
 //! 5. when init exits: reaps it, drains the pipes (or the pty), flushes attached clients
-//!    and closes them, reads the OOM kill count, runs `berth-driver delete` (cgroups,
-//!    runtime state), writes `exit.json` atomically, answers waiters, removes the socket
-//!    and exits.
+//!    and closes them, ends the userland proxy, reads the OOM kill count, runs
+//!    `berth-driver delete` (cgroups, runtime state), writes `exit.json` atomically,
+//!    answers waiters, removes the socket and exits.
 //!
 //! No async runtime and no libcontainer in this process: after start it holds a few
 //! buffers and file descriptors (see `docs/ARCHITECTURE.md` for the measured memory).
@@ -27,6 +28,7 @@
 
 mod attach;
 mod jsonlog;
+mod proxy;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -160,6 +162,8 @@ struct Shim {
     close_input_when_flushed: bool,
     /// `start` failed: clean up and exit.
     aborted: bool,
+    /// The userland proxy of published ports (`proxy.rs`), killed at exit.
+    proxy: Option<proxy::ProxyChild>,
 }
 
 /// Input bytes buffered for the container's stdin; while full, clients' input is not read
@@ -280,6 +284,9 @@ fn timespec(d: Duration) -> rustix::event::Timespec {
 impl Shim {
     fn start(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
         std::env::set_current_dir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
+        // Before stdin becomes /dev/null; close-on-exec: the driver and the container
+        // never get them.
+        let proxy_socks = proxy::adopt(&cfg)?;
         let devnull = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         let log = OpenOptions::new()
             .create(true)
@@ -397,7 +404,7 @@ impl Shim {
         };
         drop((out_w, err_w, in_r));
         let mut shim_driver = driver;
-        let result = (|| -> Result<(i32, Option<OwnedFd>), String> {
+        let result = (|| -> Result<(i32, Option<OwnedFd>, Option<proxy::ProxyChild>), String> {
             let pid: i32 = pid_line
                 .trim()
                 .strip_prefix("pid ")
@@ -415,9 +422,12 @@ impl Shim {
                 }
                 None => None,
             };
-            Ok((pid, master))
+            // The published ports' sockets are bound (by the engine): relaying starts
+            // with the container.
+            let proxy = proxy::spawn(&cfg, proxy_socks)?;
+            Ok((pid, master, proxy))
         })();
-        let (pid, master) = match result {
+        let (pid, master, proxy) = match result {
             Ok(r) => r,
             Err(e) => {
                 let _ = fs::remove_file(CONSOLE_SOCKET);
@@ -466,6 +476,7 @@ impl Shim {
             waiters: Vec::new(),
             close_input_when_flushed: false,
             aborted: false,
+            proxy,
             dir: dir.to_path_buf(),
             cfg,
         };
@@ -782,6 +793,9 @@ impl Shim {
     /// The container was created but will not start (no `start` in time, or it failed):
     /// remove it from the runtime and exit without an exit record (it is `created`).
     fn abort_start(mut self) {
+        if let Some(p) = self.proxy.take() {
+            p.stop();
+        }
         if let Some(mut child) = self.driver.take() {
             drop(child.stdin.take()); // EOF: the driver deletes the container
             let _ = child.wait();
@@ -969,7 +983,11 @@ impl Shim {
         }
     }
 
-    fn finish(self, status: Option<rustix::process::WaitStatus>) {
+    fn finish(mut self, status: Option<rustix::process::WaitStatus>) {
+        // The published ports close with the container, before anyone learns of its exit.
+        if let Some(p) = self.proxy.take() {
+            p.stop();
+        }
         let (exit_code, signal) = match status {
             Some(st) => {
                 if let Some(code) = st.exit_status() {

@@ -289,8 +289,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         host = %host,
         "berth daemon serving the API"
     );
+    let settle = engine.clone();
     let served = berth_api::serve(engine, listener, async {
         let _ = stop_rx.await;
+    })
+    .await;
+    // Exited containers' interfaces and namespaces the engine deletes in the background
+    // (see `Engine::network_teardown_deferred`): none outlives the daemon.
+    let _ = tokio::task::spawn_blocking(move || {
+        settle.settle_network_teardowns(std::time::Duration::from_secs(30))
     })
     .await;
     if let Err(e) = std::fs::remove_file(&socket) {

@@ -79,8 +79,7 @@ fn run(args: &[String]) -> Result<String, String> {
                     .map_err(|e| format!("/dev/null: {e}"))?
                     .into()
             };
-            let causes = root.join(format!("{id}.create-errors"));
-            record_errors(&causes);
+            let causes = record_errors();
             let created = driver.create(
                 id,
                 Path::new(bundle),
@@ -91,8 +90,7 @@ fn run(args: &[String]) -> Result<String, String> {
                 },
                 console,
             );
-            let why = std::fs::read_to_string(&causes).unwrap_or_default();
-            let _ = std::fs::remove_file(&causes);
+            let why = causes.map(read_errors).unwrap_or_default();
             let pid = created.map_err(|e| with_causes(&e.to_string(), &why))?;
             if wait_start {
                 let mut out = std::io::stdout();
@@ -321,24 +319,33 @@ fn exec_on(sock: &UnixStream, root: &Path, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends libcontainer's error events, from this process and the ones it forks before
-/// the container's command runs, to `path`: the only place it says which mount or which
-/// syscall failed ("failed to prepare rootfs" alone names neither).
-fn record_errors(path: &Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let Ok(file) = std::fs::File::create(path) else {
-        return;
-    };
+/// Records libcontainer's error events during a create, from this process and the ones
+/// it forks before the container's command runs (they share the open file): the only
+/// place it says which mount or which syscall failed. An anonymous memory file (closed
+/// on exec), so a create writes nothing to disk for it. Returns the file to read them
+/// back from ([`read_errors`]).
+fn record_errors() -> Option<std::fs::File> {
+    let fd =
+        rustix::fs::memfd_create("berth-driver-errors", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+    let file = std::fs::File::from(fd);
+    let writer = file.try_clone().ok()?;
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(std::sync::Mutex::new(writer))
         .with_ansi(false)
         .without_time()
         .with_target(false)
         .with_level(false)
         .with_max_level(tracing_subscriber::filter::LevelFilter::ERROR)
         .try_init();
+    Some(file)
+}
+
+/// What [`record_errors`] recorded.
+fn read_errors(mut file: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut s = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut s));
+    s
 }
 
 /// The one-line error of a failed create, with the innermost causes libcontainer logged

@@ -146,10 +146,84 @@ fn check_seccomp(seccomp: &LinuxSeccomp) -> Result<()> {
     Ok(())
 }
 
-#[tracing::instrument(level = "trace", skip(seccomp))]
-pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
-    check_seccomp(seccomp)?;
+// berth patch (third_party/README.md): a filter compiled once, loaded as is.
+//
+// libseccomp builds the BPF program from the spec's rules in the container's init at
+// every start (milliseconds of CPU for Docker's profile). A caller that has the program
+// compiled already (by [`compile_bpf`], for the same rules, by the same libseccomp on
+// the same kernel) hands it over with [`set_precompiled`] before it builds the
+// container; the init, a fork of the caller, then loads it with one seccomp(2) call.
+static PRECOMPILED: std::sync::OnceLock<(LinuxSeccomp, Vec<u8>)> = std::sync::OnceLock::new();
 
+/// What a compiled program depends on besides the rules: libseccomp's version and the
+/// API level it detected on this kernel. A cache of compiled programs keys on it.
+pub fn compiler_id() -> String {
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    format!("libseccomp {v} api {}", libseccomp::get_api())
+}
+
+/// Compiles `seccomp` into a BPF program written to `out` (libseccomp's
+/// `seccomp_export_bpf`: the program its load would give the kernel).
+pub fn compile_bpf<T: std::os::fd::AsFd>(seccomp: &LinuxSeccomp, out: T) -> Result<()> {
+    check_seccomp(seccomp)?;
+    build_filter(seccomp)?
+        .export_bpf(out)
+        .map_err(|err| SeccompError::LoadContext { source: err })
+}
+
+/// Hands over the program [`compile_bpf`] made for `seccomp`: the container's init
+/// loads it instead of compiling when its spec's filter is equal to `seccomp`. Set once
+/// per process; false if one was set already.
+pub fn set_precompiled(seccomp: LinuxSeccomp, bpf: Vec<u8>) -> bool {
+    PRECOMPILED.set((seccomp, bpf)).is_ok()
+}
+
+/// Loads the precompiled program if it was made for `seccomp` and needs nothing but
+/// seccomp(2) (no notify listener). `Ok(false)`: not applicable, compile as usual.
+fn load_precompiled(seccomp: &LinuxSeccomp) -> std::io::Result<bool> {
+    let Some((rules, bpf)) = PRECOMPILED.get() else {
+        return Ok(false);
+    };
+    if rules != seccomp || is_notify(seccomp) || bpf.is_empty() || bpf.len() % 8 != 0 {
+        return Ok(false);
+    }
+    let mut flags: libc::c_ulong = 0;
+    for flag in seccomp.flags().iter().flatten() {
+        flags |= match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => return Ok(false),
+        };
+    }
+    let Ok(len) = u16::try_from(bpf.len() / 8) else {
+        return Ok(false);
+    };
+    let prog = libc::sock_fprog {
+        len,
+        filter: bpf.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `len` sock_filter structures (8 bytes each) in `bpf`,
+    // which outlives the call; the kernel copies and verifies the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+fn build_filter(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     tracing::trace!(default_action = ?seccomp.default_action(), errno = ?seccomp.default_errno_ret(), "initializing seccomp");
     let default_action = translate_action(seccomp.default_action(), seccomp.default_errno_ret())?;
     let mut ctx =
@@ -296,6 +370,20 @@ pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
             }
         }
     }
+
+    Ok(ctx)
+}
+
+#[tracing::instrument(level = "trace", skip(seccomp))]
+pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
+    check_seccomp(seccomp)?;
+    match load_precompiled(seccomp) {
+        Ok(true) => return Ok(None),
+        Ok(false) => {}
+        // Compiled again below: libseccomp reports the error if it has the same.
+        Err(err) => tracing::warn!(?err, "the precompiled seccomp filter was not loaded"),
+    }
+    let ctx = build_filter(seccomp)?;
 
     // In order to use the SECCOMP_SET_MODE_FILTER operation, either the calling
     // thread must have the CAP_SYS_ADMIN capability in its user namespace, or

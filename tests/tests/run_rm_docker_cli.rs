@@ -1,0 +1,202 @@
+//! `docker run --rm` as a user sees it (issue 17): the exit code, the container gone when
+//! the CLI returns (its name free at once), and on the default bridge no interface,
+//! namespace, address or rule left behind — after many runs in parallel once the daemon
+//! settles, and when the daemon is stopped right after the runs (the kernel's part of a
+//! bridge teardown happens after the exit is reported; it must still be complete before
+//! the daemon exits).
+//!
+//! Each daemon runs in a network namespace of its own (see the harness).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+fn daemon() -> Option<Daemon> {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return None;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    Some(d)
+}
+
+/// berth's veths in the daemon's namespace.
+fn berth_veths(d: &Daemon) -> Vec<String> {
+    let out = d.netns_cmd(&["ip", "-o", "link", "show"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with("bth"))
+        .collect()
+}
+
+/// The addresses on the default bridge (the gateway's only, once nothing runs).
+fn bridge_addresses(d: &Daemon) -> String {
+    let out = d
+        .netns_cmd(&["ip", "-o", "addr", "show", "dev", "berth0"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// berth's nftables table (it has no counters).
+fn berth_rules(d: &Daemon) -> String {
+    let out = d
+        .netns_cmd(&["nft", "list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn netns_files(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.root.join("netns"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Containers, veths and namespace files left (all empty once settled).
+fn leftovers(d: &Daemon) -> (String, Vec<String>, Vec<String>) {
+    (ok(d.docker(&["ps", "-aq"])), berth_veths(d), netns_files(d))
+}
+
+#[test]
+fn run_rm_returns_the_exit_code_with_the_container_gone() {
+    let Some(d) = daemon() else { return };
+    for network in ["none", "bridge"] {
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "--name",
+            "once",
+            "--network",
+            network,
+            "fixture/app:1",
+            "exit 3",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        // Gone when the CLI returns: not listed, not found, its name free again.
+        assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+        let err = fails(d.docker(&["inspect", "once"]));
+        assert!(err.contains("No such"), "{err}");
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "--name",
+            "once",
+            "--network",
+            network,
+            "fixture/app:1",
+            "true",
+        ]));
+    }
+    // A stopped container on the bridge holds no interface once `stop` returns.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "held",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    assert_eq!(berth_veths(&d).len(), 1);
+    ok(d.docker(&["stop", "-t", "0", "held"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
+    // Started again, its interfaces come back (same names as the last run's).
+    ok(d.docker(&["start", "held"]));
+    assert_eq!(berth_veths(&d).len(), 1);
+    ok(d.docker(&["rm", "-f", "held"]));
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+}
+
+#[test]
+fn many_parallel_run_rm_on_the_bridge_leave_nothing_once_the_daemon_settles() {
+    let Some(d) = daemon() else { return };
+    let rules_before = berth_rules(&d);
+    let addresses_before = bridge_addresses(&d);
+    assert!(!addresses_before.is_empty());
+    // 100 runs, 20 at a time, alternately on the bridge and with no network.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..20 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= 100 {
+                    break;
+                }
+                let network = if i % 4 == 3 { "none" } else { "bridge" };
+                let out = d.docker(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "fixture/app:1",
+                    &format!("exit {}", i % 7),
+                ]);
+                if out.status.code() != Some((i % 7) as i32) {
+                    failures.lock().unwrap().push(format!("run {i}: {out:?}"));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Every container is gone when its CLI returns; the kernel's part of the bridge
+    // teardowns may still be under way for a moment.
+    assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (containers, veths, netns) = leftovers(&d);
+        if containers.is_empty() && veths.is_empty() && netns.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after 30 s: containers {containers:?}, veths {veths:?}, namespaces {netns:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(bridge_addresses(&d), addresses_before);
+    assert_eq!(berth_rules(&d), rules_before);
+    // Removed containers' directories are deleted too.
+    let removed = d.root.join("removed-containers");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&removed).is_ok_and(|mut rd| rd.next().is_some()) {
+        assert!(Instant::now() < deadline, "{removed:?} not emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The addresses were all given back: the next container still gets one.
+    ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
+}
+
+#[test]
+fn a_deferred_bridge_teardown_is_finished_before_the_daemon_exits() {
+    let Some(mut d) = daemon() else { return };
+    for _ in 0..5 {
+        ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
+    }
+    ok(d.docker(&["run", "-d", "--name", "brief", "fixture/app:1", "true"]));
+    // Stopped at once (SIGTERM, waited for): whatever the teardown thread had left to
+    // do is done before the daemon is gone.
+    d.kill(libc::SIGTERM);
+    assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
+    // The next daemon runs containers as before.
+    d.start_again();
+    ok(d.docker(&["rm", "brief"]));
+    ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
+}
