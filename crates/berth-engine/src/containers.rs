@@ -371,8 +371,12 @@ impl Engine {
     /// filesystem was most of a `run --rm`'s exit (each rmdir of the overlay's work dirs
     /// milliseconds, with `discard` a trim per freed block). What a crash leaves in
     /// `removed-containers/` is deleted when the engine opens next. If the rename fails,
-    /// the directory is deleted here.
+    /// the directory is deleted here; and on a full disk (the space reserve given up)
+    /// too, so that the space is back before the removal answers.
     fn discard_container_dir(&self, id: &str, dir: &Path) -> Result<()> {
+        if !self.inner.reserve.is_held() {
+            return remove_dir_settled(dir).map_err(|e| io_err(dir, "remove", e));
+        }
         let removed = self.store().root().join(REMOVED_DIR);
         let to = removed.join(id);
         let moved = fs::create_dir_all(&removed).and_then(|()| fs::rename(dir, &to));
@@ -384,10 +388,14 @@ impl Engine {
             .stack_size(128 * 1024)
             .spawn({
                 let to = to.clone();
+                let engine = self.clone();
                 move || {
                     if let Err(e) = remove_dir_settled(&to) {
                         warn!(path = %to.display(), error = %e, "removed container's directory not deleted");
                     }
+                    // The space it held is free: the reserve is taken again if it was
+                    // used meanwhile.
+                    engine.inner.reserve.ensure();
                 }
             });
         if spawned.is_err() {

@@ -55,6 +55,12 @@ impl SpaceReserve {
         }
     }
 
+    /// The reserve is allocated (false after a full disk made berth free it, until
+    /// [`SpaceReserve::ensure`] could take it again).
+    pub(crate) fn is_held(&self) -> bool {
+        fs::metadata(&self.path).is_ok_and(|m| m.len() == RESERVE_BYTES)
+    }
+
     /// Frees the reserve; true if there was one to free.
     pub(crate) fn release(&self) -> bool {
         let _g = self
