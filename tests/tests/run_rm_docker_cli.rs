@@ -190,8 +190,10 @@ fn a_deferred_bridge_teardown_is_finished_before_the_daemon_exits() {
         ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
     }
     ok(d.docker(&["run", "-d", "--name", "brief", "fixture/app:1", "true"]));
-    // Stopped at once (SIGTERM, waited for): whatever the teardown thread had left to
-    // do is done before the daemon is gone.
+    // Its exit recorded (the daemon may not have handled it yet), the daemon is stopped
+    // at once (SIGTERM, waited for): the exit is handled, and whatever the teardown
+    // thread had left to do is done, before the daemon is gone.
+    assert_eq!(ok(d.docker(&["wait", "brief"])).trim(), "0");
     d.kill(libc::SIGTERM);
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
     assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));

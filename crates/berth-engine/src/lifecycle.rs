@@ -490,6 +490,45 @@ impl Engine {
         l.stopped_by_user.remove(id);
     }
 
+    /// What the daemon does last, once it serves no more requests: the exits its
+    /// containers' shims have recorded by now are handled (the `die` event, the network
+    /// teardown, the rootfs unmount: each container's monitor takes a few ms), then the
+    /// deferred network teardowns finish, each within `timeout`. A container that exits
+    /// later is handled by the next daemon's start, as one that exits while no daemon
+    /// runs; none is left half torn down. True when everything was done in time.
+    pub fn close(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut exits_handled = false;
+        loop {
+            let pending: Vec<String> = {
+                let l = self.tracking();
+                l.monitored
+                    .iter()
+                    .filter(|id| self.container_dir(id).join(EXIT_FILE).exists())
+                    .cloned()
+                    .collect()
+            };
+            if pending.is_empty() {
+                exits_handled = true;
+                break;
+            }
+            if Instant::now() >= until {
+                warn!(
+                    containers = pending.len(),
+                    "exits not handled before the daemon's exit"
+                );
+                break;
+            }
+            let l = self.tracking();
+            let _ = self
+                .inner
+                .monitor_done
+                .wait_timeout(l, Duration::from_millis(20));
+        }
+        let settled = self.close_network_teardowns(until.saturating_duration_since(Instant::now()));
+        exits_handled && settled
+    }
+
     /// Starts the monitor of a running container, unless one runs.
     pub(crate) fn monitor(&self, id: &str) {
         {

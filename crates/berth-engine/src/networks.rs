@@ -562,6 +562,10 @@ pub(crate) struct NetState {
     deferred: BTreeSet<String>,
     /// The teardown thread's queue (started with the first deferred teardown).
     teardown_queue: Option<std::sync::mpsc::Sender<(String, ContainerNet)>>,
+    /// Set once the daemon is about to exit ([`Engine::close_network_teardowns`]): a
+    /// teardown asked for after that does nothing (not half of it): the next daemon's
+    /// start tears down what its records say.
+    closed: bool,
 }
 
 /// A service as the embedded DNS server knows it: on each of its networks, its name,
@@ -2525,6 +2529,10 @@ impl Engine {
         let mut st = self.net_state();
         // A start that failed before its shim took them: closed here.
         st.proxy_sockets.remove(id);
+        if st.closed {
+            // The daemon exits now: the next start's reconcile does it, whole.
+            return;
+        }
         if st.deferred.contains(id) {
             // The teardown thread has it (and removes the file).
             return;
@@ -2625,20 +2633,37 @@ impl Engine {
         }
     }
 
-    /// Waits (at most `timeout`) until every deferred network teardown is done: the
-    /// daemon calls it before it exits, so no interface, namespace or address of an
-    /// exited container outlives it. True when none is left.
+    /// Waits (at most `timeout`) until every deferred network teardown is done. True
+    /// when none is left.
     pub fn settle_network_teardowns(&self, timeout: std::time::Duration) -> bool {
+        self.settle_teardowns_then(timeout, |_| {})
+    }
+
+    /// The daemon's last word on networks: waits (at most `timeout`) for the deferred
+    /// teardowns, then closes: a teardown asked for afterwards (a container that exits
+    /// while the daemon goes away) is left whole to the next daemon's start, never cut
+    /// off halfway by the process's exit. True when none was left.
+    pub(crate) fn close_network_teardowns(&self, timeout: std::time::Duration) -> bool {
+        self.settle_teardowns_then(timeout, |st| st.closed = true)
+    }
+
+    fn settle_teardowns_then(
+        &self,
+        timeout: std::time::Duration,
+        then: impl FnOnce(&mut NetState),
+    ) -> bool {
         let until = std::time::Instant::now() + timeout;
         loop {
-            let left = self.net_state().deferred.len();
-            if left == 0 {
-                return true;
+            let mut st = self.net_state();
+            let left = st.deferred.len();
+            if left == 0 || std::time::Instant::now() >= until {
+                then(&mut st);
+                if left > 0 {
+                    warn!(containers = left, "network teardowns still pending");
+                }
+                return left == 0;
             }
-            if std::time::Instant::now() >= until {
-                warn!(containers = left, "network teardowns still pending at exit");
-                return false;
-            }
+            drop(st);
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }

@@ -294,12 +294,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     })
     .await;
-    // Exited containers' interfaces and namespaces the engine deletes in the background
-    // (see `Engine::network_teardown_deferred`): none outlives the daemon.
-    let _ = tokio::task::spawn_blocking(move || {
-        settle.settle_network_teardowns(std::time::Duration::from_secs(30))
-    })
-    .await;
+    // The exits already recorded are handled and exited containers' interfaces and
+    // namespaces, which the engine deletes in the background, are gone: none outlives
+    // the daemon (`Engine::close`).
+    let _ =
+        tokio::task::spawn_blocking(move || settle.close(std::time::Duration::from_secs(30))).await;
     if let Err(e) = std::fs::remove_file(&socket) {
         if e.kind() != std::io::ErrorKind::NotFound {
             warn!(socket = %socket.display(), error = %e, "could not remove the socket");
