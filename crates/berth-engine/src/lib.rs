@@ -84,6 +84,9 @@ struct Inner {
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
     /// Signalled when a monitor has handled an exit (see `wait_monitor_done`).
     monitor_done: std::sync::Condvar,
+    /// Signalled (with `net`) when the teardown thread is done with a batch of exits
+    /// (see `Engine::wait_deferred_teardown`).
+    net_teardown_done: std::sync::Condvar,
     execs: exec::ExecTable,
     /// Networks and running containers' endpoints (see `networks.rs`).
     net: std::sync::Mutex<networks::NetState>,
@@ -199,6 +202,7 @@ impl Engine {
                 records: std::sync::Mutex::new(()),
                 lifecycle: Default::default(),
                 monitor_done: std::sync::Condvar::new(),
+                net_teardown_done: std::sync::Condvar::new(),
                 execs: exec::ExecTable::default(),
                 net: Default::default(),
                 host,
