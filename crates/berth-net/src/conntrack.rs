@@ -57,6 +57,25 @@ pub fn flush_addresses(ips: &[Ipv4Addr]) -> Result<usize> {
     )
 }
 
+/// Deletes the IPv4 conntrack entries with an address of the subnet `network/prefix` at
+/// either end of either direction, except the addresses of `keep` (the running
+/// containers' and the gateway's: an entry between a running container and the gateway
+/// stays), in one pass; returns how many.
+pub fn flush_in_subnet(network: Ipv4Addr, prefix: u8, keep: &[Ipv4Addr]) -> Result<usize> {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    let base = u32::from(network) & mask;
+    let gone = |ip: &Option<Ipv4Addr>| {
+        ip.is_some_and(|ip| u32::from(ip) & mask == base && !keep.contains(&ip))
+    };
+    flush_matching(
+        &format!("conntrack entries of {network}/{prefix}"),
+        false,
+        |e| [e.orig.0, e.orig.1, e.reply.0, e.reply.1].iter().any(gone),
+    )
+}
+
 /// Deletes the IPv4 conntrack entries whose original direction goes to one of the
 /// destination `ports` of protocol `proto` (`libc::IPPROTO_UDP`, ...) and that never saw
 /// a reply (a flow to a port nobody served; answered flows, such as the host's own
@@ -379,6 +398,42 @@ mod tests {
             assert_eq!(entries_of(three), 1, "another address's entry stays");
             assert_eq!(flush_addresses(&[two]).expect("again"), 0);
 
+            sh(&["nft", "delete", "table", "ip", "ct_test"]);
+        })
+        .expect("fresh netns");
+    }
+
+    #[test]
+    fn a_subnet_flush_keeps_the_kept_addresses_and_what_is_outside() {
+        in_fresh_netns(|| {
+            sh(&["ip", "link", "set", "lo", "up"]);
+            for a in ["10.9.0.1/24", "10.9.0.2/24", "10.9.0.3/24", "10.8.0.4/24"] {
+                sh(&["ip", "addr", "add", a, "dev", "lo"]);
+            }
+            sh(&["nft", "add", "table", "ip", "ct_test"]);
+            let hook = "{ type filter hook output priority 0; }";
+            sh(&["nft", "add", "chain", "ip", "ct_test", "c", hook]);
+            sh(&[
+                "nft", "add", "rule", "ip", "ct_test", "c", "ct", "state", "new", "counter",
+            ]);
+            // The "gateway" (.1) talks to a kept address (.2), a gone one (.3) and one
+            // outside the subnet.
+            let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+            let gw = UdpSocket::bind("10.9.0.1:0").unwrap();
+            for to in ["10.9.0.2", "10.9.0.3", "10.8.0.4"] {
+                let peer = UdpSocket::bind((ip(to), 0)).unwrap();
+                gw.send_to(b"x", peer.local_addr().unwrap()).unwrap();
+            }
+            assert_eq!(entries_of(ip("10.9.0.1")), 3);
+            let deleted = flush_in_subnet(ip("10.9.0.0"), 24, &[ip("10.9.0.1"), ip("10.9.0.2")]);
+            assert_eq!(deleted.expect("flush"), 1);
+            assert_eq!(entries_of(ip("10.9.0.3")), 0, "the gone address's entry");
+            assert_eq!(
+                entries_of(ip("10.9.0.2")),
+                1,
+                "a kept address's entry stays"
+            );
+            assert_eq!(entries_of(ip("10.8.0.4")), 1, "outside the subnet: stays");
             sh(&["nft", "delete", "table", "ip", "ct_test"]);
         })
         .expect("fresh netns");
