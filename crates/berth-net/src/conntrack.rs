@@ -50,11 +50,14 @@ const NFGENMSG_LEN: usize = 4;
 /// the table; returns how many. No conntrack in the kernel (nothing was ever tracked) is
 /// 0 entries.
 pub fn flush_addresses(ips: &[Ipv4Addr]) -> Result<usize> {
-    flush_matching(
-        &format!("conntrack entries of {ips:?}"),
-        ips.is_empty(),
-        |e| ips.iter().any(|ip| e.involves(*ip)),
-    )
+    // A set: the engine may flush the addresses of thousands of exits at once.
+    let set: std::collections::HashSet<Ipv4Addr> = ips.iter().copied().collect();
+    let named = |ip: &Option<Ipv4Addr>| ip.is_some_and(|ip| set.contains(&ip));
+    let obj = match ips {
+        [_, _, _, _, ..] => format!("conntrack entries of {} addresses", ips.len()),
+        _ => format!("conntrack entries of {ips:?}"),
+    };
+    flush_matching(&obj, ips.is_empty(), |e| e.addresses().iter().any(named))
 }
 
 /// Deletes the IPv4 conntrack entries with an address of the subnet `network/prefix` at
@@ -72,7 +75,7 @@ pub fn flush_in_subnet(network: Ipv4Addr, prefix: u8, keep: &[Ipv4Addr]) -> Resu
     flush_matching(
         &format!("conntrack entries of {network}/{prefix}"),
         false,
-        |e| [e.orig.0, e.orig.1, e.reply.0, e.reply.1].iter().any(gone),
+        |e| e.addresses().iter().any(gone),
     )
 }
 
@@ -130,8 +133,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn involves(&self, ip: Ipv4Addr) -> bool {
-        [self.orig.0, self.orig.1, self.reply.0, self.reply.1].contains(&Some(ip))
+    /// The source and destination of both directions.
+    fn addresses(&self) -> [Option<Ipv4Addr>; 4] {
+        [self.orig.0, self.orig.1, self.reply.0, self.reply.1]
     }
 }
 
@@ -343,7 +347,7 @@ mod tests {
         nl.dump()
             .expect("dump")
             .iter()
-            .filter(|e| e.involves(ip))
+            .filter(|e| e.addresses().contains(&Some(ip)))
             .count()
     }
 
