@@ -592,7 +592,6 @@ pub(crate) struct ServiceDns {
 }
 
 impl NetState {
-    /// Returns endpoints' addresses to their networks' free sets.
     /// Whether an exited container's conntrack entries can wait until its address is
     /// handed out again: on the default bridge without published ports, nothing
     /// translates to its address (no port, no service address, no alias network), so
@@ -654,6 +653,7 @@ impl NetState {
         }
     }
 
+    /// Returns endpoints' addresses to their networks' free sets.
     fn release<'a>(&mut self, endpoints: impl IntoIterator<Item = &'a Endpoint>) {
         for ep in endpoints {
             if let Some(n) = self.networks.get_mut(&ep.network_id) {
