@@ -34,6 +34,19 @@ pub const FIXTURE_OCI_ID: &str =
 pub const FIXTURE_OCI_MANIFEST: &str =
     "sha256:efd776a2a1bad35f585006a0cda0ac43449721e940da80d839807b7c303f3131";
 
+/// A daemon of its own with the Docker-saved fixture (`fixture/app:1`) loaded through
+/// the docker CLI; None (the test skips, saying why) where the docker CLI is missing.
+pub fn docker_cli_daemon() -> Option<Daemon> {
+    if !have("docker") {
+        eprintln!("docker CLI not installed; skipping");
+        return None;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    Some(d)
+}
+
 /// Whether a client program is installed.
 pub fn have(program: &str) -> bool {
     Command::new("sh")

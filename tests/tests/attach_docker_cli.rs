@@ -15,17 +15,6 @@ const IMAGE: &str = "fixture/app:1";
 
 /// A daemon with the fixture image loaded (its entrypoint is `/bin/sh -c`), or None
 /// when the docker CLI is missing.
-fn daemon() -> Option<Daemon> {
-    if !have("docker") {
-        eprintln!("docker CLI not installed; skipping");
-        return None;
-    }
-    let d = Daemon::start();
-    let archive = fixtures().join("app-docker-save.tar");
-    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
-    Some(d)
-}
-
 /// Runs `tests/sdk/pty_docker.py` on a ROWS×COLS terminal: the docker CLI with `args`,
 /// following `steps`. Returns its report (`exit N` last).
 fn on_pty(d: &Daemon, rows: u16, cols: u16, steps: &str, args: &[&str]) -> String {
@@ -48,7 +37,7 @@ fn on_pty(d: &Daemon, rows: u16, cols: u16, steps: &str, args: &[&str]) -> Strin
 
 #[test]
 fn foreground_run_prints_all_output_every_time() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     for i in 0..20 {
         let name = format!("fg{i}");
         // Every other run with --rm (the CLI then waits for condition=removed).
@@ -73,7 +62,7 @@ fn foreground_run_prints_all_output_every_time() {
 
 #[test]
 fn stdout_and_stderr_stay_apart_and_the_exit_code_is_the_containers() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let script = "echo out; echo err >&2; exit 3";
     let out = d.docker(&["run", IMAGE, script]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -85,7 +74,7 @@ fn stdout_and_stderr_stay_apart_and_the_exit_code_is_the_containers() {
 
 #[test]
 fn stdin_is_piped_into_the_container_and_eof_ends_it() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let mut child = d
         .docker_cmd(&["run", "-i", IMAGE, "cat; echo done"])
         .stdin(Stdio::piped())
@@ -147,7 +136,7 @@ fn stdin_is_piped_into_the_container_and_eof_ends_it() {
 
 #[test]
 fn start_a_prints_the_output_of_a_created_container() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&[
         "create",
         "--name",
@@ -163,7 +152,7 @@ fn start_a_prints_the_output_of_a_created_container() {
 
 #[test]
 fn tty_run_is_interactive_resizes_and_logs_raw() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     // The CLI sends its terminal's size at create; the shell sees it, then a resize.
     let steps = r##"[["expect", "# "],
         ["send", "busybox tty; busybox stty size\n"], ["expect", "/dev/pts/"], ["expect", "33 101"],
@@ -201,7 +190,7 @@ fn tty_run_is_interactive_resizes_and_logs_raw() {
 
 #[test]
 fn detach_keys_leave_the_container_running_and_attach_reconnects() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let steps = r##"[["expect", "# "], ["send", "echo f$((1+1))z\n"], ["expect", "f2z"],
         ["send", "\u0010\u0011"]]"##;
     let report = on_pty(
@@ -225,7 +214,7 @@ fn detach_keys_leave_the_container_running_and_attach_reconnects() {
 
 #[test]
 fn attach_to_a_running_container_streams_its_output() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
     ok(d.docker(&["run", "-d", "--name", "ticker", IMAGE, script]));
     let mut child = d
@@ -260,7 +249,7 @@ fn attach_to_a_running_container_streams_its_output() {
 
 #[test]
 fn attach_and_resize_errors_are_clear() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let err = fails(d.docker(&["attach", "nosuch"]));
     assert!(err.contains("No such container"), "{err}");
     ok(d.docker(&["run", "-d", "--name", "plain", IMAGE, "sleep 30"]));
@@ -279,7 +268,7 @@ fn attach_and_resize_errors_are_clear() {
 
 #[test]
 fn an_attached_client_that_does_not_read_never_blocks_the_container() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let id = ok(d.docker(&[
         "create",
         "--name",
@@ -319,7 +308,7 @@ fn an_attached_client_that_does_not_read_never_blocks_the_container() {
 /// in order, however the daemon chunks them.
 #[test]
 fn attach_with_logs_sends_the_whole_log_framed() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&[
         "run",
         "--name",

@@ -12,17 +12,6 @@ use std::net::Ipv4Addr;
 
 use berth_tests::*;
 
-fn daemon() -> Option<Daemon> {
-    if !have("docker") {
-        eprintln!("docker CLI not installed; skipping");
-        return None;
-    }
-    let d = Daemon::start();
-    let archive = fixtures().join("app-docker-save.tar");
-    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
-    Some(d)
-}
-
 /// Removes every container when a test ends, pass or fail.
 struct RemoveContainers<'a>(&'a Daemon);
 
@@ -63,7 +52,7 @@ fn sleeper(d: &Daemon, args: &[&str]) -> String {
 
 #[test]
 fn legacy_links_give_hosts_env_names_and_are_removed_by_rm_link() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let _cleanup = RemoveContainers(&d);
     let db = sleeper(
         &d,
@@ -200,7 +189,7 @@ fn legacy_links_give_hosts_env_names_and_are_removed_by_rm_link() {
 
 #[test]
 fn links_need_a_running_target_and_refuse_host_networking() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let _cleanup = RemoveContainers(&d);
     ok(d.docker(&["create", "--name", "idle", "fixture/app:1", "sleep 300"]));
     ok(d.docker(&[
@@ -261,7 +250,7 @@ fn lookup(d: &Daemon, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
 
 #[test]
 fn links_on_a_user_network_are_dns_aliases_of_the_linking_container() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let _cleanup = RemoveContainers(&d);
     ok(d.docker(&["network", "create", "front"]));
     sleeper(&d, &["--name", "srv", "--network", "front"]);

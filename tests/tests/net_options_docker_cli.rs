@@ -16,17 +16,6 @@ use std::process::Command;
 use berth_tests::*;
 use serde_json::Value;
 
-fn daemon() -> Option<Daemon> {
-    if !have("docker") {
-        eprintln!("docker CLI not installed; skipping");
-        return None;
-    }
-    let d = Daemon::start();
-    let archive = fixtures().join("app-docker-save.tar");
-    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
-    Some(d)
-}
-
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -89,7 +78,7 @@ fn mac_addresses_are_given_to_the_interface_shown_and_checked() {
     if !have_curl() {
         return;
     }
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&["network", "create", "--subnet", "100.91.1.0/24", "front"]));
 
     // On a user network, upper case as typed: the kernel and inspect have it.
@@ -234,7 +223,7 @@ fn mac_addresses_are_given_to_the_interface_shown_and_checked() {
 
 #[test]
 fn link_local_addresses_and_endpoint_driver_options_reach_the_interface() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&["network", "create", "front"]));
     ok(d.docker(&["network", "create", "back"]));
 

@@ -14,17 +14,6 @@ use std::time::{Duration, Instant};
 
 use berth_tests::*;
 
-fn daemon() -> Option<Daemon> {
-    if !have("docker") {
-        eprintln!("docker CLI not installed; skipping");
-        return None;
-    }
-    let d = Daemon::start();
-    let archive = fixtures().join("app-docker-save.tar");
-    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
-    Some(d)
-}
-
 /// Runs a shell command in a container (the image's busybox applets are not all linked
 /// into PATH; its shell runs them).
 fn sh(d: &Daemon, name: &str, script: &str) -> String {
@@ -108,7 +97,7 @@ fn netns_files(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn default_bridge_gives_an_address_carries_traffic_and_leaves_nothing_behind() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&[
         "run",
         "-d",
@@ -201,7 +190,9 @@ fn default_bridge_gives_an_address_carries_traffic_and_leaves_nothing_behind() {
 
 #[test]
 fn running_containers_keep_their_network_across_a_daemon_kill() {
-    let Some(mut d) = daemon() else { return };
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
     ok(d.docker(&[
         "run",
         "-d",
@@ -380,7 +371,7 @@ fn nft_table(d: &Daemon) -> String {
 
 #[test]
 fn user_networks_resolve_names_and_aliases_and_are_isolated() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     ok(d.docker(&["network", "create", "front"]));
     ok(d.docker(&["network", "create", "back"]));
     httpd(
@@ -447,7 +438,7 @@ fn user_networks_resolve_names_and_aliases_and_are_isolated() {
 
 #[test]
 fn published_ports_work_on_loopback_over_tcp_and_udp_without_a_proxy() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     httpd(&d, &["--name", "web", "-p", "127.0.0.1:8080:80"]);
     let page = eventually(|| http_get(&d, Ipv4Addr::LOCALHOST, 8080, "/hostname"));
     assert!(
@@ -559,7 +550,7 @@ fn fake_upstream(d: &Daemon, answer: Ipv4Addr) {
 
 #[test]
 fn dns_forwards_other_names_and_etc_files_follow_the_flags() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     fake_upstream(&d, Ipv4Addr::new(192, 0, 2, 7));
     ok(d.docker(&["network", "create", "apps"]));
     ok(d.docker(&[
@@ -620,7 +611,9 @@ fn dns_forwards_other_names_and_etc_files_follow_the_flags() {
 
 #[test]
 fn leftovers_of_a_crash_are_swept_at_daemon_start() {
-    let Some(mut d) = daemon() else { return };
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
     d.kill(libc::SIGKILL);
     // A veth berth would have made and a namespace file nothing names.
     let st = d
@@ -687,7 +680,9 @@ fn address_pools_come_from_the_daemon_config() {
 
 #[test]
 fn a_fresh_state_root_takes_back_the_existing_bridge_subnet() {
-    let Some(mut d) = daemon() else { return };
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
     let before = subnet_of(&d, "bridge");
     // The state root is wiped (a reinstall); the bridge stays in the kernel.
     d.kill(libc::SIGKILL);
@@ -771,7 +766,7 @@ fn default_route(d: &Daemon, name: &str) -> String {
 
 #[test]
 fn links_carry_large_frames_within_the_host_and_the_default_route_keeps_1500() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let nb = Neighbour::attach(&d);
     run_udp_echo(&d, "big", "5354:53/udp");
     // Within the host, large frames (the bridge follows its ports); beyond the gateway,
@@ -880,7 +875,7 @@ fn the_daemon_mtu_and_link_mtu_come_from_its_config() {
 
 #[test]
 fn a_udp_client_that_keeps_sending_follows_the_port_to_a_new_container() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let run = |name: &str| run_udp_echo(&d, name, "127.0.0.1:5357:53/udp");
     // One client socket, one source port, for the whole test (a syslog or metrics
     // sender that never stops).
@@ -971,7 +966,7 @@ fn lookup6(d: &Daemon, container: &str, name: &str) -> Vec<std::net::Ipv6Addr> {
 /// refused by name; removing the last dual-stack network removes the ip6 table.
 #[test]
 fn dual_stack_networks_carry_ipv6_by_name_isolated_and_published() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let have_ipv6 = d
         .netns_cmd(&["test", "-d", "/proc/sys/net/ipv6"])
         .status()
@@ -1282,7 +1277,9 @@ fn proxies_of(port: u16) -> usize {
 /// container, and a restart binds again.
 #[test]
 fn ports_on_the_ipv6_loopback_go_through_the_userland_proxy() {
-    let Some(mut d) = daemon() else { return };
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
     if !have_ipv6_loopback(&d) {
         eprintln!("no IPv6 loopback ([::1]) in the daemon's network namespace; skipping");
         return;

@@ -13,17 +13,6 @@ use std::time::{Duration, Instant};
 
 use berth_tests::*;
 
-fn daemon() -> Option<Daemon> {
-    if !have("docker") {
-        eprintln!("docker CLI not installed; skipping");
-        return None;
-    }
-    let d = Daemon::start();
-    let archive = fixtures().join("app-docker-save.tar");
-    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
-    Some(d)
-}
-
 /// berth's veths in the daemon's namespace.
 fn berth_veths(d: &Daemon) -> Vec<String> {
     let out = d.netns_cmd(&["ip", "-o", "link", "show"]).output().unwrap();
@@ -74,33 +63,19 @@ fn leftovers(d: &Daemon) -> (String, Vec<String>, Vec<String>) {
 
 #[test]
 fn run_rm_returns_the_exit_code_with_the_container_gone() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     for network in ["none", "bridge"] {
-        let out = d.docker(&[
-            "run",
-            "--rm",
-            "--name",
-            "once",
-            "--network",
-            network,
-            "fixture/app:1",
-            "exit 3",
-        ]);
+        let run_once = |cmd: &str| {
+            let args = ["run", "--rm", "--name", "once", "--network", network];
+            d.docker(&[&args[..], &["fixture/app:1", cmd]].concat())
+        };
+        let out = run_once("exit 3");
         assert_eq!(out.status.code(), Some(3), "{out:?}");
         // Gone when the CLI returns: not listed, not found, its name free again.
         assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
         let err = fails(d.docker(&["inspect", "once"]));
         assert!(err.contains("No such"), "{err}");
-        ok(d.docker(&[
-            "run",
-            "--rm",
-            "--name",
-            "once",
-            "--network",
-            network,
-            "fixture/app:1",
-            "true",
-        ]));
+        ok(run_once("true"));
     }
     // A stopped container on the bridge holds no interface once `stop` returns.
     ok(d.docker(&[
@@ -124,7 +99,7 @@ fn run_rm_returns_the_exit_code_with_the_container_gone() {
 
 #[test]
 fn many_parallel_run_rm_on_the_bridge_leave_nothing_once_the_daemon_settles() {
-    let Some(d) = daemon() else { return };
+    let Some(d) = docker_cli_daemon() else { return };
     let rules_before = berth_rules(&d);
     let addresses_before = bridge_addresses(&d);
     assert!(!addresses_before.is_empty());
@@ -185,7 +160,9 @@ fn many_parallel_run_rm_on_the_bridge_leave_nothing_once_the_daemon_settles() {
 
 #[test]
 fn a_deferred_bridge_teardown_is_finished_before_the_daemon_exits() {
-    let Some(mut d) = daemon() else { return };
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
     for _ in 0..5 {
         ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
     }
