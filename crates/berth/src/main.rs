@@ -17,10 +17,15 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The servers (`berth daemon`, `berth registry serve`) use every core; a client verb
+    // waits on a few sockets, which one thread does without a worker pool to start
+    // and to hand each wake-up across (a visible part of a short `berth run`).
+    let mut builder = if args.is_server() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("starting the async runtime: {e}");

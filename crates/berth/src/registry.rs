@@ -21,6 +21,7 @@ const DEFAULT_ROOT: &str = "/var/lib/berth-registry";
 const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RegistryVerb {
     /// Serve the OCI Distribution API (a private registry)
     Serve(ServeArgs),
@@ -79,6 +80,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum UserVerb {
     /// Add a user; the password is read from standard input and stored bcrypt-hashed
     Add(UserAddArgs),

@@ -130,7 +130,18 @@ pub struct Cli {
     pub command: Option<Verb>,
 }
 
+impl Cli {
+    /// Whether the verb serves (the daemon, the registry) rather than calls a daemon.
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self.command,
+            Some(Verb::Daemon(_) | Verb::Registry(crate::registry::RegistryVerb::Serve(_)))
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Verb {
     /// Run the berth daemon
     Daemon(DaemonArgs),
@@ -238,6 +249,7 @@ pub enum Verb {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContainerVerb {
     /// Attach local standard input, output, and error streams to a running container
     Attach(run::AttachArgs),
@@ -288,6 +300,7 @@ pub enum ContainerVerb {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageVerb {
     /// List images
     #[command(visible_alias = "list")]
@@ -322,6 +335,7 @@ pub enum ImageVerb {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemVerb {
     /// Show berth disk usage
     Df(system::DfArgs),

@@ -13,6 +13,7 @@ use crate::client::{path_escape, read_all, Client, Query};
 use crate::format::{self, units, Fields, ListFormat};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkVerb {
     /// Connect a container to a network
     Connect(ConnectArgs),

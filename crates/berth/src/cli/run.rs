@@ -977,8 +977,10 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
             o.attach.iter().any(|a| a.eq_ignore_ascii_case("stderr")),
         )
     };
-    let session = if attach_stdin || attach_stdout || attach_stderr {
-        Some(
+    // The attach and the wait are both in place before the start (so no output and no
+    // exit is missed); neither needs the other, so both requests are in flight at once.
+    let attach = async {
+        if attach_stdin || attach_stdout || attach_stderr {
             attach_streams(
                 client,
                 &id,
@@ -987,15 +989,21 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
                 attach_stderr,
                 args.detach_keys.as_deref(),
             )
-            .await?,
-        )
-    } else {
-        None
+            .await
+            .map(Some)
+        } else {
+            Ok(None)
+        }
     };
     let condition = if o.rm { "removed" } else { "next-exit" };
-    let status = wait_before_start(client, &id, condition)
-        .await
-        .map_err(|e| StatusError::with_message(125, e))?;
+    let wait = async {
+        wait_before_start(client, &id, condition)
+            .await
+            .map_err(|e| StatusError::with_message(125, e))
+    };
+    let (session, status) = tokio::join!(attach, wait);
+    let session = session?;
+    let status = status?;
     let raw = if o.tty && attach_stdin {
         stdio::RawTerminal::enable()?
     } else {

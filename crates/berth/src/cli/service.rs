@@ -19,6 +19,7 @@ use crate::format::{self, units, Fields, ListFormat};
 // ------------------------------------------------------------------------- swarm
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SwarmVerb {
     /// Initialize a swarm
     Init(SwarmInitArgs),
@@ -77,6 +78,7 @@ pub async fn swarm(client: &Client, verb: SwarmVerb) -> anyhow::Result<()> {
 // ----------------------------------------------------------------------- service
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ServiceVerb {
     /// Create a new service
     Create(CreateArgs),

@@ -44,6 +44,7 @@ use crate::format::{self, Fields, ListFormat};
 use convert::{Namespace, LABEL_IMAGE, LABEL_NAMESPACE};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum StackVerb {
     /// Deploy a new stack or update an existing stack
     #[command(visible_alias = "up")]

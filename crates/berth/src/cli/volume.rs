@@ -11,6 +11,7 @@ use crate::client::{path_escape, Client, Query};
 use crate::format::{self, json as fjson, units, Fields, ListFormat, Mode, Template};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeVerb {
     /// Create a volume
     Create(CreateArgs),
