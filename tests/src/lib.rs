@@ -78,6 +78,34 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Where the daemon keeps libcontainer's state of its containers:
+    /// `/run/berth/runtime/<key>`, the key the first 16 hex digits of the SHA-256 of
+    /// the canonical state root (the engine's `runtime_base`).
+    pub fn runtime_state(&self) -> PathBuf {
+        let root = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
+        let out = Command::new("sh")
+            .args(["-c", "printf %s \"$1\" | sha256sum", "sh"])
+            .arg(&root)
+            .output()
+            .expect("sha256sum");
+        let hex = String::from_utf8_lossy(&out.stdout);
+        Path::new("/run/berth/runtime").join(&hex[..16])
+    }
+
+    /// The containers whose runtime state is kept ([`Daemon::runtime_state`]'s entries).
+    pub fn runtime_state_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.runtime_state())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn start() -> Daemon {
         Self::start_with(&[])
     }

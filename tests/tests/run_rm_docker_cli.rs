@@ -87,6 +87,15 @@ fn run_rm_returns_the_exit_code_with_the_container_gone() {
         "exec sleep 60",
     ]));
     assert_eq!(berth_veths(&d).len(), 1);
+    // libcontainer's state of the running container is under /run, not in its directory.
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "held"]));
+    assert_eq!(d.runtime_state_entries(), vec![id.trim().to_string()]);
+    assert!(!d
+        .root
+        .join("containers")
+        .join(id.trim())
+        .join("runtime")
+        .exists());
     ok(d.docker(&["stop", "-t", "0", "held"]));
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
     assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
@@ -95,6 +104,12 @@ fn run_rm_returns_the_exit_code_with_the_container_gone() {
     assert_eq!(berth_veths(&d).len(), 1);
     ok(d.docker(&["rm", "-f", "held"]));
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
+    // Removed with the container, as the state of every `--rm` run before.
+    assert!(
+        d.runtime_state_entries().is_empty(),
+        "{:?}",
+        d.runtime_state_entries()
+    );
 }
 
 #[test]
@@ -147,6 +162,11 @@ fn many_parallel_run_rm_on_the_bridge_leave_nothing_once_the_daemon_settles() {
     }
     assert_eq!(bridge_addresses(&d), addresses_before);
     assert_eq!(berth_rules(&d), rules_before);
+    assert!(
+        d.runtime_state_entries().is_empty(),
+        "{:?}",
+        d.runtime_state_entries()
+    );
     // Removed containers' directories are deleted too.
     let removed = d.root.join("removed-containers");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -178,4 +198,37 @@ fn a_deferred_bridge_teardown_is_finished_before_the_daemon_exits() {
     d.start_again();
     ok(d.docker(&["rm", "brief"]));
     ok(d.docker(&["run", "--rm", "fixture/app:1", "true"]));
+}
+
+#[test]
+fn runtime_state_left_by_removed_containers_is_swept_when_the_daemon_starts() {
+    let Some(mut d) = docker_cli_daemon() else {
+        return;
+    };
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "kept",
+        "fixture/app:1",
+        "exec sleep 60",
+    ]));
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "kept"]))
+        .trim()
+        .to_string();
+    // What a crash between a removal and the deletion of its runtime state leaves.
+    let gone = "0".repeat(64);
+    let stale = d.runtime_state().join(&gone).join(&gone);
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("state.json"), "{}").unwrap();
+    d.restart_after_sigkill();
+    // The running container's state is kept (an exec into it finds it), the rest goes.
+    assert_eq!(d.runtime_state_entries(), vec![id.clone()]);
+    assert_eq!(ok(d.docker(&["exec", "kept", "echo", "in"])).trim(), "in");
+    ok(d.docker(&["rm", "-f", "kept"]));
+    assert!(
+        d.runtime_state_entries().is_empty(),
+        "{:?}",
+        d.runtime_state_entries()
+    );
 }

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_runtime::shim_protocol::{
-    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, EXIT_FILE, SHIM_CONFIG_FILE,
-    SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
+    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, EXIT_FILE, RUNTIME_BASE, RUNTIME_DIR,
+    SHIM_CONFIG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
 };
 use berth_runtime::{OverlayRootfs, RootfsError, SpecError};
 use berth_store::ExtraRoots;
@@ -359,6 +359,16 @@ fn unmap_idmapped_mounts(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where libcontainer keeps the state of the containers of the state root `root`:
+/// `RUNTIME_BASE/<key>/`, the key the first 16 hex digits of the SHA-256 of the root's
+/// path, so that daemons on other state roots (tests, a second engine) never see each
+/// other's state, and each sweeps only its own.
+pub(crate) fn runtime_base(root: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    Path::new(RUNTIME_BASE).join(&hex::encode(digest)[..16])
+}
+
 /// Where a removed container's directory goes to be deleted (`ROOT/removed-containers/`):
 /// the same filesystem, so a rename takes it out of `containers/` at once.
 pub(crate) const REMOVED_DIR: &str = "removed-containers";
@@ -577,6 +587,17 @@ impl Engine {
         self.containers_dir().join(id)
     }
 
+    /// libcontainer's state root for a container: its directory under [`runtime_base`],
+    /// or `runtime/` in the container's directory where a berth before it put the state
+    /// (a container it started, running across the upgrade).
+    pub(crate) fn runtime_root(&self, id: &str) -> PathBuf {
+        let legacy = self.container_dir(id).join(RUNTIME_DIR);
+        if fs::symlink_metadata(&legacy).is_ok() {
+            return legacy;
+        }
+        self.inner.runtime_base.join(id)
+    }
+
     /// Every container record (unreadable ones are logged and skipped).
     pub(crate) fn container_records(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.containers_dir();
@@ -741,6 +762,18 @@ impl Engine {
     /// the engine opens, before anything can create a container.
     pub(crate) fn sweep_incomplete_containers(&self) {
         let dir = self.containers_dir();
+        // libcontainer's state of containers that are gone (removed while a crash or a
+        // reboot intervened; after a reboot /run is empty anyway).
+        if let Ok(rd) = fs::read_dir(&self.inner.runtime_base) {
+            for e in rd.flatten() {
+                if dir.join(e.file_name()).join(RECORD_FILE).exists() {
+                    continue;
+                }
+                if let Err(err) = fs::remove_dir_all(e.path()) {
+                    warn!(path = %e.path().display(), error = %err, "runtime state of a removed container not deleted");
+                }
+            }
+        }
         // Directories of removed containers a stop interrupted the deletion of.
         let removed = self.store().root().join(REMOVED_DIR);
         if let Err(e) = remove_dir_settled(&removed) {
@@ -1626,6 +1659,7 @@ impl Engine {
             wait_start: !pending.is_empty(),
             console_size: rec.console_size,
             proxy,
+            runtime_root: Some(self.runtime_root(&rec.id)),
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
@@ -1910,8 +1944,7 @@ impl Engine {
 
     /// Removes libcontainer's leftover state of a container whose shim died.
     pub(crate) fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
-        let dir = self.container_dir(&rec.id);
-        let runtime = dir.join(berth_runtime::shim_protocol::RUNTIME_DIR);
+        let runtime = self.runtime_root(&rec.id);
         if runtime.join(&rec.id).exists() {
             let (_, driver) = shim_binaries()?;
             let out = Command::new(driver)
@@ -2047,6 +2080,12 @@ impl Engine {
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
+        let runtime = self.inner.runtime_base.join(&rec.id);
+        if let Err(e) = fs::remove_dir_all(&runtime) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(path = %runtime.display(), error = %e, "runtime state not deleted");
+            }
+        }
         self.discard_container_dir(&rec.id, &dir)?;
         self.forget_execs(&rec.id);
         self.forget_lifecycle(&rec.id);
@@ -2068,6 +2107,22 @@ fn running_conflict(id: &str) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_state_root_has_its_own_runtime_state_directory() {
+        let a = runtime_base(Path::new("/var/lib/berth"));
+        let b = runtime_base(Path::new("/srv/berth"));
+        assert_ne!(a, b);
+        assert_eq!(a, runtime_base(Path::new("/var/lib/berth")));
+        for p in [&a, &b] {
+            assert_eq!(p.parent(), Some(Path::new(RUNTIME_BASE)));
+            let key = p.file_name().expect("a key").to_string_lossy();
+            assert!(
+                key.len() == 16 && key.bytes().all(|c| c.is_ascii_hexdigit()),
+                "{key}"
+            );
+        }
+    }
 
     /// A shim that accepts and exits before reading (its container just ended): the
     /// request gets no reply, whichever of the close and the write comes first; never a

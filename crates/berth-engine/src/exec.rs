@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use berth_runtime::shim_protocol::{ExecReply, ExecRequest, RUNTIME_DIR, SHIM_PROTOCOL_VERSION};
+use berth_runtime::shim_protocol::{ExecReply, ExecRequest, SHIM_PROTOCOL_VERSION};
 use berth_types::ErrorKind;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use tracing::{info, instrument, warn};
@@ -424,7 +424,7 @@ impl Engine {
         let rec = self.running_container(&exec.container_id)?;
         let cfg = &exec.config;
         let (_, driver) = shim_binaries()?;
-        let runtime = self.container_dir(&rec.id).join(RUNTIME_DIR);
+        let runtime = self.runtime_root(&rec.id);
         let (ours, theirs) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::STREAM,

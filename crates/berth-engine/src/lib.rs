@@ -75,6 +75,8 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
+    /// libcontainer's state of this engine's containers (`containers::runtime_base`).
+    runtime_base: std::path::PathBuf,
     config: DaemonConfig,
     started: chrono::DateTime<chrono::Utc>,
     events: events::EventBus,
@@ -194,6 +196,7 @@ impl Engine {
         reserve.ensure();
         let engine = Engine {
             inner: Arc::new(Inner {
+                runtime_base: containers::runtime_base(store.root()),
                 store,
                 config,
                 started: chrono::Utc::now(),

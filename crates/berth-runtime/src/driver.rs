@@ -34,7 +34,11 @@ pub const LIBCONTAINER_BUNDLE: &str = "libcontainer";
 /// runtime forks the container's processes from it.
 pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> {
     let path = bundle.join("config.json");
-    let mut spec = Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Read whole, then parsed: serde_json parses a slice several times faster than the
+    // reader `Spec::load` gives it (a 20 kB spec with Docker's seccomp profile).
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut spec: Spec =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     raise_hard_rlimits(&spec);
     let unchanged =
         |cgroups_path: Option<PathBuf>, seccomp: Option<LinuxSeccomp>| LibcontainerBundle {

@@ -67,8 +67,16 @@ pub const EXIT_FILE: &str = "exit.json";
 pub const SHIM_LOG_FILE: &str = "shim.log";
 /// Directory of the OCI bundle (its `config.json`).
 pub const BUNDLE_DIR: &str = "bundle";
-/// libcontainer's state root for the container.
+/// libcontainer's state root for the container, in its directory: where a berth before
+/// [`RUNTIME_BASE`] kept it (still used for a container that has it).
 pub const RUNTIME_DIR: &str = "runtime";
+/// Where libcontainer's state of the containers is kept: `/run` (a tmpfs, as runc's
+/// `/run/runc` and containerd's `/run/containerd`), one directory per state root
+/// (`RUNTIME_BASE/<key of the state root>/<id>/`, see the engine). It is the state of
+/// running processes, rewritten at each start and exit: on the state root's disk each
+/// new file, rewrite and unlink of it was disk work on the start and exit path (on a
+/// filesystem mounted with `discard`, a synchronous trim per freed block).
+pub const RUNTIME_BASE: &str = "/run/berth/runtime";
 /// The console socket of a TTY container (in the container's directory).
 pub const CONSOLE_SOCKET: &str = "console.sock";
 /// Output bytes an attached client may have pending before it is disconnected.
@@ -122,6 +130,10 @@ pub struct ShimConfig {
     /// (and stdin is `/dev/null`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy: Vec<ProxyPort>,
+    /// libcontainer's state root for this container (under [`RUNTIME_BASE`]); absent:
+    /// [`RUNTIME_DIR`] in the container's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_root: Option<PathBuf>,
 }
 
 /// One port the userland proxy serves: connections (TCP) or datagrams (UDP) arriving on
@@ -155,6 +167,13 @@ pub const PROXY_MAX_PORTS: usize = 64;
 pub const PROXY_UDP_IDLE_SECS: u64 = 90;
 
 impl ShimConfig {
+    /// libcontainer's state root for the container whose directory is `dir`.
+    pub fn runtime_root(&self, dir: &std::path::Path) -> PathBuf {
+        self.runtime_root
+            .clone()
+            .unwrap_or_else(|| dir.join(RUNTIME_DIR))
+    }
+
     /// Docker's json-file defaults as berth applies them: 10 MB × 3 files.
     pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
     pub const DEFAULT_LOG_MAX_FILE: u32 = 3;
@@ -170,7 +189,8 @@ pub struct ShimState {
     pub pid: i32,
     /// RFC 3339 with nanoseconds.
     pub started_at: String,
-    /// `running` or `exited`.
+    /// `running` (the exit is recorded in `exit.json`; a shim before it also wrote
+    /// `exited` here).
     pub status: String,
 }
 

@@ -40,9 +40,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use attach::{Attacher, Input};
 use berth_runtime::shim_protocol::{
-    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE, RUNTIME_DIR,
-    SHIM_CONFIG_FILE, SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
-    START_TIMEOUT_SECS,
+    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE, SHIM_CONFIG_FILE,
+    SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE, START_TIMEOUT_SECS,
 };
 use jsonlog::{rfc3339_nano, JsonLog, Stream};
 use rustix::event::{poll, PollFd, PollFlags};
@@ -182,6 +181,45 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
     }
     fs::rename(&tmp, dir.join(name))
+}
+
+/// The exit record's space, taken once the container runs: at the exit the record is
+/// written into it and renamed to `exit.json`, so that it is kept on a full filesystem
+/// too (a container that filled the state root's filesystem is stopped and removed
+/// without anything else freeing space first: its outcome must not be lost then).
+const EXIT_RESERVE: &str = ".exit.json.reserve";
+/// A filesystem block: far more than an exit record (about 200 bytes).
+const EXIT_RESERVE_BYTES: usize = 4096;
+
+fn reserve_exit_record(dir: &Path) {
+    let path = dir.join(EXIT_RESERVE);
+    let made = File::create(&path).and_then(|mut f| f.write_all(&[b' '; EXIT_RESERVE_BYTES]));
+    if let Err(e) = made {
+        // The record is then written as any file (which a full disk may refuse).
+        eprintln!("berth-shim: {}: {e}", path.display());
+        let _ = fs::remove_file(&path);
+    }
+}
+
+/// Writes `exit.json` into the space [`reserve_exit_record`] took (no new block on any
+/// filesystem), else as a new file.
+fn write_exit_record(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let reserve = dir.join(EXIT_RESERVE);
+    if bytes.len() <= EXIT_RESERVE_BYTES {
+        if let Ok(mut f) = OpenOptions::new().write(true).open(&reserve) {
+            let written = f
+                .write_all(bytes)
+                .and_then(|()| f.set_len(bytes.len() as u64));
+            drop(f);
+            if written
+                .and_then(|()| fs::rename(&reserve, dir.join(EXIT_FILE)))
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+    write_atomic(dir, EXIT_FILE, bytes)
 }
 
 /// Duplicates `fd` to a number ≥ 10 (close-on-exec), so `dup2` onto 3, 4 and 5 in the
@@ -355,7 +393,7 @@ impl Shim {
         let ir: RawFd = in_r.as_ref().map_or(-1, |f| f.as_raw_fd());
         let mut cmd = Command::new(&cfg.driver);
         cmd.arg("create")
-            .arg(dir.join(RUNTIME_DIR))
+            .arg(cfg.runtime_root(dir))
             .arg(&cfg.id)
             .arg(dir.join(BUNDLE_DIR));
         if in_r.is_some() {
@@ -492,6 +530,8 @@ impl Shim {
         let _ = writeln!(stdout, "{reply}");
         let _ = stdout.flush();
         let _ = rustix::stdio::dup2_stdout(&devnull);
+        // After the answer: the engine's start does not wait for it.
+        reserve_exit_record(dir);
         Ok(shim)
     }
 
@@ -499,7 +539,7 @@ impl Shim {
     fn delete_container(cfg: &ShimConfig, dir: &Path) {
         let del = Command::new(&cfg.driver)
             .arg("delete")
-            .arg(dir.join(RUNTIME_DIR))
+            .arg(cfg.runtime_root(dir))
             .arg(&cfg.id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -972,7 +1012,7 @@ impl Shim {
                 }
             }
         }
-        let state = self.dir.join(RUNTIME_DIR).join(&self.cfg.id);
+        let state = self.cfg.runtime_root(&self.dir).join(&self.cfg.id);
         match fs::remove_dir_all(&state) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -1017,10 +1057,9 @@ impl Shim {
             finished_at: rfc3339_nano(SystemTime::now()),
         };
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
-        if let Err(e) = write_atomic(&self.dir, EXIT_FILE, &line) {
+        if let Err(e) = write_exit_record(&self.dir, &line) {
             eprintln!("berth-shim: write {EXIT_FILE}: {e}");
         }
-        let _ = self.write_state("exited");
         if self.log.dropped > 0 {
             eprintln!(
                 "berth-shim: {} log records dropped (write errors)",
