@@ -492,6 +492,22 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Res
     r
 }
 
+/// Writes `dir/name` over its old content (created if missing), unless it holds `bytes`
+/// already: for a file no other process reads while it is written (not atomic).
+pub(crate) fn write_in_place(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    if fs::read(&path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| io_err(&path, "write", e))
+}
+
 /// Writes `dir/name` atomically and durably (temp file, fsync, rename, fsync of the
 /// directory): for what must survive a power loss (the container record, its spec).
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {

@@ -3183,7 +3183,10 @@ impl Engine {
             ("resolv.conf", resolv),
             ("hostname", format!("{hostname}\n")),
         ] {
-            write_replace(&dir, file, content.as_bytes())?;
+            // In place: only a start writes them, when nothing has them mounted yet,
+            // and the next start writes them again; a new file and a rename would be
+            // three more inodes per start on the state root.
+            crate::containers::write_in_place(&dir, file, content.as_bytes())?;
             // A remapped container's root owns them (as with Docker): else they are the
             // overflow id's inside and root there cannot write /etc/hosts.
             if let Some(m) = rec.userns {
