@@ -194,6 +194,13 @@ fn a_deferred_bridge_teardown_is_finished_before_the_daemon_exits() {
     d.kill(libc::SIGTERM);
     assert!(berth_veths(&d).is_empty(), "{:?}", berth_veths(&d));
     assert!(netns_files(&d).is_empty(), "{:?}", netns_files(&d));
+    // No container runs: the daemon's runtime state directory went with it (each shim
+    // removes its container's at the exit).
+    assert!(
+        !d.runtime_state().exists(),
+        "{:?}",
+        d.runtime_state_entries()
+    );
     // The next daemon runs containers as before.
     d.start_again();
     ok(d.docker(&["rm", "brief"]));

@@ -495,7 +495,9 @@ impl Engine {
     /// teardown, the rootfs unmount: each container's monitor takes a few ms), then the
     /// deferred network teardowns finish, each within `timeout`. A container that exits
     /// later is handled by the next daemon's start, as one that exits while no daemon
-    /// runs; none is left half torn down. True when everything was done in time.
+    /// runs; none is left half torn down. The state root's directory under
+    /// `/run/berth/runtime` is removed when no container has state there. True when
+    /// everything was done in time.
     pub fn close(&self, timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
         let mut exits_handled = false;
@@ -526,6 +528,9 @@ impl Engine {
                 .wait_timeout(l, Duration::from_millis(20));
         }
         let settled = self.close_network_teardowns(until.saturating_duration_since(Instant::now()));
+        // libcontainer's state directory of this state root goes with the daemon when no
+        // container has state in it (containers that run on keep theirs, and it).
+        let _ = std::fs::remove_dir(&self.inner.runtime_base);
         exits_handled && settled
     }
 

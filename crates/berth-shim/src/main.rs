@@ -1012,15 +1012,19 @@ impl Shim {
                 }
             }
         }
-        let state = self.cfg.runtime_root(&self.dir).join(&self.cfg.id);
-        match fs::remove_dir_all(&state) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => {
+        let root = self.cfg.runtime_root(&self.dir);
+        let state = root.join(&self.cfg.id);
+        if let Err(e) = fs::remove_dir_all(&state) {
+            if e.kind() != std::io::ErrorKind::NotFound {
                 eprintln!("berth-shim: remove {}: {e}", state.display());
-                false
+                return false;
             }
         }
+        // The container's state root too (made again at the next create): under /run
+        // nothing is left of a stopped container, and a container's `runtime/` of an
+        // older berth goes, so that its next start uses /run.
+        let _ = fs::remove_dir(&root);
+        true
     }
 
     fn finish(mut self, status: Option<rustix::process::WaitStatus>) {
