@@ -51,6 +51,25 @@ fn task_containers(d: &Daemon, name: &str) -> Vec<String> {
     .collect()
 }
 
+/// The current states (`Running`, `Starting`, …) of the service's tasks whose desired
+/// state is running, sorted.
+fn task_states(d: &Daemon, name: &str) -> Vec<String> {
+    let mut states: Vec<String> = ok(d.docker(&[
+        "service",
+        "ps",
+        name,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.CurrentState}}",
+    ]))
+    .lines()
+    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+    .collect();
+    states.sort();
+    states
+}
+
 /// `docker service ps NAME` rows whose desired state is running: `name state`.
 fn running_tasks(d: &Daemon, name: &str) -> Vec<String> {
     let mut rows: Vec<String> = ok(d.docker(&[
@@ -780,6 +799,8 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(resolve(&d, "client", "tasks.api"), Vec::<String>::new());
     assert_eq!(fetch(&d, "api"), None);
+    // And Docker's clients see such tasks starting, not running.
+    assert_eq!(task_states(&d, "api"), ["Starting", "Starting"]);
 
     let host = |c: &str| c[..12].to_string();
     let (a, b) = (tasks[0].clone(), tasks[1].clone());
@@ -789,6 +810,7 @@ fn a_service_is_reached_through_its_name_on_healthy_tasks_only() {
         resolve(&d, "client", "tasks.api") == [ip_a.clone()]
     });
     assert_eq!(answered_by(&d, "api", 8), [host(&a)]);
+    assert_eq!(task_states(&d, "api"), ["Running", "Starting"]);
     ok(d.docker(&["exec", &b, "busybox", "touch", "/tmp/ok"]));
     let mut both = vec![ip_a.clone(), ip_b.clone()];
     both.sort();

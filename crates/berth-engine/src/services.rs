@@ -1002,6 +1002,28 @@ impl Engine {
                 ..base
             },
             Some(ContainerState::Created) => base,
+            // Docker's task with a health check stays "starting" until its container is
+            // first healthy (clients that wait for a rollout count running tasks, then
+            // wait the monitor period: counting unready ones would end their wait before
+            // the rollout can).
+            Some(ContainerState::Running { pid, .. })
+                if t.ready_at.is_none()
+                    && t.container_id.as_deref().is_some_and(|cid| {
+                        self.container(cid)
+                            .is_ok_and(|r| r.run.healthcheck.is_some())
+                            && self
+                                .container_status(cid)
+                                .health
+                                .as_ref()
+                                .map(|h| h.status.as_str())
+                                != Some("healthy")
+                    }) =>
+            {
+                TaskStatus {
+                    pid: i64::from(pid),
+                    ..base
+                }
+            }
             Some(ContainerState::Running { pid, started_at }) => TaskStatus {
                 state: "running",
                 message: "started".into(),
