@@ -162,11 +162,16 @@ fn many_parallel_run_rm_on_the_bridge_leave_nothing_once_the_daemon_settles() {
     }
     assert_eq!(bridge_addresses(&d), addresses_before);
     assert_eq!(berth_rules(&d), rules_before);
-    assert!(
-        d.runtime_state_entries().is_empty(),
-        "{:?}",
-        d.runtime_state_entries()
-    );
+    // Each shim removes its container's runtime state right after it reported the exit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.runtime_state_entries().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "runtime state left after 30 s: {:?}",
+            d.runtime_state_entries()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Removed containers' directories are deleted too.
     let removed = d.root.join("removed-containers");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -233,6 +238,90 @@ fn runtime_state_left_by_removed_containers_is_swept_when_the_daemon_starts() {
     assert_eq!(d.runtime_state_entries(), vec![id.clone()]);
     assert_eq!(ok(d.docker(&["exec", "kept", "echo", "in"])).trim(), "in");
     ok(d.docker(&["rm", "-f", "kept"]));
+    assert!(
+        d.runtime_state_entries().is_empty(),
+        "{:?}",
+        d.runtime_state_entries()
+    );
+}
+
+/// One request on a connection of its own (`Connection: close`): the status code and the
+/// body.
+fn api(d: &Daemon, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+/// The shim reports the exit before it removes the container's cgroups and runtime state;
+/// a start sent the moment the exit is reported waits for that, so it never meets the
+/// last run's state (libcontainer: "container already exists") or has its new cgroup
+/// removed under it.
+#[test]
+fn a_container_started_again_the_moment_it_exits_runs_every_time() {
+    let Some(d) = docker_cli_daemon() else { return };
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "again",
+        "--network",
+        "none",
+        "fixture/app:1",
+        "sleep 0.1",
+    ]));
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "again"]))
+        .trim()
+        .to_string();
+    let dir = d.root.join("containers").join(&id);
+    // The shim's lock on the container's directory (the on-disk protocol): whether
+    // someone holds it now.
+    let locked = || {
+        let f = std::fs::File::open(&dir).unwrap();
+        // SAFETY: flock on a descriptor this closure owns; closing it releases the lock.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        r != 0
+    };
+    assert!(!locked(), "a created container has no shim");
+    for i in 0..25 {
+        let (code, body) = api(&d, "POST", "/containers/again/start");
+        assert_eq!(code, 204, "start {i}: {body}\n{}", d.log());
+        if i == 0 {
+            assert!(locked(), "the running container's shim holds its directory");
+        }
+        // Answered at the exit; the next start follows without a pause.
+        let (code, body) = api(&d, "POST", "/containers/again/wait");
+        assert_eq!(code, 200, "wait {i}: {body}");
+        assert!(body.contains("\"StatusCode\":0"), "wait {i}: {body}");
+    }
+    // The last shim exits once its cleanup is done: nothing keeps the lock.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while locked() {
+        assert!(
+            Instant::now() < deadline,
+            "the lock is still held after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(d.docker(&["rm", "-f", "again"]));
+    // A user's rm waits for the shim: nothing of it is left when it returns.
     assert!(
         d.runtime_state_entries().is_empty(),
         "{:?}",

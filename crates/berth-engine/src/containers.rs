@@ -415,6 +415,44 @@ impl Engine {
     }
 }
 
+/// How long anything waits for a container's shim to finish its cleanup after the exit
+/// (a few milliseconds normally; libcontainer's own retries when processes linger).
+pub(crate) const SHIM_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The removed containers whose runtime state is released in the background.
+#[derive(Default)]
+pub(crate) struct PendingReleases {
+    count: std::sync::Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+impl PendingReleases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(&self) {
+        *self.lock() += 1;
+    }
+
+    fn end(&self) {
+        let mut n = self.lock();
+        *n = n.saturating_sub(1);
+        self.done.notify_all();
+    }
+
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let n = self.lock();
+        let (n, _) = self
+            .done
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n == 0
+    }
+}
+
 fn remove_dir_settled(dir: &Path) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
@@ -595,7 +633,7 @@ pub(crate) fn shim_request(dir: &Path, req: &str) -> Result<Option<String>> {
 }
 
 impl Engine {
-    fn containers_dir(&self) -> PathBuf {
+    pub(crate) fn containers_dir(&self) -> PathBuf {
         self.store().root().join("containers")
     }
 
@@ -1621,9 +1659,11 @@ impl Engine {
                     rec.id
                 )))
             }
-            // A shim that died without recording, or a start that failed half-way, can
-            // leave libcontainer state behind.
+            // The last run's shim may still be removing its cgroups and runtime state (it
+            // does after reporting the exit); a shim that died without recording, or a
+            // start that failed half-way, can leave libcontainer state behind.
             ContainerState::Dead | ContainerState::Created | ContainerState::Exited(_) => {
+                self.wait_for_shim(&rec.id);
                 self.cleanup_runtime(&rec)?
             }
         }
@@ -1959,6 +1999,62 @@ impl Engine {
     }
 
     /// Removes libcontainer's leftover state of a container whose shim died.
+    /// Waits (at most [`SHIM_RELEASE_WAIT`]) until the container's last shim is gone:
+    /// after reporting the exit it still removes the cgroups and runtime state.
+    pub(crate) fn wait_for_shim(&self, id: &str) {
+        let dir = self.container_dir(id);
+        if !berth_runtime::shim_protocol::wait_for_shim_exit(&dir, SHIM_RELEASE_WAIT) {
+            warn!(container.id = %id, "the container's last shim is still running; going on without it");
+        }
+    }
+
+    /// Removes a stopped container's cgroups and libcontainer's state directory, whatever
+    /// its shim left of them.
+    fn release_runtime(&self, rec: &ContainerRecord) {
+        self.release_cgroup(rec);
+        let runtime = self.inner.runtime_base.join(&rec.id);
+        if let Err(e) = fs::remove_dir_all(&runtime) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(path = %runtime.display(), error = %e, "runtime state not deleted");
+            }
+        }
+    }
+
+    /// [`Engine::release_runtime`] once the shim holding `dir_fd`'s lock is gone, in the
+    /// background; the daemon's shutdown waits for it ([`Engine::settle_releases`]).
+    fn release_runtime_after_shim(&self, rec: ContainerRecord, dir_fd: std::os::fd::OwnedFd) {
+        self.inner.releases.begin();
+        let engine = self.clone();
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((rec, dir_fd))));
+        let release = move |engine: &Engine| {
+            let taken = work
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some((rec, dir_fd)) = taken {
+                berth_runtime::shim_protocol::wait_unlocked(&dir_fd, SHIM_RELEASE_WAIT);
+                drop(dir_fd);
+                engine.release_runtime(&rec);
+                engine.inner.releases.end();
+            }
+        };
+        let in_thread = release.clone();
+        let spawned = std::thread::Builder::new()
+            .name("release".into())
+            .stack_size(128 * 1024)
+            .spawn(move || in_thread(&engine));
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot release a removed container's runtime state in the background");
+            release(self);
+        }
+    }
+
+    /// Waits (at most `timeout`) for the runtime state of removed containers that their
+    /// shims were still releasing. True when none is left.
+    pub(crate) fn settle_releases(&self, timeout: std::time::Duration) -> bool {
+        self.inner.releases.wait(timeout)
+    }
+
     pub(crate) fn cleanup_runtime(&self, rec: &ContainerRecord) -> Result<()> {
         let runtime = self.runtime_root(&rec.id);
         if runtime.join(&rec.id).exists() {
@@ -2085,7 +2181,24 @@ impl Engine {
             self.wait_deferred_teardown(&rec.id);
         }
         self.network_teardown(&rec.id);
-        self.release_cgroup(&rec);
+        // The container's cgroups and libcontainer's state: its shim removes them after it
+        // reported the exit, holding the directory's lock meanwhile. A `--rm` removal,
+        // which follows the exit at once and which the client waits for, leaves them to
+        // it (and checks once it is gone, in the background); any other waits for it.
+        let releasing = berth_runtime::shim_protocol::open_container_dir(&dir)
+            .ok()
+            .filter(|fd| matches!(berth_runtime::shim_protocol::try_lock(fd), Ok(false)));
+        let deferred = match releasing {
+            Some(fd) if auto => Some(fd),
+            Some(fd) => {
+                berth_runtime::shim_protocol::wait_unlocked(&fd, SHIM_RELEASE_WAIT);
+                None
+            }
+            None => None,
+        };
+        if deferred.is_none() {
+            self.release_runtime(&rec);
+        }
         // Before anything below deletes the directory: through a mount it would delete
         // the volume's data.
         unmap_idmapped_mounts(&dir)?;
@@ -2096,13 +2209,10 @@ impl Engine {
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
-        let runtime = self.inner.runtime_base.join(&rec.id);
-        if let Err(e) = fs::remove_dir_all(&runtime) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(path = %runtime.display(), error = %e, "runtime state not deleted");
-            }
-        }
         self.discard_container_dir(&rec.id, &dir)?;
+        if let Some(fd) = deferred {
+            self.release_runtime_after_shim(rec.clone(), fd);
+        }
         self.forget_execs(&rec.id);
         self.forget_lifecycle(&rec.id);
         // The space it held is free: the reserve is taken again if it was used.

@@ -109,6 +109,8 @@ struct Inner {
     idmap_checked: std::sync::OnceLock<()>,
     /// The services' reconcile loop (see `services.rs`).
     services: services::ServicesState,
+    /// Removed `--rm` containers whose shims still release their runtime state.
+    releases: containers::PendingReleases,
 }
 
 /// A weak reference to an engine: what background threads hold while they wait, so
@@ -219,6 +221,7 @@ impl Engine {
                 },
                 remap,
                 services: Default::default(),
+                releases: Default::default(),
             }),
         };
         engine.sweep_incomplete_containers();

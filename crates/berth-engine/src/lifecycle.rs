@@ -528,10 +528,31 @@ impl Engine {
                 .wait_timeout(l, Duration::from_millis(20));
         }
         let settled = self.close_network_teardowns(until.saturating_duration_since(Instant::now()));
+        // Shims of exited containers finish removing their runtime state (in the
+        // background for removed ones), so that nothing of it outlives the daemon.
+        let released = self.settle_releases(until.saturating_duration_since(Instant::now()))
+            && self.settle_exited_shims(until);
         // libcontainer's state directory of this state root goes with the daemon when no
         // container has state in it (containers that run on keep theirs, and it).
         let _ = std::fs::remove_dir(&self.inner.runtime_base);
-        exits_handled && settled
+        exits_handled && settled && released
+    }
+
+    /// Waits, until `until` at most, for the shims of exited containers that still hold
+    /// their container's lock (cleaning up after the exit). True when none is left.
+    fn settle_exited_shims(&self, until: Instant) -> bool {
+        let Ok(rd) = std::fs::read_dir(self.containers_dir()) else {
+            return true;
+        };
+        rd.flatten()
+            .map(|e| e.path())
+            .filter(|dir| dir.join(EXIT_FILE).exists())
+            .all(|dir| {
+                berth_runtime::shim_protocol::wait_for_shim_exit(
+                    &dir,
+                    until.saturating_duration_since(Instant::now()),
+                )
+            })
     }
 
     /// Starts the monitor of a running container, unless one runs.

@@ -53,8 +53,20 @@
 //!     the attach ends (Docker's semantics). The input of `stdin=0` clients is ignored.
 //!
 //! Every file carries a `version`; readers refuse versions they do not know.
+//!
+//! The shim holds an exclusive `flock` on the container's directory from the moment it
+//! is the daemon process to its own exit (the kernel drops it then, whatever ended the
+//! shim). At the container's exit the shim writes `exit.json` and answers its `wait`
+//! and `attach` clients first, then removes the container's cgroups and libcontainer's
+//! state: the exit is reported without waiting for that. Whatever needs them gone (a
+//! new start of the container, the engine's removal of what is left, the daemon's
+//! shutdown) waits for the lock first ([`wait_for_shim_exit`]).
 
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
 
 use serde::{Deserialize, Serialize};
 
@@ -258,4 +270,89 @@ pub enum ExecReply {
 
 fn yes() -> bool {
     true
+}
+
+/// Takes the shim's lock on the container's directory `dir` (see the module's doc): the
+/// returned fd holds it (close-on-exec: the shim's children do not). `None` when another
+/// process holds it: a shim still supervises the container.
+pub fn lock_container_dir(dir: &Path) -> std::io::Result<Option<OwnedFd>> {
+    let fd = open_container_dir(dir)?;
+    Ok(try_lock(&fd)?.then_some(fd))
+}
+
+/// The container's directory, opened to take or wait for the shim's lock on it (the lock
+/// is the directory's, wherever it is renamed to).
+pub fn open_container_dir(dir: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Takes the lock through `fd` if no one else holds it (then `fd` holds it until it is
+/// closed). False when a shim holds it.
+pub fn try_lock(fd: &OwnedFd) -> std::io::Result<bool> {
+    match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a shim holds the container directory's lock now (a missing directory: no).
+pub fn shim_holds(dir: &Path) -> bool {
+    matches!(lock_container_dir(dir), Ok(None))
+}
+
+/// Waits until no shim holds the lock of the directory `fd` is open on (the shim exited,
+/// its cleanup done), at most `timeout`; `fd` then holds it until it is closed. True when
+/// none holds it.
+pub fn wait_unlocked(fd: &OwnedFd, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(250);
+    loop {
+        match try_lock(fd) {
+            Ok(true) => return true,
+            Ok(false) if Instant::now() < until => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// [`wait_unlocked`] on the container's directory `dir`, released at once. True when no
+/// shim holds it any more, or the directory is gone.
+pub fn wait_for_shim_exit(dir: &Path, timeout: Duration) -> bool {
+    match open_container_dir(dir) {
+        Ok(fd) => wait_unlocked(&fd, timeout),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn the_shims_lock_is_waited_for_until_its_holder_closes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!shim_holds(dir.path()));
+        let held = lock_container_dir(dir.path()).expect("lock").expect("free");
+        assert!(shim_holds(dir.path()));
+        assert!(lock_container_dir(dir.path()).expect("probe").is_none());
+        assert!(!wait_for_shim_exit(dir.path(), Duration::from_millis(20)));
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+        });
+        assert!(wait_for_shim_exit(dir.path(), Duration::from_secs(10)));
+        t.join().expect("join");
+        assert!(!shim_holds(dir.path()));
+        // No directory, no shim.
+        assert!(wait_for_shim_exit(&dir.path().join("gone"), Duration::ZERO));
+        assert!(!shim_holds(&dir.path().join("gone")));
+    }
 }

@@ -18,9 +18,11 @@
 //!    container never blocks on an absent or slow reader) and every attached client,
 //!    clients' input → the container's stdin, control requests, and the init's pidfd;
 //! 5. when init exits: reaps it, drains the pipes (or the pty), flushes attached clients
-//!    and closes them, ends the userland proxy, reads the OOM kill count, runs
-//!    `berth-driver delete` (cgroups, runtime state), writes `exit.json` atomically,
-//!    answers waiters, removes the socket and exits.
+//!    and closes them, ends the userland proxy, reads the OOM kill count, writes
+//!    `exit.json` atomically, removes the socket and answers waiters; then removes the
+//!    container's cgroups and libcontainer's state (`berth-driver delete` when something
+//!    resists) and exits. From step 1 to its exit it holds the `flock` on the
+//!    container's directory that a new start waits for.
 //!
 //! No async runtime and no libcontainer in this process: after start it holds a few
 //! buffers and file descriptors (see `docs/ARCHITECTURE.md` for the measured memory).
@@ -40,8 +42,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use attach::{Attacher, Input};
 use berth_runtime::shim_protocol::{
-    ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE, SHIM_CONFIG_FILE,
-    SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE, START_TIMEOUT_SECS,
+    lock_container_dir, ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE,
+    SHIM_CONFIG_FILE, SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
+    START_TIMEOUT_SECS,
 };
 use jsonlog::{rfc3339_nano, JsonLog, Stream};
 use rustix::event::{poll, PollFd, PollFlags};
@@ -68,6 +71,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Held to the process's exit: the engine waits for it before anything that needs the
+    // container's runtime state gone (shim_protocol's doc).
+    let _lock = match lock_container_dir(&dir) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => {
+            println!(
+                "error another berth-shim still supervises the container in {}",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            println!("error lock {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
     match Shim::start(&dir, cfg) {
         Ok(shim) => {
             shim.supervise();
@@ -1044,14 +1063,8 @@ impl Shim {
             }
             None => (255, None),
         };
+        // Read while the cgroup is there.
         let oom_killed = self.oom_killed();
-        // A stopped container's runtime state is its cgroup directories and
-        // libcontainer's state directory: removed here without starting a process (the
-        // exit is reported that much sooner); the driver does it when something is left
-        // (processes still exiting: libcontainer retries).
-        if !self.release_runtime_state() {
-            Self::delete_container(&self.cfg, &self.dir);
-        }
         let rec = ExitRecord {
             version: SHIM_PROTOCOL_VERSION,
             exit_code,
@@ -1072,8 +1085,16 @@ impl Shim {
         }
         let _ = fs::remove_file(SHIM_SOCKET);
         line.push(b'\n');
-        for mut w in self.waiters {
+        for mut w in std::mem::take(&mut self.waiters) {
             let _ = w.write_all(&line);
+        }
+        // The exit is reported. A stopped container's runtime state is its cgroup
+        // directories and libcontainer's state directory: removed now, without starting
+        // a process, while the shim still holds its lock on the container's directory
+        // (a new start waits for it); the driver does it when something is left
+        // (processes still exiting: libcontainer retries).
+        if !self.release_runtime_state() {
+            Self::delete_container(&self.cfg, &self.dir);
         }
     }
 }
