@@ -450,7 +450,8 @@ impl Engine {
         let on_disk = self.status_file(id);
         let mut st = self.container_status(id);
         f(&mut st);
-        if st != on_disk || !dir.join(STATUS_FILE).exists() {
+        // A missing file reads as the default status: nothing to write for that.
+        if st != on_disk {
             let bytes = serde_json::to_vec_pretty(&st)
                 .map_err(|e| EngineError::internal(format!("container {id}: status: {e}")))?;
             if use_reserve {

@@ -22,17 +22,19 @@ use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompOperator, Spec};
 
-/// The directory under a bundle that holds the spec as libcontainer is given it
-/// ([`libcontainer_bundle`]).
+/// The directory under a bundle where a berth before 2026-12-07 wrote the spec as
+/// libcontainer reads it (a container created then still has it in its runtime state:
+/// its exec reads the spec there, see `driver_exec`).
 pub const LIBCONTAINER_BUNDLE: &str = "libcontainer";
 
-/// The bundle libcontainer reads: `bundle` itself, or, when the spec's seccomp filter has
-/// a masked comparison, `bundle/libcontainer/` with a copy of `config.json` whose filter
-/// is in libcontainer's reading ([`crate::seccomp::for_libcontainer`]) and whose
-/// `root.path` is absolute. Written at every create, so it follows `config.json`. Also
-/// raises this process's hard limits to the spec's ([`raise_hard_rlimits`]), before the
-/// runtime forks the container's processes from it.
-pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> {
+/// The spec libcontainer is given, in memory: `bundle/config.json`, and when its seccomp
+/// filter has a masked comparison, with the filter in libcontainer's reading
+/// ([`crate::seccomp::for_libcontainer`]). Nothing is written: libcontainer takes it
+/// with `with_spec` (a patch of `third_party/libcontainer`), which saved a directory, a
+/// file and a second parse of the spec at every create. Also raises this process's hard
+/// limits to the spec's ([`raise_hard_rlimits`]), before the runtime forks the
+/// container's processes from it.
+pub fn libcontainer_spec(bundle: &Path) -> Result<LibcontainerSpec, String> {
     let path = bundle.join("config.json");
     // Read whole, then parsed: serde_json parses a slice several times faster than the
     // reader `Spec::load` gives it (a 20 kB spec with Docker's seccomp profile).
@@ -40,18 +42,20 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
     let mut spec: Spec =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     raise_hard_rlimits(&spec);
-    let unchanged =
-        |cgroups_path: Option<PathBuf>, seccomp: Option<LinuxSeccomp>| LibcontainerBundle {
-            dir: bundle.to_path_buf(),
-            cgroups_path,
-            seccomp,
-        };
     let Some(mut linux) = spec.linux().clone() else {
-        return Ok(unchanged(None, None));
+        return Ok(LibcontainerSpec {
+            spec,
+            cgroups_path: None,
+            seccomp: None,
+        });
     };
     let cgroups_path = linux.cgroups_path().clone();
     let Some(seccomp) = linux.seccomp().as_ref() else {
-        return Ok(unchanged(cgroups_path, None));
+        return Ok(LibcontainerSpec {
+            spec,
+            cgroups_path,
+            seccomp: None,
+        });
     };
     let masked = seccomp.syscalls().iter().flatten().any(|r| {
         r.args()
@@ -59,26 +63,16 @@ pub fn libcontainer_bundle(bundle: &Path) -> Result<LibcontainerBundle, String> 
             .flatten()
             .any(|a| a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq)
     });
-    if !masked {
-        return Ok(unchanged(cgroups_path, Some(seccomp.clone())));
-    }
-    let seccomp = crate::seccomp::for_libcontainer(seccomp);
-    linux.set_seccomp(Some(seccomp.clone()));
-    spec.set_linux(Some(linux));
-    if let Some(mut root) = spec.root().clone() {
-        root.set_path(bundle.join(root.path()));
-        spec.set_root(Some(root));
-    }
-    let dir = bundle.join(LIBCONTAINER_BUNDLE);
-    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let bytes = serde_json::to_vec(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tmp = dir.join("config.json.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-    let to = dir.join("config.json");
-    std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
-    Ok(LibcontainerBundle {
-        dir,
+    let seccomp = if masked {
+        let s = crate::seccomp::for_libcontainer(seccomp);
+        linux.set_seccomp(Some(s.clone()));
+        spec.set_linux(Some(linux));
+        s
+    } else {
+        seccomp.clone()
+    };
+    Ok(LibcontainerSpec {
+        spec,
         cgroups_path,
         seccomp: Some(seccomp),
     })
@@ -129,13 +123,13 @@ pub fn raise_hard_rlimits(spec: &Spec) {
     }
 }
 
-/// What [`libcontainer_bundle`] prepared.
-pub struct LibcontainerBundle {
-    /// The bundle directory to give libcontainer.
-    pub dir: PathBuf,
+/// What [`libcontainer_spec`] prepared.
+pub struct LibcontainerSpec {
+    /// The spec to give libcontainer.
+    pub spec: Spec,
     /// The spec's `linux.cgroupsPath`.
     pub cgroups_path: Option<PathBuf>,
-    /// The seccomp filter as libcontainer reads it from that bundle.
+    /// The seccomp filter as libcontainer reads it from that spec.
     pub seccomp: Option<LinuxSeccomp>,
 }
 
@@ -295,25 +289,25 @@ impl Driver {
         if let Some(sock) = console_socket {
             b = b.with_console_socket(Some(sock));
         }
-        let bundle = libcontainer_bundle(bundle).map_err(|e| DriverError {
+        let prepared = libcontainer_spec(bundle).map_err(|e| DriverError {
             id: id.to_string(),
             verb: "create",
             source: Box::new(LibcontainerError::Other(e.to_string())),
         })?;
         // The container's init inherits this process's cgroups in the hierarchies
         // libcgroups leaves alone.
-        if let Some(path) = &bundle.cgroups_path {
+        if let Some(path) = &prepared.cgroups_path {
             for e in crate::placement::join(&crate::placement::hierarchies(), path) {
                 eprintln!("container {id}: not placed in its own cgroup there: {e}");
             }
         }
-        if let Some(seccomp) = &bundle.seccomp {
+        if let Some(seccomp) = &prepared.seccomp {
             // Best effort (see there): without it the init compiles the filter.
             let _ = precompile_seccomp(seccomp, Path::new(SECCOMP_CACHE_DIR));
         }
-        let bundle = bundle.dir;
         let container = b
-            .as_init(&bundle)
+            .as_init(bundle)
+            .with_spec(prepared.spec)
             .with_systemd(false)
             .with_detach(true)
             .build()
@@ -438,5 +432,59 @@ mod tests {
             std::fs::read(cache.join(&first[0].0)).expect("read"),
             first[0].1
         );
+    }
+
+    /// The spec libcontainer gets has the masked comparison in libcontainer's reading
+    /// (value and valueTwo swapped), the bundle's config.json is left a true OCI spec,
+    /// and nothing is written into the bundle.
+    #[test]
+    fn libcontainers_spec_is_made_in_memory_with_its_reading_of_masked_comparisons() {
+        use oci_spec::runtime::{LinuxBuilder, LinuxSeccompArgBuilder, SpecBuilder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let masked = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![LinuxSyscallBuilder::default()
+                .names(vec!["clone".to_string()])
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .args(vec![LinuxSeccompArgBuilder::default()
+                    .index(0usize)
+                    .value(0x7e02_0000u64)
+                    .value_two(0u64)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                    .build()
+                    .expect("arg")])
+                .build()
+                .expect("rule")])
+            .build()
+            .expect("filter");
+        let spec = SpecBuilder::default()
+            .linux(
+                LinuxBuilder::default()
+                    .cgroups_path(PathBuf::from("/berth/x"))
+                    .seccomp(masked.clone())
+                    .build()
+                    .expect("linux"),
+            )
+            .build()
+            .expect("spec");
+        let config = dir.path().join("config.json");
+        std::fs::write(&config, serde_json::to_vec(&spec).expect("json")).expect("write");
+        let before = std::fs::read(&config).expect("read");
+
+        let got = libcontainer_spec(dir.path()).expect("prepared");
+        let want = crate::seccomp::for_libcontainer(&masked);
+        assert_ne!(want, masked, "the reading differs");
+        assert_eq!(got.seccomp.as_ref(), Some(&want));
+        assert_eq!(
+            got.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            Some(want)
+        );
+        assert_eq!(got.cgroups_path, Some(PathBuf::from("/berth/x")));
+        assert_eq!(std::fs::read(&config).expect("read"), before);
+        let entries: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
     }
 }

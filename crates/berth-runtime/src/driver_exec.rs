@@ -380,8 +380,9 @@ pub fn exec(
         .ok_or_else(|| internal("config.json", &"no root"))?;
     let process = exec_process(&spec, &rootfs, req)?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    // The filter in libcontainer's reading: already so in the bundle the driver made
-    // for libcontainer (`crate::driver::libcontainer_bundle`).
+    // The filter in libcontainer's reading: already so in the bundle an older driver
+    // wrote for libcontainer (`crate::driver::LIBCONTAINER_BUNDLE`), else made here as
+    // the driver's create makes it (`crate::driver::libcontainer_spec`).
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let seccomp = if bundle.ends_with(crate::driver::LIBCONTAINER_BUNDLE) {
         seccomp.cloned()

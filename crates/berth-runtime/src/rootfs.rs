@@ -110,11 +110,13 @@ impl OverlayRootfs {
         out
     }
 
-    /// Creates upper, work, empty and the mount point, then mounts the overlay on
-    /// [`target`](Self::target) unless it is mounted already. Returns the mount point.
+    /// Creates upper, work, the mount point and (for an image without layers) empty,
+    /// then mounts the overlay on [`target`](Self::target) unless it is mounted already.
+    /// Returns the mount point.
     pub fn mount(&self) -> Result<PathBuf, RootfsError> {
         let target = self.target();
-        for d in ["upper", "work", "empty", "rootfs"] {
+        let empty = self.layers.is_empty().then_some("empty");
+        for d in ["upper", "work", "rootfs"].into_iter().chain(empty) {
             let p = self.container_dir.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p, "create directory"))?;
         }

@@ -21,6 +21,9 @@ use crate::{apparmor, tty, user_ns, utils};
 pub struct InitContainerBuilder {
     base: ContainerBuilder,
     bundle: PathBuf,
+    /// The spec to use instead of `bundle/config.json` (berth's patch: see
+    /// [`InitContainerBuilder::with_spec`]).
+    spec: Option<Spec>,
     use_systemd: bool,
     detached: bool,
     no_pivot: bool,
@@ -34,6 +37,7 @@ impl InitContainerBuilder {
         Self {
             base: builder,
             bundle,
+            spec: None,
             use_systemd: true,
             detached: true,
             no_pivot: false,
@@ -72,8 +76,16 @@ impl InitContainerBuilder {
         self
     }
 
+    /// Uses `spec` instead of loading `config.json` from the bundle (berth's patch). It is
+    /// validated as a loaded one, and its relative `root.path` is resolved against the
+    /// bundle; the bundle's path is still what the container's state records.
+    pub fn with_spec(mut self, spec: Spec) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+
     /// Creates a new container
-    pub fn build(self) -> Result<Container, LibcontainerError> {
+    pub fn build(mut self) -> Result<Container, LibcontainerError> {
         let spec = self.load_spec()?;
         // validate terminal field against console socket presence before any side effects
         // (mirrors runc's checkTerminal called at the top of runner.run())
@@ -163,9 +175,11 @@ impl InitContainerBuilder {
         Ok(container_dir)
     }
 
-    fn load_spec(&self) -> Result<Spec, LibcontainerError> {
-        let source_spec_path = self.bundle.join("config.json");
-        let mut spec = Spec::load(source_spec_path)?;
+    fn load_spec(&mut self) -> Result<Spec, LibcontainerError> {
+        let mut spec = match self.spec.take() {
+            Some(spec) => spec,
+            None => Spec::load(self.bundle.join("config.json"))?,
+        };
         Self::validate_spec(&spec)?;
 
         spec.canonicalize_rootfs(&self.bundle).map_err(|err| {
