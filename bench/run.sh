@@ -21,7 +21,7 @@
 # gone once the daemon settles (the script fails otherwise).
 #
 # Environment:
-#   RUNS=30              timed runs per tool (hyperfine), after WARMUP runs
+#   RUNS=30              timed runs per tool (interleaved rounds, below), after WARMUP runs
 #   WARMUP=3
 #   BENCH_DIR=bench/out  work dir (state root, bundle, results)
 #   BERTH_BIN=target/release/berth   (built with cargo --release if missing)
@@ -49,7 +49,7 @@ want() { [[ " ${TOOLS//,/ } " == *" $1 "* ]]; }
 peer() { [[ " ${PEERS//,/ } " == *" $1 "* ]]; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (containers)"
-for t in hyperfine runc busybox python3; do
+for t in runc busybox python3; do
     command -v "$t" >/dev/null || {
         log "installing $t"
         pkg=$t; [[ $t == busybox ]] && pkg=busybox-static
@@ -218,9 +218,47 @@ if peer podman && command -v podman >/dev/null; then
 elif peer podman; then
     log "no podman here: no Podman figures"
 fi
-args=()
-for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/results.json" "${args[@]}" >&2
+# Interleaved, not one tool after the other: this machine's speed drifts by 10-20 %
+# within a minute (a VM with neighbours), which made hyperfine's sequential blocks
+# give ratios anywhere between 0.86 and 1.17 for the same two binaries. Each round runs
+# every tool twice in a row (the order rotating from round to round) and times the
+# second run: a tool's run is preceded by its own (what one leaves to the background
+# is paid by the next of its kind, as in a sequence of runs), and every tool sees the
+# same minute of the machine.
+: >"$WORK/cmds.tsv"
+for i in "${!cmds[@]}"; do printf '%s\t%s\n' "${names[$i]}" "${cmds[$i]}" >>"$WORK/cmds.tsv"; done
+python3 - "$WORK/cmds.tsv" "$WARMUP" "$RUNS" "$WORK/results.json" <<'EOF'
+import json, shlex, statistics, subprocess, sys, time
+path, warmup, runs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+tools = [l.rstrip("\n").split("\t", 1) for l in open(path) if l.strip()]
+tools = [(n, shlex.split(c)) for n, c in tools]
+def once(name, argv):
+    t = time.perf_counter()
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        sys.exit("%s: exit %d: %s" % (name, r.returncode, r.stderr.decode()[-400:]))
+    return time.perf_counter() - t
+for n, a in tools:
+    for _ in range(warmup):
+        once(n, a)
+times = {n: [] for n, _ in tools}
+for i in range(runs):
+    k = i % len(tools)
+    for n, a in tools[k:] + tools[:k]:
+        once(n, a)
+        times[n].append(once(n, a))
+results = []
+for n, v in times.items():
+    results.append({"command": n, "times": v, "median": statistics.median(v),
+                    "mean": statistics.mean(v), "min": min(v), "max": max(v),
+                    "stddev": statistics.stdev(v) if len(v) > 1 else 0.0})
+    print("%-22s median %7.1f ms  mean %7.1f +- %5.1f  range %7.1f .. %7.1f  (%d runs)"
+          % (n, statistics.median(v) * 1000, statistics.mean(v) * 1000,
+             results[-1]["stddev"] * 1000, min(v) * 1000, max(v) * 1000, len(v)),
+          file=sys.stderr)
+json.dump({"results": results}, open(out, "w"), indent=1)
+EOF
 
 # Nothing may be left behind by berth's --rm.
 left=$("$BERTH_BIN" -H "unix://$SOCK" ps -aq | wc -l)
