@@ -367,17 +367,23 @@ fn unescape_mountinfo(s: &str) -> String {
 /// process that still holds a file open in it.
 pub fn unmount(container_dir: &Path) -> Result<(), RootfsError> {
     let target = container_dir.join("rootfs");
+    // EINVAL: not a mount point (any more). Two unmounts may race (the end of a start
+    // and the removal of a container that exited at once): the one that finds it gone
+    // has nothing left to do.
     while is_mount_point(&target)? {
         match rustix::mount::unmount(&target, UnmountFlags::empty()) {
             Ok(()) => {}
             Err(rustix::io::Errno::BUSY) => {
-                rustix::mount::unmount(&target, UnmountFlags::DETACH).map_err(|e| {
-                    RootfsError::Io {
-                        path: target.clone(),
-                        action: "unmount (detach)",
-                        source: e.into(),
+                match rustix::mount::unmount(&target, UnmountFlags::DETACH) {
+                    Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                    Err(e) => {
+                        return Err(RootfsError::Io {
+                            path: target.clone(),
+                            action: "unmount (detach)",
+                            source: e.into(),
+                        })
                     }
-                })?;
+                }
             }
             Err(rustix::io::Errno::INVAL) => break,
             Err(e) => {
