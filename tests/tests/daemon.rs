@@ -656,3 +656,73 @@ fn a_refusal_waits_for_the_request_body_and_keeps_the_connection() {
     assert!(line.contains("200"), "{line}");
     assert_eq!(text, "OK");
 }
+
+/// A SIGTERM stops the daemon even while a client waits on something that does not end
+/// by itself (a `wait` for a container that runs on): after a grace period the request
+/// is cut. The container runs on, and the next daemon finds it running.
+#[test]
+fn sigterm_stops_the_daemon_while_a_client_waits_for_a_running_container() {
+    let mut d = Daemon::start();
+    let fixture = fixtures().join("app-docker-save.tar");
+    ok(d.berth(&["load", "-i", fixture.to_str().expect("path")]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "runs-on",
+        "--network",
+        "none",
+        "fixture/app:1",
+        "sleep 1000",
+    ]));
+    // A wait on a raw connection: its answer's head comes at once, its body at the
+    // container's exit. Once the head is read, the request is in flight.
+    let mut waiter = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    waiter
+        .write_all(
+            b"POST /containers/runs-on/wait HTTP/1.1\r\nHost: berth\r\nContent-Length: 0\r\n\r\n",
+        )
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut waiter, &mut byte).expect("read the head");
+        assert_eq!(
+            n,
+            1,
+            "the connection closed: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Stopped in a thread: with the bug it never returns, and the test fails at the
+    // deadline instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopper = std::thread::spawn(move || {
+        d.kill(libc::SIGTERM);
+        let _ = tx.send(());
+        d
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok(),
+        "the daemon did not stop within 120 s of SIGTERM while a wait was in flight"
+    );
+    let mut d = stopper.join().expect("stopper");
+    assert!(d.log().contains("cut"), "{}", d.log());
+    // The client sees its connection end without the exit it waited for.
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut waiter, &mut rest);
+    assert!(!rest.contains("StatusCode"), "{rest}");
+    // The container ran on without its daemon; the next one finds it.
+    d.start_again();
+    assert_eq!(
+        ok(d.berth(&["inspect", "-f", "{{.State.Status}}", "runs-on"])).trim(),
+        "running"
+    );
+    ok(d.berth(&["rm", "-f", "runs-on"]));
+}

@@ -186,14 +186,43 @@ pub fn router(engine: Engine) -> Router {
     middleware::wrap(api)
 }
 
+/// How long requests in flight may take to finish once the daemon is asked to stop.
+/// Some never end by themselves: a `wait` for a container that runs on, an attach, an
+/// event stream, `logs -f`. Docker cuts everything at once; berth lets the short ones
+/// finish and cuts the rest after this.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves the API on a unix listener until `shutdown` resolves; requests in flight then
-/// finish before this returns.
+/// have [`SHUTDOWN_GRACE`] to finish before this returns (the ones left are cut when the
+/// process exits).
 pub async fn serve(
     engine: Engine,
     listener: tokio::net::UnixListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let server = std::future::IntoFuture::into_future(
+        axum::serve(listener, router(engine)).with_graceful_shutdown(signal),
+    );
+    tokio::pin!(server);
+    let grace_over = async move {
+        if stopping_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = &mut server => served,
+        () = grace_over => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "requests still in flight after the grace period (a wait for a running container, an attach, an event stream): cut"
+            );
+            Ok(())
+        }
+    }
 }
