@@ -1947,6 +1947,8 @@ impl Engine {
         // A paused container gets the signal, then is thawed so it can act on it (as
         // Docker does for a container without a StopSignal): kill and rm -f work.
         let paused = self.container_paused(&rec);
+        // Its `die` waits for the `kill` event below.
+        let in_flight = self.signal_in_flight(&rec.id);
         let sent = shim_request(&dir, &format!("kill {signal}"));
         if paused {
             self.thaw_if_paused(&rec)?;
@@ -1954,6 +1956,7 @@ impl Engine {
         match sent? {
             Some(r) if r.trim() == "ok" || r.is_empty() => {
                 self.emit_container(&rec, "kill", &[("signal", signal.to_string())]);
+                drop(in_flight);
                 Ok(())
             }
             Some(r) => Err(EngineError::internal(format!(

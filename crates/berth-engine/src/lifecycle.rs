@@ -60,6 +60,10 @@ pub(crate) struct Tracking {
     /// failed for want of space (a container filled the disk). The stop goes on; the
     /// restart policy leaves them alone; the next status write records it.
     pub(crate) stopped_by_user: std::collections::HashSet<String>,
+    /// Signals being sent to each container whose `kill` event is not out yet: its
+    /// `die` waits for them (a container killed with SIGKILL can exit, and its exit be
+    /// reported, before the sender gets the shim's answer).
+    pub(crate) signalling: std::collections::HashMap<String, usize>,
 }
 
 /// What follows a container's exit.
@@ -400,6 +404,32 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Notes a signal being sent to `id` (see [`Tracking::signalling`]); the guard ends
+    /// it.
+    pub(crate) fn signal_in_flight(&self, id: &str) -> SignalInFlight<'_> {
+        *self
+            .tracking()
+            .signalling
+            .entry(id.to_string())
+            .or_default() += 1;
+        SignalInFlight {
+            engine: self,
+            id: id.to_string(),
+        }
+    }
+
+    /// Waits (at most a second: a shim that does not answer) until no signal is being
+    /// sent to `id`.
+    fn wait_signals_sent(&self, id: &str) {
+        let l = self.tracking();
+        let _ = self
+            .inner
+            .monitor_done
+            .wait_timeout_while(l, Duration::from_secs(1), |l| {
+                l.signalling.get(id).is_some_and(|n| *n > 0)
+            });
+    }
+
     pub(crate) fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
         self.inner
             .lifecycle
@@ -628,6 +658,8 @@ impl Engine {
         if exit.as_ref().is_some_and(|x| x.oom_killed) {
             self.emit_container(&rec, "oom", &[]);
         }
+        // After the `kill` event of a signal that ended it, as Docker orders them.
+        self.wait_signals_sent(&rec.id);
         self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
         self.network_teardown_deferred(&rec.id);
         // Its secrets leave memory with it.
@@ -1097,6 +1129,26 @@ impl Engine {
         attrs.insert("reclaimed".to_string(), reclaimed.to_string());
         self.emit(crate::EventType::Container, "prune", "", attrs);
         Ok((removed, reclaimed))
+    }
+}
+
+/// A signal being sent to a container (see [`Engine::signal_in_flight`]).
+pub(crate) struct SignalInFlight<'a> {
+    engine: &'a Engine,
+    id: String,
+}
+
+impl Drop for SignalInFlight<'_> {
+    fn drop(&mut self) {
+        let mut l = self.engine.tracking();
+        if let Some(n) = l.signalling.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                l.signalling.remove(&self.id);
+            }
+        }
+        drop(l);
+        self.engine.inner.monitor_done.notify_all();
     }
 }
 
