@@ -54,18 +54,10 @@ fn task_containers(d: &Daemon, name: &str) -> Vec<String> {
 /// The current states (`Running`, `Starting`, …) of the service's tasks whose desired
 /// state is running, sorted.
 fn task_states(d: &Daemon, name: &str) -> Vec<String> {
-    let mut states: Vec<String> = ok(d.docker(&[
-        "service",
-        "ps",
-        name,
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.CurrentState}}",
-    ]))
-    .lines()
-    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-    .collect();
+    let mut states: Vec<String> = running_tasks(d, name)
+        .iter()
+        .filter_map(|row| row.split_whitespace().nth(1).map(str::to_string))
+        .collect();
     states.sort();
     states
 }

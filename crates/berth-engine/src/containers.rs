@@ -2027,29 +2027,29 @@ impl Engine {
     /// background; the daemon's shutdown waits for it ([`Engine::settle_releases`]).
     fn release_runtime_after_shim(&self, rec: ContainerRecord, dir_fd: std::os::fd::OwnedFd) {
         self.inner.releases.begin();
+        // Kept for this thread in case no thread can be spawned (a dup: the same lock).
+        let fallback = (rec.clone(), dir_fd.try_clone());
         let engine = self.clone();
-        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((rec, dir_fd))));
-        let release = move |engine: &Engine| {
-            let taken = work
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some((rec, dir_fd)) = taken {
-                berth_runtime::shim_protocol::wait_unlocked(&dir_fd, SHIM_RELEASE_WAIT);
-                drop(dir_fd);
-                engine.release_runtime(&rec);
-                engine.inner.releases.end();
-            }
-        };
-        let in_thread = release.clone();
         let spawned = std::thread::Builder::new()
             .name("release".into())
             .stack_size(128 * 1024)
-            .spawn(move || in_thread(&engine));
+            .spawn(move || engine.release_when_shim_gone(&rec, &dir_fd));
         if let Err(e) = spawned {
             warn!(error = %e, "cannot release a removed container's runtime state in the background");
-            release(self);
+            match fallback {
+                (rec, Ok(fd)) => self.release_when_shim_gone(&rec, &fd),
+                (rec, Err(_)) => {
+                    self.release_runtime(&rec);
+                    self.inner.releases.end();
+                }
+            }
         }
+    }
+
+    fn release_when_shim_gone(&self, rec: &ContainerRecord, dir_fd: &std::os::fd::OwnedFd) {
+        berth_runtime::shim_protocol::wait_unlocked(dir_fd, SHIM_RELEASE_WAIT);
+        self.release_runtime(rec);
+        self.inner.releases.end();
     }
 
     /// Waits (at most `timeout`) for the runtime state of removed containers that their

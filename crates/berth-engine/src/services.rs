@@ -527,6 +527,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the container's health check says healthy now.
+    fn container_healthy(&self, cid: &str) -> bool {
+        self.container_status(cid)
+            .health
+            .as_ref()
+            .is_some_and(|h| h.status == "healthy")
+    }
+
     /// Whether a task's container runs and is ready (healthy, where it has a check).
     fn task_ready(&self, t: &TaskRecord) -> Option<(String, std::net::Ipv4Addr)> {
         if t.shutdown.is_some() || t.error.is_some() {
@@ -540,14 +548,7 @@ impl Engine {
         ) {
             return None;
         }
-        if rec.run.healthcheck.is_some()
-            && self
-                .container_status(cid)
-                .health
-                .as_ref()
-                .map(|h| h.status.as_str())
-                != Some("healthy")
-        {
+        if rec.run.healthcheck.is_some() && !self.container_healthy(cid) {
             return None;
         }
         self.container_ipv4(cid).map(|ip| (cid.to_string(), ip))
@@ -1011,12 +1012,7 @@ impl Engine {
                     && t.container_id.as_deref().is_some_and(|cid| {
                         self.container(cid)
                             .is_ok_and(|r| r.run.healthcheck.is_some())
-                            && self
-                                .container_status(cid)
-                                .health
-                                .as_ref()
-                                .map(|h| h.status.as_str())
-                                != Some("healthy")
+                            && !self.container_healthy(cid)
                     }) =>
             {
                 TaskStatus {

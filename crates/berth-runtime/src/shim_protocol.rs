@@ -300,11 +300,6 @@ pub fn try_lock(fd: &OwnedFd) -> std::io::Result<bool> {
     }
 }
 
-/// Whether a shim holds the container directory's lock now (a missing directory: no).
-pub fn shim_holds(dir: &Path) -> bool {
-    matches!(lock_container_dir(dir), Ok(None))
-}
-
 /// Waits until no shim holds the lock of the directory `fd` is open on (the shim exited,
 /// its cleanup done), at most `timeout`; `fd` then holds it until it is closed. True when
 /// none holds it.
@@ -335,6 +330,11 @@ pub fn wait_for_shim_exit(dir: &Path, timeout: Duration) -> bool {
 #[cfg(test)]
 mod lock_tests {
     use super::*;
+
+    /// Whether a shim holds the container directory's lock now (a missing directory: no).
+    fn shim_holds(dir: &Path) -> bool {
+        matches!(lock_container_dir(dir), Ok(None))
+    }
 
     #[test]
     fn the_shims_lock_is_waited_for_until_its_holder_closes_it() {
