@@ -1,6 +1,6 @@
 use std::fs::{Permissions, canonicalize};
 use std::io::{BufRead, BufReader, ErrorKind};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +34,37 @@ use crate::syscall::{Syscall, SyscallError, linux};
 use crate::utils::{PathBufExt, retry};
 
 const MAX_EBUSY_MOUNT_ATTEMPTS: u32 = 3;
+
+/// berth patch: makes sure the directory `path` exists inside `root`, as
+/// `Root::mkdir_all` does, without its cost when there is little to create.
+/// `mkdir_all` re-opens every resolved handle through procfs (about 40 system
+/// calls with pathrs' procfs checks) even when the directory exists; a mount
+/// target almost always exists or lacks only its last component. An existing
+/// directory costs one `openat2(RESOLVE_IN_ROOT)`; a missing last component one
+/// more to resolve its parent and one `mkdirat` in it (`Root::create`, which
+/// does not follow a symlink in the last component). Anything else (a missing
+/// parent, a non-directory) goes through `mkdir_all`, with its errors.
+fn mount_target_dir(root: &Root, path: &Path, perm: &Permissions) -> Result<()> {
+    let is_dir = |root: &Root| {
+        root.resolve(path)
+            .ok()
+            .and_then(|h| nix::sys::stat::fstat(h.as_fd().as_raw_fd()).ok())
+            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    };
+    if is_dir(root) {
+        return Ok(());
+    }
+    if root
+        .create(path, &pathrs::InodeType::Directory(perm.clone()))
+        .is_ok()
+        && is_dir(root)
+    {
+        return Ok(());
+    }
+    root.mkdir_all(path, perm)?;
+    Ok(())
+}
+
 // runc has a retry interval of 100ms. We are following this.
 // https://github.com/opencontainers/runc/blob/v1.3.0/libcontainer/rootfs_linux.go#L1235
 #[cfg(not(test))]
@@ -597,12 +628,12 @@ impl Mount {
             })?;
 
             if src.is_dir() {
-                root.mkdir_all(container_dest, &dir_perm)?;
+                mount_target_dir(&root, container_dest, &dir_perm)?;
             } else {
                 let parent = container_dest
                     .parent()
                     .ok_or(MountError::Custom("destination has no parent".to_string()))?;
-                root.mkdir_all(parent, &dir_perm)?;
+                mount_target_dir(&root, parent, &dir_perm)?;
 
                 match root.create_file(
                     container_dest,
@@ -623,7 +654,7 @@ impl Mount {
 
             src
         } else {
-            root.mkdir_all(container_dest, &dir_perm)?;
+            mount_target_dir(&root, container_dest, &dir_perm)?;
             PathBuf::from(source)
         };
 
