@@ -28,6 +28,8 @@
 #   TOOLS="runc berth docker"        subset to run (docker: the docker CLI against berth)
 #   PEERS="dockerd podman"           peers to run (Debian's docker.io and podman)
 #   PARALLEL=100 CONCURRENCY=20      the parallel batches (PARALLEL=0: none)
+#   STOPPED=0            then this many exited containers in each engine, and the timed
+#                        runs again (STOPPED=200: a start must not slow with them)
 # Exit status: 0 when `berth run --rm --network none` is no slower than `runc run` on
 # runc's default bundle (issue 17's target), 3 otherwise; 1 on an error or a leak.
 set -euo pipefail
@@ -41,6 +43,7 @@ TOOLS=${TOOLS:-runc berth docker}
 PEERS=${PEERS:-dockerd podman}
 PARALLEL=${PARALLEL:-100}
 CONCURRENCY=${CONCURRENCY:-20}
+STOPPED=${STOPPED:-0}
 IMAGE=bench/true:1
 
 log() { printf '[run-bench] %s\n' "$*" >&2; }
@@ -225,9 +228,8 @@ fi
 # second run: a tool's run is preceded by its own (what one leaves to the background
 # is paid by the next of its kind, as in a sequence of runs), and every tool sees the
 # same minute of the machine.
-: >"$WORK/cmds.tsv"
-for i in "${!cmds[@]}"; do printf '%s\t%s\n' "${names[$i]}" "${cmds[$i]}" >>"$WORK/cmds.tsv"; done
-python3 - "$WORK/cmds.tsv" "$WARMUP" "$RUNS" "$WORK/results.json" <<'EOF'
+timed_rounds() { # TSV (name<TAB>command per line) OUT.json
+python3 - "$1" "$WARMUP" "$RUNS" "$2" <<'EOF'
 import json, shlex, statistics, subprocess, sys, time
 path, warmup, runs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 tools = [l.rstrip("\n").split("\t", 1) for l in open(path) if l.strip()]
@@ -259,6 +261,10 @@ for n, v in times.items():
           file=sys.stderr)
 json.dump({"results": results}, open(out, "w"), indent=1)
 EOF
+}
+: >"$WORK/cmds.tsv"
+for i in "${!cmds[@]}"; do printf '%s\t%s\n' "${names[$i]}" "${cmds[$i]}" >>"$WORK/cmds.tsv"; done
+timed_rounds "$WORK/cmds.tsv" "$WORK/results.json"
 
 # Nothing may be left behind by berth's --rm.
 left=$("$BERTH_BIN" -H "unix://$SOCK" ps -aq | wc -l)
@@ -304,7 +310,26 @@ if [[ $PARALLEL -gt 0 ]]; then
     fi
 fi
 
-python3 - "$WORK/results.json" "$WORK/parallel.txt" "$PARALLEL" "$CONCURRENCY" <<'EOF'
+# A host keeps containers that ran: STOPPED exited containers in each engine, then the
+# same `run --rm --network none` again. A start must not cost more with each container
+# the host keeps (berth once read every container's record on each lookup: 200 exited
+# containers made a run --rm 2.5 times slower).
+: >"$WORK/stopped.tsv"
+if [[ $STOPPED -gt 0 ]]; then
+    log "$STOPPED exited containers on the host"
+    # Several runs at once (the machine has 2 cores): the containers only have to exist.
+    seq "$STOPPED" | xargs -P 4 -I{} "$BERTH_BIN" -H "unix://$SOCK" run --network none "$IMAGE" /bin/true >/dev/null
+    printf 'berth-%s-exited\t%s\n' "$STOPPED" "$BERTH_BIN -H unix://$SOCK run --rm --network none $IMAGE /bin/true" >>"$WORK/stopped.tsv"
+    if [[ -n $DOCKERD ]]; then
+        seq "$STOPPED" | xargs -P 4 -I{} docker -H "unix://$DSOCK" run --network none "$IMAGE" /bin/true >/dev/null
+        printf 'docker-%s-exited\t%s\n' "$STOPPED" "docker -H unix://$DSOCK run --rm --network none $IMAGE /bin/true" >>"$WORK/stopped.tsv"
+    fi
+    timed_rounds "$WORK/stopped.tsv" "$WORK/results-stopped.json"
+    "$BERTH_BIN" -H "unix://$SOCK" ps -aq | xargs -r "$BERTH_BIN" -H "unix://$SOCK" rm >/dev/null
+    [[ -z $DOCKERD ]] || docker -H "unix://$DSOCK" ps -aq | xargs -r docker -H "unix://$DSOCK" rm >/dev/null
+fi
+
+python3 - "$WORK/results.json" "$WORK/parallel.txt" "$PARALLEL" "$CONCURRENCY" "$WORK/results-stopped.json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 par = dict(l.split() for l in open(sys.argv[2]) if l.strip())
@@ -342,6 +367,19 @@ if par:
             if b in par:
                 line += "   docker/berth %.2f" % (int(par[d]) / int(par[b]))
         print(line)
+stopped = {}
+try:
+    stopped = {x["command"]: x["median"] * 1000
+               for x in json.load(open(sys.argv[5]))["results"]}
+except (OSError, ValueError):
+    pass
+for name, v in stopped.items():
+    base = berth if name.startswith("berth") else docker
+    tool, n = name.split("-")[:2]
+    line = "%s run --rm with %s exited containers on the host: %.1f ms" % (tool, n, v)
+    if base:
+        line += "  (%.2f x its figure without them)" % (v / base)
+    print(line)
 status = 0
 if plain and berth:
     ratio = berth / plain

@@ -446,3 +446,64 @@ fn the_none_log_driver_keeps_nothing_and_says_so() {
     assert!(logs.is_empty(), "a log file was written: {logs:?}");
     ok(d.docker(&["rm", "quiet"]));
 }
+
+/// A container is found as Docker finds it, in Docker's order: its full ID, its name
+/// (with or without the leading `/`), then a unique ID prefix; an ambiguous prefix is
+/// refused by name. A name made of 64 hex digits that is no container's ID is a name.
+#[test]
+fn containers_are_found_by_id_name_and_unique_prefix_in_dockers_order() {
+    if !docker_available() {
+        return;
+    }
+    let d = Daemon::start();
+    let archive = fixtures().join("app-docker-save.tar");
+    ok(d.docker(&["load", "-i", archive.to_str().expect("path")]));
+    let hexname = "ab".repeat(32);
+    let a = ok(d.docker(&["create", "--name", "first", "fixture/app:1"]));
+    let b = ok(d.docker(&["create", "--name", &hexname, "fixture/app:1"]));
+    let (a, b) = (a.trim(), b.trim());
+    let name_of = |key: &str| ok(d.docker(&["inspect", "--format", "{{.Name}}", key]));
+    assert_eq!(name_of(a).trim(), "/first");
+    assert_eq!(name_of(b).trim(), format!("/{hexname}"));
+    assert_eq!(name_of("first").trim(), "/first");
+    assert_eq!(name_of("/first").trim(), "/first");
+    assert_eq!(name_of(&hexname).trim(), format!("/{hexname}"));
+    // The shortest prefix of each that the other does not share.
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    assert_eq!(name_of(&a[..=common]).trim(), "/first");
+    assert_eq!(name_of(&b[..=common]).trim(), format!("/{hexname}"));
+    // Among 17 IDs two share at least their first digit: their common prefix is
+    // ambiguous, and refused as such.
+    let mut ids: Vec<String> = (0..15)
+        .map(|_| {
+            ok(d.docker(&["create", "fixture/app:1"]))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    ids.extend([a.to_string(), b.to_string()]);
+    let shared = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, x)| ids[i + 1..].iter().map(move |y| (x, y)))
+        .map(|(x, y)| &x[..x.bytes().zip(y.bytes()).take_while(|(p, q)| p == q).count()])
+        .find(|p| !p.is_empty())
+        .expect("two of 17 IDs share a first digit");
+    let err = fails(d.docker(&["start", shared]));
+    assert!(
+        err.contains(&format!("container ID prefix {shared} is ambiguous")),
+        "{err}"
+    );
+    let mut rm = vec!["rm"];
+    rm.extend(ids[..15].iter().map(String::as_str));
+    ok(d.docker(&rm));
+    let err = fails(d.docker(&["inspect", "--type", "container", &"cd".repeat(32)]));
+    assert!(err.contains("No such container"), "{err}");
+    // A full ID keeps working once the container has run and stopped.
+    ok(d.docker(&["start", a]));
+    assert_eq!(ok(d.docker(&["wait", a])).trim(), "0");
+    assert_eq!(name_of(a).trim(), "/first");
+    ok(d.docker(&["rm", a, b]));
+    let err = fails(d.docker(&["inspect", "--type", "container", a]));
+    assert!(err.contains("No such container"), "{err}");
+}

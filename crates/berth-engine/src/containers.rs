@@ -52,6 +52,23 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 /// Version of `container.json`.
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
 pub(crate) const RECORD_FILE: &str = "container.json";
+
+/// The container record at `path`; `None` (logged, unless there is no file: a create
+/// that crashed half-way) when it cannot be used.
+fn read_record(path: &Path) -> Option<ContainerRecord> {
+    match fs::read(path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
+        Ok(Ok(r)) if r.version == CONTAINER_RECORD_VERSION => Some(r),
+        Ok(Ok(r)) => {
+            warn!(path = %path.display(), version = r.version, "container record of an unknown version skipped");
+            None
+        }
+        Ok(Err(err)) => {
+            warn!(path = %path.display(), error = %err, "unreadable container record skipped");
+            None
+        }
+        Err(_) => None,
+    }
+}
 /// A remapped container's kept user namespace (a bind mount of its nsfs file).
 pub(crate) const USERNS_FILE: &str = "userns";
 /// A remapped container's volumes, each an idmapped mount of the volume's directory
@@ -660,22 +677,10 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&dir, "list", e)),
         };
-        let mut out = Vec::new();
-        for e in rd.flatten() {
-            let p = e.path().join(RECORD_FILE);
-            match fs::read(&p).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
-                Ok(Ok(r)) if r.version == CONTAINER_RECORD_VERSION => out.push(r),
-                Ok(Ok(r)) => {
-                    warn!(path = %p.display(), version = r.version, "container record of an unknown version skipped")
-                }
-                Ok(Err(err)) => {
-                    warn!(path = %p.display(), error = %err, "unreadable container record skipped")
-                }
-                // A directory without a record: a create that crashed half-way.
-                Err(_) => {}
-            }
-        }
-        Ok(out)
+        Ok(rd
+            .flatten()
+            .filter_map(|e| read_record(&e.path().join(RECORD_FILE)))
+            .collect())
     }
 
     /// The container's current json-file log.
@@ -718,6 +723,15 @@ impl Engine {
         let not_found = || EngineError::not_found(format!("No such container: {name}"));
         if name.is_empty() {
             return Err(not_found());
+        }
+        // A full ID (what clients use once they have created a container) is one file;
+        // anything else is looked up among all records.
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Some(r) = read_record(&self.container_dir(name).join(RECORD_FILE)) {
+                if r.id == name {
+                    return Ok(r);
+                }
+            }
         }
         let records = self.container_records()?;
         if let Some(r) = records.iter().find(|r| r.id == name) {

@@ -3085,13 +3085,19 @@ impl Engine {
     /// containers that link to `target` (or of `only`), after the target started again
     /// with a new address or a link was removed: Docker's parent update.
     pub(crate) fn refresh_link_hosts(&self, target: Option<&str>, only: Option<&str>) {
-        let Ok(records) = self.container_records() else {
-            return;
+        // Only a running container on a network has an /etc/hosts to update: their
+        // records are read, not every container's (a start must not cost more with
+        // each stopped container the host keeps).
+        let live: Vec<String> = match only {
+            Some(o) => vec![o.to_string()],
+            None => self.net_state().live.keys().cloned().collect(),
         };
-        for parent in records.iter().filter(|r| {
+        let parents = live.iter().filter_map(|id| self.container(id).ok());
+        for parent in parents.filter(|r| {
             only.is_some_and(|o| o == r.id)
                 || target.is_some_and(|t| r.net.links.iter().any(|l| l.container == t))
         }) {
+            let parent = &parent;
             let st = self.net_state();
             let Some(live) = st.live.get(&parent.id) else {
                 continue;
