@@ -25,7 +25,7 @@
 //! The shim binary is `$BERTH_SHIM`, else `berth-shim` next to the running executable;
 //! `berth-driver` is looked up next to the shim.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -53,8 +53,81 @@ pub use berth_runtime::{ContainerOptions, MountSpec, NetworkMode};
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
 pub(crate) const RECORD_FILE: &str = "container.json";
 
-/// The container record at `path`; `None` (logged, unless there is no file: a create
-/// that crashed half-way) when it cannot be used.
+/// Parsed container records by the file each was read from, with that file's identity
+/// (device, inode, size, change and modification times): a listing, or a lookup by name
+/// or ID prefix, reads and parses a record again only when its file changed. The
+/// engine's own writes and removals drop the entry ([`RecordCache::forget`]), so the
+/// times' coarse granularity cannot hide a change it made; a change by another process
+/// replaces the file (a new inode) or moves its times.
+#[derive(Default)]
+pub(crate) struct RecordCache(std::sync::Mutex<HashMap<PathBuf, (FileKey, ContainerRecord)>>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileKey([i64; 7]);
+
+impl FileKey {
+    fn of(md: &fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey([
+            md.dev() as i64,
+            md.ino() as i64,
+            md.size() as i64,
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec(),
+        ])
+    }
+}
+
+impl RecordCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (FileKey, ContainerRecord)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The container record at `path`; `None` (logged, unless there is no file: a
+    /// create that crashed half-way) when it cannot be used.
+    pub(crate) fn read(&self, path: &Path) -> Option<ContainerRecord> {
+        let Ok(md) = fs::metadata(path) else {
+            self.forget(path);
+            return None;
+        };
+        let key = FileKey::of(&md);
+        if let Some((k, r)) = self.lock().get(path) {
+            if *k == key {
+                return Some(r.clone());
+            }
+        }
+        // Read after the identity was taken: a file replaced in between is read again
+        // next time (its identity differs from the one kept).
+        let rec = read_record(path);
+        let mut cache = self.lock();
+        match &rec {
+            Some(r) => {
+                cache.insert(path.to_path_buf(), (key, r.clone()));
+            }
+            None => {
+                cache.remove(path);
+            }
+        }
+        rec
+    }
+
+    /// Drops what is kept of the record at `path` (written or removed by the engine).
+    pub(crate) fn forget(&self, path: &Path) {
+        self.lock().remove(path);
+    }
+
+    /// Keeps only the records at `paths` (the others' containers are gone).
+    fn retain(&self, paths: &HashSet<PathBuf>) {
+        self.lock().retain(|p, _| paths.contains(p));
+    }
+}
+
+/// The container record at `path`, read and parsed; `None` (logged, unless there is no
+/// file) when it cannot be used.
 fn read_record(path: &Path) -> Option<ContainerRecord> {
     match fs::read(path).map(|b| serde_json::from_slice::<ContainerRecord>(&b)) {
         Ok(Ok(r)) if r.version == CONTAINER_RECORD_VERSION => Some(r),
@@ -677,10 +750,11 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&dir, "list", e)),
         };
-        Ok(rd
-            .flatten()
-            .filter_map(|e| read_record(&e.path().join(RECORD_FILE)))
-            .collect())
+        let paths: HashSet<PathBuf> = rd.flatten().map(|e| e.path().join(RECORD_FILE)).collect();
+        let cache = &self.inner.record_cache;
+        let out = paths.iter().filter_map(|p| cache.read(p)).collect();
+        cache.retain(&paths);
+        Ok(out)
     }
 
     /// The container's current json-file log.
@@ -701,7 +775,10 @@ impl Engine {
     pub(crate) fn write_record(&self, rec: &ContainerRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(rec)
             .map_err(|e| EngineError::internal(format!("container {}: record: {e}", rec.id)))?;
-        write_atomic(&self.container_dir(&rec.id), RECORD_FILE, &bytes)
+        let dir = self.container_dir(&rec.id);
+        let written = write_atomic(&dir, RECORD_FILE, &bytes);
+        self.inner.record_cache.forget(&dir.join(RECORD_FILE));
+        written
     }
 
     /// Changes a container's record under the record lock.
@@ -727,7 +804,11 @@ impl Engine {
         // A full ID (what clients use once they have created a container) is one file;
         // anything else is looked up among all records.
         if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Some(r) = read_record(&self.container_dir(name).join(RECORD_FILE)) {
+            if let Some(r) = self
+                .inner
+                .record_cache
+                .read(&self.container_dir(name).join(RECORD_FILE))
+            {
                 if r.id == name {
                     return Ok(r);
                 }
@@ -2226,6 +2307,7 @@ impl Engine {
         // Remove the record first: a crash after it leaves a directory without a record,
         // which lists as nothing and is removed on the next remove of that directory.
         let _ = fs::remove_file(dir.join(RECORD_FILE));
+        self.inner.record_cache.forget(&dir.join(RECORD_FILE));
         self.discard_container_dir(&rec.id, &dir)?;
         if let Some(fd) = deferred {
             self.release_runtime_after_shim(rec.clone(), fd);
@@ -2250,6 +2332,58 @@ fn running_conflict(id: &str) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record as the engine writes it, for the cache's tests.
+    fn record_json(id: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "version": CONTAINER_RECORD_VERSION, "id": id, "image": "x:1",
+            "image_id": format!("sha256:{}", "a".repeat(64)), "layers": [],
+            "created": "2026-12-07T00:00:00Z", "log_max_size": 0, "log_max_file": 1,
+            "cgroup_path": format!("/berth/{id}"), "name": name,
+        })
+    }
+
+    /// A record is parsed once and served from the cache while its file stays the same;
+    /// a file replaced by another (the engine's atomic write, or anyone's) is read
+    /// again, a removed or unreadable one is no record, and `forget` drops what is kept.
+    #[test]
+    fn the_record_cache_follows_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(RECORD_FILE);
+        let id = "b".repeat(64);
+        let write = |name: &str| {
+            let tmp = dir.path().join("tmp");
+            fs::write(
+                &tmp,
+                serde_json::to_vec(&record_json(&id, name)).expect("json"),
+            )
+            .expect("write");
+            fs::rename(&tmp, &path).expect("rename");
+        };
+        let cache = RecordCache::default();
+        assert!(cache.read(&path).is_none(), "no file, no record");
+        write("one");
+        assert_eq!(cache.read(&path).expect("record").name, "one");
+        // Kept with the identity of its file.
+        let key = FileKey::of(&fs::metadata(&path).expect("stat"));
+        assert!(cache.lock().get(&path).is_some_and(|(k, _)| *k == key));
+        // Replaced (same size: "two" and "one"), while the first file is still open so
+        // the new one cannot take its inode: read again.
+        let held = fs::File::open(&path).expect("open");
+        write("two");
+        assert_eq!(cache.read(&path).expect("record").name, "two");
+        drop(held);
+        // Unreadable: no record, and nothing kept.
+        fs::write(&path, b"{not json").expect("write");
+        assert!(cache.read(&path).is_none());
+        assert!(cache.lock().get(&path).is_none());
+        write("three");
+        assert_eq!(cache.read(&path).expect("record").name, "three");
+        cache.forget(&path);
+        assert!(cache.lock().get(&path).is_none());
+        fs::remove_file(&path).expect("rm");
+        assert!(cache.read(&path).is_none(), "a removed record is gone");
+    }
 
     #[test]
     fn each_state_root_has_its_own_runtime_state_directory() {

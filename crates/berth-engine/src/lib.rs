@@ -83,6 +83,8 @@ struct Inner {
     attachments: attach::Attachments,
     /// Serialises writes of container records and status files.
     records: std::sync::Mutex<()>,
+    /// Parsed container records, read again when their file changes.
+    record_cache: containers::RecordCache,
     lifecycle: std::sync::Mutex<lifecycle::Tracking>,
     /// Signalled when a monitor has handled an exit (see `wait_monitor_done`).
     monitor_done: std::sync::Condvar,
@@ -205,6 +207,7 @@ impl Engine {
                 events: events::EventBus::new(),
                 attachments: attach::Attachments::default(),
                 records: std::sync::Mutex::new(()),
+                record_cache: Default::default(),
                 lifecycle: Default::default(),
                 monitor_done: std::sync::Condvar::new(),
                 net_teardown_done: std::sync::Condvar::new(),
