@@ -1783,15 +1783,31 @@ impl Engine {
         for f in [EXIT_FILE, SHIM_STATE_FILE] {
             let _ = fs::remove_file(dir.join(f));
         }
-        // Sent to the shim over its stdin once it runs (`port_proxy.rs`).
-        let (proxy, proxy_fds): (Vec<_>, Vec<_>) =
+        // Sent to the shim over its stdin once it runs (`port_proxy.rs`): the userland
+        // proxy's sockets, then one end of a socket pair per pending attacher (its
+        // client gets the other end once the container runs; `attach.rs`).
+        let (proxy, mut handed): (Vec<_>, Vec<_>) =
             self.take_proxy_sockets(&rec.id).into_iter().unzip();
-        let handoff = match crate::port_proxy::Handoff::new(proxy_fds) {
+        let pairs = pending
+            .into_iter()
+            .map(|(opts, tx)| UnixStream::pair().map(|(ours, theirs)| (opts, tx, ours, theirs)))
+            .collect::<std::io::Result<Vec<_>>>();
+        let handoff = pairs.and_then(|pairs| {
+            let mut attached = Vec::with_capacity(pairs.len());
+            let mut specs = Vec::with_capacity(pairs.len());
+            for (opts, tx, ours, theirs) in pairs {
+                specs.push(opts.streams());
+                handed.push(std::os::fd::OwnedFd::from(theirs));
+                attached.push((ours, tx));
+            }
+            crate::port_proxy::Handoff::new(handed).map(|h| (h, specs, attached))
+        });
+        let (handoff, attach_specs, attached) = match handoff {
             Ok(h) => h,
             Err(e) => {
                 self.network_teardown(&rec.id);
                 return Err(EngineError::internal(format!(
-                    "container {}: userland proxy: {e}",
+                    "container {}: sockets for the shim (userland proxy, attached clients): {e}",
                     rec.id
                 )));
             }
@@ -1807,10 +1823,10 @@ impl Engine {
             tty: rec.tty,
             open_stdin: rec.open_stdin,
             stdin_once: rec.stdin_once,
-            wait_start: !pending.is_empty(),
             console_size: rec.console_size,
             proxy,
             runtime_root: Some(self.runtime_root(&rec.id)),
+            attach: attach_specs,
         };
         let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| {
             EngineError::internal(format!("container {}: shim config: {e}", rec.id))
@@ -1838,15 +1854,13 @@ impl Engine {
         }
         let _ = child.wait();
         let reply = reply.trim();
-        let started = match reply.strip_prefix("created ") {
-            Some(pid) => {
-                self.connect_pending_and_start(&rec, pending)?;
-                Some(pid)
-            }
-            None => reply.strip_prefix("ok "),
-        };
-        if let Some(pid) = started {
+        if let Some(pid) = reply.strip_prefix("ok ") {
             info!(container.id = %rec.id, pid = %pid, "container started");
+            // The clients attached before the start (a client that left meanwhile drops
+            // its end: the shim sees it close).
+            for (stream, tx) in attached {
+                drop(tx.send(stream));
+            }
             self.update_status(&rec.id, |s| {
                 if manual {
                     s.manually_stopped = false;

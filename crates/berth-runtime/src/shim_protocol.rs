@@ -16,27 +16,24 @@
 //!
 //! Published ports the kernel cannot translate (`[::1]`, an IPv6 address of the host for
 //! a container without IPv6) are served by the userland proxy: the engine binds their
-//! sockets ([`ShimConfig::proxy`] describes them) and, when there are any, spawns the
-//! shim with one end of a unix socket pair as its stdin and sends the sockets over the
-//! other end, in that order, in one `SCM_RIGHTS` message (one byte of data); the shim
-//! receives them first thing. It runs `berth-proxy PARENT_PID PROTO LISTEN TARGET ...`
+//! sockets ([`ShimConfig::proxy`] describes them). Clients attached before the start
+//! get a unix socket pair each ([`ShimConfig::attach`]). When there are any of either,
+//! the engine spawns the shim with one end of a unix socket pair as its stdin and sends
+//! the proxy's sockets, then the attached clients' ends, over the other end, in that
+//! order, in one `SCM_RIGHTS` message (one byte of data); the shim receives them first
+//! thing. It runs `berth-proxy PARENT_PID PROTO LISTEN TARGET ...`
 //! with the sockets as its fds 3, 4, … (in that order), as its child with a
 //! parent-death signal, and kills it when the container exits, before it writes
 //! `exit.json`.
 //!
 //! The shim's stdout, read by the engine to its end: `ok PID` once the container runs,
-//! `created PID` when [`ShimConfig::wait_start`] is set and the container is created but
-//! its process not started yet (the shim then waits for `start`), or `error MESSAGE`.
+//! or `error MESSAGE`.
 //!
 //! Control socket: a unix stream socket; one request line per connection, one reply:
 //! - `kill SIGNO\n` → `ok\n` or `error MESSAGE\n` (pidfd_send_signal to the init);
 //! - `state\n` → one JSON line, [`ShimState`];
 //! - `wait\n` → nothing until the container exits, then one JSON line, [`ExitRecord`]
 //!   (a client that sees EOF instead reads `exit.json`);
-//! - `start\n` (only after `created PID`) → `ok PID\n` once the user process runs, or
-//!   `error MESSAGE\n` (the shim then removes the container from the runtime and exits:
-//!   the container is `created` again); a shim that gets no `start` within
-//!   [`START_TIMEOUT_SECS`] does the same;
 //! - `resize HEIGHT WIDTH\n` → `ok\n` or `error MESSAGE\n` (`TIOCSWINSZ` on the pty
 //!   master; an error without a TTY);
 //! - `attach stdin=0|1 stdout=0|1 stderr=0|1\n` → `ok\n`, then the connection is a
@@ -93,8 +90,6 @@ pub const RUNTIME_BASE: &str = "/run/berth/runtime";
 pub const CONSOLE_SOCKET: &str = "console.sock";
 /// Output bytes an attached client may have pending before it is disconnected.
 pub const ATTACH_BUFFER_MAX: usize = 1 << 20;
-/// How long a shim that answered `created PID` waits for `start`.
-pub const START_TIMEOUT_SECS: u64 = 60;
 
 /// How the shim runs one container.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -127,10 +122,6 @@ pub struct ShimConfig {
     /// closes its input (Docker's `StdinOnce`).
     #[serde(default)]
     pub stdin_once: bool,
-    /// Create the container, answer `created PID` and start its process only on the
-    /// `start` request (so attach requests can be served before any output exists).
-    #[serde(default)]
-    pub wait_start: bool,
     /// The pty's initial size, `[height, width]` (Docker's `ConsoleSize`), set before the
     /// process starts.
     #[serde(default)]
@@ -146,6 +137,14 @@ pub struct ShimConfig {
     /// [`RUNTIME_DIR`] in the container's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_root: Option<PathBuf>,
+    /// Clients attached before the start (`docker run`, `docker start -a`): the streams
+    /// each wants, as in an `attach` request (`stdin=0|1 stdout=0|1 stderr=0|1`). The
+    /// engine sends one end of a unix socket pair per entry on the shim's stdin, after
+    /// the userland proxy's sockets (see the module's documentation); the shim serves
+    /// each as an attached client before it reads any of the container's output, so
+    /// none is lost to them, without holding the start back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach: Vec<String>,
 }
 
 /// One port the userland proxy serves: connections (TCP) or datagrams (UDP) arriving on

@@ -2,18 +2,19 @@
 //!
 //! The engine writes `CONTAINER_DIR/shim.json` and the bundle, spawns this program with
 //! its stdout on a pipe, and reads that pipe to its end: one line, `ok PID` once the
-//! container runs, `created PID` when asked to wait for `start`, or `error MESSAGE`.
-//! Meanwhile the shim
+//! container runs, or `error MESSAGE`. Meanwhile the shim
 //! 1. detaches: forks twice with `setsid` between, so it is no child of the daemon and in
 //!    no session of it — killing the daemon (even SIGKILL) leaves it and the container;
-//! 2. becomes a child subreaper, makes the container's stdio — stdout/stderr pipes, a
+//! 2. receives the sockets the engine hands over on its stdin, if any (the userland
+//!    proxy's, and the clients attached before the start: `ShimConfig::attach`),
+//!    becomes a child subreaper, makes the container's stdio — stdout/stderr pipes, a
 //!    stdin pipe with OpenStdin (else `/dev/null`), or with a TTY a console socket on
 //!    which libcontainer sends the pty master — and binds the control socket `shim.sock`;
-//! 3. runs `berth-driver create` (libcontainer) with the pipes' ends; the driver exits
-//!    (with `wait_start` it waits for the `start` request first, so attached clients are
-//!    connected before the process writes anything); the container's init is
-//!    reparented to the shim; with published ports the kernel cannot translate, runs
-//!    the userland proxy (`berth-proxy`, `proxy.rs`) on the sockets the engine bound;
+//! 3. runs `berth-driver create` (libcontainer) with the pipes' ends; the driver exits;
+//!    the container's init is reparented to the shim; with published ports the kernel
+//!    cannot translate, runs the userland proxy (`berth-proxy`, `proxy.rs`) on the
+//!    sockets the engine bound; serves the clients attached before the start as attached
+//!    clients before it reads any output, so they miss none of it;
 //! 4. loops on `poll`: output → json-file log (rotated; the shim always reads, so a
 //!    container never blocks on an absent or slow reader) and every attached client,
 //!    clients' input → the container's stdin, control requests, and the init's pidfd;
@@ -37,14 +38,13 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use attach::{Attacher, Input};
 use berth_runtime::shim_protocol::{
     lock_container_dir, ExitRecord, ShimConfig, ShimState, BUNDLE_DIR, CONSOLE_SOCKET, EXIT_FILE,
     SHIM_CONFIG_FILE, SHIM_LOG_FILE, SHIM_PROTOCOL_VERSION, SHIM_SOCKET, SHIM_STATE_FILE,
-    START_TIMEOUT_SECS,
 };
 use jsonlog::{rfc3339_nano, JsonLog, Stream};
 use rustix::event::{poll, PollFd, PollFlags};
@@ -172,14 +172,10 @@ struct Shim {
     listener: UnixListener,
     log: JsonLog,
     started_at: String,
-    /// The driver waiting for `start` (wait_start), until it is started.
-    driver: Option<Child>,
     attachers: Vec<Attacher>,
     waiters: Vec<UnixStream>,
     /// Close the container's stdin once `input_buf` is written (StdinOnce).
     close_input_when_flushed: bool,
-    /// `start` failed: clean up and exit.
-    aborted: bool,
     /// The userland proxy of published ports (`proxy.rs`), killed at exit.
     proxy: Option<proxy::ProxyChild>,
 }
@@ -251,19 +247,6 @@ fn set_nonblocking(fd: impl AsFd) -> Result<(), String> {
     let fl = rustix::fs::fcntl_getfl(&fd).map_err(|e| format!("fcntl: {e}"))?;
     rustix::fs::fcntl_setfl(&fd, fl | rustix::fs::OFlags::NONBLOCK)
         .map_err(|e| format!("fcntl: {e}"))
-}
-
-/// Reads one line (up to `\n` or EOF) without reading past it.
-fn read_line(r: &mut impl Read) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while let Ok(1) = r.read(&mut b) {
-        if b[0] == b'\n' {
-            break;
-        }
-        line.push(b[0]);
-    }
-    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// The driver's error message from its stderr (or its status).
@@ -343,7 +326,8 @@ impl Shim {
         std::env::set_current_dir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
         // Before stdin becomes /dev/null; close-on-exec: the driver and the container
         // never get them.
-        let proxy_socks = proxy::adopt(&cfg)?;
+        let mut proxy_socks = proxy::adopt(&cfg)?;
+        let attached = proxy_socks.split_off(cfg.proxy.len());
         let devnull = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         let log = OpenOptions::new()
             .create(true)
@@ -421,12 +405,9 @@ impl Shim {
         if cfg.tty {
             cmd.arg("--console-socket").arg(dir.join(CONSOLE_SOCKET));
         }
-        if cfg.wait_start {
-            cmd.arg("--wait-start").stdin(Stdio::piped());
-        } else {
-            cmd.stdin(Stdio::null());
-        }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only calls dup2,
         // which is async-signal-safe; ow, ew and ir are open in the parent (owned above)
         // and distinct from 3, 4 and 5 (high_fd).
@@ -443,24 +424,12 @@ impl Shim {
             });
         }
         let run_err = |e: std::io::Error| format!("run {}: {e}", cfg.driver.display());
-        let (pid_line, driver) = if cfg.wait_start {
-            let mut child = cmd.spawn().map_err(run_err)?;
-            let line = child.stdout.as_mut().map(read_line).unwrap_or_default();
-            if !line.starts_with("pid ") {
-                drop(child.stdin.take());
-                let out = child.wait_with_output().map_err(run_err)?;
-                return Err(driver_error("create", out.status, &out.stderr));
-            }
-            (line, Some(child))
-        } else {
-            let out = cmd.output().map_err(run_err)?;
-            if !out.status.success() {
-                return Err(driver_error("create", out.status, &out.stderr));
-            }
-            (String::from_utf8_lossy(&out.stdout).into_owned(), None)
-        };
+        let out = cmd.output().map_err(run_err)?;
+        if !out.status.success() {
+            return Err(driver_error("create", out.status, &out.stderr));
+        }
+        let pid_line = String::from_utf8_lossy(&out.stdout).into_owned();
         drop((out_w, err_w, in_r));
-        let mut shim_driver = driver;
         let result = (|| -> Result<(i32, Option<OwnedFd>, Option<proxy::ProxyChild>), String> {
             let pid: i32 = pid_line
                 .trim()
@@ -488,14 +457,7 @@ impl Shim {
             Ok(r) => r,
             Err(e) => {
                 let _ = fs::remove_file(CONSOLE_SOCKET);
-                match shim_driver.take() {
-                    // EOF on its stdin: the driver deletes the container.
-                    Some(mut child) => {
-                        drop(child.stdin.take());
-                        let _ = child.wait();
-                    }
-                    None => Self::delete_container(&cfg, dir),
-                }
+                Self::delete_container(&cfg, dir);
                 return Err(e);
             }
         };
@@ -518,6 +480,16 @@ impl Shim {
                     .map_err(|e| format!("pidfd_open {pid}: {e}"))
             })?;
         let started_at = rfc3339_nano(SystemTime::now());
+        // The clients attached before the start: served from the first output on (none
+        // is read before the supervision loop).
+        let mut attachers = Vec::with_capacity(attached.len());
+        for (fd, spec) in attached.into_iter().zip(&cfg.attach) {
+            let streams = attach::parse_streams(spec).map_err(|e| format!("attach: {e}"))?;
+            match Attacher::new(UnixStream::from(fd), streams) {
+                Ok(a) => attachers.push(a),
+                Err(e) => eprintln!("berth-shim: attach: {e}"),
+            }
+        }
         let shim = Shim {
             pid,
             pidfd,
@@ -528,22 +500,16 @@ impl Shim {
             listener,
             log,
             started_at,
-            driver: shim_driver,
-            attachers: Vec::new(),
+            attachers,
             waiters: Vec::new(),
             close_input_when_flushed: false,
-            aborted: false,
             proxy,
             dir: dir.to_path_buf(),
             cfg,
         };
-        let reply = if shim.driver.is_some() {
-            format!("created {pid}")
-        } else {
-            shim.write_state("running")
-                .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))?;
-            format!("ok {pid}")
-        };
+        shim.write_state("running")
+            .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))?;
+        let reply = format!("ok {pid}");
         // Ready: tell the engine, then let go of its pipe.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "{reply}");
@@ -586,26 +552,6 @@ impl Shim {
     fn write_state(&self, status: &str) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&self.state(status)).map_err(std::io::Error::other)?;
         write_atomic(&self.dir, SHIM_STATE_FILE, &bytes)
-    }
-
-    /// Starts the user process of a container created with `wait_start`: tells the
-    /// waiting driver, which starts it and exits (the init is then reparented to us).
-    fn start_process(&mut self) -> Result<(), String> {
-        let Some(mut child) = self.driver.take() else {
-            return Err("the container is already started".into());
-        };
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(b"start\n");
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("berth-driver start: {e}"))?;
-        if !out.status.success() {
-            return Err(driver_error("start", out.status, &out.stderr));
-        }
-        self.started_at = rfc3339_nano(SystemTime::now());
-        self.write_state("running")
-            .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))
     }
 
     /// Sends container output to the log and every attached client.
@@ -677,20 +623,7 @@ impl Shim {
         let mut buf = vec![0u8; 64 * 1024];
         let mut status: Option<rustix::process::WaitStatus> = None;
         let mut drain_deadline: Option<Instant> = None;
-        let start_deadline = self
-            .driver
-            .is_some()
-            .then(|| Instant::now() + Duration::from_secs(START_TIMEOUT_SECS));
         loop {
-            if self.aborted {
-                return self.abort_start();
-            }
-            if self.driver.is_some() && start_deadline.is_some_and(|d| Instant::now() >= d) {
-                eprintln!(
-                    "berth-shim: no start request within {START_TIMEOUT_SECS} s: container removed"
-                );
-                return self.abort_start();
-            }
             // Dropping a client closes its connection.
             self.attachers.retain(|a| !a.dead);
             if status.is_some()
@@ -703,14 +636,7 @@ impl Shim {
             if drain_deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            let timeout = [
-                drain_deadline,
-                start_deadline.filter(|_| self.driver.is_some()),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|d| timespec(d.saturating_duration_since(now)));
+            let timeout = drain_deadline.map(|d| timespec(d.saturating_duration_since(now)));
             let ready: Vec<(Slot, PollFlags)> = {
                 let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5 + self.attachers.len());
                 let mut slots: Vec<Slot> = Vec::with_capacity(fds.capacity());
@@ -725,7 +651,7 @@ impl Shim {
                     fds.push(PollFd::new(f, PollFlags::OUT));
                     slots.push(Slot::Input);
                 }
-                if status.is_none() && self.driver.is_none() {
+                if status.is_none() {
                     fds.push(PollFd::new(&self.pidfd, ev));
                     slots.push(Slot::Pidfd);
                 }
@@ -849,20 +775,6 @@ impl Shim {
         self.finish(status);
     }
 
-    /// The container was created but will not start (no `start` in time, or it failed):
-    /// remove it from the runtime and exit without an exit record (it is `created`).
-    fn abort_start(mut self) {
-        if let Some(p) = self.proxy.take() {
-            p.stop();
-        }
-        if let Some(mut child) = self.driver.take() {
-            drop(child.stdin.take()); // EOF: the driver deletes the container
-            let _ = child.wait();
-        }
-        let _ = fs::remove_file(SHIM_SOCKET);
-        let _ = fs::remove_file(SHIM_STATE_FILE);
-    }
-
     /// Answers one control request. `wait` connections are kept to be answered at exit,
     /// `attach` connections become attached clients.
     fn handle(&mut self, mut conn: UnixStream) {
@@ -898,28 +810,12 @@ impl Shim {
                 None => format!("error signal {sig:?}: not a signal number\n"),
             }
         } else if line == "state" {
-            let st = if self.driver.is_some() {
-                "created"
-            } else {
-                "running"
-            };
-            let mut s = serde_json::to_string(&self.state(st)).unwrap_or_default();
+            let mut s = serde_json::to_string(&self.state("running")).unwrap_or_default();
             s.push('\n');
             s
         } else if line == "wait" {
             self.waiters.push(conn);
             return;
-        } else if line == "start" && self.driver.is_none() {
-            "error the container is already started\n".to_string()
-        } else if line == "start" {
-            match self.start_process() {
-                Ok(()) => format!("ok {}\n", self.pid),
-                Err(e) => {
-                    eprintln!("berth-shim: start: {e}");
-                    self.aborted = true;
-                    format!("error {e}\n")
-                }
-            }
         } else if let Some(size) = line.strip_prefix("resize ") {
             self.resize(size)
                 .map_or_else(|e| format!("error {e}\n"), |()| "ok\n".to_string())

@@ -17,16 +17,17 @@ pub struct ProxyChild {
 }
 
 /// Receives the engine's sockets from stdin (one `SCM_RIGHTS` message, see
-/// `shim_protocol`), close-on-exec, so neither the driver nor the container ever holds
-/// them. Nothing to receive (and stdin untouched) without proxied ports.
+/// `shim_protocol`): the proxy's listening sockets, then the attached clients'
+/// connections. Close-on-exec, so neither the driver nor the container ever holds them.
+/// Nothing to receive (and stdin untouched) without proxied ports or attached clients.
 pub fn adopt(cfg: &ShimConfig) -> Result<Vec<OwnedFd>, String> {
-    let n = cfg.proxy.len();
+    let n = cfg.proxy.len() + cfg.attach.len();
     if n == 0 {
         return Ok(Vec::new());
     }
     let stdin = std::io::stdin();
     let stdin = stdin.as_fd();
-    let what = "userland proxy: the engine's sockets";
+    let what = "the engine's sockets (userland proxy, attached clients)";
     rustix::net::sockopt::set_socket_timeout(
         stdin,
         rustix::net::sockopt::Timeout::Recv,

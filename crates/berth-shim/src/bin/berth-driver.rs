@@ -1,7 +1,7 @@
 //! `berth-driver`: the libcontainer side of the shim, a short-lived helper.
 //!
 //! ```text
-//! berth-driver create RUNTIME_ROOT ID BUNDLE [--stdin] [--console-socket PATH] [--wait-start]
+//! berth-driver create RUNTIME_ROOT ID BUNDLE [--stdin] [--console-socket PATH]
 //! berth-driver delete RUNTIME_ROOT ID
 //! berth-driver kill RUNTIME_ROOT ID SIGNO
 //! berth-driver state RUNTIME_ROOT ID
@@ -23,12 +23,10 @@
 //! Stdio of `create`: fds 3 and 4 are the container's stdout and stderr; with `--stdin`
 //! fd 5 is its stdin, else its stdin is `/dev/null`. With `--console-socket PATH` (the
 //! spec has `terminal: true`) libcontainer sends the pty master to that socket and fds 3
-//! and 4 are not used. With `--wait-start` the driver prints `pid N` once the container
-//! is created, then reads one line from its stdin: `start` starts the user process and
-//! prints `ok`; anything else or EOF deletes the container (exit status 1).
+//! and 4 are not used.
 //! Errors go to stderr, one line, with exit status 1.
 
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -45,7 +43,7 @@ use rustix::process::WaitOptions;
 
 fn run(args: &[String]) -> Result<String, String> {
     let usage = || {
-        "usage: berth-driver create|delete|kill|state RUNTIME_ROOT ID [BUNDLE [--stdin] [--console-socket PATH] [--wait-start]|SIGNO]".to_string()
+        "usage: berth-driver create|delete|kill|state RUNTIME_ROOT ID [BUNDLE [--stdin] [--console-socket PATH]|SIGNO]".to_string()
     };
     let (verb, root, id) = match args {
         [verb, root, id, ..] => (verb.as_str(), Path::new(root), id.as_str()),
@@ -54,12 +52,11 @@ fn run(args: &[String]) -> Result<String, String> {
     let driver = Driver::new(root);
     match (verb, args.get(3)) {
         ("create", Some(bundle)) => {
-            let (mut stdin_fd, mut console, mut wait_start) = (false, None, false);
+            let (mut stdin_fd, mut console) = (false, None);
             let mut rest = args[4..].iter();
             while let Some(a) = rest.next() {
                 match a.as_str() {
                     "--stdin" => stdin_fd = true,
-                    "--wait-start" => wait_start = true,
                     "--console-socket" => {
                         console = Some(Path::new(rest.next().ok_or_else(usage)?));
                     }
@@ -74,7 +71,7 @@ fn run(args: &[String]) -> Result<String, String> {
                 // SAFETY: as above, fd 5 is the shim's, handed to this process alone.
                 unsafe { OwnedFd::from_raw_fd(5) }
             } else {
-                // Never the driver's own stdin: with --wait-start that is the shim's pipe.
+                // Never the driver's own stdin.
                 std::fs::File::open("/dev/null")
                     .map_err(|e| format!("/dev/null: {e}"))?
                     .into()
@@ -92,28 +89,11 @@ fn run(args: &[String]) -> Result<String, String> {
             );
             let why = causes.map(read_errors).unwrap_or_default();
             let pid = created.map_err(|e| with_causes(&e.to_string(), &why))?;
-            if wait_start {
-                let mut out = std::io::stdout();
-                let _ = writeln!(out, "pid {pid}");
-                let _ = out.flush();
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                if line.trim() != "start" {
-                    let _ = driver.delete(id, true);
-                    return Err(format!(
-                        "container {id}: not started (start was not requested)"
-                    ));
-                }
-            }
             if let Err(e) = driver.start(id) {
                 let _ = driver.delete(id, true);
                 return Err(e.to_string());
             }
-            Ok(if wait_start {
-                "ok".to_string()
-            } else {
-                format!("pid {pid}")
-            })
+            Ok(format!("pid {pid}"))
         }
         ("delete", None) => driver
             .delete(id, true)
