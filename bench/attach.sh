@@ -5,11 +5,12 @@
 #
 # Measured (hyperfine, each command end to end):
 #   runc          runc run -b BUNDLE ID (foreground, the runtime alone: no daemon, no CLI)
-#   berth-fg      docker run --rm IMAGE true        (attach before start: the start handshake)
-#   berth-detach  docker run -d IMAGE true; docker wait; docker rm   (no attach: no handshake)
+#   berth-fg      docker run --rm IMAGE true        (attached before the start)
+#   berth-detach  docker run -d IMAGE true; docker wait; docker rm   (nothing attached)
 # The berth figures include the docker CLI (a Go binary started per command) and the API
 # round trips, which runc does not pay. start_handshake.py then times POST /start alone,
-# without and with a pending attach: the cost of the attach handshake.
+# without and with a pending attach: what attaching before the start costs the start
+# (the attached clients are handed to the shim with it; no handshake since 96ac8f4).
 #
 # Environment:
 #   RUNS=30                  runs per command
@@ -95,5 +96,5 @@ hyperfine --runs "$RUNS" --warmup 3 --export-markdown "$BENCH_DIR/attach-results
     -n berth-fg "$FG" \
     -n berth-detach "$DETACH"
 log "results: $BENCH_DIR/attach-results.md"
-log "start latency without and with a pending attach (the handshake's cost)"
+log "start latency without and with a pending attach"
 python3 "$SCRIPT_DIR/start_handshake.py" "$SOCK" 15

@@ -1,5 +1,7 @@
-"""The cost of the attach handshake: POST /start of a created container, without and with
-an attach pending (the docker CLI's `run` without -d), through the API, alternating.
+"""What attaching before the start costs the start: POST /start of a created container,
+without and with an attach pending (the docker CLI's `run` without -d), through the API,
+alternating. (The name is from when the start was a handshake between engine and shim;
+since 96ac8f4 the attached clients are handed to the shim with the start.)
 
 Usage: python3 start_handshake.py SOCKET [N=15]   (fixture/app:1 loaded; see run.sh)
 """
