@@ -1788,21 +1788,18 @@ impl Engine {
         // client gets the other end once the container runs; `attach.rs`).
         let (proxy, mut handed): (Vec<_>, Vec<_>) =
             self.take_proxy_sockets(&rec.id).into_iter().unzip();
-        let pairs = pending
-            .into_iter()
-            .map(|(opts, tx)| UnixStream::pair().map(|(ours, theirs)| (opts, tx, ours, theirs)))
-            .collect::<std::io::Result<Vec<_>>>();
-        let handoff = pairs.and_then(|pairs| {
-            let mut attached = Vec::with_capacity(pairs.len());
-            let mut specs = Vec::with_capacity(pairs.len());
-            for (opts, tx, ours, theirs) in pairs {
-                specs.push(opts.streams());
-                handed.push(std::os::fd::OwnedFd::from(theirs));
+        let mut attach_specs = Vec::with_capacity(pending.len());
+        let mut attached = Vec::with_capacity(pending.len());
+        let handoff = (|| {
+            for (opts, tx) in pending {
+                let (ours, theirs) = UnixStream::pair()?;
+                attach_specs.push(opts.streams());
+                handed.push(theirs.into());
                 attached.push((ours, tx));
             }
-            crate::port_proxy::Handoff::new(handed).map(|h| (h, specs, attached))
-        });
-        let (handoff, attach_specs, attached) = match handoff {
+            crate::port_proxy::Handoff::new(handed)
+        })();
+        let handoff = match handoff {
             Ok(h) => h,
             Err(e) => {
                 self.network_teardown(&rec.id);

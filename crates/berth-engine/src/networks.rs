@@ -3092,12 +3092,15 @@ impl Engine {
             Some(o) => vec![o.to_string()],
             None => self.net_state().live.keys().cloned().collect(),
         };
-        let parents = live.iter().filter_map(|id| self.container(id).ok());
-        for parent in parents.filter(|r| {
-            only.is_some_and(|o| o == r.id)
-                || target.is_some_and(|t| r.net.links.iter().any(|l| l.container == t))
-        }) {
-            let parent = &parent;
+        let parents: Vec<_> = live
+            .iter()
+            .filter_map(|id| self.container(id).ok())
+            .filter(|r| {
+                only.is_some_and(|o| o == r.id)
+                    || target.is_some_and(|t| r.net.links.iter().any(|l| l.container == t))
+            })
+            .collect();
+        for parent in &parents {
             let st = self.net_state();
             let Some(live) = st.live.get(&parent.id) else {
                 continue;

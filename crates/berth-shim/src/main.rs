@@ -249,6 +249,44 @@ fn set_nonblocking(fd: impl AsFd) -> Result<(), String> {
         .map_err(|e| format!("fcntl: {e}"))
 }
 
+/// Receives the engine's sockets from stdin (one `SCM_RIGHTS` message, see
+/// `shim_protocol`): the proxy's listening sockets, then the attached clients'
+/// connections. Close-on-exec, so neither the driver nor the container ever holds them.
+/// Nothing to receive (and stdin untouched) without proxied ports or attached clients.
+/// Returns the proxy's sockets and the attached clients' connections.
+fn receive_handoff(cfg: &ShimConfig) -> Result<(Vec<OwnedFd>, Vec<OwnedFd>), String> {
+    let n = cfg.proxy.len() + cfg.attach.len();
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let stdin = std::io::stdin();
+    let stdin = stdin.as_fd();
+    let what = "the engine's sockets (userland proxy, attached clients)";
+    rustix::net::sockopt::set_socket_timeout(
+        stdin,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(10)),
+    )
+    .map_err(|e| format!("{what}: stdin: {e}"))?;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(n))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(stdin, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut out = Vec::with_capacity(n);
+    for m in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = m {
+            out.extend(fds);
+        }
+    }
+    if out.len() != n {
+        return Err(format!("{what}: {} received, {n} expected", out.len()));
+    }
+    let attached = out.split_off(cfg.proxy.len());
+    Ok((out, attached))
+}
+
 /// The driver's error message from its stderr (or its status).
 fn driver_error(verb: &str, status: std::process::ExitStatus, stderr: &[u8]) -> String {
     let msg = String::from_utf8_lossy(stderr);
@@ -326,8 +364,7 @@ impl Shim {
         std::env::set_current_dir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
         // Before stdin becomes /dev/null; close-on-exec: the driver and the container
         // never get them.
-        let mut proxy_socks = proxy::adopt(&cfg)?;
-        let attached = proxy_socks.split_off(cfg.proxy.len());
+        let (proxy_socks, attached) = receive_handoff(&cfg)?;
         let devnull = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         let log = OpenOptions::new()
             .create(true)
@@ -507,7 +544,7 @@ impl Shim {
             dir: dir.to_path_buf(),
             cfg,
         };
-        shim.write_state("running")
+        shim.write_state()
             .map_err(|e| format!("{SHIM_STATE_FILE}: {e}"))?;
         let reply = format!("ok {pid}");
         // Ready: tell the engine, then let go of its pipe.
@@ -539,18 +576,19 @@ impl Shim {
         }
     }
 
-    fn state(&self, status: &str) -> ShimState {
+    /// The shim's state: its container runs (the exit goes to `exit.json`).
+    fn state(&self) -> ShimState {
         ShimState {
             version: SHIM_PROTOCOL_VERSION,
             shim_pid: rustix::process::getpid().as_raw_nonzero().get(),
             pid: self.pid,
             started_at: self.started_at.clone(),
-            status: status.to_string(),
+            status: "running".to_string(),
         }
     }
 
-    fn write_state(&self, status: &str) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(&self.state(status)).map_err(std::io::Error::other)?;
+    fn write_state(&self) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(&self.state()).map_err(std::io::Error::other)?;
         write_atomic(&self.dir, SHIM_STATE_FILE, &bytes)
     }
 
@@ -810,7 +848,7 @@ impl Shim {
                 None => format!("error signal {sig:?}: not a signal number\n"),
             }
         } else if line == "state" {
-            let mut s = serde_json::to_string(&self.state("running")).unwrap_or_default();
+            let mut s = serde_json::to_string(&self.state()).unwrap_or_default();
             s.push('\n');
             s
         } else if line == "wait" {

@@ -1,55 +1,19 @@
 //! The userland proxy of the container's published ports that the kernel cannot
 //! translate (`berth-proxy`, see its source): the shim receives the listening sockets
-//! the engine bound ([`ShimConfig::proxy`], sent over its stdin), runs the proxy as its
-//! child once the container exists, and kills it when the container exits. The proxy
-//! also dies with the shim (parent-death signal), so it never outlives the container.
+//! the engine bound ([`ShimConfig::proxy`], sent over its stdin: `receive_handoff` in
+//! `main.rs`), runs the proxy as its child once the container exists, and kills it when
+//! the container exits. The proxy also dies with the shim (parent-death signal), so it
+//! never outlives the container.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
 
 use berth_runtime::shim_protocol::{ShimConfig, PROXY_BINARY};
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 /// The running proxy.
 pub struct ProxyChild {
     pidfd: OwnedFd,
-}
-
-/// Receives the engine's sockets from stdin (one `SCM_RIGHTS` message, see
-/// `shim_protocol`): the proxy's listening sockets, then the attached clients'
-/// connections. Close-on-exec, so neither the driver nor the container ever holds them.
-/// Nothing to receive (and stdin untouched) without proxied ports or attached clients.
-pub fn adopt(cfg: &ShimConfig) -> Result<Vec<OwnedFd>, String> {
-    let n = cfg.proxy.len() + cfg.attach.len();
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let stdin = std::io::stdin();
-    let stdin = stdin.as_fd();
-    let what = "the engine's sockets (userland proxy, attached clients)";
-    rustix::net::sockopt::set_socket_timeout(
-        stdin,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(std::time::Duration::from_secs(10)),
-    )
-    .map_err(|e| format!("{what}: stdin: {e}"))?;
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(n))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    rustix::net::recvmsg(stdin, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
-        .map_err(|e| format!("{what}: {e}"))?;
-    let mut out = Vec::with_capacity(n);
-    for m in cmsg.drain() {
-        if let RecvAncillaryMessage::ScmRights(fds) = m {
-            out.extend(fds);
-        }
-    }
-    if out.len() != n {
-        return Err(format!("{what}: {} received, {n} expected", out.len()));
-    }
-    Ok(out)
 }
 
 /// Runs `berth-proxy` (next to the driver) with the sockets as its fds 3, 4, …; None

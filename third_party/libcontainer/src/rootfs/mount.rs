@@ -43,26 +43,27 @@ const MAX_EBUSY_MOUNT_ATTEMPTS: u32 = 3;
 /// directory costs one `openat2(RESOLVE_IN_ROOT)`; a missing last component one
 /// more to resolve its parent and one `mkdirat` in it (`Root::create`, which
 /// does not follow a symlink in the last component). Anything else (a missing
-/// parent, a non-directory) goes through `mkdir_all`, with its errors.
-fn mount_target_dir(root: &Root, path: &Path, perm: &Permissions) -> Result<()> {
-    let is_dir = |root: &Root| {
-        root.resolve(path)
-            .ok()
-            .and_then(|h| nix::sys::stat::fstat(h.as_fd().as_raw_fd()).ok())
-            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+/// parent, a non-directory) goes through `mkdir_all`, with its errors. Returns
+/// the directory's handle, which the mount then targets (no second resolution).
+fn mount_target_dir(root: &Root, path: &Path, perm: &Permissions) -> Result<pathrs::Handle> {
+    let resolve_dir = |root: &Root| {
+        root.resolve(path).ok().filter(|h| {
+            nix::sys::stat::fstat(h.as_fd().as_raw_fd())
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        })
     };
-    if is_dir(root) {
-        return Ok(());
+    if let Some(h) = resolve_dir(root) {
+        return Ok(h);
     }
     if root
         .create(path, &pathrs::InodeType::Directory(perm.clone()))
         .is_ok()
-        && is_dir(root)
     {
-        return Ok(());
+        if let Some(h) = resolve_dir(root) {
+            return Ok(h);
+        }
     }
-    root.mkdir_all(path, perm)?;
-    Ok(())
+    Ok(root.mkdir_all(path, perm)?)
 }
 
 // runc has a retry interval of 100ms. We are following this.
@@ -621,6 +622,8 @@ impl Mount {
 
         let source = m.source().as_ref().ok_or(MountError::NoSource)?;
         let dir_perm = Permissions::from_mode(0o755);
+        // The target directory's handle, when the target is a directory.
+        let mut dest_dir = None;
         let src = if is_bind(m) {
             let src = canonicalize(source).map_err(|err| {
                 tracing::error!("failed to canonicalize {:?}: {}", source, err);
@@ -628,7 +631,7 @@ impl Mount {
             })?;
 
             if src.is_dir() {
-                mount_target_dir(&root, container_dest, &dir_perm)?;
+                dest_dir = Some(mount_target_dir(&root, container_dest, &dir_perm)?);
             } else {
                 let parent = container_dest
                     .parent()
@@ -654,11 +657,14 @@ impl Mount {
 
             src
         } else {
-            mount_target_dir(&root, container_dest, &dir_perm)?;
+            dest_dir = Some(mount_target_dir(&root, container_dest, &dir_perm)?);
             PathBuf::from(source)
         };
 
-        let dest: OwnedFd = root.resolve(container_dest)?.into();
+        let dest: OwnedFd = match dest_dir {
+            Some(h) => h.into(),
+            None => root.resolve(container_dest)?.into(),
+        };
         let dest_fd = dest.as_fd();
 
         // fd-based mount flow:
